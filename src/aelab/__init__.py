@@ -1,0 +1,1 @@
+"""aelab: an autoencoder lab."""
