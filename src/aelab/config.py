@@ -1,0 +1,287 @@
+"""Validated, frozen configurations.
+
+A run is fully described by a :class:`RunConfig` (model + data + training). Configs are built
+from Python, from TOML, from CLI flags or from dotted overrides, and are validated when built:
+an unknown key, a wrong type or an out-of-range value raises :class:`aelab.errors.ConfigError`
+with one line naming the field and what is allowed. Configs are frozen and round-trip through
+JSON; :func:`config_hash` is the cache key of a run.
+
+pydantic does the validation (strict types, ``extra="forbid"``) so the rules live next to the
+fields they guard instead of in hand-written checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "leaky_relu")
+Activation = Literal["relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "leaky_relu"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class LayerSpec(_Frozen):
+    """One Dense layer: its width and activation (Keras names)."""
+
+    size: int = Field(gt=0, le=1_000_000)
+    activation: Activation
+
+    @classmethod
+    def parse(cls, text: str) -> "LayerSpec":
+        """Parse ``"32:relu"`` (the CLI's form)."""
+        size, sep, act = text.strip().partition(":")
+        if not sep or not size.strip().isdigit():
+            raise ConfigError(
+                f"layer {text!r} is not SIZE:ACTIVATION (for example 32:relu); "
+                f"activations: {', '.join(ACTIVATIONS)}"
+            )
+        if act.strip() not in ACTIVATIONS:
+            raise ConfigError(f"layer {text!r}: unknown activation {act.strip()!r}; allowed: {', '.join(ACTIVATIONS)}")
+        return cls(size=int(size), activation=act.strip())
+
+    def __str__(self) -> str:
+        return f"{self.size}:{self.activation}"
+
+
+def parse_layers(text: str) -> tuple[LayerSpec, ...]:
+    """Parse ``"128:relu,64:relu,32:relu"`` into layer specs."""
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError("a layer list is empty; give SIZE:ACTIVATION[,SIZE:ACTIVATION...] such as 32:relu")
+    return tuple(LayerSpec.parse(p) for p in parts)
+
+
+class ModelConfig(_Frozen):
+    """An autoencoder: family, encoder and decoder layers, code-layer regularisation."""
+
+    family: str = "dense"
+    input_dim: int = Field(default=784, gt=0)
+    encoder: tuple[LayerSpec, ...] = (LayerSpec(size=32, activation="relu"),)
+    decoder: tuple[LayerSpec, ...] = (LayerSpec(size=784, activation="sigmoid"),)
+    #: Keras ``activity_regularizer=l1(λ)`` on the code layer: λ·Σ|h| / batch size.
+    activity_l1: float = Field(default=0.0, ge=0.0)
+    #: "keras": Glorot-uniform kernels, zero biases. "torch": PyTorch's nn.Linear default.
+    init: Literal["keras", "torch"] = "keras"
+
+    @field_validator("encoder", "decoder", mode="before")
+    @classmethod
+    def _layers_from_text(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_layers(v)
+        if isinstance(v, list):
+            return tuple(LayerSpec.parse(x) if isinstance(x, str) else x for x in v)
+        return v
+
+    @field_validator("activity_l1", mode="before")
+    @classmethod
+    def _int_is_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "ModelConfig":
+        from .models import FAMILIES  # the registry; imported late to avoid a cycle
+
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; allowed: {', '.join(sorted(FAMILIES))}")
+        if not self.encoder:
+            raise ValueError("encoder needs at least one layer")
+        if not self.decoder:
+            raise ValueError("decoder needs at least one layer")
+        if self.decoder[-1].size != self.input_dim:
+            raise ValueError(
+                f"the decoder's last layer has size {self.decoder[-1].size} but the input has "
+                f"{self.input_dim} values; make the last decoder layer {self.input_dim}:<activation>"
+            )
+        return self
+
+    @property
+    def code_dim(self) -> int:
+        return self.encoder[-1].size
+
+
+class DataConfig(_Frozen):
+    """Which data, how it is scaled, and the noise of a denoising autoencoder."""
+
+    dataset: Literal["mnist", "synthetic"] = "mnist"
+    #: "unit": x/255. "minmax": scikit-learn MinMaxScaler, per pixel.
+    scaling: Literal["unit", "minmax"] = "unit"
+    #: "train": the scaler is fitted on the training split. "per_split": each split is fitted on
+    #: itself, as the seed notebook does (a flaw the report measures).
+    scaler_fit: Literal["train", "per_split"] = "train"
+    #: Denoising: inputs are clip(x + f·N(0,1), 0, 1); targets stay clean.
+    noise_factor: float = Field(default=0.0, ge=0.0, le=100.0)
+    #: "once": noise drawn once before training (the seed's way). "per_epoch": redrawn each epoch.
+    noise_mode: Literal["once", "per_epoch"] = "once"
+    #: What the validation loss is computed on: the seed validates 4.1 on clean → clean.
+    validate_on: Literal["clean", "noisy"] = "clean"
+    #: Use only the first N training (and N//6 test, at least 1) images: quick runs and tests.
+    limit: Optional[int] = Field(default=None, gt=0)
+    test_limit: Optional[int] = Field(default=None, gt=0)
+
+    @field_validator("noise_factor", mode="before")
+    @classmethod
+    def _int_is_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class TrainConfig(_Frozen):
+    """Optimiser and loop settings (Keras' Adam defaults)."""
+
+    epochs: int = Field(default=20, ge=1, le=100_000)
+    batch_size: int = Field(default=64, ge=1)
+    shuffle: bool = True
+    seed: int = 2022
+    loss: Literal["bce", "mse"] = "bce"
+    lr: float = Field(default=1e-3, gt=0.0)
+    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    eps: float = Field(default=1e-7, gt=0.0)
+
+    @field_validator("lr", "beta1", "beta2", "eps", mode="before")
+    @classmethod
+    def _int_is_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class RunConfig(_Frozen):
+    """Everything that determines a run's result. Devices and engines are not part of it."""
+
+    name: str = "run"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> "RunConfig":
+        if self.data.limit is not None and self.train.batch_size > self.data.limit:
+            raise ValueError(
+                f"train.batch_size {self.train.batch_size} is larger than the data set "
+                f"(data.limit {self.data.limit}); lower the batch size or raise the limit"
+            )
+        return self
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return _validate(cls, d)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "RunConfig":
+        return cls.from_dict(load_toml(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d["model"]["encoder"] = [str(LayerSpec(**l)) for l in d["model"]["encoder"]]
+        d["model"]["decoder"] = [str(LayerSpec(**l)) for l in d["model"]["decoder"]]
+        return d
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+    def hash(self) -> str:
+        return config_hash(self)
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A stable hash of everything that determines the result (the name is excluded)."""
+    d = cfg.to_dict()
+    d.pop("name", None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _format_loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not isinstance(p, int)) or "config"
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line: the first problem, naming the field and what is allowed."""
+    e = err.errors()[0]
+    loc = _format_loc(e["loc"])
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif e["type"] == "literal_error":
+        msg = f"got {e.get('input')!r}; {msg.lower()}"
+    elif e["type"].endswith("_type") or e["type"].endswith("_parsing"):
+        msg = f"got {e.get('input')!r} ({type(e.get('input')).__name__}); {msg.lower()}"
+    elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
+        msg = f"got {e.get('input')!r}; {msg.lower()}"
+    if e["type"] == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"invalid config: {loc}: {msg}{more}"
+
+
+def _validate(cls: type[BaseModel], d: Any) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"invalid config: expected a table of settings, got {type(d).__name__}")
+    try:
+        return cls.model_validate(d)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+    except ConfigError:
+        raise
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the path") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override's value as TOML (``0.01``, ``true``, ``"x"``, ``[1,2]``); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not KEY=VALUE (for example model.activity_l1=0.01)")
+    return key.strip(), parse_value(value.strip())
+
+
+def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Apply dotted overrides (``{"model.activity_l1": 0.01}``) to a config dict.
+
+    An override must name an existing key; its value is validated (type kept) when the result
+    is turned back into a config.
+    """
+    out = json.loads(json.dumps(d))
+    defaults = RunConfig().to_dict()
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node, ref = out, defaults
+        for i, p in enumerate(parts):
+            if not isinstance(ref, dict) or p not in ref:
+                raise ConfigError(f"invalid override {dotted!r}: unknown key {'.'.join(parts[: i + 1])!r}")
+            if i == len(parts) - 1:
+                node[p] = value
+            else:
+                node = node.setdefault(p, {})
+                ref = ref[p]
+    return out

@@ -1,0 +1,277 @@
+"""The training loop: epochs, shuffling, noise, validation, history, checkpoints, signals.
+
+It knows no specific model: a stepper (``steppers.py``) takes the steps. The data set lives on
+the device as one tensor per split; an epoch is a permutation of row indices; the per-batch
+losses go into a device buffer and are read once per epoch. Everything random is derived from
+the run's seed and the epoch number (``SeedSequence([seed, stream, epoch])``), so a run resumed
+from a checkpoint mid-epoch replays exactly the same permutation and noise.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import AelabError, TrainingError
+
+
+# -- reproducible random streams ------------------------------------------------------------------
+STREAM_INIT, STREAM_SHUFFLE, STREAM_NOISE = 0, 1, 2
+
+
+def derived_seed(seed: int, stream: int, epoch: int = 0) -> int:
+    """A 63-bit seed for (run seed, stream, epoch); independent streams, no shared state."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, stream, epoch])
+    return int(ss.generate_state(2, dtype=np.uint32).astype(np.uint64).dot([1, 1 << 31])) & ((1 << 63) - 1)
+
+
+def generator(seed: int, stream: int, epoch: int = 0) -> torch.Generator:
+    g = torch.Generator(device="cpu")
+    g.manual_seed(derived_seed(seed, stream, epoch))
+    return g
+
+
+def permutation(n: int, seed: int, epoch: int, shuffle: bool, device) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n, device=device)
+    return torch.randperm(n, generator=generator(seed, STREAM_SHUFFLE, epoch)).to(device)
+
+
+def add_noise(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
+    """``clip(x + factor·N(0,1), 0, 1)``; noise drawn on the CPU from ``g`` (device-independent)."""
+    noise = torch.randn(x.shape, generator=g, dtype=torch.float32)
+    return (x + factor * noise.to(x.device)).clamp_(0.0, 1.0)
+
+
+# -- data and history ------------------------------------------------------------------------------
+@dataclass
+class TrainData:
+    """One model's data, on the device. Inputs may be noisy; targets are always clean.
+
+    x_train: (N, D) clean training images (the targets, and the inputs without noise).
+    x_val:   (Nv, D) clean validation images.
+    """
+
+    x_train: torch.Tensor
+    x_val: torch.Tensor
+    noise_factor: float = 0.0
+    noise_mode: str = "once"  # "once" | "per_epoch"
+    validate_on: str = "clean"  # "clean" | "noisy"
+    seed: int = 0
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def train_inputs(self, epoch: int) -> torch.Tensor:
+        """The training inputs for ``epoch`` (0-based): clean, or noisy as configured."""
+        if self.noise_factor <= 0:
+            return self.x_train
+        key = ("train", 0 if self.noise_mode == "once" else epoch)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != "train"}
+            # "once" follows the seed: train noise then test noise, drawn before training.
+            self._cache[key] = add_noise(self.x_train, self.noise_factor, generator(self.seed, STREAM_NOISE, key[1]))
+        return self._cache[key]
+
+    def noisy_val(self) -> torch.Tensor:
+        if self.noise_factor <= 0:
+            return self.x_val
+        if "val" not in self._cache:
+            self._cache["val"] = add_noise(self.x_val, self.noise_factor, generator(self.seed, STREAM_NOISE, -1 & 0xFFFF))
+        return self._cache["val"]
+
+    def val_inputs(self) -> torch.Tensor:
+        return self.noisy_val() if self.validate_on == "noisy" else self.x_val
+
+
+@dataclass
+class History:
+    """Per-epoch records, as Keras' ``History.history`` plus timing."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    penalty: list[float] = field(default_factory=list)
+    val_penalty: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    images_per_second: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**{k: list(d.get(k, [])) for k in cls.__dataclass_fields__})
+
+
+# -- interruption -------------------------------------------------------------------------------------
+class Interrupted(AelabError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint."""
+
+    exit_code = 130
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested: Optional[str] = None
+        self._old: dict = {}
+
+    def request(self, why: str = "stop requested") -> None:
+        self.requested = why
+
+    def __enter__(self) -> "StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+@dataclass
+class LoopState:
+    """Where a group of runs stands: what a checkpoint must hold besides the model states."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batch: int = 0  # the next batch of that epoch
+    histories: list[History] = field(default_factory=list)
+    loss_rows: Optional[torch.Tensor] = None  # (batch, M): the batch losses of this epoch so far
+    pen_rows: Optional[torch.Tensor] = None
+    elapsed: float = 0.0  # seconds spent in the epoch so far
+
+
+@dataclass
+class Hooks:
+    """Callbacks. ``on_epoch_end(state)`` after each finished epoch (checkpoint here);
+    ``on_interrupt(state)`` when stopped mid-epoch; ``on_nan(state, model_index, epoch, batch)``."""
+
+    on_epoch_end: Optional[Callable[[LoopState], None]] = None
+    on_interrupt: Optional[Callable[[LoopState], None]] = None
+    on_nan: Optional[Callable[[LoopState, int, int, int], None]] = None
+
+
+NAN_HINT = ("common causes: a learning rate too high, inputs not scaled to [0, 1], a linear or relu "
+            "output with MSE that diverged, or a huge activity penalty; lower train.lr or check the data")
+
+
+def fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, seed: int, shuffle: bool,
+        state: Optional[LoopState] = None, hooks: Hooks = Hooks(), stop: Optional[StopFlag] = None,
+        progress: bool = True, desc: str = "train", names: Sequence[str] = ()) -> LoopState:
+    """Train the stepper's models on ``datas`` (one per model, same N) for ``epochs`` epochs.
+
+    Returns the final LoopState (histories filled). Raises :class:`Interrupted` after
+    ``hooks.on_interrupt`` when ``stop`` is requested, and :class:`TrainingError` on a NaN/inf loss.
+    """
+    M = stepper.n_models
+    if len(datas) != M:
+        raise ValueError("one TrainData per model")
+    n = datas[0].x_train.shape[0]
+    if any(d.x_train.shape[0] != n for d in datas):
+        raise ValueError("the models of a group need training sets of the same size")
+    y = datas[0].x_train
+    if any(d.x_train is not y for d in datas):
+        raise ValueError("the models of a group must share one clean training tensor")
+    y_val = datas[0].x_val
+    if batch_size > n:
+        raise TrainingError(f"train.batch_size {batch_size} is larger than the training set ({n} images); lower it")
+    device = y.device
+    nb = math.ceil(n / batch_size)
+    sizes = torch.full((nb,), float(batch_size), dtype=torch.float64, device=device)
+    sizes[-1] = n - (nb - 1) * batch_size
+    st = state or LoopState(histories=[History() for _ in range(M)])
+    names = list(names) or [f"model {i}" for i in range(M)]
+    stop = stop or StopFlag()
+
+    from tqdm.auto import tqdm  # progress bars; imported here so importing aelab stays cheap
+
+    loss_buf = torch.zeros(nb, M, device=device)
+    pen_buf = torch.zeros(nb, M, device=device)
+    while st.epoch < epochs:
+        epoch = st.epoch
+        perm = permutation(n, seed, epoch, shuffle, device)
+        x_in = [d.train_inputs(epoch) for d in datas]
+        start_b = st.batch
+        loss_buf.zero_()
+        pen_buf.zero_()
+        if start_b > 0 and st.loss_rows is not None:
+            # resuming mid-epoch: restore the batch losses already recorded this epoch
+            loss_buf[:start_b].copy_(st.loss_rows.to(device))
+            pen_buf[:start_b].copy_(st.pen_rows.to(device))
+        bar = tqdm(total=nb, initial=start_b, desc=f"{desc} {epoch + 1}/{epochs}", unit="batch",
+                   disable=not progress, leave=False, dynamic_ncols=True, mininterval=0.5)
+        t0 = time.perf_counter()
+        b = start_b
+        update_every = 64
+        while b < nb:
+            idx = perm[b * batch_size:(b + 1) * batch_size]
+            stepper.train_step(x_in, y, idx, loss_buf[b], pen_buf[b])
+            b += 1
+            if b % update_every == 0:
+                bar.update(update_every)
+            if stop.requested and b < nb:
+                st.batch = b
+                st.elapsed += time.perf_counter() - t0
+                st.loss_rows = loss_buf[:b].clone()
+                st.pen_rows = pen_buf[:b].clone()
+                bar.close()
+                if hooks.on_interrupt:
+                    hooks.on_interrupt(st)
+                raise Interrupted(
+                    f"{stop.requested}: stopped at epoch {epoch + 1}, batch {b} of {nb}; a checkpoint was saved"
+                )
+        bar.update(nb - bar.n)
+        bar.close()
+        # one host sync per epoch: the whole epoch's losses at once
+        finite = torch.isfinite(loss_buf).all(dim=1)
+        if not bool(finite[start_b:].all()):
+            bad_b = int((~finite[start_b:]).nonzero()[0, 0]) + start_b
+            bad_m = int((~torch.isfinite(loss_buf[bad_b])).nonzero()[0, 0])
+            if hooks.on_nan:
+                hooks.on_nan(st, bad_m, epoch, bad_b)
+            raise TrainingError(
+                f"the loss of {names[bad_m]} became {float(loss_buf[bad_b, bad_m])} at epoch {epoch + 1}, "
+                f"batch {bad_b + 1}; training stopped and the last good checkpoint (end of epoch {epoch}) "
+                f"was kept; {NAN_HINT}"
+            )
+        # Weighting by the batch size makes the epoch loss the mean over samples, as Keras 3's
+        # loss tracker does (only the last, smaller batch differs from a plain mean of batches).
+        w = sizes.unsqueeze(1)
+        train_loss = ((loss_buf.double() * w).sum(0) / n).tolist()
+        train_pen = ((pen_buf.double() * w).sum(0) / n).tolist()
+        val_loss, val_pen = stepper.evaluate([d.val_inputs() for d in datas], y_val)
+        val_loss, val_pen = val_loss.tolist(), val_pen.tolist()
+        secs = st.elapsed + (time.perf_counter() - t0)
+        for m, h in enumerate(st.histories):
+            h.epoch.append(epoch + 1)
+            h.loss.append(float(train_loss[m]))
+            h.val_loss.append(float(val_loss[m]))
+            h.penalty.append(float(train_pen[m]))
+            h.val_penalty.append(float(val_pen[m]))
+            h.epoch_seconds.append(secs)
+            h.images_per_second.append(n * M / secs if secs > 0 else float("nan"))
+        if not all(math.isfinite(v) for v in val_loss):
+            bad_m = next(i for i, v in enumerate(val_loss) if not math.isfinite(v))
+            raise TrainingError(f"the validation loss of {names[bad_m]} became {val_loss[bad_m]} at epoch {epoch + 1}; {NAN_HINT}")
+        st.epoch, st.batch, st.loss_rows, st.pen_rows, st.elapsed = epoch + 1, 0, None, None, 0.0
+        if progress:
+            msg = "  ".join(f"{names[m]}: loss {train_loss[m]:.4f} val {val_loss[m]:.4f}" for m in range(M))
+            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}  {msg}  {n * M / secs:,.0f} img/s")
+        if hooks.on_epoch_end:
+            hooks.on_epoch_end(st)
+    return st

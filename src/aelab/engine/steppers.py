@@ -1,0 +1,456 @@
+"""Steppers: what one optimisation step means, for one model or for several side by side.
+
+The training loop (``loop.py``) is the same for every model; a stepper owns the parameters and
+the optimiser state and knows how to take a step on a batch of row indices.
+
+* :class:`PlainStepper` — any :class:`~aelab.models.Autoencoder`, autograd + Keras Adam. The
+  reference path: obviously right, and what every faster path is tested against.
+* :class:`StackedDenseStepper` — M dense autoencoders of the same layer sizes trained side by
+  side: weights stacked into ``(M, in, out)`` tensors that live in one flat buffer, forward and
+  backward written out by hand with batched matmuls and PyTorch's own activation-backward
+  kernels, and one fused Keras-Adam update over the whole flat buffer. Per step it issues a
+  fixed, small number of kernels whatever M is, so the per-step overhead of eager PyTorch is
+  paid once for M models, and there is no autograd graph to build.
+
+Both write each model's batch loss into caller-provided buffers on the device: no ``.item()``,
+no host synchronisation inside an epoch.
+
+The canonical per-model state (for checkpoints and weights files) is the model's
+``state_dict()`` plus ``adam.m.<name>`` / ``adam.v.<name>`` and ``adam.t`` — identical for both
+steppers, so a run checkpointed by one can be resumed by the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import EPS, activity_l1, reconstruction_loss
+from ..models import build_model
+from ..models.dense import DenseAutoencoder
+from .adam import KerasAdam, keras_adam_step_
+
+aten = torch.ops.aten
+
+
+@dataclass
+class ModelSpec:
+    """What a stepper needs to know about one model of a group."""
+
+    model_cfg: object  # aelab.config.ModelConfig
+    loss: str  # "bce" | "mse"
+    init_seed: int
+
+
+def _init_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device="cpu")
+    g.manual_seed(seed)
+    return g
+
+
+def build_initial_model(spec: ModelSpec) -> torch.nn.Module:
+    """The model at initialisation: both steppers start from exactly these weights."""
+    return build_model(spec.model_cfg, _init_generator(spec.init_seed))
+
+
+class PlainStepper:
+    """One model, autograd, Keras Adam. ``n_models == 1``."""
+
+    n_models = 1
+
+    def __init__(self, spec: ModelSpec, lr: float, beta1: float, beta2: float, eps: float, device) -> None:
+        self.spec = spec
+        self.device = torch.device(device)
+        self.model = build_initial_model(spec).to(self.device)
+        self.opt = KerasAdam(self.model.parameters(), lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+        self.t = 0
+
+    def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
+                   loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+        xb = x_in[0].index_select(0, idx)
+        yb = y.index_select(0, idx)
+        self.model.train()
+        out = self.model(xb)
+        rec = reconstruction_loss(self.spec.loss, yb, out.recon, out.logits)
+        loss = rec + out.penalty
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.t += 1
+        loss_out[0].copy_(loss.detach())
+        pen_out[0].copy_(out.penalty.detach())
+
+    @torch.inference_mode()
+    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = 4096):
+        """Mean loss (penalty included) and mean penalty over the whole set, as 1-element tensors."""
+        self.model.eval()
+        n = y.shape[0]
+        tot = torch.zeros((), device=self.device, dtype=torch.float64)
+        pen = torch.zeros((), device=self.device, dtype=torch.float64)
+        for s in range(0, n, chunk):
+            xb, yb = x_in[0][s:s + chunk], y[s:s + chunk]
+            out = self.model(xb)
+            b = yb.shape[0]
+            tot += (reconstruction_loss(self.spec.loss, yb, out.recon, out.logits) + out.penalty).double() * b
+            pen += out.penalty.double() * b
+        return (tot / n).float().reshape(1), (pen / n).float().reshape(1)
+
+    # -- state ---------------------------------------------------------------------------------
+    def export_models(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    def state(self) -> list[dict[str, torch.Tensor]]:
+        d = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        names = dict(self.model.named_parameters())
+        for name, p in names.items():
+            st = self.opt.state.get(p, {})
+            d[f"adam.m.{name}"] = st["m"].clone() if st else torch.zeros_like(p)
+            d[f"adam.v.{name}"] = st["v"].clone() if st else torch.zeros_like(p)
+        d["adam.t"] = torch.tensor(self.t, dtype=torch.int64)
+        return [d]
+
+    def load_state(self, states: list[dict[str, torch.Tensor]]) -> None:
+        (d,) = states
+        self.model.load_state_dict({k: v for k, v in d.items() if not k.startswith("adam.")})
+        self.t = int(d["adam.t"])
+        for name, p in self.model.named_parameters():
+            self.opt.state[p] = {
+                "m": d[f"adam.m.{name}"].to(self.device).clone(),
+                "v": d[f"adam.v.{name}"].to(self.device).clone(),
+                "step": torch.tensor(float(self.t)),
+                "t": self.t,
+            }
+
+
+# -- the fast path ------------------------------------------------------------------------------
+
+def _act_forward_(name: str, z: torch.Tensor) -> torch.Tensor:
+    """Apply a Keras activation to ``z`` (in place where PyTorch allows); returns the output."""
+    if name == "relu":
+        return z.relu_()
+    if name == "sigmoid":
+        return z.sigmoid_()
+    if name == "tanh":
+        return z.tanh_()
+    if name == "linear":
+        return z
+    if name == "elu":
+        return F.elu(z)
+    if name == "selu":
+        return F.selu(z)
+    if name == "softplus":
+        return F.softplus(z)
+    if name == "leaky_relu":
+        return F.leaky_relu(z, 0.2)
+    raise ValueError(name)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _act_backward(name: str, grad: torch.Tensor, z: torch.Tensor | None, a: torch.Tensor) -> torch.Tensor:
+    """dL/dz from dL/da, using the same ATen kernels autograd uses (so both paths agree)."""
+    if name == "relu":
+        return aten.threshold_backward(grad, a, 0)
+    if name == "sigmoid":
+        return aten.sigmoid_backward(grad, a)
+    if name == "tanh":
+        return aten.tanh_backward(grad, a)
+    if name == "linear":
+        return grad
+    if name == "elu":
+        return aten.elu_backward(grad, 1.0, 1.0, 1.0, True, a)
+    if name == "selu":
+        return aten.elu_backward(grad, _SELU_ALPHA, _SELU_SCALE, 1.0, True, a)
+    if name == "softplus":
+        return aten.softplus_backward(grad, z, 1.0, 20.0)
+    if name == "leaky_relu":
+        return aten.leaky_relu_backward(grad, a, 0.2, True)
+    raise ValueError(name)
+
+
+_NEEDS_Z = {"softplus"}  # activations whose backward needs the input, not just the output
+
+
+def _runs(labels: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Maximal runs of equal labels: ["a","a","b"] → [(0,2,"a"), (2,3,"b")]."""
+    out: list[tuple[int, int, str]] = []
+    for i, lab in enumerate(labels):
+        if out and out[-1][2] == lab and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1, lab)
+        else:
+            out.append((i, i + 1, lab))
+    return out
+
+
+def stack_key(spec: ModelSpec) -> tuple:
+    """Models with the same key can share a :class:`StackedDenseStepper`."""
+    cfg = spec.model_cfg
+    if cfg.family != "dense":
+        return ("plain", id(spec))
+    return ("dense", cfg.input_dim, tuple(l.size for l in cfg.encoder), tuple(l.size for l in cfg.decoder))
+
+
+def can_stack(spec: ModelSpec) -> bool:
+    return spec.model_cfg.family == "dense"
+
+
+class StackedDenseStepper:
+    """M dense autoencoders with identical layer sizes, trained side by side.
+
+    Weights ``W[l]: (M, in, out)`` and biases ``b[l]: (M, 1, out)`` are views into one flat
+    buffer; so are their gradients and Adam moments, and one fused Adam call updates everything.
+    Activations, the loss and the L1 penalty may differ per model.
+    """
+
+    def __init__(self, specs: Sequence[ModelSpec], lr: float, beta1: float, beta2: float, eps: float,
+                 device, fused_adam: bool | None = None) -> None:
+        if not specs:
+            raise ValueError("no models to stack")
+        keys = {stack_key(s) for s in specs}
+        if len(keys) != 1 or not all(can_stack(s) for s in specs):
+            raise ValueError("StackedDenseStepper needs dense models with identical layer sizes")
+        self.specs = list(specs)
+        self.n_models = M = len(specs)
+        self.device = dev = torch.device(device)
+        self.hp = (lr, beta1, beta2, eps)
+        self.fused_adam = False if fused_adam is None else fused_adam
+        cfg0 = specs[0].model_cfg
+        sizes = [cfg0.input_dim] + [l.size for l in cfg0.encoder] + [l.size for l in cfg0.decoder]
+        self.sizes = sizes
+        self.L = len(sizes) - 1
+        self.code_layer = len(cfg0.encoder) - 1  # index of the code layer's output among layers
+        # per layer, per model activation; grouped into runs of equal activations
+        self.acts = [[(list(s.model_cfg.encoder) + list(s.model_cfg.decoder))[l].activation for s in specs]
+                     for l in range(self.L)]
+        self.act_runs = [_runs(a) for a in self.acts]
+        out_kind = []
+        for s in specs:
+            last = s.model_cfg.decoder[-1].activation
+            out_kind.append("logits" if (s.loss == "bce" and last == "sigmoid") else s.loss)
+        self.out_runs = _runs(out_kind)
+        lams = [float(s.model_cfg.activity_l1) for s in specs]
+        self.has_penalty = any(l > 0 for l in lams)
+        self.lam = torch.tensor(lams, device=dev, dtype=torch.float32).view(M, 1, 1)
+
+        # one flat buffer for parameters, one for gradients, two for Adam
+        shapes = [(M, i, o) for i, o in zip(sizes[:-1], sizes[1:])] + [(M, 1, o) for o in sizes[1:]]
+        total = sum(math.prod(s) for s in shapes)
+        self.flat = torch.zeros(total, device=dev)
+        self.gflat = torch.zeros(total, device=dev)
+        self.mflat = torch.zeros(total, device=dev)
+        self.vflat = torch.zeros(total, device=dev)
+        self.step_t = torch.zeros((), device=dev)
+        self.t = 0
+
+        def views(buf):
+            out, off = [], 0
+            for s in shapes:
+                n = math.prod(s)
+                out.append(buf[off:off + n].view(s))
+                off += n
+            return out[: self.L], out[self.L:]
+
+        self.W, self.b = views(self.flat)
+        self.gW, self.gb = views(self.gflat)
+        self.mW, self.mb = views(self.mflat)
+        self.vW, self.vb = views(self.vflat)
+        with torch.no_grad():
+            for m, spec in enumerate(specs):
+                lins = build_initial_model(spec).linears()
+                for l, lin in enumerate(lins):
+                    self.W[l][m].copy_(lin.weight.t())
+                    self.b[l][m, 0].copy_(lin.bias)
+
+    # -- one step ------------------------------------------------------------------------------
+    def _inputs(self, x_in: Sequence[torch.Tensor], idx: torch.Tensor | None, s: slice | None = None) -> torch.Tensor:
+        """The group's input batch ``(M, B, D)``; models sharing an input tensor share its rows."""
+        uniq: list[torch.Tensor] = []
+        where: list[int] = []
+        for x in x_in:
+            for j, u in enumerate(uniq):
+                if u is x:
+                    where.append(j)
+                    break
+            else:
+                uniq.append(x)
+                where.append(len(uniq) - 1)
+        rows = [(u.index_select(0, idx) if idx is not None else u[s]) for u in uniq]
+        if len(uniq) == 1:
+            return rows[0].unsqueeze(0).expand(self.n_models, *rows[0].shape)
+        return torch.stack([rows[j] for j in where])
+
+    def _forward(self, a0: torch.Tensor):
+        """Returns pre-activations zs[l] (kept only where backward needs them) and outputs as[l]."""
+        zs: list[torch.Tensor | None] = []
+        outs: list[torch.Tensor] = []
+        a = a0
+        for l in range(self.L):
+            z = torch.baddbmm(self.b[l], a, self.W[l])
+            last = l == self.L - 1
+            need_z = last or any(act in _NEEDS_Z for act in self.acts[l])
+            if last:
+                zs.append(z)
+                a = z.clone() if any(k != "logits" for (_, _, k) in self.out_runs) else z
+                if a is not z:
+                    for s, e, act in self.act_runs[l]:
+                        a[s:e] = _act_forward_(act, a[s:e])
+            else:
+                zs.append(z.clone() if need_z else None)
+                for s, e, act in self.act_runs[l]:
+                    res = _act_forward_(act, z[s:e])
+                    if res.data_ptr() != z[s:e].data_ptr():
+                        z[s:e] = res
+                a = z
+            outs.append(a)
+        return zs, outs
+
+    def _output_loss_and_grad(self, z: torch.Tensor, a: torch.Tensor, y: torch.Tensor,
+                              loss_out: torch.Tensor | None, need_grad: bool) -> torch.Tensor | None:
+        """Per-model batch loss into ``loss_out`` (M,), and dL/dz of the output layer."""
+        M, B, D = z.shape
+        scale = 1.0 / (B * D)
+        dz = torch.empty_like(z) if need_grad else None
+        for s, e, kind in self.out_runs:
+            zz, aa = z[s:e], a[s:e]
+            yy = y.expand_as(zz)
+            if kind == "logits":
+                if loss_out is not None:
+                    loss_out[s:e] = F.binary_cross_entropy_with_logits(zz, yy, reduction="none").mean((1, 2))
+                if need_grad:
+                    torch.sub(torch.sigmoid(zz), yy, out=dz[s:e]).mul_(scale)
+            elif kind == "bce":
+                p = aa.clamp(EPS, 1.0 - EPS)
+                if loss_out is not None:
+                    loss_out[s:e] = -(yy * torch.log(p) + (1.0 - yy) * torch.log1p(-p)).mean((1, 2))
+                if need_grad:
+                    # d/dp of -mean[y log p + (1-y) log(1-p)], in the order autograd evaluates it
+                    # (so the fast and plain paths agree to the bit); zero where clipped.
+                    g_t = -scale
+                    g = (yy * g_t).div_(p).sub_(((1.0 - yy) * g_t).div_(1.0 - p))
+                    g.mul_((aa >= EPS) & (aa <= 1.0 - EPS))
+                    dz[s:e] = self._act_bwd_slice(self.L - 1, s, e, g, zz, aa)
+            else:  # mse
+                diff = aa - yy
+                if loss_out is not None:
+                    loss_out[s:e] = diff.square().mean((1, 2))
+                if need_grad:
+                    dz[s:e] = self._act_bwd_slice(self.L - 1, s, e, diff.mul_(2.0 * scale), zz, aa)
+        return dz
+
+    def _act_bwd_slice(self, l: int, s: int, e: int, grad, z, a):
+        out = torch.empty_like(grad)
+        for rs, re, act in self.act_runs[l]:
+            lo, hi = max(rs, s), min(re, e)
+            if lo < hi:
+                out[lo - s:hi - s] = _act_backward(act, grad[lo - s:hi - s],
+                                                   None if z is None else z[lo - s:hi - s], a[lo - s:hi - s])
+        return out
+
+    def _penalty(self, h: torch.Tensor) -> torch.Tensor:
+        """(M,) λ·Σ|h| / B per model."""
+        return h.abs().sum((1, 2)).mul_(self.lam.view(-1)).div_(h.shape[1])
+
+    def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
+                   loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+        a0 = self._inputs(x_in, idx)
+        yb = y.index_select(0, idx)
+        B = yb.shape[0]
+        zs, outs = self._forward(a0)
+        dz = self._output_loss_and_grad(zs[-1], outs[-1], yb, loss_out, need_grad=True)
+        if self.has_penalty:
+            pen = self._penalty(outs[self.code_layer])
+            pen_out.copy_(pen)
+            loss_out.add_(pen)
+        for l in range(self.L - 1, -1, -1):
+            a_prev = outs[l - 1] if l > 0 else a0
+            torch.bmm(a_prev.transpose(1, 2), dz, out=self.gW[l])
+            torch.sum(dz, dim=1, keepdim=True, out=self.gb[l])
+            if l == 0:
+                break
+            da = torch.bmm(dz, self.W[l].transpose(1, 2))
+            if self.has_penalty and l - 1 == self.code_layer:
+                h = outs[l - 1]
+                da.add_(torch.sign(h).mul_(self.lam / B))
+            if len(self.act_runs[l - 1]) == 1:
+                dz = _act_backward(self.act_runs[l - 1][0][2], da, zs[l - 1], outs[l - 1])
+            else:
+                dz = self._act_bwd_slice(l - 1, 0, self.n_models, da, zs[l - 1], outs[l - 1])
+        self.t += 1
+        lr, b1, b2, eps = self.hp
+        keras_adam_step_(self.flat, self.gflat, self.mflat, self.vflat, self.step_t, self.t,
+                         lr, b1, b2, eps, fused=self.fused_adam)
+
+    @torch.inference_mode()
+    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = 2048):
+        """(M,) mean loss (penalty included) and (M,) mean penalty over the whole set."""
+        n = y.shape[0]
+        M = self.n_models
+        tot = torch.zeros(M, device=self.device, dtype=torch.float64)
+        pen = torch.zeros(M, device=self.device, dtype=torch.float64)
+        buf = torch.empty(M, device=self.device)
+        for s in range(0, n, chunk):
+            sl = slice(s, min(s + chunk, n))
+            a0 = self._inputs(x_in, None, sl)
+            yb = y[sl]
+            b = yb.shape[0]
+            zs, outs = self._forward(a0)
+            self._output_loss_and_grad(zs[-1], outs[-1], yb, buf, need_grad=False)
+            tot += buf.double() * b
+            if self.has_penalty:
+                p = self._penalty(outs[self.code_layer]).double() * b
+                tot += p
+                pen += p
+        return (tot / n).float(), (pen / n).float()
+
+    # -- state ---------------------------------------------------------------------------------
+    def _names(self) -> list[tuple[str, str]]:
+        """(linear weight name, bias name) per layer, as DenseAutoencoder.state_dict() names them."""
+        model = DenseAutoencoder(self.specs[0].model_cfg)
+        sd_names = [k for k in model.state_dict().keys()]
+        w = [k for k in sd_names if k.endswith(".weight")]
+        b = [k for k in sd_names if k.endswith(".bias")]
+        return list(zip(w, b))
+
+    def export_models(self) -> list[DenseAutoencoder]:
+        models = []
+        for m, spec in enumerate(self.specs):
+            model = DenseAutoencoder(spec.model_cfg).to(self.device)
+            with torch.no_grad():
+                for l, lin in enumerate(model.linears()):
+                    lin.weight.copy_(self.W[l][m].t())
+                    lin.bias.copy_(self.b[l][m, 0])
+            models.append(model)
+        return models
+
+    def state(self) -> list[dict[str, torch.Tensor]]:
+        names = self._names()
+        out = []
+        for m in range(self.n_models):
+            d: dict[str, torch.Tensor] = {}
+            for l, (wn, bn) in enumerate(names):
+                for prefix, Ws, bs in (("", self.W, self.b), ("adam.m.", self.mW, self.mb), ("adam.v.", self.vW, self.vb)):
+                    d[prefix + wn] = Ws[l][m].t().contiguous().clone()
+                    d[prefix + bn] = bs[l][m, 0].clone()
+            d["adam.t"] = torch.tensor(self.t, dtype=torch.int64)
+            out.append(d)
+        return out
+
+    def load_state(self, states: list[dict[str, torch.Tensor]]) -> None:
+        names = self._names()
+        ts = {int(d["adam.t"]) for d in states}
+        if len(ts) != 1:
+            raise ValueError("the models of a group are at different steps")
+        with torch.no_grad():
+            for m, d in enumerate(states):
+                for l, (wn, bn) in enumerate(names):
+                    for prefix, Ws, bs in (("", self.W, self.b), ("adam.m.", self.mW, self.mb), ("adam.v.", self.vW, self.vb)):
+                        Ws[l][m].copy_(d[prefix + wn].t())
+                        bs[l][m, 0].copy_(d[prefix + bn])
+        self.t = ts.pop()
+        self.step_t.fill_(float(self.t))

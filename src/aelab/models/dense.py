@@ -1,0 +1,66 @@
+"""Dense (fully connected) autoencoders, as Keras ``Sequential([Dense, ...])`` builds them."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..losses import activity_l1
+from .base import AEOutput, Autoencoder, make_activation
+
+
+def glorot_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Keras' default kernel init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+
+    ``weight`` is PyTorch-shaped ``(out, in)``; the limit is symmetric so the layout does not matter.
+    """
+    fan_out, fan_in = weight.shape
+    a = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        weight.uniform_(-a, a, generator=generator)
+    return weight
+
+
+class DenseAutoencoder(Autoencoder):
+    """``encoder``: Dense layers down to the code; ``decoder``: Dense layers back to the input.
+
+    ``forward(x: (B, D)) -> AEOutput``. The code layer is the encoder's last layer; its L1
+    activity penalty (``cfg.activity_l1``) is Keras' ``λ·Σ|h| / B``.
+    """
+
+    def __init__(self, cfg, generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        self.config = cfg
+        self.activity_l1 = float(cfg.activity_l1)
+        sizes = [cfg.input_dim] + [l.size for l in cfg.encoder] + [l.size for l in cfg.decoder]
+        acts = [l.activation for l in cfg.encoder] + [l.activation for l in cfg.decoder]
+        linears = [nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:])]
+        if cfg.init == "keras":
+            for lin in linears:
+                glorot_uniform_(lin.weight, generator)
+                nn.init.zeros_(lin.bias)
+        n_enc = len(cfg.encoder)
+        enc, dec = [], []
+        for k, (lin, act) in enumerate(zip(linears, acts)):
+            (enc if k < n_enc else dec).extend([lin, make_activation(act)])
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+        self.output_activation = acts[-1]
+
+    def forward(self, x: torch.Tensor) -> AEOutput:
+        code = self.encoder(x)
+        pre = self.decoder[:-1](code)
+        logits = pre if self.output_activation == "sigmoid" else None
+        recon = self.decoder[-1](pre)
+        penalty = activity_l1(code, self.activity_l1) if self.activity_l1 > 0 else code.new_zeros(())
+        return AEOutput(recon, code, logits, penalty)
+
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in list(self.encoder) + list(self.decoder) if isinstance(m, nn.Linear)]
+
+
+def build_dense(cfg, generator: Optional[torch.Generator] = None) -> DenseAutoencoder:
+    return DenseAutoencoder(cfg, generator)

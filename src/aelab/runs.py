@@ -1,0 +1,362 @@
+"""Run directories: from validated configs to trained, evaluated, saved runs.
+
+``train_runs`` takes configs and the directories they go to, prepares each run's data on the
+device, groups runs that can be trained side by side (same layer sizes, same optimiser and loop
+settings, same clean data) into one :class:`StackedDenseStepper`, checkpoints every run at each
+epoch end and on SIGINT/SIGTERM, resumes from those checkpoints, and finally writes each run's
+artifacts (see ``docs/formats.md``). Every file is written atomically; ``DONE`` is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from ._atomic import atomic_path, write_json
+from .config import RunConfig, config_hash
+from .engine.loop import (STREAM_INIT, Hooks, History, LoopState, StopFlag, TrainData, derived_seed, fit)
+from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
+from .errors import AelabError, WeightsError
+
+CHECKPOINT = "checkpoint"
+
+
+# -- devices --------------------------------------------------------------------------------------
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU; otherwise the named device, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise AelabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AelabError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+    return dev
+
+
+# -- data -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the data comes from (not part of a run's identity)."""
+
+    data_dir: Optional[str] = None
+    files: tuple[str, ...] = ()
+    offline: bool = False
+    progress: bool = True
+
+
+class DataCache:
+    """Loads each raw data set once per process and each scaled split once per device."""
+
+    def __init__(self, opts: DataOptions = DataOptions()) -> None:
+        self.opts = opts
+        self._raw: dict = {}
+        self._scaled: dict = {}
+        self._tensors: dict = {}
+
+    def raw(self, dataset: str, limit: Optional[int], test_limit: Optional[int]):
+        if dataset == "synthetic":
+            n_tr = limit or 6000
+            n_te = test_limit or max(1, n_tr // 6)
+            key = ("synthetic", n_tr, n_te)
+            if key not in self._raw:
+                from .data.synthetic import synthetic_digits
+
+                xtr, ytr, xte, yte = synthetic_digits(n_tr, n_te)
+                self._raw[key] = (xtr, ytr, xte, yte, "synthetic")
+            return self._raw[key]
+        if "mnist" not in self._raw:
+            from .data import load_mnist
+
+            mn = load_mnist(data_dir=self.opts.data_dir, files=self.opts.files, offline=self.opts.offline,
+                            progress=self.opts.progress)
+            self._raw["mnist"] = (mn.x_train, mn.y_train, mn.x_test, mn.y_test, mn.source)
+        xtr, ytr, xte, yte, src = self._raw["mnist"]
+        if limit is not None:
+            xtr, ytr = xtr[:limit], ytr[:limit]
+            n_te = test_limit or max(1, limit // 6)
+        else:
+            n_te = test_limit
+        if n_te is not None:
+            xte, yte = xte[:n_te], yte[:n_te]
+        return xtr, ytr, xte, yte, src
+
+    def tensors(self, cfg, device: torch.device):
+        """(x_train, x_test, y_test) for a DataConfig: float32 (N, 784) on ``device``; shared objects."""
+        key = (cfg.dataset, cfg.scaling, cfg.scaler_fit, cfg.limit, cfg.test_limit, str(device))
+        if key not in self._tensors:
+            from .data import scale
+
+            xtr, _, xte, yte, _ = self.raw(cfg.dataset, cfg.limit, cfg.test_limit)
+            ftr, fte = scale(xtr, xte, method=cfg.scaling, fit=cfg.scaler_fit)
+            self._tensors[key] = (
+                torch.from_numpy(np.ascontiguousarray(ftr.reshape(len(ftr), -1))).to(device),
+                torch.from_numpy(np.ascontiguousarray(fte.reshape(len(fte), -1))).to(device),
+                yte,
+            )
+        return self._tensors[key]
+
+    def train_data(self, cfg: RunConfig, device: torch.device) -> TrainData:
+        xtr, xte, _ = self.tensors(cfg.data, device)
+        d = cfg.data
+        return TrainData(xtr, xte, noise_factor=d.noise_factor, noise_mode=d.noise_mode,
+                         validate_on=d.validate_on, seed=cfg.train.seed)
+
+
+# -- run directories ------------------------------------------------------------------------------
+def is_done(run_dir: Path) -> bool:
+    return (Path(run_dir) / "DONE").exists()
+
+
+def spec_of(cfg: RunConfig) -> ModelSpec:
+    return ModelSpec(cfg.model, cfg.train.loss, derived_seed(cfg.train.seed, STREAM_INIT))
+
+
+def group_key(cfg: RunConfig, engine: str) -> tuple:
+    """Runs with equal keys are trained side by side in one stepper."""
+    t, d = cfg.train, cfg.data
+    if engine == "plain" or not can_stack(spec_of(cfg)):
+        return ("solo", id(cfg))
+    return (stack_key(spec_of(cfg)), t.epochs, t.batch_size, t.seed, t.shuffle, t.lr, t.beta1, t.beta2, t.eps,
+            d.dataset, d.scaling, d.scaler_fit, d.limit, d.test_limit)
+
+
+def save_checkpoint(run_dir: Path, cfg: RunConfig, tensors: dict[str, torch.Tensor], st: LoopState, m: int) -> None:
+    """Everything needed to continue run ``m`` of a group exactly where it stopped."""
+    from safetensors.torch import save_file
+
+    ck = Path(run_dir) / CHECKPOINT
+    ck.mkdir(parents=True, exist_ok=True)
+    t = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    if st.loss_rows is not None:
+        t["loop.loss_rows"] = st.loss_rows[:, m].to("cpu").contiguous()
+        t["loop.pen_rows"] = st.pen_rows[:, m].to("cpu").contiguous()
+    with atomic_path(ck / "state.safetensors") as tmp:
+        save_file(t, str(tmp))
+    write_json(ck / "state.json", {
+        "config_hash": config_hash(cfg), "epoch": st.epoch, "batch": st.batch, "elapsed": st.elapsed,
+        "history": st.histories[m].to_dict(),
+        "state_sha256": _sha256(ck / "state.safetensors"),
+    })
+
+
+def load_checkpoint(run_dir: Path, cfg: RunConfig):
+    """(tensors, meta) of a run's checkpoint, or None when there is none or it is unusable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    ck = Path(run_dir) / CHECKPOINT
+    try:
+        meta = json.loads((ck / "state.json").read_text())
+        if meta.get("config_hash") != config_hash(cfg) or meta.get("state_sha256") != _sha256(ck / "state.safetensors"):
+            return None
+        return load_file(str(ck / "state.safetensors")), meta
+    except (FileNotFoundError, json.JSONDecodeError, SafetensorError, OSError):
+        return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(path: Path, model: torch.nn.Module) -> str:
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt", "aelab": __version__})
+    return _sha256(path)
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild a finished run's model from ``config.json`` and ``weights.safetensors``.
+
+    Weights are read with safetensors (never pickle). A file whose SHA-256 differs from the one
+    recorded at training time, a truncated file, or tensors that don't fit the config are refused.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .models import build_model
+
+    run_dir = Path(run_dir)
+    try:
+        cfg = RunConfig.from_dict({k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
+                                   if k != "config_hash"})
+    except FileNotFoundError:
+        raise WeightsError(f"{run_dir} has no config.json; is it a run directory?") from None
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{run_dir / 'config.json'} is not valid JSON ({err}); the run directory is damaged") from None
+    wpath = run_dir / "weights.safetensors"
+    if not wpath.exists():
+        raise WeightsError(f"{wpath} does not exist; the run did not finish — resume it with aelab train --resume {run_dir}")
+    try:
+        expected = json.loads((run_dir / "run.json").read_text()).get("weights_sha256")
+    except (FileNotFoundError, json.JSONDecodeError):
+        expected = None
+    actual = _sha256(wpath)
+    if expected and expected != actual:
+        raise WeightsError(f"{wpath} was modified after training (SHA-256 {actual[:12]}… ≠ recorded {expected[:12]}…); "
+                           "retrain the run or restore the file")
+    try:
+        sd = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{wpath} is not a valid safetensors file ({err}); it is truncated or damaged") from None
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise WeightsError(f"{wpath} does not match the model in config.json: {first[1].strip() if len(first) > 1 else first[0]}") from None
+    return model.to(device).eval(), cfg
+
+
+# -- training --------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: RunConfig
+    history: dict
+    metrics: dict
+    cached: bool = False
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfgd = cfg.to_dict()
+    cfgd["config_hash"] = config_hash(cfg)
+    write_json(run_dir / "config.json", cfgd)
+
+
+def read_result(run_dir: Path, cfg: RunConfig) -> RunResult:
+    return RunResult(run_dir, cfg, json.loads((run_dir / "history.json").read_text()),
+                     json.loads((run_dir / "metrics.json").read_text()), cached=True)
+
+
+def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: str = "auto", engine: str = "auto",
+               data: Optional[DataCache] = None, progress: bool = True, resume: bool = True,
+               stop: Optional[StopFlag] = None, on_group=None) -> list[RunResult]:
+    """Train every config into its run directory (skipping finished ones); return the results.
+
+    ``engine``: "auto"/"fast" group stackable runs, "plain" trains each alone with autograd.
+    ``on_group(names, done)`` is called before each group (for a study-level progress display).
+    """
+    dev = resolve_device(device)
+    data = data or DataCache()
+    run_dirs = [Path(p) for p in run_dirs]
+    results: dict[int, RunResult] = {}
+    todo = []
+    for i, (cfg, rd) in enumerate(zip(cfgs, run_dirs)):
+        if is_done(rd):
+            results[i] = read_result(rd, cfg)
+        else:
+            todo.append(i)
+    groups: dict[tuple, list[int]] = {}
+    for i in todo:
+        groups.setdefault(group_key(cfgs[i], engine), []).append(i)
+    stop = stop or StopFlag()
+    with stop:
+        for n_done, members in enumerate(groups.values()):
+            if on_group:
+                on_group([cfgs[i].name for i in members], n_done, len(groups))
+            for i, res in zip(members, _train_group([cfgs[i] for i in members], [run_dirs[i] for i in members],
+                                                    dev, engine, data, progress, resume, stop)):
+                results[i] = res
+    return [results[i] for i in range(len(cfgs))]
+
+
+def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume, stop) -> list[RunResult]:
+    t0 = time.perf_counter()
+    t = cfgs[0].train
+    specs = [spec_of(c) for c in cfgs]
+    if engine == "plain" or not can_stack(specs[0]):
+        stepper = PlainStepper(specs[0], t.lr, t.beta1, t.beta2, t.eps, dev)
+    else:
+        stepper = StackedDenseStepper(specs, t.lr, t.beta1, t.beta2, t.eps, dev)
+    datas = [data.train_data(c, dev) for c in cfgs]
+    state = None
+    if resume:
+        cks = [load_checkpoint(rd, c) for rd, c in zip(run_dirs, cfgs)]
+        if cks and all(ck is not None for ck in cks) and len({(ck[1]["epoch"], ck[1]["batch"]) for ck in cks}) == 1:
+            stepper.load_state([{k: v for k, v in ck[0].items() if not k.startswith("loop.")} for ck in cks])
+            meta = cks[0][1]
+            state = LoopState(epoch=meta["epoch"], batch=meta["batch"], elapsed=meta["elapsed"],
+                              histories=[History.from_dict(ck[1]["history"]) for ck in cks])
+            if meta["batch"] > 0:
+                state.loss_rows = torch.stack([ck[0]["loop.loss_rows"] for ck in cks], dim=1)
+                state.pen_rows = torch.stack([ck[0]["loop.pen_rows"] for ck in cks], dim=1)
+    for rd, c in zip(run_dirs, cfgs):
+        if state is None and (rd / CHECKPOINT).exists():
+            shutil.rmtree(rd / CHECKPOINT)
+        prepare_run_dir(rd, c)
+
+    def checkpoint(st: LoopState) -> None:
+        for m, (rd, c, tensors) in enumerate(zip(run_dirs, cfgs, stepper.state())):
+            save_checkpoint(rd, c, tensors, st, m)
+
+    names = [c.name for c in cfgs]
+    desc = names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1}"
+    st = fit(stepper, datas, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed, shuffle=t.shuffle,
+             state=state, hooks=Hooks(on_epoch_end=checkpoint, on_interrupt=checkpoint), stop=stop,
+             progress=progress, desc=desc, names=names)
+    wall = time.perf_counter() - t0
+    out = []
+    for m, (model, rd, c, d) in enumerate(zip(stepper.export_models(), run_dirs, cfgs, datas)):
+        out.append(finish_run(rd, c, model, st.histories[m], d, dev, engine_name=type(stepper).__name__,
+                              wall=wall, group=names))
+    return out
+
+
+def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainData, dev, *, engine_name: str,
+               wall: float, group: Sequence[str]) -> RunResult:
+    """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint."""
+    from .metrics import evaluate
+
+    model.eval()
+    noisy = d.noisy_val() if cfg.data.noise_factor > 0 else None
+    metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy)
+    with torch.inference_mode():
+        n = min(10, d.x_val.shape[0])
+        samples = {"original": d.x_val[:n], "recon": model(d.x_val[:n]).recon}
+        if noisy is not None:
+            samples["noisy"] = noisy[:n]
+            samples["recon_noisy"] = model(noisy[:n]).recon
+    samples = {k: v.detach().to("cpu").float().numpy() for k, v in samples.items()}
+    write_json(run_dir / "history.json", history.to_dict())
+    write_json(run_dir / "metrics.json", metrics)
+    with atomic_path(run_dir / "samples.npz", suffix=".npz") as tmp:
+        np.savez(tmp, **samples)
+    sha = save_weights(run_dir / "weights.safetensors", model)
+    write_recon_png(run_dir / "recon.png", samples)
+    write_json(run_dir / "run.json", {
+        "config_hash": config_hash(cfg), "weights_sha256": sha, "aelab_version": __version__,
+        "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    (run_dir / "DONE").write_text("ok\n")
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+    return RunResult(run_dir, cfg, history.to_dict(), metrics)
+
+
+def write_recon_png(path: Path, samples: dict) -> None:
+    """The seed's ``compare_digits``: 10 test originals above their reconstructions."""
+    from .report.figures import recon_grid
+
+    rows = [("original", samples["original"]), ("reconstruction", samples["recon"])]
+    png = recon_grid(rows, n=len(samples["original"]))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)

@@ -1,0 +1,189 @@
+"""Run a study or a sweep: train each distinct config once, write results.json, build the report.
+
+Run directories live under ``<out>/runs/<name>-<hash8>``; the hash is the config's, so a
+finished run is found again and never retrained, and an interrupted study resumes from the
+checkpoints its runs left. ``results.json`` is rebuilt from the run directories every time, so it
+always agrees with them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .. import __version__
+from .._atomic import write_json
+from ..config import RunConfig, config_hash
+from ..engine.loop import StopFlag
+from ..errors import ConfigError
+from ..runs import DataCache, DataOptions, is_done, load_model, train_runs
+from .spec import Study
+
+
+def run_dir_for(out: Path, cfg: RunConfig) -> Path:
+    return out / "runs" / f"{cfg.name}-{config_hash(cfg)[:8]}"
+
+
+def _record(out: Path, cfg: RunConfig, rd: Path) -> dict:
+    return {
+        "name": cfg.name,
+        "dir": str(rd.relative_to(out)),
+        "config": {**cfg.to_dict(), "config_hash": config_hash(cfg)},
+        "history": json.loads((rd / "history.json").read_text()),
+        "metrics": json.loads((rd / "metrics.json").read_text()),
+        "run": json.loads((rd / "run.json").read_text()) if (rd / "run.json").exists() else {},
+    }
+
+
+def _train_all(out: Path, cfgs: Sequence[RunConfig], *, device: str, engine: str, data: DataCache,
+               progress: bool, stop: Optional[StopFlag]) -> list[Path]:
+    dirs = [run_dir_for(out, c) for c in cfgs]
+    todo = sum(not is_done(d) for d in dirs)
+    if progress and todo < len(dirs):
+        print(f"{len(dirs) - todo} of {len(dirs)} runs already trained (cached in {out / 'runs'})")
+
+    def on_group(names, i, n):
+        if progress:
+            print(f"[group {i + 1}/{n}] training side by side: {', '.join(names)}", flush=True)
+
+    train_runs(cfgs, dirs, device=device, engine=engine, data=data, progress=progress, stop=stop, on_group=on_group)
+    return dirs
+
+
+def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCache, device: str) -> dict:
+    """The seed's test-scaling flaw, measured without retraining.
+
+    Under the seed's protocol the training split is scaled with its own min–max (as in the
+    corrected protocol) and only the *test* split is scaled with statistics fitted on itself.
+    Training never sees the test split, so the trained weights are the same under both protocols;
+    only the validation numbers change. We therefore evaluate each trained model on the test split
+    scaled with the training split's statistics.
+    """
+    from ..losses import reconstruction_loss
+    from ..metrics import evaluate
+    from ..runs import resolve_device
+
+    dev = resolve_device(device)
+    runs = {}
+    for name, cfg in study.runs.items():
+        if cfg.data.scaling != "minmax" or cfg.data.scaler_fit != "per_split":
+            continue
+        fixed = cfg.data.model_copy(update={"scaler_fit": "train"})
+        _, x_val, _ = data.tensors(fixed, dev)
+        model, _ = load_model(dirs[name], dev)
+        with torch.inference_mode():
+            tot = 0.0
+            for s in range(0, x_val.shape[0], 4096):
+                xb = x_val[s:s + 4096]
+                o = model(xb)
+                tot += float(reconstruction_loss(cfg.train.loss, xb, o.recon, o.logits) + o.penalty) * xb.shape[0]
+        val = tot / x_val.shape[0]
+        hist = json.loads((dirs[name] / "history.json").read_text())
+        runs[name] = {"name": name, "history": {"loss": hist["loss"][-1:], "val_loss": [val]},
+                      "metrics": evaluate(model.encode, model.decode, x_val)}
+    return {"description": "each trained model evaluated on the test split scaled with the training split's min–max",
+            "runs": runs}
+
+
+def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "auto", progress: bool = True,
+              data_opts: DataOptions = DataOptions(), report: bool = True, stop: Optional[StopFlag] = None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = DataCache(data_opts)
+    names = list(study.runs)
+    dirs = dict(zip(names, _train_all(out, [study.runs[n] for n in names], device=device, engine=engine,
+                                      data=data, progress=progress, stop=stop)))
+    train_wall = time.perf_counter() - t0
+    results: dict[str, Any] = {
+        "study": study.name, "title": study.title, "description": study.description,
+        "protocol": study.protocol, "quick": study.quick, "wall_seconds": train_wall,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "aelab_version": __version__,
+        "device": str(dev_name(device)), "engine": engine,
+        "runs": {n: _record(out, study.runs[n], dirs[n]) for n in names},
+        "questions": [{"id": q.id, "section": q.section, "question": q.question, "baseline": q.baseline,
+                       "variant": q.variant, "claims": [dict(c) for c in q.claims]} for q in study.questions],
+    }
+    if study.protocol == "seed":
+        results["corrected"] = corrected_block(out, study, dirs, data, device)
+    results["wall_seconds_total"] = time.perf_counter() - t0
+    write_json(out / "results.json", results)
+    if report:
+        from ..report import build_report
+
+        build_report(out)
+    return results
+
+
+def dev_name(device: str) -> str:
+    from ..runs import resolve_device
+
+    return str(resolve_device(device))
+
+
+# -- sweeps ----------------------------------------------------------------------------------------
+def parse_values(text: str) -> list[Any]:
+    """``"0.1,0.2,0.4"`` → floats/ints; ``"1e-6..1e-1:6"`` → 6 log-spaced values; ``"2..256:8"`` likewise."""
+    from ..config import parse_value
+
+    text = text.strip()
+    if ".." in text:
+        rng, _, count = text.partition(":")
+        lo_s, _, hi_s = rng.partition("..")
+        try:
+            lo, hi, k = float(lo_s), float(hi_s), int(count or 0)
+        except ValueError:
+            raise ConfigError(f"--values {text!r}: write a list (0.1,0.2) or a log range LO..HI:COUNT (1e-6..1e-1:6)") from None
+        if k < 2 or lo <= 0 or hi <= lo:
+            raise ConfigError(f"--values {text!r}: a range needs 0 < LO < HI and COUNT ≥ 2")
+        vals = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
+        if lo_s.strip().lstrip("-").isdigit() and hi_s.strip().lstrip("-").isdigit():
+            return sorted({int(round(v)) for v in vals})
+        return [float(f"{v:.6g}") for v in vals]
+    vals = [parse_value(p.strip()) for p in text.split(",") if p.strip()]
+    if not vals:
+        raise ConfigError("--values is empty; give a comma-separated list such as 0.1,0.3,0.6")
+    return vals
+
+
+def sweep_configs(base: RunConfig, parameter: str, values: Sequence[Any]) -> list[RunConfig]:
+    cfgs = []
+    for v in values:
+        if parameter in ("model.code_size", "code_size"):
+            enc = list(base.to_dict()["model"]["encoder"])
+            act = enc[-1].split(":")[1]
+            enc[-1] = f"{int(v)}:{act}"
+            cfg = base.with_overrides({"model.encoder": enc})
+        else:
+            cfg = base.with_overrides({parameter: v})
+        cfgs.append(cfg.model_copy(update={"name": f"{base.name}-{parameter.split('.')[-1]}={v}"}))
+    return cfgs
+
+
+def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path, *, device: str = "auto",
+              engine: str = "auto", progress: bool = True, data_opts: DataOptions = DataOptions(),
+              report: bool = True, stop: Optional[StopFlag] = None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    cfgs = sweep_configs(base, parameter, values)
+    dirs = _train_all(out, cfgs, device=device, engine=engine, data=DataCache(data_opts), progress=progress, stop=stop)
+    runs = {c.name: _record(out, c, d) for c, d in zip(cfgs, dirs)}
+    log_x = all(isinstance(v, (int, float)) and v > 0 for v in values) and max(values) / min(values) >= 50
+    results = {
+        "sweep": f"{base.name}: {parameter}", "parameter": parameter, "values": list(values), "log_x": log_x,
+        "wall_seconds": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "aelab_version": __version__, "runs": runs,
+        "points": [{"value": v, "run": c.name} for v, c in zip(values, cfgs)], "baseline": None,
+    }
+    write_json(out / "results.json", results)
+    if report:
+        from ..report import build_sweep_report
+
+        build_sweep_report(out)
+    return results
+
