@@ -1,0 +1,225 @@
+"""Report figures: draw loss curves, reconstruction grids and sweep plots, return PNG bytes.
+
+Only drawing belongs here: every function takes numbers/arrays already loaded (by
+:mod:`aelab.report.render`) and returns the PNG file's bytes. Nothing is written to disk here.
+
+Figures are drawn with matplotlib's object API on the Agg canvas (``Figure`` +
+``FigureCanvasAgg``), never through ``pyplot``: no global backend is switched, no figure is
+registered in pyplot's state, so nothing stays open after a call and the module is safe to
+import in a notebook or a headless server alike. dpi 100 keeps a whole report well under a second
+of drawing per question.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = ["loss_curves", "recon_grid", "sweep_plot", "DPI"]
+
+DPI = 100
+#: log y-axis for loss curves when the largest plotted loss is at least this many times the smallest.
+LOG_Y_SPAN = 8.0
+_BASE_COLOR, _VAR_COLOR = "#1f77b4", "#d62728"
+_PNG_META = {"Software": None}
+
+
+def _png(fig: Figure) -> bytes:
+    """Render ``fig`` on an Agg canvas and return PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata=_PNG_META)
+    fig.clear()
+    return buf.getvalue()
+
+
+def _finite_positive(values: Sequence[float]) -> list[float]:
+    return [float(x) for x in values if x is not None and math.isfinite(float(x)) and float(x) > 0]
+
+
+def _curve(run: Mapping[str, Any], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    history = run.get("history") or {}
+    ys = history.get(key)
+    if not ys:
+        return None
+    y = np.array([math.nan if v is None else float(v) for v in ys], dtype=float)
+    epochs = history.get("epoch")
+    if epochs and len(epochs) == len(y):
+        x = np.asarray(epochs, dtype=float)
+    else:
+        x = np.arange(1, len(y) + 1, dtype=float)
+    return x, y
+
+
+def loss_curves(
+    baseline_run: Mapping[str, Any],
+    variant_run: Mapping[str, Any],
+    labels: Sequence[str] = ("baseline", "variant"),
+) -> bytes:
+    """Train (solid) and validation (dashed) loss per epoch for both runs, as PNG bytes.
+
+    The y-axis is logarithmic when the plotted losses span a factor of :data:`LOG_Y_SPAN` or more
+    (and are all positive), so two curves of very different size stay readable.
+    """
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    plotted: list[float] = []
+    for run, label, color in ((baseline_run, labels[0], _BASE_COLOR), (variant_run, labels[1], _VAR_COLOR)):
+        for key, style, what in (("loss", "-", "train"), ("val_loss", "--", "val")):
+            c = _curve(run, key)
+            if c is None:
+                continue
+            x, y = c
+            ax.plot(x, y, linestyle=style, color=color, marker="o" if len(x) <= 12 else None,
+                    markersize=3, label=f"{label} ({what})")
+            plotted.extend(y[np.isfinite(y)].tolist())
+    pos = _finite_positive(plotted)
+    if pos and len(pos) == len(plotted) and max(pos) / min(pos) >= LOG_Y_SPAN:
+        ax.set_yscale("log")
+        ax.set_ylabel("loss (log scale)")
+    else:
+        ax.set_ylabel("loss")
+    ax.set_xlabel("epoch")
+    if plotted:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no history recorded", ha="center", va="center", transform=ax.transAxes)
+    ax.grid(True, alpha=0.3, which="both")
+    return _png(fig)
+
+
+def _as_images(arr: Any) -> np.ndarray:
+    a = np.asarray(arr, dtype=np.float32)
+    if a.ndim == 3 and a.shape[1:] == (28, 28):
+        return a
+    if a.ndim == 2 and a.shape[1] == 784:
+        return a.reshape(-1, 28, 28)
+    if a.ndim == 1 and a.size % 784 == 0:
+        return a.reshape(-1, 28, 28)
+    raise ValueError(f"expected images of shape (k, 784) or (k, 28, 28), got {a.shape}")
+
+
+def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10) -> bytes:
+    """A grid of 28×28 images: one labelled row per ``(label, images)``, ``n`` columns, as PNG bytes.
+
+    ``images`` is ``(k, 784)`` or ``(k, 28, 28)``; the first ``min(n, k)`` are shown. Gray colormap,
+    no axes, every row on the same fixed [0, 1] intensity scale (values outside are clipped), so
+    brightness is comparable across rows.
+    """
+    rows = [(str(label), _as_images(images)) for label, images in rows]
+    if not rows:
+        raise ValueError("recon_grid needs at least one row")
+    cols = max(1, min(n, max(len(imgs) for _, imgs in rows)))
+    label_w = 0.12 + 0.075 * max(len(label) for label, _ in rows)
+    cell = 0.7
+    width, height = label_w + cols * cell, len(rows) * cell + 0.1
+    fig = Figure(figsize=(width, height))
+    left = label_w / width
+    fig.subplots_adjust(left=left, right=0.995, top=1 - 0.05 / height, bottom=0.05 / height, hspace=0.05)
+    gap = 2
+    cmap = _gray()
+    for i, (label, imgs) in enumerate(rows):
+        ax = fig.add_subplot(len(rows), 1, i + 1)
+        strip = np.full((28, cols * (28 + gap) - gap), np.nan, dtype=np.float32)
+        for j, img in enumerate(imgs[:cols]):
+            strip[:, j * (28 + gap): j * (28 + gap) + 28] = img
+        ax.imshow(np.clip(strip, 0.0, 1.0), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.text(-0.01, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=9)
+    return _png(fig)
+
+
+def _gray():
+    import matplotlib
+
+    return matplotlib.colormaps["gray"].with_extremes(bad="white")  # NaN = the gaps between images
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def sweep_plot(
+    values: Sequence[Any],
+    series: Mapping[str, Sequence[float | None]],
+    xlabel: str,
+    log_x: bool | None = None,
+    baselines: Mapping[str, float | None] | None = None,
+) -> bytes:
+    """Final losses and diagnostics against a swept parameter, several panels, as PNG bytes.
+
+    ``series`` maps a name to one number per value (None/NaN: not recorded). A name of the form
+    ``"panel/line"`` puts the line in the panel ``panel`` (e.g. ``"loss/train"`` and
+    ``"loss/val"`` share the loss panel); any other name gets a panel of its own. ``log_x``: None
+    picks a log x-axis when every value is positive and they span a factor of 20 or more.
+    Non-numeric values (e.g. activation names) are spaced evenly and used as tick labels.
+    ``baselines`` (optional) maps series names to a reference number drawn as a dotted line.
+    """
+    values = list(values)
+    numeric = bool(values) and all(_is_number(v) for v in values)
+    if numeric:
+        x = np.asarray(values, dtype=float)
+        if log_x is None:
+            log_x = bool(np.all(x > 0)) and x.max() / x.min() >= 20
+        elif log_x and not np.all(x > 0):
+            log_x = False
+    else:
+        x = np.arange(len(values), dtype=float)
+        log_x = False
+
+    panels: dict[str, list[tuple[str, str]]] = {}
+    for name in series:
+        panel, _, line = name.partition("/")
+        panels.setdefault(panel, []).append((name, line))
+    if not panels:
+        raise ValueError("sweep_plot needs at least one series")
+
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(3.6 * ncols, 2.9 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for k, (panel, lines) in enumerate(panels.items()):
+        ax = axes[k // ncols][k % ncols]
+        for j, (name, line) in enumerate(lines):
+            ys = series[name]
+            if len(ys) != len(values):
+                raise ValueError(f"series {name!r} has {len(ys)} numbers for {len(values)} values")
+            y = np.array([math.nan if v is None else float(v) for v in ys], dtype=float)
+            color = f"C{j}"
+            ax.plot(x, y, marker="o", markersize=4, color=color, label=line or None)
+            ref = (baselines or {}).get(name)
+            if ref is not None and math.isfinite(float(ref)):
+                ax.axhline(float(ref), color=color, linestyle=":", linewidth=1,
+                           label=f"{line + ' ' if line else ''}baseline")
+        finite = [float(v) for name, _ in lines for v in series[name] if v is not None and math.isfinite(float(v))]
+        if finite and all(v.is_integer() for v in finite):  # counts (dead units)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            if max(finite) - min(finite) < 2:
+                ax.set_ylim(min(finite) - 1, max(finite) + 1)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=9)
+        if log_x:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(x, [str(v) for v in values])
+        elif len(values) <= 8:
+            ax.set_xticks(x, [f"{v:g}" for v in x])
+            ax.minorticks_off()
+        ax.tick_params(labelsize=8)
+        ax.grid(True, alpha=0.3)
+        if any(line for _, line in lines) or baselines:
+            handles, _labels = ax.get_legend_handles_labels()
+            if handles:
+                ax.legend(fontsize=7)
+    for k in range(len(panels), nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    return _png(fig)
