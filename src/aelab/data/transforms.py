@@ -1,0 +1,149 @@
+"""Pure array transforms between the published uint8 MNIST and what a model consumes.
+
+Scaling to float, flattening/unflattening images and adding the noise of a denoising
+autoencoder. Nothing here reads files or keeps state; every function is deterministic given
+its inputs (noise comes from the generator the caller passes in).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+SIDE = 28
+PIXELS = SIDE * SIDE
+_BLOCK_ROWS = 4096
+
+ArrayOrTensor = TypeVar("ArrayOrTensor", "np.ndarray", "torch.Tensor")
+
+
+def scale(
+    x_train_u8: np.ndarray,
+    x_test_u8: np.ndarray,
+    method: Literal["unit", "minmax"] = "unit",
+    fit: Literal["train", "per_split"] = "train",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scale both splits to float32 and flatten them to ``(N, features)``.
+
+    ``method="unit"``: ``x / 255`` in float32 (the Keras tutorial's
+    ``x.astype("float32") / 255.``); ``fit`` is checked but has no effect.
+
+    ``method="minmax"``: scikit-learn's ``MinMaxScaler()`` per pixel, bit for bit: with the
+    fitted per-feature ``min`` and ``range = max - min`` (a zero range counts as 1, as in
+    sklearn's ``_handle_zeros_in_scale``), ``x * (1 / range) + (-min / range)`` computed in
+    float64, then cast to float32.
+
+    - ``fit="train"``: fitted on the training split and applied to both, so test values may
+      fall outside [0, 1] — the correct protocol.
+    - ``fit="per_split"``: each split fitted on itself (the seed notebook's
+      ``scaler.fit_transform(x_test)``), so the test split leaks its own statistics.
+    """
+    if method not in ("unit", "minmax"):
+        raise ValueError(f"unknown scaling method {method!r}; expected 'unit' or 'minmax'")
+    if fit not in ("train", "per_split"):
+        raise ValueError(f"unknown scaler fit {fit!r}; expected 'train' or 'per_split'")
+    train = _flatten(x_train_u8, "x_train")
+    test = _flatten(x_test_u8, "x_test")
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(f"x_train has {train.shape[1]} features per sample but x_test has {test.shape[1]}")
+    if method == "unit":
+        return _unit(train), _unit(test)
+    if fit == "train":
+        params = _minmax_fit(train)
+        return _minmax_apply(train, *params), _minmax_apply(test, *params)
+    return _minmax_apply(train, *_minmax_fit(train)), _minmax_apply(test, *_minmax_fit(test))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    out = x.astype(np.float32)
+    out /= np.float32(255)  # in place: no second 188 MB temporary for the training split
+    return out
+
+
+def _minmax_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn ``MinMaxScaler(feature_range=(0, 1)).fit``: the per-feature ``scale_``/``min_``."""
+    if len(x) == 0:
+        raise ValueError("cannot fit a min-max scaler on an empty split")
+    # sklearn converts to float64 first; min and max are exact either way, so take them on the
+    # (small) integer array and convert only the per-feature results.
+    data_min = x.min(axis=0).astype(np.float64)
+    data_range = x.max(axis=0).astype(np.float64) - data_min
+    # sklearn's _handle_zeros_in_scale: a range below 10 * eps (for integer pixels: exactly 0,
+    # a constant feature) counts as 1, so the feature maps to x - min instead of dividing by 0.
+    data_range = np.where(data_range < 10 * np.finfo(np.float64).eps, 1.0, data_range)
+    scale_ = 1.0 / data_range
+    min_ = 0.0 - data_min * scale_
+    return scale_, min_
+
+
+def _minmax_apply(x: np.ndarray, scale_: np.ndarray, min_: np.ndarray) -> np.ndarray:
+    """sklearn ``MinMaxScaler.transform`` (same operations in the same order), cast to float32."""
+    out = np.empty(x.shape, dtype=np.float32)
+    # In row blocks so the float64 intermediate stays small (not 376 MB for the training split);
+    # each element still sees exactly sklearn's float64 x * scale_ + min_.
+    for start in range(0, len(x), _BLOCK_ROWS):
+        block = x[start:start + _BLOCK_ROWS].astype(np.float64)
+        block *= scale_
+        block += min_
+        out[start:start + _BLOCK_ROWS] = block
+    return out
+
+
+def _flatten(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"{what} must hold samples along its first axis, got shape {x.shape}")
+    return x.reshape(len(x), math.prod(x.shape[1:]))  # explicit width: -1 fails for 0 samples
+
+
+def as_images(x_flat: ArrayOrTensor) -> ArrayOrTensor:
+    """``(N, 784)`` (or any ``(N, 28, 28)``-sized layout) to ``(N, 1, 28, 28)``, numpy or torch."""
+    shape = tuple(x_flat.shape)
+    if len(shape) < 2 or math.prod(shape[1:]) != PIXELS:
+        raise ValueError(f"expected {PIXELS} pixels per sample, got shape {shape}")
+    return x_flat.reshape(shape[0], 1, SIDE, SIDE)
+
+
+def as_flat(x: ArrayOrTensor) -> ArrayOrTensor:
+    """``(N, ...)`` to ``(N, features)`` — e.g. ``(N, 1, 28, 28)`` to ``(N, 784)`` — numpy or torch."""
+    shape = tuple(x.shape)
+    if len(shape) < 1:
+        raise ValueError("expected samples along the first axis, got a scalar")
+    return x.reshape(shape[0], math.prod(shape[1:]))  # explicit width: -1 fails for 0 samples
+
+
+def add_noise(x: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
+    """``clip(x + factor * N(0, 1), 0, 1)``, a new tensor in ``x``'s dtype and on its device.
+
+    The noise is ``torch.randn`` drawn from ``generator`` directly on ``x``'s device, so the
+    generator must live there too (``torch.Generator(device=x.device)``). Whether the noise is
+    drawn once before training (the seed's way) or each epoch is the caller's choice.
+    """
+    import torch  # here, not at module level: `aelab data info` should not pay torch's import
+
+    if not torch.is_floating_point(x):
+        raise ValueError(f"add_noise needs a floating-point tensor, got {x.dtype}")
+    if generator.device.type != x.device.type:
+        raise ValueError(
+            f"the noise generator is on {generator.device} but x is on {x.device}; "
+            "create it with torch.Generator(device=x.device)"
+        )
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x + factor * noise).clamp_(0.0, 1.0)
+
+
+def add_noise_numpy(x: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`add_noise` in numpy: ``clip(x + factor * rng.standard_normal(x.shape), 0, 1)``.
+
+    The sum is formed in float64 (as the seed's ``np.random.normal`` noise is) and returned in
+    ``x``'s floating dtype (float64 for integer input).
+    """
+    x = np.asarray(x)
+    out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+    noisy = x + factor * rng.standard_normal(x.shape)
+    return np.clip(noisy, 0.0, 1.0).astype(out_dtype, copy=False)
