@@ -490,7 +490,23 @@ def test_plateau_judges_the_named_history():
                           run, run)["status"] == "not confirmed"
 
 
+def test_claim_of_baseline_judges_the_baseline():
+    base, var = run_with({"bce": 0.09}), run_with({"bce": 0.40})
+    c = claim("value_near", metric="metrics.bce", value=0.09, rel_tol=0.1, of="baseline")
+    verdict = evaluate_claim(c, base, var)
+    assert verdict["status"] == "confirmed"
+    assert verdict["detail"].startswith("The baseline's metrics.bce of 0.09000")
+    assert evaluate_claim(claim("value_near", metric="metrics.bce", value=0.09, rel_tol=0.1, of="variant"),
+                          base, var)["status"] == "not confirmed"
+    flat = {"name": "b", "history": {"loss": [1.0, 0.5, 0.49, 0.489]}}
+    steep = {"name": "v", "history": {"loss": [1.0, 0.8, 0.6, 0.4]}}
+    verdict = evaluate_claim(claim("plateau", history="loss", after=2, max_rel_drop=0.05, of="baseline"), flat, steep)
+    assert verdict["status"] == "confirmed" and "baseline's loss" in verdict["detail"]
+
+
 @pytest.mark.parametrize("c, match", [
+    (claim("ratio_at_least", metric="metrics.bce", min=2, of="baseline"), "only works with"),
+    (claim("below", metric="metrics.bce", value=1, of="both"), "'of' must be"),
     (claim("vibes", metric="metrics.bce"), "unknown claim kind 'vibes'"),
     ({"text": "no kind", "params": {}}, "unknown claim kind None"),
     (claim("ratio_at_least", metric="metrics.bce"), "missing min"),

@@ -36,7 +36,9 @@ sentence. It never reads files, trains or draws; :mod:`aelab.report.render` call
   ``above``                  metric, value                                ``v > value``
   =========================  ===========================================  ==========================
 
-  A non-finite number never confirms a claim. A malformed claim (unknown kind, missing or unknown
+  Optional in every claim: ``"of": "baseline"`` judges the baseline run instead of the variant
+  (only for the one-run kinds ``value_near``, ``below``, ``above``, ``plateau``; e.g. the lab
+  model's own "≈0.09" loss). A non-finite number never confirms a claim. A malformed claim (unknown kind, missing or unknown
   parameter, unknown path) raises :class:`ValueError` naming the problem.
 
 * :func:`observe` writes a short paragraph from the numbers of a question's two runs.
@@ -68,7 +70,7 @@ __all__ = [
 CONFIRMED = "confirmed"
 NOT_CONFIRMED = "not confirmed"
 
-#: claim kind -> the names of its parameters (all required, no others allowed).
+#: claim kind -> the names of its required parameters (no others allowed but OPTIONAL_PARAMS).
 CLAIM_KINDS: dict[str, tuple[str, ...]] = {
     "value_near": ("metric", "value", "rel_tol"),
     "ratio_at_least": ("metric", "min"),
@@ -79,6 +81,11 @@ CLAIM_KINDS: dict[str, tuple[str, ...]] = {
     "below": ("metric", "value"),
     "above": ("metric", "value"),
 }
+
+#: optional in every claim: "of": "variant" (default) or "baseline" — judge that run instead
+#: (only for the kinds that need one run: ABSOLUTE_KINDS).
+OPTIONAL_PARAMS = ("of",)
+ABSOLUTE_KINDS = ("value_near", "below", "above", "plateau")
 
 _HISTORY_INDEX = re.compile(r"^history\.([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+)\]$")
 _FIRST_FINAL = re.compile(r"^(first|final)\.([A-Za-z_][A-Za-z0-9_]*)$")
@@ -236,7 +243,7 @@ def _params(claim: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"claim {kind!r}: 'params' must be a mapping, got {params!r}")
     wanted = CLAIM_KINDS[kind]
     missing = [p for p in wanted if p not in params]
-    unknown = [p for p in params if p not in wanted]
+    unknown = [p for p in params if p not in wanted and p not in OPTIONAL_PARAMS]
     if missing or unknown:
         parts = []
         if missing:
@@ -279,9 +286,21 @@ def evaluate_claim(
     "detail": <one sentence>}``. Raises ValueError for an unknown kind, bad params or a bad path.
     """
     kind, p = _params(claim)
+    # "of": "baseline" judges a claim about the baseline itself (e.g. the lab AE's ≈0.09 val loss);
+    # only the absolute kinds make sense there.
+    of = p.pop("of", "variant")
+    if of not in ("variant", "baseline"):
+        raise ValueError(f"claim {kind!r}: 'of' must be 'variant' or 'baseline', got {of!r}")
+    if of == "baseline":
+        if kind not in ABSOLUTE_KINDS:
+            raise ValueError(
+                f"claim {kind!r}: 'of = baseline' only works with {', '.join(ABSOLUTE_KINDS)}"
+            )
+        variant_run = baseline_run
+    who = f"The {of}'s"
 
     if kind == "plateau":
-        return _plateau(variant_run, p["history"], p["after"], float(p["max_rel_drop"]))
+        return _plateau(variant_run, p["history"], p["after"], float(p["max_rel_drop"]), of)
 
     metric = p["metric"]
     v = resolve(variant_run, metric)
@@ -292,7 +311,7 @@ def evaluate_claim(
         ok = _finite(v) and abs(v - target) <= tol * abs(target)
         measured = f"{metric} = {fmt_num(v)} (target {fmt_num(target)}, off by {fmt_num(100 * rel, 3)}%)"
         detail = (
-            f"The variant's {metric} of {fmt_num(v)} is {'within' if ok else 'not within'} "
+            f"{who} {metric} of {fmt_num(v)} is {'within' if ok else 'not within'} "
             f"{fmt_num(100 * tol, 3)}% of {fmt_num(target)}."
         )
         return _verdict(ok, measured, detail)
@@ -302,7 +321,7 @@ def evaluate_claim(
         ok = _finite(v) and (v < target if kind == "below" else v > target)
         rel_word = "below" if kind == "below" else "above"
         measured = f"{metric} = {fmt_num(v)} (threshold {fmt_num(target)})"
-        detail = f"The variant's {metric} of {fmt_num(v)} is {'' if ok else 'not '}{rel_word} {fmt_num(target)}."
+        detail = f"{who} {metric} of {fmt_num(v)} is {'' if ok else 'not '}{rel_word} {fmt_num(target)}."
         return _verdict(ok, measured, detail)
 
     b = resolve(baseline_run, metric)
@@ -333,21 +352,22 @@ def evaluate_claim(
     return _verdict(ok, measured, detail)
 
 
-def _plateau(run: Mapping[str, Any], key: str, after: int, max_rel_drop: float) -> dict[str, str]:
+def _plateau(run: Mapping[str, Any], key: str, after: int, max_rel_drop: float, of: str = "variant") -> dict[str, str]:
     curve = history_curve(run, key)
+    key_label = key if of == "variant" else f"baseline's {key}"
     n = len(curve)
     if after > n:
         return _verdict(
             False,
             f"{key}: {n} epochs recorded",
-            f"The run has only {n} epochs of {key}, fewer than the {after} the claim needs.",
+            f"The {of} run has only {n} epochs of {key}, fewer than the {after} the claim needs.",
         )
     first, at, last = curve[0], curve[after - 1], curve[-1]
     if not _finite(first, at, last):
         return _verdict(
             False,
             f"{key}: epoch 1 {fmt_num(first)}, epoch {after} {fmt_num(at)}, epoch {n} {fmt_num(last)}",
-            f"The {key} curve has non-finite values, so it cannot be judged.",
+            f"The {key_label} curve has non-finite values, so it cannot be judged.",
         )
     early_drop = (first - at) / abs(first) if first != 0 else math.nan
     late_drop = (at - last) / abs(at) if at != 0 else math.nan
@@ -359,14 +379,14 @@ def _plateau(run: Mapping[str, Any], key: str, after: int, max_rel_drop: float) 
     )
     if fell and flat:
         detail = (
-            f"The {key} fell by {fmt_num(100 * early_drop, 3)}% over the first {after} epochs and then by only "
+            f"The {key_label} fell by {fmt_num(100 * early_drop, 3)}% over the first {after} epochs and then by only "
             f"{fmt_num(100 * late_drop, 3)}% (limit {fmt_num(100 * max_rel_drop, 3)}%) to epoch {n}."
         )
     elif not fell:
-        detail = f"The {key} did not fall between epoch 1 and epoch {after} ({fmt_num(first)} → {fmt_num(at)})."
+        detail = f"The {key_label} did not fall between epoch 1 and epoch {after} ({fmt_num(first)} → {fmt_num(at)})."
     else:
         detail = (
-            f"The {key} kept falling after epoch {after}: by {fmt_num(100 * late_drop, 3)}% to epoch {n}, "
+            f"The {key_label} kept falling after epoch {after}: by {fmt_num(100 * late_drop, 3)}% to epoch {n}, "
             f"more than the {fmt_num(100 * max_rel_drop, 3)}% limit."
         )
     return _verdict(fell and flat, measured, detail)
