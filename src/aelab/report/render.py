@@ -345,6 +345,11 @@ def _header(results: Mapping[str, Any], default_title: str) -> dict[str, Any]:
         "protocol": str(results.get("protocol") or "unknown"),
         "quick": bool(results.get("quick", False)),
         "wall_time": _fmt_seconds(results.get("wall_seconds")),
+        "wall_total": (_fmt_seconds(results["wall_seconds_total"])
+                       if isinstance(results.get("wall_seconds_total"), (int, float)) else None),
+        "description": str(results.get("description") or ""),
+        "device": str(results.get("device") or ""),
+        "engine": str(results.get("engine") or ""),
         "created": str(results.get("created") or "—"),
         "version": str(results.get("aelab_version") or "—"),
     }
@@ -401,7 +406,10 @@ def _corrected_effect(results: Mapping[str, Any]) -> dict[str, Any] | None:
         )
     else:
         summary = "No run has a final val loss under both protocols."
-    return {"rows": rows, "summary": summary, "missing": missing,
+    description = block.get("description") or (
+        "the same runs under the corrected protocol, with the min–max scaler fitted on the training split only"
+    )
+    return {"rows": rows, "summary": summary, "missing": missing, "description": str(description),
             "label": str(results.get("protocol") or "seed")}
 
 
@@ -555,7 +563,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
 
     figures: dict[str, bytes] = {}
     plot = _figure(figures, "figures/sweep.png",
-                   F.sweep_plot(values, series, parameter, None, baselines=baselines),
+                   F.sweep_plot(values, series, parameter, results.get("log_x"), baselines=baselines),
                    f"Final losses and diagnostics against {parameter}")
 
     columns = [label for label, _ in _SWEEP_COLUMNS] + ["dead code units"]
@@ -605,7 +613,8 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         observation = "No final val loss was recorded."
 
     notes = [METHOD_NOTES["scaling"]] + ([METHOD_NOTES["noisy_validation"]] if noisy else [])
-    header = _header(results, f"Sweep {results.get('sweep', '')}: {parameter}".strip())
+    name = str(results.get("sweep") or "")
+    header = _header(results, f"Sweep {name}" + ("" if parameter in name else f" over {parameter}"))
     context = {
         "kind": "sweep",
         **header,
