@@ -86,6 +86,7 @@ def loss_curves(
     else:
         ax.set_ylabel("loss")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if plotted:
         ax.legend(fontsize=8)
     else:
