@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 
 import numpy as np
 import pytest
@@ -413,21 +412,6 @@ def test_evaluate_rejects_bad_shapes():
         M.evaluate(lambda b: b, lambda h: h[:, :100], x)
     with pytest.raises(ValueError, match="x_test_noisy"):
         M.evaluate(lambda b: b, lambda h: h, x, x_test_noisy=x[:5])
-
-
-def test_evaluate_10000_images_is_fast():
-    g = torch.Generator().manual_seed(8)
-    x = torch.rand(10000, 784, generator=g) * (torch.rand(10000, 784, generator=g) > 0.8)
-    xn = (x + 0.5 * torch.randn(10000, 784, generator=g)).clamp(0, 1)
-    model = _TinyAE(k=32)
-    M.evaluate(model.encode, model.decode, x[:600], x_test_noisy=xn[:600])  # warm-up
-    best = math.inf
-    for _ in range(2):
-        t = time.perf_counter()
-        M.evaluate(model.encode, model.decode, x, x_test_noisy=xn)
-        best = min(best, time.perf_counter() - t)
-    # ~0.3 s on a 2-core CPU with every metric and the noisy block; generous bound for busy CI.
-    assert best < 3.0
 
 
 # ---------------------------------------------------------------------------------- docs

@@ -332,9 +332,8 @@ def test_appendix_lists_metric_docs(built):
         assert f"- `{name}`:" in md
 
 
-def test_build_report_is_fast_and_deterministic(built):
-    study, paths, seconds = built
-    assert seconds < 10
+def test_build_report_is_deterministic(built):
+    study, paths, _ = built
     first = paths["html"].read_bytes()
     build_report(study)
     assert paths["html"].read_bytes() == first
