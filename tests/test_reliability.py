@@ -166,3 +166,38 @@ def test_no_temporary_files_left_behind(tmp_path):
     assert leftovers == []
     assert {"config.json", "history.json", "metrics.json", "samples.npz", "weights.safetensors", "recon.png",
             "run.json", "DONE"} <= {p.name for p in rd.iterdir()}
+
+
+def test_nan_keeps_the_last_good_checkpoint_and_says_where(tmp_path, monkeypatch):
+    """A NaN in epoch 2 stops training; the end-of-epoch-1 checkpoint survives and the run can resume."""
+    from aelab import runs as runs_mod
+    from aelab.engine.loop import TrainData
+    from aelab.errors import TrainingError
+
+    class PoisonedEpoch(TrainData):
+        def train_inputs(self, epoch):
+            x = super().train_inputs(epoch)
+            if epoch == 1:
+                x = x.clone()
+                x[:, 0] = float("nan")
+            return x
+
+    real = runs_mod.DataCache.train_data
+
+    def poisoned(self, cfg, device):
+        d = real(self, cfg, device)
+        return PoisonedEpoch(d.x_train, d.x_val, seed=d.seed)
+
+    monkeypatch.setattr(runs_mod.DataCache, "train_data", poisoned)
+    cfg = _cfg(**{"data.noise_factor": 0.0, "model.activity_l1": 0.0})
+    rd = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"at epoch 2, batch 1;.*last good checkpoint \(end of epoch 1\)"):
+        train_runs([cfg], [rd], device="cpu", progress=False)
+    meta = json.loads((rd / "checkpoint" / "state.json").read_text())
+    assert (meta["epoch"], meta["batch"]) == (1, 0) and not (rd / "DONE").exists()
+    # once the cause is gone, the run resumes from that checkpoint to the same result as a clean run
+    monkeypatch.setattr(runs_mod.DataCache, "train_data", real)
+    train_runs([cfg], [rd], device="cpu", progress=False)
+    ref = tmp_path / "ref"
+    train_runs([cfg], [ref], device="cpu", progress=False)
+    _same_run(ref, rd)

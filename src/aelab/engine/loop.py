@@ -244,10 +244,11 @@ def fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, se
             bad_m = int((~torch.isfinite(loss_buf[bad_b])).nonzero()[0, 0])
             if hooks.on_nan:
                 hooks.on_nan(st, bad_m, epoch, bad_b)
+            kept = (f"the last good checkpoint (end of epoch {epoch}) was kept" if epoch > 0
+                    else "no checkpoint exists yet (it happened in the first epoch)")
             raise TrainingError(
                 f"the loss of {names[bad_m]} became {float(loss_buf[bad_b, bad_m])} at epoch {epoch + 1}, "
-                f"batch {bad_b + 1}; training stopped and the last good checkpoint (end of epoch {epoch}) "
-                f"was kept; {NAN_HINT}"
+                f"batch {bad_b + 1}; training stopped and {kept}; {NAN_HINT}"
             )
         # Weighting by the batch size makes the epoch loss the mean over samples, as Keras 3's
         # loss tracker does (only the last, smaller batch differs from a plain mean of batches).
