@@ -127,3 +127,18 @@ def test_real_mnist_slice_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     hist = json.loads((out / "history.json").read_text())
     assert hist["val_loss"][-1] < hist["val_loss"][0] < 0.45  # ≈0.69 for an untrained sigmoid output
+
+
+def test_data_info_and_offline_fetch_failure_is_one_line(tmp_path):
+    env = {**os.environ, "AELAB_DATA_DIR": str(tmp_path / "cache"), "PATH": "/nonexistent"}
+    r = subprocess.run([sys.executable, "-m", "aelab.cli", "data", "info"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert str(tmp_path / "cache") in json.dumps(info)
+    # offline, empty cache, no npm on PATH: a clear one-line error, exit 2, no half-written cache files
+    r = subprocess.run([sys.executable, "-m", "aelab.cli", "data", "fetch", "--offline", "-q"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 2
+    assert r.stderr.startswith("aelab: error: ") and r.stderr.count("\n") == 1
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(p.name.endswith("ubyte") for p in cache.iterdir())
