@@ -1,0 +1,416 @@
+"""aelab's engine vs Keras 3 / TensorFlow vs a plain PyTorch DataLoader loop, on full MNIST.
+
+    python -m benchmarks.compare [--epochs 3] [--models lab_undercomplete,q2_1_swapped,...]
+                                 [--skip-keras] [--skip-study] [--out benchmarks/results-cpu.json]
+
+For each model of the ``exercise12`` study (its run names), in one process, on the same data
+(MNIST, min–max scaled per split as the seed does), interleaved per model:
+
+* **aelab**  — the engine's fast path (:class:`StackedDenseStepper`, one model) via ``engine.fit``;
+* **plain**  — aelab's reference autograd path (``PlainStepper``, i.e. ``engine="plain"``), run only
+  to check that the fast path gives the same result (its val loss must agree to ~1e-5);
+* **keras**  — the model as the seed writes it: ``Sequential([Dense...])``,
+  ``compile(optimizer='adam', loss='binary_crossentropy')``,
+  ``fit(x, x, batch_size=64, shuffle=True, validation_data=(x_test, x_test))``;
+* **torch**  — a plain PyTorch loop: ``DataLoader(TensorDataset)``, ``nn.Sequential``, autograd,
+  ``torch.optim.Adam``.
+
+Every epoch time is wall time from the start of the epoch to the end of its validation pass, for all
+four. The reported seconds/epoch is the median over epochs 2..N: the first epoch of Keras includes
+tracing and compiling its ``tf.function`` train/val steps (seconds of one-off work), and the same rule
+is applied to every framework; all epoch times are kept in the JSON.
+
+Unless ``--skip-study``, the full ``aelab study exercise12`` (9 trainings on full MNIST, no report) is
+timed in a fresh subprocess (so TensorFlow's thread pools are not in the process).
+
+Results go to the JSON file (``--out``) and to ``benchmarks/RESULTS.md`` (``--md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_MODELS = "lab_undercomplete,q2_1_swapped,q3_1_l1_x100,lab_deep"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _median_skip_first(xs: list[float]) -> float:
+    xs = list(xs)
+    return statistics.median(xs[1:] if len(xs) > 1 else xs)
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "numpy": np.__version__, "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    }
+    try:
+        info["load_avg_start"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def load_study_data(names: list[str]):
+    from aelab.runs import DataCache
+    from aelab.study import load_study
+
+    study = load_study("exercise12")
+    unknown = [n for n in names if n not in study.runs]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; the study's runs are: {', '.join(study.runs)}")
+    return study, DataCache()
+
+
+# -- (a) aelab --------------------------------------------------------------------------------------
+def run_aelab(cfg, data, epochs: int, engine: str) -> dict:
+    from aelab.engine.loop import Hooks, fit
+    from aelab.engine.steppers import PlainStepper, StackedDenseStepper
+    from aelab.runs import spec_of
+
+    t = cfg.train
+    spec = spec_of(cfg)
+    if engine == "fast":
+        stepper = StackedDenseStepper([spec], t.lr, t.beta1, t.beta2, t.eps, "cpu")
+    else:
+        stepper = PlainStepper(spec, t.lr, t.beta1, t.beta2, t.eps, "cpu")
+    d = data.train_data(cfg, torch.device("cpu"))
+    d.train_inputs(0)  # draw the (once) noise before the clock starts, as Keras' inputs are ready
+    marks = [time.perf_counter()]
+    hooks = Hooks(on_epoch_end=lambda st: marks.append(time.perf_counter()))
+    st = fit(stepper, [d], epochs=epochs, batch_size=t.batch_size, seed=t.seed, shuffle=t.shuffle,
+             hooks=hooks, progress=False)
+    h = st.histories[0]
+    secs = [b - a for a, b in zip(marks[:-1], marks[1:])]
+    return {"epoch_seconds": secs, "train_seconds": h.epoch_seconds, "loss": h.loss, "val_loss": h.val_loss}
+
+
+# -- (b) Keras ----------------------------------------------------------------------------------------
+def keras_available() -> str | None:
+    """None when Keras 3 on TensorFlow imports, else why not."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    except Exception as err:  # ImportError, or a broken install
+        return f"{type(err).__name__}: {err}"
+    if keras.backend.backend() != "tensorflow":
+        return f"Keras backend is {keras.backend.backend()!r}, not tensorflow (set KERAS_BACKEND=tensorflow)"
+    return None
+
+
+def run_keras(cfg, x_in: np.ndarray, x_tr: np.ndarray, x_te: np.ndarray, epochs: int) -> dict:
+    import keras
+    from keras import layers, regularizers
+
+    keras.utils.set_random_seed(cfg.train.seed)
+    m = cfg.model
+    lam = float(m.activity_l1)
+    n_enc = len(m.encoder)
+    model = keras.Sequential([keras.Input(shape=(m.input_dim,))])
+    for k, l in enumerate(list(m.encoder) + list(m.decoder)):
+        reg = regularizers.l1(lam) if (lam > 0 and k == n_enc - 1) else None
+        model.add(layers.Dense(l.size, activation=l.activation, activity_regularizer=reg))
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.secs: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.secs.append(time.perf_counter() - self._t0)
+
+    timer = Timer()
+    hist = model.fit(x_in, x_tr, batch_size=cfg.train.batch_size, epochs=epochs, shuffle=True,
+                     validation_data=(x_te, x_te), verbose=0, callbacks=[timer])
+    return {"epoch_seconds": timer.secs, "loss": [float(v) for v in hist.history["loss"]],
+            "val_loss": [float(v) for v in hist.history["val_loss"]]}
+
+
+# -- (c) plain PyTorch ---------------------------------------------------------------------------------
+def run_torch_loop(cfg, x_in: torch.Tensor, x_tr: torch.Tensor, x_te: torch.Tensor, epochs: int) -> dict:
+    """What one writes without aelab: DataLoader + nn.Sequential + autograd + torch.optim.Adam."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from aelab.engine.steppers import build_initial_model
+    from aelab.losses import reconstruction_loss
+    from aelab.runs import spec_of
+
+    m = cfg.model
+    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity, "elu": nn.ELU,
+            "selu": nn.SELU, "softplus": nn.Softplus}
+    spec = spec_of(cfg)
+    init = build_initial_model(spec).linears()  # the same initial weights as aelab's runs
+    lin_acts = [l.activation for l in list(m.encoder) + list(m.decoder)]
+    mods: list[nn.Module] = []
+    for lin, act in zip(init, lin_acts):
+        new = nn.Linear(lin.in_features, lin.out_features)
+        with torch.no_grad():
+            new.weight.copy_(lin.weight)
+            new.bias.copy_(lin.bias)
+        mods.append(new)
+    n_enc = len(m.encoder)
+    enc = nn.Sequential(*[x for lin, a in zip(mods[:n_enc], lin_acts[:n_enc]) for x in (lin, acts[a]())])
+    dec_body = nn.Sequential(*[x for lin, a in zip(mods[n_enc:-1], lin_acts[n_enc:-1]) for x in (lin, acts[a]())])
+    out_lin, out_act = mods[-1], lin_acts[-1]
+    params = list(enc.parameters()) + list(dec_body.parameters()) + list(out_lin.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), eps=cfg.train.eps)
+    lam = float(m.activity_l1)
+    loss_kind = cfg.train.loss
+
+    def forward(xb, yb):
+        h = enc(xb)
+        z = out_lin(dec_body(h))
+        logits = z if out_act == "sigmoid" else None
+        recon = torch.sigmoid(z) if out_act == "sigmoid" else acts[out_act]()(z)
+        loss = reconstruction_loss(loss_kind, yb, recon, logits)
+        if lam > 0:
+            loss = loss + lam * h.abs().sum() / h.shape[0]
+        return loss
+
+    g = torch.Generator()
+    g.manual_seed(cfg.train.seed)
+    loader = DataLoader(TensorDataset(x_in, x_tr), batch_size=cfg.train.batch_size, shuffle=True, generator=g)
+    secs, losses, vals = [], [], []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        tot, n = 0.0, 0
+        for xb, yb in loader:
+            loss = forward(xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * xb.shape[0]
+            n += xb.shape[0]
+        with torch.no_grad():
+            v = sum(float(forward(x_te[s:s + 4096], x_te[s:s + 4096])) * x_te[s:s + 4096].shape[0]
+                    for s in range(0, x_te.shape[0], 4096)) / x_te.shape[0]
+        secs.append(time.perf_counter() - t0)
+        losses.append(tot / n)
+        vals.append(v)
+    return {"epoch_seconds": secs, "loss": losses, "val_loss": vals}
+
+
+# -- the study -----------------------------------------------------------------------------------------
+def study_child(json_to: str) -> None:
+    """Train all of exercise12 (no report) into a temp dir; write timings to ``json_to``."""
+    from aelab.study import load_study, run_study
+
+    study = load_study("exercise12")
+    with tempfile.TemporaryDirectory(prefix="aelab-bench-study-") as tmp:
+        t0 = time.perf_counter()
+        res = run_study(study, Path(tmp), device="cpu", progress=False, report=False)
+        wall = time.perf_counter() - t0
+    groups: dict = {}
+    val = {}
+    for name, r in res["runs"].items():
+        rj = r.get("run", {})
+        groups[" + ".join(rj.get("trained_with", [name]))] = rj.get("group_wall_seconds")
+        val[name] = r["history"]["val_loss"][-1]
+    out = {"train_wall_seconds": res["wall_seconds"], "total_wall_seconds": res["wall_seconds_total"],
+           "process_wall_seconds": wall, "groups": groups, "n_runs": len(study.runs),
+           "epochs_total": sum(c.train.epochs for c in study.runs.values()), "final_val_loss": val}
+    Path(json_to).write_text(json.dumps(out, indent=2))
+
+
+def time_study() -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        path = fh.name
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "benchmarks.compare", "--study-child", path], cwd=ROOT, env=env, check=True)
+    out = json.loads(Path(path).read_text())
+    out["subprocess_wall_seconds"] = time.perf_counter() - t0
+    os.unlink(path)
+    return out
+
+
+# -- report ---------------------------------------------------------------------------------------------
+def _fmt(x, nd=2):
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def markdown(res: dict) -> str:
+    mi = res["machine"]
+    lines = [
+        "# Benchmarks: aelab vs Keras/TensorFlow vs a plain PyTorch loop",
+        "",
+        f"Machine: {mi['cpu']}, {mi['cores']} cores; torch {mi['torch']} ({mi['torch_threads']} threads), "
+        f"TensorFlow {mi.get('tensorflow', 'not installed')}, Keras {mi.get('keras', 'not installed')}, "
+        f"Python {mi['python']}, NumPy {mi['numpy']}; {mi['date']}. "
+        f"Load average at start {', '.join(f'{v:.2f}' for v in mi.get('load_avg_start', []))}, "
+        f"at end {', '.join(f'{v:.2f}' for v in mi.get('load_avg_end', []))}.",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+        f"Full MNIST (60,000 training images, 10,000 validation images, min–max per split), batch 64, "
+        f"{res['epochs']} epochs per model and framework, interleaved per model. Seconds per epoch: wall "
+        "time of one epoch including its validation pass, median over epochs 2..N (epoch 1 of Keras "
+        "includes tracing/compiling its tf.functions; the same rule is applied to all). "
+        "img/s = 60,000 / (s/epoch). ×Keras and ×torch = how many times faster aelab's epoch is. "
+        "val = validation loss after the last epoch; Δplain = |aelab fast − aelab plain (autograd)| / plain, "
+        "the check that speed was not bought with a different result (Keras and the DataLoader loop use "
+        "other shuffles, so their val loss only has to be close, not equal).",
+        "",
+        "| model | aelab s/ep | aelab img/s | Keras s/ep | torch DataLoader s/ep | ×Keras | ×torch | val aelab | val plain | Δplain | val Keras | val torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in res["models"].items():
+        a = r["aelab"]["sec_per_epoch"]
+        k = r.get("keras", {}).get("sec_per_epoch")
+        t = r["torch"]["sec_per_epoch"]
+        lines.append(
+            f"| {name} | {_fmt(a, 3)} | {60000 / a:,.0f} | {_fmt(k)} | {_fmt(t)} | "
+            f"{_fmt(k / a if k else None, 1)} | {_fmt(t / a, 1)} | {r['aelab']['val_loss'][-1]:.5f} | "
+            f"{r['plain']['val_loss'][-1]:.5f} | {r['val_rel_diff_fast_vs_plain']:.1e} | "
+            f"{_fmt(r.get('keras', {}).get('val_loss', [None])[-1], 5)} | {r['torch']['val_loss'][-1]:.5f} |")
+    if res.get("keras_skipped"):
+        lines += ["", f"Keras was not run: {res['keras_skipped']}."]
+    lines += ["", "aelab's plain autograd path (`engine=\"plain\"`, the reference) for comparison, s/epoch: "
+              + ", ".join(f"{n} {r['plain']['sec_per_epoch']:.2f}" for n, r in res["models"].items()) + "."]
+    if "study" in res:
+        s = res["study"]
+        lines += [
+            "",
+            "## The full study",
+            "",
+            f"`aelab study exercise12` (all {s['n_runs']} trainings, {s['epochs_total']} epochs over 60,000 images, "
+            "no report), in a fresh process: "
+            f"**{s['train_wall_seconds']:.1f} s** wall for training (data loading, the trainings, each run's "
+            f"evaluation and artifacts), {s['total_wall_seconds']:.1f} s with the corrected-protocol "
+            f"evaluation; {s['subprocess_wall_seconds']:.1f} s for the whole process including Python start-up.",
+            "",
+            "| trained together | wall s |",
+            "|---|---:|",
+        ]
+        for g, w in s["groups"].items():
+            lines.append(f"| {g} | {_fmt(w, 1)} |")
+    if res.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "Environment: `python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 && "
+    ".venv-bench/bin/pip install -e . && .venv-bench/bin/pip install tensorflow-cpu` "
+    "(TensorFlow CPU 2.21 with Keras 3); run `.venv-bench/bin/python -m benchmarks.compare`.",
+    "The machine is shared: other processes (tests, builds) may run at the same time; the load averages "
+    "above say how busy it was. Rerun for a quiet measurement.",
+]
+
+
+# -- main ------------------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--models", default=DEFAULT_MODELS, help="the exercise12 run names, comma-separated")
+    ap.add_argument("--skip-keras", action="store_true")
+    ap.add_argument("--skip-study", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results-cpu.json")
+    ap.add_argument("--md", default="benchmarks/RESULTS.md", help="Markdown report ('' to skip)")
+    ap.add_argument("--study-child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.study_child:
+        study_child(args.study_child)
+        return 0
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    res: dict = {"command": "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:]),
+                 "epochs": args.epochs, "machine": machine_info(), "models": {}, "notes": list(NOTES)}
+
+    # The study first, in its own process, before TensorFlow's thread pools exist in this one.
+    if not args.skip_study:
+        print("timing aelab study exercise12 (9 trainings, full MNIST) ...", flush=True)
+        res["study"] = time_study()
+        print(f"  study: {res['study']['train_wall_seconds']:.1f} s training wall", flush=True)
+
+    why = "--skip-keras" if args.skip_keras else keras_available()
+    if why:
+        res["keras_skipped"] = why
+        print(f"Keras not run: {why}", flush=True)
+    else:
+        import keras
+        import tensorflow as tf
+
+        res["machine"]["tensorflow"] = tf.__version__
+        res["machine"]["keras"] = keras.__version__
+
+    study, cache = load_study_data(names)
+    for name in names:
+        cfg = study.runs[name]
+        d = cache.train_data(cfg, torch.device("cpu"))
+        x_in_t, x_tr_t, x_te_t = d.train_inputs(0), d.x_train, d.val_inputs()
+        r: dict = {"config": {"encoder": [f"{l.size}:{l.activation}" for l in cfg.model.encoder],
+                              "decoder": [f"{l.size}:{l.activation}" for l in cfg.model.decoder],
+                              "activity_l1": cfg.model.activity_l1, "noise_factor": cfg.data.noise_factor}}
+        print(f"[{name}] aelab (fast) ...", flush=True)
+        r["aelab"] = run_aelab(cfg, cache, args.epochs, "fast")
+        print(f"[{name}] aelab (plain autograd, for the result check) ...", flush=True)
+        r["plain"] = run_aelab(cfg, cache, args.epochs, "plain")
+        if not why:
+            print(f"[{name}] Keras ...", flush=True)
+            r["keras"] = run_keras(cfg, x_in_t.numpy(), x_tr_t.numpy(), x_te_t.numpy(), args.epochs)
+        print(f"[{name}] torch DataLoader loop ...", flush=True)
+        r["torch"] = run_torch_loop(cfg, x_in_t, x_tr_t, x_te_t, args.epochs)
+        for k in ("aelab", "plain", "keras", "torch"):
+            if k in r:
+                r[k]["sec_per_epoch"] = _median_skip_first(r[k]["epoch_seconds"])
+                r[k]["images_per_second"] = x_tr_t.shape[0] / r[k]["sec_per_epoch"]
+        a, p = r["aelab"]["val_loss"][-1], r["plain"]["val_loss"][-1]
+        r["val_rel_diff_fast_vs_plain"] = abs(a - p) / abs(p)
+        r["speedup_vs_torch"] = r["torch"]["sec_per_epoch"] / r["aelab"]["sec_per_epoch"]
+        if "keras" in r:
+            r["speedup_vs_keras"] = r["keras"]["sec_per_epoch"] / r["aelab"]["sec_per_epoch"]
+        res["models"][name] = r
+        print(f"[{name}] aelab {r['aelab']['sec_per_epoch']:.3f} s/epoch, plain {r['plain']['sec_per_epoch']:.2f}, "
+              + (f"Keras {r['keras']['sec_per_epoch']:.2f} (x{r['speedup_vs_keras']:.1f}), " if "keras" in r else "")
+              + f"torch {r['torch']['sec_per_epoch']:.2f} (x{r['speedup_vs_torch']:.1f}); "
+              f"val aelab {a:.5f} plain {p:.5f}"
+              + (f" Keras {r['keras']['val_loss'][-1]:.5f}" if "keras" in r else "")
+              + f" torch {r['torch']['val_loss'][-1]:.5f}", flush=True)
+    try:
+        res["machine"]["load_avg_end"] = list(os.getloadavg())
+    except OSError:
+        pass
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(res, indent=2))
+    tmp.replace(out)
+    if args.md:
+        Path(args.md).write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
