@@ -23,6 +23,7 @@ steppers, so a run checkpointed by one can be resumed by the other.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -214,6 +215,33 @@ def can_stack(spec: ModelSpec) -> bool:
     return spec.model_cfg.family == "dense"
 
 
+class _Threads:
+    """Run a block with ``n`` intra-op threads, restoring the previous setting after it.
+
+    The fast path issues a few dozen small kernels per step (a 64-row batch: each matmul is a few
+    MFLOP, each elementwise pass under a megabyte). One thread runs them at the core's BLAS peak;
+    with more, every kernel becomes a parallel region that waits for its slowest thread, which on a
+    small or shared CPU (another process on the other core) turns microseconds into milliseconds.
+    Measured on 2 cores: 1 thread was never slower, and 2–100× faster under load.
+    """
+
+    __slots__ = ("n", "old")
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.old = 0
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.old = torch.get_num_threads()
+            if self.old != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.n and self.old != self.n:
+            torch.set_num_threads(self.old)
+
+
 class StackedDenseStepper:
     """M dense autoencoders with identical layer sizes, trained side by side.
 
@@ -223,7 +251,7 @@ class StackedDenseStepper:
     """
 
     def __init__(self, specs: Sequence[ModelSpec], lr: float, beta1: float, beta2: float, eps: float,
-                 device, fused_adam: bool | None = None) -> None:
+                 device, fused_adam: bool | None = None, num_threads: int | None = None) -> None:
         if not specs:
             raise ValueError("no models to stack")
         keys = {stack_key(s) for s in specs}
@@ -234,6 +262,10 @@ class StackedDenseStepper:
         self.device = dev = torch.device(device)
         self.hp = (lr, beta1, beta2, eps)
         self.fused_adam = FUSED if fused_adam is None else fused_adam
+        # intra-op threads for a step on the CPU (see _Threads); 0 leaves PyTorch's setting alone
+        if num_threads is None:
+            num_threads = int(os.environ.get("AELAB_NUM_THREADS", "1")) if dev.type == "cpu" else 0
+        self.threads = _Threads(num_threads)
         cfg0 = specs[0].model_cfg
         sizes = [cfg0.input_dim] + [l.size for l in cfg0.encoder] + [l.size for l in cfg0.decoder]
         self.sizes = sizes
@@ -379,6 +411,11 @@ class StackedDenseStepper:
 
     def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                    loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+        with self.threads:
+            self._train_step(x_in, y, idx, loss_out, pen_out)
+
+    def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
+                    loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
         yb = y.index_select(0, idx)
         a0 = self._inputs(x_in, idx, known=(y, yb))
         B = yb.shape[0]
@@ -407,9 +444,13 @@ class StackedDenseStepper:
         keras_adam_step_(self.flat, self.gflat, self.mflat, self.vflat, self.step_t, self.t,
                          lr, b1, b2, eps, fused=self.fused_adam)
 
-    @torch.inference_mode()
     def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = 2048):
         """(M,) mean loss (penalty included) and (M,) mean penalty over the whole set."""
+        with self.threads:
+            return self._evaluate(x_in, y, chunk)
+
+    @torch.inference_mode()
+    def _evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int):
         n = y.shape[0]
         M = self.n_models
         tot = torch.zeros(M, device=self.device, dtype=torch.float64)
