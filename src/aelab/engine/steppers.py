@@ -444,8 +444,10 @@ class StackedDenseStepper:
         keras_adam_step_(self.flat, self.gflat, self.mflat, self.vflat, self.step_t, self.t,
                          lr, b1, b2, eps, fused=self.fused_adam)
 
-    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = 2048):
+    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int | None = None):
         """(M,) mean loss (penalty included) and (M,) mean penalty over the whole set."""
+        if chunk is None:  # ~2048 rows of all models together: the chunk's temporaries stay in cache
+            chunk = max(256, 2048 // self.n_models)
         with self.threads:
             return self._evaluate(x_in, y, chunk)
 
