@@ -58,20 +58,65 @@ def build_initial_model(spec: ModelSpec) -> torch.nn.Module:
     return build_model(spec.model_cfg, _init_generator(spec.init_seed))
 
 
+class _Threads:
+    """Run a block with ``n`` intra-op threads, restoring the previous setting after it.
+
+    The fast path issues a few dozen small kernels per step (a 64-row batch: each matmul is a few
+    MFLOP, each elementwise pass under a megabyte). One thread runs them at the core's BLAS peak;
+    with more, every kernel becomes a parallel region that waits for its slowest thread, which on a
+    small or shared CPU (another process on the other core) turns microseconds into milliseconds.
+    Measured on 2 cores: 1 thread was never slower, and 2–100× faster under load.
+    """
+
+    __slots__ = ("n", "old")
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.old = 0
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.old = torch.get_num_threads()
+            if self.old != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.n and self.old != self.n:
+            torch.set_num_threads(self.old)
+
+
+def _default_threads(device: torch.device) -> int:
+    """Intra-op threads for training steps: 1 on CPU (``AELAB_NUM_THREADS`` overrides), else untouched.
+
+    Besides speed, a fixed count makes results independent of the machine: CPU matmuls round
+    differently with different thread counts, and relu-output models amplify that.
+    """
+    return int(os.environ.get("AELAB_NUM_THREADS", "1")) if device.type == "cpu" else 0
+
+
 class PlainStepper:
     """One model, autograd, Keras Adam. ``n_models == 1``."""
 
     n_models = 1
 
-    def __init__(self, spec: ModelSpec, lr: float, beta1: float, beta2: float, eps: float, device) -> None:
+    def __init__(self, spec: ModelSpec, lr: float, beta1: float, beta2: float, eps: float, device,
+                 num_threads: int | None = None) -> None:
         self.spec = spec
         self.device = torch.device(device)
+        # the same thread policy as the fast path: CPU matmul results depend on the thread count,
+        # so both paths must use the same one to give the same result (see _Threads)
+        self.threads = _Threads(_default_threads(self.device) if num_threads is None else num_threads)
         self.model = build_initial_model(spec).to(self.device)
         self.opt = KerasAdam(self.model.parameters(), lr=lr, beta1=beta1, beta2=beta2, eps=eps)
         self.t = 0
 
     def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                    loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+        with self.threads:
+            self._train_step(x_in, y, idx, loss_out, pen_out)
+
+    def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
+                    loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
         xb = x_in[0].index_select(0, idx)
         yb = y.index_select(0, idx)
         self.model.train()
@@ -85,9 +130,13 @@ class PlainStepper:
         loss_out[0].copy_(loss.detach())
         pen_out[0].copy_(out.penalty.detach())
 
-    @torch.inference_mode()
     def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = 4096):
         """Mean loss (penalty included) and mean penalty over the whole set, as 1-element tensors."""
+        with self.threads:
+            return self._evaluate(x_in, y, chunk)
+
+    @torch.inference_mode()
+    def _evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int):
         self.model.eval()
         n = y.shape[0]
         tot = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -215,33 +264,6 @@ def can_stack(spec: ModelSpec) -> bool:
     return spec.model_cfg.family == "dense"
 
 
-class _Threads:
-    """Run a block with ``n`` intra-op threads, restoring the previous setting after it.
-
-    The fast path issues a few dozen small kernels per step (a 64-row batch: each matmul is a few
-    MFLOP, each elementwise pass under a megabyte). One thread runs them at the core's BLAS peak;
-    with more, every kernel becomes a parallel region that waits for its slowest thread, which on a
-    small or shared CPU (another process on the other core) turns microseconds into milliseconds.
-    Measured on 2 cores: 1 thread was never slower, and 2–100× faster under load.
-    """
-
-    __slots__ = ("n", "old")
-
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-        self.old = 0
-
-    def __enter__(self) -> None:
-        if self.n:
-            self.old = torch.get_num_threads()
-            if self.old != self.n:
-                torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc) -> None:
-        if self.n and self.old != self.n:
-            torch.set_num_threads(self.old)
-
-
 class StackedDenseStepper:
     """M dense autoencoders with identical layer sizes, trained side by side.
 
@@ -263,9 +285,7 @@ class StackedDenseStepper:
         self.hp = (lr, beta1, beta2, eps)
         self.fused_adam = FUSED if fused_adam is None else fused_adam
         # intra-op threads for a step on the CPU (see _Threads); 0 leaves PyTorch's setting alone
-        if num_threads is None:
-            num_threads = int(os.environ.get("AELAB_NUM_THREADS", "1")) if dev.type == "cpu" else 0
-        self.threads = _Threads(num_threads)
+        self.threads = _Threads(_default_threads(dev) if num_threads is None else num_threads)
         cfg0 = specs[0].model_cfg
         sizes = [cfg0.input_dim] + [l.size for l in cfg0.encoder] + [l.size for l in cfg0.decoder]
         self.sizes = sizes
