@@ -95,8 +95,8 @@ def test_interrupted_study_resumes_to_the_same_results(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     run_study(study, full, device="cpu", progress=False, report=False)
     with pytest.raises(Interrupted):
-        run_study(study, cut, device="cpu", progress=False, report=False, stop=StopAfter(7))
-    res = run_study(study, cut, device="cpu", progress=False, report=False)
+        run_study(study, cut, device="cpu", progress=False, report=False, stop=StopAfter(7), workers=1)
+    res = run_study(study, cut, device="cpu", progress=False, report=False)  # resumed with parallel workers
     for name, cfg in study.runs.items():
         _same_run(run_dir_for(full, cfg), run_dir_for(cut, cfg))
     # results.json agrees with the run directories
@@ -130,6 +130,29 @@ def test_sigterm_midway_then_resume_matches_uninterrupted(tmp_path):
     r = subprocess.run(exe + ["--resume", str(cut), "-q"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     _same_run(ref, cut)
+
+
+def test_sigterm_to_a_parallel_study_then_rerun_matches_uninterrupted(tmp_path):
+    """A study training groups in worker processes: SIGTERM to the CLI checkpoints every worker's runs."""
+    args = ["study", "exercise12", "--quick", "--set", "data.dataset=synthetic", "--set", "train.epochs=6",
+            "--no-report", "-q", "--workers", "2"]
+    exe = [sys.executable, "-m", "aelab.cli"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(exe + args + ["--out", str(ref)], check=True, capture_output=True)
+    proc = subprocess.Popen(exe + args + ["--out", str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(cut.glob("runs/*/checkpoint/state.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the study finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    r = subprocess.run(exe + args + ["--out", str(cut)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for rd in (ref / "runs").iterdir():
+        _same_run(rd, cut / "runs" / rd.name)
 
 
 def test_weights_tampered_truncated_or_mismatched_are_refused(tmp_path):

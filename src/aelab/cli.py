@@ -167,7 +167,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("studies-out") / (study.name + ("-quick" if args.quick else "") +
                                                                   ("" if args.protocol == "seed" else f"-{args.protocol}"))
     res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report)
+                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers)
     _print_summary(res)
     print(f"study {study.name}: {len(res['runs'])} runs, training {res['wall_seconds']:.1f} s, "
           f"total {res['wall_seconds_total']:.1f} s -> {out / 'report.html'}")
@@ -200,7 +200,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("studies-out") / f"sweep-{base.name}-{args.param.split('.')[-1]}"
     res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report)
+                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers)
     for p in res["points"]:
         r = res["runs"][p["run"]]
         print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol", default="seed", help="seed (copy the notebook) or corrected (scaler fitted on the training split)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every run")
     s.add_argument("--no-report", action="store_true", help="write results.json only")
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="groups of runs trained at once in separate processes (default: one per CPU core; 1 on a GPU)")
     _add_run_options(s)
     _add_data_source(s)
     s.set_defaults(func=cmd_study)
@@ -281,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>)")
     w.add_argument("--quick", action="store_true", help="use the study's quick settings")
     w.add_argument("--no-report", action="store_true", help="write results.json only")
+    w.add_argument("--workers", type=int, metavar="N", help="groups trained at once in separate processes (default: one per core)")
     _add_config_flags(w)
     _add_run_options(w)
     _add_data_source(w)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,8 @@ import torch
 from . import __version__
 from ._atomic import atomic_path, write_json
 from .config import RunConfig, config_hash
-from .engine.loop import (STREAM_INIT, Hooks, History, LoopState, StopFlag, TrainData, derived_seed, fit)
+from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, StopFlag, TrainData, derived_seed,
+                          fit)
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, WeightsError
 
@@ -249,11 +252,17 @@ def read_result(run_dir: Path, cfg: RunConfig) -> RunResult:
 
 def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: str = "auto", engine: str = "auto",
                data: Optional[DataCache] = None, progress: bool = True, resume: bool = True,
-               stop: Optional[StopFlag] = None, on_group=None) -> list[RunResult]:
+               stop: Optional[StopFlag] = None, on_group=None, workers: Optional[int] = None,
+               overall_progress: bool = False) -> list[RunResult]:
     """Train every config into its run directory (skipping finished ones); return the results.
 
     ``engine``: "auto"/"fast" group stackable runs, "plain" trains each alone with autograd.
-    ``on_group(names, done)`` is called before each group (for a study-level progress display).
+    ``workers``: groups trained at once in separate processes (CPU only; default: one per core,
+    at most one per group, each with ``cores // workers`` threads). Small steps scale badly over
+    threads (each kernel is a thread barrier), so on a CPU whole groups in parallel processes use
+    the cores far better than one group on all of them.
+    ``overall_progress``: one progress bar over all the work (a study) instead of one per epoch.
+    ``on_group(names, i, n)`` is called before each group in the sequential mode.
     """
     dev = resolve_device(device)
     data = data or DataCache()
@@ -265,21 +274,141 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
             results[i] = read_result(rd, cfg)
         else:
             todo.append(i)
-    groups: dict[tuple, list[int]] = {}
+    groups_by_key: dict[tuple, list[int]] = {}
     for i in todo:
-        groups.setdefault(group_key(cfgs[i], engine), []).append(i)
+        groups_by_key.setdefault(group_key(cfgs[i], engine), []).append(i)
+    # largest first: the longest group starts at once and the others fill the remaining workers
+    groups = sorted(groups_by_key.values(), key=lambda g: -_group_cost([cfgs[i] for i in g]))
+    n_workers = plan_workers(workers, dev, len(groups))
     stop = stop or StopFlag()
-    with stop:
-        for n_done, members in enumerate(groups.values()):
-            if on_group:
-                on_group([cfgs[i].name for i in members], n_done, len(groups))
-            for i, res in zip(members, _train_group([cfgs[i] for i in members], [run_dirs[i] for i in members],
-                                                    dev, engine, data, progress, resume, stop)):
-                results[i] = res
+    total = sum(cfgs[g[0]].train.epochs * len(g) for g in groups)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="training", unit="model-epoch", disable=not (progress and overall_progress and total),
+               dynamic_ncols=True)
+    try:
+        if n_workers <= 1:
+            with stop:
+                for n_done, members in enumerate(groups):
+                    if on_group and not overall_progress:
+                        on_group([cfgs[i].name for i in members], n_done, len(groups))
+                    bar.set_postfix_str(", ".join(cfgs[i].name for i in members)[:60])
+                    res = _train_group([cfgs[i] for i in members], [run_dirs[i] for i in members], dev, engine, data,
+                                       progress and not overall_progress, resume, stop,
+                                       on_epoch=lambda k: bar.update(k))
+                    for i, r in zip(members, res):
+                        results[i] = r
+        else:
+            _train_parallel(cfgs, run_dirs, groups, dev, engine, data.opts, resume, stop, n_workers, bar)
+            for g in groups:
+                for i in g:
+                    results[i] = read_result(run_dirs[i], cfgs[i])
+    finally:
+        bar.close()
     return [results[i] for i in range(len(cfgs))]
 
 
-def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume, stop) -> list[RunResult]:
+def plan_workers(workers: Optional[int], dev: torch.device, n_groups: int) -> int:
+    if n_groups <= 1:
+        return 1
+    if workers is None:
+        workers = (os.cpu_count() or 1) if dev.type == "cpu" else 1
+    return max(1, min(int(workers), n_groups))
+
+
+def _group_cost(cfgs: Sequence[RunConfig]) -> float:
+    """Multiply-accumulates of a group's training: what the scheduler balances."""
+    c = cfgs[0]
+    sizes = [c.model.input_dim] + [l.size for l in c.model.encoder] + [l.size for l in c.model.decoder]
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return float(macs * (c.data.limit or 60000) * c.train.epochs * len(cfgs))
+
+
+# -- parallel groups (separate processes) -------------------------------------------------------------
+_WORKER_QUEUE = None
+_WORKER_STOP: Optional[str] = None
+
+
+def _worker_signal(signum, frame) -> None:
+    # Never die mid-write: a worker killed while it holds the queue's lock would hang the others.
+    global _WORKER_STOP
+    _WORKER_STOP = signal.Signals(signum).name
+
+
+def _worker_init(threads: int, queue) -> None:
+    global _WORKER_QUEUE
+    # Own process group: a terminal Ctrl-C reaches only the parent, which forwards one SIGTERM to
+    # each worker, so every worker checkpoints exactly once.
+    os.setpgrp()
+    signal.signal(signal.SIGTERM, _worker_signal)
+    signal.signal(signal.SIGINT, _worker_signal)
+    torch.set_num_threads(threads)
+    _WORKER_QUEUE = queue
+    queue.put(("pid", os.getpid()))
+
+
+def _group_worker(cfg_dicts: list[dict], dirs: list[str], device: str, engine: str, opts: "DataOptions",
+                  resume: bool) -> None:
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+    data = DataCache(DataOptions(opts.data_dir, opts.files, opts.offline, progress=False))
+    stop = StopFlag()
+    with stop:
+        if _WORKER_STOP:  # asked to stop before this group began: nothing to save, nothing started
+            raise Interrupted(f"{_WORKER_STOP}: stopped before training {', '.join(c.name for c in cfgs)}")
+        _train_group(cfgs, [Path(d) for d in dirs], torch.device(device), engine, data, False, resume, stop,
+                     on_epoch=lambda k: _WORKER_QUEUE.put(("epochs", k)))
+
+
+def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: StopFlag, n_workers: int, bar) -> None:
+    import multiprocessing as mp
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
+    q = ctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    pids: set[int] = set()
+    forwarded = False
+
+    def drain() -> None:
+        while True:
+            try:
+                kind, val = q.get_nowait()
+            except queue_mod.Empty:
+                return
+            if kind == "pid":
+                pids.add(val)
+            else:
+                bar.update(val)
+
+    with stop, ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, q)) as ex:
+        futs = {ex.submit(_group_worker, [{**cfgs[i].to_dict()} for i in g], [str(run_dirs[i]) for i in g], str(dev),
+                          engine, opts, resume): g for g in groups}
+        pending = set(futs)
+        while pending:
+            _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain()
+            bar.set_postfix_str(f"{len(futs) - len(pending)}/{len(futs)} groups done", refresh=False)
+            if stop.requested and not forwarded:
+                forwarded = True
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+        drain()
+        errors = []
+        for f in futs:
+            err = f.exception()
+            if err is not None:
+                errors.append(err)
+    if errors:
+        # a real failure says more than the interruptions it may have caused
+        errors.sort(key=lambda e: isinstance(e, Interrupted))
+        raise errors[0]
+
+
+def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume, stop, on_epoch=None) -> list[RunResult]:
     t0 = time.perf_counter()
     t = cfgs[0].train
     specs = [spec_of(c) for c in cfgs]
@@ -308,10 +437,15 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
         for m, (rd, c, tensors) in enumerate(zip(run_dirs, cfgs, stepper.state())):
             save_checkpoint(rd, c, tensors, st, m)
 
+    def epoch_end(st: LoopState) -> None:
+        checkpoint(st)
+        if on_epoch:
+            on_epoch(len(cfgs))
+
     names = [c.name for c in cfgs]
     desc = names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1}"
     st = fit(stepper, datas, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed, shuffle=t.shuffle,
-             state=state, hooks=Hooks(on_epoch_end=checkpoint, on_interrupt=checkpoint), stop=stop,
+             state=state, hooks=Hooks(on_epoch_end=epoch_end, on_interrupt=checkpoint), stop=stop,
              progress=progress, desc=desc, names=names)
     wall = time.perf_counter() - t0
     out = []

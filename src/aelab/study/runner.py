@@ -40,7 +40,7 @@ def _record(out: Path, cfg: RunConfig, rd: Path) -> dict:
 
 
 def _train_all(out: Path, cfgs: Sequence[RunConfig], *, device: str, engine: str, data: DataCache,
-               progress: bool, stop: Optional[StopFlag]) -> list[Path]:
+               progress: bool, stop: Optional[StopFlag], workers: Optional[int] = None) -> list[Path]:
     dirs = [run_dir_for(out, c) for c in cfgs]
     todo = sum(not is_done(d) for d in dirs)
     if progress and todo < len(dirs):
@@ -50,7 +50,8 @@ def _train_all(out: Path, cfgs: Sequence[RunConfig], *, device: str, engine: str
         if progress:
             print(f"[group {i + 1}/{n}] training side by side: {', '.join(names)}", flush=True)
 
-    train_runs(cfgs, dirs, device=device, engine=engine, data=data, progress=progress, stop=stop, on_group=on_group)
+    train_runs(cfgs, dirs, device=device, engine=engine, data=data, progress=progress, stop=stop, on_group=on_group,
+               workers=workers, overall_progress=True)
     return dirs
 
 
@@ -90,14 +91,15 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
 
 
 def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "auto", progress: bool = True,
-              data_opts: DataOptions = DataOptions(), report: bool = True, stop: Optional[StopFlag] = None) -> dict:
+              data_opts: DataOptions = DataOptions(), report: bool = True, stop: Optional[StopFlag] = None,
+              workers: Optional[int] = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = DataCache(data_opts)
     names = list(study.runs)
     dirs = dict(zip(names, _train_all(out, [study.runs[n] for n in names], device=device, engine=engine,
-                                      data=data, progress=progress, stop=stop)))
+                                      data=data, progress=progress, stop=stop, workers=workers)))
     train_wall = time.perf_counter() - t0
     results: dict[str, Any] = {
         "study": study.name, "title": study.title, "description": study.description,
@@ -166,12 +168,13 @@ def sweep_configs(base: RunConfig, parameter: str, values: Sequence[Any]) -> lis
 
 def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path, *, device: str = "auto",
               engine: str = "auto", progress: bool = True, data_opts: DataOptions = DataOptions(),
-              report: bool = True, stop: Optional[StopFlag] = None) -> dict:
+              report: bool = True, stop: Optional[StopFlag] = None, workers: Optional[int] = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cfgs = sweep_configs(base, parameter, values)
-    dirs = _train_all(out, cfgs, device=device, engine=engine, data=DataCache(data_opts), progress=progress, stop=stop)
+    dirs = _train_all(out, cfgs, device=device, engine=engine, data=DataCache(data_opts), progress=progress, stop=stop,
+                      workers=workers)
     runs = {c.name: _record(out, c, d) for c, d in zip(cfgs, dirs)}
     log_x = all(isinstance(v, (int, float)) and v > 0 for v in values) and max(values) / min(values) >= 50
     results = {
