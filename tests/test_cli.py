@@ -142,3 +142,18 @@ def test_data_info_and_offline_fetch_failure_is_one_line(tmp_path):
     assert r.stderr.startswith("aelab: error: ") and r.stderr.count("\n") == 1
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.name.endswith("ubyte") for p in cache.iterdir())
+
+
+def test_study_with_seed_replicates_reports_claims_across_seeds(tmp_path):
+    out = tmp_path / "seeds"
+    r = run_cli("study", "exercise12", "--quick", "--seeds", "2", "--set", "data.dataset=synthetic",
+                "--set", "data.limit=300", "--set", "train.epochs=2", "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["replicates"]["seeds"] == [2022, 2023]
+    reps = res["replicates"]["runs"]["lab_undercomplete"]
+    assert [rec["config"]["train"]["seed"] for rec in reps] == [2022, 2023]
+    assert reps[0]["history"] != reps[1]["history"]  # another seed, another run
+    md = (out / "report.md").read_text()
+    assert "Across seeds: confirmed for" in md and "2 seeds (min – max)" in md
+    assert run_cli("study", "--seeds", "0", "--out", str(tmp_path / "x")).returncode == 2

@@ -163,11 +163,13 @@ def cmd_study(args: argparse.Namespace) -> int:
     for item in args.set:
         k, v = parse_override(item)
         ov[k] = v
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     study = load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
     out = Path(args.out) if args.out else Path("studies-out") / (study.name + ("-quick" if args.quick else "") +
                                                                   ("" if args.protocol == "seed" else f"-{args.protocol}"))
     res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers)
+                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds)
     _print_summary(res)
     print(f"study {study.name}: {len(res['runs'])} runs, training {res['wall_seconds']:.1f} s, "
           f"total {res['wall_seconds_total']:.1f} s -> {out / 'report.html'}")
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol", default="seed", help="seed (copy the notebook) or corrected (scaler fitted on the training split)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every run")
     s.add_argument("--no-report", action="store_true", help="write results.json only")
+    s.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="also train every run with K-1 further seeds and report each claim across the K seeds")
     s.add_argument("--workers", type=int, metavar="N",
                    help="groups of runs trained at once in separate processes (default: one per CPU core; 1 on a GPU)")
     _add_run_options(s)

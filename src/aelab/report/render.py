@@ -243,6 +243,38 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
     return rows
 
 
+def _replicates(results: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    block = results.get("replicates")
+    if not isinstance(block, Mapping) or not isinstance(block.get("runs"), Mapping):
+        return []
+    reps = block["runs"].get(key)
+    return list(reps) if isinstance(reps, list) else []
+
+
+def _across_seeds(results: Mapping[str, Any], claim: Mapping[str, Any], bkey: str, vkey: str) -> str:
+    """"confirmed for k of K seeds" when the study trained seed replicates, else ""."""
+    bs, vs = _replicates(results, bkey), _replicates(results, vkey)
+    if len(bs) < 2 or len(bs) != len(vs):
+        return ""
+    ok = sum(C.evaluate_claim(claim, b, v)["status"] == C.CONFIRMED for b, v in zip(bs, vs))
+    return f"confirmed for {ok} of {len(bs)} seeds"
+
+
+def _seed_rows(results: Mapping[str, Any], bkey: str, vkey: str) -> list[dict[str, str]]:
+    """Min–max over the seed replicates of the final losses: how much the seed alone moves them."""
+    bs, vs = _replicates(results, bkey), _replicates(results, vkey)
+    if len(bs) < 2 or len(vs) < 2:
+        return []
+    rows = []
+    for label, path in (("final train loss", "final.loss"), ("final val loss", "final.val_loss")):
+        def span(reps):
+            vals = [x for x in (_get(r, path) for r in reps) if x is not None]
+            return f"{C.fmt_num(min(vals))} – {C.fmt_num(max(vals))}" if vals else "—"
+        rows.append({"label": f"{label}, {len(bs)} seeds (min – max)", "baseline": span(bs), "variant": span(vs),
+                     "ratio": "—"})
+    return rows
+
+
 def _recon_rows(
     b_samples: Mapping[str, np.ndarray] | None,
     v_samples: Mapping[str, np.ndarray] | None,
@@ -454,7 +486,8 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
                 verdict = C.evaluate_claim(claim, b, v)
             except ValueError as exc:
                 raise ConfigError(f"question {qid}: bad claim {claim.get('text', '')!r}: {exc}") from exc
-            verdicts.append({"text": str(claim.get("text", "")), "kind": str(claim.get("kind")), **verdict})
+            verdicts.append({"text": str(claim.get("text", "")), "kind": str(claim.get("kind")), **verdict,
+                             "seeds": _across_seeds(results, claim, bkey, vkey)})
         n_ok = sum(1 for x in verdicts if x["status"] == C.CONFIRMED)
 
         curves = _figure(figures, f"figures/{slug}-loss.png", F.loss_curves(b, v, labels),
@@ -475,7 +508,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
             "question": str(q.get("question", "")),
             "baseline_key": str(bkey), "variant_key": str(vkey),
             "baseline_name": str(b.get("name", bkey)), "variant_name": str(v.get("name", vkey)),
-            "rows": _compare_rows(b, v), "curves": curves, "recon": recon,
+            "rows": _compare_rows(b, v) + _seed_rows(results, bkey, vkey), "curves": curves, "recon": recon,
             "observation": C.observe(q, b, v), "claims": verdicts,
         })
 

@@ -92,14 +92,23 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
 
 def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "auto", progress: bool = True,
               data_opts: DataOptions = DataOptions(), report: bool = True, stop: Optional[StopFlag] = None,
-              workers: Optional[int] = None) -> dict:
+              workers: Optional[int] = None, seeds: int = 1) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = DataCache(data_opts)
     names = list(study.runs)
-    dirs = dict(zip(names, _train_all(out, [study.runs[n] for n in names], device=device, engine=engine,
-                                      data=data, progress=progress, stop=stop, workers=workers)))
+    # seed replicates: every run again with seeds seed+1 … seed+K−1, to show what the seed decides
+    extra = {}
+    for k in range(1, max(1, seeds)):
+        for n in names:
+            cfg = study.runs[n]
+            s = cfg.train.seed + k
+            extra[(n, s)] = cfg.with_overrides({"train.seed": s}).model_copy(update={"name": f"{n}@seed{s}"})
+    all_cfgs = [study.runs[n] for n in names] + list(extra.values())
+    all_dirs = _train_all(out, all_cfgs, device=device, engine=engine, data=data, progress=progress, stop=stop,
+                          workers=workers)
+    dirs = dict(zip(names, all_dirs[:len(names)]))
     train_wall = time.perf_counter() - t0
     results: dict[str, Any] = {
         "study": study.name, "title": study.title, "description": study.description,
@@ -110,6 +119,14 @@ def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "a
         "questions": [{"id": q.id, "section": q.section, "question": q.question, "baseline": q.baseline,
                        "variant": q.variant, "claims": [dict(c) for c in q.claims]} for q in study.questions],
     }
+    if extra:
+        extra_dirs = dict(zip(extra, all_dirs[len(names):]))
+        seed_list = sorted({s for (_, s) in extra})
+        results["replicates"] = {
+            "seeds": [study.runs[names[0]].train.seed] + seed_list,
+            "runs": {n: [results["runs"][n]] + [_record(out, extra[(n, s)], extra_dirs[(n, s)]) for s in seed_list]
+                     for n in names},
+        }
     if study.protocol == "seed":
         results["corrected"] = corrected_block(out, study, dirs, data, device)
     results["wall_seconds_total"] = time.perf_counter() - t0
