@@ -31,8 +31,31 @@ def bce_clipped(y_true: torch.Tensor, y_pred: torch.Tensor, eps: float = EPS) ->
     does, so a relu output above 1 (or at 0) gets no gradient from that pixel.
     ``y_true, y_pred: (B, D)`` → scalar.
     """
-    p = torch.clamp(y_pred, eps, 1.0 - eps)
-    return -(y_true * torch.log(p) + (1.0 - y_true) * torch.log1p(-p)).mean()
+    return _ClippedBCE.apply(y_pred, y_true, eps)
+
+
+class _ClippedBCE(torch.autograd.Function):
+    """Keras' clipped BCE with its gradient computed by the kernels the fast engine path uses.
+
+    Forward: the formula above (targets may lie outside [0, 1], as Keras allows). Backward:
+    PyTorch's BCE-backward kernel ``(p − y) / (p (1 − p))``, divided by the element count, times
+    clip's mask — mathematically the formula's derivative, and bit-identical to the stacked fast
+    path, which matters because a relu output layer turns rounding differences into other runs.
+    """
+
+    @staticmethod
+    def forward(ctx, y_pred: torch.Tensor, y_true: torch.Tensor, eps: float) -> torch.Tensor:
+        p = torch.clamp(y_pred, eps, 1.0 - eps)
+        ctx.save_for_backward(y_pred, p, y_true)
+        return -(y_true * torch.log(p) + (1.0 - y_true) * torch.log1p(-p)).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        y_pred, p, y_true = ctx.saved_tensors
+        one = torch.ones((), dtype=p.dtype, device=p.device).expand_as(p)
+        g = torch.ops.aten.binary_cross_entropy_backward(one, p, y_true, None, 0).div_(p.numel())
+        g.mul_(torch.eq(y_pred, p))  # clip_by_value passes no gradient where it clipped
+        return g.mul_(grad), None, None  # ×1.0 for a plain loss: exact, and no host sync
 
 
 def mse(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:

@@ -191,6 +191,11 @@ def fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, se
     if batch_size > n:
         raise TrainingError(f"train.batch_size {batch_size} is larger than the training set ({n} images); lower it")
     device = y.device
+    if device.type == "cpu":
+        # Flush denormals to zero, as TensorFlow (so Keras) does on CPU: Adam's moments of units
+        # that stop learning decay into the denormal range, where x86 arithmetic is ~100× slower
+        # (measured: the deep AE's epoch 3.2 s → 1.85 s, same losses). Values below 1.2e-38 → 0.
+        torch.set_flush_denormal(True)
     nb = math.ceil(n / batch_size)
     sizes = torch.full((nb,), float(batch_size), dtype=torch.float64, device=device)
     sizes[-1] = n - (nb - 1) * batch_size
