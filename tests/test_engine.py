@@ -142,3 +142,13 @@ def test_nan_loss_stops_with_epoch_and_batch():
     bad = TrainData(x, d.x_val, seed=cfg.train.seed)
     with pytest.raises(TrainingError, match=r"became nan at epoch 1, batch 4;.*learning rate"):
         _fit(_stacked([cfg]), [bad], cfg)
+
+
+def test_denormals_are_flushed_only_while_training():
+    from aelab.engine.loop import flush_denormals
+
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    assert float(tiny * 1.0) != 0.0
+    with flush_denormals(torch.device("cpu")):
+        assert float(tiny * 1.0) == 0.0  # as TensorFlow does on CPU
+    assert float(tiny * 1.0) != 0.0  # the caller's own arithmetic is left alone
