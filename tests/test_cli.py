@@ -91,7 +91,9 @@ def test_quick_study_and_sweep_end_to_end(tmp_path):
     assert len(res["runs"]) == 9 and [q["id"] for q in res["questions"]] == ["2.1", "2.2", "3.1", "4.1", "5.1"]
     html = (out / "report.html").read_text()
     assert "2.1" in html and "data:image/png;base64," in html
-    assert (out / "report.md").exists()
+    md = (out / "report.md").read_text()
+    n_claims = sum(len(q["claims"]) for q in res["questions"])
+    assert sum(line.startswith("- **") for line in md.splitlines()) == n_claims  # one bullet per claim
     # rebuilding the report needs no training
     r = run_cli("report", str(out))
     assert r.returncode == 0, r.stderr
