@@ -159,3 +159,11 @@ def test_study_with_seed_replicates_reports_claims_across_seeds(tmp_path):
     md = (out / "report.md").read_text()
     assert "Across seeds: confirmed for" in md and "2 seeds (min – max)" in md
     assert run_cli("study", "--seeds", "0", "--out", str(tmp_path / "x")).returncode == 2
+
+
+def test_example_script_runs(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    r = subprocess.run([sys.executable, str(script), "--dataset", "synthetic", "--limit", "300", "--epochs", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "lab_sparse: val loss" in r.stdout and "l1_x100: val loss" in r.stdout
