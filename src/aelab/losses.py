@@ -26,7 +26,7 @@ def bce_from_logits(y_true: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 def bce_clipped(y_true: torch.Tensor, y_pred: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """Binary cross-entropy from probabilities, Keras' way for a non-sigmoid output.
 
-    ``p = clip(y_pred, eps, 1 - eps)``; ``loss = mean(-[y·log p + (1-y)·log(1-p)])``.
+    ``p = clip(y_pred, eps, 1 - eps)``; ``loss = mean(-[y·log p + (1-y)·log(1-p)])`` (Keras 3 writes ``log(1 - p)``).
     ``torch.clamp`` passes zero gradient where the value was clipped, as Keras' ``clip_by_value``
     does, so a relu output above 1 (or at 0) gets no gradient from that pixel.
     ``y_true, y_pred: (B, D)`` → scalar.
@@ -47,7 +47,7 @@ class _ClippedBCE(torch.autograd.Function):
     def forward(ctx, y_pred: torch.Tensor, y_true: torch.Tensor, eps: float) -> torch.Tensor:
         p = torch.clamp(y_pred, eps, 1.0 - eps)
         ctx.save_for_backward(y_pred, p, y_true)
-        return -(y_true * torch.log(p) + (1.0 - y_true) * torch.log1p(-p)).mean()
+        return -(y_true * torch.log(p) + (1.0 - y_true) * torch.log(1.0 - p)).mean()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
