@@ -94,7 +94,19 @@ def _default_threads(device: torch.device) -> int:
     return int(os.environ.get("AELAB_NUM_THREADS", "1")) if device.type == "cpu" else 0
 
 
-class PlainStepper:
+class _Stepper:
+    """What every stepper shares: its steps run under the thread policy (see :class:`_Threads`)."""
+
+    threads: _Threads
+
+    def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
+                   loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+        """One optimisation step on rows ``idx``; each model's batch loss into ``loss_out[m]``."""
+        with self.threads:
+            self._train_step(x_in, y, idx, loss_out, pen_out)
+
+
+class PlainStepper(_Stepper):
     """One model, autograd, Keras Adam. ``n_models == 1``."""
 
     n_models = 1
@@ -109,11 +121,6 @@ class PlainStepper:
         self.model = build_initial_model(spec).to(self.device)
         self.opt = KerasAdam(self.model.parameters(), lr=lr, beta1=beta1, beta2=beta2, eps=eps)
         self.t = 0
-
-    def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
-                   loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
-        with self.threads:
-            self._train_step(x_in, y, idx, loss_out, pen_out)
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                     loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
@@ -264,7 +271,7 @@ def can_stack(spec: ModelSpec) -> bool:
     return spec.model_cfg.family == "dense"
 
 
-class StackedDenseStepper:
+class StackedDenseStepper(_Stepper):
     """M dense autoencoders with identical layer sizes, trained side by side.
 
     Weights ``W[l]: (M, in, out)`` and biases ``b[l]: (M, 1, out)`` are views into one flat
@@ -460,11 +467,6 @@ class StackedDenseStepper:
     def _penalty(self, h: torch.Tensor) -> torch.Tensor:
         """(M,) λ·Σ|h| / B per model."""
         return h.abs().sum((1, 2)).mul_(self.lam.view(-1)).div_(h.shape[1])
-
-    def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
-                   loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
-        with self.threads:
-            self._train_step(x_in, y, idx, loss_out, pen_out)
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                     loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
