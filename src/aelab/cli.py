@@ -157,12 +157,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from .study import load_study, run_study
 
-    ov = {}
-    from .config import parse_override
-
-    for item in args.set:
-        k, v = parse_override(item)
-        ov[k] = v
+    ov = _flag_overrides(args)  # the study command's only config flag is --set
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     study = load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
@@ -199,7 +194,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if ov:
         base = base.with_overrides(ov)
     values = parse_values(args.values)
-
     out = Path(args.out) if args.out else Path("studies-out") / f"sweep-{base.name}-{args.param.split('.')[-1]}"
     res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers)

@@ -253,7 +253,7 @@ def read_result(run_dir: Path, cfg: RunConfig) -> RunResult:
 
 def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: str = "auto", engine: str = "auto",
                data: Optional[DataCache] = None, progress: bool = True, resume: bool = True,
-               stop: Optional[StopFlag] = None, on_group=None, workers: Optional[int] = None,
+               stop: Optional[StopFlag] = None, workers: Optional[int] = None,
                overall_progress: bool = False) -> list[RunResult]:
     """Train every config into its run directory (skipping finished ones); return the results.
 
@@ -263,7 +263,6 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     threads (each kernel is a thread barrier), so on a CPU whole groups in parallel processes use
     the cores far better than one group on all of them.
     ``overall_progress``: one progress bar over all the work (a study) instead of one per epoch.
-    ``on_group(names, i, n)`` is called before each group in the sequential mode.
     """
     dev = resolve_device(device)
     data = data or DataCache()
@@ -294,9 +293,7 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     try:
         if n_workers <= 1:
             with stop:
-                for n_done, members in enumerate(groups):
-                    if on_group and not overall_progress:
-                        on_group([cfgs[i].name for i in members], n_done, len(groups))
+                for members in groups:
                     bar.set_postfix_str(", ".join(cfgs[i].name for i in members)[:60])
                     res = _train_group([cfgs[i] for i in members], [run_dirs[i] for i in members], dev, engine, data,
                                        progress and not overall_progress, resume, stop,
@@ -429,7 +426,7 @@ def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: Sto
                 bar.update(val)
 
     with stop, ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, q)) as ex:
-        futs = {ex.submit(_group_worker, [{**cfgs[i].to_dict()} for i in g], [str(run_dirs[i]) for i in g], str(dev),
+        futs = {ex.submit(_group_worker, [cfgs[i].to_dict() for i in g], [str(run_dirs[i]) for i in g], str(dev),
                           engine, opts, resume): g for g in groups}
         pending = set(futs)
         while pending:

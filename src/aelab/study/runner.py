@@ -46,12 +46,8 @@ def _train_all(out: Path, cfgs: Sequence[RunConfig], *, device: str, engine: str
     if progress and todo < len(dirs):
         print(f"{len(dirs) - todo} of {len(dirs)} runs already trained (cached in {out / 'runs'})")
 
-    def on_group(names, i, n):
-        if progress:
-            print(f"[group {i + 1}/{n}] training side by side: {', '.join(names)}", flush=True)
-
-    train_runs(cfgs, dirs, device=device, engine=engine, data=data, progress=progress, stop=stop, on_group=on_group,
-               workers=workers, overall_progress=True)
+    train_runs(cfgs, dirs, device=device, engine=engine, data=data, progress=progress, stop=stop, workers=workers,
+               overall_progress=True)
     return dirs
 
 
