@@ -17,10 +17,12 @@ import math
 
 import torch
 
+from . import ckernels
 
-#: Whether both engine paths (the stacked fast path and :class:`KerasAdam` of the plain path) use
-#: PyTorch's one-pass fused kernel. Both use the same rule, so the fast path keeps giving the plain
-#: path's results; the fused kernel reads and writes p, g, m, v once instead of in 6 passes.
+
+#: Whether PyTorch's one-pass fused Adam kernel exists. It is what both engine paths use on a GPU,
+#: where one kernel launch instead of six is what counts; on a CPU both use Keras' own formula
+#: (``ckernels.keras_adam_``: one C loop, or the same float operations in PyTorch).
 FUSED = hasattr(torch, "_fused_adam_")
 
 
@@ -30,25 +32,24 @@ def keras_lr_t(lr: float, beta1: float, beta2: float, t: int) -> float:
 
 def keras_adam_step_(
     p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor,
-    t: int, lr: float, beta1: float, beta2: float, eps: float, fused: bool = True,
+    t: int, lr: float, beta1: float, beta2: float, eps: float, fused: bool | None = None,
 ) -> None:
     """One in-place Keras Adam update of flat tensors ``p, g, m, v`` (same shape), step ``t`` ≥ 1.
 
     ``step`` is a 0-d float tensor holding t − 1 before the call (PyTorch's fused kernel reads
-    and the caller keeps it); it holds t afterwards.
+    and the caller keeps it); it holds t afterwards. ``fused``: use PyTorch's fused kernel (with
+    ε rescaled so its rule is Keras'; equal to rounding); ``None`` picks it on a GPU only.
     """
+    step.add_(1.0)
+    if fused is None:
+        fused = FUSED and p.device.type != "cpu"
     if fused:
-        step.add_(1.0)
         torch._fused_adam_(
             [p], [g], [m], [v], [], [step], amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
             weight_decay=0.0, eps=eps / math.sqrt(1.0 - beta2**t), maximize=False,
         )
         return
-    step.add_(1.0)
-    m.lerp_(g, 1.0 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-    denom = v.sqrt().add_(eps)
-    p.addcdiv_(m, denom, value=-keras_lr_t(lr, beta1, beta2, t))
+    ckernels.keras_adam_(p, g, m, v, keras_lr_t(lr, beta1, beta2, t), beta1, beta2, eps)
 
 
 class KerasAdam(torch.optim.Optimizer):
@@ -73,6 +74,6 @@ class KerasAdam(torch.optim.Optimizer):
                 st["t"] += 1
                 keras_adam_step_(
                     p, p.grad, st["m"], st["v"], st["step"], st["t"], group["lr"], group["beta1"],
-                    group["beta2"], group["eps"], fused=FUSED,
+                    group["beta2"], group["eps"],
                 )
         return None

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from ..losses import EPS, activity_l1, reconstruction_loss
 from ..models import build_model
 from ..models.dense import DenseAutoencoder
-from .adam import FUSED, KerasAdam, keras_adam_step_
+from . import ckernels
+from .adam import KerasAdam, keras_adam_step_
 
 aten = torch.ops.aten
 
@@ -94,14 +95,20 @@ def _default_threads(device: torch.device) -> int:
     return int(os.environ.get("AELAB_NUM_THREADS", "1")) if device.type == "cpu" else 0
 
 
+def _rows(t: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
+    """The batch's rows of ``t``: a slice (rows already in the epoch's order) or gathered by index."""
+    return t[idx] if isinstance(idx, slice) else t.index_select(0, idx)
+
+
 class _Stepper:
     """What every stepper shares: its steps run under the thread policy (see :class:`_Threads`)."""
 
     threads: _Threads
 
-    def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
+    def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor | slice,
                    loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
-        """One optimisation step on rows ``idx``; each model's batch loss into ``loss_out[m]``."""
+        """One optimisation step on rows ``idx`` (indices, or a slice of rows already shuffled);
+        each model's batch loss into ``loss_out[m]``."""
         with self.threads:
             self._train_step(x_in, y, idx, loss_out, pen_out)
 
@@ -124,8 +131,8 @@ class PlainStepper(_Stepper):
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                     loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
-        xb = x_in[0].index_select(0, idx)
-        yb = y.index_select(0, idx)
+        xb = _rows(x_in[0], idx)
+        yb = _rows(y, idx)
         self.model.train()
         out = self.model(xb)
         rec = reconstruction_loss(self.spec.loss, yb, out.recon, out.logits)
@@ -290,7 +297,7 @@ class StackedDenseStepper(_Stepper):
         self.n_models = M = len(specs)
         self.device = dev = torch.device(device)
         self.hp = (lr, beta1, beta2, eps)
-        self.fused_adam = FUSED if fused_adam is None else fused_adam
+        self.fused_adam = fused_adam  # None: PyTorch's fused kernel on a GPU, Keras' formula on a CPU
         # intra-op threads for a step on the CPU (see _Threads); 0 leaves PyTorch's setting alone
         self.threads = _Threads(_default_threads(dev) if num_threads is None else num_threads)
         cfg0 = specs[0].model_cfg
@@ -359,7 +366,7 @@ class StackedDenseStepper(_Stepper):
                 uniq.append(x)
                 where.append(len(uniq) - 1)
         rows = [(known[1] if known is not None and u is known[0] else
-                 u.index_select(0, idx) if idx is not None else u[s]) for u in uniq]
+                 _rows(u, idx) if idx is not None else u[s]) for u in uniq]
         if len(uniq) == 1:
             return rows[0].unsqueeze(0).expand(self.n_models, *rows[0].shape)
         return torch.stack([rows[j] for j in where])
@@ -404,6 +411,8 @@ class StackedDenseStepper(_Stepper):
         M, B, D = a.shape
         scale = 1.0 / (B * D)
         whole = len(self.out_runs) == 1  # one kind for the group: no slicing, no copies
+        if whole and loss_out is not None and self._fused_output(z, a, y, loss_out, need_grad):
+            return self._dz
         dz = None if (whole or not need_grad) else torch.empty_like(a)
 
         def put(s_: int, e_: int, value: torch.Tensor) -> None:
@@ -448,6 +457,33 @@ class StackedDenseStepper(_Stepper):
                     put(s, e, self._act_bwd_slice(self.L - 1, s, e, diff.mul_(2.0 * scale), zz, aa))
         return dz
 
+    def _fused_output(self, z, a, y, loss_out, need_grad: bool) -> bool:
+        """The output layer's loss and gradient in one C pass (see ``ckernels``), if it applies.
+
+        Leaves dL/dz in ``self._dz``. Returns False (nothing done) when the C kernels are not
+        loaded or the group's output kind has no fused kernel (MSE).
+        """
+        kind = self.out_runs[0][2]
+        if kind == "logits":
+            if not ckernels.usable(z, y, loss_out):
+                return False
+            M, B, D = z.shape
+            self._dz = torch.empty_like(z) if need_grad else None
+            ckernels.out_logits(z, y, 1.0 / (B * D), self._dz, loss_out)
+            return True
+        if kind == "bce":
+            acts = {act for (_, _, act) in self.act_runs[self.L - 1]}
+            if not ckernels.usable(a, y, loss_out):
+                return False
+            relu_out = acts == {"relu"}
+            dz = torch.empty_like(a) if need_grad else None
+            ckernels.out_clipped_bce(a, y, EPS, 1.0 - EPS, relu_out, dz, loss_out)
+            if need_grad and not relu_out:  # the output activation's backward, by PyTorch
+                dz = self._act_bwd_slice(self.L - 1, 0, self.n_models, dz, z, a)
+            self._dz = dz
+            return True
+        return False
+
     def _one(self, like: torch.Tensor) -> torch.Tensor:
         """A tensor of ones shaped like ``like`` without writing them (a stride-0 view)."""
         return torch.ones((), device=like.device, dtype=like.dtype).expand_as(like)
@@ -470,7 +506,7 @@ class StackedDenseStepper(_Stepper):
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                     loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
-        yb = y.index_select(0, idx)
+        yb = _rows(y, idx)
         a0 = self._inputs(x_in, idx, known=(y, yb))
         B = yb.shape[0]
         zs, outs = self._forward(a0)

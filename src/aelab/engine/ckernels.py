@@ -1,0 +1,212 @@
+"""aelab's fused CPU kernels (``_kernels.c``): compiled on first use, cached, called through ctypes.
+
+Why: a training step of the seed's models on one CPU core spends as long in the elementwise work
+around the 784-wide output layer (sigmoid, loss value, loss gradient, clip masks: 6–12 PyTorch
+kernels, each a full pass over memory plus its dispatch) and in Adam as in its matmuls. One C loop
+per job does it in a single pass. The matmuls stay with PyTorch (its BLAS is as fast as it gets).
+
+Why this way: the kernels are ~150 lines of plain C99 with no PyTorch headers, so any C compiler
+builds them in well under a second — unlike ``torch.utils.cpp_extension`` (a minute of C++
+compilation against PyTorch's headers) or ``torch.compile`` (measured here: 19 s to compile the
+output-layer function, and slower than eager at this size). ctypes (standard library) calls them
+with no binding code. The package stays pure Python: without a compiler every function below
+falls back to PyTorch operations, which for Adam and for the clipped-BCE gradient are the *same*
+float operations in the same order, so training gives the same bits either way (tested). Loss
+values and the logits path's sigmoid use the C file's own exp/log (~2 ulp), so those differ from
+PyTorch's by rounding, as the autograd path already does.
+
+Environment: ``AELAB_KERNELS=0`` disables the C library; ``CC`` picks the compiler (default
+``cc``); the library is cached under ``$XDG_CACHE_HOME/aelab/kernels`` (``~/.cache/...``), keyed
+by the source, the flags, the compiler and the CPU, and written atomically.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+_SRC = Path(__file__).with_name("_kernels.c")
+# -ffp-contract=off: no fused multiply-adds, so the C code rounds exactly like PyTorch's separate
+# operations (the bit-for-bit contract above). -fno-trapping-math / -fno-math-errno change no
+# result; they let the compiler turn the branch-free code into vector selects.
+_FLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
+_ARCH_FLAGS = [["-march=native", "-mprefer-vector-width=512"], ["-march=native"], []]  # the CPU's vector units if the compiler knows them
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+_why_not = ""
+
+_p = ctypes.c_void_p
+_i64 = ctypes.c_int64
+_f = ctypes.c_float
+_SIGNATURES = {
+    "out_logits": [_p, _p, _i64, _i64, _i64, _f, _p, _p],
+    "out_clipped_bce": [_p, _p, _i64, _i64, _i64, _f, _f, _f, ctypes.c_int, _p, _p],
+    "keras_adam": [_p, _p, _p, _p, _i64, _f, _f, _f, _f],
+    "gather_rows": [_p, _p, _i64, _i64, _p],
+}
+
+
+def _cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "aelab" / "kernels"
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiler_id(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _build(cc: str) -> Path:
+    """Compile (or find cached) and return the shared library's path; raises OSError on failure."""
+    src = _SRC.read_bytes()
+    ident = _compiler_id(cc)
+    if not ident:
+        raise OSError(f"no C compiler ({cc!r} not found)")
+    errors = []
+    for arch in _ARCH_FLAGS:
+        flags = _FLAGS + arch
+        key = hashlib.sha256(b"\0".join([src, " ".join(flags).encode(), ident.encode(),
+                                         _cpu_id().encode(), platform.machine().encode()])).hexdigest()[:20]
+        out = _cache_dir() / f"aelab_kernels-{key}.so"
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=out.parent)
+        os.close(fd)
+        try:
+            r = subprocess.run([cc, *flags, "-o", tmp, str(_SRC)], capture_output=True, text=True, timeout=120)
+            if r.returncode == 0:
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, out)  # atomic: a concurrent process sees the whole file or none
+                return out
+            errors.append((r.stderr or r.stdout).strip().splitlines()[-1:] or ["failed"])
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise OSError(f"{cc} could not compile {_SRC.name}: {errors[-1][0]}")
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled library, or ``None`` (disabled, no compiler, or a build error; see :func:`status`)."""
+    global _lib, _tried, _why_not
+    if _tried:
+        return _lib
+    _tried = True
+    if os.environ.get("AELAB_KERNELS", "1") == "0":
+        _why_not = "disabled by AELAB_KERNELS=0"
+        return None
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        _why_not = f"no C compiler ({cc!r} not found)"
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(cc)))
+    except OSError as e:
+        _why_not = str(e)
+        return None
+    for name, args in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = None
+    _lib = lib
+    return lib
+
+
+def status() -> str:
+    """One line for logs: which kernels the CPU engine uses."""
+    return "fused C kernels" if load() is not None else f"PyTorch kernels only ({_why_not})"
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether the C kernels can take these tensors: CPU, float32, contiguous, library loaded."""
+    if load() is None:
+        return False
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+
+# -- the kernels, each with its PyTorch fallback ---------------------------------------------------
+
+def out_logits(z: torch.Tensor, y: torch.Tensor, scale: float, dz: torch.Tensor | None,
+               loss: torch.Tensor) -> None:
+    """Sigmoid output + BCE from logits, for ``z: (M, B, D)``, ``y: (B, D)`` or ``(M, B, D)``.
+
+    ``loss[m] = mean(softplus(z) − z·y)`` and, when ``dz`` is given, ``dz = (σ(z) − y)·scale``.
+    Needs :func:`usable` (no fallback here: the caller has its own PyTorch path).
+    """
+    M = z.shape[0]
+    n = z[0].numel()
+    y_stride = 0 if y.dim() == z.dim() - 1 else n
+    load().out_logits(_ptr(z), _ptr(y), M, n, y_stride, scale, _ptr(dz), _ptr(loss))
+
+
+def out_clipped_bce(a: torch.Tensor, y: torch.Tensor, lo: float, hi: float, relu_out: bool,
+                    dz: torch.Tensor | None, loss: torch.Tensor) -> None:
+    """Keras' clipped BCE of a non-sigmoid output ``a: (M, B, D)`` (see ``_kernels.c``).
+
+    Needs :func:`usable`. ``dz`` receives PyTorch's gradient bit for bit (the autograd path's
+    kernels, and with ``relu_out`` the relu's backward); ``loss`` the per-model mean.
+    """
+    M = a.shape[0]
+    n = a[0].numel()
+    y_stride = 0 if y.dim() == a.dim() - 1 else n
+    load().out_clipped_bce(_ptr(a), _ptr(y), M, n, y_stride, lo, hi, float(n), int(relu_out),
+                           _ptr(dz), _ptr(loss))
+
+
+def keras_adam_(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, alpha: float,
+                beta1: float, beta2: float, eps: float) -> None:
+    """Keras' Adam update in place, as Keras writes it (``alpha`` = lr·√(1−β2ᵗ)/(1−β1ᵗ)).
+
+    The C loop and the PyTorch fallback perform the same float operations in the same order.
+    """
+    if usable(p, g, m, v):
+        load().keras_adam(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.numel(), alpha, 1.0 - beta1, 1.0 - beta2, eps)
+        return
+    m.add_(torch.sub(g, m).mul_(1.0 - beta1))
+    v.add_(torch.mul(g, g).sub_(v).mul_(1.0 - beta2))
+    # PyTorch's float sqrt is not always correctly rounded on CPU (measured: 0.7% of values differ
+    # by an ulp from IEEE sqrt); the square root of the double, rounded to float, always is.
+    root = v.double().sqrt_().float() if v.device.type == "cpu" else v.sqrt()
+    p.sub_(torch.mul(m, alpha).div_(root.add_(eps)))
+
+
+
+def gather_rows(src: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``src[idx]`` for a 2-D ``src`` and in-range 1-D ``idx``: one single-threaded C loop on a
+    CPU (safe on a background thread, it releases the GIL and starts no thread pool), else
+    ``index_select``."""
+    out = torch.empty((idx.shape[0], src.shape[1]), dtype=src.dtype, device=src.device)
+    if usable(src) and idx.dtype == torch.int64 and idx.device.type == "cpu":
+        idx = idx.contiguous()
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= src.shape[0]):
+            raise IndexError(f"row index out of range for {src.shape[0]} rows")
+        load().gather_rows(_ptr(src), _ptr(idx), idx.shape[0], src.shape[1], _ptr(out))
+        return out
+    return torch.index_select(src, 0, idx, out=out)
