@@ -198,6 +198,15 @@ def keras_adam_(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tens
 
 
 
+def keras_adam_flat(bufs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], alpha: float,
+                    beta1: float, beta2: float, eps: float) -> None:
+    """:func:`keras_adam_` for the engine's flat CPU float32 buffers ``(p, g, m, v)``, which it
+    has already checked: no per-step checks, one foreign call."""
+    p, g, m, v = bufs
+    _lib.keras_adam(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(), alpha,
+                    1.0 - beta1, 1.0 - beta2, eps)
+
+
 def gather_rows(src: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``src[idx]`` for a 2-D ``src`` and in-range 1-D ``idx``: one single-threaded C loop on a
     CPU (safe on a background thread, it releases the GIL and starts no thread pool), else

@@ -34,7 +34,7 @@ from ..losses import EPS, activity_l1, reconstruction_loss
 from ..models import build_model
 from ..models.dense import DenseAutoencoder
 from . import ckernels
-from .adam import KerasAdam, keras_adam_step_
+from .adam import KerasAdam, keras_adam_step_, keras_lr_t
 
 aten = torch.ops.aten
 
@@ -314,6 +314,11 @@ class StackedDenseStepper(_Stepper):
             last = s.model_cfg.decoder[-1].activation
             out_kind.append("logits" if (s.loss == "bce" and last == "sigmoid") else s.loss)
         self.out_runs = _runs(out_kind)
+        # per-step decisions made once: the Python around a ~0.4 ms step is a visible share of it
+        self._out_kinds = {k for (_, _, k) in self.out_runs}
+        self._single_act = [runs[0][2] if len(runs) == 1 else None for runs in self.act_runs]
+        self._need_z = [any(act in _NEEDS_Z for act in self.acts[l]) for l in range(self.L)]
+        self._c = dev.type == "cpu" and ckernels.load() is not None  # the fused C kernels apply
         lams = [float(s.model_cfg.activity_l1) for s in specs]
         self.has_penalty = any(l > 0 for l in lams)
         self.lam = torch.tensor(lams, device=dev, dtype=torch.float32).view(M, 1, 1)
@@ -325,7 +330,8 @@ class StackedDenseStepper(_Stepper):
         self.gflat = torch.zeros(total, device=dev)
         self.mflat = torch.zeros(total, device=dev)
         self.vflat = torch.zeros(total, device=dev)
-        self.step_t = torch.zeros((), device=dev)
+        self.step_t = torch.zeros((), device=dev)  # Adam's step count where PyTorch's fused kernel reads it
+        self._flat4 = (self.flat, self.gflat, self.mflat, self.vflat)
         self.t = 0
 
         def views(buf):
@@ -368,40 +374,43 @@ class StackedDenseStepper(_Stepper):
         rows = [(known[1] if known is not None and u is known[0] else
                  _rows(u, idx) if idx is not None else u[s]) for u in uniq]
         if len(uniq) == 1:
-            return rows[0].unsqueeze(0).expand(self.n_models, *rows[0].shape)
+            one = rows[0].unsqueeze(0)
+            return one if self.n_models == 1 else one.expand(self.n_models, *rows[0].shape)
         return torch.stack([rows[j] for j in where])
+
+    def _activate(self, l: int, z: torch.Tensor) -> torch.Tensor:
+        """Layer ``l``'s activations applied to ``z: (M, B, out)``, in place where PyTorch allows."""
+        act = self._single_act[l]
+        if act is not None:  # one activation for the whole group: no slicing
+            return _act_forward_(act, z)
+        for s, e, act in self.act_runs[l]:
+            res = _act_forward_(act, z[s:e])
+            if res.data_ptr() != z[s:e].data_ptr():
+                z[s:e] = res
+        return z
 
     def _forward(self, a0: torch.Tensor):
         """Returns pre-activations zs[l] (kept only where backward needs them) and outputs as[l]."""
         zs: list[torch.Tensor | None] = []
         outs: list[torch.Tensor] = []
         a = a0
+        last = self.L - 1
         for l in range(self.L):
             z = torch.baddbmm(self.b[l], a, self.W[l])
-            last = l == self.L - 1
-            need_z = last or any(act in _NEEDS_Z for act in self.acts[l])
-            if last:
-                kinds = {k for (_, _, k) in self.out_runs}
+            if l == last:
+                kinds = self._out_kinds
                 if kinds == {"logits"}:  # the loss and its gradient need only z
                     zs.append(z)
                     a = z
                 else:
                     # keep z only when something needs it: the logits path or an activation
                     # whose backward reads its input; otherwise activate in place (no copy)
-                    keep_z = "logits" in kinds or any(act in _NEEDS_Z for act in self.acts[l])
+                    keep_z = "logits" in kinds or self._need_z[l]
                     zs.append(z if keep_z else None)
-                    a = z.clone() if keep_z else z
-                    for s, e, act in self.act_runs[l]:
-                        res = _act_forward_(act, a[s:e])
-                        if res.data_ptr() != a[s:e].data_ptr():
-                            a[s:e] = res
+                    a = self._activate(l, z.clone() if keep_z else z)
             else:
-                zs.append(z.clone() if need_z else None)
-                for s, e, act in self.act_runs[l]:
-                    res = _act_forward_(act, z[s:e])
-                    if res.data_ptr() != z[s:e].data_ptr():
-                        z[s:e] = res
-                a = z
+                zs.append(z.clone() if self._need_z[l] else None)
+                a = self._activate(l, z)
             outs.append(a)
         return zs, outs
 
@@ -463,19 +472,16 @@ class StackedDenseStepper(_Stepper):
         Leaves dL/dz in ``self._dz``. Returns False (nothing done) when the C kernels are not
         loaded or the group's output kind has no fused kernel (MSE).
         """
+        if not (self._c and y.is_contiguous() and loss_out.is_contiguous()):
+            return False
         kind = self.out_runs[0][2]
         if kind == "logits":
-            if not ckernels.usable(z, y, loss_out):
-                return False
             M, B, D = z.shape
             self._dz = torch.empty_like(z) if need_grad else None
             ckernels.out_logits(z, y, 1.0 / (B * D), self._dz, loss_out)
             return True
         if kind == "bce":
-            acts = {act for (_, _, act) in self.act_runs[self.L - 1]}
-            if not ckernels.usable(a, y, loss_out):
-                return False
-            relu_out = acts == {"relu"}
+            relu_out = self._single_act[self.L - 1] == "relu"
             dz = torch.empty_like(a) if need_grad else None
             ckernels.out_clipped_bce(a, y, EPS, 1.0 - EPS, relu_out, dz, loss_out)
             if need_grad and not relu_out:  # the output activation's backward, by PyTorch
@@ -531,6 +537,9 @@ class StackedDenseStepper(_Stepper):
                 dz = self._act_bwd_slice(l - 1, 0, self.n_models, da, zs[l - 1], outs[l - 1])
         self.t += 1
         lr, b1, b2, eps = self.hp
+        if self._c and not self.fused_adam:  # the C loop, straight to the flat buffers
+            ckernels.keras_adam_flat(self._flat4, keras_lr_t(lr, b1, b2, self.t), b1, b2, eps)
+            return
         keras_adam_step_(self.flat, self.gflat, self.mflat, self.vflat, self.step_t, self.t,
                          lr, b1, b2, eps, fused=self.fused_adam)
 
