@@ -143,6 +143,11 @@ void out_logits(const float *restrict z, const float *restrict y, int64_t M, int
  * threshold_backward -- the kernels the autograd path runs, operation for operation. A NaN in a
  * makes the loss NaN (the loop's check stops the run) and propagates to dz as PyTorch's does.
  */
+static inline float clip(float aa, float lo, float hi) {
+    float p = aa < lo ? lo : aa;
+    return p > hi ? hi : p;
+}
+
 static inline float clipped_term(float aa, float yy, float lo, float hi) {
     float p = aa < lo ? lo : aa;
     p = p > hi ? hi : p;
@@ -168,12 +173,36 @@ void out_clipped_bce(const float *restrict a, const float *restrict y, int64_t M
     for (int64_t m = 0; m < M; m++) {
         const float *am = a + m * n, *ym = y + m * y_stride;
         float *dm = dz ? dz + m * n : 0;
-        float acc[LANES] = {0};
-        int64_t i = 0;
-        for (; i + LANES <= n; i += LANES)
-            for (int k = 0; k < LANES; k++) acc[k] += clipped_term(am[i + k], ym[i + k], lo, hi);
+        /* sum of log(1-p) + y*log(p/(1-p)): the first through products of 4 values of 1-p (in
+         * [eps, 1], so at least eps^4 = 1e-28, above float's smallest normal), one log per 4
+         * elements; the second only in blocks where some y is not 0 (most of an MNIST image). */
+        float acc[LANES] = {0}, nan[LANES] = {0};
         double tail = 0.0;
+        int64_t i = 0;
+        for (; i + 4 * LANES <= n; i += 4 * LANES) {
+            const float *ab = am + i, *yb = ym + i;
+            float ope[4 * LANES], ynz[LANES] = {0};
+            for (int q = 0; q < 4 * LANES; q += LANES)
+                for (int k = 0; k < LANES; k++) {
+                    float p = clip(ab[q + k], lo, hi);
+                    ope[q + k] = 1.0f - p;
+                    nan[k] += p - p; /* a NaN in a makes the sum NaN */
+                    ynz[k] += __builtin_fabsf(yb[q + k]);
+                }
+            for (int k = 0; k < LANES; k++)
+                acc[k] += log_f((ope[k] * ope[LANES + k]) * (ope[2 * LANES + k] * ope[3 * LANES + k]));
+            float any = 0.0f;
+            for (int k = 0; k < LANES; k++) any += ynz[k];
+            if (any != 0.0f)
+                for (int q = 0; q < 4 * LANES; q += LANES)
+                    for (int k = 0; k < LANES; k++) {
+                        float p = clip(ab[q + k], lo, hi);
+                        float pc = (p == p) ? p : 0.5f;
+                        acc[k] += yb[q + k] * log_f(pc / (1.0f - pc));
+                    }
+        }
         for (int64_t j = i; j < n; j++) tail += clipped_term(am[j], ym[j], lo, hi);
+        tail += lanes_sum(nan);
         if (dm)
             for (int64_t j = 0; j < n; j++) dm[j] = clipped_grad(am[j], ym[j], lo, hi, count, relu_out);
         loss[m] = (float)(-(lanes_sum(acc) + tail) / (double)n);
@@ -199,4 +228,59 @@ void keras_adam(float *restrict p, const float *restrict g, float *restrict m, f
 void gather_rows(const float *restrict src, const int64_t *restrict idx, int64_t rows, int64_t d,
                  float *restrict dst) {
     for (int64_t r = 0; r < rows; r++) memcpy(dst + r * d, src + idx[r] * d, (size_t)d * sizeof(float));
+}
+
+/* A hidden layer's backward for M models, one activation for all (act: 0 linear, 1 relu,
+ * 2 sigmoid, 3 tanh), with the L1 activity penalty of the code layer when coef is not NULL:
+ *   g  = da + sign(h) * coef[m]                      (coef[m] = lambda_m / B, as a float)
+ *   dz = act'(g): relu  h <= 0 ? 0 : g               (PyTorch's threshold_backward)
+ *                 sigmoid (g * (1 - h)) * h          (sigmoid_backward)
+ *                 tanh    g * (1 - h * h)            (tanh_backward)
+ * h is the activation's output. dz may be da (in place). With coef, also
+ *   pen[m] = lambda_m * sum(abs(h)) / B, also added to loss[m] (reported, not differentiated). */
+static inline __attribute__((always_inline)) void hidden_loop(
+    const float *dm, const float *restrict hm, int64_t n, float c, float *om,
+    const int act, const int with_pen /* literals at each call: one specialised loop each */) {
+    for (int64_t i = 0; i < n; i++) {
+        float hh = hm[i], g = dm[i];
+        if (with_pen) g = g + (hh > 0.0f ? 1.0f : (hh < 0.0f ? -1.0f : 0.0f)) * c;
+        float r;
+        if (act == 1) r = hh <= 0.0f ? 0.0f : g;
+        else if (act == 2) r = (g * (1.0f - hh)) * hh;
+        else if (act == 3) r = g * (1.0f - hh * hh);
+        else r = g;
+        om[i] = r;
+    }
+}
+
+#define HIDDEN_CASES(P)                                          \
+    switch (act) {                                               \
+    case 1: hidden_loop(dm, hm, n, c, om, 1, P); break;          \
+    case 2: hidden_loop(dm, hm, n, c, om, 2, P); break;          \
+    case 3: hidden_loop(dm, hm, n, c, om, 3, P); break;          \
+    default: hidden_loop(dm, hm, n, c, om, 0, P);                \
+    }
+
+void hidden_bwd(const float *da, const float *restrict h, int64_t M, int64_t n, int act,
+                const float *restrict coef, const float *restrict lam, float B, float *dz,
+                float *restrict pen, float *restrict loss) {
+    for (int64_t m = 0; m < M; m++) {
+        const float *dm = da + m * n, *hm = h + m * n;
+        float *om = dz + m * n;
+        const float c = coef ? coef[m] : 0.0f;
+        if (coef) {
+            float acc[LANES] = {0};
+            double tail = 0.0;
+            int64_t i = 0;
+            for (; i + LANES <= n; i += LANES)
+                for (int k = 0; k < LANES; k++) acc[k] += __builtin_fabsf(hm[i + k]);
+            for (; i < n; i++) tail += __builtin_fabsf(hm[i]);
+            float p = (float)(lanes_sum(acc) + tail) * lam[m] / B;
+            pen[m] = p;
+            loss[m] += p;
+            HIDDEN_CASES(1)
+        } else {
+            HIDDEN_CASES(0)
+        }
+    }
 }

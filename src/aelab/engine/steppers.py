@@ -322,6 +322,11 @@ class StackedDenseStepper(_Stepper):
         lams = [float(s.model_cfg.activity_l1) for s in specs]
         self.has_penalty = any(l > 0 for l in lams)
         self.lam = torch.tensor(lams, device=dev, dtype=torch.float32).view(M, 1, 1)
+        # hidden layers whose backward (and the code layer's L1 penalty) one C call does
+        self._hid_c = [self._c and self._single_act[l] in ckernels.HIDDEN_ACTS for l in range(self.L - 1)]
+        self._pen_c = self.has_penalty and self._hid_c[self.code_layer]
+        self._lam_flat = self.lam.view(-1).contiguous()
+        self._coef: dict[int, torch.Tensor] = {}  # λ/B per batch size B
 
         # one flat buffer for parameters, one for gradients, two for Adam
         shapes = [(M, i, o) for i, o in zip(sizes[:-1], sizes[1:])] + [(M, 1, o) for o in sizes[1:]]
@@ -517,7 +522,7 @@ class StackedDenseStepper(_Stepper):
         B = yb.shape[0]
         zs, outs = self._forward(a0)
         dz = self._output_loss_and_grad(zs[-1], outs[-1], yb, loss_out, need_grad=True)
-        if self.has_penalty:
+        if self.has_penalty and not self._pen_c:
             pen = self._penalty(outs[self.code_layer])
             pen_out.copy_(pen)
             loss_out.add_(pen)
@@ -528,7 +533,18 @@ class StackedDenseStepper(_Stepper):
             if l == 0:
                 break
             da = torch.bmm(dz, self.W[l].transpose(1, 2))
-            if self.has_penalty and l - 1 == self.code_layer:
+            pen_here = self.has_penalty and l - 1 == self.code_layer
+            if self._hid_c[l - 1]:  # one C pass: penalty value and gradient, activation backward
+                if pen_here:
+                    coef = self._coef.get(B)
+                    if coef is None:
+                        coef = self._coef[B] = self._lam_flat / B
+                    dz = ckernels.hidden_bwd(da, outs[l - 1], self._single_act[l - 1], coef,
+                                             self._lam_flat, pen_out, loss_out)
+                else:
+                    dz = ckernels.hidden_bwd(da, outs[l - 1], self._single_act[l - 1])
+                continue
+            if pen_here:
                 h = outs[l - 1]
                 da.add_(torch.sign(h).mul_(self.lam / B))
             if len(self.act_runs[l - 1]) == 1:
