@@ -28,6 +28,7 @@ from ._atomic import atomic_path, write_json
 from .config import RunConfig, config_hash
 from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, StopFlag, TrainData, derived_seed,
                           fit)
+from .engine import ckernels
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, WeightsError
 
@@ -279,6 +280,8 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
         groups_by_key.setdefault(group_key(cfgs[i], engine), []).append(i)
     groups = list(groups_by_key.values())
     n_workers = plan_workers(workers, dev, len(todo))
+    if dev.type == "cpu" and todo:
+        ckernels.load()  # build (or find) the C kernels once, before any worker process needs them
     if n_workers > 1:
         groups = balance_groups(groups, lambda g: _group_cost([cfgs[i] for i in g]), n_workers)
     # largest first: the longest group starts at once and the others fill the remaining workers
@@ -523,6 +526,7 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     write_json(run_dir / "run.json", {
         "config_hash": config_hash(cfg), "weights_sha256": sha, "aelab_version": __version__,
         "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
+        "cpu_kernels": ckernels.status() if dev.type == "cpu" else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     (run_dir / "DONE").write_text("ok\n")

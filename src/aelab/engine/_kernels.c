@@ -6,12 +6,13 @@
  * compiles in well under a second with any C compiler.
  *
  * Rounding contract (the engine's tests check it):
- *  - keras_adam and the gradient of out_clipped_bce perform exactly the IEEE float operations, in
+ *  - keras_adam, hidden_bwd and the gradient of out_clipped_bce perform exactly the IEEE float operations, in
  *    the same order, as their PyTorch fallbacks in ckernels.py (compiled with -ffp-contract=off,
  *    so no fused multiply-adds): with or without this library, training gives the same bits.
  *  - exp/log below are Cephes-style polynomials, accurate to ~2 ulp. They are used for loss values
- *    (reported, never differentiated) and for the sigmoid of the logits path, whose PyTorch
- *    version also differs from the autograd path by rounding.
+ *    only (reported, never differentiated); the engine keeps PyTorch's sigmoid for the logits
+ *    path's gradient, so the out_logits gradient below is there for callers who trade that for
+ *    one pass.
  */
 #include <stdint.h>
 #include <string.h>
@@ -231,11 +232,10 @@ void gather_rows(const float *restrict src, const int64_t *restrict idx, int64_t
 }
 
 /* A hidden layer's backward for M models, one activation for all (act: 0 linear, 1 relu,
- * 2 sigmoid, 3 tanh), with the L1 activity penalty of the code layer when coef is not NULL:
+ * 2 sigmoid), with the L1 activity penalty of the code layer when coef is not NULL:
  *   g  = da + sign(h) * coef[m]                      (coef[m] = lambda_m / B, as a float)
  *   dz = act'(g): relu  h <= 0 ? 0 : g               (PyTorch's threshold_backward)
  *                 sigmoid (g * (1 - h)) * h          (sigmoid_backward)
- *                 tanh    g * (1 - h * h)            (tanh_backward)
  * h is the activation's output. dz may be da (in place). With coef, also
  *   pen[m] = lambda_m * sum(abs(h)) / B, also added to loss[m] (reported, not differentiated). */
 static inline __attribute__((always_inline)) void hidden_loop(
@@ -247,7 +247,6 @@ static inline __attribute__((always_inline)) void hidden_loop(
         float r;
         if (act == 1) r = hh <= 0.0f ? 0.0f : g;
         else if (act == 2) r = (g * (1.0f - hh)) * hh;
-        else if (act == 3) r = g * (1.0f - hh * hh);
         else r = g;
         om[i] = r;
     }
@@ -257,7 +256,6 @@ static inline __attribute__((always_inline)) void hidden_loop(
     switch (act) {                                               \
     case 1: hidden_loop(dm, hm, n, c, om, 1, P); break;          \
     case 2: hidden_loop(dm, hm, n, c, om, 2, P); break;          \
-    case 3: hidden_loop(dm, hm, n, c, om, 3, P); break;          \
     default: hidden_loop(dm, hm, n, c, om, 0, P);                \
     }
 

@@ -10,10 +10,10 @@ builds them in well under a second — unlike ``torch.utils.cpp_extension`` (a m
 compilation against PyTorch's headers) or ``torch.compile`` (measured here: 19 s to compile the
 output-layer function, and slower than eager at this size). ctypes (standard library) calls them
 with no binding code. The package stays pure Python: without a compiler every function below
-falls back to PyTorch operations, which for Adam and for the clipped-BCE gradient are the *same*
-float operations in the same order, so training gives the same bits either way (tested). Loss
-values and the logits path's sigmoid use the C file's own exp/log (~2 ulp), so those differ from
-PyTorch's by rounding, as the autograd path already does.
+falls back to PyTorch operations, which for Adam, the clipped-BCE gradient and the hidden-layer
+backward are the *same* float operations in the same order, so training gives the same bits either
+way (tested). Loss values (reported, never differentiated) use the C file's own exp/log (~2 ulp)
+and sum in another order, so they differ from PyTorch's by rounding (~1e-6).
 
 Environment: ``AELAB_KERNELS=0`` disables the C library; ``CC`` picks the compiler (default
 ``cc``); the library is cached under ``$XDG_CACHE_HOME/aelab/kernels`` (``~/.cache/...``), keyed
@@ -200,7 +200,7 @@ def keras_adam_(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tens
 
 
 #: Activations :func:`hidden_bwd` differentiates (the others go through PyTorch's kernels).
-HIDDEN_ACTS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+HIDDEN_ACTS = {"linear": 0, "relu": 1, "sigmoid": 2}  # tanh: PyTorch's tanh_backward rounds otherwise
 
 
 def hidden_bwd(da: torch.Tensor, h: torch.Tensor, act: str, coef: torch.Tensor | None = None,
@@ -215,7 +215,7 @@ def hidden_bwd(da: torch.Tensor, h: torch.Tensor, act: str, coef: torch.Tensor |
     """
     M, n = da.shape[0], da[0].numel()
     B = float(da.shape[1])
-    _lib.hidden_bwd(da.data_ptr(), h.data_ptr(), M, n, HIDDEN_ACTS[act], _ptr(coef), _ptr(lam), B,
+    load().hidden_bwd(da.data_ptr(), h.data_ptr(), M, n, HIDDEN_ACTS[act], _ptr(coef), _ptr(lam), B,
                     da.data_ptr(), _ptr(pen), _ptr(loss))
     return da
 
@@ -225,7 +225,7 @@ def keras_adam_flat(bufs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
     """:func:`keras_adam_` for the engine's flat CPU float32 buffers ``(p, g, m, v)``, which it
     has already checked: no per-step checks, one foreign call."""
     p, g, m, v = bufs
-    _lib.keras_adam(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(), alpha,
+    load().keras_adam(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(), alpha,
                     1.0 - beta1, 1.0 - beta2, eps)
 
 

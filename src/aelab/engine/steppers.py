@@ -7,10 +7,12 @@ the optimiser state and knows how to take a step on a batch of row indices.
   reference path: obviously right, and what every faster path is tested against.
 * :class:`StackedDenseStepper` — M dense autoencoders of the same layer sizes trained side by
   side: weights stacked into ``(M, in, out)`` tensors that live in one flat buffer, forward and
-  backward written out by hand with batched matmuls and PyTorch's own activation-backward
-  kernels, and one fused Keras-Adam update over the whole flat buffer. Per step it issues a
-  fixed, small number of kernels whatever M is, so the per-step overhead of eager PyTorch is
-  paid once for M models, and there is no autograd graph to build.
+  backward written out by hand with batched matmuls, and one Keras-Adam update over the whole
+  flat buffer. On a CPU the elementwise work around the matmuls (output loss and gradient, hidden
+  backward with the L1 penalty, Adam) runs in the fused C kernels of ``ckernels``. Per step it
+  issues a fixed, small number of calls whatever M is, so the per-step overhead of eager PyTorch
+  is paid once for M models, and there is no autograd graph to build. Its gradients are
+  autograd's, operation for operation: it trains to the plain path's bits (tested).
 
 Both write each model's batch loss into caller-provided buffers on the device: no ``.item()``,
 no host synchronisation inside an epoch.
@@ -443,8 +445,8 @@ class StackedDenseStepper(_Stepper):
                 sig = torch.sigmoid(zz)
                 if loss_out is not None:
                     loss_out[s:e] = _bce_logits_mean(zz, yy, sig)
-                if need_grad:
-                    put(s, e, sig.sub_(yy).mul_(scale))
+                if need_grad:  # (σ(z) − y) / n: autograd's BCE-with-logits backward, op for op
+                    put(s, e, sig.sub_(yy).div_(B * D))
             elif kind == "bce":
                 p = aa.clamp(EPS, 1.0 - EPS)
                 if loss_out is not None:
@@ -481,9 +483,10 @@ class StackedDenseStepper(_Stepper):
             return False
         kind = self.out_runs[0][2]
         if kind == "logits":
-            M, B, D = z.shape
-            self._dz = torch.empty_like(z) if need_grad else None
-            ckernels.out_logits(z, y, 1.0 / (B * D), self._dz, loss_out)
+            # C for the loss value only; the gradient by PyTorch's sigmoid, as autograd computes
+            # it for the plain path ((σ(z) − y) / n), so both paths train to the same bits
+            ckernels.out_logits(z, y, 0.0, None, loss_out)
+            self._dz = torch.sigmoid(z).sub_(y).div_(z.shape[1] * z.shape[2]) if need_grad else None
             return True
         if kind == "bce":
             relu_out = self._single_act[self.L - 1] == "relu"
