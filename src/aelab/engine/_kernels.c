@@ -6,13 +6,13 @@
  * compiles in well under a second with any C compiler.
  *
  * Rounding contract (the engine's tests check it):
- *  - keras_adam, hidden_bwd and the gradient of out_clipped_bce perform exactly the IEEE float operations, in
- *    the same order, as their PyTorch fallbacks in ckernels.py (compiled with -ffp-contract=off,
- *    so no fused multiply-adds): with or without this library, training gives the same bits.
+ *  - keras_adam, hidden_bwd and the gradients of out_logits and out_clipped_bce perform exactly
+ *    the IEEE float operations, in the same order, as PyTorch's kernels on the autograd path
+ *    (compiled with -ffp-contract=off, so no fused multiply-adds): with or without this library,
+ *    training gives the same bits.
  *  - exp/log below are Cephes-style polynomials, accurate to ~2 ulp. They are used for loss values
- *    only (reported, never differentiated); the engine keeps PyTorch's sigmoid for the logits
- *    path's gradient, so the out_logits gradient below is there for callers who trade that for
- *    one pass.
+ *    only (reported, never differentiated); the logits path's gradient takes PyTorch's sigmoid as
+ *    an input ((sigmoid - y) / count, autograd's operations), so it too is PyTorch's to the bit.
  */
 #include <stdint.h>
 #include <string.h>
@@ -79,23 +79,17 @@ static inline double lanes_sum(const float *acc) {
  *   loss[m] = mean(softplus(z) - z*y)     (softplus(z) = max(z, 0) + log(1 + e^-|z|))
  *   dz[m]   = (sigmoid(z) - y) * scale    when dz is not NULL
  */
-static inline float logits_grad(float zz, float yy, float e, float scale) {
-    float s = 1.0f / (1.0f + e);
-    float sig = (zz >= 0.0f ? 1.0f : e) * s;
-    return (sig - yy) * scale;
-}
-
 static inline float exp_neg_abs(float zz) { return exp_f(-__builtin_fabsf(zz)); }
 
 #define GROUP 32 /* values in (1, 2] multiplied per log: at most 2^32, far from overflow */
 
 /* Sum over i of softplus(z_i) - z_i*y_i = max(z, 0) - z*y + log(1 + e^-|z|), and optionally the
- * gradient. The logs are taken of products of GROUP values of 1 + e^-|z| in (1, 2], one log per
+ * gradient (sig_i - y_i) / count from PyTorch's sigmoid sig. The logs are taken of products of GROUP values of 1 + e^-|z| in (1, 2], one log per
  * GROUP elements instead of one each: the products' rounding (GROUP half-ulps, ~2e-6 relative) is
  * ~2e-6 absolute per log, far below what a float32 sum of 50,000 terms carries anyway. */
 static inline __attribute__((always_inline)) double logits_sum(
-    const float *restrict zm, const float *restrict ym, int64_t n, float scale, float *restrict dm,
-    const int grad /* a literal at each call: the branch on it is compiled away */) {
+    const float *restrict zm, const float *restrict ym, const float *restrict sm, int64_t n, float count,
+    float *restrict dm, const int grad /* a literal at each call: the branch on it is compiled away */) {
     float acc[LANES] = {0};
     float ope[GROUP * LANES]; /* 1 + e^-|z| of one chunk */
     double tail = 0.0;
@@ -108,7 +102,7 @@ static inline __attribute__((always_inline)) double logits_sum(
                 float relu = zz > 0.0f ? zz : 0.0f;
                 acc[k] += relu - zz * yy;
                 ope[c + k] = 1.0f + e;
-                if (grad) dm[i + c + k] = logits_grad(zz, yy, e, scale);
+                if (grad) dm[i + c + k] = (sm[i + c + k] - yy) / count;
             }
         float prod[LANES];
         for (int k = 0; k < LANES; k++) prod[k] = ope[k];
@@ -121,16 +115,17 @@ static inline __attribute__((always_inline)) double logits_sum(
         float e = exp_neg_abs(zz);
         float relu = zz > 0.0f ? zz : 0.0f;
         tail += relu - zz * yy + log_f(1.0f + e);
-        if (grad) dm[i] = logits_grad(zz, yy, e, scale);
+        if (grad) dm[i] = (sm[i] - yy) / count;
     }
     return lanes_sum(acc) + tail;
 }
 
-void out_logits(const float *restrict z, const float *restrict y, int64_t M, int64_t n, int64_t y_stride,
-                float scale, float *restrict dz, float *restrict loss) {
+void out_logits(const float *restrict z, const float *restrict y, const float *restrict sig, int64_t M,
+                int64_t n, int64_t y_stride, float count, float *restrict dz, float *restrict loss) {
     for (int64_t m = 0; m < M; m++) {
         const float *zm = z + m * n, *ym = y + m * y_stride;
-        double s = dz ? logits_sum(zm, ym, n, scale, dz + m * n, 1) : logits_sum(zm, ym, n, scale, 0, 0);
+        double s = dz ? logits_sum(zm, ym, sig + m * n, n, count, dz + m * n, 1)
+                      : logits_sum(zm, ym, 0, n, count, 0, 0);
         loss[m] = (float)(s / (double)n);
     }
 }

@@ -48,7 +48,7 @@ _p = ctypes.c_void_p
 _i64 = ctypes.c_int64
 _f = ctypes.c_float
 _SIGNATURES = {
-    "out_logits": [_p, _p, _i64, _i64, _i64, _f, _p, _p],
+    "out_logits": [_p, _p, _p, _i64, _i64, _i64, _f, _p, _p],
     "out_clipped_bce": [_p, _p, _i64, _i64, _i64, _f, _f, _f, ctypes.c_int, _p, _p],
     "keras_adam": [_p, _p, _p, _p, _i64, _f, _f, _f, _f],
     "gather_rows": [_p, _p, _i64, _i64, _p],
@@ -154,17 +154,18 @@ def _ptr(t: torch.Tensor | None):
 
 # -- the kernels, each with its PyTorch fallback ---------------------------------------------------
 
-def out_logits(z: torch.Tensor, y: torch.Tensor, scale: float, dz: torch.Tensor | None,
-               loss: torch.Tensor) -> None:
+def out_logits(z: torch.Tensor, y: torch.Tensor, loss: torch.Tensor, sig: torch.Tensor | None = None,
+               dz: torch.Tensor | None = None) -> None:
     """Sigmoid output + BCE from logits, for ``z: (M, B, D)``, ``y: (B, D)`` or ``(M, B, D)``.
 
-    ``loss[m] = mean(softplus(z) − z·y)`` and, when ``dz`` is given, ``dz = (σ(z) − y)·scale``.
-    Needs :func:`usable` (no fallback here: the caller has its own PyTorch path).
+    ``loss[m] = mean(softplus(z) − z·y)``; with ``sig = torch.sigmoid(z)`` and ``dz`` also
+    ``dz = (sig − y) / n`` (n = B·D), autograd's gradient to the bit. Needs :func:`usable`.
     """
     M = z.shape[0]
     n = z[0].numel()
     y_stride = 0 if y.dim() == z.dim() - 1 else n
-    load().out_logits(_ptr(z), _ptr(y), M, n, y_stride, scale, _ptr(dz), _ptr(loss))
+    load().out_logits(_ptr(z), _ptr(y), _ptr(sig) if dz is not None else None, M, n, y_stride, float(n),
+                      _ptr(dz), _ptr(loss))
 
 
 def out_clipped_bce(a: torch.Tensor, y: torch.Tensor, lo: float, hi: float, relu_out: bool,

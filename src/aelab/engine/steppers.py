@@ -329,6 +329,7 @@ class StackedDenseStepper(_Stepper):
         self._pen_c = self.has_penalty and self._hid_c[self.code_layer]
         self._lam_flat = self.lam.view(-1).contiguous()
         self._coef: dict[int, torch.Tensor] = {}  # λ/B per batch size B
+        self._bufs: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # see _scratch
 
         # one flat buffer for parameters, one for gradients, two for Adam
         shapes = [(M, i, o) for i, o in zip(sizes[:-1], sizes[1:])] + [(M, 1, o) for o in sizes[1:]]
@@ -483,10 +484,14 @@ class StackedDenseStepper(_Stepper):
             return False
         kind = self.out_runs[0][2]
         if kind == "logits":
-            # C for the loss value only; the gradient by PyTorch's sigmoid, as autograd computes
-            # it for the plain path ((σ(z) − y) / n), so both paths train to the same bits
-            ckernels.out_logits(z, y, 0.0, None, loss_out)
-            self._dz = torch.sigmoid(z).sub_(y).div_(z.shape[1] * z.shape[2]) if need_grad else None
+            # the gradient from PyTorch's sigmoid, (σ(z) − y) / n as autograd computes it for the
+            # plain path, so both train to the same bits; the C pass adds the loss value
+            if need_grad:
+                sig, dz = self._scratch(z.shape)
+                ckernels.out_logits(z, y, loss_out, torch.sigmoid(z, out=sig), dz)
+                self._dz = dz
+            else:
+                ckernels.out_logits(z, y, loss_out)
             return True
         if kind == "bce":
             relu_out = self._single_act[self.L - 1] == "relu"
@@ -497,6 +502,13 @@ class StackedDenseStepper(_Stepper):
             self._dz = dz
             return True
         return False
+
+    def _scratch(self, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two buffers of ``shape`` kept between steps (the output layer's sigmoid and gradient)."""
+        bufs = self._bufs.get(shape)
+        if bufs is None:
+            bufs = self._bufs[shape] = (torch.empty(shape, device=self.device), torch.empty(shape, device=self.device))
+        return bufs
 
     def _one(self, like: torch.Tensor) -> torch.Tensor:
         """A tensor of ones shaped like ``like`` without writing them (a stride-0 view)."""
