@@ -160,3 +160,15 @@ def test_library_is_cached_and_rebuilt_atomically(tmp_path):
         assert out.strip() == "fused C kernels"
     files = list((tmp_path / "aelab" / "kernels").iterdir())
     assert len(files) == 1 and files[0].suffix == ".so"  # one build, no temp files left
+
+
+def test_unusable_cache_falls_back_with_the_reason(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should go")
+    code = ("from aelab.engine import ckernels; import torch; print(ckernels.load() is None); print(ckernels.status());"
+            "p, g, m, v = (torch.ones(5) for _ in range(4)); ckernels.keras_adam_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7);"
+            "print(bool(torch.isfinite(p).all()))")
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(blocker)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    lines = out.split("\n")
+    assert lines[0] == "True" and lines[1].startswith("PyTorch kernels only (") and lines[2] == "True"
