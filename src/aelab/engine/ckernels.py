@@ -93,8 +93,12 @@ def _build(cc: str) -> Path:
         out = _cache_dir() / f"aelab_kernels-{key}.so"
         if out.exists():
             return out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=out.parent)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=out.parent)
+        except OSError as e:
+            raise OSError(f"cannot write the kernel cache {out.parent} ({e.strerror or e}); "
+                          "set XDG_CACHE_HOME to a writable directory") from None
         os.close(fd)
         try:
             r = subprocess.run([cc, *flags, "-o", tmp, str(_SRC)], capture_output=True, text=True, timeout=120)
