@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,7 +282,10 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     groups = list(groups_by_key.values())
     n_workers = plan_workers(workers, dev, len(todo))
     if dev.type == "cpu" and todo:
-        ckernels.load()  # build (or find) the C kernels once, before any worker process needs them
+        # build (or find) the C kernels once, before any worker process needs them
+        if ckernels.load() is None and progress and "AELAB_KERNELS=0" not in ckernels.why_not():
+            print(f"aelab: no fused C kernels ({ckernels.why_not()}); training with PyTorch's kernels: "
+                  "the same results, about half the speed", file=sys.stderr)
     if n_workers > 1:
         groups = balance_groups(groups, lambda g: _group_cost([cfgs[i] for i in g]), n_workers)
     # largest first: the longest group starts at once and the others fill the remaining workers

@@ -139,6 +139,12 @@ def load() -> ctypes.CDLL | None:
     return lib
 
 
+def why_not() -> str:
+    """Why the library is not loaded ("" when it is)."""
+    load()
+    return _why_not
+
+
 def status() -> str:
     """One line for logs: which kernels the CPU engine uses."""
     return "fused C kernels" if load() is not None else f"PyTorch kernels only ({_why_not})"
