@@ -321,10 +321,19 @@ def markdown(res: dict) -> str:
         ]
         for g, w in s["groups"].items():
             lines.append(f"| {g} | {_fmt(w, 1)} |")
+    lines += ["", "## GPU", "", GPU_NOTE]
     if res.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
     return "\n".join(lines) + "\n"
 
+
+GPU_NOTE = (
+    "No H100/H200 was lent to this task (the device tool's `status` said `not_drawn`), so there "
+    "are no GPU figures. The engine runs on CUDA unchanged (`--device cuda`: data resident on the "
+    "device, no host sync inside an epoch, PyTorch's fused Adam), but the per-step launch cost is not "
+    "removed (no CUDA graph), so expect about the issue's 'plain loop with the data on the GPU' "
+    "figure, not its 0.05 s target; this script times the CPU only."
+)
 
 NOTES = [
     "Environment: `python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 && "
@@ -367,11 +376,6 @@ NOTES = [
     "waited ~0.35 ms at every barrier. Two processes running the same 64×784·784×128 matmul loop at "
     "once each run at 0.69× of one alone (104 → 151 µs per matmul): on this VM the two vCPUs give "
     "~1.4× one core's matmul throughput, which a study already uses with one worker process per core.",
-    "GPU: no H100/H200 was lent to this task (the device tool's `status` said `not_drawn`), so there "
-    "are no GPU figures. The engine runs on CUDA unchanged (`--device cuda`: data resident on the "
-    "device, no host sync inside an epoch, PyTorch's fused Adam), but the per-step launch cost is not "
-    "removed (no CUDA graph), so expect about the issue's 'plain loop with the data on the GPU' "
-    "figure, not its 0.05 s target; this script times the CPU only.",
 ]
 
 
