@@ -26,6 +26,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -72,23 +73,23 @@ def _cpu_id() -> str:
     return platform.processor() or platform.machine()
 
 
-def _compiler_id(cc: str) -> str:
+def _compiler_id(cc: list[str]) -> str:
     try:
-        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
 
-def _build(cc: str) -> Path:
+def _build(cc: list[str]) -> Path:
     """Compile (or find cached) and return the shared library's path; raises OSError on failure."""
     src = _SRC.read_bytes()
     ident = _compiler_id(cc)
     if not ident:
-        raise OSError(f"no C compiler ({cc!r} not found)")
+        raise OSError(f"no C compiler ({cc[0]!r} does not run)")
     errors = []
     for arch in _ARCH_FLAGS:
         flags = _FLAGS + arch
-        key = hashlib.sha256(b"\0".join([src, " ".join(flags).encode(), ident.encode(),
+        key = hashlib.sha256(b"\0".join([src, " ".join(cc + flags).encode(), ident.encode(),
                                          _cpu_id().encode(), platform.machine().encode()])).hexdigest()[:20]
         out = _cache_dir() / f"aelab_kernels-{key}.so"
         if out.exists():
@@ -101,7 +102,7 @@ def _build(cc: str) -> Path:
                           "set XDG_CACHE_HOME to a writable directory") from None
         os.close(fd)
         try:
-            r = subprocess.run([cc, *flags, "-o", tmp, str(_SRC)], capture_output=True, text=True, timeout=120)
+            r = subprocess.run([*cc, *flags, "-o", tmp, str(_SRC)], capture_output=True, text=True, timeout=120)
             if r.returncode == 0:
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, out)  # atomic: a concurrent process sees the whole file or none
@@ -110,7 +111,7 @@ def _build(cc: str) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise OSError(f"{cc} could not compile {_SRC.name}: {errors[-1][0]}")
+    raise OSError(f"{cc[0]} could not compile {_SRC.name}: {errors[-1][0]}")
 
 
 def load() -> ctypes.CDLL | None:
@@ -122,9 +123,9 @@ def load() -> ctypes.CDLL | None:
     if os.environ.get("AELAB_KERNELS", "1") == "0":
         _why_not = "disabled by AELAB_KERNELS=0"
         return None
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        _why_not = f"no C compiler ({cc!r} not found)"
+    cc = shlex.split(os.environ.get("CC", "cc") or "cc")  # CC may carry flags, as make allows
+    if shutil.which(cc[0]) is None:
+        _why_not = f"no C compiler ({cc[0]!r} not found)"
         return None
     try:
         lib = ctypes.CDLL(str(_build(cc)))
@@ -161,8 +162,8 @@ def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
 
 
-
-# -- the kernels, each with its PyTorch fallback ---------------------------------------------------
+# -- the kernels (the output-layer and hidden-layer ones need the library: the stepper has its own
+# -- PyTorch path for them; Adam and the row gather fall back here) ---------------------------------
 
 def out_logits(z: torch.Tensor, y: torch.Tensor, loss: torch.Tensor, sig: torch.Tensor | None = None,
                dz: torch.Tensor | None = None) -> None:
