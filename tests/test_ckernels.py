@@ -172,3 +172,27 @@ def test_unusable_cache_falls_back_with_the_reason(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     lines = out.split("\n")
     assert lines[0] == "True" and lines[1].startswith("PyTorch kernels only (") and lines[2] == "True"
+
+
+@needs_c
+@pytest.mark.parametrize("with_penalty", [False, True])
+def test_hidden_backward_is_pytorchs_per_model_activation(with_penalty):
+    g = torch.Generator().manual_seed(3)
+    acts = ["relu", "sigmoid", "linear"]
+    z = torch.randn(3, 64, 32, generator=g)
+    h = torch.stack([z[0].relu(), z[1].sigmoid(), z[2]])
+    da = torch.randn(3, 64, 32, generator=g) * 1e-3
+    lam = torch.tensor([0.01, 0.0, 1e-4])
+    coef = lam / 64
+    ref = da.clone()
+    if with_penalty:
+        ref += torch.sign(h) * coef.view(3, 1, 1)
+    ref = torch.stack([torch.ops.aten.threshold_backward(ref[0], h[0], 0),
+                       torch.ops.aten.sigmoid_backward(ref[1], h[1]), ref[2]])
+    pen, loss = torch.zeros(3), torch.ones(3)
+    out = ckernels.hidden_bwd(da.clone(), h, ckernels.act_codes(acts), *((coef, lam, pen, loss) if with_penalty else ()))
+    assert torch.equal(out, ref)
+    if with_penalty:
+        want = lam * h.abs().sum((1, 2)) / 64
+        torch.testing.assert_close(pen, want, rtol=1e-6, atol=0)
+        torch.testing.assert_close(loss, 1 + want, rtol=1e-6, atol=0)

@@ -92,8 +92,9 @@ def test_fast_path_trains_to_the_plain_paths_bits(variant):
         assert torch.equal(a, b), k
 
 
-def test_stacked_models_train_to_their_plain_bits():
-    cfgs = [_cfg(**v) for v in VARIANTS[:5]]
+@pytest.mark.parametrize("group", [VARIANTS[:5], [DEEP, DEEP_SIGMOID]], ids=["shallow", "deep-mixed-activations"])
+def test_stacked_models_train_to_their_plain_bits(group):
+    cfgs = [_cfg(**v) for v in group]
     datas = _data(cfgs)
     fs = _stacked(cfgs)
     _fit(fs, datas, cfgs[0])

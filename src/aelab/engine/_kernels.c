@@ -236,7 +236,7 @@ void gather_rows(const float *restrict src, const int64_t *restrict idx, int64_t
     for (int64_t r = 0; r < rows; r++) memcpy(dst + r * d, src + idx[r] * d, (size_t)d * sizeof(float));
 }
 
-/* A hidden layer's backward for M models, one activation for all (act: 0 linear, 1 relu,
+/* A hidden layer's backward for M models, each with its activation (acts[m]: 0 linear, 1 relu,
  * 2 sigmoid), with the L1 activity penalty of the code layer when coef is not NULL:
  *   g  = da + sign(h) * coef[m]                      (coef[m] = lambda_m / B, as a float)
  *   dz = act'(g): relu  h <= 0 ? 0 : g               (PyTorch's threshold_backward)
@@ -258,13 +258,13 @@ static inline __attribute__((always_inline)) void hidden_loop(
 }
 
 #define HIDDEN_CASES(P)                                          \
-    switch (act) {                                               \
+    switch (acts[m]) {                                           \
     case 1: hidden_loop(dm, hm, n, c, om, 1, P); break;          \
     case 2: hidden_loop(dm, hm, n, c, om, 2, P); break;          \
     default: hidden_loop(dm, hm, n, c, om, 0, P);                \
     }
 
-void hidden_bwd(const float *da, const float *restrict h, int64_t M, int64_t n, int act,
+void hidden_bwd(const float *da, const float *restrict h, int64_t M, int64_t n, const int32_t *restrict acts,
                 const float *restrict coef, const float *restrict lam, float B, float *dz,
                 float *restrict pen, float *restrict loss) {
     for (int64_t m = 0; m < M; m++) {

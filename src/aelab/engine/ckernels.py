@@ -53,7 +53,7 @@ _SIGNATURES = {
     "out_clipped_bce": [_p, _p, _i64, _i64, _i64, _f, _f, _f, ctypes.c_int, _p, _p],
     "keras_adam": [_p, _p, _p, _p, _i64, _f, _f, _f, _f],
     "gather_rows": [_p, _p, _i64, _i64, _p],
-    "hidden_bwd": [_p, _p, _i64, _i64, ctypes.c_int, _p, _p, _f, _p, _p, _p],
+    "hidden_bwd": [_p, _p, _i64, _i64, _p, _p, _p, _f, _p, _p, _p],
 }
 
 
@@ -215,20 +215,26 @@ def keras_adam_(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tens
 HIDDEN_ACTS = {"linear": 0, "relu": 1, "sigmoid": 2}  # tanh: PyTorch's tanh_backward rounds otherwise
 
 
-def hidden_bwd(da: torch.Tensor, h: torch.Tensor, act: str, coef: torch.Tensor | None = None,
+def act_codes(acts: list[str]) -> torch.Tensor:
+    """The per-model activation codes :func:`hidden_bwd` takes (every name in ``HIDDEN_ACTS``)."""
+    return torch.tensor([HIDDEN_ACTS[a] for a in acts], dtype=torch.int32)
+
+
+def hidden_bwd(da: torch.Tensor, h: torch.Tensor, acts: torch.Tensor, coef: torch.Tensor | None = None,
                lam: torch.Tensor | None = None, pen: torch.Tensor | None = None,
                loss: torch.Tensor | None = None) -> torch.Tensor:
-    """A hidden layer's backward in place on ``da: (M, B, K)``, given the activation's output ``h``.
+    """A hidden layer's backward in place on ``da: (M, B, K)``, given the activation's output ``h``
+    and each model's activation (``acts``, from :func:`act_codes`).
 
-    The same float operations as PyTorch's ``threshold_backward`` / ``sigmoid_backward`` /
-    ``tanh_backward``, after adding ``sign(h)·coef[m]`` (the L1 activity penalty's gradient,
-    ``coef = λ/B``) when ``coef`` is given; then also ``pen[m] = λ·Σ|h|/B``, added to ``loss[m]``.
-    Needs contiguous CPU float32 tensors and the loaded library. Returns ``da``.
+    The same float operations as PyTorch's ``threshold_backward`` / ``sigmoid_backward``, after
+    adding ``sign(h)·coef[m]`` (the L1 activity penalty's gradient, ``coef = λ/B``) when ``coef``
+    is given; then also ``pen[m] = λ·Σ|h|/B``, added to ``loss[m]``. Needs contiguous CPU float32
+    tensors and the loaded library. Returns ``da``.
     """
     M, n = da.shape[0], da[0].numel()
     B = float(da.shape[1])
-    load().hidden_bwd(da.data_ptr(), h.data_ptr(), M, n, HIDDEN_ACTS[act], _ptr(coef), _ptr(lam), B,
-                    da.data_ptr(), _ptr(pen), _ptr(loss))
+    load().hidden_bwd(da.data_ptr(), h.data_ptr(), M, n, acts.data_ptr(), _ptr(coef), _ptr(lam), B,
+                      da.data_ptr(), _ptr(pen), _ptr(loss))
     return da
 
 

@@ -325,11 +325,12 @@ class StackedDenseStepper(_Stepper):
         self.has_penalty = any(l > 0 for l in lams)
         self.lam = torch.tensor(lams, device=dev, dtype=torch.float32).view(M, 1, 1)
         # hidden layers whose backward (and the code layer's L1 penalty) one C call does
-        self._hid_c = [self._c and self._single_act[l] in ckernels.HIDDEN_ACTS for l in range(self.L - 1)]
+        self._hid_c = [self._c and all(a in ckernels.HIDDEN_ACTS for a in self.acts[l]) for l in range(self.L - 1)]
+        self._hid_codes = [ckernels.act_codes(self.acts[l]) if self._hid_c[l] else None for l in range(self.L - 1)]
         self._pen_c = self.has_penalty and self._hid_c[self.code_layer]
         self._lam_flat = self.lam.view(-1).contiguous()
         self._coef: dict[int, torch.Tensor] = {}  # λ/B per batch size B
-        self._bufs: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # see _scratch
+        self._bufs: dict[tuple, torch.Tensor] = {}  # tensors kept between steps (see _buf)
 
         # one flat buffer for parameters, one for gradients, two for Adam
         shapes = [(M, i, o) for i, o in zip(sizes[:-1], sizes[1:])] + [(M, 1, o) for o in sizes[1:]]
@@ -351,6 +352,7 @@ class StackedDenseStepper(_Stepper):
             return out[: self.L], out[self.L:]
 
         self.W, self.b = views(self.flat)
+        self._Wt = [w.transpose(1, 2) for w in self.W]  # views: they follow the in-place updates
         self.gW, self.gb = views(self.gflat)
         self.mW, self.mb = views(self.mflat)
         self.vW, self.vb = views(self.vflat)
@@ -384,7 +386,7 @@ class StackedDenseStepper(_Stepper):
         if len(uniq) == 1:
             one = rows[0].unsqueeze(0)
             return one if self.n_models == 1 else one.expand(self.n_models, *rows[0].shape)
-        return torch.stack([rows[j] for j in where])
+        return torch.stack([rows[j] for j in where], out=self._buf("inputs", (self.n_models, *rows[0].shape)))
 
     def _activate(self, l: int, z: torch.Tensor) -> torch.Tensor:
         """Layer ``l``'s activations applied to ``z: (M, B, out)``, in place where PyTorch allows."""
@@ -404,7 +406,7 @@ class StackedDenseStepper(_Stepper):
         a = a0
         last = self.L - 1
         for l in range(self.L):
-            z = torch.baddbmm(self.b[l], a, self.W[l])
+            z = torch.baddbmm(self.b[l], a, self.W[l], out=self._buf(("z", l), (a.shape[0], a.shape[1], self.sizes[l + 1])))
             if l == last:
                 kinds = self._out_kinds
                 if kinds == {"logits"}:  # the loss and its gradient need only z
@@ -487,7 +489,7 @@ class StackedDenseStepper(_Stepper):
             # the gradient from PyTorch's sigmoid, (σ(z) − y) / n as autograd computes it for the
             # plain path, so both train to the same bits; the C pass adds the loss value
             if need_grad:
-                sig, dz = self._scratch(z.shape)
+                sig, dz = self._buf("sigmoid", z.shape), self._buf("dz", z.shape)
                 ckernels.out_logits(z, y, loss_out, torch.sigmoid(z, out=sig), dz)
                 self._dz = dz
             else:
@@ -495,7 +497,7 @@ class StackedDenseStepper(_Stepper):
             return True
         if kind == "bce":
             relu_out = self._single_act[self.L - 1] == "relu"
-            dz = torch.empty_like(a) if need_grad else None
+            dz = self._buf("dz", a.shape) if need_grad else None
             ckernels.out_clipped_bce(a, y, EPS, 1.0 - EPS, relu_out, dz, loss_out)
             if need_grad and not relu_out:  # the output activation's backward, by PyTorch
                 dz = self._act_bwd_slice(self.L - 1, 0, self.n_models, dz, z, a)
@@ -503,12 +505,14 @@ class StackedDenseStepper(_Stepper):
             return True
         return False
 
-    def _scratch(self, shape) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two buffers of ``shape`` kept between steps (the output layer's sigmoid and gradient)."""
-        bufs = self._bufs.get(shape)
-        if bufs is None:
-            bufs = self._bufs[shape] = (torch.empty(shape, device=self.device), torch.empty(shape, device=self.device))
-        return bufs
+    def _buf(self, key, shape) -> torch.Tensor:
+        """A tensor kept between steps for ``key`` and ``shape``: a fresh tensor of a few hundred kB
+        every step is fresh memory from the OS, and its page faults cost more than the kernel."""
+        k = (key, shape)
+        t = self._bufs.get(k)
+        if t is None:
+            t = self._bufs[k] = torch.empty(shape, device=self.device)
+        return t
 
     def _one(self, like: torch.Tensor) -> torch.Tensor:
         """A tensor of ones shaped like ``like`` without writing them (a stride-0 view)."""
@@ -547,17 +551,17 @@ class StackedDenseStepper(_Stepper):
             torch.sum(dz, dim=1, keepdim=True, out=self.gb[l])
             if l == 0:
                 break
-            da = torch.bmm(dz, self.W[l].transpose(1, 2))
+            da = torch.bmm(dz, self._Wt[l])
             pen_here = self.has_penalty and l - 1 == self.code_layer
             if self._hid_c[l - 1]:  # one C pass: penalty value and gradient, activation backward
                 if pen_here:
                     coef = self._coef.get(B)
                     if coef is None:
                         coef = self._coef[B] = self._lam_flat / B
-                    dz = ckernels.hidden_bwd(da, outs[l - 1], self._single_act[l - 1], coef,
+                    dz = ckernels.hidden_bwd(da, outs[l - 1], self._hid_codes[l - 1], coef,
                                              self._lam_flat, pen_out, loss_out)
                 else:
-                    dz = ckernels.hidden_bwd(da, outs[l - 1], self._single_act[l - 1])
+                    dz = ckernels.hidden_bwd(da, outs[l - 1], self._hid_codes[l - 1])
                 continue
             if pen_here:
                 h = outs[l - 1]
