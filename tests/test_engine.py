@@ -197,3 +197,14 @@ def test_c_kernels_train_like_pytorch_kernels(monkeypatch, variant):
     assert torch.equal(with_c.flat, without.flat)
     for a, b in zip(h_c.loss + h_c.val_loss, h.loss + h.val_loss):
         assert math.isclose(a, b, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[1]], ids=["logits", "clipped"])
+def test_a_fresh_stepper_evaluates_before_any_step(variant):
+    """Evaluation needs no training step first (a resumed or evaluate-only stepper)."""
+    cfg = _cfg(**variant)
+    (d,) = _data([cfg])
+    fast, plain = _stacked([cfg]), _plain(cfg)
+    (lf,), _ = fast.evaluate([d.x_val], d.x_val)
+    lp, _ = plain.evaluate([d.x_val], d.x_val)
+    assert math.isclose(float(lf), float(lp), rel_tol=1e-5)

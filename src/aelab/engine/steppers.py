@@ -430,8 +430,10 @@ class StackedDenseStepper(_Stepper):
         M, B, D = a.shape
         scale = 1.0 / (B * D)
         whole = len(self.out_runs) == 1  # one kind for the group: no slicing, no copies
-        if whole and loss_out is not None and self._fused_output(z, a, y, loss_out, need_grad):
-            return self._dz
+        if whole and loss_out is not None:
+            done, dz = self._fused_output(z, a, y, loss_out, need_grad)
+            if done:
+                return dz
         dz = None if (whole or not need_grad) else torch.empty_like(a)
 
         def put(s_: int, e_: int, value: torch.Tensor) -> None:
@@ -476,34 +478,32 @@ class StackedDenseStepper(_Stepper):
                     put(s, e, self._act_bwd_slice(self.L - 1, s, e, diff.mul_(2.0 * scale), zz, aa))
         return dz
 
-    def _fused_output(self, z, a, y, loss_out, need_grad: bool) -> bool:
-        """The output layer's loss and gradient in one C pass (see ``ckernels``), if it applies.
+    def _fused_output(self, z, a, y, loss_out, need_grad: bool) -> tuple[bool, torch.Tensor | None]:
+        """The output layer's loss (into ``loss_out``) and dL/dz in one C pass, if it applies.
 
-        Leaves dL/dz in ``self._dz``. Returns False (nothing done) when the C kernels are not
-        loaded or the group's output kind has no fused kernel (MSE).
+        Returns ``(done, dz)``; ``(False, None)`` with nothing done when the C kernels are not loaded
+        or the group's output kind has no fused kernel (MSE). ``dz`` is None without ``need_grad``.
         """
         if not (self._c and y.is_contiguous() and loss_out.is_contiguous()):
-            return False
+            return False, None
         kind = self.out_runs[0][2]
         if kind == "logits":
             # the gradient from PyTorch's sigmoid, (σ(z) − y) / n as autograd computes it for the
             # plain path, so both train to the same bits; the C pass adds the loss value
-            if need_grad:
-                sig, dz = self._buf("sigmoid", z.shape), self._buf("dz", z.shape)
-                ckernels.out_logits(z, y, loss_out, torch.sigmoid(z, out=sig), dz)
-                self._dz = dz
-            else:
+            if not need_grad:
                 ckernels.out_logits(z, y, loss_out)
-            return True
+                return True, None
+            sig, dz = self._buf("sigmoid", z.shape), self._buf("dz", z.shape)
+            ckernels.out_logits(z, y, loss_out, torch.sigmoid(z, out=sig), dz)
+            return True, dz
         if kind == "bce":
             relu_out = self._single_act[self.L - 1] == "relu"
             dz = self._buf("dz", a.shape) if need_grad else None
             ckernels.out_clipped_bce(a, y, EPS, 1.0 - EPS, relu_out, dz, loss_out)
             if need_grad and not relu_out:  # the output activation's backward, by PyTorch
                 dz = self._act_bwd_slice(self.L - 1, 0, self.n_models, dz, z, a)
-            self._dz = dz
-            return True
-        return False
+            return True, dz
+        return False, None
 
     def _buf(self, key, shape) -> torch.Tensor:
         """A tensor kept between steps for ``key`` and ``shape``: a fresh tensor of a few hundred kB
