@@ -8,7 +8,8 @@ Keras (``keras.optimizers.Adam``) applies, at step t::
 
 PyTorch adds ε to the bias-corrected ``sqrt(v̂)`` instead, which differs early in training. The
 two agree exactly when PyTorch's ε is replaced by ``ε / sqrt(1 − β2^t)`` at each step; that is how
-:func:`keras_adam_step_` can use PyTorch's fused kernel where it is available.
+:func:`keras_adam_step_` uses PyTorch's fused kernel on a GPU (one launch instead of six; equal to
+rounding). On a CPU it applies the formula above operation for operation (``ckernels.keras_adam_``).
 """
 
 from __future__ import annotations

@@ -284,7 +284,8 @@ class StackedDenseStepper(_Stepper):
     """M dense autoencoders with identical layer sizes, trained side by side.
 
     Weights ``W[l]: (M, in, out)`` and biases ``b[l]: (M, 1, out)`` are views into one flat
-    buffer; so are their gradients and Adam moments, and one fused Adam call updates everything.
+    buffer; so are their gradients and Adam moments, and one Adam call (a C loop on a CPU)
+    updates everything.
     Activations, the loss and the L1 penalty may differ per model.
     """
 
