@@ -283,7 +283,7 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     n_workers = plan_workers(workers, dev, len(todo))
     if dev.type == "cpu" and todo:
         # build (or find) the C kernels once, before any worker process needs them
-        if ckernels.load() is None and progress and "AELAB_KERNELS=0" not in ckernels.why_not():
+        if ckernels.load() is None and progress and not ckernels.disabled():
             print(f"aelab: no fused C kernels ({ckernels.why_not()}); training with PyTorch's kernels: "
                   "the same results, about half the speed", file=sys.stderr)
     if n_workers > 1:

@@ -43,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import _atomic
+from .._paths import cache_root
 from ..errors import DataError
 from .idx import _one_line, encode_idx, gunzip, maybe_gunzip, parse_idx, read_file
 
@@ -110,9 +111,7 @@ def default_cache_dir() -> Path:
     explicit = os.environ.get("AELAB_DATA_DIR")
     if explicit:
         return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "aelab" / "mnist"
+    return cache_root() / "mnist"
 
 
 def load_mnist(

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from .._paths import cache_root
+
 _SRC = Path(__file__).with_name("_kernels.c")
 # -ffp-contract=off: no fused multiply-adds, so the C code rounds exactly like PyTorch's separate
 # operations (the bit-for-bit contract above). -fno-trapping-math / -fno-math-errno change no
@@ -57,9 +59,6 @@ _SIGNATURES = {
 }
 
 
-def _cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "aelab" / "kernels"
 
 
 def _cpu_id() -> str:
@@ -91,7 +90,7 @@ def _build(cc: list[str]) -> Path:
         flags = _FLAGS + arch
         key = hashlib.sha256(b"\0".join([src, " ".join(cc + flags).encode(), ident.encode(),
                                          _cpu_id().encode(), platform.machine().encode()])).hexdigest()[:20]
-        out = _cache_dir() / f"aelab_kernels-{key}.so"
+        out = cache_root() / "kernels" / f"aelab_kernels-{key}.so"
         if out.exists():
             return out
         try:
@@ -114,13 +113,18 @@ def _build(cc: list[str]) -> Path:
     raise OSError(f"{cc[0]} could not compile {_SRC.name}: {errors[-1][0]}")
 
 
+def disabled() -> bool:
+    """Whether the user turned the C kernels off (``AELAB_KERNELS=0``)."""
+    return os.environ.get("AELAB_KERNELS", "1") == "0"
+
+
 def load() -> ctypes.CDLL | None:
     """The compiled library, or ``None`` (disabled, no compiler, or a build error; see :func:`status`)."""
     global _lib, _tried, _why_not
     if _tried:
         return _lib
     _tried = True
-    if os.environ.get("AELAB_KERNELS", "1") == "0":
+    if disabled():
         _why_not = "disabled by AELAB_KERNELS=0"
         return None
     cc = shlex.split(os.environ.get("CC", "cc") or "cc")  # CC may carry flags, as make allows
@@ -200,7 +204,7 @@ def keras_adam_(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tens
     The C loop and the PyTorch fallback perform the same float operations in the same order.
     """
     if usable(p, g, m, v):
-        load().keras_adam(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.numel(), alpha, 1.0 - beta1, 1.0 - beta2, eps)
+        keras_adam_flat((p, g, m, v), alpha, beta1, beta2, eps)
         return
     m.add_(torch.sub(g, m).mul_(1.0 - beta1))
     v.add_(torch.mul(g, g).sub_(v).mul_(1.0 - beta2))
@@ -208,7 +212,6 @@ def keras_adam_(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tens
     # by an ulp from IEEE sqrt); the square root of the double, rounded to float, always is.
     root = v.double().sqrt_().float() if v.device.type == "cpu" else v.sqrt()
     p.sub_(torch.mul(m, alpha).div_(root.add_(eps)))
-
 
 
 #: Activations :func:`hidden_bwd` differentiates (the others go through PyTorch's kernels).

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import AelabError, TrainingError
+from .ckernels import gather_rows
 
 
 # -- reproducible random streams ------------------------------------------------------------------
@@ -73,8 +74,6 @@ class _EpochRows:
         x_in = [d.train_inputs(epoch) for d in self.datas]
         if not self.shuffle:
             return x_in, self.y
-        from .ckernels import gather_rows
-
         done: dict[int, torch.Tensor] = {}  # one copy per distinct tensor (inputs often are targets)
 
         def rows(t: torch.Tensor) -> torch.Tensor:
