@@ -64,10 +64,11 @@ def test_train_end_to_end_and_never_overwrite_silently(tmp_path):
     hist = json.loads((out / "history.json").read_text())
     assert len(hist["loss"]) == 2 and hist["loss"][1] < hist["loss"][0]
     assert (out / "recon.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the same --out again: a new id, the first run untouched
+    # the same --out again: a new, timestamped directory beside it, the first run untouched
     r2 = run_cli("train", *SYN, "--epochs", "1", "--out", str(out))
     assert r2.returncode == 0, r2.stderr
-    assert (tmp_path / "run-2" / "DONE").exists()
+    (second,) = tmp_path.glob("run-2*")
+    assert (second / "DONE").exists() and str(second) in r2.stdout
     assert json.loads((out / "history.json").read_text()) == hist
     # --overwrite replaces it
     r3 = run_cli("train", *SYN, "--epochs", "1", "--out", str(out), "--overwrite")

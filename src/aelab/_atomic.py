@@ -1,7 +1,10 @@
-"""Atomic file writes: write to a temporary file beside the target, fsync, then rename.
+"""Artifact files: atomic writes, checked reads, usable output directories.
 
-A reader (or a crash) never sees a half-written artifact: the target either holds the old
-content or the complete new content.
+Writes go to a temporary file beside the target, are fsynced, then renamed: a reader (or a
+crash) never sees a half-written artifact; the target holds the old content or the new one.
+Reads of JSON artifacts and the creation of output directories turn every problem a user can
+cause (a damaged file, a path that is a file, a read-only or system directory) into one
+:class:`~aelab.errors.AelabError` line naming the path and what to do.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import AelabError
 
 
 @contextlib.contextmanager
@@ -55,3 +60,46 @@ def write_text(target: str | os.PathLike, text: str) -> None:
 
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_json(path: str | os.PathLike, fix: str) -> Any:
+    """The JSON in ``path``; a missing, unreadable or damaged file is one AelabError line ending in ``fix``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AelabError(f"{path} does not exist; {fix}") from None
+    except IsADirectoryError:
+        raise AelabError(f"{path} is a directory, not a JSON file; {fix}") from None
+    except OSError as exc:
+        raise AelabError(f"{path}: cannot read it ({exc.strerror}); {fix}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise AelabError(f"{path} is not valid JSON{where}; {fix}") from None
+
+
+def ensure_dir(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be written in it.
+
+    Raises one AelabError line when the path (or a parent) is a file, cannot be created (a system
+    or read-only location) or is not writable — before anything else is written.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise AelabError(f"{what} {path}: {p} is a file, not a directory; give {what} a directory path")
+        if p.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AelabError(f"{what} {path}: cannot create it ({exc.strerror}); choose a location you can write to, "
+                         "such as a folder in your home directory") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".aelab-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise AelabError(f"{what} {path}: cannot write files there ({exc.strerror}); choose a writable directory "
+                         "or fix its permissions") from None
+    return path

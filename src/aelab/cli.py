@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -94,53 +95,96 @@ def _data_opts(args):
 
 
 # -- commands ---------------------------------------------------------------------------------------
+def default_name(cfg) -> str:
+    """A run name from its config, for runs given no --name: the layers, then what sets it apart.
+
+    ``32relu-784sigmoid``, ``128relu-64relu-32relu-64relu-128relu-784sigmoid-l1_0.0001``, ``…-noise0.6``.
+    """
+    m, d = cfg.model, cfg.data
+    parts = [f"{l.size}{l.activation}" for l in (*m.encoder, *m.decoder)]
+    if m.activity_l1:
+        parts.append(f"l1_{m.activity_l1:g}")
+    if d.noise_factor:
+        parts.append(f"noise{d.noise_factor:g}")
+    if d.dataset != "mnist":
+        parts.append(d.dataset)
+    return "-".join(parts)
+
+
+def _source_text(run_dir: Path) -> str:
+    """'mnist from cache /path' — which data a finished run used (its run.json records it)."""
+    try:
+        src = json.loads((run_dir / "run.json").read_text()).get("data_source") or {}
+    except (OSError, ValueError):
+        return "?"
+    name, kind = src.get("dataset", "?"), src.get("source", "?")
+    if kind == "cache":
+        return f"{name} from the cache {src.get('cache_dir')}"
+    if kind.startswith("files"):
+        where = sorted({str(Path(f).parent) if "[" not in f else f.split("[")[0] for f in src.get("files", {}).values()})
+        return f"{name} from {', '.join(where)}" + (" (and the cache)" if "cache" in kind else "")
+    return f"{name} ({kind})"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import RunConfig
     from .runs import DataCache, is_done, train_runs
 
     if args.resume:
         rd = Path(args.resume)
-        if not (rd / "config.json").exists():
-            raise AelabError(f"{rd} is not a run directory (no config.json); give the directory aelab train wrote")
+        from ._atomic import read_json
+
+        d = read_json(rd / "config.json", f"{rd} is not a run directory aelab train wrote; give the directory "
+                                          "that holds its config.json")
         if is_done(rd):
             print(f"{rd} already finished; nothing to resume")
             return 0
-        d = json.loads((rd / "config.json").read_text())
+        if not isinstance(d, dict):
+            raise AelabError(f"{rd / 'config.json'} is damaged (not a table of settings); the run cannot be resumed")
         d.pop("config_hash", None)
         cfg = RunConfig.from_dict(d)
-        if _flag_overrides(args):
-            raise ConfigError("--resume continues a run with its saved config; drop the other config flags")
-        out = rd
+        if _flag_overrides(args) or args.name or args.out or args.config:
+            raise ConfigError("--resume continues a run with its saved config and directory; drop the other config flags")
+        out, note, overwrite = rd, "resuming", False
     else:
         base = RunConfig.from_toml(args.config) if args.config else RunConfig()
         ov = _flag_overrides(args)
         if args.name:
             ov["name"] = args.name
         cfg = base.with_overrides(ov) if ov else base
-        out = _fresh_dir(Path(args.out) if args.out else Path("runs") / cfg.name, args.overwrite, args.quiet)
+        if not args.name and cfg.name == RunConfig().name:
+            cfg = cfg.model_copy(update={"name": default_name(cfg)})
+        wanted = Path(args.out) if args.out else Path("runs") / cfg.name
+        out, note = _fresh_dir(wanted, args.overwrite)
+        overwrite = args.overwrite
+    args.resume_hint = f"aelab train --resume {shlex.quote(str(out))}"
+
+    def started(_dirs) -> None:
+        if not args.quiet:
+            print(f"{note}: {cfg.name} -> {out}" if note == "resuming" else f"training {cfg.name} -> {out}{note}")
+
     (res,) = train_runs([cfg], [out], device=args.device, engine=args.engine, data=DataCache(_data_opts(args)),
-                        progress=not args.quiet, resume=True)
+                        progress=not args.quiet, resume=True, overwrite=overwrite, on_start=started)
     h = res.history
-    print(f"run {cfg.name}: {len(h['loss'])} epochs, final loss {h['loss'][-1]:.4f}, val_loss {h['val_loss'][-1]:.4f}, "
-          f"{sum(h['epoch_seconds']) / len(h['epoch_seconds']):.2f} s/epoch -> {out}")
+    print(f"{cfg.name}: {len(h['loss'])} epochs on {_source_text(out)}: final loss {h['loss'][-1]:.4f}, "
+          f"val_loss {h['val_loss'][-1]:.4f}, {sum(h['epoch_seconds']) / len(h['epoch_seconds']):.2f} s/epoch -> {out}")
     return 0
 
 
-def _fresh_dir(out: Path, overwrite: bool, quiet: bool) -> Path:
-    """Never overwrite a run silently: a new id, or --overwrite."""
-    if not out.exists() or not any(out.iterdir()):
-        return out
-    if overwrite:
-        if not (out / "config.json").exists():
-            raise AelabError(f"{out} exists and is not a run directory; refusing to delete it with --overwrite")
-        shutil.rmtree(out)
-        return out
+def _fresh_dir(out: Path, overwrite: bool) -> tuple[Path, str]:
+    """Never overwrite a run silently: a new, timestamped directory beside an existing one, or --overwrite
+    (which train_runs carries out, under the directory's lock, and only on a run directory)."""
+    if overwrite or not out.exists() or (out.is_dir() and not [p for p in out.iterdir() if not p.name.startswith(".aelab")]):
+        return out, ""
+    if not out.is_dir():
+        raise AelabError(f"--out {out} is a file, not a directory; give --out a directory path")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    cand = out.with_name(f"{out.name}-{stamp}")
     i = 2
-    while (cand := out.with_name(f"{out.name}-{i}")).exists():
+    while cand.exists():
+        cand = out.with_name(f"{out.name}-{stamp}-{i}")
         i += 1
-    if not quiet:
-        print(f"{out} already exists; writing to {cand} (use --overwrite to replace it)")
-    return cand
+    return cand, f" ({out} already exists; use --overwrite to replace it)"
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -163,12 +207,27 @@ def cmd_study(args: argparse.Namespace) -> int:
     study = load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
     out = Path(args.out) if args.out else Path("studies-out") / (study.name + ("-quick" if args.quick else "") +
                                                                   ("" if args.protocol == "seed" else f"-{args.protocol}"))
+    args.resume_hint = _same_command(args)
     res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds)
     _print_summary(res)
     print(f"study {study.name}: {len(res['runs'])} runs, training {res['wall_seconds']:.1f} s, "
-          f"total {res['wall_seconds_total']:.1f} s -> {out / 'report.html'}")
+          f"total {res['wall_seconds_total']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
     return 0
+
+
+def _same_command(args: argparse.Namespace) -> str:
+    """The command line that resumes an interrupted study or sweep: the same one (finished runs are
+    reused from their directories, interrupted ones continue from their checkpoints)."""
+    return shlex.join(["aelab", *args.argv])
+
+
+def _ratio_text(b: float, v: float) -> str:
+    import math
+
+    if b > 0 and v > 0 and math.isfinite(b) and math.isfinite(v):
+        return f"×{v / b:.2f}"
+    return f"Δ {v - b:+.4f}"
 
 
 def _print_summary(res: dict) -> None:
@@ -176,7 +235,7 @@ def _print_summary(res: dict) -> None:
     for q in res["questions"]:
         b, v = runs[q["baseline"]], runs[q["variant"]]
         bl, vl = b["history"]["val_loss"][-1], v["history"]["val_loss"][-1]
-        print(f"  {q['id']:>4}  {q['baseline']:<18} val {bl:.4f}   {q['variant']:<22} val {vl:.4f}   ×{vl / bl:.2f}")
+        print(f"  {q['id']:>4}  {q['baseline']:<18} val {bl:.4f}   {q['variant']:<22} val {vl:.4f}   {_ratio_text(bl, vl)}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -194,27 +253,35 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if ov:
         base = base.with_overrides(ov)
     values = parse_values(args.values)
-    out = Path(args.out) if args.out else Path("studies-out") / f"sweep-{base.name}-{args.param.split('.')[-1]}"
+    # quick results live apart from full ones, so they can never be mistaken for each other
+    out = Path(args.out) if args.out else Path("studies-out") / (
+        f"sweep-{base.name}-{args.param.split('.')[-1]}" + ("-quick" if args.quick else ""))
+    args.resume_hint = _same_command(args)
     res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers)
+                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, quick=args.quick)
     for p in res["points"]:
         r = res["runs"][p["run"]]
         print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
               f"  ssim {r['metrics'].get('ssim', float('nan')):.3f}  diversity {r['metrics'].get('diversity', float('nan')):.3f}")
-    print(f"sweep: {len(values)} runs in {res['wall_seconds']:.1f} s -> {out / 'report.html'}")
+    print(f"sweep: {len(values)} runs in {res['wall_seconds']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from ._atomic import read_json
     from .report import build_report, build_sweep_report
 
     d = Path(args.dir)
-    res_path = d / "results.json"
-    if not res_path.exists():
-        raise AelabError(f"{res_path} not found; give the output directory of aelab study or aelab sweep")
-    kind = json.loads(res_path.read_text())
-    paths = build_sweep_report(d) if "sweep" in kind else build_report(d)
-    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2) if isinstance(paths, dict) else paths)
+    if not d.is_dir():
+        what = "is a file, not a directory" if d.exists() else "not found"
+        raise AelabError(f"{d} {what}; give the output directory of aelab study or aelab sweep")
+    fix = "give the output directory of aelab study or aelab sweep, or re-run it to rebuild its results.json"
+    res = read_json(d / "results.json", fix)
+    if not isinstance(res, dict) or not isinstance(res.get("runs"), dict) or not ("sweep" in res or "study" in res):
+        raise AelabError(f"{d / 'results.json'} is not an aelab study or sweep result; {fix}")
+    paths = build_sweep_report(d) if "sweep" in res else build_report(d)
+    for kind, path in (paths.items() if isinstance(paths, dict) else enumerate(paths)):
+        print(f"{kind}: {path}")
     return 0
 
 
@@ -234,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one autoencoder. Defaults: Dense(32, relu) → Dense(784, sigmoid), "
                                    "batch 64, Adam (Keras defaults), binary cross-entropy, 20 epochs, full MNIST.")
     t.add_argument("--config", metavar="TOML", help="a run config file (flags override it)")
-    t.add_argument("--name", help="run name (default: run)")
-    t.add_argument("--out", metavar="DIR", help="run directory (default: runs/<name>; a new id if it exists)")
+    t.add_argument("--name", help="run name (default: from the layers, e.g. 32relu-784sigmoid)")
+    t.add_argument("--out", metavar="DIR", help="run directory (default: runs/<name>; a new timestamped one beside it if it exists)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     _add_config_flags(t)
@@ -294,13 +361,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .engine.loop import Interrupted
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
+    except Interrupted as err:
+        print(f"aelab: {err}", file=sys.stderr)
+        hint = getattr(args, "resume_hint", None)
+        if hint:
+            print(f"aelab: resume with: {hint}", file=sys.stderr)
+        return err.exit_code
     except AelabError as err:
         print(f"aelab: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # a filesystem problem the checks did not foresee: still one line naming the path, no traceback
+        where = err.filename or "a file"
+        print(f"aelab: error: {where}: {err.strerror or err}; check the path, its permissions and the free space",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("aelab: interrupted", file=sys.stderr)
         return 130

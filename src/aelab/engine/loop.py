@@ -290,8 +290,9 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                 # resuming mid-epoch: restore the batch losses already recorded this epoch
                 loss_buf[:start_b].copy_(st.loss_rows.to(device))
                 pen_buf[:start_b].copy_(st.pen_rows.to(device))
+            # disable=None: a bar only on a terminal; a log file gets the per-epoch lines alone
             bar = tqdm(total=nb, initial=start_b, desc=f"{desc} {epoch + 1}/{epochs}", unit="batch",
-                       disable=not progress, leave=False, dynamic_ncols=True, mininterval=0.5)
+                       disable=None if progress else True, leave=False, dynamic_ncols=True, mininterval=0.5)
             t0 = time.perf_counter()
             b = start_b
             update_every = 64

@@ -38,6 +38,13 @@ from ..models.dense import DenseAutoencoder
 from . import ckernels
 from .adam import KerasAdam, keras_adam_step_, keras_lr_t
 
+#: Rows per evaluation chunk, the same for every group size and both steppers: a chunk's loss is
+#: a float32 mean, so the chunking decides the last digits of ``val_loss``. It used to shrink with
+#: the number of stacked models, so a run's history depended on what it happened to be grouped
+#: with — and a study resumed with other groups differed in the 8th digit.
+EVAL_CHUNK = 1024
+
+
 aten = torch.ops.aten
 
 
@@ -146,7 +153,7 @@ class PlainStepper(_Stepper):
         loss_out[0].copy_(loss.detach())
         pen_out[0].copy_(out.penalty.detach())
 
-    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = 4096):
+    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = EVAL_CHUNK):
         """Mean loss (penalty included) and mean penalty over the whole set, as 1-element tensors."""
         with self.threads:
             return self._evaluate(x_in, y, chunk)
@@ -579,10 +586,8 @@ class StackedDenseStepper(_Stepper):
         keras_adam_step_(self.flat, self.gflat, self.mflat, self.vflat, self.step_t, self.t,
                          lr, b1, b2, eps, fused=self.fused_adam)
 
-    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int | None = None):
+    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = EVAL_CHUNK):
         """(M,) mean loss (penalty included) and (M,) mean penalty over the whole set."""
-        if chunk is None:  # ~2048 rows of all models together: the chunk's temporaries stay in cache
-            chunk = max(256, 2048 // self.n_models)
         with self.threads:
             return self._evaluate(x_in, y, chunk)
 

@@ -8,6 +8,7 @@ always agrees with them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .. import __version__
-from .._atomic import write_json
+from .._atomic import ensure_dir, read_json, write_json
+from .._lock import dir_lock
 from ..config import RunConfig, config_hash
 from ..engine.loop import StopFlag
 from ..errors import ConfigError
@@ -29,13 +31,14 @@ def run_dir_for(out: Path, cfg: RunConfig) -> Path:
 
 
 def _record(out: Path, cfg: RunConfig, rd: Path) -> dict:
+    fix = f"the run directory is damaged; delete {rd} and run the study again to retrain it"
     return {
         "name": cfg.name,
         "dir": str(rd.relative_to(out)),
         "config": {**cfg.to_dict(), "config_hash": config_hash(cfg)},
-        "history": json.loads((rd / "history.json").read_text()),
-        "metrics": json.loads((rd / "metrics.json").read_text()),
-        "run": json.loads((rd / "run.json").read_text()) if (rd / "run.json").exists() else {},
+        "history": read_json(rd / "history.json", fix),
+        "metrics": read_json(rd / "metrics.json", fix),
+        "run": read_json(rd / "run.json", fix) if (rd / "run.json").exists() else {},
     }
 
 
@@ -79,7 +82,7 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
                 o = model(xb)
                 tot += float(reconstruction_loss(cfg.train.loss, xb, o.recon, o.logits) + o.penalty) * xb.shape[0]
         val = tot / x_val.shape[0]
-        hist = json.loads((dirs[name] / "history.json").read_text())
+        hist = read_json(dirs[name] / "history.json", f"delete {dirs[name]} and run the study again")
         runs[name] = {"name": name, "history": {"loss": hist["loss"][-1:], "val_loss": [val]},
                       "metrics": evaluate(model.encode, model.decode, x_val)}
     return {"description": "each trained model evaluated on the test split scaled with the training split's min–max",
@@ -89,19 +92,52 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
 def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "auto", progress: bool = True,
               data_opts: DataOptions = DataOptions(), report: bool = True, stop: Optional[StopFlag] = None,
               workers: Optional[int] = None, seeds: int = 1) -> dict:
+    """Train a study's runs into ``out/runs`` (each distinct config once), write results.json and the report.
+
+    ``out`` is owned by this process while it runs (a second process writing the same study gets
+    one clear error); on SIGINT/SIGTERM the running runs checkpoint, nothing new starts, and
+    :class:`~aelab.engine.loop.Interrupted` says what each run holds — running the same study
+    again resumes it.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     data = DataCache(data_opts)
+    with owned_output(out, _study_configs(study, seeds), data):
+        return _run_study(study, out, device=device, engine=engine, progress=progress, data=data,
+                          report=report, stop=stop, workers=workers, seeds=seeds)
+
+
+@contextlib.contextmanager
+def owned_output(out: Path, cfgs: Sequence[RunConfig], data: DataCache):
+    """Validate every run's data, then create ``out`` and own it (a lock) for the block.
+
+    Nothing is written before the checks pass; a second process on the same ``out`` gets one line.
+    """
+    for c in cfgs:
+        if not is_done(run_dir_for(out, c)):
+            data.check(c)
+    ensure_dir(out)
+    with dir_lock(out):
+        yield
+
+
+def _study_configs(study: Study, seeds: int) -> list[RunConfig]:
+    """The study's runs, then each again with seeds seed+1 … seed+K−1 (what the seed alone decides)."""
     names = list(study.runs)
-    # seed replicates: every run again with seeds seed+1 … seed+K−1, to show what the seed decides
-    extra = {}
+    extra = []
     for k in range(1, max(1, seeds)):
         for n in names:
             cfg = study.runs[n]
             s = cfg.train.seed + k
-            extra[(n, s)] = cfg.with_overrides({"train.seed": s}).model_copy(update={"name": f"{n}@seed{s}"})
-    all_cfgs = [study.runs[n] for n in names] + list(extra.values())
+            extra.append(cfg.with_overrides({"train.seed": s}).model_copy(update={"name": f"{n}@seed{s}"}))
+    return [study.runs[n] for n in names] + extra
+
+
+def _run_study(study: Study, out: Path, *, device, engine, progress, data, report, stop, workers, seeds) -> dict:
+    t0 = time.perf_counter()
+    names = list(study.runs)
+    all_cfgs = _study_configs(study, seeds)
+    extra = {(n, c.train.seed): c for n, c in zip([n for _ in range(1, max(1, seeds)) for n in names],
+                                                   all_cfgs[len(names):])}
     all_dirs = _train_all(out, all_cfgs, device=device, engine=engine, data=data, progress=progress, stop=stop,
                           workers=workers)
     dirs = dict(zip(names, all_dirs[:len(names)]))
@@ -132,6 +168,14 @@ def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "a
 
         build_report(out)
     return results
+
+
+def _protocol_of(cfg: RunConfig) -> str:
+    """How a run scales its test split: "seed" (each split with its own min–max, as the notebook),
+    "corrected" (min–max fitted on the training split) or "unit" (x/255, nothing fitted)."""
+    if cfg.data.scaling != "minmax":
+        return "unit"
+    return "seed" if cfg.data.scaler_fit == "per_split" else "corrected"
 
 
 def dev_name(device: str) -> str:
@@ -181,17 +225,27 @@ def sweep_configs(base: RunConfig, parameter: str, values: Sequence[Any]) -> lis
 
 def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path, *, device: str = "auto",
               engine: str = "auto", progress: bool = True, data_opts: DataOptions = DataOptions(),
-              report: bool = True, stop: Optional[StopFlag] = None, workers: Optional[int] = None) -> dict:
+              report: bool = True, stop: Optional[StopFlag] = None, workers: Optional[int] = None,
+              quick: bool = False) -> dict:
+    """Train ``base`` once per value of ``parameter`` into ``out`` and write results.json (and the report)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     cfgs = sweep_configs(base, parameter, values)
-    dirs = _train_all(out, cfgs, device=device, engine=engine, data=DataCache(data_opts), progress=progress, stop=stop,
+    data = DataCache(data_opts)
+    with owned_output(out, cfgs, data):
+        return _run_sweep(base, parameter, values, cfgs, out, device=device, engine=engine, progress=progress,
+                          data=data, report=report, stop=stop, workers=workers, quick=quick)
+
+
+def _run_sweep(base, parameter, values, cfgs, out, *, device, engine, progress, data, report, stop, workers,
+               quick) -> dict:
+    t0 = time.perf_counter()
+    dirs = _train_all(out, cfgs, device=device, engine=engine, data=data, progress=progress, stop=stop,
                       workers=workers)
     runs = {c.name: _record(out, c, d) for c, d in zip(cfgs, dirs)}
     log_x = all(isinstance(v, (int, float)) and v > 0 for v in values) and max(values) / min(values) >= 50
     results = {
         "sweep": f"{base.name}: {parameter}", "parameter": parameter, "values": list(values), "log_x": log_x,
+        "quick": quick, "protocol": _protocol_of(base),
         "wall_seconds": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "aelab_version": __version__, "runs": runs,
         "points": [{"value": v, "run": c.name} for v, c in zip(values, cfgs)], "baseline": None,

@@ -1,0 +1,115 @@
+"""One owner per output directory: an advisory lock that names the process holding it.
+
+A run directory (and a study's or sweep's output directory) is written by one aelab process at
+a time. The lock is ``fcntl.flock`` on ``<dir>/.aelab.lock``, a file that also records the
+owner's pid, host and command line so that the second process can say who holds it.
+
+Why ``flock`` (standard library) rather than a lock *file* whose presence means "taken": the
+kernel drops an flock when its process dies, however it dies, so a crash never leaves a lock
+that blocks the next run — the stale-lock detection is the kernel's, with no pid-liveness race.
+A left-over lock file from a crashed owner is simply locked again by the next process (and the
+recorded owner rewritten). The file is removed when its owner releases it; a process that opened
+it just before the removal notices (the path no longer names the inode it locked) and retries.
+
+Locks are re-entrant within a process (a study locks its directory, then each run directory
+under it; a run directory named twice is locked once). Worker processes a lock holder starts
+write under its locks: they are its helpers, not other owners.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .errors import AelabError
+
+LOCK_NAME = ".aelab.lock"
+
+_held: dict[Path, tuple[int, int]] = {}  # resolved dir -> (fd, depth), this process's locks
+
+
+class LockedError(AelabError):
+    """Another process owns the directory."""
+
+
+def _owner_text(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return "another aelab process"
+    when = info.get("since", "")
+    cmd = info.get("command", "")
+    host = info.get("host", "")
+    where = f" on {host}" if host and host != socket.gethostname() else ""
+    return (f"aelab process {info.get('pid', '?')}{where}" + (f" ({cmd})" if cmd else "")
+            + (f", since {when}" if when else ""))
+
+
+def _open_locked(directory: Path) -> int:
+    path = directory / LOCK_NAME
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AelabError(f"{directory}: cannot create its lock file ({exc.strerror}); "
+                             "choose a directory you can write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            owner = _owner_text(fd)
+            os.close(fd)
+            raise LockedError(f"{directory} is in use by {owner}; wait for it to finish, or write to "
+                              "another directory") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the owner removed the file between our open and our lock: try again
+    raise AelabError(f"{directory}: could not take its lock; try again")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def dir_lock(directory: str | os.PathLike) -> Iterator[None]:
+    """Own ``directory`` (which must exist) for the duration of the block, or raise LockedError."""
+    key = Path(directory).resolve()
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth - 1)
+        return
+    fd = _open_locked(key)
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300],
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))
+    _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        del _held[key]
+        with contextlib.suppress(OSError):
+            os.unlink(key / LOCK_NAME)  # still locked: a waiting opener sees the inode change
+        os.close(fd)
+
+
+def is_lock_file(name: str) -> bool:
+    return name == LOCK_NAME
