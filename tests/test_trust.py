@@ -384,3 +384,24 @@ def test_unnamed_runs_are_named_by_their_layers_and_logs_get_no_bars(tmp_path):
                            text=True, cwd=tmp_path, timeout=300)
     assert again.returncode == 0
     assert len(list((tmp_path / "runs").glob("16relu-784sigmoid-synthetic-2*"))) == 1
+
+
+@pytest.mark.parametrize("extra, needle", [(["--baseline", "lab_sparse"], "--config is the sweep's baseline"),
+                                           (["--quick"], "--quick applies a study's quick settings")])
+def test_sweep_options_that_would_be_ignored_are_refused(tmp_path, capsys, extra, needle):
+    toml = tmp_path / "run.toml"
+    toml.write_text('[data]\ndataset = "synthetic"\n')
+    out = tmp_path / "sw"
+    assert main(["sweep", "--config", str(toml), "--param", "train.epochs", "--values", "1", *extra,
+                 "--out", str(out)]) == 2
+    assert needle in one_line(capsys) and not out.exists()
+
+
+def test_a_quick_sweep_never_writes_over_the_full_one(tmp_path):
+    args = [*EXE, "sweep", "--quick", "--baseline", "lab_undercomplete", "--dataset", "synthetic", "--limit", "256",
+            "--param", "train.epochs", "--values", "1", "-q", "--no-report"]
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (out,) = (tmp_path / "studies-out").iterdir()
+    assert out.name == "sweep-lab_undercomplete-epochs-quick"
+    assert json.loads((out / "results.json").read_text())["quick"] is True

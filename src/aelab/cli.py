@@ -243,8 +243,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .study import load_study, parse_values, run_sweep
 
     if args.config:
+        if args.baseline or args.study:
+            raise ConfigError("--config is the sweep's baseline itself; drop --baseline/--study, or drop --config "
+                              "to start from a study's run")
+        if args.quick:
+            raise ConfigError("--quick applies a study's quick settings, and --config names no study; set "
+                              "--limit and --epochs instead")
         base = RunConfig.from_toml(args.config)
     else:
+        args.study = args.study or "exercise12"
+        args.baseline = args.baseline or "lab_undercomplete"
         study = load_study(args.study, quick=args.quick)
         if args.baseline not in study.runs:
             raise ConfigError(f"--baseline {args.baseline!r} is not a run of study {study.name}; choose from {', '.join(study.runs)}")
@@ -340,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a baseline once per value of one parameter and plot final losses and "
                                    "diagnostics against it, e.g. --baseline lab_denoising --param data.noise_factor "
                                    "--values 0.1,0.2,0.4,0.6,0.8,1.0")
-    w.add_argument("--study", default="exercise12", help="study that holds the baseline (default: exercise12)")
-    w.add_argument("--baseline", default="lab_undercomplete", help="the run to start from (default: lab_undercomplete)")
+    w.add_argument("--study", help="study that holds the baseline (default: exercise12)")
+    w.add_argument("--baseline", help="the run to start from (default: lab_undercomplete)")
     w.add_argument("--config", metavar="TOML", help="start from a run config file instead of a study baseline")
     w.add_argument("--param", required=True, help="dotted key to vary, e.g. data.noise_factor, model.activity_l1, or model.code_size")
     w.add_argument("--values", required=True, help="comma list (0.1,0.3,0.6) or log range LO..HI:COUNT (1e-6..1e-1:6)")
