@@ -111,11 +111,12 @@ def default_name(cfg) -> str:
     return "-".join(parts)
 
 
-def _source_text(run_dir: Path) -> str:
-    """'mnist from cache /path' — which data a finished run used (its run.json records it)."""
+def _source_text(run_dir: Path | dict) -> str:
+    """'mnist from the cache /path' — which data a finished run used (its run.json records it)."""
     try:
-        src = json.loads((run_dir / "run.json").read_text()).get("data_source") or {}
-    except (OSError, ValueError):
+        run = run_dir if isinstance(run_dir, dict) else json.loads((run_dir / "run.json").read_text())
+        src = run.get("data_source") or {}
+    except (OSError, ValueError, AttributeError):
         return "?"
     name, kind = src.get("dataset", "?"), src.get("source", "?")
     if kind == "cache":
@@ -211,7 +212,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds)
     _print_summary(res)
-    print(f"study {study.name}: {len(res['runs'])} runs, training {res['wall_seconds']:.1f} s, "
+    sources = sorted({_source_text(r.get("run", {})) for r in res["runs"].values()})
+    print(f"study {study.name}: {len(res['runs'])} runs on {'; '.join(sources)}, training {res['wall_seconds']:.1f} s, "
           f"total {res['wall_seconds_total']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
     return 0
 
