@@ -242,6 +242,11 @@ def test_a_directory_in_use_is_refused_with_the_owners_pid(tmp_path):
         assert r.returncode == 2, r.stderr
         assert f"in use by aelab process {holder.pid}" in r.stderr and r.stderr.count("\n") == 1
         assert list(out.iterdir()) == [out / ".aelab.lock"]  # nothing written
+        # from Python too; and the other run of the call leaves no empty directory behind
+        with pytest.raises(AelabError, match=f"in use by aelab process {holder.pid}"):
+            train_runs([make_cfg(), make_cfg(**{"train.seed": 1})], [tmp_path / "mine", out], device="cpu",
+                       progress=False)
+        assert not (tmp_path / "mine").exists()
     finally:
         holder.kill()
         holder.communicate()

@@ -416,9 +416,17 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     results: dict[int, RunResult] = {}
     created = {i for i, rd in enumerate(run_dirs) if not rd.exists()}
     with contextlib.ExitStack() as owned:
-        for rd in run_dirs:
-            ensure_dir(rd, "run directory")
-            owned.enter_context(dir_lock(rd))
+        locked: list[int] = []
+        try:
+            for i, rd in enumerate(run_dirs):
+                ensure_dir(rd, "run directory")
+                owned.enter_context(dir_lock(rd))
+                locked.append(i)
+        except BaseException:  # another process owns one of them: leave no empty directories behind
+            for i in locked:
+                if i in created:
+                    _cleanup_unstarted(run_dirs[i], True)
+            raise
         # under the locks: what another process may have written meanwhile counts
         states = [run_dir_state(rd, c, overwrite) for rd, c in zip(run_dirs, cfgs)]
         todo = []
