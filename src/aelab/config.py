@@ -27,12 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "leaky_relu")
-Activation = Literal["relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "leaky_relu"]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+from ._schema import ACTIVATIONS, Activation, Frozen as _Frozen  # noqa: F401  (re-exported)
 
 
 class LayerSpec(_Frozen):
