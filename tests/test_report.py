@@ -254,7 +254,8 @@ def test_summary_table_matches_results(built):
     results = json.loads((study / "results.json").read_text())
     rows = parse(paths["html"].read_text()).tables["summary"]
     header, body = rows[0], rows[1:]
-    assert header == ["id", "question", "baseline val loss", "variant val loss", "ratio", "claims confirmed"]
+    assert header == ["id", "question", "baseline val loss", "variant val loss", "variant vs baseline",
+                      "claims confirmed"]
     assert len(body) == len(results["questions"])
     for row, q in zip(body, results["questions"]):
         b = results["runs"][q["baseline"]]["history"]["val_loss"][-1]
@@ -298,13 +299,19 @@ def test_question_sections(built):
     results = json.loads((study / "results.json").read_text())
     bv = results["runs"]["lab_undercomplete"]["history"]["val_loss"][-1]
     vv = results["runs"]["swapped"]["history"]["val_loss"][-1]
-    assert f"The variant ends at val loss {vv:.3f} vs {bv:.3f} for the baseline ({vv / bv:.2f}×)" in html
+    assert f"Final val loss {vv:.3f} vs {bv:.3f} ({vv / bv:.2f}×) for the baseline" in html
     assert html.count('class="ok">confirmed<') == 5
     assert html.count('class="no">not confirmed<') == 1
 
 
-def test_method_notes_and_corrected_effect(built):
-    study, paths, _ = built
+def test_method_notes_and_corrected_effect(study):
+    results = json.loads((study / "results.json").read_text())
+    results["notes"] = [{"title": "Test-set scaling", "text": "The seed scales the test set with statistics fitted "
+                         "on the test set itself."},
+                        {"title": "", "text": "Question 4.1 validates on clean inputs."},
+                        "Section 4 says sparse autoencoder where it means the denoising one."]
+    (study / "results.json").write_text(json.dumps(results))
+    paths = build_report(study)
     results = json.loads((study / "results.json").read_text())
     html = paths["html"].read_text()
     assert "Method notes" in html
@@ -533,13 +540,14 @@ def test_observe_is_written_from_numbers():
     text = C.observe(q, runs["lab_undercomplete"], runs["swapped"])
     assert text == C.observe(q, runs["lab_undercomplete"], runs["swapped"])
     bv, vv = runs["lab_undercomplete"]["history"]["val_loss"][-1], runs["swapped"]["history"]["val_loss"][-1]
-    assert f"val loss {C.fmt_num(vv, 3)} vs {C.fmt_num(bv, 3)} for the baseline ({C.fmt_ratio(vv / bv)})" in text
-    assert "SSIM 0.350 vs 0.800 (lower" in text
-    assert "5 of 32 code units are dead in the variant vs 2 of 32" in text
+    assert f"val loss {C.fmt_num(vv, 3)} vs {C.fmt_num(bv, 3)} ({C.fmt_ratio(vv / bv)}) for the baseline" in text
+    assert "SSIM 0.350 vs 0.800 (Δ -0.450)" in text
+    assert "5 of 32 units dead vs 2 of 32 in the baseline" in text
     assert "noisy" not in text
+    assert "much worse" in text
     # swap the roles: the words follow the numbers
     flipped = C.observe(q, runs["swapped"], runs["lab_undercomplete"])
-    assert "SSIM 0.800 vs 0.350 (higher" in flipped
+    assert "SSIM 0.800 vs 0.350 (Δ +0.450)" in flipped and "much better" in flipped
 
 
 def test_observe_denoising_mentions_noisy_inputs():
@@ -547,8 +555,10 @@ def test_observe_denoising_mentions_noisy_inputs():
     runs = results["runs"]
     text = C.observe(results["questions"][1], runs["lab_denoising"], runs["denoising_06"])
     assert "noise factor 0.600 vs 0.300" in text
-    assert "SSIM 0.620 vs 0.700 for the baseline" in text
+    assert "denoised SSIM 0.620 vs 0.700 for the baseline" in text
     assert "noisy input itself scores 0.120" in text
+    assert "recovers digits clearly closer to the clean images" in text  # 0.12 in, 0.62 out
+    assert "denoises less well than the baseline" in text
 
 
 @pytest.mark.parametrize("x, s", [
@@ -625,8 +635,8 @@ def test_build_sweep_report(sweep):
     col = header.index("final val loss")
     for row, p in zip(rows, results["points"]):
         assert close(row[col], results["runs"][p["run"]]["history"]["val_loss"][-1])
-    assert "lowest at noise_factor=0.1 " in html
-    assert "validates on clean" in html
+    assert "lowest 0.0985 at noise_factor=0.1" in html
+    assert "validates on clean" not in html and "Method notes" not in html  # a sweep has no study notes
     md = paths["md"].read_text()
     assert "| 0.3 (baseline) |" in md
 

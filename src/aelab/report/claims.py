@@ -41,10 +41,17 @@ sentence. It never reads files, trains or draws; :mod:`aelab.report.render` call
   model's own "≈0.09" loss). A non-finite number never confirms a claim. A malformed claim (unknown kind, missing or unknown
   parameter, unknown path) raises :class:`ValueError` naming the problem.
 
-* :func:`observe` writes a short paragraph from the numbers of a question's two runs.
+* :func:`observation` answers a question from the numbers of its two runs: first plain sentences
+  (what the variant changes, whether that made the reconstructions better or worse beyond the
+  run-to-run noise, and what the code diagnostics show about why), then the numbers that back them;
+  :func:`sweep_observation` does the same for a one-parameter sweep. :func:`noise_level` says how
+  large a difference must be to count (seed replicates when there are any, else how much the val
+  loss still moved over the last epoch; at least 1%).
 
 * :func:`fmt_num` / :func:`fmt_ratio` / :func:`fmt_pct` format numbers the same way everywhere in
-  the report.
+  the report; :func:`fmt_change` compares a variant's number with the baseline's as a ratio only
+  where the ratio means something (:func:`meaningful_ratio`: both positive and finite, the ratio
+  within :data:`RATIO_RANGE`), otherwise as a difference ``Δ``.
 """
 
 from __future__ import annotations
@@ -55,15 +62,25 @@ from typing import Any, Mapping, Sequence
 
 __all__ = [
     "CLAIM_KINDS",
+    "RATIO_RANGE",
+    "config_changes",
     "evaluate_claim",
+    "fmt_change",
+    "fmt_diff",
     "fmt_num",
     "fmt_pct",
     "fmt_ratio",
+    "has_penalty",
     "history_curve",
+    "meaningful_ratio",
     "noise_factor",
+    "noise_level",
+    "observation",
     "observe",
     "ratio",
+    "recon_val_loss",
     "resolve",
+    "sweep_observation",
     "units_text",
 ]
 
@@ -335,18 +352,19 @@ def evaluate_claim(
         return _verdict(ok, measured, detail)
 
     r = ratio(v, b)
-    measured = f"{metric}: variant {fmt_num(v)} / baseline {fmt_num(b)} = {fmt_ratio(r)}"
+    shown = fmt_ratio(r) if _finite(r) else "undefined (the baseline is 0)" if b == 0 else fmt_num(r)
+    measured = f"{metric}: variant {fmt_num(v)} / baseline {fmt_num(b)} = {shown}"
     if kind == "ratio_at_least":
         lo = float(p["min"])
         ok = not math.isnan(r) and r >= lo
-        detail = f"The variant/baseline ratio of {metric} is {fmt_ratio(r)}, {'at least' if ok else 'below'} {fmt_ratio(lo)}."
+        detail = f"The variant/baseline ratio of {metric} is {shown}, {'at least' if ok else 'below'} {fmt_ratio(lo)}."
         return _verdict(ok, measured, detail)
     # ratio_between
     lo, hi = float(p["min"]), float(p["max"])
     ok = not math.isnan(r) and lo <= r <= hi
     where = "inside" if ok else ("below" if not math.isnan(r) and r < lo else "outside")
     detail = (
-        f"The variant/baseline ratio of {metric} is {fmt_ratio(r)}, {where} the range "
+        f"The variant/baseline ratio of {metric} is {shown}, {where} the range "
         f"{fmt_ratio(lo)}–{fmt_ratio(hi)}."
     )
     return _verdict(ok, measured, detail)
@@ -456,80 +474,413 @@ def units_text(dead: float, units: float | None) -> str:
     return s
 
 
-def observe(question: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> str:
-    """A short paragraph describing what the numbers of a question's two runs show.
+# --------------------------------------------------------------------------------------------
+# comparing two numbers: a ratio only where it means something
+# --------------------------------------------------------------------------------------------
+#: a ratio is shown only inside this range: beyond it one number is next to nothing beside the other,
+#: and "0.0005×" or "2000×" says less than the difference itself.
+RATIO_RANGE = (0.01, 100.0)
 
-    Every sentence is generated from the numbers (losses, their ratio, SSIM/PSNR change, dead units,
-    output diversity, noisy-input metrics); no conclusion is written in advance. Sentences whose
-    numbers are missing are left out.
+
+def meaningful_ratio(variant: Any, baseline: Any) -> float | None:
+    """``variant / baseline`` when that ratio means something, else None.
+
+    Both numbers must be finite and positive (a ratio of a negative or zero quantity, or across a
+    sign change, says nothing), and the ratio must lie in :data:`RATIO_RANGE` (a tiny denominator
+    turns any difference into a huge or vanishing factor).
+    """
+    try:
+        v, b = float(variant), float(baseline)
+    except (TypeError, ValueError):
+        return None
+    if not _finite(v, b) or v <= 0 or b <= 0:
+        return None
+    r = v / b
+    return r if RATIO_RANGE[0] <= r <= RATIO_RANGE[1] else None
+
+
+def fmt_diff(d: Any, unit: str = "", digits: int = 3, count: bool = False) -> str:
+    """A signed difference as a table cell: ``Δ +0.158``, ``Δ -1.46 dB``, ``Δ +20`` (``count``), ``Δ 0``."""
+    if d is None:
+        return "—"
+    count = count or isinstance(d, int)
+    d = float(d)
+    if not math.isfinite(d):
+        return "—"
+    s = str(int(d)) if count and d.is_integer() and abs(d) < 1e15 else fmt_num(d, digits)
+    if not s.startswith("-") and s != "0":
+        s = "+" + s
+    return f"Δ {s}" + (f" {unit}" if unit else "")
+
+
+def fmt_change(variant: Any, baseline: Any, mode: str | None = "ratio", unit: str = "") -> str:
+    """How a variant's number compares with the baseline's, as a table cell.
+
+    ``mode="ratio"``: ``2.50×`` when :func:`meaningful_ratio` allows it, otherwise the difference
+    (``Δ +0.12``); ``mode="diff"``: always the difference (for dB, SSIM and fractions, whose ratios
+    mean little); ``mode="count"``: the difference of two counts (``Δ +20``); ``mode=None``: ``—``.
+    A missing or non-finite number gives ``—``.
+    """
+    if mode is None or variant is None or baseline is None:
+        return "—"
+    count = mode == "count" or (isinstance(variant, int) and isinstance(baseline, int))
+    try:
+        v, b = float(variant), float(baseline)
+    except (TypeError, ValueError):
+        return "—"
+    if not _finite(v, b):
+        return "—"
+    if mode == "ratio":
+        r = meaningful_ratio(v, b)
+        if r is not None:
+            return fmt_ratio(r)
+    return fmt_diff(v - b, unit, count=count)
+
+
+def _vs(v: float, b: float, mode: str = "ratio", unit: str = "") -> str:
+    """'0.866 vs 0.228 (3.79×)': a variant/baseline pair for a sentence."""
+    u = f" {unit}" if unit else ""
+    return f"{fmt_num(v, 3)}{u} vs {fmt_num(b, 3)}{u} ({fmt_change(v, b, mode, unit)})"
+
+
+# --------------------------------------------------------------------------------------------
+# the reconstruction part of the val loss
+# --------------------------------------------------------------------------------------------
+def has_penalty(*runs: Mapping[str, Any]) -> bool:
+    """True when any of the runs has an activity penalty in its val loss."""
+    for r in runs:
+        p = _get(r, "final.val_penalty")
+        if p is None:
+            p = _get(r, "final.penalty")
+        if p is not None and math.isfinite(p) and p > 0:
+            return True
+    return False
+
+
+def recon_val_loss(run: Mapping[str, Any]) -> float | None:
+    """The final val loss without the activity penalty (``val_loss - val_penalty``): the
+    reconstruction error alone, which is what "better or worse reconstructions" is about."""
+    v = _get(run, "final.val_loss")
+    if v is None:
+        return None
+    p = _get(run, "final.val_penalty")
+    return v - p if p is not None and math.isfinite(p) else v
+
+
+def _recon_val_curve(run: Mapping[str, Any]) -> list[float]:
+    curve = history_curve(run, "val_loss")
+    try:
+        pen = history_curve(run, "val_penalty")
+    except ValueError:
+        return curve
+    if len(pen) != len(curve):
+        return curve
+    return [c - (q if math.isfinite(q) else 0.0) for c, q in zip(curve, pen)]
+
+
+# --------------------------------------------------------------------------------------------
+# run-to-run noise
+# --------------------------------------------------------------------------------------------
+#: the smallest relative difference of two final losses that we read as a real difference.
+NOISE_FLOOR = 0.01
+
+
+def noise_level(runs: Sequence[Mapping[str, Any]],
+                replicates: Sequence[Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
+    """The relative size of a final-val-loss difference that counts as run-to-run noise.
+
+    With seed replicates (``replicates``: for some configs, the run records of the same config
+    trained with different seeds): the median over those configs of the spread of the final val
+    loss across seeds, ``(max - min) / mean``. Without them: the median over ``runs`` of how much
+    the val loss moved over its last epoch, ``|v[-1] - v[-2]| / |v[-1]|`` — stopping one epoch
+    earlier would move a result that much, so a smaller difference between runs is not a finding.
+    Either way at least :data:`NOISE_FLOOR` (1%).
+
+    Returns ``{"rel": fraction, "how": one sentence saying how it was estimated}``.
+    """
+    spreads = []
+    for reps in replicates or ():
+        vals = [x for x in (recon_val_loss(r) for r in reps) if x is not None and math.isfinite(x)]
+        mean = sum(vals) / len(vals) if vals else 0.0
+        if len(vals) >= 2 and mean > 0:
+            spreads.append((max(vals) - min(vals)) / mean)
+    if spreads:
+        k = max(len(reps) for reps in replicates or ())
+        est = _median(spreads)
+        how = ("This is the typical spread of the final val loss (any activity penalty excluded) across "
+               f"{k} seeds of the same run "
+               f"({fmt_pct(est).lstrip('+')}, the median over {len(spreads)} runs)")
+    else:
+        steps = []
+        for r in runs:
+            try:
+                curve = _recon_val_curve(r)
+            except ValueError:
+                continue
+            if len(curve) >= 2 and _finite(curve[-1], curve[-2]) and curve[-1] != 0:
+                steps.append(abs(curve[-1] - curve[-2]) / abs(curve[-1]))
+        est = _median(steps) if steps else 0.0
+        how = ("No replicate seeds were trained, so this is how much the val loss (any activity penalty "
+               "excluded) still moved over its last "
+               f"epoch ({fmt_pct(est).lstrip('+')}, the median over {len(steps)} runs): stopping one epoch earlier "
+               "would move a result that much" if steps else
+               "No replicate seeds and no per-epoch val loss were recorded, so only the floor applies")
+    rel = max(NOISE_FLOOR, est)
+    return {"rel": rel, "how": f"{how}; the threshold is never below {fmt_num(100 * NOISE_FLOOR, 2)}%"}
+
+
+def _median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def _rel_change(v: float, b: float) -> float | None:
+    if not _finite(v, b) or b == 0:
+        return None
+    return (v - b) / abs(b)
+
+
+# --------------------------------------------------------------------------------------------
+# observations: what happened and why, in words, then the numbers
+# --------------------------------------------------------------------------------------------
+_SKIP_CONFIG = {"name", "config_hash"}
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flat(v, key + "."))
+        elif key not in _SKIP_CONFIG:
+            out[key] = v
+    return out
+
+
+def _fmt_setting(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt_setting(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def config_changes(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The settings the variant changes: ``[(dotted key, baseline value, variant value), ...]``."""
+    bc, vc = baseline_run.get("config"), variant_run.get("config")
+    if not isinstance(bc, Mapping) or not isinstance(vc, Mapping):
+        return []
+    b, v = _flat(bc), _flat(vc)
+    return [(k, _fmt_setting(b.get(k)), _fmt_setting(v.get(k)))
+            for k in list(b) + [k for k in v if k not in b] if b.get(k) != v.get(k)]
+
+
+def _what_changed(changes: list[tuple[str, str, str]]) -> str:
+    if not changes:
+        return "With the same settings as the baseline, the variant"
+    if len(changes) > 3:
+        return f"Changing {len(changes)} settings ({', '.join(k for k, _, _ in changes)})"
+    return "Changing " + " and ".join(f"{k} from {b} to {v}" for k, b, v in changes)
+
+
+def _degree(rel: float, noise: float) -> str:
+    """'', 'slightly ', 'much ' for a relative change already known to exceed the noise."""
+    a = abs(rel)
+    return "slightly " if a < max(0.1, 2 * noise) else ("much " if a >= 0.5 else "")
+
+
+def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noise: float,
+             who: str = "the variant", other: str = "the baseline") -> list[str]:
+    """Plain-words clauses, from the diagnostics, that go with a difference between two runs.
+
+    ``who`` names run ``v`` and ``other`` run ``b`` in the sentences.
+    """
+    out: list[str] = []
+    bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
+    if bdv is not None and vdv is not None and _finite(bdv, vdv):
+        if vdv < 0.5 * bdv and vdv < 0.5:
+            out.append(f"{who}'s outputs look nearly the same whatever the input digit — it has collapsed "
+                       "towards one average image")
+        elif bdv < 0.5 * vdv and bdv < 0.5:
+            out.append(f"{who}'s outputs vary from digit to digit, where {other}'s look nearly all the same")
+    bd, vd = _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units")
+    units = _get(v, "metrics.code.units")
+    if bd is not None and vd is not None and _finite(bd, vd):
+        step = max(1.0, 0.1 * units) if units is not None and math.isfinite(units) else 1.0
+        if vd - bd >= step:
+            n = fmt_num(int(vd)) if math.isfinite(vd) else fmt_num(vd)
+            of = f" of {who}'s {fmt_num(int(units))}" if units is not None and math.isfinite(units) else f" of {who}'s"
+            out.append(f"{n}{of} code units are dead (they never change), so the decoder gets fewer usable "
+                       "numbers per image")
+        elif bd - vd >= step:
+            out.append(f"{who} uses more of its code units (fewer are dead)")
+    bz, vz = _get(b, "metrics.code.zero_fraction"), _get(v, "metrics.code.zero_fraction")
+    if bz is not None and vz is not None and _finite(bz, vz) and vz >= 0.9 and vz - bz >= 0.2:
+        out.append("almost every code value is exactly zero")
+    bp, vp = _get(b, "final.penalty"), _get(v, "final.penalty")
+    bt, vt = _get(b, "final.loss"), _get(v, "final.loss")
+    if vp is not None and vt is not None and _finite(vp, vt) and vt > 0:
+        vshare = vp / vt
+        bshare = bp / bt if bp is not None and bt not in (None, 0) and _finite(bp, bt) else 0.0
+        if vshare >= 0.2 and vshare > 2 * bshare:
+            out.append(f"the activity penalty is a large part of {who}'s loss, so training trades "
+                       "reconstruction quality for a smaller code")
+    vdrop, bdrop = _late_drop(v, "val_loss"), _late_drop(b, "val_loss")
+    if worse and vdrop is not None and vdrop[0] < noise and bdrop is not None and bdrop[0] > 3 * noise:
+        out.append(f"{who}'s training stalled early while {other}'s kept improving")
+    return out
+
+
+def _noisy_sentence(b: Mapping[str, Any], v: Mapping[str, Any], noise: float) -> str | None:
+    vns, vin = _get(v, "metrics.noisy.ssim"), _get(v, "metrics.noisy.input_ssim")
+    if vns is None or vin is None or not _finite(vns, vin):
+        return None
+    gain = vns - vin
+    if gain > 0.05:
+        s = ("From noisy inputs the variant recovers digits clearly closer to the clean images (by SSIM) than its "
+             "noisy inputs were.")
+    elif gain >= -0.05:
+        s = ("From noisy inputs the variant's outputs are hardly closer to the clean images (by SSIM) than the noisy "
+             "inputs themselves.")
+    else:
+        s = ("From noisy inputs the variant's outputs are further from the clean images (by SSIM) than the noisy "
+             "inputs themselves: it does not remove the noise.")
+    bns = _get(b, "metrics.noisy.ssim")
+    if bns is not None and _finite(bns):
+        word = _compare_word(vns, bns, rel=max(noise, NOISE_FLOOR))
+        s += {"higher": " It denoises better than the baseline.", "lower": " It denoises less well than the baseline.",
+              "about the same": " It denoises about as well as the baseline."}.get(word, "")
+    return s
+
+
+def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any],
+                noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a question's two runs show: ``{"lead": sentences in words, "evidence": [number sentences]}``.
+
+    ``lead`` answers the question in plain words — what the variant changes, whether that made the
+    reconstructions better or worse beyond the run-to-run noise (``noise``, from
+    :func:`noise_level`; estimated from the two runs when None), and what the diagnostics (dead
+    code units, code sparsity, output diversity, penalty share, the shape of the loss curve) show
+    about why. ``evidence`` lists the numbers that back it. Every sentence is generated from the
+    measurements; sentences whose numbers are missing are left out.
     """
     b, v = baseline_run, variant_run
-    out: list[str] = []
+    if noise is None:
+        noise = noise_level([b, v])
+    nrel = float(noise["rel"])
+    lead: list[str] = []
+    evidence: list[str] = []
 
+    # better or worse reconstructions: judged on the val loss without the activity penalty (the
+    # penalty is part of the loss but says nothing about the images)
     bv, vv = _get(b, "final.val_loss"), _get(v, "final.val_loss")
     bt, vt = _get(b, "final.loss"), _get(v, "final.loss")
+    penalised = has_penalty(b, v)
+    loss_name = "val loss without the penalty" if penalised else "val loss"
+    bl, vl = recon_val_loss(b), recon_val_loss(v)
+    if bl is None or vl is None:
+        loss_name, bl, vl = "train loss", bt, vt
+    worse: bool | None = None
+    changed = _what_changed(config_changes(b, v))
+    rel = _rel_change(vl, bl) if bl is not None and vl is not None else None
+    if rel is None:
+        lead.append(f"{changed}: the runs recorded no comparable loss.")
+    else:
+        bs, vs = _get(b, "metrics.ssim"), _get(v, "metrics.ssim")
+        ssim_word = _compare_word(vs, bs, rel=NOISE_FLOOR) if bs is not None and vs is not None else None
+        if abs(rel) <= nrel:
+            lead.append(f"{changed} made no difference to the {loss_name} beyond the run-to-run noise.")
+            if ssim_word in ("higher", "lower"):
+                lead[-1] = lead[-1][:-1] + f", though the variant's SSIM is a little {ssim_word}."
+        else:
+            worse = rel > 0
+            word = "worse" if worse else "better"
+            what = "the variant's reconstructions of clean test images" if _get(v, "metrics.noisy.ssim") is not None \
+                else "the reconstructions"
+            s = f"{changed} made {what} {_degree(rel, nrel)}{word}"
+            agree = "lower" if worse else "higher"
+            if ssim_word == agree:
+                s += f" (higher {loss_name}, lower SSIM)" if worse else f" (lower {loss_name}, higher SSIM)"
+            elif ssim_word in ("higher", "lower"):
+                s += f" by the {loss_name}, though SSIM moves the other way"
+            else:
+                s += f" by the {loss_name}"
+            lead.append(s + ".")
+        if penalised and bv is not None and vv is not None:
+            full = _rel_change(vv, bv)
+            if full is not None and abs(full) > abs(rel) + nrel:
+                lead.append("The val loss with the activity penalty moves further than that, because the penalty "
+                            "itself changed — a change in the penalty is not a change in the images.")
+    reasons = _reasons(b, v, worse, nrel)
+    if reasons:
+        lead.append("The diagnostics suggest why: " + "; ".join(reasons) + ".")
+    elif worse is not None:
+        lead.append("The code diagnostics (dead units, sparsity, output diversity) show no clear cause.")
+    vdrop = _late_drop(v, "val_loss")
+    if worse and vdrop is not None and vdrop[0] > 0.05:
+        lead.append("Its val loss was still falling at the end, so longer training may narrow the gap.")
+    noisy = _noisy_sentence(b, v, nrel)
+    if noisy:
+        lead.append(noisy)
+
+    # the numbers
     if bv is not None and vv is not None:
-        s = f"The variant ends at val loss {fmt_num(vv, 3)} vs {fmt_num(bv, 3)} for the baseline ({fmt_ratio(ratio(vv, bv))})"
+        s = f"Final val loss {_vs(vv, bv)} for the baseline"
+        if penalised and bl is not None and vl is not None and loss_name != "train loss":
+            s += f"; without the penalty {_vs(vl, bl)}"
         if bt is not None and vt is not None:
-            s += f", and at train loss {fmt_num(vt, 3)} vs {fmt_num(bt, 3)} ({fmt_ratio(ratio(vt, bt))})"
-        out.append(s + ".")
+            s += f"; final train loss {_vs(vt, bt)}"
+        evidence.append(s + ".")
     elif bt is not None and vt is not None:
-        out.append(
-            f"The variant ends at train loss {fmt_num(vt, 3)} vs {fmt_num(bt, 3)} for the baseline "
-            f"({fmt_ratio(ratio(vt, bt))})."
-        )
-
+        evidence.append(f"Final train loss {_vs(vt, bt)} for the baseline.")
     bp, vp = _get(b, "final.penalty"), _get(v, "final.penalty")
-    if vp is not None and vt is not None and vp > 0:
-        s = f"The activity penalty is {fmt_num(vp, 3)} of the variant's final train loss"
-        if bp is not None and bt is not None and bp > 0:
-            s += f" ({fmt_num(bp, 3)} of the baseline's)"
-        out.append(s + ".")
-
+    if vp is not None and vt is not None and _finite(vp, vt) and vt > 0 and (vp > 0 or (bp or 0) > 0):
+        s = f"The activity penalty is {fmt_pct(vp / vt).lstrip('+')} of the variant's final train loss"
+        if bp is not None and bt is not None and _finite(bp, bt) and bt > 0:
+            s += f" ({fmt_pct(bp / bt).lstrip('+')} of the baseline's)"
+        evidence.append(s + ".")
     vdrop, bdrop = _late_drop(v, "val_loss"), _late_drop(b, "val_loss")
     if vdrop is not None:
         s = f"From epoch {vdrop[1]} to the end the variant's val loss changed by {fmt_pct(-vdrop[0])}"
         if bdrop is not None:
             s += f" (baseline {fmt_pct(-bdrop[0])} from epoch {bdrop[1]})"
-        out.append(s + ".")
-
+        evidence.append(s + ".")
     bs, vs = _get(b, "metrics.ssim"), _get(v, "metrics.ssim")
     bq, vq = _get(b, "metrics.psnr"), _get(v, "metrics.psnr")
     parts = []
     if bs is not None and vs is not None:
-        parts.append(f"SSIM {fmt_num(vs, 3)} vs {fmt_num(bs, 3)} ({_compare_word(vs, bs)}, {_signed(vs - bs)})")
+        parts.append(f"SSIM {_vs(vs, bs, 'diff')}")
     if bq is not None and vq is not None:
-        parts.append(f"PSNR {fmt_num(vq, 3)} vs {fmt_num(bq, 3)} dB ({_signed(vq - bq)} dB)")
+        parts.append(f"PSNR {_vs(vq, bq, 'diff', 'dB')}")
     if parts:
-        out.append("On the clean test images the variant's reconstructions have " + " and ".join(parts) + ".")
-
+        evidence.append("Clean test images: " + ", ".join(parts) + ".")
     bd, vd = _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units")
     bu, vu = _get(b, "metrics.code.units"), _get(v, "metrics.code.units")
-    if bd is not None and vd is not None:
-        out.append(f"{units_text(vd, vu)} code units are dead in the variant vs {units_text(bd, bu)} in the baseline.")
-
     bz, vz = _get(b, "metrics.code.zero_fraction"), _get(v, "metrics.code.zero_fraction")
+    parts = []
+    if bd is not None and vd is not None:
+        parts.append(f"{units_text(vd, vu)} units dead vs {units_text(bd, bu)} in the baseline")
     if bz is not None and vz is not None:
-        out.append(f"A fraction {fmt_num(vz, 3)} of the variant's code activations are zero (baseline {fmt_num(bz, 3)}).")
-
+        parts.append(f"a fraction {fmt_num(vz, 3)} of code values exactly zero vs {fmt_num(bz, 3)}")
+    if parts:
+        evidence.append("Code: " + "; ".join(parts) + ".")
     bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
     if bdv is not None and vdv is not None:
-        out.append(
-            f"Output diversity (1 = as varied as the test digits) is {fmt_num(vdv, 3)} vs {fmt_num(bdv, 3)} "
-            f"({_compare_word(vdv, bdv)}, {fmt_ratio(ratio(vdv, bdv))})."
-        )
-
+        evidence.append(f"Output diversity (1 = as varied as the test digits) {_vs(vdv, bdv)}.")
     vns, bns = _get(v, "metrics.noisy.ssim"), _get(b, "metrics.noisy.ssim")
     if vns is not None:
         vnf, bnf = noise_factor(v), noise_factor(b)
-        vin = _get(v, "metrics.noisy.input_ssim")
-        s = "From noisy inputs"
+        s = "Noisy inputs"
         if vnf is not None:
-            s += f" (noise factor {fmt_num(vnf, 3)}"
-            s += f" vs {fmt_num(bnf, 3)})" if bnf is not None and bns is not None else ")"
-        s += f" the variant reaches SSIM {fmt_num(vns, 3)}"
+            s += f" (noise factor {fmt_num(vnf, 3)}" + (f" vs {fmt_num(bnf, 3)})" if bnf is not None and bns is not None
+                                                         else ")")
+        s += f": denoised SSIM {fmt_num(vns, 3)}"
         if bns is not None:
             s += f" vs {fmt_num(bns, 3)} for the baseline"
+        vin = _get(v, "metrics.noisy.input_ssim")
         if vin is not None:
             s += f", where the noisy input itself scores {fmt_num(vin, 3)}"
             bin_ = _get(b, "metrics.noisy.input_ssim")
@@ -537,11 +888,138 @@ def observe(question: Mapping[str, Any], baseline_run: Mapping[str, Any], varian
                 s += f" ({fmt_num(bin_, 3)} for the baseline's)"
         vnb, bnb = _get(v, "metrics.noisy.bce"), _get(b, "metrics.noisy.bce")
         if vnb is not None:
-            s += f"; its BCE against the clean images is {fmt_num(vnb, 3)}"
+            s += f"; BCE against the clean images {fmt_num(vnb, 3)}"
             if bnb is not None:
-                s += f" vs {fmt_num(bnb, 3)} ({fmt_ratio(ratio(vnb, bnb))})"
-        out.append(s + ".")
+                s += f" vs {fmt_num(bnb, 3)} ({fmt_change(vnb, bnb)})"
+        evidence.append(s + ".")
+    if rel is not None:
+        evidence.append(f"Run-to-run noise: differences in the {loss_name} under {fmt_pct(nrel).lstrip('+')} are "
+                        f"read as noise. {noise['how']}.")
+    if not lead and not evidence:
+        return {"lead": "No numbers were recorded for these runs.", "evidence": []}
+    return {"lead": " ".join(lead), "evidence": evidence}
 
-    if not out:
-        return "No numbers were recorded for these runs."
-    return " ".join(out)
+
+def observe(question: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any],
+            noise: Mapping[str, Any] | None = None) -> str:
+    """:func:`observation` as one paragraph: the words first, then the numbers."""
+    o = observation(question, baseline_run, variant_run, noise)
+    return " ".join([o["lead"], *o["evidence"]]).strip()
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps
+# --------------------------------------------------------------------------------------------
+def _fmt_point(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[str, Any]],
+                      noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a one-parameter sweep shows: ``{"lead", "evidence", "within_noise"}``.
+
+    ``lead`` says in words how the reconstructions change as ``short`` goes from the smallest value
+    to the largest, judged on the final val loss without the activity penalty
+    (:func:`recon_val_loss`) — steadily worse, steadily better, best or worst inside, or not beyond
+    the run-to-run noise (:func:`noise_level` over the sweep's runs) — and what the diagnostics show
+    between the best and the worst point. ``evidence`` lists the numbers; ``within_noise`` is True
+    when the whole spread is inside the noise.
+    """
+    if noise is None:
+        noise = noise_level(runs)
+    nrel = float(noise["rel"])
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        values, runs = [values[i] for i in order], [runs[i] for i in order]
+    penalised = has_penalty(*runs)
+    loss = "val loss without the activity penalty" if penalised else "val loss"
+    pts = [(x, r, recon_val_loss(r)) for x, r in zip(values, runs)]
+    pts = [(x, r, y) for x, r, y in pts if y is not None and math.isfinite(y)]
+    if not pts:
+        return {"lead": "No final val loss was recorded.", "evidence": [], "within_noise": None}
+    ys = [y for _, _, y in pts]
+    lo = min(range(len(pts)), key=lambda i: ys[i])
+    hi = max(range(len(pts)), key=lambda i: ys[i])
+    first, last = pts[0], pts[-1]
+    spread = (ys[hi] - ys[lo]) / abs(ys[lo]) if ys[lo] != 0 else math.inf
+    name = f"from {short}={_fmt_point(first[0])} to {short}={_fmt_point(last[0])}"
+    lead: list[str] = []
+    within = spread <= nrel
+    if len(pts) < 2:
+        lead.append(f"Only one point ({short}={_fmt_point(first[0])}) has a final {loss}; there is no trend to read.")
+    elif within:
+        lead.append(f"Going {name} makes no difference to the reconstructions beyond the run-to-run noise: the "
+                    f"final {loss} stays within {fmt_pct(spread).lstrip('+')} across all points.")
+    else:
+        tol = nrel * abs(ys[lo])
+        steps = [b - a for a, b in zip(ys, ys[1:])]
+        what = ("the reconstructions of clean test images" if any(_get(r, "metrics.noisy.ssim") is not None
+                                                                   for r in runs) else "the reconstructions")
+        if all(d >= -tol for d in steps) and ys[-1] > ys[0]:
+            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}worse: the final {loss} "
+                        "rises with it.")
+        elif all(d <= tol for d in steps) and ys[-1] < ys[0]:
+            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}better: the final {loss} "
+                        "falls with it.")
+        else:
+            lead.append(f"The final {loss} does not move one way across the sweep: it is lowest at "
+                        f"{short}={_fmt_point(pts[lo][0])} and highest at {short}={_fmt_point(pts[hi][0])}.")
+        worst, best = f"the model at {short}={_fmt_point(pts[hi][0])}", f"the one at {short}={_fmt_point(pts[lo][0])}"
+        reasons = _reasons(pts[lo][1], pts[hi][1], True, nrel, who=worst, other=best)
+        if reasons:
+            lead.append("The diagnostics suggest why: " + "; ".join(reasons) + ".")
+    den = [(x, _get(r, "metrics.noisy.ssim")) for x, r in zip(values, runs)]
+    den = [(x, y) for x, y in den if y is not None and math.isfinite(y)]
+    if len(den) >= 2:
+        d0, d1 = den[0][1], den[-1][1]
+        word = _compare_word(d1, d0, rel=NOISE_FLOOR)
+        lead.append(f"From noisy inputs, the denoised outputs at {short}={_fmt_point(den[-1][0])} are "
+                    + {"higher": "closer to the clean digits than", "lower": "further from the clean digits than",
+                       "about the same": "as close to the clean digits as"}.get(word, "not comparable with")
+                    + f" at {short}={_fmt_point(den[0][0])} (by SSIM).")
+    full = [(x, _get(r, "final.val_loss")) for x, r in zip(values, runs)]
+    full = [(x, y) for x, y in full if y is not None and math.isfinite(y)]
+    if penalised and len(full) >= 2:
+        fmin, fmax = min(y for _, y in full), max(y for _, y in full)
+        if fmin > 0 and (fmax - fmin) / fmin > max(spread, 0) + nrel:
+            lead.append("The val loss with the penalty included changes more than that: the extra change is the "
+                        "penalty itself, not the images.")
+    evidence = []
+    if len(pts) >= 2:
+        evidence.append(
+            f"Final {loss}: {fmt_num(first[2], 3)} at {short}={_fmt_point(first[0])}, {fmt_num(last[2], 3)} at "
+            f"{short}={_fmt_point(last[0])}; lowest {fmt_num(ys[lo], 3)} at {short}={_fmt_point(pts[lo][0])}, highest "
+            f"{fmt_num(ys[hi], 3)} at {short}={_fmt_point(pts[hi][0])} ({fmt_change(ys[hi], ys[lo])} "
+            f"from lowest to highest)."
+        )
+    if penalised and len(full) >= 2:
+        evidence.append(f"Final val loss with the penalty: {fmt_num(full[0][1], 3)} at "
+                        f"{short}={_fmt_point(full[0][0])} "
+                        f"to {fmt_num(full[-1][1], 3)} at {short}={_fmt_point(full[-1][0])}.")
+    for label, path in (("SSIM", "metrics.ssim"), ("output diversity", "metrics.diversity"),
+                        ("dead code units", "metrics.code.dead_units"), ("denoised SSIM", "metrics.noisy.ssim")):
+        col = [(x, _get(r, path)) for x, r in zip(values, runs)]
+        col = [(x, y) for x, y in col if y is not None and math.isfinite(y)]
+        if len(col) < 2:
+            continue
+        ymin, ymax = min(y for _, y in col), max(y for _, y in col)
+
+        def fy(y: float, _count: bool = path.endswith("dead_units")) -> str:
+            return fmt_num(int(y)) if _count and float(y).is_integer() else fmt_num(y, 3)
+
+        scale = max(abs(ymin), abs(ymax))
+        if path.endswith("dead_units"):
+            same = ymax == ymin
+        else:
+            same = scale == 0 or (ymax - ymin) <= NOISE_FLOOR * scale
+        if same:
+            evidence.append(f"{label[0].upper() + label[1:]}: {fy(col[0][1])} at every point"
+                            + ("" if path.endswith("dead_units") else
+                               f" (within {fmt_num(100 * NOISE_FLOOR, 2)}%)") + ".")
+        else:
+            evidence.append(f"{label[0].upper() + label[1:]} goes from {fy(col[0][1])} at "
+                            f"{short}={_fmt_point(col[0][0])} to {fy(col[-1][1])} at "
+                            f"{short}={_fmt_point(col[-1][0])} (range {fy(ymin)}–{fy(ymax)}).")
+    evidence.append(f"Run-to-run noise: differences in the {loss} under {fmt_pct(nrel).lstrip('+')} are read as "
+                    f"noise. {noise['how']}.")
+    return {"lead": " ".join(lead), "evidence": evidence, "within_noise": within if len(pts) >= 2 else None}

@@ -21,11 +21,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["loss_curves", "recon_grid", "sweep_plot", "DPI"]
+__all__ = ["loss_curves", "recon_grid", "sweep_plot", "sweep_ylim", "DPI", "MIN_REL_SPAN"]
 
 DPI = 100
 #: log y-axis for loss curves when the largest plotted loss is at least this many times the smallest.
 LOG_Y_SPAN = 8.0
+#: a sweep panel's y-axis spans at least this fraction of the size of its numbers, so that a wiggle
+#: of a few percent does not fill the panel and look like a trend.
+MIN_REL_SPAN = 0.2
 _BASE_COLOR, _VAR_COLOR = "#1f77b4", "#d62728"
 _PNG_META = {"Software": None}
 
@@ -149,21 +152,53 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def sweep_ylim(finite: Sequence[float], integer: bool = False) -> tuple[float, float] | None:
+    """The y-limits of a sweep panel showing ``finite``, or None to let matplotlib choose.
+
+    Counts (``integer``): at least −0.5 … max+1, never below −0.5. Other numbers: when they span less
+    than :data:`MIN_REL_SPAN` of their size, a window of that span centred on them, kept at or above
+    0 for non-negative numbers and inside [0, 1] for numbers that all lie there (SSIM, fractions).
+    """
+    if not finite:
+        return None
+    lo, hi = min(finite), max(finite)
+    if integer:
+        if hi - lo >= 2:
+            return None
+        return (lo - 1 if lo >= 1 else -0.5, hi + 1)
+    scale = max(abs(lo), abs(hi))
+    need = MIN_REL_SPAN * scale
+    if scale == 0 or hi - lo >= need:
+        return None
+    a, b = (lo + hi) / 2 - need / 2, (lo + hi) / 2 + need / 2
+    if lo >= 0 and a < 0:
+        a, b = 0.0, need
+    if 0 <= lo and hi <= 1 and b > 1:
+        a, b = max(0.0, 1 - need), 1.0
+    return a, b
+
+
 def sweep_plot(
     values: Sequence[Any],
     series: Mapping[str, Sequence[float | None]],
     xlabel: str,
     log_x: bool | None = None,
     baselines: Mapping[str, float | None] | None = None,
+    bands: Mapping[str, float] | None = None,
+    panel_notes: Mapping[str, str] | None = None,
 ) -> bytes:
     """Final losses and diagnostics against a swept parameter, several panels, as PNG bytes.
 
     ``series`` maps a name to one number per value (None/NaN: not recorded). A name of the form
     ``"panel/line"`` puts the line in the panel ``panel`` (e.g. ``"loss/train"`` and
-    ``"loss/val"`` share the loss panel); any other name gets a panel of its own. ``log_x``: None
+    ``"loss/val"`` share the loss panel); any other name gets a panel of its own. A series with no
+    finite number is left out, and so is a panel left with no line: no empty panels. ``log_x``: None
     picks a log x-axis when every value is positive and they span a factor of 20 or more.
     Non-numeric values (e.g. activation names) are spaced evenly and used as tick labels.
     ``baselines`` (optional) maps series names to a reference number drawn as a dotted line.
+    ``bands`` (optional) maps series names to a relative half-width drawn as a shaded band around
+    the line (the run-to-run noise). ``panel_notes`` (optional) adds a line under a panel's title.
+    Each y-axis spans at least :data:`MIN_REL_SPAN` of its numbers' size (:func:`sweep_ylim`).
     """
     values = list(values)
     numeric = bool(values) and all(_is_number(v) for v in values)
@@ -177,36 +212,59 @@ def sweep_plot(
         x = np.arange(len(values), dtype=float)
         log_x = False
 
+    def floats(ys: Sequence[float | None]) -> np.ndarray:
+        return np.array([math.nan if v is None else float(v) for v in ys], dtype=float)
+
+    for name, ys in series.items():
+        if len(ys) != len(values):
+            raise ValueError(f"series {name!r} has {len(ys)} numbers for {len(values)} values")
+    if not series:
+        raise ValueError("sweep_plot needs at least one series")
     panels: dict[str, list[tuple[str, str]]] = {}
     for name in series:
+        if not np.isfinite(floats(series[name])).any():
+            continue  # nothing recorded: no line, and no panel for it alone
         panel, _, line = name.partition("/")
         panels.setdefault(panel, []).append((name, line))
-    if not panels:
-        raise ValueError("sweep_plot needs at least one series")
 
-    ncols = min(3, len(panels))
+    if not panels:
+        fig = Figure(figsize=(3.6, 2.2), layout="constrained")
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no numbers recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _png(fig)
+    ncols = 2 if len(panels) == 4 else min(3, len(panels))  # 4 panels: 2×2, not 3 + 1 and two blanks
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(3.6 * ncols, 2.9 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, (panel, lines) in enumerate(panels.items()):
         ax = axes[k // ncols][k % ncols]
+        shown: list[float] = []
         for j, (name, line) in enumerate(lines):
-            ys = series[name]
-            if len(ys) != len(values):
-                raise ValueError(f"series {name!r} has {len(ys)} numbers for {len(values)} values")
-            y = np.array([math.nan if v is None else float(v) for v in ys], dtype=float)
+            y = floats(series[name])
             color = f"C{j}"
             ax.plot(x, y, marker="o", markersize=4, color=color, label=line or None)
+            shown.extend(y[np.isfinite(y)].tolist())
+            band = (bands or {}).get(name)
+            if band is not None and math.isfinite(float(band)) and band > 0:
+                lo_b, hi_b = y - np.abs(y) * band, y + np.abs(y) * band
+                ax.fill_between(x, lo_b, hi_b, color=color, alpha=0.15, linewidth=0,
+                                label="noise band")
+                shown.extend(lo_b[np.isfinite(lo_b)].tolist() + hi_b[np.isfinite(hi_b)].tolist())
             ref = (baselines or {}).get(name)
             if ref is not None and math.isfinite(float(ref)):
                 ax.axhline(float(ref), color=color, linestyle=":", linewidth=1,
                            label=f"{line + ' ' if line else ''}baseline")
+                shown.append(float(ref))
         finite = [float(v) for name, _ in lines for v in series[name] if v is not None and math.isfinite(float(v))]
-        if finite and all(v.is_integer() for v in finite):  # counts (dead units)
+        integer = bool(finite) and all(v.is_integer() for v in finite)  # counts (dead units)
+        if integer:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            if max(finite) - min(finite) < 2:
-                ax.set_ylim(min(finite) - 1, max(finite) + 1)
-        ax.set_title(panel, fontsize=10)
+        lim = sweep_ylim(shown, integer)
+        if lim is not None:
+            ax.set_ylim(*lim)
+        note = (panel_notes or {}).get(panel)
+        ax.set_title(panel + (f"\n{note}" if note else ""), fontsize=10 if not note else 9)
         ax.set_xlabel(xlabel, fontsize=9)
         if log_x:
             ax.set_xscale("log")
@@ -217,10 +275,9 @@ def sweep_plot(
             ax.minorticks_off()
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
-        if any(line for _, line in lines) or baselines:
-            handles, _labels = ax.get_legend_handles_labels()
-            if handles:
-                ax.legend(fontsize=7)
+        handles, _labels = ax.get_legend_handles_labels()
+        if handles and (any(line for _, line in lines) or baselines or bands):
+            ax.legend(fontsize=7)
     for k in range(len(panels), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     return _png(fig)

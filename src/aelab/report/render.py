@@ -31,26 +31,7 @@ from ..errors import ConfigError, DataError
 from . import claims as C
 from . import figures as F
 
-__all__ = ["build_report", "build_sweep_report", "METHOD_NOTES"]
-
-#: The seed's protocol flaws (see the seed guide); every study report states them.
-METHOD_NOTES = {
-    "scaling": (
-        "The seed min–max scales the test set with statistics fitted on the test set itself "
-        "(scaler.fit_transform(x_test) after fitting on the training set), so every validation loss "
-        "and test metric is computed on images scaled differently from the training images."
-    ),
-    "noisy_validation": (
-        "Question 4.1 trains on noisy → clean pairs but validates on clean → clean test images, while "
-        "the reconstructions it shows are of noisy test inputs: its val loss measures clean-input "
-        "reconstruction, not denoising. The 'noisy:' rows of the tables measure what the figure shows "
-        "(reconstruction of the noisy test input compared with the clean image)."
-    ),
-    "section4_wording": (
-        "Section 4's introduction says \"sparse autoencoder\" where it means the denoising "
-        "autoencoder; this report calls it the denoising autoencoder."
-    ),
-}
+__all__ = ["build_report", "build_sweep_report"]
 
 _TEMPLATES = jinja2.PackageLoader("aelab.report", "templates")
 
@@ -142,11 +123,9 @@ def _fmt_seconds(s: Any) -> str:
     return f"{s:.0f} s ({h} h {m} min {sec} s)" if h else f"{s:.0f} s ({m} min {sec} s)"
 
 
-def _ratio_str(v: float | None, b: float | None) -> str:
-    if v is None or b is None:
-        return "—"
-    r = C.ratio(v, b)
-    return "—" if math.isnan(r) else C.fmt_ratio(r)
+def _ratio_str(v: float | None, b: float | None, mode: str | None = "ratio", unit: str = "") -> str:
+    """The comparison cell: a ratio where it means something, else a difference or "—" (:func:`C.fmt_change`)."""
+    return C.fmt_change(v, b, mode, unit)
 
 
 def _has_noisy(run: Mapping[str, Any]) -> bool:
@@ -159,10 +138,70 @@ def _epochs(run: Mapping[str, Any]) -> int | None:
 
 
 def _train_seconds(run: Mapping[str, Any]) -> float | None:
+    """Training time of the run's *group*: the sum of its epoch times (the group's, see :func:`_group`).
+
+    Falls back to ``run.json``'s ``group_wall_seconds`` (which also counts evaluation and saving).
+    """
     secs = (run.get("history") or {}).get("epoch_seconds")
-    if isinstance(secs, list) and secs and all(isinstance(s, (int, float)) for s in secs):
+    if isinstance(secs, list) and secs and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in secs):
         return float(sum(secs))
+    wall = (run.get("run") or {}).get("group_wall_seconds") if isinstance(run.get("run"), Mapping) else None
+    if isinstance(wall, (int, float)) and not isinstance(wall, bool) and math.isfinite(wall):
+        return float(wall)
     return None
+
+
+def _group(run: Mapping[str, Any]) -> list[str] | None:
+    """The names of the models trained side by side with this one (itself included), if recorded."""
+    info = run.get("run")
+    names = info.get("trained_with") if isinstance(info, Mapping) else None
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    return None
+
+
+def _time_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> tuple[list[dict[str, str]], str]:
+    """Rows for the training time, labelled for what they are, and a sentence explaining them.
+
+    Runs of the same layer sizes train side by side in one stacked group: each step updates all
+    of them at once, so a model's own time cannot be measured. We show the group's training time
+    with the number of models in it, and the group time divided evenly among them (a fair share,
+    not a measurement). A ratio is given only when both runs trained alone.
+    """
+    bs, vs = _train_seconds(b), _train_seconds(v)
+    bg, vg = _group(b), _group(v)
+
+    def cell(secs: float | None, group: list[str] | None) -> str:
+        if secs is None:
+            return "—"
+        if group is None:
+            return f"{C.fmt_num(secs, 3)} (group size not recorded)"
+        return f"{C.fmt_num(secs, 3)} ({'trained alone' if len(group) == 1 else f'{len(group)} models'})"
+
+    def share(secs: float | None, group: list[str] | None) -> str:
+        return "—" if secs is None or group is None else C.fmt_num(secs / len(group), 3)
+
+    alone = bg is not None and vg is not None and len(bg) == 1 and len(vg) == 1
+    same = bg is not None and vg is not None and len(bg) > 1 and sorted(bg) == sorted(vg)
+    rows = [
+        {"label": "training time of its group (s)", "baseline": cell(bs, bg), "variant": cell(vs, vg),
+         "ratio": _ratio_str(vs, bs) if alone else ("same group" if same else "—")},
+    ]
+    if not alone and (bg is not None or vg is not None):
+        rows.append({"label": "≈ share per model (s): group time ÷ models", "baseline": share(bs, bg),
+                     "variant": share(vs, vg), "ratio": "—"})
+    if alone:
+        note = "Both runs trained alone, so their training times compare directly."
+    elif bg is None and vg is None:
+        note = ("Training time is the sum of the epoch times; whether other models trained side by side with "
+                "these runs was not recorded, so it may be a group's time rather than one model's.")
+    else:
+        note = ("Models of the same layer sizes train side by side in one stacked group, every step updating "
+                "all of them at once, so one model's own time cannot be measured: the table shows the group's "
+                "training time (sum of its epoch times) and that time divided evenly among its models."
+                + (" Both runs were in the same group." if same else
+                   " The two runs were in different groups, so their times are not compared."))
+    return rows, note
 
 
 def _dead_units(run: Mapping[str, Any]) -> str:
@@ -200,6 +239,14 @@ _METRIC_ROWS: list[tuple[str, str]] = [
     ("zero fraction", "metrics.code.zero_fraction"),
     ("diversity", "metrics.diversity"),
 ]
+#: how the comparison column compares a row: "diff" for dB, SSIM, fractions (ratios of those mean
+#: little); every other row is "ratio" (falling back to a difference where the ratio is meaningless).
+_ROW_MODE = {
+    "metrics.psnr": "diff", "metrics.ssim": "diff", "metrics.code.zero_fraction": "diff",
+    "metrics.noisy.psnr": "diff", "metrics.noisy.ssim": "diff", "metrics.noisy.input_psnr": "diff",
+    "metrics.noisy.input_ssim": "diff",
+}
+_ROW_UNIT = {"metrics.psnr": "dB", "metrics.noisy.psnr": "dB", "metrics.noisy.input_psnr": "dB"}
 _NOISY_ROWS: list[tuple[str, str]] = [
     ("noisy: BCE", "metrics.noisy.bce"),
     ("noisy: MSE", "metrics.noisy.mse"),
@@ -212,15 +259,21 @@ _NOISY_ROWS: list[tuple[str, str]] = [
 
 
 def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Rows of the baseline-vs-variant table: label, baseline, variant, ratio."""
+    """Rows of the baseline-vs-variant table: label, baseline, variant, comparison.
+
+    The comparison is a ratio only for positive quantities where a ratio reads naturally (losses,
+    MSE, diversity, ...) and only when :func:`C.meaningful_ratio` allows it; a difference ``Δ``
+    otherwise, and always for dB, SSIM, fractions and counts.
+    """
     rows: list[dict[str, str]] = []
 
-    def add(label: str, bv: Any, vv: Any, bs: str | None = None, vs: str | None = None, with_ratio: bool = True):
+    def add(label: str, bv: Any, vv: Any, bs: str | None = None, vs: str | None = None,
+            mode: str | None = "ratio", unit: str = ""):
         rows.append({
             "label": label,
             "baseline": bs if bs is not None else C.fmt_num(bv),
             "variant": vs if vs is not None else C.fmt_num(vv),
-            "ratio": _ratio_str(vv, bv) if with_ratio else "—",
+            "ratio": _ratio_str(vv, bv, mode, unit),
         })
 
     for label, path in _METRIC_ROWS[:2]:
@@ -229,17 +282,17 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
     if (bp or 0) > 0 or (vp or 0) > 0:
         add("final train penalty (in the loss)", bp, vp)
     for label, path in _METRIC_ROWS[2:6]:
-        add(label, _get(b, path), _get(v, path))
+        add(label, _get(b, path), _get(v, path), mode=_ROW_MODE.get(path, "ratio"), unit=_ROW_UNIT.get(path, ""))
     add("dead code units", _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units"),
-        _dead_units(b), _dead_units(v))
+        _dead_units(b), _dead_units(v), mode="count")
     for label, path in _METRIC_ROWS[6:]:
-        add(label, _get(b, path), _get(v, path))
+        add(label, _get(b, path), _get(v, path), mode=_ROW_MODE.get(path, "ratio"))
     if _has_noisy(b) or _has_noisy(v):
         add("noise factor", C.noise_factor(b), C.noise_factor(v))
         for label, path in _NOISY_ROWS:
-            add(label, _get(b, path), _get(v, path))
-    add("epochs", _epochs(b), _epochs(v), with_ratio=False)
-    add("training time (s)", _train_seconds(b), _train_seconds(v))
+            add(label, _get(b, path), _get(v, path), mode=_ROW_MODE.get(path, "ratio"), unit=_ROW_UNIT.get(path, ""))
+    add("epochs", _epochs(b), _epochs(v), mode="count")
+    rows.extend(_time_rows(b, v)[0])
     return rows
 
 
@@ -371,10 +424,14 @@ def _figure(figures: dict[str, bytes], name: str, png: bytes, alt: str) -> dict[
 
 
 def _header(results: Mapping[str, Any], default_title: str) -> dict[str, Any]:
+    derived = _protocol_from_configs(results["runs"])
+    named = results.get("protocol")
     return {
         "title": str(results.get("title") or default_title),
         "study": str(results.get("study") or results.get("sweep") or ""),
-        "protocol": str(results.get("protocol") or "unknown"),
+        "protocol": str(named) if named else derived["label"],
+        "protocol_derived": not named,
+        "protocol_detail": derived,
         "quick": bool(results.get("quick", False)),
         "wall_time": _fmt_seconds(results.get("wall_seconds")),
         "wall_total": (_fmt_seconds(results["wall_seconds_total"])
@@ -387,14 +444,93 @@ def _header(results: Mapping[str, Any], default_title: str) -> dict[str, Any]:
     }
 
 
-def _protocol_sentence(protocol: str) -> str:
-    if protocol == "seed":
-        return ("Seed protocol: the test set is min–max scaled with its own statistics, as the seed does "
-                "(see Method notes).")
-    if protocol == "corrected":
-        return ("Corrected protocol: the min–max scaler is fitted on the training split only and applied "
-                "unchanged to the test split.")
-    return f"Protocol: {protocol}."
+_SCALING_TEXT = {
+    ("unit", None): ("pixels ÷ 255", "pixels are divided by 255 (no fitted scaler)"),
+    ("minmax", "per_split"): ("min–max, fitted per split",
+                              "min–max scaling fitted on each split separately, so the test split is scaled "
+                              "with its own statistics"),
+    ("minmax", "train"): ("min–max, fitted on train",
+                          "min–max scaling fitted on the training split only and applied unchanged to the test "
+                          "split"),
+}
+
+
+def _protocol_from_configs(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """What the runs' own configs say about the data protocol: ``{"label", "scaling", "data"}``.
+
+    ``label`` is short (for the header line), ``scaling`` a clause on how pixels were scaled and
+    ``data`` a clause on the data slice ("" when the full splits were used).
+    """
+    seen: dict[tuple, int] = {}
+    limits: set[tuple] = set()
+    for run in runs.values():
+        cfg = run.get("config") if isinstance(run, Mapping) else None
+        data = cfg.get("data") if isinstance(cfg, Mapping) else None
+        if not isinstance(data, Mapping) or "scaling" not in data:
+            continue
+        scaling = str(data.get("scaling"))
+        key = (scaling, str(data.get("scaler_fit")) if scaling == "minmax" else None)
+        seen[key] = seen.get(key, 0) + 1
+        limits.add((data.get("limit"), data.get("test_limit")))
+    if not seen:
+        return {"label": "not recorded", "scaling": "the runs' configs do not record the data scaling", "data": ""}
+    texts = [_SCALING_TEXT.get(k, (f"{k[0]}" + (f", fitted {k[1]}" if k[1] else ""),) * 2) for k in seen]
+    if len(seen) == 1:
+        label, scaling = texts[0]
+    else:
+        label = "mixed"
+        scaling = "the runs differ: " + "; ".join(f"{n} with {t[1]}" for t, n in zip(texts, seen.values()))
+    data = ""
+    if len(limits) == 1:
+        lim, tlim = next(iter(limits))
+        if lim or tlim:
+            parts = []
+            if lim:
+                parts.append(f"the first {lim} training images")
+            if tlim:
+                parts.append(f"the first {tlim} test images")
+            data = "trained and evaluated on a slice of the data: " + " and ".join(parts)
+    elif limits:
+        data = "the runs use different slices of the data"
+    return {"label": label, "scaling": scaling, "data": data}
+
+
+def _protocol_sentence(header: Mapping[str, Any]) -> str:
+    d = header["protocol_detail"]
+    head = ("Protocol (read from the runs' configs)" if header["protocol_derived"]
+            else f"Protocol {header['protocol']}")
+    s = f"{head}: {d['scaling']}"
+    if d["data"]:
+        s += f"; {d['data']}"
+    return s + "."
+
+
+def _notes(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The study's own method notes: ``results["notes"]`` (written from the study spec's ``[[notes]]``).
+
+    results.json files written before that field existed: the notes of the shipped study spec named
+    by ``results["study"]``, when there is one. A sweep (no ``"study"``) has none.
+    """
+    raw = results.get("notes")
+    if raw is None and results.get("study") and "questions" in results:
+        try:
+            from ..study.spec import find_study, load_study, shipped_studies
+
+            name = str(results["study"])
+            if name in shipped_studies():
+                spec = load_study(str(find_study(name)))
+                ids = [str(q.get("id")) for q in results["questions"] if isinstance(q, Mapping)]
+                if [q.id for q in spec.questions] == ids:  # the same study, not a namesake
+                    raw = spec.notes
+        except (ConfigError, OSError, ValueError):
+            raw = None
+    out = []
+    for n in raw if isinstance(raw, list) else []:
+        if isinstance(n, str) and n.strip():
+            out.append({"title": "", "text": n})
+        elif isinstance(n, Mapping) and str(n.get("text") or "").strip():
+            out.append({"title": str(n.get("title") or ""), "text": str(n["text"])})
+    return out
 
 
 def _runs_appendix(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -503,25 +639,27 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
             "ratio": _ratio_str(vval, bval),
             "claims": f"{n_ok}/{len(verdicts)}", "all_ok": n_ok == len(verdicts),
         })
+        reps = [r for r in (_replicates(results, bkey), _replicates(results, vkey)) if len(r) >= 2]
+        noise = C.noise_level([b, v], reps or None)
         sections.append({
             "id": qid, "anchor": slug, "section": str(q.get("section", "")),
             "question": str(q.get("question", "")),
             "baseline_key": str(bkey), "variant_key": str(vkey),
             "baseline_name": str(b.get("name", bkey)), "variant_name": str(v.get("name", vkey)),
             "rows": _compare_rows(b, v) + _seed_rows(results, bkey, vkey), "curves": curves, "recon": recon,
-            "observation": C.observe(q, b, v), "claims": verdicts,
+            "observation": C.observation(q, b, v, noise), "claims": verdicts,
+            "time_note": _time_rows(b, v)[1],
         })
 
     header = _header(results, "aelab study report")
-    notes = [METHOD_NOTES["scaling"], METHOD_NOTES["noisy_validation"], METHOD_NOTES["section4_wording"]]
     context = {
         "kind": "study",
         **header,
-        "protocol_sentence": _protocol_sentence(header["protocol"]),
+        "protocol_sentence": _protocol_sentence(header),
         "n_runs": len(runs),
         "summary": summary,
         "sections": sections,
-        "notes": notes,
+        "notes": _notes(results),
         "effect": _corrected_effect(results),
         "missing": samples.missing,
         "metric_docs": _metric_docs(),
@@ -580,6 +718,11 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "loss/train": [_get(r, "final.loss") for r in point_runs],
         "loss/val": [_get(r, "final.val_loss") for r in point_runs],
     }
+    # with an activity penalty in the loss, the reconstruction part on its own: what the verdict reads
+    penalised = C.has_penalty(*point_runs)
+    judged = "loss/val without penalty" if penalised else "loss/val"
+    if penalised:
+        series[judged] = [C.recon_val_loss(r) for r in point_runs]
     if noisy:
         series["SSIM/clean input"] = [_get(r, "metrics.ssim") for r in point_runs]
         series["SSIM/noisy input"] = [_get(r, "metrics.noisy.ssim") for r in point_runs]
@@ -589,15 +732,26 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     series["dead code units"] = [_get(r, "metrics.code.dead_units") for r in point_runs]
     path_of = {"loss/train": "final.loss", "loss/val": "final.val_loss", "SSIM": "metrics.ssim",
                "SSIM/clean input": "metrics.ssim", "SSIM/noisy input": "metrics.noisy.ssim",
-               "diversity": "metrics.diversity", "dead code units": "metrics.code.dead_units"}
+               "diversity": "metrics.diversity", "dead code units": "metrics.code.dead_units",
+               "loss/val without penalty": None}
+    # only what the runs recorded: a metric no run has gets no panel (and no column below)
+    series = {name: ys for name, ys in series.items()
+              if any(y is not None and math.isfinite(y) for y in ys)}
     # the baseline as dotted reference lines, unless it is one of the points (then its row is marked)
     base_lines = base is not None and all(p["run"] != bkey for p in points)
-    baselines = {name: _get(base, path_of[name]) for name in series} if base_lines else None
+    baselines = ({name: (_get(base, path_of[name]) if path_of[name] else C.recon_val_loss(base)) for name in series}
+                 if base_lines else None)
 
+    noise = C.noise_level(point_runs)
+    seen = C.sweep_observation(short, values, point_runs, noise)
+    observation = {"lead": seen["lead"], "evidence": seen["evidence"]}
+    panel_notes = ({"loss": f"{judged.split('/')[1]}: change within noise"} if seen["within_noise"] else None)
     figures: dict[str, bytes] = {}
-    plot = _figure(figures, "figures/sweep.png",
-                   F.sweep_plot(values, series, parameter, results.get("log_x"), baselines=baselines),
-                   f"Final losses and diagnostics against {parameter}")
+    plot = (_figure(figures, "figures/sweep.png",
+                    F.sweep_plot(values, series, parameter, results.get("log_x"), baselines=baselines,
+                                 bands={judged: noise["rel"]} if judged in series else None,
+                                 panel_notes=panel_notes),
+                    f"Final losses and diagnostics against {parameter}") if series else None)
 
     columns = [label for label, _ in _SWEEP_COLUMNS] + ["dead code units"]
     if noisy:
@@ -614,6 +768,11 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         table.append(row(_fmt_value(p["value"]), r, p["run"], p["run"] == bkey))
     if base is not None and all(p["run"] != bkey for p in points):
         table.append(row("baseline", base, bkey, True))
+    # a column no run has a number for is left out
+    keep = [i for i in range(len(columns)) if any(r["cells"][i] != "—" for r in table)]
+    columns = [columns[i] for i in keep]
+    for r in table:
+        r["cells"] = [r["cells"][i] for i in keep]
 
     samples = _Samples(sweep_dir)
     recon_rows: list[tuple[str, np.ndarray]] = []
@@ -632,26 +791,12 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     recon = (_figure(figures, "figures/sweep-recon.png", F.recon_grid(recon_rows),
                      f"Reconstructions for each value of {parameter}") if recon_rows else None)
 
-    vals = series["loss/val"]
-    finite = [(x, i) for i, x in enumerate(vals) if x is not None and math.isfinite(x)]
-    if finite:
-        lo, hi = min(finite), max(finite)
-        observation = (
-            f"The final val loss is lowest at {short}={_fmt_value(values[lo[1]])} ({C.fmt_num(lo[0], 3)}) and "
-            f"highest at {short}={_fmt_value(values[hi[1]])} ({C.fmt_num(hi[0], 3)}), a factor of "
-            f"{C.fmt_ratio(C.ratio(hi[0], lo[0]))}; from the first to the last value it goes from "
-            f"{C.fmt_num(vals[0], 3)} to {C.fmt_num(vals[-1], 3)}."
-        )
-    else:
-        observation = "No final val loss was recorded."
-
-    notes = [METHOD_NOTES["scaling"]] + ([METHOD_NOTES["noisy_validation"]] if noisy else [])
     name = str(results.get("sweep") or "")
     header = _header(results, f"Sweep {name}" + ("" if parameter in name else f" over {parameter}"))
     context = {
         "kind": "sweep",
         **header,
-        "protocol_sentence": _protocol_sentence(header["protocol"]),
+        "protocol_sentence": _protocol_sentence(header),
         "n_runs": len(runs),
         "parameter": parameter,
         "values": [_fmt_value(x) for x in values],
@@ -661,7 +806,10 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "table": table,
         "recon": recon,
         "observation": observation,
-        "notes": notes,
+        "noise_rel": C.fmt_pct(noise["rel"]).lstrip("+"),
+        "band_of": "val loss without the activity penalty" if penalised else "val loss",
+        "min_span": f"{100 * F.MIN_REL_SPAN:g}%",
+        "notes": _notes(results),
         "effect": _corrected_effect(results),
         "missing": samples.missing,
         "metric_docs": _metric_docs(),

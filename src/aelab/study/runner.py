@@ -144,6 +144,7 @@ def _run_study(study: Study, out: Path, *, device, engine, progress, data, repor
     train_wall = time.perf_counter() - t0
     results: dict[str, Any] = {
         "study": study.name, "title": study.title, "description": study.description,
+        "notes": [dict(n) for n in study.notes],
         "protocol": study.protocol, "quick": study.quick, "wall_seconds": train_wall,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "aelab_version": __version__,
         "device": str(dev_name(device)), "engine": engine,

@@ -2,7 +2,8 @@
 
 A variant is a baseline plus dotted overrides (``base = "lab_sparse"``, ``model.activity_l1 =
 0.01``); a question pairs a variant with its baseline and lists the claims to check. Loading a
-study validates every run's config, so a typo fails before anything trains.
+study validates every run's config, so a typo fails before anything trains. Optional ``[[notes]]``
+tables (``title``, ``text``) are the study's method notes: its report lists them, and only its.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, Optional
 from ..config import RunConfig, load_toml
 from ..errors import ConfigError
 
-TOP_KEYS = {"title", "description", "defaults", "quick", "protocols", "baselines", "variants", "questions"}
+TOP_KEYS = {"title", "description", "defaults", "quick", "protocols", "baselines", "variants", "questions", "notes"}
+NOTE_KEYS = {"title", "text"}
 QUESTION_KEYS = {"id", "section", "question", "baseline", "variant", "claims"}
 
 
@@ -41,6 +43,8 @@ class Study:
     quick: bool = False
     source: str = ""
     protocols: dict = field(default_factory=dict)
+    #: method notes of this study (``[[notes]]`` tables: ``title``, ``text``); its report lists them
+    notes: list[dict[str, str]] = field(default_factory=list)
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -136,7 +140,30 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: str = "seed", q
                                   variant=q["variant"], claims=tuple(q.get("claims", ()))))
     return Study(name=name, title=str(raw.get("title", name)), description=str(raw.get("description", "")),
                  runs=runs, questions=questions, protocol=protocol, quick=quick, source=source,
-                 protocols=protocols)
+                 protocols=protocols, notes=_notes(raw.get("notes", []), where))
+
+
+def _notes(raw: Any, where: str) -> list[dict[str, str]]:
+    """``[[notes]]`` tables (``title`` optional, ``text`` required) or plain strings → [{title, text}]."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"study {where}: 'notes' must be a list of [[notes]] tables with a 'text' (and optional 'title')")
+    out = []
+    for i, n in enumerate(raw):
+        if isinstance(n, str):
+            n = {"text": n}
+        if not isinstance(n, dict):
+            raise ConfigError(f"study {where}: note {i + 1} must be a table with 'text' (and optional 'title'), got {n!r}")
+        bad = set(n) - NOTE_KEYS
+        if bad:
+            raise ConfigError(f"study {where}: note {i + 1}: unknown key {sorted(bad)[0]!r}; allowed: {', '.join(sorted(NOTE_KEYS))}")
+        text = n.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"study {where}: note {i + 1} needs a non-empty 'text'")
+        title = n.get("title", "")
+        if not isinstance(title, str):
+            raise ConfigError(f"study {where}: note {i + 1}: 'title' must be a string")
+        out.append({"title": " ".join(title.split()), "text": " ".join(text.split())})
+    return out
 
 
 def _validated(d: dict, where: str, rname: str) -> RunConfig:
