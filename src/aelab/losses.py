@@ -1,7 +1,9 @@
-"""Loss functions as pure functions, each faithful to Keras' definition.
+"""Loss functions as pure functions, each faithful to its reference's definition.
 
-Shapes: ``y_true`` and predictions are ``(B, D)``; every loss returns the scalar batch mean of
-the per-sample mean over the D values, which is what Keras reports for one batch.
+Shapes: ``y_true`` and predictions are ``(B, D)`` (images flattened). The reconstruction losses
+return the scalar batch mean of the per-sample mean over the D values, which is what Keras
+reports for one batch; the ``*_elementwise`` forms return ``(B, D)`` for the families whose
+references sum over pixels (the VAEs). The regularisers each cite their formula.
 """
 
 from __future__ import annotations
@@ -79,3 +81,98 @@ def reconstruction_loss(kind: str, y_true: torch.Tensor, out: torch.Tensor, logi
     if kind == "mse":
         return mse(y_true, out)
     raise ValueError(f"unknown loss {kind!r}; allowed: bce, mse")
+
+
+# -- per-element reconstruction losses (for references that sum over pixels) ---------------------------
+def bce_elementwise(y_true: torch.Tensor, out: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+    """Keras' binary cross-entropy per element, ``(B, D)``: the logits path when logits are given
+    (a sigmoid output, as Keras 3 recovers them), else probabilities clipped to [EPS, 1 − EPS]."""
+    if logits is not None:
+        return F.binary_cross_entropy_with_logits(logits, y_true, reduction="none")
+    p = torch.clamp(out, EPS, 1.0 - EPS)
+    return -(y_true * torch.log(p) + (1.0 - y_true) * torch.log(1.0 - p))
+
+
+def torch_bce_elementwise(y_true: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """PyTorch's ``F.binary_cross_entropy`` per element, ``(B, D)``: from probabilities, each log
+    clamped at −100 (what pytorch/examples' VAE computes, summed)."""
+    return F.binary_cross_entropy(out, y_true, reduction="none")
+
+
+def mse_elementwise(y_true: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Squared error per element, ``(B, D)``."""
+    return (out - y_true).square()
+
+
+def reconstruction_elementwise(kind: str, y_true: torch.Tensor, out: torch.Tensor,
+                               logits: torch.Tensor | None) -> torch.Tensor:
+    """``(B, D)`` per-element loss for ``kind`` in bce (Keras), torch_bce (PyTorch) or mse."""
+    if kind == "bce":
+        return bce_elementwise(y_true, out, logits)
+    if kind == "torch_bce":
+        return torch_bce_elementwise(y_true, out)
+    if kind == "mse":
+        return mse_elementwise(y_true, out)
+    raise ValueError(f"unknown loss {kind!r}; allowed: bce, torch_bce, mse")
+
+
+def reduce_per_sample(per_element: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce a ``(B, D)`` (or ``(B, K)``) loss the way a reference does:
+
+    - ``"mean"``: mean over everything (Keras' compile-time losses);
+    - ``"sum_mean"``: sum over the D values, mean over the batch (keras.io's VAE);
+    - ``"sum"``: sum over everything, batch included (pytorch/examples' VAE).
+    """
+    if reduction == "mean":
+        return per_element.mean()
+    if reduction == "sum_mean":
+        return per_element.sum(dim=1).mean()
+    if reduction == "sum":
+        return per_element.sum()
+    raise ValueError(f"unknown reduction {reduction!r}; allowed: mean, sum_mean, sum")
+
+
+# -- regularisers of the other families --------------------------------------------------------------------
+def kl_normal_elementwise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) per latent dimension, ``(B, K)``: ``−½(1 + log σ² − μ² − σ²)``
+    (Kingma & Welling 2014, appendix B; keras.io's and pytorch/examples' VAE)."""
+    return -0.5 * (1.0 + logvar - mu.square() - logvar.exp())
+
+
+def contractive_dense(h: torch.Tensor, weight: torch.Tensor, activation: str) -> torch.Tensor:
+    """Rifai et al. 2011 for a one-layer dense encoder ``h = f(W x + b)``: the batch mean of
+    ``‖∂h/∂x‖²_F = Σ_j f′(z_j)² Σ_i W_ji²``, with ``f′`` written from the output ``h``:
+    sigmoid ``h(1 − h)``, tanh ``1 − h²``, relu ``[h > 0]``, linear ``1``.
+    ``h: (B, K)``, ``weight: (K, D)`` (PyTorch's Linear layout) → scalar.
+    """
+    if activation == "sigmoid":
+        d = h * (1.0 - h)
+    elif activation == "tanh":
+        d = 1.0 - h.square()
+    elif activation == "relu":
+        d = (h > 0).to(h.dtype)
+    elif activation == "linear":
+        d = torch.ones_like(h)
+    else:
+        raise ValueError(f"no closed form for activation {activation!r}; use contractive_autograd")
+    return (d.square() * weight.square().sum(dim=1)).sum(dim=1).mean()
+
+
+def contractive_autograd(encode, x: torch.Tensor) -> torch.Tensor:
+    """``‖∂h/∂x‖²_F`` averaged over the batch for any encoder, by reverse-mode Jacobians
+    (``torch.func.jacrev`` under ``vmap``; differentiable, so it can be trained on).
+    ``encode``: ``(B, D) → (B, K)``; ``x: (B, D)`` → scalar.
+    """
+    from torch.func import jacrev, vmap
+
+    jac = vmap(jacrev(lambda xi: encode(xi.unsqueeze(0)).squeeze(0)))(x)  # (B, K, D)
+    return jac.square().sum(dim=(1, 2)).mean()
+
+
+def kl_sparsity(h: torch.Tensor, rho: float, eps: float = EPS) -> torch.Tensor:
+    """Ng's sparse autoencoder (CS294A notes): ``Σ_j KL(ρ ‖ ρ̂_j)`` with ``ρ̂_j`` the batch mean of
+    code unit j (sigmoid units: values in (0, 1)), ``KL(ρ‖ρ̂) = ρ log(ρ/ρ̂) + (1 − ρ) log((1 − ρ)/(1 − ρ̂))``.
+    ``ρ̂`` is clipped to [eps, 1 − eps] so a dead unit gives a large, finite penalty. ``h: (B, K)`` → scalar.
+    """
+    rho_hat = h.mean(dim=0).clamp(eps, 1.0 - eps)
+    return (rho * torch.log(rho / rho_hat) + (1.0 - rho) * torch.log((1.0 - rho) / (1.0 - rho_hat))).sum()
