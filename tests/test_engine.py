@@ -205,6 +205,6 @@ def test_a_fresh_stepper_evaluates_before_any_step(variant):
     cfg = _cfg(**variant)
     (d,) = _data([cfg])
     fast, plain = _stacked([cfg]), _plain(cfg)
-    (lf,), _ = fast.evaluate([d.x_val], d.x_val)
-    lp, _ = plain.evaluate([d.x_val], d.x_val)
+    (lf,), _, _ = fast.evaluate([d.x_val], d.x_val)
+    lp, _, _ = plain.evaluate([d.x_val], d.x_val)
     assert math.isclose(float(lf), float(lp), rel_tol=1e-5)

@@ -322,7 +322,7 @@ def test_build_stack_does_not_touch_the_global_rng():
 
 
 def test_keras_init_glorot_with_keras_fans_and_zero_bias():
-    seq, _ = build_stack([conv(16), convT(8), {"kind": "flatten"}, "10"], (8, 12, 12),
+    seq, _ = build_stack([conv(16), convT(8), {"kind": "flatten"}, "10:linear"], (8, 12, 12),
                          generator=torch.Generator().manual_seed(0))
     c, t, lin = seq[0], seq[2], seq[6]
     # Conv2D kernel (3, 3, 8, 16): fan_in 72, fan_out 144. Conv2DTranspose kernel (3, 3, 8, 16)
@@ -331,7 +331,7 @@ def test_keras_init_glorot_with_keras_fans_and_zero_bias():
         a = math.sqrt(6 / fans)
         assert m.weight.abs().max() <= a and m.weight.abs().max() > 0.95 * a
         assert torch.count_nonzero(m.bias) == 0
-    again, _ = build_stack([conv(16), convT(8), {"kind": "flatten"}, "10"], (8, 12, 12),
+    again, _ = build_stack([conv(16), convT(8), {"kind": "flatten"}, "10:linear"], (8, 12, 12),
                            generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(p, q) for p, q in zip(seq.parameters(), again.parameters()))
 
@@ -363,7 +363,8 @@ def test_unknown_init_is_refused():
 def test_specs_defaults_and_round_trips():
     assert Dense(size=32) == Dense(size=32, activation="linear")
     assert str(Dense(size=32, activation="relu")) == "32:relu" == str(Dense.parse(" 32 : relu "))
-    assert Dense.parse("32") == Dense(size=32)
+    with pytest.raises(ConfigError, match="SIZE:ACTIVATION"):  # a forgotten activation is not silently linear
+        Dense.parse("32")
     c = Conv2D(filters=8, kernel=3)
     assert (c.stride, c.padding, c.activation) == (1, "valid", "linear")
     p = MaxPool2D()
@@ -436,4 +437,4 @@ def test_misfit_layers_raise_one_line_value_errors(specs, in_shape, words):
 
 def test_error_label_names_the_stack():
     with pytest.raises(ValueError, match=r"^decoder layer 2 \(dense\)"):
-        stack_shapes(["16", {"kind": "reshape", "shape": [4, 4, 1]}, "8"], (8,), label="decoder layer")
+        stack_shapes(["16:linear", {"kind": "reshape", "shape": [4, 4, 1]}, "8:linear"], (8,), label="decoder layer")

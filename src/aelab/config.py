@@ -16,7 +16,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -30,83 +30,36 @@ else:  # pragma: no cover - exercised on 3.10 only
 from ._schema import ACTIVATIONS, Activation, Frozen as _Frozen  # noqa: F401  (re-exported)
 
 
-class LayerSpec(_Frozen):
-    """One Dense layer: its width and activation (Keras names)."""
-
-    size: int = Field(gt=0, le=1_000_000)
-    activation: Activation
-
-    @classmethod
-    def parse(cls, text: str) -> "LayerSpec":
-        """Parse ``"32:relu"`` (the CLI's form)."""
-        size, sep, act = text.strip().partition(":")
-        if not sep or not size.strip().isdigit():
-            raise ConfigError(
-                f"layer {text!r} is not SIZE:ACTIVATION (for example 32:relu); "
-                f"activations: {', '.join(ACTIVATIONS)}"
-            )
-        if act.strip() not in ACTIVATIONS:
-            raise ConfigError(f"layer {text!r}: unknown activation {act.strip()!r}; allowed: {', '.join(ACTIVATIONS)}")
-        return cls(size=int(size), activation=act.strip())
-
-    def __str__(self) -> str:
-        return f"{self.size}:{self.activation}"
+from .models import FAMILIES, ModelConfig  # noqa: E402  (the families own their config classes)
+from .models.layers import Dense as LayerSpec, parse_layer  # noqa: E402,F401  (the dense short form)
 
 
-def parse_layers(text: str) -> tuple[LayerSpec, ...]:
+def parse_layers(text: str) -> tuple:
     """Parse ``"128:relu,64:relu,32:relu"`` into layer specs."""
     parts = [p for p in text.split(",") if p.strip()]
     if not parts:
         raise ConfigError("a layer list is empty; give SIZE:ACTIVATION[,SIZE:ACTIVATION...] such as 32:relu")
-    return tuple(LayerSpec.parse(p) for p in parts)
+    return tuple(parse_layer(p) for p in parts)
 
 
-class ModelConfig(_Frozen):
-    """An autoencoder: family, encoder and decoder layers, code-layer regularisation."""
+#: The model part of a run: one family's Config, chosen by its ``family`` field ("ae" when absent).
+AnyModelConfig = Annotated[Union[tuple(f.Config for f in FAMILIES.values())], Field(discriminator="family")]
+DEFAULT_FAMILY = "ae"
 
-    family: str = "dense"
-    input_dim: int = Field(default=784, gt=0)
-    encoder: tuple[LayerSpec, ...] = (LayerSpec(size=32, activation="relu"),)
-    decoder: tuple[LayerSpec, ...] = (LayerSpec(size=784, activation="sigmoid"),)
-    #: Keras ``activity_regularizer=l1(λ)`` on the code layer: λ·Σ|h| / batch size.
-    activity_l1: float = Field(default=0.0, ge=0.0)
-    #: "keras": Glorot-uniform kernels, zero biases. "torch": PyTorch's nn.Linear default.
-    init: Literal["keras", "torch"] = "keras"
 
-    @field_validator("encoder", "decoder", mode="before")
-    @classmethod
-    def _layers_from_text(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return parse_layers(v)
-        if isinstance(v, list):
-            return tuple(LayerSpec.parse(x) if isinstance(x, str) else x for x in v)
-        return v
+def model_defaults(family: str) -> dict[str, Any]:
+    """A family's default model config as a dict (what a config file may override)."""
+    if family not in FAMILIES:
+        raise ConfigError(f"invalid config: model.family: unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
+    return _model_dict(FAMILIES[family].Config())
 
-    @field_validator("activity_l1", mode="before")
-    @classmethod
-    def _int_is_float(cls, v: Any) -> Any:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
-    @model_validator(mode="after")
-    def _shapes(self) -> "ModelConfig":
-        from .models import FAMILIES  # the registry; imported late to avoid a cycle
-
-        if self.family not in FAMILIES:
-            raise ValueError(f"unknown family {self.family!r}; allowed: {', '.join(sorted(FAMILIES))}")
-        if not self.encoder:
-            raise ValueError("encoder needs at least one layer")
-        if not self.decoder:
-            raise ValueError("decoder needs at least one layer")
-        if self.decoder[-1].size != self.input_dim:
-            raise ValueError(
-                f"the decoder's last layer has size {self.decoder[-1].size} but the input has "
-                f"{self.input_dim} values; make the last decoder layer {self.input_dim}:<activation>"
-            )
-        return self
-
-    @property
-    def code_dim(self) -> int:
-        return self.encoder[-1].size
+def _model_dict(m: ModelConfig) -> dict[str, Any]:
+    d = m.model_dump(mode="json")
+    d["encoder"] = m.layers_text(m.encoder)
+    d["decoder"] = m.layers_text(m.decoder)
+    d["input_shape"] = list(m.input_shape)
+    return d
 
 
 class DataConfig(_Frozen):
@@ -141,7 +94,10 @@ class TrainConfig(_Frozen):
     batch_size: int = Field(default=64, ge=1)
     shuffle: bool = True
     seed: int = 2022
-    loss: Literal["bce", "mse"] = "bce"
+    #: "bce": Keras' binary cross-entropy (the logits path for a sigmoid output, else clipped);
+    #: "torch_bce": PyTorch's F.binary_cross_entropy (probabilities, logs clamped at −100), as
+    #: pytorch/examples' VAE; "mse": mean squared error.
+    loss: Literal["bce", "torch_bce", "mse"] = "bce"
     lr: float = Field(default=1e-3, gt=0.0)
     beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
     beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
@@ -157,9 +113,22 @@ class RunConfig(_Frozen):
     """Everything that determines a run's result. Devices and engines are not part of it."""
 
     name: str = "run"
-    model: ModelConfig = ModelConfig()
+    model: AnyModelConfig = FAMILIES[DEFAULT_FAMILY].Config()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family(cls, data: Any) -> Any:
+        # a config file need not name the family ("ae"); configs from before families say "dense"
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            m = dict(data["model"])
+            fam = m.get("family", DEFAULT_FAMILY)
+            m["family"] = DEFAULT_FAMILY if fam == "dense" else fam
+            if m["family"] not in FAMILIES:
+                raise ValueError(f"model.family: unknown family {m['family']!r}; allowed: {', '.join(FAMILIES)}")
+            data = {**data, "model": m}
+        return data
 
     @model_validator(mode="after")
     def _batch_fits(self) -> "RunConfig":
@@ -181,8 +150,7 @@ class RunConfig(_Frozen):
 
     def to_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
-        d["model"]["encoder"] = [str(LayerSpec(**l)) for l in d["model"]["encoder"]]
-        d["model"]["decoder"] = [str(LayerSpec(**l)) for l in d["model"]["decoder"]]
+        d["model"] = _model_dict(self.model)
         return d
 
     def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
@@ -201,7 +169,10 @@ def config_hash(cfg: RunConfig) -> str:
 
 
 def _format_loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not isinstance(p, int)) or "config"
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in FAMILIES:  # the union's tag, not a key
+        del parts[1]
+    return ".".join(parts) or "config"
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -267,7 +238,13 @@ def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
     is turned back into a config.
     """
     out = json.loads(json.dumps(d))
+    family = overrides.get("model.family", (out.get("model") or {}).get("family", DEFAULT_FAMILY))
     defaults = RunConfig().to_dict()
+    defaults["model"] = model_defaults(DEFAULT_FAMILY if family == "dense" else family)
+    if "model.family" in overrides and (out.get("model") or {}).get("family", DEFAULT_FAMILY) != family:
+        # another family: start from its defaults, keeping what every family shares
+        kept = {k: v for k, v in (out.get("model") or {}).items() if k in ("input_shape", "init")}
+        out["model"] = {**defaults["model"], **kept}
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         node, ref = out, defaults

@@ -146,7 +146,7 @@ def is_done(run_dir: Path) -> bool:
 
 
 def spec_of(cfg: RunConfig) -> ModelSpec:
-    return ModelSpec(cfg.model, cfg.train.loss, derived_seed(cfg.train.seed, STREAM_INIT))
+    return ModelSpec(cfg.model, cfg.train.loss, derived_seed(cfg.train.seed, STREAM_INIT), cfg.train.seed)
 
 
 def group_key(cfg: RunConfig, engine: str) -> tuple:
@@ -168,6 +168,8 @@ def save_checkpoint(run_dir: Path, cfg: RunConfig, tensors: dict[str, torch.Tens
     if st.loss_rows is not None:
         t["loop.loss_rows"] = st.loss_rows[:, m].to("cpu").contiguous()
         t["loop.pen_rows"] = st.pen_rows[:, m].to("cpu").contiguous()
+        if st.term_rows is not None:
+            t["loop.term_rows"] = st.term_rows[:, m].to("cpu").contiguous()
     with atomic_path(ck / "state.safetensors") as tmp:
         save_file(t, str(tmp))
     write_json(ck / "state.json", {
@@ -547,8 +549,7 @@ def _group_cost(cfgs: Sequence[RunConfig]) -> float:
     784→32→784 ≈ 0.40 ms, 784→128→64→32→64→128→784 ≈ 0.95 ms per model-step).
     """
     c = cfgs[0]
-    sizes = [c.model.input_dim] + [l.size for l in c.model.encoder] + [l.size for l in c.model.decoder]
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    macs = c.model.macs()
     steps = math.ceil((c.data.limit or 60000) / c.train.batch_size) * c.train.epochs
     return (0.24 + 3.2e-6 * macs) * steps * len(cfgs)
 
@@ -708,6 +709,8 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
             if meta["batch"] > 0:
                 state.loss_rows = torch.stack([ck[0]["loop.loss_rows"] for ck in cks], dim=1)
                 state.pen_rows = torch.stack([ck[0]["loop.pen_rows"] for ck in cks], dim=1)
+                if all("loop.term_rows" in ck[0] for ck in cks):
+                    state.term_rows = torch.stack([ck[0]["loop.term_rows"] for ck in cks], dim=1)
     for rd, c in zip(run_dirs, cfgs):
         if state is None and (rd / CHECKPOINT).exists():
             shutil.rmtree(rd / CHECKPOINT)
@@ -726,7 +729,7 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
     desc = names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1}"
     st = fit(stepper, datas, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed, shuffle=t.shuffle,
              state=state, hooks=Hooks(on_epoch_end=epoch_end, on_interrupt=checkpoint), stop=stop,
-             progress=progress, desc=desc, names=names)
+             progress=progress, desc=desc, names=names, terms=[s.term_names() for s in specs])
     wall = time.perf_counter() - t0
     out = []
     for m, (model, rd, c, d) in enumerate(zip(stepper.export_models(), run_dirs, cfgs, datas)):
@@ -740,10 +743,15 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint."""
     from .metrics import evaluate
 
+    from .models import family_of
+
     model.eval()
     noisy = d.noisy_val() if cfg.data.noise_factor > 0 else None
     metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy)
-    with torch.inference_mode():
+    diag = family_of(cfg.model).diagnostics(model, d.x_val, cfg.model, cfg.train.loss)
+    if diag:
+        metrics["family"] = {"name": cfg.model.family, **diag}
+    with torch.no_grad():  # not inference_mode: a contractive forward differentiates its encoder
         n = min(10, d.x_val.shape[0])
         samples = {"original": d.x_val[:n], "recon": model(d.x_val[:n]).recon}
         if noisy is not None:

@@ -26,18 +26,22 @@ from .ckernels import gather_rows
 
 
 # -- reproducible random streams ------------------------------------------------------------------
-STREAM_INIT, STREAM_SHUFFLE, STREAM_NOISE = 0, 1, 2
+STREAM_INIT, STREAM_SHUFFLE, STREAM_NOISE, STREAM_SAMPLE, STREAM_EVAL = 0, 1, 2, 3, 4
 
 
-def derived_seed(seed: int, stream: int, epoch: int = 0) -> int:
-    """A 63-bit seed for (run seed, stream, epoch); independent streams, no shared state."""
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, stream, epoch])
+def derived_seed(seed: int, stream: int, epoch: int = 0, batch: Optional[int] = None) -> int:
+    """A 63-bit seed for (run seed, stream, epoch[, batch]); independent streams, no shared state.
+
+    ``batch`` is for the per-step streams (a VAE's ε): a resumed run draws exactly what an
+    uninterrupted one drew at that step, whatever happened before."""
+    key = [int(seed) & 0xFFFFFFFF, stream, epoch] + ([batch] if batch is not None else [])
+    ss = np.random.SeedSequence(key)
     return int(ss.generate_state(2, dtype=np.uint32).astype(np.uint64).dot([1, 1 << 31])) & ((1 << 63) - 1)
 
 
-def generator(seed: int, stream: int, epoch: int = 0) -> torch.Generator:
+def generator(seed: int, stream: int, epoch: int = 0, batch: Optional[int] = None) -> torch.Generator:
     g = torch.Generator(device="cpu")
-    g.manual_seed(derived_seed(seed, stream, epoch))
+    g.manual_seed(derived_seed(seed, stream, epoch, batch))
     return g
 
 
@@ -150,13 +154,24 @@ class History:
     val_penalty: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     images_per_second: list[float] = field(default_factory=list)
+    #: every named loss term per epoch, the reconstruction first: {"reconstruction": [...], "kl": [...]}
+    terms: dict[str, list[float]] = field(default_factory=dict)
+    val_terms: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {k: list(v) for k, v in self.__dict__.items()}
+        return {k: ({n: list(x) for n, x in v.items()} if isinstance(v, dict) else list(v))
+                for k, v in self.__dict__.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        return cls(**{k: list(d.get(k, [])) for k in cls.__dataclass_fields__})
+        out = {}
+        for k in cls.__dataclass_fields__:
+            v = d.get(k)
+            if k in ("terms", "val_terms"):
+                out[k] = {n: list(x) for n, x in (v or {}).items()}
+            else:
+                out[k] = list(v or [])
+        return cls(**out)
 
 
 # -- interruption -------------------------------------------------------------------------------------
@@ -203,6 +218,7 @@ class LoopState:
     histories: list[History] = field(default_factory=list)
     loss_rows: Optional[torch.Tensor] = None  # (batch, M): the batch losses of this epoch so far
     pen_rows: Optional[torch.Tensor] = None
+    term_rows: Optional[torch.Tensor] = None  # (batch, M, T): each named term, when the stepper has any
     elapsed: float = 0.0  # seconds spent in the epoch so far
 
 
@@ -247,9 +263,11 @@ def fit(stepper, datas: Sequence[TrainData], **kw) -> LoopState:
 
 def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, seed: int, shuffle: bool,
          state: Optional[LoopState] = None, hooks: Hooks = Hooks(), stop: Optional[StopFlag] = None,
-         progress: bool = True, desc: str = "train", names: Sequence[str] = ()) -> LoopState:
+         progress: bool = True, desc: str = "train", names: Sequence[str] = (),
+         terms: Optional[Sequence[Sequence[str]]] = None) -> LoopState:
     """Train the stepper's models on ``datas`` (one per model, same N) for ``epochs`` epochs.
 
+    ``terms[m]``: the term names model m records in its history (default: all the stepper's).
     Returns the final LoopState (histories filled). Raises :class:`Interrupted` after
     ``hooks.on_interrupt`` when ``stop`` is requested, and :class:`TrainingError` on a NaN/inf loss.
     """
@@ -275,6 +293,12 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
 
     loss_buf = torch.zeros(nb, M, device=device)
     pen_buf = torch.zeros(nb, M, device=device)
+    term_names = list(getattr(stepper, "term_names", []))
+    T = len(term_names)
+    term_buf = torch.zeros(nb, M, T, device=device) if T else None
+    writes_terms = T > 0 and bool(getattr(stepper, "writes_terms", True))
+    model_terms = [list(t) for t in terms] if terms is not None else [term_names] * M
+    needs_rng = bool(getattr(stepper, "needs_rng", False))
     val_in = [d.val_inputs() for d in datas]  # drawn before the background thread touches datas
 
     def _epochs(rows: _EpochRows, st: LoopState) -> LoopState:
@@ -286,10 +310,14 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
             start_b = st.batch
             loss_buf.zero_()
             pen_buf.zero_()
+            if term_buf is not None:
+                term_buf.zero_()
             if start_b > 0 and st.loss_rows is not None:
                 # resuming mid-epoch: restore the batch losses already recorded this epoch
                 loss_buf[:start_b].copy_(st.loss_rows.to(device))
                 pen_buf[:start_b].copy_(st.pen_rows.to(device))
+                if term_buf is not None and st.term_rows is not None:
+                    term_buf[:start_b].copy_(st.term_rows.to(device))
             # disable=None: a bar only on a terminal; a log file gets the per-epoch lines alone
             bar = tqdm(total=nb, initial=start_b, desc=f"{desc} {epoch + 1}/{epochs}", unit="batch",
                        disable=None if progress else True, leave=False, dynamic_ncols=True, mininterval=0.5)
@@ -297,7 +325,9 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
             b = start_b
             update_every = 64
             while b < nb:
-                stepper.train_step(x_in, y_rows, slice(b * batch_size, (b + 1) * batch_size), loss_buf[b], pen_buf[b])
+                stepper.train_step(x_in, y_rows, slice(b * batch_size, (b + 1) * batch_size), loss_buf[b], pen_buf[b],
+                                   term_buf[b] if writes_terms else None,
+                                   generator(seed, STREAM_SAMPLE, epoch, b) if needs_rng else None)
                 b += 1
                 if b % update_every == 0:
                     bar.update(update_every)
@@ -306,6 +336,7 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                     st.elapsed += time.perf_counter() - t0
                     st.loss_rows = loss_buf[:b].clone()
                     st.pen_rows = pen_buf[:b].clone()
+                    st.term_rows = term_buf[:b].clone() if term_buf is not None else None
                     bar.close()
                     if hooks.on_interrupt:
                         hooks.on_interrupt(st)
@@ -332,8 +363,11 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
             w = sizes.unsqueeze(1)
             train_loss = ((loss_buf.double() * w).sum(0) / n).tolist()
             train_pen = ((pen_buf.double() * w).sum(0) / n).tolist()
-            val_loss, val_pen = stepper.evaluate(val_in, y_val)
-            val_loss, val_pen = val_loss.tolist(), val_pen.tolist()
+            if term_buf is not None and not writes_terms:  # the stepper's one term is its penalty
+                term_buf[:, :, 0] = pen_buf
+            train_terms = ((term_buf.double() * w.unsqueeze(2)).sum(0) / n).tolist() if term_buf is not None else None
+            val_loss, val_pen, val_terms = stepper.evaluate(val_in, y_val)
+            val_loss, val_pen, val_terms = val_loss.tolist(), val_pen.tolist(), val_terms.tolist()
             secs = st.elapsed + (time.perf_counter() - t0)
             for m, h in enumerate(st.histories):
                 h.epoch.append(epoch + 1)
@@ -343,10 +377,17 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                 h.val_penalty.append(float(val_pen[m]))
                 h.epoch_seconds.append(secs)
                 h.images_per_second.append(n * M / secs if secs > 0 else float("nan"))
+                h.terms.setdefault("reconstruction", []).append(float(train_loss[m] - train_pen[m]))
+                h.val_terms.setdefault("reconstruction", []).append(float(val_loss[m] - val_pen[m]))
+                for name in model_terms[m]:
+                    t = term_names.index(name)
+                    h.terms.setdefault(name, []).append(float(train_terms[m][t]))
+                    h.val_terms.setdefault(name, []).append(float(val_terms[m][t]))
             if not all(math.isfinite(v) for v in val_loss):
                 bad_m = next(i for i, v in enumerate(val_loss) if not math.isfinite(v))
                 raise TrainingError(f"the validation loss of {names[bad_m]} became {val_loss[bad_m]} at epoch {epoch + 1}; {NAN_HINT}")
             st.epoch, st.batch, st.loss_rows, st.pen_rows, st.elapsed = epoch + 1, 0, None, None, 0.0
+            st.term_rows = None
             if progress:
                 msg = "  ".join(f"{names[m]}: loss {train_loss[m]:.4f} val {val_loss[m]:.4f}" for m in range(M))
                 tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}  {msg}  {n * M / secs:,.0f} img/s")

@@ -52,9 +52,13 @@ aten = torch.ops.aten
 class ModelSpec:
     """What a stepper needs to know about one model of a group."""
 
-    model_cfg: object  # aelab.config.ModelConfig
-    loss: str  # "bce" | "mse"
+    model_cfg: object  # a family's Config (aelab.models.base.ModelConfig)
+    loss: str  # "bce" | "torch_bce" | "mse"
     init_seed: int
+    sample_seed: int = 0  # the run's seed: a stochastic model's sampling streams derive from it
+
+    def term_names(self) -> tuple[str, ...]:
+        return tuple(self.model_cfg.term_names())
 
 
 def _init_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -114,16 +118,28 @@ class _Stepper:
 
     threads: _Threads
 
+    #: the named loss terms (besides the reconstruction) this stepper reports, in column order
+    term_names: list[str] = []
+    #: whether a step needs a generator (a model that samples); the loop seeds one per (epoch, batch)
+    needs_rng: bool = False
+
     def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor | slice,
-                   loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+                   loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
+                   rng: torch.Generator | None = None) -> None:
         """One optimisation step on rows ``idx`` (indices, or a slice of rows already shuffled);
-        each model's batch loss into ``loss_out[m]``."""
+        each model's batch loss into ``loss_out[m]``, the sum of its terms into ``pen_out[m]`` and,
+        for a stepper that names several, each term into ``terms_out[m, t]``."""
         with self.threads:
-            self._train_step(x_in, y, idx, loss_out, pen_out)
+            self._train_step(x_in, y, idx, loss_out, pen_out, terms_out, rng)
 
 
 class PlainStepper(_Stepper):
-    """One model, autograd, Keras Adam. ``n_models == 1``."""
+    """One model of any family, autograd, Keras Adam. ``n_models == 1``.
+
+    The loss is the family's ``reconstruction`` plus the terms its ``forward`` names; a model that
+    samples (a VAE) gets the generator the loop seeds per (epoch, batch), and evaluates with one
+    fixed generator, so its validation loss is deterministic and comparable between epochs.
+    """
 
     n_models = 1
 
@@ -137,14 +153,17 @@ class PlainStepper(_Stepper):
         self.model = build_initial_model(spec).to(self.device)
         self.opt = KerasAdam(self.model.parameters(), lr=lr, beta1=beta1, beta2=beta2, eps=eps)
         self.t = 0
+        self.term_names = list(spec.term_names())
+        self.needs_rng = bool(getattr(self.model, "stochastic", False))
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
-                    loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+                    loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
+                    rng: torch.Generator | None = None) -> None:
         xb = _rows(x_in[0], idx)
         yb = _rows(y, idx)
         self.model.train()
-        out = self.model(xb)
-        rec = reconstruction_loss(self.spec.loss, yb, out.recon, out.logits)
+        out = self.model(xb, rng=rng)
+        rec = self.model.reconstruction(out, yb, self.spec.loss)
         loss = rec + out.penalty
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,25 +171,34 @@ class PlainStepper(_Stepper):
         self.t += 1
         loss_out[0].copy_(loss.detach())
         pen_out[0].copy_(out.penalty.detach())
+        if terms_out is not None and self.term_names:
+            terms_out[0].copy_(torch.stack([out.terms[n].detach() for n in self.term_names]))
 
     def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = EVAL_CHUNK):
-        """Mean loss (penalty included) and mean penalty over the whole set, as 1-element tensors."""
+        """Mean loss (terms included), mean penalty and mean of each term over the whole set:
+        ``(1,)``, ``(1,)``, ``(1, T)``."""
         with self.threads:
             return self._evaluate(x_in, y, chunk)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: a contractive term differentiates the encoder inside
     def _evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int):
+        from .loop import STREAM_EVAL, generator
+
         self.model.eval()
+        rng = generator(self.spec.sample_seed, STREAM_EVAL) if self.needs_rng else None
         n = y.shape[0]
         tot = torch.zeros((), device=self.device, dtype=torch.float64)
         pen = torch.zeros((), device=self.device, dtype=torch.float64)
+        terms = torch.zeros(len(self.term_names), device=self.device, dtype=torch.float64)
         for s in range(0, n, chunk):
             xb, yb = x_in[0][s:s + chunk], y[s:s + chunk]
-            out = self.model(xb)
+            out = self.model(xb, rng=rng)
             b = yb.shape[0]
-            tot += (reconstruction_loss(self.spec.loss, yb, out.recon, out.logits) + out.penalty).double() * b
+            tot += (self.model.reconstruction(out, yb, self.spec.loss) + out.penalty).double() * b
             pen += out.penalty.double() * b
-        return (tot / n).float().reshape(1), (pen / n).float().reshape(1)
+            for t, name in enumerate(self.term_names):
+                terms[t] += out.terms[name].double() * b
+        return (tot / n).float().reshape(1), (pen / n).float().reshape(1), (terms / n).float().reshape(1, -1)
 
     # -- state ---------------------------------------------------------------------------------
     def export_models(self) -> list[torch.nn.Module]:
@@ -278,13 +306,21 @@ def _runs(labels: Sequence[str]) -> list[tuple[int, int, str]]:
 def stack_key(spec: ModelSpec) -> tuple:
     """Models with the same key can share a :class:`StackedDenseStepper`."""
     cfg = spec.model_cfg
-    if cfg.family != "dense":
+    if not can_stack(spec):
         return ("plain", id(spec))
     return ("dense", cfg.input_dim, tuple(l.size for l in cfg.encoder), tuple(l.size for l in cfg.decoder))
 
 
+#: The reconstruction losses the fast path implements (Keras' BCE, both paths, and MSE).
+FAST_LOSSES = ("bce", "mse")
+
+
 def can_stack(spec: ModelSpec) -> bool:
-    return spec.model_cfg.family == "dense"
+    """Whether the fast path implements every field of this model (its family says which) and its
+    loss; anything else trains on the plain autograd path, never with a field ignored."""
+    from ..models import family_of
+
+    return spec.loss in FAST_LOSSES and bool(family_of(spec.model_cfg).supports_fast(spec.model_cfg))
 
 
 class StackedDenseStepper(_Stepper):
@@ -331,6 +367,8 @@ class StackedDenseStepper(_Stepper):
         self._c = dev.type == "cpu" and ckernels.load() is not None  # the fused C kernels apply
         lams = [float(s.model_cfg.activity_l1) for s in specs]
         self.has_penalty = any(l > 0 for l in lams)
+        self.term_names = ["activity_l1"] if self.has_penalty else []
+        self.writes_terms = False  # its one term is pen_out itself
         self.lam = torch.tensor(lams, device=dev, dtype=torch.float32).view(M, 1, 1)
         # hidden layers whose backward (and the code layer's L1 penalty) one C call does
         self._hid_c = [self._c and all(a in ckernels.HIDDEN_ACTS for a in self.acts[l]) for l in range(self.L - 1)]
@@ -543,7 +581,9 @@ class StackedDenseStepper(_Stepper):
         return h.abs().sum((1, 2)).mul_(self.lam.view(-1)).div_(h.shape[1])
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
-                    loss_out: torch.Tensor, pen_out: torch.Tensor) -> None:
+                    loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
+                    rng: torch.Generator | None = None) -> None:
+        # its one term, the activity L1, is the penalty itself: the loop copies it, no per-step cost
         yb = _rows(y, idx)
         a0 = self._inputs(x_in, idx, known=(y, yb))
         B = yb.shape[0]
@@ -610,7 +650,8 @@ class StackedDenseStepper(_Stepper):
                 p = self._penalty(outs[self.code_layer]).double() * b
                 tot += p
                 pen += p
-        return (tot / n).float(), (pen / n).float()
+        pen = (pen / n).float()
+        return (tot / n).float(), pen, pen.reshape(-1, 1)[:, :len(self.term_names)]
 
     # -- state ---------------------------------------------------------------------------------
     def _names(self) -> list[tuple[str, str]]:

@@ -1,32 +1,54 @@
-"""The contract every autoencoder family meets, and the Keras activation functions.
+"""The contract every autoencoder family meets: its config base, its output, the Keras activations.
 
 An :class:`Autoencoder` is a pure ``nn.Module``: built from a config, holding no data. It has an
-``encoder`` and a ``decoder`` that work alone (as the seed notebook splits its ``Sequential``),
-and ``forward`` returns a small fixed :class:`AEOutput`.
+``encoder`` and a ``decoder`` that work alone (as the seed notebook splits its ``Sequential``);
+``forward(x, rng)`` returns a small fixed :class:`AEOutput` whose ``terms`` name every loss term
+the family adds to the reconstruction; ``reconstruction(out, y, loss)`` is the family's
+reconstruction term (Keras' batch mean for most, a per-image sum for the VAEs), so the engine
+trains any family as ``reconstruction + Σ terms`` without knowing which one it is.
+
+A family is one module (``ae.py``, ``vae.py``, …) with:
+``Config`` (a :class:`ModelConfig` subclass whose ``family`` literal is the registry key),
+``build(cfg, generator) -> Autoencoder``, ``supports_fast(cfg) -> bool`` (whether the stacked
+dense fast path implements *every* field of this config; anything else trains on autograd) and
+``diagnostics(model, x, cfg) -> dict`` (its own measurements, for ``metrics.json``).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import math
+from typing import Any, Literal, NamedTuple, Optional
 
 import torch
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
+
+from .._schema import Frozen
+from ..errors import ConfigError
 
 
 class AEOutput(NamedTuple):
     """What ``Autoencoder.forward`` returns.
 
-    recon:   (B, D) the reconstruction (after the output activation).
-    code:    (B, K) the code-layer activations.
+    recon:   (B, D) the reconstruction (after the output activation), flat.
+    code:    (B, K) the deterministic code (μ for a VAE), flat.
     logits:  (B, D) the output layer's pre-activation when it is a sigmoid (so BCE can take
              Keras' stable logits path), else None.
-    penalty: scalar tensor, the regularisation added to the loss (0 when there is none).
+    penalty: scalar tensor, the sum of ``terms`` (0 when there is none).
+    terms:   the named loss terms the family adds, each already weighted (activity_l1, kl, …).
     """
 
     recon: torch.Tensor
     code: torch.Tensor
     logits: Optional[torch.Tensor]
     penalty: torch.Tensor
+    terms: dict = {}
+
+
+def output(recon, code, logits, terms: dict[str, torch.Tensor]) -> AEOutput:
+    """An AEOutput whose penalty is the sum of ``terms``."""
+    penalty = sum(terms.values()) if terms else code.new_zeros(())
+    return AEOutput(recon, code, logits, penalty, terms)
 
 
 class Autoencoder(nn.Module):
@@ -34,12 +56,155 @@ class Autoencoder(nn.Module):
 
     encoder: nn.Module
     decoder: nn.Module
+    #: whether ``forward`` draws random numbers (a VAE's sampling): the engine then passes a
+    #: generator seeded per (epoch, batch), so a resumed run draws exactly the same numbers
+    stochastic: bool = False
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         return self.decoder(h)
+
+    def reconstruction(self, out: AEOutput, y: torch.Tensor, loss: str) -> torch.Tensor:
+        """The reconstruction term: Keras' compile-time loss, the batch mean of per-pixel values."""
+        from ..losses import reconstruction_loss
+
+        return reconstruction_loss(loss, y, out.recon, out.logits)
+
+
+# -- the config every family extends -------------------------------------------------------------------
+def _prod(shape) -> int:
+    return int(math.prod(shape))
+
+
+class ModelConfig(Frozen):
+    """What every family has: the sample shape, an encoder and a decoder (layer stacks), the init.
+
+    ``encoder``/``decoder``: layer specs (``aelab.models.layers``): the short form ``"32:relu"``
+    (a Dense layer; ``"128:relu,64:relu"`` for several) or tables with a ``kind``. An encoder
+    that starts with a dense layer sees each sample flattened, as the Keras blog reshapes MNIST
+    to 784-vectors; one that starts with a convolution sees it as an image, ``input_shape``
+    (C, H, W). The decoder must give back as many values as the input has.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, validate_default=True)
+
+    family: str
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    encoder: tuple[Any, ...] = ("32:relu",)
+    decoder: tuple[Any, ...] = ("784:sigmoid",)
+    #: "keras": Glorot-uniform kernels, zero biases. "torch": PyTorch's nn.Linear/Conv defaults.
+    init: Literal["keras", "torch"] = "keras"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        # configs written before families: {"family": "dense", "input_dim": 784}
+        if isinstance(data, dict) and "input_dim" in data:
+            data = dict(data)
+            dim = data.pop("input_dim")
+            if dim != 784 and "input_shape" not in data:
+                data["input_shape"] = [dim]
+        return data
+
+    @field_validator("input_shape", mode="before")
+    @classmethod
+    def _shape(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            v = tuple(v)
+        if isinstance(v, tuple) and (not v or len(v) not in (1, 3) or not all(isinstance(d, int) and d > 0 for d in v)):
+            raise ValueError(f"got {list(v)}; give (C, H, W) for images or (D,) for vectors, positive ints")
+        return v
+
+    @field_validator("encoder", "decoder", mode="before")
+    @classmethod
+    def _layers(cls, v: Any) -> Any:
+        from .layers import parse_layer
+
+        if isinstance(v, str):
+            v = [p for p in v.split(",") if p.strip()]
+            if not v:
+                raise ValueError("a layer list is empty; give SIZE:ACTIVATION[,SIZE:ACTIVATION...] such as 32:relu")
+        if isinstance(v, (list, tuple)):
+            try:
+                return tuple(parse_layer(x) for x in v)
+            except ConfigError as err:  # as a ValueError, so the message names the field
+                raise ValueError(str(err)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "ModelConfig":
+        if not self.encoder:
+            raise ValueError("encoder needs at least one layer")
+        if not self.decoder:
+            raise ValueError("decoder needs at least one layer")
+        out = self.decoder_output_shape()
+        want = self.input_shape
+        if _prod(out) != _prod(want) or (len(out) == 3 and tuple(out) != tuple(want)):
+            last = self.decoder[-1]
+            hint = (f"make the last decoder layer {_prod(want)}:<activation>" if getattr(last, "kind", "") == "dense"
+                    else f"make it end in the input's shape {list(want)} (C, H, W)")
+            raise ValueError(f"the decoder gives {list(out)} values per sample but the input has {list(want)}; {hint}")
+        return self
+
+    # -- shapes (Keras' arithmetic, see layers.py) ----------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        return _prod(self.input_shape)
+
+    def view_shape(self) -> tuple[int, ...]:
+        """How the encoder sees one sample: flat for a dense first layer, else (C, H, W)."""
+        return (self.input_dim,) if self.encoder[0].kind == "dense" else tuple(self.input_shape)
+
+    def code_shape(self) -> tuple[int, ...]:
+        from .layers import stack_shapes
+
+        return tuple(stack_shapes(self.encoder, self.view_shape(), label="encoder layer")[-1])
+
+    @property
+    def code_dim(self) -> int:
+        return _prod(self.latent_shape())
+
+    def latent_shape(self) -> tuple[int, ...]:
+        """What the decoder takes (the code; a VAE overrides it with its latent size)."""
+        return self.code_shape()
+
+    def decoder_output_shape(self) -> tuple[int, ...]:
+        from .layers import stack_shapes
+
+        return tuple(stack_shapes(self.decoder, self.latent_shape(), label="decoder layer")[-1])
+
+    def is_dense(self) -> bool:
+        return all(l.kind == "dense" for l in (*self.encoder, *self.decoder))
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one sample's forward pass (what the scheduler's cost model uses)."""
+        from .layers import pair, stack_shapes
+
+        total = 0
+        for layers, shape in ((self.encoder, self.view_shape()), (self.decoder, self.latent_shape())):
+            shapes = [tuple(shape)] + [tuple(x) for x in stack_shapes(layers, shape)]
+            for l, a, b in zip(layers, shapes[:-1], shapes[1:]):
+                if l.kind == "dense":
+                    total += _prod(a) * _prod(b)
+                elif l.kind == "conv2d":
+                    total += _prod(b) * _prod(pair(l.kernel)) * a[0]
+                elif l.kind == "conv2d-transpose":
+                    total += _prod(a) * _prod(pair(l.kernel)) * b[0]
+        return total
+
+    def term_names(self) -> tuple[str, ...]:
+        """The loss terms this model adds to the reconstruction, by name (``forward``'s ``terms``)."""
+        return ()
+
+    def layers_text(self, layers) -> list:
+        """Layers as the config file writes them: ``"32:relu"`` for dense, a table otherwise."""
+        return [str(l) if l.kind == "dense" else l.model_dump(mode="json") for l in layers]
+
+
+def positive_float(default: float, *, ge: float = 0.0, le: float | None = None):
+    return Field(default=default, ge=ge, le=le)
 
 
 class LeakyReLU02(nn.LeakyReLU):
@@ -64,3 +229,8 @@ ACTIVATION_MODULES = {
 
 def make_activation(name: str) -> nn.Module:
     return ACTIVATION_MODULES[name]()
+
+
+def float_field(v: Any) -> Any:
+    """Pydantic 'before' helper: a TOML/CLI int where a float is meant (``lam = 1``) is that float."""
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v

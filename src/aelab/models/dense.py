@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..losses import activity_l1
-from .base import AEOutput, Autoencoder, make_activation
+from .base import AEOutput, Autoencoder, make_activation, output
 
 
 def glorot_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -34,7 +34,7 @@ class DenseAutoencoder(Autoencoder):
     def __init__(self, cfg, generator: Optional[torch.Generator] = None) -> None:
         super().__init__()
         self.config = cfg
-        self.activity_l1 = float(cfg.activity_l1)
+        self.activity_l1 = float(getattr(cfg, "activity_l1", 0.0))
         sizes = [cfg.input_dim] + [l.size for l in cfg.encoder] + [l.size for l in cfg.decoder]
         acts = [l.activation for l in cfg.encoder] + [l.activation for l in cfg.decoder]
         linears = [nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:])]
@@ -42,6 +42,11 @@ class DenseAutoencoder(Autoencoder):
             for lin in linears:
                 glorot_uniform_(lin.weight, generator)
                 nn.init.zeros_(lin.bias)
+        else:  # PyTorch's default distributions, drawn from the generator (reproducible)
+            from .layers import _init_torch
+
+            for lin in linears:
+                _init_torch(lin, generator)
         n_enc = len(cfg.encoder)
         enc, dec = [], []
         for k, (lin, act) in enumerate(zip(linears, acts)):
@@ -50,13 +55,13 @@ class DenseAutoencoder(Autoencoder):
         self.decoder = nn.Sequential(*dec)
         self.output_activation = acts[-1]
 
-    def forward(self, x: torch.Tensor) -> AEOutput:
+    def forward(self, x: torch.Tensor, rng: Optional[torch.Generator] = None) -> AEOutput:
         code = self.encoder(x)
         pre = self.decoder[:-1](code)
         logits = pre if self.output_activation == "sigmoid" else None
         recon = self.decoder[-1](pre)
-        penalty = activity_l1(code, self.activity_l1) if self.activity_l1 > 0 else code.new_zeros(())
-        return AEOutput(recon, code, logits, penalty)
+        terms = {"activity_l1": activity_l1(code, self.activity_l1)} if self.activity_l1 > 0 else {}
+        return output(recon, code, logits, terms)
 
     def linears(self) -> list[nn.Linear]:
         return [m for m in list(self.encoder) + list(self.decoder) if isinstance(m, nn.Linear)]

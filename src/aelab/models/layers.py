@@ -69,10 +69,11 @@ class Dense(Frozen):
 
     @classmethod
     def parse(cls, text: str) -> "Dense":
-        """Parse the CLI short form ``"32:relu"`` (a bare ``"32"`` is Keras' default, linear)."""
+        """Parse the CLI short form ``"32:relu"``; the activation is required (write ``32:linear``
+        for Keras' default), so a forgotten one is an error, not a silently linear layer."""
         size, sep, act = text.strip().partition(":")
-        act = act.strip() if sep else "linear"
-        if not size.strip().isdigit() or int(size) <= 0:
+        act = act.strip()
+        if not sep or not size.strip().isdigit() or int(size) <= 0:
             raise ConfigError(
                 f"layer {text!r} is not SIZE:ACTIVATION (for example 32:relu); "
                 f"activations: {', '.join(ACTIVATIONS)}"

@@ -63,7 +63,6 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
     only the validation numbers change. We therefore evaluate each trained model on the test split
     scaled with the training split's statistics.
     """
-    from ..losses import reconstruction_loss
     from ..metrics import evaluate
     from ..runs import resolve_device
 
@@ -75,12 +74,12 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
         fixed = cfg.data.model_copy(update={"scaler_fit": "train"})
         _, x_val, _ = data.tensors(fixed, dev)
         model, _ = load_model(dirs[name], dev)
-        with torch.inference_mode():
+        with torch.no_grad():
             tot = 0.0
             for s in range(0, x_val.shape[0], 4096):
                 xb = x_val[s:s + 4096]
                 o = model(xb)
-                tot += float(reconstruction_loss(cfg.train.loss, xb, o.recon, o.logits) + o.penalty) * xb.shape[0]
+                tot += float(model.reconstruction(o, xb, cfg.train.loss) + o.penalty) * xb.shape[0]
         val = tot / x_val.shape[0]
         hist = read_json(dirs[name] / "history.json", f"delete {dirs[name]} and run the study again")
         runs[name] = {"name": name, "history": {"loss": hist["loss"][-1:], "val_loss": [val]},
