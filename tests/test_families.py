@@ -232,3 +232,43 @@ def test_keras_init_is_glorot_uniform_with_zero_bias_and_torch_init_is_seeded():
 
 def test_keras_leaky_relu_slope_is_0_2():
     assert ACTIVATION_MODULES["leaky_relu"]()(torch.tensor([-1.0])).item() == pytest.approx(-0.2)
+
+
+def test_init_weights_start_the_run_from_a_file_and_count_in_its_identity(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from aelab.cli import main
+    from aelab.engine.steppers import build_initial_model
+    from aelab.errors import WeightsError
+
+    cfg = run_cfg("vae", CASES["vae"][0])
+    donor = build_model(cfg.model, torch.Generator().manual_seed(123))
+    f = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(f))
+    warm = cfg.with_overrides({"model.init_weights": str(f)})
+    start = build_initial_model(spec_of(warm)).state_dict()
+    assert all(torch.equal(start[k], v) for k, v in donor.state_dict().items())
+    h1 = config_hash(warm)
+    save_file({k: (v + 1).contiguous() for k, v in donor.state_dict().items()}, str(f))
+    assert config_hash(warm) != h1  # same path, other weights: another run
+    # a file that does not fit: one line naming the key, before anything is written
+    save_file({"encoder.mu.weight": torch.zeros(3, 3)}, str(f))
+    with pytest.raises(WeightsError, match="does not fit this model .*missing"):
+        build_initial_model(spec_of(warm))
+    out = tmp_path / "run"
+    code = main(["train", "--family", "vae", "--set", "model.latent=4", "--encoder", "64:relu", "--decoder",
+                 "64:relu,784:sigmoid", "--dataset", "synthetic", "--limit", "256", "--epochs", "1", "-q",
+                 "--init-weights", str(f), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit this model" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_a_summed_loss_is_reported_per_image():
+    """pytorch/examples sums its loss over the batch and prints it per image: so does aelab."""
+    cfg = run_cfg("vae", {**CASES["vae"][0], "reduction": "sum"})
+    stepper = PlainStepper(spec_of(cfg), 1e-3, 0.9, 0.999, 1e-7, "cpu")
+    x = torch.rand(64, 784)
+    mean_cfg = run_cfg("vae", CASES["vae"][0])  # the same model, per-image sum averaged over the batch
+    ref = PlainStepper(spec_of(mean_cfg), 1e-3, 0.9, 0.999, 1e-7, "cpu")
+    a, b = stepper.evaluate([x], x), ref.evaluate([x], x)
+    assert float(a[0]) == pytest.approx(float(b[0]), rel=1e-5)

@@ -39,10 +39,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
+    m.add_argument("--family", help="the objective: ae (default), vae, contractive, kl_sparse, tied; "
+                                    "family settings with --set, e.g. --set model.latent=2")
     m.add_argument("--encoder", metavar="LAYERS", help=f"encoder layers SIZE:ACT[,SIZE:ACT...], e.g. 32:relu (activations: {ACTS})")
-    m.add_argument("--decoder", metavar="LAYERS", help="decoder layers, the last of size 784, e.g. 784:sigmoid")
+    m.add_argument("--decoder", metavar="LAYERS", help="decoder layers, the last as large as the input, e.g. 784:sigmoid")
     m.add_argument("--activity-l1", type=float, metavar="LAMBDA", help="L1 activity penalty λ on the code layer (Keras: λ·Σ|h| / batch)")
     m.add_argument("--init", choices=["keras", "torch"], help="weight init: keras (Glorot-uniform, zero bias) or torch")
+    m.add_argument("--init-weights", metavar="FILE", help="start from these weights (.safetensors, keys = the model's "
+                                                          "state-dict names): warm starts, cross-framework comparisons")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=["mnist", "synthetic"], help="mnist (default) or synthetic (offline stand-in)")
     d.add_argument("--scaling", choices=["unit", "minmax"], help="unit: x/255 (default); minmax: scikit-learn MinMaxScaler per pixel")
@@ -64,7 +68,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 FLAG_KEYS = {
-    "encoder": "model.encoder", "decoder": "model.decoder", "activity_l1": "model.activity_l1", "init": "model.init",
+    "family": "model.family", "encoder": "model.encoder", "decoder": "model.decoder", "activity_l1": "model.activity_l1", "init": "model.init", "init_weights": "model.init_weights",
     "dataset": "data.dataset", "scaling": "data.scaling", "scaler_fit": "data.scaler_fit",
     "noise_factor": "data.noise_factor", "noise_mode": "data.noise_mode", "validate_on": "data.validate_on",
     "limit": "data.limit", "test_limit": "data.test_limit", "epochs": "train.epochs", "batch_size": "train.batch_size",
@@ -101,8 +105,16 @@ def default_name(cfg) -> str:
     ``32relu-784sigmoid``, ``128relu-64relu-32relu-64relu-128relu-784sigmoid-l1_0.0001``, ``…-noise0.6``.
     """
     m, d = cfg.model, cfg.data
-    parts = [f"{l.size}{l.activation}" for l in (*m.encoder, *m.decoder)]
-    if m.activity_l1:
+    short = {"conv2d": "c", "conv2d-transpose": "t", "max-pool": "pool", "up-sample": "up"}
+    parts = [] if m.family == "ae" else [m.family]
+    for l in (*m.encoder, *m.decoder):
+        if l.kind == "dense":
+            parts.append(f"{l.size}{l.activation}")
+        elif l.kind in short:
+            parts.append(short[l.kind] + str(getattr(l, "filters", "")))
+    if getattr(m, "latent", None):
+        parts.append(f"z{m.latent}")
+    if getattr(m, "activity_l1", 0):
         parts.append(f"l1_{m.activity_l1:g}")
     if d.noise_factor:
         parts.append(f"noise{d.noise_factor:g}")
@@ -148,7 +160,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run with its saved config and directory; drop the other config flags")
         out, note, overwrite = rd, "resuming", False
     else:
-        base = RunConfig.from_toml(args.config) if args.config else RunConfig()
+        if args.config and args.preset:
+            raise ConfigError("--config and --preset both give the starting config; choose one")
+        if args.preset:
+            from .models.presets import load_preset
+
+            base = load_preset(args.preset)
+        else:
+            base = RunConfig.from_toml(args.config) if args.config else RunConfig()
         ov = _flag_overrides(args)
         if args.name:
             ov["name"] = args.name
@@ -186,6 +205,14 @@ def _fresh_dir(out: Path, overwrite: bool) -> tuple[Path, str]:
         cand = out.with_name(f"{out.name}-{stamp}-{i}")
         i += 1
     return cand, f" ({out} already exists; use --overwrite to replace it)"
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .models.presets import preset_description, preset_names
+
+    for name in preset_names():
+        print(f"{name:<20} {preset_description(name)}")
+    return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -311,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one autoencoder. Defaults: Dense(32, relu) → Dense(784, sigmoid), "
                                    "batch 64, Adam (Keras defaults), binary cross-entropy, 20 epochs, full MNIST.")
     t.add_argument("--config", metavar="TOML", help="a run config file (flags override it)")
+    t.add_argument("--preset", metavar="NAME", help="start from a reference architecture (aelab presets lists them)")
     t.add_argument("--name", help="run name (default: from the layers, e.g. 32relu-784sigmoid)")
     t.add_argument("--out", metavar="DIR", help="run directory (default: runs/<name>; a new timestamped one beside it if it exists)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -319,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(t)
     _add_data_source(t)
     t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("presets", help="list the reference architectures aelab train --preset takes",
+                        description="The tutorials' architectures and settings, by name (aelab train --preset NAME).")
+    pr.set_defaults(func=cmd_presets)
 
     d = sub.add_parser("data", help="fetch MNIST into the cache, or show where it is",
                        description="MNIST sources, tried in order: the cache, --data-file copies, HTTP mirrors, "

@@ -161,11 +161,32 @@ class RunConfig(_Frozen):
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """A stable hash of everything that determines the result (the name is excluded)."""
+    """A stable hash of everything that determines the result (the name is excluded; starting
+    weights count by their content, so another file at the same path is another run)."""
     d = cfg.to_dict()
     d.pop("name", None)
+    if d["model"].get("init_weights"):
+        d["model"]["init_weights"] = _file_sha256(d["model"]["init_weights"])
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _file_sha256(path: str) -> str:
+    try:
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return f"missing:{path}"
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+_SHA_CACHE: dict = {}
 
 
 def _format_loc(loc: tuple) -> str:

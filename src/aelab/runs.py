@@ -414,6 +414,10 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     for i, st in enumerate(states):
         if st != "done":
             data.check(cfgs[i])  # data problems surface here, before any directory is touched
+            if cfgs[i].model.init_weights:  # and starting weights that do not fit the model
+                from .engine.steppers import build_initial_model
+
+                build_initial_model(spec_of(cfgs[i]))
     stop = stop or StopFlag()
     results: dict[int, RunResult] = {}
     created = {i for i, rd in enumerate(run_dirs) if not rd.exists()}

@@ -68,8 +68,13 @@ def _init_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gene
 
 
 def build_initial_model(spec: ModelSpec) -> torch.nn.Module:
-    """The model at initialisation: both steppers start from exactly these weights."""
-    return build_model(spec.model_cfg, _init_generator(spec.init_seed))
+    """The model at initialisation (or from ``init_weights``): both steppers start from exactly these."""
+    model = build_model(spec.model_cfg, _init_generator(spec.init_seed))
+    if getattr(spec.model_cfg, "init_weights", None):
+        from ..models.base import load_weights_into
+
+        load_weights_into(model, spec.model_cfg.init_weights)
+    return model
 
 
 class _Threads:
@@ -169,10 +174,11 @@ class PlainStepper(_Stepper):
         loss.backward()
         self.opt.step()
         self.t += 1
-        loss_out[0].copy_(loss.detach())
-        pen_out[0].copy_(out.penalty.detach())
+        div = self.model.report_divisor(yb.shape[0])
+        loss_out[0].copy_(loss.detach() / div)
+        pen_out[0].copy_(out.penalty.detach() / div)
         if terms_out is not None and self.term_names:
-            terms_out[0].copy_(torch.stack([out.terms[n].detach() for n in self.term_names]))
+            terms_out[0].copy_(torch.stack([out.terms[n].detach() for n in self.term_names]) / div)
 
     def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = EVAL_CHUNK):
         """Mean loss (terms included), mean penalty and mean of each term over the whole set:
@@ -194,10 +200,11 @@ class PlainStepper(_Stepper):
             xb, yb = x_in[0][s:s + chunk], y[s:s + chunk]
             out = self.model(xb, rng=rng)
             b = yb.shape[0]
-            tot += (self.model.reconstruction(out, yb, self.spec.loss) + out.penalty).double() * b
-            pen += out.penalty.double() * b
+            w = b / self.model.report_divisor(b)  # a batch mean × its size, or a batch sum as it is
+            tot += (self.model.reconstruction(out, yb, self.spec.loss) + out.penalty).double() * w
+            pen += out.penalty.double() * w
             for t, name in enumerate(self.term_names):
-                terms[t] += out.terms[name].double() * b
+                terms[t] += out.terms[name].double() * w
         return (tot / n).float().reshape(1), (pen / n).float().reshape(1), (terms / n).float().reshape(1, -1)
 
     # -- state ---------------------------------------------------------------------------------

@@ -66,6 +66,12 @@ class Autoencoder(nn.Module):
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         return self.decoder(h)
 
+    def report_divisor(self, batch: int) -> int:
+        """What a batch's loss is divided by before it is reported (the gradient uses it as it is):
+        1 for the losses that are batch means already; a family that sums over the batch, as
+        pytorch/examples' VAE does, reports per image instead (its printed loss is per image)."""
+        return 1
+
     def reconstruction(self, out: AEOutput, y: torch.Tensor, loss: str) -> torch.Tensor:
         """The reconstruction term: Keras' compile-time loss, the batch mean of per-pixel values."""
         from ..losses import reconstruction_loss
@@ -96,6 +102,10 @@ class ModelConfig(Frozen):
     decoder: tuple[Any, ...] = ("784:sigmoid",)
     #: "keras": Glorot-uniform kernels, zero biases. "torch": PyTorch's nn.Linear/Conv defaults.
     init: Literal["keras", "torch"] = "keras"
+    #: start from these weights (a .safetensors file, keys = the model's state-dict names) instead
+    #: of ``init``: to warm-start, or to compare with another framework from identical weights.
+    #: A run's identity (its config hash) covers the file's content, not just its path.
+    init_weights: Optional[str] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -234,3 +244,35 @@ def make_activation(name: str) -> nn.Module:
 def float_field(v: Any) -> Any:
     """Pydantic 'before' helper: a TOML/CLI int where a float is meant (``lam = 1``) is that float."""
     return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def load_weights_into(model: nn.Module, path: str) -> None:
+    """Replace ``model``'s weights with those in the safetensors file ``path``, all or nothing.
+
+    Every state-dict name must be in the file with the same shape, and the file may hold nothing
+    else; otherwise one :class:`~aelab.errors.WeightsError` line says what differs.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..errors import WeightsError
+
+    try:
+        got = load_file(str(path))
+    except FileNotFoundError:
+        raise WeightsError(f"init_weights {path} does not exist; check the path") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"init_weights {path} is not a readable safetensors file ({err})") from None
+    want = model.state_dict()
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else "")] if missing else []) + \
+                ([f"unexpected {', '.join(extra[:3])}" + (" …" if len(extra) > 3 else "")] if extra else [])
+        raise WeightsError(f"init_weights {path} does not fit this model ({'; '.join(parts)}); its keys must be "
+                           f"the model's state-dict names, e.g. {', '.join(list(want)[:2])}")
+    for k, v in want.items():
+        if tuple(got[k].shape) != tuple(v.shape):
+            raise WeightsError(f"init_weights {path}: {k} has shape {list(got[k].shape)}, the model needs {list(v.shape)}")
+    with torch.no_grad():
+        for k, v in want.items():
+            v.copy_(got[k].to(v.dtype))

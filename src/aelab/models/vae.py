@@ -97,6 +97,9 @@ class VAE(Autoencoder):
         kl = reduce_per_sample(kl_normal_elementwise(mu, logvar), self.config.reduction)
         return output(recon, mu, logits, {"kl": self.config.beta * kl})
 
+    def report_divisor(self, batch: int) -> int:
+        return batch if self.config.reduction == "sum" else 1
+
     def reconstruction(self, out: AEOutput, y: torch.Tensor, loss: str) -> torch.Tensor:
         return reduce_per_sample(reconstruction_elementwise(loss, y, out.recon, out.logits), self.config.reduction)
 
