@@ -14,6 +14,8 @@ sentence. It never reads files, trains or draws; :mod:`aelab.report.render` call
   ``metrics.<key>``             a top-level metric (``bce``, ``mse``, ``psnr``, ``ssim``, ``diversity``)
   ``metrics.code.<key>``        a code diagnostic (``dead_units``, ``zero_fraction``, ...)
   ``metrics.noisy.<key>``       a noisy-input metric (``ssim``, ``input_psnr``, ...)
+  ``metrics.family.<key>``      a family diagnostic (a VAE's ``elbo``, ``kl``, ``active_units``, ...)
+  ``final.terms.<name>``        a named loss term's last epoch (``final.val_terms.kl``, ...)
   ============================  =====================================================
 
 * :func:`evaluate_claim` judges one claim ``{"text", "kind", "params"}`` against a baseline and a
@@ -105,8 +107,8 @@ OPTIONAL_PARAMS = ("of",)
 ABSOLUTE_KINDS = ("value_near", "below", "above", "plateau")
 
 _HISTORY_INDEX = re.compile(r"^history\.([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+)\]$")
-_FIRST_FINAL = re.compile(r"^(first|final)\.([A-Za-z_][A-Za-z0-9_]*)$")
-_METRIC = re.compile(r"^metrics\.(?:(code|noisy)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
+_FIRST_FINAL = re.compile(r"^(first|final)\.((?:(?:terms|val_terms)\.)?[A-Za-z_][A-Za-z0-9_]*)$")
+_METRIC = re.compile(r"^metrics\.(?:(code|noisy|family)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +190,11 @@ def _history(run: Mapping[str, Any], key: str, path: str) -> list:
     history = run.get("history")
     if not isinstance(history, Mapping):
         raise ValueError(f"run {_run_name(run)!r} has no history (needed by {path!r})")
+    if "." in key:  # a named loss term: terms.<name> / val_terms.<name>
+        block, key = key.split(".", 1)
+        history = history.get(block)
+        if not isinstance(history, Mapping):
+            raise ValueError(f"run {_run_name(run)!r} has no history {block!r} (path {path!r})")
     if key not in history:
         known = ", ".join(sorted(history)) or "none"
         raise ValueError(f"run {_run_name(run)!r} has no history key {key!r} (path {path!r}; known: {known})")
@@ -242,7 +249,8 @@ def resolve(run: Mapping[str, Any], path: str) -> float:
         return _as_float(metrics[key], run, path)
     raise ValueError(
         f"unknown metric path {path!r}: use final.<history key>, first.<history key>, "
-        f"history.<key>[i], metrics.<key>, metrics.code.<key> or metrics.noisy.<key>"
+        f"history.<key>[i], final.terms.<name>, metrics.<key>, metrics.code.<key>, metrics.noisy.<key> or "
+        f"metrics.family.<key>"
     )
 
 

@@ -114,6 +114,7 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: str = "seed", q
         raise ConfigError(f"study {where}: no [baselines.<name>] tables; a study needs at least one baseline")
     runs: dict[str, RunConfig] = {}
     for rname, table in baselines.items():
+        table = _from_preset(table, where, rname)
         d = deep_merge(deep_merge(defaults, table), late)
         d["name"] = rname
         runs[rname] = _validated(d, where, rname)
@@ -122,7 +123,7 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: str = "seed", q
         base = table.pop("base", None)
         if base not in baselines:
             raise ConfigError(f"study {where}: variant {rname!r} needs base = one of {', '.join(baselines)} (got {base!r})")
-        d = deep_merge(deep_merge(deep_merge(defaults, baselines[base]), table), late)
+        d = deep_merge(deep_merge(deep_merge(defaults, _from_preset(baselines[base], where, base)), table), late)
         d["name"] = rname
         if rname in runs:
             raise ConfigError(f"study {where}: the name {rname!r} is both a baseline and a variant")
@@ -141,6 +142,23 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: str = "seed", q
     return Study(name=name, title=str(raw.get("title", name)), description=str(raw.get("description", "")),
                  runs=runs, questions=questions, protocol=protocol, quick=quick, source=source,
                  protocols=protocols, notes=_notes(raw.get("notes", []), where))
+
+
+def _from_preset(table: dict, where: str, rname: str) -> dict:
+    """A baseline may start from a shipped preset (``preset = "keras-blog-conv"``); its own keys
+    override the preset's, and the study's defaults give way to both."""
+    if not isinstance(table, dict) or "preset" not in table:
+        return table
+    from ..models.presets import load_preset
+
+    table = dict(table)
+    name = table.pop("preset")
+    try:
+        start = load_preset(str(name)).to_dict()
+    except ConfigError as err:
+        raise ConfigError(f"study {where}: baseline {rname!r}: {err}") from None
+    start.pop("name", None)
+    return deep_merge(start, table)
 
 
 def _notes(raw: Any, where: str) -> list[dict[str, str]]:
