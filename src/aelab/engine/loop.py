@@ -389,7 +389,15 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
             st.epoch, st.batch, st.loss_rows, st.pen_rows, st.elapsed = epoch + 1, 0, None, None, 0.0
             st.term_rows = None
             if progress:
-                msg = "  ".join(f"{names[m]}: loss {train_loss[m]:.4f} val {val_loss[m]:.4f}" for m in range(M))
+                def _terms(m: int) -> str:  # a model's named terms, so a log shows what the loss is made of
+                    if not model_terms[m]:
+                        return ""
+                    parts = [f"reconstruction {train_loss[m] - train_pen[m]:.4g}"] + [
+                        f"{nm} {train_terms[m][term_names.index(nm)]:.4g}" for nm in model_terms[m]]
+                    return f" ({', '.join(parts)})"
+
+                msg = "  ".join(f"{names[m]}: loss {train_loss[m]:.4f}{_terms(m)} val {val_loss[m]:.4f}"
+                                for m in range(M))
                 tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}  {msg}  {n * M / secs:,.0f} img/s")
             if hooks.on_epoch_end:
                 hooks.on_epoch_end(st)

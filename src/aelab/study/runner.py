@@ -216,6 +216,9 @@ def sweep_configs(base: RunConfig, parameter: str, values: Sequence[Any]) -> lis
     for v in values:
         if parameter in ("model.code_size", "code_size"):
             enc = list(base.to_dict()["model"]["encoder"])
+            if not isinstance(enc[-1], str):
+                raise ConfigError(f"--param {parameter}: the last encoder layer of {base.name} is not a dense layer; "
+                                  "sweep its own key instead (e.g. the filters of a conv layer via a config file)")
             act = enc[-1].split(":")[1]
             enc[-1] = f"{int(v)}:{act}"
             cfg = base.with_overrides({"model.encoder": enc})
