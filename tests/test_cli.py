@@ -95,9 +95,10 @@ def test_quick_study_and_sweep_end_to_end(tmp_path):
     md = (out / "report.md").read_text()
     n_claims = sum(len(q["claims"]) for q in res["questions"])
     assert sum(line.startswith("- **") for line in md.splitlines()) == n_claims  # one bullet per claim
-    # rebuilding the report needs no training
+    # rebuilding the report needs no training; it prints plain paths, not Python reprs
     r = run_cli("report", str(out))
     assert r.returncode == 0, r.stderr
+    assert "PosixPath" not in r.stdout and str(out / "report.html") in r.stdout
     sw = tmp_path / "sweep"
     r = run_cli("sweep", "--quick", "--baseline", "lab_denoising", "--param", "data.noise_factor", "--values",
                 "0.1,0.5", "--dataset", "synthetic", "--out", str(sw), "-q")
@@ -168,3 +169,40 @@ def test_example_script_runs(tmp_path):
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "lab_sparse: val loss" in r.stdout and "l1_x100: val loss" in r.stdout
+
+
+def test_every_readme_command_parses_and_its_comment_matches_the_study():
+    """Each `aelab train …` line of the README's quick start builds a valid config, and the lines
+    that say they are the lab's models match the exercise12 study's settings."""
+    import shlex
+
+    from aelab.cli import _flag_overrides, build_parser
+    from aelab.config import RunConfig
+    from aelab.study import load_study
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines, in_bash = [], False
+    for ln in readme.splitlines():
+        if ln.startswith("```"):
+            in_bash = ln.strip() == "```bash"
+        elif in_bash and ln.startswith("aelab "):
+            lines.append(ln)
+    assert len(lines) >= 10
+    parser = build_parser()
+    study = load_study("exercise12")
+    checked = 0
+    for ln in lines:
+        cmd, _, comment = ln.partition("#")
+        args = parser.parse_args(shlex.split(cmd)[1:])  # an unknown flag exits here
+        if args.command != "train" or args.preset:
+            continue
+        cfg = RunConfig().with_overrides(_flag_overrides(args))
+        for lab in ("sparse", "denoising", "deep"):
+            if f"the lab's {lab} AE" in comment:
+                ref = study.runs[f"lab_{lab}"]
+                assert cfg.model.encoder == ref.model.encoder and cfg.model.decoder == ref.model.decoder, ln
+                assert cfg.model.activity_l1 == ref.model.activity_l1, ln
+                assert cfg.data.noise_factor == ref.data.noise_factor, ln
+                assert cfg.train.epochs == ref.train.epochs, ln
+                checked += 1
+    assert checked == 3

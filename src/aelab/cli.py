@@ -318,7 +318,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise AelabError(f"{d / 'results.json'} is not an aelab study or sweep result; {fix}")
     paths = build_sweep_report(d) if "sweep" in res else build_report(d)
     for kind, path in (paths.items() if isinstance(paths, dict) else enumerate(paths)):
-        print(f"{kind}: {path}")
+        if isinstance(path, (list, tuple)):
+            print(f"{kind}: {len(path)} file{'s' if len(path) != 1 else ''} in {Path(path[0]).parent if path else d}")
+        else:
+            print(f"{kind}: {path}")
     return 0
 
 
