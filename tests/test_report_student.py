@@ -211,8 +211,18 @@ def test_observation_does_not_blame_the_images_for_the_penalty():
     var["history"]["penalty"] = [0.05] * 10
     var["history"]["val_loss"] = [x + 0.05 for x in var["history"]["val_loss"]]
     o = C.observation({}, base, var)
-    assert "made no difference to the val loss without the penalty" in o["lead"]
-    assert "the penalty itself changed" in o["lead"]
+    assert "made no difference to the reconstruction part of the val loss" in o["lead"]
+    assert "the penalty itself changed" in o["lead"]  # no named terms recorded: just "the penalty"
+    # with named terms in the history, the sentence names the term
+    for run, pen in ((base, 0.0), (var, 0.05)):
+        h = run["history"]
+        h["terms"] = {"reconstruction": [x - pen for x in h["loss"]]}
+        h["val_terms"] = {"reconstruction": [x - pen for x in h["val_loss"]]}
+        if pen:
+            h["terms"]["activity_l1"] = h["val_terms"]["activity_l1"] = [pen] * 10
+    lead = C.observation({}, base, var)["lead"]
+    assert "made no difference to the reconstruction part of the val loss" in lead
+    assert "because the activity L1 term itself changed" in lead
 
 
 def test_observation_noise_uses_seed_replicates():

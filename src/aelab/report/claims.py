@@ -45,10 +45,22 @@ sentence. It never reads files, trains or draws; :mod:`aelab.report.render` call
 
 * :func:`observation` answers a question from the numbers of its two runs: first plain sentences
   (what the variant changes, whether that made the reconstructions better or worse beyond the
-  run-to-run noise, and what the code diagnostics show about why), then the numbers that back them;
+  run-to-run noise, and what the code and family diagnostics show about why), then the numbers that back them;
   :func:`sweep_observation` does the same for a one-parameter sweep. :func:`noise_level` says how
   large a difference must be to count (seed replicates when there are any, else how much the val
   loss still moved over the last epoch; at least 1%).
+
+* Named loss terms: a run's ``history["terms"]``/``["val_terms"]`` split its loss into the
+  reconstruction and the other terms it has (an activity L1, a VAE's KL, a contractive or
+  KL-sparsity term). :func:`penalty_terms` lists those other terms, :func:`term_phrase` names
+  them in sentences ("the KL term"), :func:`recon_val_loss` is the reconstruction part of the val
+  loss that every verdict reads. A history without named terms (older results) has just "the
+  penalty". :func:`comparable_losses` tells a loss summed over an image's pixels from one averaged
+  over them (then the per-pixel BCE is compared instead).
+
+* Family diagnostics: ``metrics.family`` (a VAE's ELBO and active units, a contractive AE's
+  Jacobian norm, ...) are shown and defined by key through :data:`FAMILY_DIAGNOSTICS`
+  (:func:`family_keys`, :func:`family_cell`, :func:`family_docs`); no family is named in code.
 
 * :func:`fmt_num` / :func:`fmt_ratio` / :func:`fmt_pct` format numbers the same way everywhere in
   the report; :func:`fmt_change` compares a variant's number with the baseline's as a ratio only
@@ -64,9 +76,21 @@ from typing import Any, Mapping, Sequence
 
 __all__ = [
     "CLAIM_KINDS",
+    "FAMILY_DIAGNOSTICS",
     "RATIO_RANGE",
+    "TERM_DOCS",
+    "TERM_NAMES",
+    "code_is_mean",
+    "comparable_losses",
     "config_changes",
     "evaluate_claim",
+    "family_block",
+    "family_cell",
+    "family_docs",
+    "family_keys",
+    "family_label",
+    "family_name",
+    "family_number",
     "fmt_change",
     "fmt_diff",
     "fmt_num",
@@ -74,15 +98,21 @@ __all__ = [
     "fmt_ratio",
     "has_penalty",
     "history_curve",
+    "loss_scale",
     "meaningful_ratio",
     "noise_factor",
     "noise_level",
     "observation",
     "observe",
+    "penalty_terms",
     "ratio",
     "recon_val_loss",
     "resolve",
     "sweep_observation",
+    "term_docs",
+    "term_name",
+    "term_path",
+    "term_phrase",
     "units_text",
 ]
 
@@ -552,11 +582,115 @@ def _vs(v: float, b: float, mode: str = "ratio", unit: str = "") -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# the reconstruction part of the val loss
+# named loss terms: the reconstruction part and every other term of the loss
 # --------------------------------------------------------------------------------------------
-def has_penalty(*runs: Mapping[str, Any]) -> bool:
-    """True when any of the runs has an activity penalty in its val loss."""
+#: the reconstruction term's key in ``history["terms"]``; every other term is a penalty on top of it.
+RECONSTRUCTION = "reconstruction"
+#: the stand-in for the penalty of a history without named terms (results.json written before
+#: ``history["terms"]``): ``history["penalty"]`` is then all we know.
+LEGACY_PENALTY = "penalty"
+
+#: display names of the loss terms (keys of ``history["terms"]``); an unknown key shows as written.
+TERM_NAMES: dict[str, str] = {
+    RECONSTRUCTION: "reconstruction",
+    "kl": "KL",
+    "activity_l1": "activity L1",
+    "contractive": "contractive",
+    "kl_sparsity": "KL sparsity",
+    LEGACY_PENALTY: "penalty",
+}
+#: what a term asks of the model: "training trades reconstruction quality for <this>".
+TERM_PURPOSE: dict[str, str] = {
+    "kl": "a posterior closer to the prior",
+    "activity_l1": "a smaller code",
+    "contractive": "a code that changes less when the input moves",
+    "kl_sparsity": "code units that fire for only a small fraction of the inputs",
+}
+#: definitions of the loss terms, for the report's appendix.
+TERM_DOCS: dict[str, str] = {
+    RECONSTRUCTION: (
+        "The reconstruction error of the loss, as the run's config sets it (binary cross-entropy or MSE): a mean "
+        "over pixels for most models, a sum over an image's pixels for those that report a loss per image. The "
+        "report judges better or worse reconstructions on this part of the val loss alone."),
+    "kl": (
+        "β·KL(q(z|x) ‖ N(0, I)): the KL divergence of the encoder's posterior from the standard normal prior, in "
+        "nats per image, summed over the latent dimensions and weighted by β. It pulls the code towards the prior; "
+        "a term near 0 means the code carries almost nothing about the image."),
+    "activity_l1": (
+        "λ·Σ|h|, the L1 norm of the code h per image weighted by λ (Keras' activity_regularizer=l1(λ)): it pushes "
+        "code values to 0, making the code sparse and small."),
+    "contractive": (
+        "λ·‖∂h/∂x‖²_F, the squared Frobenius norm of the encoder's Jacobian averaged over the batch (Rifai et al. "
+        "2011): it makes the code change little when the input moves a little."),
+    "kl_sparsity": (
+        "β·Σ_j KL(ρ ‖ ρ̂_j), ρ̂_j the mean activation of code unit j over the batch (Ng's sparse autoencoder): it "
+        "pushes each unit to be active for only a fraction ρ of the inputs."),
+    LEGACY_PENALTY: "Everything in the loss besides the reconstruction error (this run recorded no named terms).",
+}
+
+
+def term_name(key: str) -> str:
+    """The display name of a loss term: ``"kl"`` -> ``"KL"``; an unknown key with spaces for underscores."""
+    return TERM_NAMES.get(key, str(key).replace("_", " "))
+
+
+def term_phrase(keys: Sequence[str]) -> str:
+    """``["kl"]`` -> ``"KL term"``; ``["kl", "activity_l1"]`` -> ``"KL and activity L1 terms"``;
+    the legacy penalty -> ``"penalty"``."""
+    keys = list(keys)
+    if not keys:
+        return "penalty"
+    if keys == [LEGACY_PENALTY]:
+        return "penalty"
+    names = [term_name(k) for k in keys if k != LEGACY_PENALTY]
+    if len(names) == 1:
+        return f"{names[0]} term"
+    return ", ".join(names[:-1]) + f" and {names[-1]} terms"
+
+
+def term_path(key: str, val: bool = False) -> str:
+    """The :func:`resolve` path of a term's last epoch (``final.val_terms.kl``, or ``final.penalty`` for the
+    legacy penalty)."""
+    if key == LEGACY_PENALTY:
+        return "final.val_penalty" if val else "final.penalty"
+    return f"final.{'val_terms' if val else 'terms'}.{key}"
+
+
+def _term_keys(run: Mapping[str, Any]) -> list[str] | None:
+    """The named terms a run's history records (reconstruction included), or None when it has none."""
+    history = run.get("history") if isinstance(run, Mapping) else None
+    if not isinstance(history, Mapping):
+        return None
+    keys: list[str] = []
+    for block in ("terms", "val_terms"):
+        terms = history.get(block)
+        if isinstance(terms, Mapping):
+            keys += [str(k) for k in terms if str(k) not in keys]
+    return keys or None
+
+
+def penalty_terms(*runs: Mapping[str, Any]) -> list[str]:
+    """The loss terms besides the reconstruction that any of the runs has, in order of appearance.
+
+    A run that records named terms contributes the terms it has (an autoencoder without an
+    activity penalty has none); a run without named terms but with a positive ``penalty`` history
+    contributes :data:`LEGACY_PENALTY`.
+    """
+    out: list[str] = []
     for r in runs:
+        keys = _term_keys(r)
+        if keys is None:
+            ps = [_get(r, "final.val_penalty"), _get(r, "final.penalty")]
+            keys = [LEGACY_PENALTY] if any(p is not None and math.isfinite(p) and p > 0 for p in ps) else []
+        out += [k for k in keys if k != RECONSTRUCTION and k not in out]
+    return out
+
+
+def has_penalty(*runs: Mapping[str, Any]) -> bool:
+    """True when any of the runs has a loss term besides the reconstruction (an activity L1, a KL, ...)."""
+    if penalty_terms(*runs):
+        return True
+    for r in runs:  # a positive penalty history always counts, named terms or not
         p = _get(r, "final.val_penalty")
         if p is None:
             p = _get(r, "final.penalty")
@@ -566,8 +700,12 @@ def has_penalty(*runs: Mapping[str, Any]) -> bool:
 
 
 def recon_val_loss(run: Mapping[str, Any]) -> float | None:
-    """The final val loss without the activity penalty (``val_loss - val_penalty``): the
-    reconstruction error alone, which is what "better or worse reconstructions" is about."""
+    """The reconstruction part of the final val loss (``val_terms.reconstruction``, else
+    ``val_loss - val_penalty``): the reconstruction error alone, which is what "better or worse
+    reconstructions" is about."""
+    r = _get(run, term_path(RECONSTRUCTION, val=True))
+    if r is not None and math.isfinite(r):
+        return r
     v = _get(run, "final.val_loss")
     if v is None:
         return None
@@ -576,7 +714,13 @@ def recon_val_loss(run: Mapping[str, Any]) -> float | None:
 
 
 def _recon_val_curve(run: Mapping[str, Any]) -> list[float]:
+    try:
+        rec = history_curve(run, f"val_terms.{RECONSTRUCTION}")
+    except ValueError:
+        rec = None
     curve = history_curve(run, "val_loss")
+    if rec is not None and len(rec) == len(curve):
+        return rec
     try:
         pen = history_curve(run, "val_penalty")
     except ValueError:
@@ -584,6 +728,187 @@ def _recon_val_curve(run: Mapping[str, Any]) -> list[float]:
     if len(pen) != len(curve):
         return curve
     return [c - (q if math.isfinite(q) else 0.0) for c, q in zip(curve, pen)]
+
+
+def loss_scale(run: Mapping[str, Any]) -> float | None:
+    """How many times larger the run's reconstruction loss is than its per-pixel test BCE.
+
+    About 1 for a loss averaged over pixels (0.3 or so for MSE), about the number of pixels for a
+    loss summed over an image's pixels: two runs whose scales differ by :data:`SCALE_GAP` or more
+    report their losses in different units. None when a number is missing.
+    """
+    rec, bce = recon_val_loss(run), _get(run, "metrics.bce")
+    if rec is None or bce is None or not _finite(rec, bce) or rec <= 0 or bce <= 0:
+        return None
+    return rec / bce
+
+
+#: two loss scales (:func:`loss_scale`) this many times apart are different units, not a difference.
+SCALE_GAP = 20.0
+
+
+def comparable_losses(*runs: Mapping[str, Any]) -> bool:
+    """False when the runs' losses are on different scales (a sum per image beside a mean per pixel)."""
+    scales = [s for s in (loss_scale(r) for r in runs) if s is not None]
+    return not scales or max(scales) / min(scales) < SCALE_GAP
+
+
+# --------------------------------------------------------------------------------------------
+# family diagnostics (metrics.family)
+# --------------------------------------------------------------------------------------------
+#: how to show each family diagnostic (a key of ``metrics.family``): ``label``; ``mode``, how the
+#: comparison column compares it (as :func:`fmt_change`; None: not compared); ``of``: a key to show
+#: it out of ("2 / 2"); ``target``: a key to show it beside; ``doc``: its definition for the
+#: appendix; ``table: False``: defined in the appendix only (the reconstruction part of −ELBO is
+#: already the val reconstruction term). Keys folded into another row (``of``/``target``) get no
+#: row of their own. A key not listed here is shown with its name.
+FAMILY_DIAGNOSTICS: dict[str, dict[str, Any]] = {
+    "elbo": {"label": "ELBO per test image", "mode": "diff",
+             "doc": "Evidence lower bound per test image, E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), in nats, with one "
+                    "sample of z per image and the reconstruction as the config's loss: −ELBO is the loss per image "
+                    "of a β = 1 model. Higher (closer to 0) is better."},
+    "reconstruction": {"label": "reconstruction per test image (−ELBO part)", "mode": "ratio", "table": False,
+                       "doc": "The reconstruction part of −ELBO per test image: the config's loss summed over the "
+                              "image's pixels, with one sample of z."},
+    "kl": {"label": "KL to the prior per test image (β not applied)", "mode": "ratio",
+           "doc": "KL(q(z|x) ‖ N(0, I)) per test image in nats, summed over the latent dimensions, unweighted by β: "
+                  "how much the code says about the image. Near 0 the decoder gets nothing from z."},
+    "kl_per_dim": {"label": "KL per latent dimension (min – max)", "mode": None,
+                   "doc": "The mean KL of each latent dimension on the test split; a dimension near 0 carries "
+                          "nothing (shown as its range)."},
+    "active_units": {"label": "active latent dimensions", "mode": "count", "of": "latent",
+                     "doc": "Latent dimensions whose mean μ_j(x) varies across the test images with a variance "
+                            "above 0.01 (Burda et al. 2016), out of the latent size. An inactive dimension is "
+                            "ignored by the decoder."},
+    "latent": {"label": "latent dimensions", "mode": "count", "doc": "The size of the latent code z."},
+    "posterior_collapse": {"label": "posterior collapse", "mode": None,
+                           "doc": "Yes when no latent dimension is active: the posterior equals the prior for "
+                                  "every image, the decoder ignores z and draws the same kind of image whatever "
+                                  "the input."},
+    "jacobian_norm": {"label": "encoder Jacobian norm ‖∂h/∂x‖_F", "mode": "ratio",
+                      "doc": "The mean over test images of ‖∂h/∂x‖_F (not squared): how much the code moves when "
+                             "the input moves. The contractive term pushes it down."},
+    "jacobian_sq": {"label": "squared Jacobian norm ‖∂h/∂x‖²_F", "mode": "ratio",
+                    "doc": "The mean over test images of ‖∂h/∂x‖²_F, the quantity the contractive term weights "
+                           "by λ."},
+    "mean_activation": {"label": "mean code activation ρ̂ (target ρ)", "mode": "ratio", "target": "rho",
+                        "doc": "ρ̂, the mean activation of the code units over the test split (averaged over "
+                               "units), to compare with the target ρ of the KL-sparsity term: a sparse code has "
+                               "ρ̂ near ρ."},
+    "rho": {"label": "target activation ρ", "mode": "ratio",
+            "doc": "ρ, the target mean activation of each code unit that the KL-sparsity term asks for."},
+    "activation_per_unit": {"label": "ρ̂ per code unit (min – max)", "mode": None,
+                            "doc": "ρ̂_j, each code unit's mean activation over the test split (shown as its "
+                                   "range)."},
+    "kl_sparsity": {"label": "Σ KL(ρ ‖ ρ̂_j) on the test split (β not applied)", "mode": "ratio",
+                    "doc": "Σ_j KL(ρ ‖ ρ̂_j) with ρ̂_j measured over the whole test split, unweighted by β: 0 "
+                           "when every unit's mean activation is exactly ρ."},
+    "parameters": {"label": "trained parameters", "mode": "ratio",
+                   "doc": "The number of weights and biases the model trains (tied weights: about half an "
+                          "untied model's)."},
+}
+#: family diagnostics that mark a stochastic encoder, whose code (what the code statistics read) is the
+#: mean μ of its posterior rather than a deterministic code.
+STOCHASTIC_CODE_KEYS = ("latent", "active_units", "posterior_collapse")
+
+
+def family_block(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``metrics.family`` of a run, or None."""
+    metrics = run.get("metrics") if isinstance(run, Mapping) else None
+    block = metrics.get("family") if isinstance(metrics, Mapping) else None
+    return block if isinstance(block, Mapping) else None
+
+
+def family_name(run: Mapping[str, Any]) -> str | None:
+    """The run's model family: ``metrics.family.name``, else ``config.model.family``, else None."""
+    block = family_block(run)
+    if block is not None and isinstance(block.get("name"), str):
+        return block["name"]
+    cfg = run.get("config") if isinstance(run, Mapping) else None
+    model = cfg.get("model") if isinstance(cfg, Mapping) else None
+    fam = model.get("family") if isinstance(model, Mapping) else None
+    return str(fam) if isinstance(fam, str) else None
+
+
+def code_is_mean(run: Mapping[str, Any]) -> bool:
+    """True when the run's encoder is stochastic: its code statistics are about the posterior mean μ."""
+    block = family_block(run)
+    return block is not None and any(k in block for k in STOCHASTIC_CODE_KEYS)
+
+
+def family_keys(*runs: Mapping[str, Any]) -> list[str]:
+    """The family diagnostics any of the runs has, each once: the known ones in table order, then the rest."""
+    present: list[str] = []
+    for r in runs:
+        block = family_block(r) or {}
+        present += [str(k) for k in block if k != "name" and str(k) not in present]
+    known = [k for k in FAMILY_DIAGNOSTICS if k in present and FAMILY_DIAGNOSTICS[k].get("table", True)]
+    folded = {FAMILY_DIAGNOSTICS[k][f] for k in known for f in ("of", "target") if f in FAMILY_DIAGNOSTICS[k]}
+    known = [k for k in known if k not in folded]
+    return known + [k for k in present if k not in FAMILY_DIAGNOSTICS]
+
+
+def family_label(key: str) -> str:
+    return str(FAMILY_DIAGNOSTICS.get(key, {}).get("label", key.replace("_", " ")))
+
+
+def family_value(run: Mapping[str, Any], key: str) -> Any:
+    """The raw value of ``metrics.family.<key>`` (None when absent)."""
+    block = family_block(run)
+    return None if block is None else block.get(key)
+
+
+def family_number(run: Mapping[str, Any], key: str) -> float | None:
+    """``metrics.family.<key>`` as a float when it is a (non-bool) number, else None."""
+    v = family_value(run, key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def family_cell(run: Mapping[str, Any], key: str) -> str:
+    """A family diagnostic as a table cell: ``"2 / 2"``, ``"no"``, ``"0.0871 (ρ 0.05)"``, ``"0.03 – 0.67"``."""
+    v = family_value(run, key)
+    spec = FAMILY_DIAGNOSTICS.get(key, {})
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (list, tuple)):
+        xs = [float(x) for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        xs = [x for x in xs if math.isfinite(x)]
+        return f"{fmt_num(min(xs), 3)} – {fmt_num(max(xs), 3)}" if xs else "—"
+    if isinstance(v, (int, float)):
+        s = fmt_num(v)
+        of = family_number(run, spec["of"]) if "of" in spec else None
+        if of is not None:
+            s = f"{s} / {fmt_num(int(of)) if of.is_integer() else fmt_num(of)}"
+        target = family_number(run, spec["target"]) if "target" in spec else None
+        if target is not None:
+            s += f" (ρ {target:g})" if spec["target"] == "rho" else f" (target {target:g})"
+        return s
+    return str(v)
+
+
+def family_docs(*runs: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``[{"name", "text"}]``: the definition of every family diagnostic the runs have (appendix)."""
+    present: list[str] = []
+    for r in runs:
+        present += [str(k) for k in (family_block(r) or {}) if k != "name" and str(k) not in present]
+    order = [k for k in FAMILY_DIAGNOSTICS if k in present] + [k for k in present if k not in FAMILY_DIAGNOSTICS]
+    return [{"name": k, "text": str(FAMILY_DIAGNOSTICS.get(k, {}).get("doc", "A diagnostic of this model's "
+                                                                               "family (no definition recorded)."))}
+            for k in order]
+
+
+def term_docs(*runs: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``[{"key", "name", "text"}]``: the definition of every loss term the runs have, reconstruction first
+    (``key`` as in ``history["terms"]``, ``name`` as the report writes it)."""
+    keys = penalty_terms(*runs)
+    if not keys:
+        return []
+    return [{"key": k, "name": term_phrase([k]), "text": TERM_DOCS.get(k, "A term of this model's loss.")}
+            for k in [RECONSTRUCTION, *keys]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,11 +926,16 @@ def noise_level(runs: Sequence[Mapping[str, Any]],
     trained with different seeds): the median over those configs of the spread of the final val
     loss across seeds, ``(max - min) / mean``. Without them: the median over ``runs`` of how much
     the val loss moved over its last epoch, ``|v[-1] - v[-2]| / |v[-1]|`` — stopping one epoch
+    (both on the reconstruction part of the val loss, :func:`recon_val_loss`)
     earlier would move a result that much, so a smaller difference between runs is not a finding.
     Either way at least :data:`NOISE_FLOOR` (1%).
 
     Returns ``{"rel": fraction, "how": one sentence saying how it was estimated}``.
     """
+    everything = [*runs, *(r for reps in replicates or () for r in reps)]
+    penalised = has_penalty(*everything)
+    final = "reconstruction part of the final val loss" if penalised else "final val loss"
+    val = "reconstruction part of the val loss" if penalised else "val loss"
     spreads = []
     for reps in replicates or ():
         vals = [x for x in (recon_val_loss(r) for r in reps) if x is not None and math.isfinite(x)]
@@ -615,7 +945,7 @@ def noise_level(runs: Sequence[Mapping[str, Any]],
     if spreads:
         k = max(len(reps) for reps in replicates or ())
         est = _median(spreads)
-        how = ("This is the typical spread of the final val loss (any activity penalty excluded) across "
+        how = (f"This is the typical spread of the {final} across "
                f"{k} seeds of the same run "
                f"({fmt_pct(est).lstrip('+')}, the median over {len(spreads)} runs)")
     else:
@@ -628,8 +958,7 @@ def noise_level(runs: Sequence[Mapping[str, Any]],
             if len(curve) >= 2 and _finite(curve[-1], curve[-2]) and curve[-1] != 0:
                 steps.append(abs(curve[-1] - curve[-2]) / abs(curve[-1]))
         est = _median(steps) if steps else 0.0
-        how = ("No replicate seeds were trained, so this is how much the val loss (any activity penalty "
-               "excluded) still moved over its last "
+        how = (f"No replicate seeds were trained, so this is how much the {val} still moved over its last "
                f"epoch ({fmt_pct(est).lstrip('+')}, the median over {len(steps)} runs): stopping one epoch earlier "
                "would move a result that much" if steps else
                "No replicate seeds and no per-epoch val loss were recorded, so only the floor applies")
@@ -653,6 +982,7 @@ def _rel_change(v: float, b: float) -> float | None:
 # observations: what happened and why, in words, then the numbers
 # --------------------------------------------------------------------------------------------
 _SKIP_CONFIG = {"name", "config_hash"}
+_ABSENT = object()
 
 
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -682,8 +1012,16 @@ def config_changes(baseline_run: Mapping[str, Any], variant_run: Mapping[str, An
     if not isinstance(bc, Mapping) or not isinstance(vc, Mapping):
         return []
     b, v = _flat(bc), _flat(vc)
-    return [(k, _fmt_setting(b.get(k)), _fmt_setting(v.get(k)))
-            for k in list(b) + [k for k in v if k not in b] if b.get(k) != v.get(k)]
+
+    def shown(d: dict[str, Any], k: str) -> str:
+        return _fmt_setting(d[k]) if k in d else "(not set)"  # a setting of another model family
+
+    def off(d: dict[str, Any], k: str) -> bool:  # absent, or a switched-off setting (0, none, false)
+        return k not in d or d[k] is None or d[k] is False or (isinstance(d[k], (int, float)) and d[k] == 0)
+
+    return [(k, shown(b, k), shown(v, k))
+            for k in list(b) + [k for k in v if k not in b]
+            if b.get(k, _ABSENT) != v.get(k, _ABSENT) and not ((k not in b or k not in v) and off(b, k) and off(v, k))]
 
 
 def _what_changed(changes: list[tuple[str, str, str]]) -> str:
@@ -700,6 +1038,11 @@ def _degree(rel: float, noise: float) -> str:
     return "slightly " if a < max(0.1, 2 * noise) else ("much " if a >= 0.5 else "")
 
 
+def _code_units(run: Mapping[str, Any]) -> str:
+    """What the code statistics count in a run: its code units, or the dimensions of μ for a stochastic encoder."""
+    return "dimensions of the code μ" if code_is_mean(run) else "code units"
+
+
 def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noise: float,
              who: str = "the variant", other: str = "the baseline") -> list[str]:
     """Plain-words clauses, from the diagnostics, that go with a difference between two runs.
@@ -707,6 +1050,42 @@ def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noi
     ``who`` names run ``v`` and ``other`` run ``b`` in the sentences.
     """
     out: list[str] = []
+    # family diagnostics first: a collapsed posterior explains everything else
+    bc, vc = family_value(b, "posterior_collapse"), family_value(v, "posterior_collapse")
+    collapsed = vc is True and bc is not True
+    if collapsed:
+        out.append(f"{who}'s posterior has collapsed: no latent dimension is active, so its decoder ignores the "
+                   "code and cannot tell the digits apart")
+    elif bc is True and vc is False:
+        out.append(f"{other}'s posterior has collapsed (no latent dimension is active), where {who} uses its code")
+    va, vlat = family_number(v, "active_units"), family_number(v, "latent")
+    ba, blat = family_number(b, "active_units"), family_number(b, "latent")
+    if not collapsed and va is not None and vlat and _finite(va, vlat) and va > 0 and va / vlat <= 0.5:
+        bshare = ba / blat if ba is not None and blat and _finite(ba, blat) else None
+        if bshare is None or bshare >= va / vlat + 0.25:
+            out.append(f"only {fmt_num(int(va))} of {who}'s {fmt_num(int(vlat))} latent dimensions are active — the "
+                       "others carry nothing about the image")
+    vk, bk = family_number(v, "kl"), family_number(b, "kl")
+    if not collapsed and vk is not None and bk is not None and _finite(vk, bk) and vk >= 0 and bk > 0:
+        if vk < 0.5 * bk:
+            out.append(f"{who}'s code carries far less information about each image (a much smaller KL to the "
+                       "prior), so its decoder has less to reconstruct from")
+        elif vk > 2 * bk:
+            out.append(f"{who}'s code carries far more information about each image (a much larger KL to the "
+                       "prior)")
+    vm, vr = family_number(v, "mean_activation"), family_number(v, "rho")
+    if vm is not None and vr is not None and _finite(vm, vr) and vr > 0:
+        if vm > 2 * vr:
+            out.append(f"{who}'s code is far less sparse than its target: its mean activation is well above ρ")
+        elif vm < 0.5 * vr:
+            out.append(f"{who}'s code units are active far less often than the target ρ asks (its mean activation "
+                       "is well below ρ)")
+    vj, bj = family_number(v, "jacobian_norm"), family_number(b, "jacobian_norm")
+    if vj is not None and bj is not None and _finite(vj, bj) and vj > 0 and bj > 0:
+        if vj < 0.5 * bj:
+            out.append(f"{who}'s code is much less sensitive to its input (a smaller encoder Jacobian norm)")
+        elif vj > 2 * bj:
+            out.append(f"{who}'s code is much more sensitive to its input (a larger encoder Jacobian norm)")
     bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
     if bdv is not None and vdv is not None and _finite(bdv, vdv):
         if vdv < 0.5 * bdv and vdv < 0.5:
@@ -721,21 +1100,24 @@ def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noi
         if vd - bd >= step:
             n = fmt_num(int(vd)) if math.isfinite(vd) else fmt_num(vd)
             of = f" of {who}'s {fmt_num(int(units))}" if units is not None and math.isfinite(units) else f" of {who}'s"
-            out.append(f"{n}{of} code units are dead (they never change), so the decoder gets fewer usable "
+            out.append(f"{n}{of} {_code_units(v)} are dead (they never change), so the decoder gets fewer usable "
                        "numbers per image")
         elif bd - vd >= step:
-            out.append(f"{who} uses more of its code units (fewer are dead)")
+            out.append(f"{who} uses more of its {_code_units(v)} (fewer are dead)")
     bz, vz = _get(b, "metrics.code.zero_fraction"), _get(v, "metrics.code.zero_fraction")
     if bz is not None and vz is not None and _finite(bz, vz) and vz >= 0.9 and vz - bz >= 0.2:
         out.append("almost every code value is exactly zero")
-    bp, vp = _get(b, "final.penalty"), _get(v, "final.penalty")
     bt, vt = _get(b, "final.loss"), _get(v, "final.loss")
-    if vp is not None and vt is not None and _finite(vp, vt) and vt > 0:
+    for key in penalty_terms(b, v):
+        vp, bp = _get(v, term_path(key)), _get(b, term_path(key))
+        if vp is None or vt is None or not _finite(vp, vt) or vt <= 0:
+            continue
         vshare = vp / vt
         bshare = bp / bt if bp is not None and bt not in (None, 0) and _finite(bp, bt) else 0.0
         if vshare >= 0.2 and vshare > 2 * bshare:
-            out.append(f"the activity penalty is a large part of {who}'s loss, so training trades "
-                       "reconstruction quality for a smaller code")
+            purpose = TERM_PURPOSE.get(key, f"a smaller {term_phrase([key])}")
+            out.append(f"the {term_phrase([key])} is a large part of {who}'s loss, so training trades "
+                       f"reconstruction quality for {purpose}")
     vdrop, bdrop = _late_drop(v, "val_loss"), _late_drop(b, "val_loss")
     if worse and vdrop is not None and vdrop[0] < noise and bdrop is not None and bdrop[0] > 3 * noise:
         out.append(f"{who}'s training stalled early while {other}'s kept improving")
@@ -764,6 +1146,69 @@ def _noisy_sentence(b: Mapping[str, Any], v: Mapping[str, Any], noise: float) ->
     return s
 
 
+def _term_share(key: str, b: Mapping[str, Any], v: Mapping[str, Any], bt: float | None,
+                vt: float | None) -> str | None:
+    """'The KL term is 1.11% of the variant's final train loss (4.26% of the baseline's).'"""
+    def share(run: Mapping[str, Any], total: float | None) -> float | None:
+        p = _get(run, term_path(key))
+        if p is None or total is None or not _finite(p, total) or total <= 0:
+            return None
+        return p / total
+
+    vs, bs = share(v, vt), share(b, bt)
+    if (vs or 0) <= 0 and (bs or 0) <= 0:
+        return None
+    the = f"The {term_phrase([key])}"
+    none = f"no {term_phrase([key])}" if key != LEGACY_PENALTY else "no penalty"
+    if vs is not None:
+        s = f"{the} is {fmt_pct(vs).lstrip('+')} of the variant's final train loss"
+        s += f" ({fmt_pct(bs).lstrip('+')} of the baseline's)" if bs is not None else f"; the baseline has {none}"
+    else:
+        s = f"{the} is {fmt_pct(bs).lstrip('+')} of the baseline's final train loss; the variant has {none}"
+    return s + "."
+
+
+def _code_heading(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """'Code', or which run's code is the posterior mean μ of a stochastic encoder."""
+    bm, vm = code_is_mean(b), code_is_mean(v)
+    if bm and vm:
+        return "Code (the posterior mean μ of both runs)"
+    if vm:
+        return "Code (the variant's is its posterior mean μ)"
+    if bm:
+        return "Code (the baseline's is its posterior mean μ)"
+    return "Code"
+
+
+def _family_sentence(b: Mapping[str, Any], v: Mapping[str, Any]) -> str | None:
+    """The family diagnostics of the two runs in one sentence (lists and folded keys left to the table)."""
+    keys = [k for k in family_keys(b, v)
+            if not isinstance(family_value(v, k) if family_value(v, k) is not None else family_value(b, k),
+                              (list, tuple))]
+    if not keys:
+        return None
+    bn, vn = family_name(b), family_name(v)
+    hb, hv = family_block(b) is not None, family_block(v) is not None
+    if hb and hv:
+        head = f"Model diagnostics ({vn})" if vn == bn else f"Model diagnostics (variant {vn}, baseline {bn})"
+    elif hv:
+        head = f"The variant's model diagnostics ({vn})"
+    else:
+        head = f"The baseline's model diagnostics ({bn})"
+    parts = []
+    for k in keys:
+        label = family_label(k)
+        vc, bc = family_cell(v, k), family_cell(b, k)
+        if hb and hv:
+            mode = FAMILY_DIAGNOSTICS.get(k, {}).get("mode", "ratio")
+            vx, bx = family_number(v, k), family_number(b, k)
+            change = fmt_change(vx, bx, mode) if mode and vx is not None and bx is not None else "—"
+            parts.append(f"{label} {vc} vs {bc}" + (f" ({change})" if change != "—" else ""))
+        else:
+            parts.append(f"{label} {vc if hv else bc}")
+    return f"{head}: " + "; ".join(parts) + "."
+
+
 def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any],
                 noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a question's two runs show: ``{"lead": sentences in words, "evidence": [number sentences]}``.
@@ -782,13 +1227,18 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
     lead: list[str] = []
     evidence: list[str] = []
 
-    # better or worse reconstructions: judged on the val loss without the activity penalty (the
-    # penalty is part of the loss but says nothing about the images)
+    # better or worse reconstructions: judged on the reconstruction part of the val loss (the other
+    # terms — an activity L1, a KL, ... — are part of the loss but say nothing about the images)
     bv, vv = _get(b, "final.val_loss"), _get(v, "final.val_loss")
     bt, vt = _get(b, "final.loss"), _get(v, "final.loss")
+    terms = penalty_terms(b, v)
+    phrase = term_phrase(terms)
     penalised = has_penalty(b, v)
-    loss_name = "val loss without the penalty" if penalised else "val loss"
+    comparable = comparable_losses(b, v)
+    loss_name = "reconstruction part of the val loss" if penalised else "val loss"
     bl, vl = recon_val_loss(b), recon_val_loss(v)
+    if not comparable:
+        loss_name, bl, vl = "per-pixel BCE of the test reconstructions", _get(b, "metrics.bce"), _get(v, "metrics.bce")
     if bl is None or vl is None:
         loss_name, bl, vl = "train loss", bt, vt
     worse: bool | None = None
@@ -817,16 +1267,24 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
             else:
                 s += f" by the {loss_name}"
             lead.append(s + ".")
-        if penalised and bv is not None and vv is not None:
+        if not comparable:
+            lead.append("The two runs' losses are on different scales (one sums the error over an image's pixels, "
+                        "the other averages it), so the verdict reads the per-pixel BCE of the test images instead.")
+        elif penalised and bv is not None and vv is not None:
             full = _rel_change(vv, bv)
             if full is not None and abs(full) > abs(rel) + nrel:
-                lead.append("The val loss with the activity penalty moves further than that, because the penalty "
-                            "itself changed — a change in the penalty is not a change in the images.")
+                self_ = "themselves" if phrase.endswith("terms") else "itself"
+                lead.append(f"The full val loss (with the {phrase}) moves further than that, because the {phrase} "
+                            f"{self_} changed — a change in the {phrase} is not a change in the images.")
     reasons = _reasons(b, v, worse, nrel)
     if reasons:
         lead.append("The diagnostics suggest why: " + "; ".join(reasons) + ".")
     elif worse is not None:
-        lead.append("The code diagnostics (dead units, sparsity, output diversity) show no clear cause.")
+        if family_block(b) is not None or family_block(v) is not None:
+            lead.append("Neither the code diagnostics (dead units, sparsity, output diversity) nor the model's own "
+                        "show a clear cause.")
+        else:
+            lead.append("The code diagnostics (dead units, sparsity, output diversity) show no clear cause.")
     vdrop = _late_drop(v, "val_loss")
     if worse and vdrop is not None and vdrop[0] > 0.05:
         lead.append("Its val loss was still falling at the end, so longer training may narrow the gap.")
@@ -836,20 +1294,24 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
 
     # the numbers
     if bv is not None and vv is not None:
-        s = f"Final val loss {_vs(vv, bv)} for the baseline"
-        if penalised and bl is not None and vl is not None and loss_name != "train loss":
-            s += f"; without the penalty {_vs(vl, bl)}"
+        if comparable:
+            s = f"Final val loss {_vs(vv, bv)} for the baseline"
+        else:
+            s = f"Final val loss {fmt_num(vv, 3)} vs {fmt_num(bv, 3)} for the baseline (different scales)"
+        if penalised and comparable and bl is not None and vl is not None and loss_name != "train loss":
+            s += f"; its reconstruction part {_vs(vl, bl)}"
         if bt is not None and vt is not None:
-            s += f"; final train loss {_vs(vt, bt)}"
+            s += f"; final train loss {_vs(vt, bt)}" if comparable else \
+                f"; final train loss {fmt_num(vt, 3)} vs {fmt_num(bt, 3)}"
         evidence.append(s + ".")
+        if not comparable and bl is not None and vl is not None:
+            evidence.append(f"Per-pixel BCE of the test reconstructions {_vs(vl, bl)}.")
     elif bt is not None and vt is not None:
         evidence.append(f"Final train loss {_vs(vt, bt)} for the baseline.")
-    bp, vp = _get(b, "final.penalty"), _get(v, "final.penalty")
-    if vp is not None and vt is not None and _finite(vp, vt) and vt > 0 and (vp > 0 or (bp or 0) > 0):
-        s = f"The activity penalty is {fmt_pct(vp / vt).lstrip('+')} of the variant's final train loss"
-        if bp is not None and bt is not None and _finite(bp, bt) and bt > 0:
-            s += f" ({fmt_pct(bp / bt).lstrip('+')} of the baseline's)"
-        evidence.append(s + ".")
+    for key in terms:
+        s = _term_share(key, b, v, bt, vt)
+        if s:
+            evidence.append(s)
     vdrop, bdrop = _late_drop(v, "val_loss"), _late_drop(b, "val_loss")
     if vdrop is not None:
         s = f"From epoch {vdrop[1]} to the end the variant's val loss changed by {fmt_pct(-vdrop[0])}"
@@ -871,10 +1333,13 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
     parts = []
     if bd is not None and vd is not None:
         parts.append(f"{units_text(vd, vu)} units dead vs {units_text(bd, bu)} in the baseline")
-    if bz is not None and vz is not None:
+    if bz is not None and vz is not None and (vz != 0 or bz != 0):
         parts.append(f"a fraction {fmt_num(vz, 3)} of code values exactly zero vs {fmt_num(bz, 3)}")
     if parts:
-        evidence.append("Code: " + "; ".join(parts) + ".")
+        evidence.append(_code_heading(b, v) + ": " + "; ".join(parts) + ".")
+    fam = _family_sentence(b, v)
+    if fam:
+        evidence.append(fam)
     bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
     if bdv is not None and vdv is not None:
         evidence.append(f"Output diversity (1 = as varied as the test digits) {_vs(vdv, bdv)}.")
@@ -927,7 +1392,7 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     """What a one-parameter sweep shows: ``{"lead", "evidence", "within_noise"}``.
 
     ``lead`` says in words how the reconstructions change as ``short`` goes from the smallest value
-    to the largest, judged on the final val loss without the activity penalty
+    to the largest, judged on the reconstruction part of the final val loss
     (:func:`recon_val_loss`) — steadily worse, steadily better, best or worst inside, or not beyond
     the run-to-run noise (:func:`noise_level` over the sweep's runs) — and what the diagnostics show
     between the best and the worst point. ``evidence`` lists the numbers; ``within_noise`` is True
@@ -940,7 +1405,9 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
         order = sorted(range(len(values)), key=lambda i: values[i])
         values, runs = [values[i] for i in order], [runs[i] for i in order]
     penalised = has_penalty(*runs)
-    loss = "val loss without the activity penalty" if penalised else "val loss"
+    phrase = term_phrase(penalty_terms(*runs))
+    loss = "reconstruction part of the val loss" if penalised else "val loss"
+    final = "reconstruction part of the final val loss" if penalised else "final val loss"
     pts = [(x, r, recon_val_loss(r)) for x, r in zip(values, runs)]
     pts = [(x, r, y) for x, r, y in pts if y is not None and math.isfinite(y)]
     if not pts:
@@ -954,23 +1421,23 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     lead: list[str] = []
     within = spread <= nrel
     if len(pts) < 2:
-        lead.append(f"Only one point ({short}={_fmt_point(first[0])}) has a final {loss}; there is no trend to read.")
+        lead.append(f"Only one point ({short}={_fmt_point(first[0])}) has a {final}; there is no trend to read.")
     elif within:
         lead.append(f"Going {name} makes no difference to the reconstructions beyond the run-to-run noise: the "
-                    f"final {loss} stays within {fmt_pct(spread).lstrip('+')} across all points.")
+                    f"{final} stays within {fmt_pct(spread).lstrip('+')} across all points.")
     else:
         tol = nrel * abs(ys[lo])
         steps = [b - a for a, b in zip(ys, ys[1:])]
         what = ("the reconstructions of clean test images" if any(_get(r, "metrics.noisy.ssim") is not None
                                                                    for r in runs) else "the reconstructions")
         if all(d >= -tol for d in steps) and ys[-1] > ys[0]:
-            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}worse: the final {loss} "
+            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}worse: the {final} "
                         "rises with it.")
         elif all(d <= tol for d in steps) and ys[-1] < ys[0]:
-            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}better: the final {loss} "
+            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}better: the {final} "
                         "falls with it.")
         else:
-            lead.append(f"The final {loss} does not move one way across the sweep: it is lowest at "
+            lead.append(f"The {final} does not move one way across the sweep: it is lowest at "
                         f"{short}={_fmt_point(pts[lo][0])} and highest at {short}={_fmt_point(pts[hi][0])}.")
         worst, best = f"the model at {short}={_fmt_point(pts[hi][0])}", f"the one at {short}={_fmt_point(pts[lo][0])}"
         reasons = _reasons(pts[lo][1], pts[hi][1], True, nrel, who=worst, other=best)
@@ -990,18 +1457,18 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     if penalised and len(full) >= 2:
         fmin, fmax = min(y for _, y in full), max(y for _, y in full)
         if fmin > 0 and (fmax - fmin) / fmin > max(spread, 0) + nrel:
-            lead.append("The val loss with the penalty included changes more than that: the extra change is the "
-                        "penalty itself, not the images.")
+            lead.append(f"The full val loss (with the {phrase}) changes more than that: the extra change is the "
+                        f"{phrase} {'themselves' if phrase.endswith('terms') else 'itself'}, not the images.")
     evidence = []
     if len(pts) >= 2:
         evidence.append(
-            f"Final {loss}: {fmt_num(first[2], 3)} at {short}={_fmt_point(first[0])}, {fmt_num(last[2], 3)} at "
-            f"{short}={_fmt_point(last[0])}; lowest {fmt_num(ys[lo], 3)} at {short}={_fmt_point(pts[lo][0])}, highest "
+            f"{final[0].upper() + final[1:]}: {fmt_num(first[2], 3)} at {short}={_fmt_point(first[0])}, "
+            f"{fmt_num(last[2], 3)} at {short}={_fmt_point(last[0])}; lowest {fmt_num(ys[lo], 3)} at {short}={_fmt_point(pts[lo][0])}, highest "
             f"{fmt_num(ys[hi], 3)} at {short}={_fmt_point(pts[hi][0])} ({fmt_change(ys[hi], ys[lo])} "
             f"from lowest to highest)."
         )
     if penalised and len(full) >= 2:
-        evidence.append(f"Final val loss with the penalty: {fmt_num(full[0][1], 3)} at "
+        evidence.append(f"Final val loss with the {phrase}: {fmt_num(full[0][1], 3)} at "
                         f"{short}={_fmt_point(full[0][0])} "
                         f"to {fmt_num(full[-1][1], 3)} at {short}={_fmt_point(full[-1][0])}.")
     for label, path in (("SSIM", "metrics.ssim"), ("output diversity", "metrics.diversity"),

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["loss_curves", "recon_grid", "sweep_plot", "sweep_ylim", "DPI", "MIN_REL_SPAN"]
+__all__ = ["extra_terms", "loss_curves", "recon_grid", "sweep_plot", "sweep_ylim", "DPI", "MIN_REL_SPAN"]
 
 DPI = 100
 #: log y-axis for loss curves when the largest plotted loss is at least this many times the smallest.
@@ -60,6 +60,38 @@ def _curve(run: Mapping[str, Any], key: str) -> tuple[np.ndarray, np.ndarray] | 
     return x, y
 
 
+def extra_terms(*runs: Mapping[str, Any]) -> list[str]:
+    """The loss terms besides the reconstruction that any of the runs recorded per epoch (see
+    :func:`aelab.report.claims.penalty_terms`)."""
+    from .claims import penalty_terms
+
+    return penalty_terms(*runs)
+
+
+def _term_curve(run: Mapping[str, Any], key: str, val: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    from .claims import LEGACY_PENALTY
+
+    if key == LEGACY_PENALTY:
+        return _curve(run, "val_penalty" if val else "penalty")
+    history = run.get("history") or {}
+    block = history.get("val_terms" if val else "terms")
+    if not isinstance(block, Mapping) or not block.get(key):
+        return None
+    return _curve({"history": {key: block[key], "epoch": history.get("epoch")}}, key)
+
+
+def _log_or_linear(ax, plotted: list[float], ylabel: str) -> None:
+    pos = _finite_positive(plotted)
+    if pos and len(pos) == len(plotted) and max(pos) / min(pos) >= LOG_Y_SPAN:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{ylabel} (log scale)")
+    else:
+        ax.set_ylabel(ylabel)
+
+
+_TERM_MARKERS = ("o", "s", "^", "D", "v")
+
+
 def loss_curves(
     baseline_run: Mapping[str, Any],
     variant_run: Mapping[str, Any],
@@ -67,13 +99,23 @@ def loss_curves(
 ) -> bytes:
     """Train (solid) and validation (dashed) loss per epoch for both runs, as PNG bytes.
 
-    The y-axis is logarithmic when the plotted losses span a factor of :data:`LOG_Y_SPAN` or more
-    (and are all positive), so two curves of very different size stay readable.
+    When either run's loss has terms besides the reconstruction (an activity L1, a KL, ...), a
+    second panel on the right shows those terms alone, in the same colours and line styles (one
+    marker per term), so a small term stays readable beside a large loss. Each y-axis is
+    logarithmic when its curves span a factor of :data:`LOG_Y_SPAN` or more (and are all
+    positive), so curves of very different size stay readable.
     """
-    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
-    ax = fig.add_subplot()
+    from .claims import term_name, term_phrase
+
+    terms = extra_terms(baseline_run, variant_run)
+    fig = Figure(figsize=(10.4, 3.8) if terms else (6.4, 3.8), layout="constrained")
+    if terms:
+        ax, tax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
+    else:
+        ax, tax = fig.add_subplot(), None
+    runs = ((baseline_run, labels[0], _BASE_COLOR), (variant_run, labels[1], _VAR_COLOR))
     plotted: list[float] = []
-    for run, label, color in ((baseline_run, labels[0], _BASE_COLOR), (variant_run, labels[1], _VAR_COLOR)):
+    for run, label, color in runs:
         for key, style, what in (("loss", "-", "train"), ("val_loss", "--", "val")):
             c = _curve(run, key)
             if c is None:
@@ -82,12 +124,7 @@ def loss_curves(
             ax.plot(x, y, linestyle=style, color=color, marker="o" if len(x) <= 12 else None,
                     markersize=3, label=f"{label} ({what})")
             plotted.extend(y[np.isfinite(y)].tolist())
-    pos = _finite_positive(plotted)
-    if pos and len(pos) == len(plotted) and max(pos) / min(pos) >= LOG_Y_SPAN:
-        ax.set_yscale("log")
-        ax.set_ylabel("loss (log scale)")
-    else:
-        ax.set_ylabel("loss")
+    _log_or_linear(ax, plotted, "loss")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if plotted:
@@ -95,6 +132,31 @@ def loss_curves(
     else:
         ax.text(0.5, 0.5, "no history recorded", ha="center", va="center", transform=ax.transAxes)
     ax.grid(True, alpha=0.3, which="both")
+    if tax is not None:
+        ax.set_title("loss (all terms)", fontsize=10)
+        shown: list[float] = []
+        for i, key in enumerate(terms):
+            marker = _TERM_MARKERS[i % len(_TERM_MARKERS)]
+            for run, label, color in runs:
+                for val, style in ((False, "-"), (True, "--")):
+                    c = _term_curve(run, key, val)
+                    if c is None:
+                        continue
+                    x, y = c
+                    tax.plot(x, y, linestyle=style, color=color, marker=marker if len(x) <= 12 or len(terms) > 1
+                             else None, markevery=max(1, len(x) // 12), markersize=3.5)
+                    shown.extend(y[np.isfinite(y)].tolist())
+        _log_or_linear(tax, shown, "term")
+        tax.set_title(f"{term_phrase(terms)} (in the loss)", fontsize=10)
+        tax.set_xlabel("epoch")
+        tax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        tax.grid(True, alpha=0.3, which="both")
+        if len(terms) > 1:  # which marker is which term
+            handles = [tax.plot([], [], color="0.35", marker=_TERM_MARKERS[i % len(_TERM_MARKERS)], linestyle="-",
+                                markersize=4, label=term_name(k))[0] for i, k in enumerate(terms)]
+            tax.legend(handles=handles, fontsize=8)
+        if not shown:
+            tax.text(0.5, 0.5, "no terms recorded per epoch", ha="center", va="center", transform=tax.transAxes)
     return _png(fig)
 
 

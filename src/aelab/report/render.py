@@ -204,6 +204,27 @@ def _time_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> tuple[list[dict[st
     return rows, note
 
 
+def _term_cell(run: Mapping[str, Any], key: str, value: float | None) -> str:
+    """A loss term's cell: its number, "none" when the run's loss has named terms but not this one."""
+    if value is None and key != C.LEGACY_PENALTY and C.penalty_terms(run) != [C.LEGACY_PENALTY]:
+        history = run.get("history")
+        if isinstance(history, Mapping) and isinstance(history.get("terms"), Mapping):
+            return "none"
+    return C.fmt_num(value)
+
+
+def _code_note(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """A label suffix for the code statistics when a run's code is the posterior mean μ of a stochastic encoder."""
+    bm, vm = C.code_is_mean(b), C.code_is_mean(v)
+    if bm and vm:
+        return " (of μ)"
+    if vm:
+        return " (variant: of μ)"
+    if bm:
+        return " (baseline: of μ)"
+    return ""
+
+
 def _dead_units(run: Mapping[str, Any]) -> str:
     d, u = _get(run, "metrics.code.dead_units"), _get(run, "metrics.code.units")
     if d is None:
@@ -223,6 +244,53 @@ def _metric_docs() -> list[dict[str, str]]:
             text = " ".join(str(doc).split())
         rows.append({"name": str(name), "text": text})
     return rows
+
+
+_LOSS_NAMES = {"bce": "binary cross-entropy (Keras' definition)", "torch_bce": "binary cross-entropy (PyTorch's)",
+               "mse": "mean squared error"}
+
+
+def _loss_intro(runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The appendix's first sentence: what the reported losses are, read from the runs."""
+    records = [r for r in runs.values() if isinstance(r, Mapping)]
+    kinds = []
+    for r in records:
+        cfg = r.get("config")
+        train = cfg.get("train") if isinstance(cfg, Mapping) else None
+        loss = train.get("loss") if isinstance(train, Mapping) else None
+        if isinstance(loss, str) and _LOSS_NAMES.get(loss, loss) not in kinds:
+            kinds.append(_LOSS_NAMES.get(loss, loss))
+    error = " or ".join(kinds) if kinds else "the reconstruction error"
+    s = f"Losses are as reported per epoch (the mean over the epoch's batches): {error}"
+    terms = C.penalty_terms(*records)
+    if terms:
+        s += (", plus the model's other loss terms where it has them (the " + C.term_phrase(terms)
+              + ", defined below)")
+    s += "."
+    if not C.comparable_losses(*records):
+        s += (" Some runs sum the reconstruction error over an image's pixels (a loss per image) where others "
+              "average it (a loss per pixel), so their losses differ in scale by hundreds and are compared only "
+              "within one kind; BCE, MSE, PSNR and SSIM are computed the same way for every run.")
+    return s + " All metrics are on the test split."
+
+
+def _appendix(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The appendix's definitions: metrics, the loss terms and the family diagnostics the runs have."""
+    records = [r for r in runs.values() if isinstance(r, Mapping)]
+    return {"metric_docs": _metric_docs(), "loss_intro": _loss_intro(runs), "term_docs": C.term_docs(*records),
+            "family_docs": C.family_docs(*records)}
+
+
+def _curves_caption(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """The loss-curve figure's caption: what each panel and line style shows."""
+    s = "Loss per epoch: train solid, validation dashed"
+    terms = C.penalty_terms(b, v)
+    if terms:
+        s += (f". Right: the {C.term_phrase(terms)} alone (part of the loss on the left), in the same styles"
+              + ("; each term with its own marker" if len(terms) > 1 else ""))
+    if not C.comparable_losses(b, v):
+        s += ". The two runs' losses are on different scales (log axis)"
+    return s + "."
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,7 +331,12 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
 
     The comparison is a ratio only for positive quantities where a ratio reads naturally (losses,
     MSE, diversity, ...) and only when :func:`C.meaningful_ratio` allows it; a difference ``Δ``
-    otherwise, and always for dB, SSIM, fractions and counts.
+    otherwise, and always for dB, SSIM, fractions and counts. Losses on different scales (a sum per
+    image beside a mean per pixel) are not compared at all.
+
+    Under each final loss: its named terms (the reconstruction part, then every other term either
+    run has; "none" for a run whose loss lacks it). After the code statistics (labelled "of μ" for a
+    stochastic encoder): the model family and its diagnostics (``metrics.family``), by key.
     """
     rows: list[dict[str, str]] = []
 
@@ -276,17 +349,40 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
             "ratio": _ratio_str(vv, bv, mode, unit),
         })
 
-    for label, path in _METRIC_ROWS[:2]:
-        add(label, _get(b, path), _get(v, path))
-    bp, vp = _get(b, "final.penalty"), _get(v, "final.penalty")
-    if (bp or 0) > 0 or (vp or 0) > 0:
-        add("final train penalty (in the loss)", bp, vp)
+    terms = C.penalty_terms(b, v)
+    comparable = C.comparable_losses(b, v)
+    loss_mode = "ratio" if comparable else None  # a sum per image beside a mean per pixel: no comparison
+    for (label, path), val in zip(_METRIC_ROWS[:2], (False, True)):
+        add(label, _get(b, path), _get(v, path), mode=loss_mode)
+        # the loss's named terms under it: its reconstruction part and every other term either run has
+        if terms == [C.LEGACY_PENALTY]:  # results written before named terms: only the penalty is known
+            if not val:
+                add("final train penalty (in the loss)", _get(b, "final.penalty"), _get(v, "final.penalty"))
+            continue
+        if terms:
+            which = "val" if val else "train"
+            rec = C.term_path(C.RECONSTRUCTION, val)
+            add(f"final {which} reconstruction term", _get(b, rec), _get(v, rec), mode=loss_mode)
+            for key in terms:
+                path = C.term_path(key, val)
+                bx, vx = _get(b, path), _get(v, path)
+                add(f"final {which} {C.term_phrase([key])}", bx, vx, _term_cell(b, key, bx), _term_cell(v, key, vx),
+                    mode=loss_mode)
     for label, path in _METRIC_ROWS[2:6]:
         add(label, _get(b, path), _get(v, path), mode=_ROW_MODE.get(path, "ratio"), unit=_ROW_UNIT.get(path, ""))
-    add("dead code units", _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units"),
+    code = _code_note(b, v)
+    add("dead code units" + code, _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units"),
         _dead_units(b), _dead_units(v), mode="count")
     for label, path in _METRIC_ROWS[6:]:
-        add(label, _get(b, path), _get(v, path), mode=_ROW_MODE.get(path, "ratio"))
+        add(label + (code if path.startswith("metrics.code.") else ""), _get(b, path), _get(v, path),
+            mode=_ROW_MODE.get(path, "ratio"))
+    if C.family_block(b) is not None or C.family_block(v) is not None:
+        rows.append({"label": "model family", "baseline": C.family_name(b) or "—",
+                     "variant": C.family_name(v) or "—", "ratio": "—"})
+        for key in C.family_keys(b, v):
+            mode = C.FAMILY_DIAGNOSTICS.get(key, {}).get("mode", "ratio")
+            add(C.family_label(key), C.family_number(b, key), C.family_number(v, key),
+                C.family_cell(b, key), C.family_cell(v, key), mode=mode)
     if _has_noisy(b) or _has_noisy(v):
         add("noise factor", C.noise_factor(b), C.noise_factor(v))
         for label, path in _NOISY_ROWS:
@@ -628,6 +724,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
 
         curves = _figure(figures, f"figures/{slug}-loss.png", F.loss_curves(b, v, labels),
                          f"Loss curves for question {qid}")
+        curves["caption"] = _curves_caption(b, v)
         rows = _recon_rows(samples.get(b), samples.get(v), b, v)
         recon = (_figure(figures, f"figures/{slug}-recon.png", F.recon_grid(rows),
                          f"Reconstructions for question {qid}") if rows else None)
@@ -636,7 +733,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         summary.append({
             "id": qid, "anchor": slug, "question": str(q.get("question", "")),
             "baseline_val": C.fmt_num(bval), "variant_val": C.fmt_num(vval),
-            "ratio": _ratio_str(vval, bval),
+            "ratio": _ratio_str(vval, bval) if C.comparable_losses(b, v) else "not comparable (scales differ)",
             "claims": f"{n_ok}/{len(verdicts)}", "all_ok": n_ok == len(verdicts),
         })
         reps = [r for r in (_replicates(results, bkey), _replicates(results, vkey)) if len(r) >= 2]
@@ -662,7 +759,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         "notes": _notes(results),
         "effect": _corrected_effect(results),
         "missing": samples.missing,
-        "metric_docs": _metric_docs(),
+        **_appendix(runs),
         "runs": _runs_appendix(runs),
     }
     return _write(study_dir, context, figures)
@@ -718,9 +815,10 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "loss/train": [_get(r, "final.loss") for r in point_runs],
         "loss/val": [_get(r, "final.val_loss") for r in point_runs],
     }
-    # with an activity penalty in the loss, the reconstruction part on its own: what the verdict reads
+    # with other terms in the loss (an activity L1, a KL, ...), the reconstruction part on its own:
+    # what the verdict reads
     penalised = C.has_penalty(*point_runs)
-    judged = "loss/val without penalty" if penalised else "loss/val"
+    judged = "loss/val reconstruction part" if penalised else "loss/val"
     if penalised:
         series[judged] = [C.recon_val_loss(r) for r in point_runs]
     if noisy:
@@ -733,7 +831,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     path_of = {"loss/train": "final.loss", "loss/val": "final.val_loss", "SSIM": "metrics.ssim",
                "SSIM/clean input": "metrics.ssim", "SSIM/noisy input": "metrics.noisy.ssim",
                "diversity": "metrics.diversity", "dead code units": "metrics.code.dead_units",
-               "loss/val without penalty": None}
+               "loss/val reconstruction part": None}
     # only what the runs recorded: a metric no run has gets no panel (and no column below)
     series = {name: ys for name, ys in series.items()
               if any(y is not None and math.isfinite(y) for y in ys)}
@@ -753,15 +851,24 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
                                  panel_notes=panel_notes),
                     f"Final losses and diagnostics against {parameter}") if series else None)
 
-    columns = [label for label, _ in _SWEEP_COLUMNS] + ["dead code units"]
+    every = point_runs + ([base] if base is not None else [])
+    # the model's own diagnostics (metrics.family), one column each; ranges of per-unit lists are left to
+    # the question tables
+    fam_keys = [k for k in C.family_keys(*every)
+                if not any(isinstance(C.family_value(r, k), (list, tuple)) for r in every)]
+    stochastic = [C.code_is_mean(r) for r in every]
+    code = " (of μ)" if all(stochastic) else " (of μ where the encoder is stochastic)" if any(stochastic) else ""
+    columns = [label for label, _ in _SWEEP_COLUMNS] + ["dead code units" + code]
     if noisy:
         columns += ["noisy: SSIM", "noisy: PSNR (dB)"]
+    columns += [C.family_label(k) for k in fam_keys]
     table = []
 
     def row(label: str, run: Mapping[str, Any], key: str, is_base: bool) -> dict[str, Any]:
         cells = [C.fmt_num(_get(run, path)) for _, path in _SWEEP_COLUMNS] + [_dead_units(run)]
         if noisy:
             cells += [C.fmt_num(_get(run, "metrics.noisy.ssim")), C.fmt_num(_get(run, "metrics.noisy.psnr"))]
+        cells += [C.family_cell(run, k) for k in fam_keys]
         return {"value": label, "run": str(run.get("name", key)), "cells": cells, "baseline": is_base}
 
     for p, r in zip(points, point_runs):
@@ -807,12 +914,12 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "recon": recon,
         "observation": observation,
         "noise_rel": C.fmt_pct(noise["rel"]).lstrip("+"),
-        "band_of": "val loss without the activity penalty" if penalised else "val loss",
+        "band_of": "reconstruction part of the val loss" if penalised else "val loss",
         "min_span": f"{100 * F.MIN_REL_SPAN:g}%",
         "notes": _notes(results),
         "effect": _corrected_effect(results),
         "missing": samples.missing,
-        "metric_docs": _metric_docs(),
+        **_appendix(runs),
         "runs": _runs_appendix(runs),
     }
     return _write(sweep_dir, context, figures)
