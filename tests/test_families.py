@@ -272,3 +272,22 @@ def test_a_summed_loss_is_reported_per_image():
     ref = PlainStepper(spec_of(mean_cfg), 1e-3, 0.9, 0.999, 1e-7, "cpu")
     a, b = stepper.evaluate([x], x), ref.evaluate([x], x)
     assert float(a[0]) == pytest.approx(float(b[0]), rel=1e-5)
+
+
+def test_a_conv_run_resumes_with_the_thread_count_it_started_with(tmp_path):
+    """Image models train on the process's thread count; a run resumed where that count differs
+    (a study regrouped over other workers) must still end with the uninterrupted run's bits."""
+    cfg = run_cfg("ae", CASES["ae"][2])
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train_runs([cfg], [ref], device="cpu", progress=False)
+        with pytest.raises(Interrupted):
+            train_runs([cfg], [cut], device="cpu", progress=False, stop=StopAfter(5))
+        torch.set_num_threads(1)
+        train_runs([cfg], [cut], device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(old)
+    _same_run(ref, cut)
+    assert json.loads((cut / "run.json").read_text())["threads"] == json.loads((ref / "run.json").read_text())["threads"]

@@ -158,7 +158,8 @@ def group_key(cfg: RunConfig, engine: str) -> tuple:
             d.dataset, d.scaling, d.scaler_fit, d.limit, d.test_limit)
 
 
-def save_checkpoint(run_dir: Path, cfg: RunConfig, tensors: dict[str, torch.Tensor], st: LoopState, m: int) -> None:
+def save_checkpoint(run_dir: Path, cfg: RunConfig, tensors: dict[str, torch.Tensor], st: LoopState, m: int,
+                    threads: Optional[int] = None) -> None:
     """Everything needed to continue run ``m`` of a group exactly where it stopped."""
     from safetensors.torch import save_file
 
@@ -174,7 +175,7 @@ def save_checkpoint(run_dir: Path, cfg: RunConfig, tensors: dict[str, torch.Tens
         save_file(t, str(tmp))
     write_json(ck / "state.json", {
         "config_hash": config_hash(cfg), "epoch": st.epoch, "batch": st.batch, "elapsed": st.elapsed,
-        "history": st.histories[m].to_dict(),
+        "history": st.histories[m].to_dict(), "threads": threads,
         "state_sha256": _sha256(ck / "state.safetensors"),
     })
 
@@ -697,15 +698,20 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
     t0 = time.perf_counter()
     t = cfgs[0].train
     specs = [spec_of(c) for c in cfgs]
+    cks = [load_checkpoint(rd, c) for rd, c in zip(run_dirs, cfgs)] if resume else []
+    usable = bool(cks) and all(ck is not None for ck in cks) and len({(ck[1]["epoch"], ck[1]["batch"]) for ck in cks}) == 1
     if engine == "plain" or not can_stack(specs[0]):
-        stepper = PlainStepper(specs[0], t.lr, t.beta1, t.beta2, t.eps, dev)
+        # A resumed run takes the intra-op thread count it started with: where that count is the
+        # process's (models with image layers, see steppers._default_threads), a study resumed with
+        # other worker counts would otherwise round its convolutions differently from then on.
+        threads = cks[0][1].get("threads") if usable else None
+        stepper = PlainStepper(specs[0], t.lr, t.beta1, t.beta2, t.eps, dev, num_threads=threads)
     else:
         stepper = StackedDenseStepper(specs, t.lr, t.beta1, t.beta2, t.eps, dev)
     datas = [data.train_data(c, dev) for c in cfgs]
     state = None
     if resume:
-        cks = [load_checkpoint(rd, c) for rd, c in zip(run_dirs, cfgs)]
-        if cks and all(ck is not None for ck in cks) and len({(ck[1]["epoch"], ck[1]["batch"]) for ck in cks}) == 1:
+        if usable:
             stepper.load_state([{k: v for k, v in ck[0].items() if not k.startswith("loop.")} for ck in cks])
             meta = cks[0][1]
             state = LoopState(epoch=meta["epoch"], batch=meta["batch"], elapsed=meta["elapsed"],
@@ -720,9 +726,11 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
             shutil.rmtree(rd / CHECKPOINT)
         prepare_run_dir(rd, c)
 
+    threads_used = (stepper.threads.n or torch.get_num_threads()) if dev.type == "cpu" else None
+
     def checkpoint(st: LoopState) -> None:
         for m, (rd, c, tensors) in enumerate(zip(run_dirs, cfgs, stepper.state())):
-            save_checkpoint(rd, c, tensors, st, m)
+            save_checkpoint(rd, c, tensors, st, m, threads=threads_used)
 
     def epoch_end(st: LoopState) -> None:
         checkpoint(st)
@@ -738,12 +746,13 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
     out = []
     for m, (model, rd, c, d) in enumerate(zip(stepper.export_models(), run_dirs, cfgs, datas)):
         out.append(finish_run(rd, c, model, st.histories[m], d, dev, engine_name=type(stepper).__name__,
-                              wall=wall, group=names, data_source=data.provenance(c.data)))
+                              wall=wall, group=names, data_source=data.provenance(c.data), threads=threads_used))
     return out
 
 
 def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainData, dev, *, engine_name: str,
-               wall: float, group: Sequence[str], data_source: Optional[dict] = None) -> RunResult:
+               wall: float, group: Sequence[str], data_source: Optional[dict] = None,
+               threads: Optional[int] = None) -> RunResult:
     """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint."""
     from .metrics import evaluate
 
@@ -771,7 +780,7 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     write_json(run_dir / "run.json", {
         "config_hash": config_hash(cfg), "weights_sha256": sha, "aelab_version": __version__,
         "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
-        "data_source": data_source,
+        "data_source": data_source, "threads": threads,
         "cpu_kernels": ckernels.status() if dev.type == "cpu" else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
