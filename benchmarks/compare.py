@@ -2,6 +2,14 @@
 
     python -m benchmarks.compare [--epochs 3] [--models lab_undercomplete,q2_1_swapped,...]
                                  [--skip-keras] [--skip-study] [--out benchmarks/results-cpu.json]
+    python -m benchmarks.compare --models keras-blog-conv,keras-io-vae [--conv-epochs 5]
+                                 [--conv-limit 12000] [--same-init-epochs 3]
+
+``--models`` takes ``exercise12`` run names (the dense models below) and/or preset names with image
+layers (``keras-blog-conv``, ``keras-io-vae``: see ``benchmarks/compare_conv.py``: aelab vs Keras vs a
+plain PyTorch loop on an MNIST slice, interleaved epoch by epoch, plus a same-initial-weights check
+against Keras). Each kind writes its own JSON (``--out``, ``--conv-out``) and its own part of
+``benchmarks/RESULTS.md``, leaving the other's part as it is.
 
 For each model of the ``exercise12`` study (its run names), in one process, on the same data
 (MNIST, min–max scaled per split as the seed does), interleaved per model:
@@ -341,8 +349,9 @@ NOTES = [
     "(TensorFlow CPU 2.21 with Keras 3); run `.venv-bench/bin/python -m benchmarks.compare`.",
     "The machine is shared: other processes (tests, builds) may run at the same time; the load averages "
     "above say how busy it was. Rerun for a quiet measurement.",
-    "Threads: aelab's engine runs its training steps on one intra-op thread on CPU (`AELAB_NUM_THREADS` "
-    "overrides); Keras/TensorFlow and the DataLoader loop use their defaults (all cores), as a user would.",
+    "Threads: aelab's engine runs a dense model's training steps on one intra-op thread on CPU "
+    "(`AELAB_NUM_THREADS` overrides; models with image layers use all cores, see the conv section); "
+    "Keras/TensorFlow and the DataLoader loop use their defaults (all cores), as a user would.",
     "Engine changes, first round (per step, one thread, min of 5×100 steps; u1 = "
     "lab_undercomplete alone, s4 = the 4 shallow 30-epoch runs stacked, d2 = the 2 deep runs stacked): "
     "(1) one intra-op thread instead of PyTorch's 2: one epoch of lab_undercomplete 0.49 s vs 1.8–27 s "
@@ -385,24 +394,38 @@ NOTES = [
 
 # -- main ------------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
+    from benchmarks import compare_conv
+
     ap = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--models", default=DEFAULT_MODELS, help="the exercise12 run names, comma-separated")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per dense model")
+    ap.add_argument("--models", default=DEFAULT_MODELS,
+                    help="exercise12 run names and/or presets with image layers (keras-blog-conv, keras-io-vae), "
+                         "comma-separated")
     ap.add_argument("--skip-keras", action="store_true")
-    ap.add_argument("--skip-study", action="store_true")
-    ap.add_argument("--out", default="benchmarks/results-cpu.json")
+    ap.add_argument("--skip-study", action="store_true", help="(the study is timed only when dense models are run)")
+    ap.add_argument("--out", default="benchmarks/results-cpu.json", help="JSON of the dense models")
     ap.add_argument("--md", default="benchmarks/RESULTS.md", help="Markdown report ('' to skip)")
+    ap.add_argument("--conv-epochs", type=int, default=5, help="epochs per conv preset and framework")
+    ap.add_argument("--conv-limit", type=int, default=12_000, help="training images for the conv presets")
+    ap.add_argument("--conv-test-limit", type=int, default=10_000, help="validation (test) images for the conv presets")
+    ap.add_argument("--same-init-epochs", type=int, default=3,
+                    help="epochs of the aelab-vs-Keras check from the same initial weights (0: skip)")
+    ap.add_argument("--skip-one-thread", action="store_true", help="conv presets: do not also time aelab on 1 thread")
+    ap.add_argument("--conv-out", default="benchmarks/results-conv-cpu.json", help="JSON of the conv presets")
     ap.add_argument("--study-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.study_child:
         study_child(args.study_child)
         return 0
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    res: dict = {"command": "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:]),
-                 "epochs": args.epochs, "machine": machine_info(), "models": {}, "notes": list(NOTES)}
+    all_names = [n.strip() for n in args.models.split(",") if n.strip()]
+    conv_names = [n for n in all_names if compare_conv.is_conv_preset(n)]
+    names = [n for n in all_names if n not in conv_names]
+    command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    res: dict = {"command": command, "epochs": args.epochs, "machine": machine_info(), "models": {},
+                 "notes": list(NOTES)}
 
     # The study first, in its own process, before TensorFlow's thread pools exist in this one.
-    if not args.skip_study:
+    if names and not args.skip_study:
         print("timing aelab study exercise12 (9 trainings, full MNIST) ...", flush=True)
         res["study"] = time_study()
         print(f"  study: {res['study']['train_wall_seconds']:.1f} s training wall", flush=True)
@@ -418,6 +441,63 @@ def main(argv=None) -> int:
         res["machine"]["tensorflow"] = tf.__version__
         res["machine"]["keras"] = keras.__version__
 
+    if names:
+        run_dense(names, args, res, why)
+    conv_res = None
+    if conv_names:
+        conv_res = {"command": command, "machine": dict(res["machine"]), "conv_models": {},
+                    "conv_notes": list(compare_conv.NOTES)}
+        if why:
+            conv_res["keras_skipped"] = why
+        for name in conv_names:
+            r = compare_conv.run_preset(name, args.conv_epochs, args.conv_limit, args.conv_test_limit,
+                                        args.same_init_epochs, keras_ok=not why, one_thread=not args.skip_one_thread,
+                                        log=lambda m: print(m, flush=True))
+            conv_res["conv_models"][name] = r
+            print(f"[{name}] aelab {r['aelab']['sec_per_epoch']:.2f} s/epoch"
+                  + (f", aelab 1t {r['aelab_1t']['sec_per_epoch']:.2f}" if "aelab_1t" in r else "")
+                  + (f", Keras {r['keras']['sec_per_epoch']:.2f} (x{r['speedup_vs_keras']:.2f})"
+                     if "keras" in r else "")
+                  + f", torch {r['torch']['sec_per_epoch']:.2f}", flush=True)
+    try:
+        load_end = list(os.getloadavg())
+        res["machine"]["load_avg_end"] = load_end
+        if conv_res is not None:
+            conv_res["machine"]["load_avg_end"] = load_end
+    except OSError:
+        pass
+    if conv_res is not None and Path(args.conv_out).exists():  # keep a short history of earlier runs
+        try:
+            compare_conv.with_history(conv_res, json.loads(Path(args.conv_out).read_text()))
+        except (ValueError, KeyError, TypeError):
+            pass
+    for path, obj in ((args.out, res if names else None), (args.conv_out, conv_res)):
+        if obj is None:
+            continue
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2))
+        tmp.replace(out)
+    if args.md:
+        md = Path(args.md)
+        existing = md.read_text() if md.exists() else ""
+        text = markdown(res) if names else existing
+        if conv_res is not None:
+            text = compare_conv.merge_markdown(text, compare_conv.markdown(conv_res))
+        elif names:  # keep the conv section of an earlier run
+            kept = compare_conv.conv_section(existing)
+            if kept:
+                text = compare_conv.merge_markdown(text, kept)
+        md.write_text(text)
+    if names:
+        print(markdown(res))
+    if conv_res is not None:
+        print(compare_conv.markdown(conv_res))
+    return 0
+
+
+def run_dense(names: list[str], args, res: dict, why) -> None:
     study, cache = load_study_data(names)
     for name in names:
         cfg = study.runs[name]
@@ -451,19 +531,6 @@ def main(argv=None) -> int:
               f"val aelab {a:.5f} plain {p:.5f}"
               + (f" Keras {r['keras']['val_loss'][-1]:.5f}" if "keras" in r else "")
               + f" torch {r['torch']['val_loss'][-1]:.5f}", flush=True)
-    try:
-        res["machine"]["load_avg_end"] = list(os.getloadavg())
-    except OSError:
-        pass
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    tmp.replace(out)
-    if args.md:
-        Path(args.md).write_text(markdown(res))
-    print(markdown(res))
-    return 0
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def build_initial_model(spec: ModelSpec) -> torch.nn.Module:
 
 
 class _Threads:
-    """Run a block with ``n`` intra-op threads, restoring the previous setting after it.
+    """Run a block with ``n`` intra-op threads, restoring the previous setting after it; ``n`` 0 or
+    None: run it with the process's setting, untouched.
 
     The fast path issues a few dozen small kernels per step (a 64-row batch: each matmul is a few
     MFLOP, each elementwise pass under a megabyte). One thread runs them at the core's BLAS peak;
@@ -104,13 +105,36 @@ class _Threads:
             torch.set_num_threads(self.old)
 
 
-def _default_threads(device: torch.device) -> int:
-    """Intra-op threads for training steps: 1 on CPU (``AELAB_NUM_THREADS`` overrides), else untouched.
+def _default_threads(device: torch.device, model_cfg: object | None = None) -> int:
+    """Intra-op threads for training steps; 0 means the process's setting. ``AELAB_NUM_THREADS=N``
+    overrides it on a CPU; a GPU run is never touched.
 
-    Besides speed, a fixed count makes results independent of the machine: CPU matmuls round
-    differently with different thread counts, and relu-output models amplify that.
+    * Dense models (the fast path, and the autograd path for dense models): **1** thread. Their
+      steps are many small kernels that do not scale (see :class:`_Threads`), and a fixed count
+      makes results independent of the machine: CPU matmuls round differently with different
+      thread counts, and relu-output models amplify that. The plain path must use the fast path's
+      count to train to the same bits.
+    * Models with image layers (conv, pooling, up-sampling: the autograd path only): **the
+      process's setting** — PyTorch's default of one thread per core, or a study worker's share
+      (``cores // workers``), or whatever the caller set with ``torch.set_num_threads``. A conv
+      step is a few large oneDNN kernels that do scale: on this project's 2-vCPU VM two threads
+      took the Keras-blog conv AE from 39 to 28 ms per 128-image step and the keras.io VAE from
+      108 to 73 ms on a quiet machine (``python -m benchmarks.conv_steps``), which is what keeps
+      them level with Keras, itself on all cores. The trade-offs: (1) a conv run's result then depends on
+      the thread count (oneDNN splits its reductions per thread), so the same config trained by
+      ``aelab train`` (all cores) and inside a study worker (its share), or on another machine,
+      agrees to float rounding, not bit for bit — a run resumed on the same machine still
+      replays exactly; (2) when other processes keep the cores busy, a multi-threaded step waits
+      at every kernel for its slowest thread: measured 3–5× *slower* than one thread here while
+      another job ran. Set ``AELAB_NUM_THREADS=1`` for machine-independent bits or on a shared CPU.
     """
-    return int(os.environ.get("AELAB_NUM_THREADS", "1")) if device.type == "cpu" else 0
+    if device.type != "cpu":
+        return 0
+    env = os.environ.get("AELAB_NUM_THREADS")
+    if env:
+        return int(env)
+    is_dense = getattr(model_cfg, "is_dense", None)
+    return 0 if is_dense is not None and not is_dense() else 1
 
 
 def _rows(t: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
@@ -152,9 +176,10 @@ class PlainStepper(_Stepper):
                  num_threads: int | None = None) -> None:
         self.spec = spec
         self.device = torch.device(device)
-        # the same thread policy as the fast path: CPU matmul results depend on the thread count,
-        # so both paths must use the same one to give the same result (see _Threads)
-        self.threads = _Threads(_default_threads(self.device) if num_threads is None else num_threads)
+        # the thread policy (see _default_threads): a dense model gets the fast path's one thread
+        # (CPU matmul results depend on the thread count, so both paths must use the same one to
+        # give the same result); a model with image layers, the process's setting (all cores)
+        self.threads = _Threads(_default_threads(self.device, spec.model_cfg) if num_threads is None else num_threads)
         self.model = build_initial_model(spec).to(self.device)
         self.opt = KerasAdam(self.model.parameters(), lr=lr, beta1=beta1, beta2=beta2, eps=eps)
         self.t = 0

@@ -344,6 +344,37 @@ def _tf_pads(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int]) -> tuple[i
     return left, right, top, bottom
 
 
+# Memory format. The image layers compute in channels-last (NHWC) memory, the layout oneDNN's CPU
+# convolutions are fastest in (NCHW costs a reorder around every call: the VAE's transposed convs
+# ran 2–4× slower), and the one in which max-pooling and nearest up-sampling have vectorised
+# kernels. Only the memory order changes: a tensor's shape and indexing stay PyTorch's (B, C, H, W),
+# so nothing outside these modules sees a difference (``ShapedSequential`` reshapes by logical
+# order, and Keras' (H, W, C) Flatten becomes a view instead of a copy). A network's first image
+# layer converts its input once; each layer's output is channels-last, so later layers convert
+# nothing.
+_CL = torch.channels_last
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory (the same tensor when it already is)."""
+    x = x.contiguous(memory_format=_CL)
+    if x.shape[1] == 1 and x.stride(1) != 1:
+        # One channel (an MNIST batch): NCHW and NHWC are the same bytes, but PyTorch reads these
+        # strides as NCHW and a conv on them writes an NCHW output, which every later layer would
+        # then mix with channels-last gradients (strided, several times slower). A 1-channel copy
+        # with channels-last strides is small and makes the whole network channels-last.
+        x = torch.empty_like(x, memory_format=_CL).copy_(x)
+    return x
+
+
+def _add_bias_(y: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    # The bias as a separate broadcast add, in place on the fresh conv output (a convolution's
+    # backward does not read its output), not inside the oneDNN call: oneDNN's transposed
+    # convolution with a bias took ~3× as long as without one (a slower kernel, and NCHW output),
+    # and so did a conv on a one-channel channels-last input. The value is the same sum, conv(x) + b.
+    return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
+
+
 class KerasConv2d(nn.Conv2d):
     """``nn.Conv2d`` computing Keras' ``Conv2D``: "same" is TensorFlow's (asymmetric) padding.
 
@@ -358,12 +389,15 @@ class KerasConv2d(nn.Conv2d):
         self.keras_padding = keras_padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _channels_last(x)
+        pad = (0, 0)
         if self.keras_padding == "same":
             left, right, top, bottom = _tf_pads(x, self.kernel_size, self.stride)
             if left == right and top == bottom:  # symmetric: let the conv pad, no copy
-                return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
-            x = F.pad(x, (left, right, top, bottom))
-        return F.conv2d(x, self.weight, self.bias, self.stride)
+                pad = (top, left)
+            else:  # TF's extra row/column at the bottom/right (a copy of the input, channels-last)
+                x = F.pad(x, (left, right, top, bottom))
+        return _add_bias_(F.conv2d(x, self.weight, None, self.stride, pad), self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, keras_padding={self.keras_padding!r}"
@@ -385,16 +419,22 @@ class KerasConvTranspose2d(nn.ConvTranspose2d):
         self.keras_padding = keras_padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _channels_last(x)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         h0, h1 = transpose_crop(x.shape[-2], kh, sh, self.keras_padding)
         w0, w1 = transpose_crop(x.shape[-1], kw, sw, self.keras_padding)
         full_h, full_w = (x.shape[-2] - 1) * sh + kh, (x.shape[-1] - 1) * sw + kw
-        if h1 <= full_h and w1 <= full_w:  # a crop only: a view of the full output
-            return F.conv_transpose2d(x, self.weight, self.bias, self.stride)[..., h0:h1, w0:w1]
-        # Kernel smaller than the stride: TF's output has rows no kernel reaches; they hold the bias.
         y = F.conv_transpose2d(x, self.weight, None, self.stride)
-        y = F.pad(y, (-w0, w1 - full_w, -h0, h1 - full_h))
-        return y + self.bias.view(1, -1, 1, 1)
+        pads = (-w0, w1 - full_w, -h0, h1 - full_h)  # negative: a crop; positive (a kernel smaller
+        if any(pads):  # than its stride): TF's rows no kernel reaches, which hold only the bias
+            # One pad op, not a slice per axis: its backward is one padded copy of the gradient
+            # instead of two zero-filled full-size tensors. Channels-last in, channels-last out.
+            # (Cropping through the conv's own padding — and output_padding, after a zero row in
+            # front of the input — is exact as well and a few % faster on one thread, but oneDNN
+            # then picks kernels that round differently from TensorFlow's: a VAE trained from the
+            # same start as Keras drifted to 2e-4 from it in one epoch on two threads, not 2e-6.)
+            y = F.pad(y, pads)
+        return _add_bias_(y, self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, keras_padding={self.keras_padding!r}"
@@ -410,6 +450,7 @@ class KerasMaxPool2d(nn.Module):
         self.keras_padding = keras_padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _channels_last(x)  # max-pooling's channels-last kernel: ~7× the NCHW one's speed here
         if self.keras_padding == "same":
             left, right, top, bottom = _tf_pads(x, self.pool, self.stride)
             if (left, top) == (right, bottom) and 2 * top <= self.pool[0] and 2 * left <= self.pool[1]:
@@ -423,15 +464,26 @@ class KerasMaxPool2d(nn.Module):
 
 
 class UpSampleNearest(nn.Module):
-    """Keras' ``UpSampling2D``: each pixel repeated ``size`` times per axis (exact, no float scale)."""
+    """Keras' ``UpSampling2D``: each pixel repeated ``size`` times per axis (exact copies)."""
 
     def __init__(self, size=2) -> None:
         super().__init__()
         self.size = pair(size)
+        # PyTorch's nearest kernel finds the source row of output row i as floor(i · fl(1/s)) (or
+        # i >> 1 for s = 2): exactly i // s whenever fl(1/s), the float32 nearest 1/s, is not
+        # below 1/s (rounding can then only push i·fl(1/s) up, by far less than 1/s, for any image
+        # under 2^23 rows). That holds for 1–24 and most factors above; for the others (25, 29, …)
+        # the forward is the expand + reshape below, exact by construction.
+        one = torch.ones((), dtype=torch.float32)
+        self._kernel = all(float(one / f) >= 1.0 / f for f in self.size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         sh, sw = self.size
+        if self._kernel:
+            # On channels-last memory: the same copies of each pixel, and a backward (the sum over
+            # each pixel's copies) ~7× faster than that of the expand's strided reduction.
+            return F.interpolate(_channels_last(x), size=(h * sh, w * sw), mode="nearest")
         return x[:, :, :, None, :, None].expand(b, c, h, sh, w, sw).reshape(b, c, h * sh, w * sw)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,778 @@
+"""The convolutional models of ``benchmarks.compare``: aelab vs Keras 3 / TensorFlow vs a plain PyTorch loop.
+
+Used by ``python -m benchmarks.compare --models keras-blog-conv,keras-io-vae`` (any preset with image
+layers: ``aelab presets``). For each preset, in one process, on the same data (MNIST ÷ 255, the first
+``--conv-limit`` training images, the whole test set for validation), the frameworks are
+**interleaved epoch by epoch** (aelab, aelab on 1 thread, Keras, torch, then the next epoch), so a
+drift of the machine's speed hits all of them alike:
+
+* **aelab** — the preset's :class:`~aelab.config.RunConfig` (``load_preset``), trained by the engine's
+  autograd path (``PlainStepper`` + ``engine.fit``, what ``aelab train --preset`` runs) under aelab's
+  thread policy (models with image layers: the process's threads, all cores by default);
+* **aelab 1t** — the same with one intra-op thread (``AELAB_NUM_THREADS=1``: machine-independent bits);
+* **keras** — the same architecture built from the preset's layer specs with Keras layers
+  (``Conv2D``, ``MaxPooling2D(padding="same")``, ``UpSampling2D``, ``Conv2DTranspose``, ``Flatten``,
+  ``Reshape``, ``Dense``), Glorot-uniform kernels and zero biases (Keras' defaults), Adam. The AE:
+  ``compile(optimizer="adam", loss="binary_crossentropy")`` + ``fit(x, x, batch_size, shuffle=True,
+  validation_data=(x_test, x_test))``. The VAE: keras.io's ``VAE(keras.Model)`` with its custom
+  ``train_step`` — reconstruction = mean over the batch of the per-image sum of BCE, KL = mean over
+  the batch of the per-image sum of −½(1 + log σ² − μ² − σ²), total = their sum — and the same
+  ``test_step`` for validation; its trackers are weighted by batch size, so the epoch's loss is the
+  mean over images as aelab and Keras' compiled losses report it (keras.io's unweighted Mean differs
+  only through the last, smaller batch);
+* **torch** — what one writes in plain PyTorch: ``DataLoader(TensorDataset)``, ``nn.Sequential`` of
+  ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.Upsample`` / ``nn.ConvTranspose2d`` (NCHW, PyTorch's default
+  memory format), TF's asymmetric "same" written out (``nn.ZeroPad2d``, a −inf pad before pooling,
+  a crop after a transposed conv) so that it is Keras' model, ``nn.Flatten`` / ``nn.Unflatten`` (CHW
+  order: the dense weights next to them are permuted from aelab's HWC order), BCE from logits, autograd,
+  ``torch.optim.Adam`` (ε = Keras' 1e-7), PyTorch's default threads. It starts from aelab's initial
+  weights.
+
+Seconds per epoch: wall time of one epoch including its validation pass, median over epochs 2..N
+(epoch 1 of Keras traces and compiles its ``tf.function``\\ s). Final losses: the last epoch's mean
+training loss and validation loss. Different frameworks draw different initial weights (Keras),
+shuffles and ε, so their losses only have to be close.
+
+**Same-start check** (``--same-init-epochs``, 0 to skip): aelab's initial weights are copied into the
+Keras model (conv kernels ``(out, in, kh, kw)`` → ``(kh, kw, in, out)`` and transposed-conv kernels
+``(in, out, kh, kw)`` → ``(kh, kw, out, in)``, both by ``permute(2, 3, 1, 0)``; dense kernels = ``weight.T``;
+aelab's Flatten/Reshape already use Keras' (H, W, C) order), both train without shuffling on the same
+batches, and the Keras VAE takes aelab's ε (each batch's ε drawn as aelab's loop draws it, passed to
+``train_step`` as a second input; the validation ε likewise). Per-epoch train and validation losses
+of the two must then agree to float rounding (float32; oneDNN in both).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+CONV_PRESETS = ("keras-blog-conv", "keras-io-vae")
+
+
+def is_conv_preset(name: str) -> bool:
+    """A preset whose model has image layers (the dense ones are the fast path's: see the study rows)."""
+    from aelab.models.presets import load_preset, preset_names
+
+    return name in preset_names() and not load_preset(name).model.is_dense()
+
+
+def _median_skip_first(xs):
+    xs = list(xs)
+    return statistics.median(xs[1:] if len(xs) > 1 else xs)
+
+
+# -- the run config and its data --------------------------------------------------------------------
+def preset_config(name: str, limit: int, test_limit: int | None):
+    from aelab.models.presets import load_preset
+
+    cfg = load_preset(name)
+    over = {"data.limit": limit}
+    if test_limit:
+        over["data.test_limit"] = test_limit
+    else:
+        over["data.test_limit"] = 10_000
+    return cfg.with_overrides(over)
+
+
+# -- aelab ------------------------------------------------------------------------------------------
+class AelabRun:
+    """The engine's autograd path, one epoch per :meth:`epoch` call (``engine.fit`` resumed from its state)."""
+
+    def __init__(self, cfg, data, num_threads: int | None = None, shuffle: bool | None = None):
+        from aelab.engine.steppers import PlainStepper
+        from aelab.runs import spec_of
+
+        t = cfg.train
+        self.cfg = cfg
+        self.stepper = PlainStepper(spec_of(cfg), t.lr, t.beta1, t.beta2, t.eps, "cpu", num_threads=num_threads)
+        self.d = data.train_data(cfg, torch.device("cpu"))
+        self.shuffle = t.shuffle if shuffle is None else shuffle
+        self.st = None
+        self.secs: list[float] = []
+
+    def epoch(self) -> None:
+        from aelab.engine.loop import fit
+
+        t = self.cfg.train
+        done = 0 if self.st is None else self.st.epoch
+        t0 = time.perf_counter()
+        self.st = fit(self.stepper, [self.d], epochs=done + 1, batch_size=t.batch_size, seed=t.seed,
+                      shuffle=self.shuffle, state=self.st, progress=False)
+        self.secs.append(time.perf_counter() - t0)
+
+    def result(self) -> dict:
+        h = self.st.histories[0]
+        return {"epoch_seconds": self.secs, "loss": h.loss, "val_loss": h.val_loss,
+                "terms": h.terms, "val_terms": h.val_terms}
+
+
+# -- Keras --------------------------------------------------------------------------------------------
+def _keras_layers(specs):
+    from keras import layers
+
+    from aelab.models.layers import pair, parse_layer
+
+    out = []
+    for s in map(parse_layer, specs):
+        k = s.kind
+        if k == "dense":
+            out.append(layers.Dense(s.size, activation=s.activation))
+        elif k == "conv2d":
+            out.append(layers.Conv2D(s.filters, pair(s.kernel), strides=pair(s.stride), padding=s.padding,
+                                     activation=s.activation))
+        elif k == "conv2d-transpose":
+            out.append(layers.Conv2DTranspose(s.filters, pair(s.kernel), strides=pair(s.stride), padding=s.padding,
+                                              activation=s.activation))
+        elif k == "max-pool":
+            out.append(layers.MaxPooling2D(pair(s.pool), strides=None if s.stride is None else pair(s.stride),
+                                           padding=s.padding))
+        elif k == "up-sample":
+            out.append(layers.UpSampling2D(pair(s.size)))
+        elif k == "flatten":
+            out.append(layers.Flatten())
+        elif k == "reshape":
+            out.append(layers.Reshape(tuple(s.shape)))
+        else:  # pragma: no cover
+            raise ValueError(k)
+    return out
+
+
+def _hwc(shape):
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+class _Timer:
+    def __init__(self):
+        import keras
+
+        class T(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.secs: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.secs.append(time.perf_counter() - self._t0)
+
+        self.cb = T()
+
+
+def _keras_vae_class():
+    import keras
+    import tensorflow as tf
+    from keras import ops
+
+    class VAE(keras.Model):
+        """keras.io's VAE: the encoder gives (z_mean, z_log_var); z = z_mean + exp(½ z_log_var)·ε."""
+
+        def __init__(self, encoder, decoder, seed, **kw):
+            super().__init__(**kw)
+            self.encoder, self.decoder = encoder, decoder
+            self.seed_generator = keras.random.SeedGenerator(seed)
+            self.total_loss_tracker = keras.metrics.Mean(name="loss")
+            self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+            self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+
+        @property
+        def metrics(self):
+            return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+        def _vae_losses(self, data):
+            # data: images, or (images, ε) for the same-start check (ε drawn as aelab's loop draws it)
+            if isinstance(data, (tuple, list)):
+                x, eps = data[0], (data[1] if len(data) > 1 and data[1] is not None else None)
+            else:
+                x, eps = data, None
+            z_mean, z_log_var = self.encoder(x)
+            if eps is None:
+                eps = keras.random.normal(shape=ops.shape(z_mean), seed=self.seed_generator)
+            z = z_mean + ops.exp(0.5 * z_log_var) * eps
+            reconstruction = self.decoder(z)
+            reconstruction_loss = ops.mean(ops.sum(keras.losses.binary_crossentropy(x, reconstruction), axis=(1, 2)))
+            kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+            kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
+            return x, reconstruction_loss, kl_loss
+
+        def _track(self, x, rec, kl):
+            w = ops.cast(ops.shape(x)[0], "float32")  # batch-size weighted: the mean over images
+            self.total_loss_tracker.update_state(rec + kl, sample_weight=w)
+            self.reconstruction_loss_tracker.update_state(rec, sample_weight=w)
+            self.kl_loss_tracker.update_state(kl, sample_weight=w)
+            return {m.name: m.result() for m in self.metrics}
+
+        def train_step(self, data):
+            with tf.GradientTape() as tape:
+                x, rec, kl = self._vae_losses(data)
+                total_loss = rec + kl
+            grads = tape.gradient(total_loss, self.trainable_weights)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+            return self._track(x, rec, kl)
+
+        def test_step(self, data):
+            x, rec, kl = self._vae_losses(data)
+            return self._track(x, rec, kl)
+
+    return VAE
+
+
+class KerasRun:
+    """The preset's architecture in Keras 3; one epoch per :meth:`epoch` call (``fit(initial_epoch=e)``)."""
+
+    def __init__(self, cfg, x_tr: np.ndarray, x_te: np.ndarray, shuffle: bool = True, seed: int | None = None):
+        import keras
+
+        m, t = cfg.model, cfg.train
+        keras.utils.set_random_seed(t.seed if seed is None else seed)
+        self.cfg, self.shuffle = cfg, shuffle
+        in_hwc = _hwc(m.input_shape)
+        self.x_tr = x_tr.reshape(len(x_tr), *in_hwc)
+        self.x_te = x_te.reshape(len(x_te), *in_hwc)
+        self.vae = m.family == "vae"
+        opt = keras.optimizers.Adam(learning_rate=t.lr, beta_1=t.beta1, beta_2=t.beta2, epsilon=t.eps)
+        if self.vae:
+            ei = keras.Input(in_hwc)
+            h = ei
+            for layer in _keras_layers(m.encoder):
+                h = layer(h)
+            z_mean = keras.layers.Dense(m.latent, name="z_mean")(h)
+            z_log_var = keras.layers.Dense(m.latent, name="z_log_var")(h)
+            self.encoder = keras.Model(ei, [z_mean, z_log_var], name="encoder")
+            li = keras.Input((m.latent,))
+            h = li
+            for layer in _keras_layers(m.decoder):
+                h = layer(h)
+            self.decoder = keras.Model(li, h, name="decoder")
+            self.model = _keras_vae_class()(self.encoder, self.decoder, seed=t.seed)
+            self.model.compile(optimizer=opt)
+        else:
+            if t.loss != "bce" or m.family != "ae" or getattr(m, "activity_l1", 0):
+                raise ValueError("this benchmark's Keras AE is the plain autoencoder with Keras' BCE")
+            self.model = keras.Sequential([keras.Input(in_hwc)] + _keras_layers(m.encoder) + _keras_layers(m.decoder))
+            self.model.compile(optimizer=opt, loss="binary_crossentropy")
+        self.timer = _Timer().cb
+        self.loss: list[float] = []
+        self.val_loss: list[float] = []
+        self.terms: dict[str, list[float]] = {}
+        self.e = 0
+
+    def weighted_layers(self):
+        """Keras layers with weights, in the order aelab's modules hold theirs."""
+        if self.vae:
+            enc = [l for l in self.encoder.layers if l.weights]
+            # encoder stack, then z_mean, z_log_var (as aelab's VAEEncoder: features, mu, logvar)
+            return enc + [l for l in self.decoder.layers if l.weights]
+        return [l for l in self.model.layers if l.weights]
+
+    def set_weights_from(self, torch_model) -> float:
+        """Copy an aelab model's weights into this Keras model; returns the max |Δ| of the two
+        models' outputs on a few test images afterwards (a check of the copy)."""
+        mods = [m for m in torch_model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+        kl = self.weighted_layers()
+        if len(mods) != len(kl):
+            raise RuntimeError(f"{len(mods)} aelab layers with weights but {len(kl)} Keras layers")
+        for m, layer in zip(mods, kl):
+            w = m.weight.detach()
+            kernel = w.t() if isinstance(m, nn.Linear) else w.permute(2, 3, 1, 0)
+            layer.set_weights([kernel.contiguous().numpy(), m.bias.detach().numpy()])
+        x = self.x_te[:16]
+        xt = torch.from_numpy(x.reshape(len(x), -1))
+        with torch.no_grad():
+            torch_model.eval()
+            if self.vae:
+                mu, logvar = torch_model.encoder.distribution(xt)
+                kmu, klv = self.encoder(x)
+                out_t = torch.cat([mu, logvar, torch_model.decoder(mu)], 1).numpy()
+                out_k = np.concatenate([np.asarray(kmu), np.asarray(klv),
+                                        np.asarray(self.decoder(np.asarray(kmu))).reshape(len(x), -1)], 1)
+            else:
+                out_t = torch_model(xt).recon.numpy()
+                out_k = np.asarray(self.model(x)).reshape(len(x), -1)
+        return float(np.abs(out_t - out_k).max())
+
+    def epoch(self, eps_train: np.ndarray | None = None, eps_val: np.ndarray | None = None) -> None:
+        bs = self.cfg.train.batch_size
+        if self.vae:
+            # ε, when given, travels as the "targets" (y), so a batch is (images, ε)
+            hist = self.model.fit(self.x_tr, eps_train, batch_size=bs, epochs=self.e + 1, initial_epoch=self.e,
+                                  shuffle=self.shuffle, validation_data=(self.x_te, eps_val), verbose=0,
+                                  callbacks=[self.timer])
+        else:
+            hist = self.model.fit(self.x_tr, self.x_tr, batch_size=bs, epochs=self.e + 1, initial_epoch=self.e,
+                                  shuffle=self.shuffle, validation_data=(self.x_te, self.x_te), verbose=0,
+                                  callbacks=[self.timer])
+        self.e += 1
+        h = hist.history
+        self.loss.append(float(h["loss"][-1]))
+        self.val_loss.append(float(h["val_loss"][-1]))
+        for k in ("reconstruction_loss", "kl_loss", "val_reconstruction_loss", "val_kl_loss"):
+            if k in h:
+                self.terms.setdefault(k, []).append(float(h[k][-1]))
+
+    def result(self) -> dict:
+        return {"epoch_seconds": list(self.timer.secs), "loss": self.loss, "val_loss": self.val_loss,
+                "terms": self.terms}
+
+
+# -- plain PyTorch ----------------------------------------------------------------------------------
+class _Crop(nn.Module):
+    """Keep rows/columns [0, h) × [0, w) (what a port of TF's transposed-conv "same" needs)."""
+
+    def __init__(self, h0, h1, w0, w1):
+        super().__init__()
+        self.box = (h0, h1, w0, w1)
+
+    def forward(self, x):
+        h0, h1, w0, w1 = self.box
+        return x[..., h0:h1, w0:w1]
+
+
+_ACTS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity, "elu": nn.ELU,
+         "selu": nn.SELU, "softplus": nn.Softplus}
+
+
+def _torch_stack(specs, in_shape, init_mods):
+    """nn.Sequential for ``specs`` in plain PyTorch (NCHW), its weights copied from aelab's modules
+    ``init_mods`` (in order); returns (sequential, output shape, the last layer's activation name)."""
+    from aelab.models.layers import out_shape, pair, parse_layer, same_pads, transpose_crop
+
+    specs = [parse_layer(s) for s in specs]
+    mods: list[nn.Module] = []
+    shape = tuple(in_shape)
+    it = iter(init_mods)
+    flat_from = None  # the image shape a preceding Flatten flattened (its dense reads CHW, aelab HWC)
+    for i, s in enumerate(specs):
+        nxt = out_shape(s, shape)
+        k = s.kind
+        if k == "conv2d":
+            kk, ss = pair(s.kernel), pair(s.stride)
+            conv = nn.Conv2d(shape[0], s.filters, kk, stride=ss)
+            if s.padding == "same":
+                (t, b), (l, r) = same_pads(shape[1], kk[0], ss[0]), same_pads(shape[2], kk[1], ss[1])
+                if (t, l) == (b, r):
+                    conv.padding = (t, l)
+                    mods.append(conv)
+                else:
+                    mods += [nn.ZeroPad2d((l, r, t, b)), conv]
+            else:
+                mods.append(conv)
+            src = next(it)
+            with torch.no_grad():
+                conv.weight.copy_(src.weight)
+                conv.bias.copy_(src.bias)
+        elif k == "conv2d-transpose":
+            kk, ss = pair(s.kernel), pair(s.stride)
+            conv = nn.ConvTranspose2d(shape[0], s.filters, kk, stride=ss)
+            src = next(it)
+            with torch.no_grad():
+                conv.weight.copy_(src.weight)
+                conv.bias.copy_(src.bias)
+            h0, h1 = transpose_crop(shape[1], kk[0], ss[0], s.padding)
+            w0, w1 = transpose_crop(shape[2], kk[1], ss[1], s.padding)
+            full = ((shape[1] - 1) * ss[0] + kk[0], (shape[2] - 1) * ss[1] + kk[1])
+            if h1 > full[0] or w1 > full[1]:
+                raise ValueError("the plain loop does not implement a kernel smaller than its stride")
+            mods += [conv] + ([_Crop(h0, h1, w0, w1)] if (h0, h1, w0, w1) != (0, full[0], 0, full[1]) else [])
+        elif k == "max-pool":
+            pp = pair(s.pool)
+            ss = pair(s.stride if s.stride is not None else s.pool)
+            if s.padding == "same":
+                (t, b), (l, r) = same_pads(shape[1], pp[0], ss[0]), same_pads(shape[2], pp[1], ss[1])
+                if (t, b, l, r) != (0, 0, 0, 0):
+                    mods.append(nn.ConstantPad2d((l, r, t, b), float("-inf")))
+            mods.append(nn.MaxPool2d(pp, ss))
+        elif k == "up-sample":
+            mods.append(nn.Upsample(scale_factor=pair(s.size), mode="nearest"))
+        elif k == "flatten":
+            mods.append(nn.Flatten())
+            flat_from = shape if len(shape) == 3 else None
+        elif k == "reshape":
+            mods.append(nn.Unflatten(1, nxt) if len(nxt) == 3 else nn.Flatten())
+        elif k == "dense":
+            lin = nn.Linear(shape[0], s.size)
+            src = next(it)
+            w, b = src.weight.detach().clone(), src.bias.detach().clone()
+            if flat_from is not None:  # aelab's columns are in (H, W, C) order, nn.Flatten's in (C, H, W)
+                c, h, ww = flat_from
+                w = w.view(s.size, h, ww, c).permute(0, 3, 1, 2).reshape(s.size, -1)
+                flat_from = None
+            nxt_spec = specs[i + 1] if i + 1 < len(specs) else None
+            if nxt_spec is not None and nxt_spec.kind == "reshape":
+                img = out_shape(nxt_spec, nxt)
+                if len(img) == 3:  # aelab's rows are in (H, W, C) order, nn.Unflatten's in (C, H, W)
+                    c, h, ww = img
+                    w = w.view(h, ww, c, -1).permute(2, 0, 1, 3).reshape(s.size, -1)
+                    b = b.view(h, ww, c).permute(2, 0, 1).reshape(-1)
+            with torch.no_grad():
+                lin.weight.copy_(w)
+                lin.bias.copy_(b)
+            mods.append(lin)
+        act = getattr(s, "activation", "linear")
+        if i < len(specs) - 1 and act != "linear":
+            mods.append(_ACTS[act]())
+        shape = nxt
+    last_act = getattr(specs[-1], "activation", "linear")
+    return nn.Sequential(*mods), shape, last_act
+
+
+class TorchRun:
+    """The plain PyTorch loop (NCHW, DataLoader, autograd, torch.optim.Adam); one epoch per call."""
+
+    def __init__(self, cfg, x_tr: torch.Tensor, x_te: torch.Tensor):
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from aelab.engine.steppers import build_initial_model
+        from aelab.runs import spec_of
+
+        m, t = cfg.model, cfg.train
+        self.cfg = cfg
+        self.vae = m.family == "vae"
+        init = build_initial_model(spec_of(cfg))  # aelab's initial weights
+        enc_mods = [x for x in (init.encoder.features if self.vae else init.encoder).modules()
+                    if isinstance(x, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+        dec_mods = [x for x in init.decoder.modules() if isinstance(x, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+        self.in_shape = tuple(m.input_shape)
+        self.enc, enc_shape, _ = _torch_stack(m.encoder, self.in_shape, enc_mods)
+        if self.vae:
+            # (the encoder's last activation: _torch_stack leaves it out as the "output" one)
+            last = getattr(m.encoder[-1], "activation", "linear")
+            if last != "linear":
+                self.enc.append(_ACTS[last]())
+            n_feat = math.prod(enc_shape)
+            self.mu, self.logvar = nn.Linear(n_feat, m.latent), nn.Linear(n_feat, m.latent)
+            with torch.no_grad():
+                for mine, src in ((self.mu, init.encoder.mu), (self.logvar, init.encoder.logvar)):
+                    mine.weight.copy_(src.weight)
+                    mine.bias.copy_(src.bias)
+            self.dec, _, self.out_act = _torch_stack(m.decoder, (m.latent,), dec_mods)
+            params = [*self.enc.parameters(), *self.mu.parameters(), *self.logvar.parameters(), *self.dec.parameters()]
+        else:
+            last = getattr(m.encoder[-1], "activation", "linear")
+            if last != "linear":
+                self.enc.append(_ACTS[last]())
+            self.dec, _, self.out_act = _torch_stack(m.decoder, enc_shape, dec_mods)
+            params = [*self.enc.parameters(), *self.dec.parameters()]
+        if self.out_act != "sigmoid":
+            raise ValueError("the plain loop implements a sigmoid output with BCE from logits")
+        self.opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
+        g = torch.Generator()
+        g.manual_seed(t.seed)
+        torch.manual_seed(t.seed)
+        self.loader = DataLoader(TensorDataset(x_tr), batch_size=t.batch_size, shuffle=True, generator=g)
+        self.x_te = x_te
+        self.secs: list[float] = []
+        self.loss: list[float] = []
+        self.val_loss: list[float] = []
+
+    def _loss(self, xb):
+        n = xb.shape[0]
+        img = xb.view(n, *self.in_shape)
+        if not self.vae:
+            logits = self.dec(self.enc(img))
+            return F.binary_cross_entropy_with_logits(logits, img)
+        h = self.enc(img)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = self.dec(z)
+        rec = F.binary_cross_entropy_with_logits(logits.reshape(n, -1), xb, reduction="none").sum(1).mean()
+        kl = (-0.5 * (1 + logvar - mu.square() - logvar.exp())).sum(1).mean()
+        return rec + kl
+
+    def epoch(self) -> None:
+        t0 = time.perf_counter()
+        tot, n = 0.0, 0
+        for (xb,) in self.loader:
+            loss = self._loss(xb)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            tot += float(loss.detach()) * xb.shape[0]
+            n += xb.shape[0]
+        with torch.no_grad():
+            v = sum(float(self._loss(self.x_te[s:s + 1024])) * self.x_te[s:s + 1024].shape[0]
+                    for s in range(0, self.x_te.shape[0], 1024)) / self.x_te.shape[0]
+        self.secs.append(time.perf_counter() - t0)
+        self.loss.append(tot / n)
+        self.val_loss.append(v)
+
+    def result(self) -> dict:
+        return {"epoch_seconds": self.secs, "loss": self.loss, "val_loss": self.val_loss}
+
+
+# -- one preset ---------------------------------------------------------------------------------------
+def aelab_eps(cfg, n: int, n_val: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ε aelab's loop draws for ``epoch`` (per batch, from the run's seed) and the ε its
+    evaluation draws (one generator over the validation chunks), as (n, latent), (n_val, latent)."""
+    from aelab.engine.loop import STREAM_EVAL, STREAM_SAMPLE, generator
+    from aelab.engine.steppers import EVAL_CHUNK
+
+    t, lat = cfg.train, cfg.model.latent
+    bs = t.batch_size
+    tr = [torch.randn((min(bs, n - b * bs), lat), generator=generator(t.seed, STREAM_SAMPLE, epoch, b))
+          for b in range(math.ceil(n / bs))]
+    g = generator(t.seed, STREAM_EVAL)
+    va = [torch.randn((min(EVAL_CHUNK, n_val - s), lat), generator=g) for s in range(0, n_val, EVAL_CHUNK)]
+    return torch.cat(tr).numpy(), torch.cat(va).numpy()
+
+
+def run_preset(name: str, epochs: int, limit: int, test_limit: int | None, same_init_epochs: int,
+               keras_ok: bool, one_thread: bool = True, log=print) -> dict:
+    from aelab.runs import DataCache
+
+    cfg = preset_config(name, limit, test_limit)
+    if cfg.data.noise_factor > 0:
+        raise SystemExit(f"{name}: a denoising preset; this benchmark's Keras and torch versions train clean → clean")
+    cache = DataCache()
+    d = cache.train_data(cfg, torch.device("cpu"))
+    x_tr, x_te = d.x_train, d.x_val
+    n, n_val = x_tr.shape[0], x_te.shape[0]
+    r: dict = {"preset": name, "family": cfg.model.family, "n_train": n, "n_val": n_val,
+               "batch_size": cfg.train.batch_size, "epochs": epochs,
+               "threads": {"aelab": torch.get_num_threads(), "aelab_1t": 1, "torch": torch.get_num_threads()}}
+    runs: dict = {"aelab": AelabRun(cfg, cache)}
+    if one_thread:
+        runs["aelab_1t"] = AelabRun(cfg, cache, num_threads=1)
+    if keras_ok:
+        runs["keras"] = KerasRun(cfg, x_tr.numpy(), x_te.numpy())
+    runs["torch"] = TorchRun(cfg, x_tr, x_te)
+    order = list(runs)
+    for e in range(epochs):
+        for k in order[e % len(order):] + order[:e % len(order)]:  # rotate who goes first
+            runs[k].epoch()
+            res = runs[k]
+            last = res.secs[-1] if hasattr(res, "secs") else res.timer.secs[-1]
+            loss = (res.st.histories[0].loss[-1] if k.startswith("aelab") else res.loss[-1])
+            log(f"[{name}] epoch {e + 1}/{epochs} {k:8s} {last:6.2f} s  loss {loss:.5f}")
+    for k, run in runs.items():
+        rr = run.result()
+        rr["sec_per_epoch"] = _median_skip_first(rr["epoch_seconds"])
+        rr["images_per_second"] = n / rr["sec_per_epoch"]
+        r[k] = rr
+    if "keras" in r:
+        r["speedup_vs_keras"] = r["keras"]["sec_per_epoch"] / r["aelab"]["sec_per_epoch"]
+    r["speedup_vs_torch"] = r["torch"]["sec_per_epoch"] / r["aelab"]["sec_per_epoch"]
+    if keras_ok and same_init_epochs > 0:
+        r["same_init"] = same_init_check(cfg, cache, x_tr, x_te, same_init_epochs, log)
+    return r
+
+
+def same_init_check(cfg, cache, x_tr, x_te, epochs: int, log=print) -> dict:
+    """aelab and Keras from the same initial weights, the same batches (no shuffle) and the same ε."""
+    a = AelabRun(cfg, cache, shuffle=False)
+    k = KerasRun(cfg, x_tr.numpy(), x_te.numpy(), shuffle=False)
+    init_diff = k.set_weights_from(a.stepper.model)
+    vae = cfg.model.family == "vae"
+    out = {"epochs": epochs, "initial_output_max_abs_diff": init_diff, "aelab": {}, "keras": {}}
+    for e in range(epochs):
+        a.epoch()
+        if vae:
+            et, ev = aelab_eps(cfg, x_tr.shape[0], x_te.shape[0], e)
+            k.epoch(et, ev)
+        else:
+            k.epoch()
+        h = a.st.histories[0]
+        log(f"[{cfg.name or 'run'} same start] epoch {e + 1}: loss aelab {h.loss[-1]:.6f} keras {k.loss[-1]:.6f}; "
+            f"val aelab {h.val_loss[-1]:.6f} keras {k.val_loss[-1]:.6f}")
+    h = a.st.histories[0]
+    out["aelab"] = {"loss": h.loss, "val_loss": h.val_loss}
+    out["keras"] = {"loss": k.loss, "val_loss": k.val_loss}
+    out["max_rel_diff_loss"] = max(abs(x - y) / abs(y) for x, y in zip(h.loss, k.loss))
+    out["max_rel_diff_val_loss"] = max(abs(x - y) / abs(y) for x, y in zip(h.val_loss, k.val_loss))
+    return out
+
+
+# -- report ---------------------------------------------------------------------------------------------
+BEGIN, END = "<!-- conv-begin -->", "<!-- conv-end -->"
+KEYS = ("aelab", "aelab_1t", "keras", "torch")
+
+
+def run_summary(res: dict) -> dict:
+    """One line of history: when, how busy, and each framework's s/epoch per model."""
+    mi = res.get("machine", {})
+    return {"date": mi.get("date"), "load_avg_start": mi.get("load_avg_start"), "load_avg_end": mi.get("load_avg_end"),
+            "command": res.get("command"), "note": res.get("run_note"),
+            "models": {n: {k: r[k]["sec_per_epoch"] for k in KEYS if k in r} for n, r in res["conv_models"].items()}}
+
+
+def with_history(res: dict, previous: dict | None, keep: int = 6) -> dict:
+    """``res`` with ``earlier_runs``: the previous result file's run and its own history (newest first)."""
+    if previous and previous.get("conv_models"):
+        res["earlier_runs"] = ([run_summary(previous)] + list(previous.get("earlier_runs", [])))[:keep]
+    return res
+
+
+def _f(x, nd=2):
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def _loss_fmt(x):
+    return "–" if x is None else (f"{x:.5f}" if abs(x) < 10 else f"{x:.2f}")
+
+
+def markdown(res: dict) -> str:
+    mi = res["machine"]
+    rows = res["conv_models"]
+    any_r = next(iter(rows.values()))
+    batches = ", ".join(f"{k} {v['batch_size']}" for k, v in rows.items())
+    lines = [
+        BEGIN,
+        "## Convolutional models: the Keras-blog conv AE and the keras.io VAE",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+        f"Machine: {mi['cpu']}, {mi['cores']} vCPUs; torch {mi['torch']} ({any_r['threads']['aelab']} intra-op "
+        f"threads by default), TensorFlow {mi.get('tensorflow', 'not installed')}, Keras "
+        f"{mi.get('keras', 'not installed')}; {mi['date']}. Load average at start "
+        f"{', '.join(f'{v:.2f}' for v in mi.get('load_avg_start', []))}, at end "
+        f"{', '.join(f'{v:.2f}' for v in mi.get('load_avg_end', []))} (other jobs shared the 2 vCPUs; see the notes).",
+        "",
+        f"MNIST ÷ 255, the first {any_r['n_train']:,} training images (a slice, to keep the run short), "
+        f"validation on the {any_r['n_val']:,} test images, each preset's batch size "
+        f"({batches}), {any_r['epochs']} epochs, the "
+        "frameworks interleaved epoch by epoch. s/epoch: wall time of an epoch including its validation "
+        "pass, median of epochs 2..N. img/s = training images / (s/epoch). ×Keras = Keras' s/epoch ÷ "
+        "aelab's. aelab = `aelab train --preset` 's engine path under its thread policy (all cores for "
+        "models with image layers); aelab 1t = the same on one thread (`AELAB_NUM_THREADS=1`). Keras: "
+        "the same layers in Keras 3 (the VAE with keras.io's custom `train_step`); torch: a plain PyTorch "
+        "loop (NCHW, DataLoader, autograd, torch.optim.Adam) starting from aelab's initial weights. Losses: "
+        "mean over the images of the last epoch (train) and of the test set (val); the VAE's is the "
+        "per-image summed BCE + KL (the keras.io page's figure).",
+        "",
+        "| model | aelab s/ep | aelab img/s | aelab 1t s/ep | Keras s/ep | torch s/ep | ×Keras | ×Keras (1t) | ×torch | loss aelab / 1t / Keras / torch | val aelab / 1t / Keras / torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for name, r in rows.items():
+        a = r["aelab"]["sec_per_epoch"]
+        a1 = r.get("aelab_1t", {}).get("sec_per_epoch")
+        k = r.get("keras", {}).get("sec_per_epoch")
+        t = r["torch"]["sec_per_epoch"]
+
+        def last(key, which):
+            v = r.get(key, {}).get(which)
+            return v[-1] if v else None
+
+        losses = " / ".join(_loss_fmt(last(x, "loss")) for x in ("aelab", "aelab_1t", "keras", "torch"))
+        vals = " / ".join(_loss_fmt(last(x, "val_loss")) for x in ("aelab", "aelab_1t", "keras", "torch"))
+        lines.append(f"| {name} | {_f(a)} | {r['n_train'] / a:,.0f} | {_f(a1)} | {_f(k)} | {_f(t)} | "
+                     f"{_f(k / a if k else None, 1)} | {_f(k / a1 if (k and a1) else None, 1)} | {_f(t / a, 1)} | "
+                     f"{losses} | {vals} |")
+    same = {n: r["same_init"] for n, r in rows.items() if "same_init" in r}
+    if same:
+        lines += [
+            "",
+            "### Same start: aelab and Keras from the same initial weights",
+            "",
+            "aelab's initial weights copied into the Keras model (kernels permuted by `permute(2, 3, 1, 0)`, "
+            "dense kernels transposed), no shuffling (the same batches), and for the VAE aelab's ε fed to "
+            "the Keras `train_step`/`test_step`. Per-epoch losses:",
+            "",
+            "| model | initial outputs max abs Δ | epoch | loss aelab | loss Keras | val aelab | val Keras |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, s in same.items():
+            for e in range(s["epochs"]):
+                init = f"{s['initial_output_max_abs_diff']:.1e}" if e == 0 else ""
+                lines.append(f"| {name if e == 0 else ''} | {init} "
+                             f"| {e + 1} | {s['aelab']['loss'][e]:.6f} | {s['keras']['loss'][e]:.6f} | "
+                             f"{s['aelab']['val_loss'][e]:.6f} | {s['keras']['val_loss'][e]:.6f} |")
+        lines += ["", "Largest relative difference over the epochs: "
+                  + "; ".join(f"{n} train {s['max_rel_diff_loss']:.1e}, val {s['max_rel_diff_val_loss']:.1e}"
+                              for n, s in same.items()) + "."]
+    if res.get("keras_skipped"):
+        lines += ["", f"Keras was not run: {res['keras_skipped']}."]
+    if res.get("earlier_runs"):
+        lines += [
+            "",
+            "### Earlier runs of the benchmark (same machine, s/epoch)",
+            "",
+            "The machine's load changes between runs (load average = runnable processes on its 2 vCPUs; "
+            "2 means both busy before this benchmark adds its own):",
+            "",
+            "| date | load at start → end | model | aelab | aelab 1t | Keras | torch | ×Keras | ×Keras (1t) |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run in [run_summary(res)] + res["earlier_runs"]:
+            ls, le = run.get("load_avg_start") or [float("nan")], run.get("load_avg_end") or [float("nan")]
+            for j, (n, m) in enumerate(run["models"].items()):
+                a, a1, k, t = (m.get(x) for x in KEYS)
+                when = (run["date"] + (f" ({run['note']})" if run.get("note") else "")) if j == 0 else ""
+                lines.append(f"| {when} | {f'{ls[0]:.1f} → {le[0]:.1f}' if j == 0 else ''} "
+                             f"| {n} | {_f(a)} | {_f(a1)} | {_f(k)} | {_f(t)} | {_f(k / a if (k and a) else None)} "
+                             f"| {_f(k / a1 if (k and a1) else None)} |")
+    if res.get("conv_notes"):
+        lines += ["", "### Notes", ""] + [f"- {x}" for x in res["conv_notes"]]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def merge_markdown(existing: str, section: str) -> str:
+    """``existing`` with its conv section replaced by ``section`` (appended when it has none)."""
+    if BEGIN in existing and END in existing:
+        a = existing.index(BEGIN)
+        b = existing.index(END) + len(END)
+        return existing[:a] + section.rstrip("\n") + existing[b:]
+    return existing.rstrip("\n") + "\n\n" + section
+
+
+def conv_section(existing: str) -> str | None:
+    if BEGIN in existing and END in existing:
+        return existing[existing.index(BEGIN):existing.index(END) + len(END)] + "\n"
+    return None
+
+
+NOTES = [
+    "Environment: `.venv-bench` (torch 2.13.0 CPU, TensorFlow CPU 2.21 with Keras 3, `pip install -e .`).",
+    "Threads: aelab's policy (`engine/steppers.py`, `_default_threads`): models with image layers train on "
+    "the process's intra-op threads (PyTorch's default, one per core: 2 here; a study worker: its share); "
+    "dense models keep one thread (the fast path, unchanged; `python -m benchmarks.same_bits`: all six "
+    "shapes bit-identical to the autograd path after this change). `AELAB_NUM_THREADS=N` overrides both. "
+    "The `aelab 1t` column is the same run on one thread. Keras/TensorFlow and the plain loop use their "
+    "defaults (all cores). A conv result depends on the thread count (oneDNN and PyTorch split their "
+    "reductions per thread): compare the aelab and aelab 1t losses (equal to ~1e-5 relative after 5 epochs).",
+    "Per 128-image step (`python -m benchmarks.conv_steps`, thread counts interleaved in one process, a "
+    "quiet moment): conv AE 38.7 ms on 1 thread, 28.2 ms on 2; VAE 108 ms on 1, 73 ms on 2 (×1.4–1.5). "
+    "While another job kept one vCPU busy, 2 threads were 3–5× *slower* than 1 (PyTorch's OpenMP splits "
+    "every kernel statically and waits for the slowest thread; TensorFlow's work-stealing pool degrades "
+    "more gracefully). The machine was shared during these runs (other checkouts' test suites; see the "
+    "load averages): the epoch-by-epoch interleaving spreads that over all frameworks, but the 2-thread "
+    "columns vary most between runs.",
+    "Engine changes (`models/layers.py`, module internals only; per 128-image step on one thread, the old "
+    "and new layers interleaved in one process): every image layer computes in channels-last memory "
+    "(max-pool 16×28×28 forward 8.4 → 1.2 ms; oneDNN's transposed conv 64→32, 14→28: 38 ms NCHW → 9.7 ms); "
+    "a conv's bias added in place after the oneDNN call (the same transposed conv with its bias inside: "
+    "31 ms); nearest up-sampling by PyTorch's kernel on channels-last memory instead of expand + reshape "
+    "(16×14×14 → 28×28 forward + backward 20.5 → 2.1 ms: the expand's backward is a strided reduction; "
+    "the copies are exact, the index arithmetic checked for every factor ≤ 8 and size ≤ 1024, and factors "
+    "whose float 1/s rounds down keep expand); a transposed conv's crop as one pad (its backward one padded "
+    "copy instead of two zero-filled full-size tensors: 52.8 → 41.7 ms for that layer's forward + "
+    "backward); a one-channel input given channels-last strides (else the first conv writes NCHW "
+    "and the network mixes layouts: conv AE step 66.9 → 41.1 ms). Whole step on one thread: conv AE "
+    "82–111 → 41–44 ms, VAE 195–218 → 103–129 ms. Same function: against the previous layers in "
+    "float64 over 208 shapes (conv, transposed conv incl. kernels smaller than the stride, pooling, "
+    "up-sampling; outputs and gradients) max |Δ| ≤ 1e-10, and against Keras 3 in float32 "
+    "(`benchmarks/keras_layers_check.py`'s cases: every aelab row ≤ 4.8e-7).",
+    "Tried and dropped (measured, within noise or slower): the bias inside oneDNN for regular convs; "
+    "in-place ReLU after a conv; the one-output-channel convs (the last layer of both models) as a conv "
+    "with zero-padded filters, as a GEMM + fold, or (transposed) as a conv with the flipped kernel; "
+    "cropping a transposed conv through its own padding (+ output_padding after a zero row in front of "
+    "the input): exact, up to 30 % faster per layer on 1 thread but slower on 2 for stride 2, and on 2 "
+    "threads oneDNN's kernels for it round unlike TensorFlow's — from the same start as Keras, the VAE's "
+    "first-epoch loss differed by 2.3e-4 instead of 1.6e-6 (1.0e-6 and 1.7e-6 on 1 thread).",
+    "What limits the speed: (1) fresh memory for every activation and gradient (PyTorch's CPU allocator "
+    "returns large blocks to the OS, so each step page-faults them back; TensorFlow's BFC allocator keeps "
+    "them): with glibc told to keep freed memory (`MALLOC_MMAP_THRESHOLD_=4294967296 "
+    "MALLOC_TRIM_THRESHOLD_=4294967296`) the conv AE's step took 10–35 % less in 2 of 3 alternating "
+    "process pairs — a process-wide setting, not made here; (2) oneDNN's convs with one output channel "
+    "(the last layer of both models) run at ~6 GFLOP/s against ~100 for the wide ones, ~25 % of the "
+    "conv AE's step; (3) the transposed convs of the VAE (its 64→32 layer alone ~45 % of the step); "
+    "(4) on a shared 2-vCPU machine, PyTorch's static OpenMP split (above).",
+]
