@@ -75,6 +75,10 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
         "numpy": np.__version__, "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
     }
+    env = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "AELAB_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_",
+                                      "MALLOC_TRIM_THRESHOLD_") if os.environ.get(k)}
+    if env:
+        info["env"] = env
     try:
         info["load_avg_start"] = list(os.getloadavg())
     except OSError:

@@ -599,7 +599,9 @@ def run_summary(res: dict) -> dict:
     """One line of history: when, how busy, and each framework's s/epoch per model."""
     mi = res.get("machine", {})
     return {"date": mi.get("date"), "load_avg_start": mi.get("load_avg_start"), "load_avg_end": mi.get("load_avg_end"),
-            "command": res.get("command"), "note": res.get("run_note"),
+            "command": res.get("command"),
+            "note": "; ".join(x for x in (" ".join(f"{k}={v}" for k, v in mi.get("env", {}).items()),
+                                          res.get("run_note")) if x) or None,
             "models": {n: {k: r[k]["sec_per_epoch"] for k in KEYS if k in r} for n, r in res["conv_models"].items()}}
 
 
@@ -623,11 +625,12 @@ def markdown(res: dict) -> str:
     rows = res["conv_models"]
     any_r = next(iter(rows.values()))
     batches = ", ".join(f"{k} {v['batch_size']}" for k, v in rows.items())
+    env = " ".join(f"{k}={v}" for k, v in mi.get("env", {}).items())
     lines = [
         BEGIN,
         "## Convolutional models: the Keras-blog conv AE and the keras.io VAE",
         "",
-        f"Command: `{res['command']}`",
+        f"Command: `{(env + ' ') if env else ''}{res['command']}`",
         "",
         f"Machine: {mi['cpu']}, {mi['cores']} vCPUs; torch {mi['torch']} ({any_r['threads']['aelab']} intra-op "
         f"threads by default), TensorFlow {mi.get('tensorflow', 'not installed')}, Keras "
@@ -740,11 +743,14 @@ NOTES = [
     "reductions per thread): compare the aelab and aelab 1t losses (equal to ~1e-5 relative after 5 epochs).",
     "Per 128-image step (`python -m benchmarks.conv_steps`, thread counts interleaved in one process, a "
     "quiet moment): conv AE 38.7 ms on 1 thread, 28.2 ms on 2; VAE 108 ms on 1, 73 ms on 2 (×1.4–1.5). "
-    "While another job kept one vCPU busy, 2 threads were 3–5× *slower* than 1 (PyTorch's OpenMP splits "
-    "every kernel statically and waits for the slowest thread; TensorFlow's work-stealing pool degrades "
-    "more gracefully). The machine was shared during these runs (other checkouts' test suites; see the "
-    "load averages): the epoch-by-epoch interleaving spreads that over all frameworks, but the 2-thread "
-    "columns vary most between runs.",
+    "While other jobs kept the vCPUs busy (load average ~5), PyTorch's default OpenMP wait policy made "
+    "2 threads collapse: conv AE 1131 ms per step on 2 threads against 160 ms on 1 — its threads spin "
+    "while they wait for each other and take the CPU from the very thread they wait for. The same "
+    "measurement right after with `OMP_WAIT_POLICY=PASSIVE`: 96 ms on 2 threads, 176 on 1. TensorFlow's "
+    "own thread pool does not spin like that (Keras' epochs stayed at 4–7 s through the same load). "
+    "A run made with `OMP_WAIT_POLICY=PASSIVE` says so in its command (above) or its row of the earlier "
+    "runs; it applies to the aelab, aelab 1t and torch columns (Keras does not use OpenMP). The machine "
+    "was shared during the runs (other checkouts' test suites; see the load averages).",
     "Engine changes (`models/layers.py`, module internals only; per 128-image step on one thread, the old "
     "and new layers interleaved in one process): every image layer computes in channels-last memory "
     "(max-pool 16×28×28 forward 8.4 → 1.2 ms; oneDNN's transposed conv 64→32, 14→28: 38 ms NCHW → 9.7 ms); "
@@ -774,5 +780,6 @@ NOTES = [
     "process pairs — a process-wide setting, not made here; (2) oneDNN's convs with one output channel "
     "(the last layer of both models) run at ~6 GFLOP/s against ~100 for the wide ones, ~25 % of the "
     "conv AE's step; (3) the transposed convs of the VAE (its 64→32 layer alone ~45 % of the step); "
-    "(4) on a shared 2-vCPU machine, PyTorch's static OpenMP split (above).",
+    "(4) on a shared CPU, PyTorch's spinning OpenMP threads (above): aelab cannot change the wait policy "
+    "once PyTorch is loaded, so it belongs in the environment or in the entry point before `import torch`.",
 ]

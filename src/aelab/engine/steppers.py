@@ -119,14 +119,22 @@ def _default_threads(device: torch.device, model_cfg: object | None = None) -> i
       (``cores // workers``), or whatever the caller set with ``torch.set_num_threads``. A conv
       step is a few large oneDNN kernels that do scale: on this project's 2-vCPU VM two threads
       took the Keras-blog conv AE from 39 to 28 ms per 128-image step and the keras.io VAE from
-      108 to 73 ms on a quiet machine (``python -m benchmarks.conv_steps``), which is what keeps
-      them level with Keras, itself on all cores. The trade-offs: (1) a conv run's result then depends on
-      the thread count (oneDNN splits its reductions per thread), so the same config trained by
-      ``aelab train`` (all cores) and inside a study worker (its share), or on another machine,
-      agrees to float rounding, not bit for bit — a run resumed on the same machine still
-      replays exactly; (2) when other processes keep the cores busy, a multi-threaded step waits
-      at every kernel for its slowest thread: measured 3–5× *slower* than one thread here while
-      another job ran. Set ``AELAB_NUM_THREADS=1`` for machine-independent bits or on a shared CPU.
+      108 to 73 ms on a quiet machine (``python -m benchmarks.conv_steps``), which is what brings
+      them level with Keras, itself on all cores. The trade-offs:
+
+      1. a conv run's result depends on the thread count (oneDNN splits its reductions per
+         thread): the same config trained by ``aelab train`` (all cores), inside a study worker
+         (its share) or on another machine agrees to float rounding, not bit for bit; a run
+         resumed on the same machine still replays exactly;
+      2. when other processes keep the cores busy, PyTorch's OpenMP threads, which spin while
+         they wait for each other, lose the CPU to each other and to those processes at every
+         kernel: with the default wait policy, two threads took 1131 ms per conv-AE step against
+         160 ms on one while two other jobs ran; with ``OMP_WAIT_POLICY=PASSIVE`` (read when
+         PyTorch loads, so it must be in the environment or set before ``import torch``) two
+         threads took 96 ms right after, under the same load — faster than one.
+
+      So: run conv models with ``OMP_WAIT_POLICY=PASSIVE`` on a shared CPU, or set
+      ``AELAB_NUM_THREADS=1`` (also for bits that do not depend on the machine).
     """
     if device.type != "cpu":
         return 0
