@@ -132,7 +132,7 @@ def cases():
     yield "flatten/reshape", "24 → reshape 2×3×4 → conv → flatten", (24,), [
         {"kind": "reshape", "shape": [2, 3, 4]}, {"kind": "conv2d", "filters": 2, "kernel": 2}, {"kind": "flatten"}]
     yield "flatten/reshape", "3×5×2 → reshape (-1, 5, 3)", (3, 5, 2), [{"kind": "reshape", "shape": [-1, 5, 3]}]
-    yield "flatten/reshape", "3×5×2 → reshape (30,) → dense 4", (3, 5, 2), [{"kind": "reshape", "shape": [30]}, "4"]
+    yield "flatten/reshape", "3×5×2 → reshape (30,) → dense 4", (3, 5, 2), [{"kind": "reshape", "shape": [30]}, "4:linear"]
     c = lambda f, a="relu", p="same", s=1: {"kind": "conv2d", "filters": f, "kernel": 3, "stride": s, "padding": p,  # noqa: E731
                                             "activation": a}
     t = lambda f, a="relu", s=2: {"kind": "conv2d-transpose", "filters": f, "kernel": 3, "stride": s,  # noqa: E731
@@ -167,7 +167,7 @@ def contrasts(rng, dtype):
     naive.load_state_dict(m.state_dict())
     rows.append(("ConvTranspose2d(p=1, out_p=1) vs same s2", "7×7", model, naive, x))
     # Flatten → Dense with the same weights: nn.Flatten reads (C, H, W).
-    _, _, _, (seq, model, x) = check([{"kind": "flatten"}, "6"], (5, 3, 4), rng, dtype, 9)
+    _, _, _, (seq, model, x) = check([{"kind": "flatten"}, "6:linear"], (5, 3, 4), rng, dtype, 9)
     naive = nn.Sequential(nn.Flatten(), seq[2])
     rows.append(("nn.Flatten (CHW) → Dense vs Flatten → Dense", "5×3×4", model, naive, x))
     out = []

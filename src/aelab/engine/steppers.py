@@ -124,8 +124,8 @@ def _default_threads(device: torch.device, model_cfg: object | None = None) -> i
 
       1. a conv run's result depends on the thread count (oneDNN splits its reductions per
          thread): the same config trained by ``aelab train`` (all cores), inside a study worker
-         (its share) or on another machine agrees to float rounding, not bit for bit; a run
-         resumed on the same machine still replays exactly;
+         (its share) or on another machine agrees to float rounding, not bit for bit; a resumed
+         run replays exactly, on the thread count it recorded when it started (``runs.py``);
       2. when other processes keep the cores busy, PyTorch's OpenMP threads, which spin while
          they wait for each other, lose the CPU to each other and to those processes at every
          kernel: with the default wait policy, two threads took 1131 ms per conv-AE step against
