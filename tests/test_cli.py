@@ -206,3 +206,15 @@ def test_every_readme_command_parses_and_its_comment_matches_the_study():
                 assert cfg.train.epochs == ref.train.epochs, ln
                 checked += 1
     assert checked == 3
+
+
+def test_engine_fast_on_a_model_it_does_not_implement_says_so(tmp_path, capsys):
+    # a VAE is not on the fast path: the run trains on autograd and the user is told, not left guessing
+    rc = main(["train", "--family", "vae", "--set", "model.latent=2", "--epochs", "1", "--batch-size", "32",
+               "--engine", "fast", "--out", str(tmp_path / "v"), *SYN])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "--engine fast" in err and "autograd path" in err and "family vae" in err
+    assert json.loads((tmp_path / "v" / "run.json").read_text())["engine"] == "PlainStepper"
+    rc = main(["train", "--epochs", "1", "--batch-size", "32", "--engine", "fast", "--out", str(tmp_path / "d"), *SYN])
+    assert rc == 0 and "--engine fast" not in capsys.readouterr().err

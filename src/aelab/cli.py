@@ -178,6 +178,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         out, note = _fresh_dir(wanted, args.overwrite)
         overwrite = args.overwrite
     args.resume_hint = f"aelab train --resume {shlex.quote(str(out))}"
+    if args.engine == "fast":
+        from .engine.steppers import can_stack
+        from .runs import spec_of
+
+        if not can_stack(spec_of(cfg)):
+            print(f"aelab: --engine fast implements dense ae models with the bce or mse loss; {cfg.name} "
+                  f"(family {cfg.model.family}, loss {cfg.train.loss}) trains on the autograd path "
+                  "(recorded as the engine in run.json)", file=sys.stderr)
 
     def started(_dirs) -> None:
         if not args.quiet:
