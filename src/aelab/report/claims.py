@@ -15,6 +15,8 @@ sentence. It never reads files, trains or draws; :mod:`aelab.report.render` call
   ``metrics.code.<key>``        a code diagnostic (``dead_units``, ``zero_fraction``, ...)
   ``metrics.noisy.<key>``       a noisy-input metric (``ssim``, ``input_psnr``, ...)
   ``metrics.family.<key>``      a family diagnostic (a VAE's ``elbo``, ``kl``, ``active_units``, ...)
+  ``metrics.latent.<key>``      what the code holds (``probe_accuracy``, ``knn_accuracy``, ``ari``,
+                                ``nmi``, ``active_dims``, ``chance``; see :mod:`aelab.latent`)
   ``final.terms.<name>``        a named loss term's last epoch (``final.val_terms.kl``, ...)
   ============================  =====================================================
 
@@ -118,6 +120,10 @@ __all__ = [
 
 CONFIRMED = "confirmed"
 NOT_CONFIRMED = "not confirmed"
+#: a claim about a measure the data does not have (SSIM of 8×8 images, PSNR of a table): said, not crashed on
+NOT_JUDGED = "cannot be judged on this data"
+#: metrics that exist only for some data shapes (see aelab.metrics._quality)
+SHAPE_METRICS = ("ssim", "psnr", "bce", "input_ssim", "input_psnr")
 
 #: claim kind -> the names of its required parameters (no others allowed but OPTIONAL_PARAMS).
 CLAIM_KINDS: dict[str, tuple[str, ...]] = {
@@ -138,7 +144,7 @@ ABSOLUTE_KINDS = ("value_near", "below", "above", "plateau")
 
 _HISTORY_INDEX = re.compile(r"^history\.([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+)\]$")
 _FIRST_FINAL = re.compile(r"^(first|final)\.((?:(?:terms|val_terms)\.)?[A-Za-z_][A-Za-z0-9_]*)$")
-_METRIC = re.compile(r"^metrics\.(?:(code|noisy|family)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
+_METRIC = re.compile(r"^metrics\.(?:(code|noisy|family|latent)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,8 +285,8 @@ def resolve(run: Mapping[str, Any], path: str) -> float:
         return _as_float(metrics[key], run, path)
     raise ValueError(
         f"unknown metric path {path!r}: use final.<history key>, first.<history key>, "
-        f"history.<key>[i], final.terms.<name>, metrics.<key>, metrics.code.<key>, metrics.noisy.<key> or "
-        f"metrics.family.<key>"
+        f"history.<key>[i], final.terms.<name>, metrics.<key>, metrics.code.<key>, metrics.noisy.<key>, "
+        f"metrics.family.<key> or metrics.latent.<key>"
     )
 
 
@@ -358,6 +364,9 @@ def evaluate_claim(
         return _plateau(variant_run, p["history"], p["after"], float(p["max_rel_drop"]), of)
 
     metric = p["metric"]
+    missing = _not_measured(metric, variant_run, baseline_run)
+    if missing:
+        return missing
     v = resolve(variant_run, metric)
 
     if kind == "value_near":
@@ -406,6 +415,22 @@ def evaluate_claim(
         f"{fmt_ratio(lo)}–{fmt_ratio(hi)}."
     )
     return _verdict(ok, measured, detail)
+
+
+def _not_measured(metric: str, *runs: Mapping[str, Any]) -> dict[str, str] | None:
+    """A NOT_JUDGED verdict when ``metric`` is one the runs' data does not have (SSIM of images
+    smaller than its window, PSNR of a table), None otherwise (a typo in a path still raises)."""
+    if metric.rsplit(".", 1)[-1] not in SHAPE_METRICS or not metric.startswith("metrics."):
+        return None
+    for run in runs:
+        if _get(run, metric) is None and isinstance(run.get("metrics"), Mapping) and run["metrics"]:
+            shape = (((run.get("config") or {}).get("model") or {}).get("input_shape")) or []
+            data = ((run.get("config") or {}).get("data") or {}).get("dataset", "this data")
+            what = ("a table of vectors" if len(shape) == 1 else
+                    f"{shape[1]}×{shape[2]} images, smaller than SSIM's 11×11 window" if len(shape) == 3 else "this data")
+            return {"status": NOT_JUDGED, "measured": f"{metric}: not measured on {data} ({what})",
+                    "detail": f"{metric} is not measured on {data} ({what}), so this claim cannot be judged on it."}
+    return None
 
 
 def _plateau(run: Mapping[str, Any], key: str, after: int, max_rel_drop: float, of: str = "variant") -> dict[str, str]:
@@ -1093,6 +1118,17 @@ def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noi
                        "towards one average image")
         elif bdv < 0.5 * vdv and bdv < 0.5:
             out.append(f"{who}'s outputs vary from digit to digit, where {other}'s look nearly all the same")
+    bp, vp = _get(b, "metrics.latent.probe_accuracy"), _get(v, "metrics.latent.probe_accuracy")
+    chance = _get(v, "metrics.latent.chance")
+    if bp is not None and vp is not None and _finite(bp, vp):
+        near = chance is not None and _finite(chance) and vp <= chance + 0.1
+        if vp <= bp - 0.1:
+            out.append(f"{who}'s code tells the classes apart far less well (a linear probe reads the label from "
+                       f"it {fmt_pct(vp).lstrip('+')} of the time vs {fmt_pct(bp).lstrip('+')} for {other}"
+                       + (", barely above chance" if near else "") + ")")
+        elif vp >= bp + 0.1:
+            out.append(f"{who}'s code tells the classes apart far better (linear probe {fmt_pct(vp).lstrip('+')} vs "
+                       f"{fmt_pct(bp).lstrip('+')})")
     bd, vd = _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units")
     units = _get(v, "metrics.code.units")
     if bd is not None and vd is not None and _finite(bd, vd):
@@ -1207,6 +1243,23 @@ def _family_sentence(b: Mapping[str, Any], v: Mapping[str, Any]) -> str | None:
         else:
             parts.append(f"{label} {vc if hv else bc}")
     return f"{head}: " + "; ".join(parts) + "."
+
+
+def latent_sentence(b: Mapping[str, Any], v: Mapping[str, Any]) -> str | None:
+    """What the two codes hold, in numbers (``metrics.latent``): linear-probe and k-NN accuracy,
+    k-means agreement with the labels, against chance."""
+    parts = []
+    for label, key in (("linear-probe accuracy", "probe_accuracy"), ("k-NN accuracy", "knn_accuracy"),
+                       ("k-means ARI", "ari")):
+        bx, vx = _get(b, f"metrics.latent.{key}"), _get(v, f"metrics.latent.{key}")
+        if vx is None:
+            continue
+        parts.append(f"{label} {fmt_num(vx, 3)}" + (f" vs {fmt_num(bx, 3)}" if bx is not None else ""))
+    if not parts:
+        return None
+    chance = _get(v, "metrics.latent.chance")
+    tail = f" (chance: {fmt_num(chance, 3)})" if chance is not None else ""
+    return "What the code holds (variant vs baseline, from the test codes): " + "; ".join(parts) + tail + "."
 
 
 def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any],
@@ -1340,6 +1393,9 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
     fam = _family_sentence(b, v)
     if fam:
         evidence.append(fam)
+    lat = latent_sentence(b, v)
+    if lat:
+        evidence.append(lat)
     bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
     if bdv is not None and vdv is not None:
         evidence.append(f"Output diversity (1 = as varied as the test digits) {_vs(vdv, bdv)}.")

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["extra_terms", "loss_curves", "recon_grid", "sweep_plot", "sweep_ylim", "DPI", "MIN_REL_SPAN"]
+__all__ = ["extra_terms", "feature_error_plot", "infer_shape", "loss_curves", "recon_grid", "sweep_plot", "sweep_ylim", "DPI", "MIN_REL_SPAN"]
 
 DPI = 100
 #: log y-axis for loss curves when the largest plotted loss is at least this many times the smallest.
@@ -160,47 +160,156 @@ def loss_curves(
     return _png(fig)
 
 
-def _as_images(arr: Any) -> np.ndarray:
+def infer_shape(width: int) -> tuple[int, ...]:
+    """The sample shape a flat row of ``width`` values most likely has, for figures of runs that did
+    not record one: 784 → (1, 28, 28); a square → (1, s, s); three times a square → (3, s, s) (RGB);
+    anything else → (width,), a vector."""
+    side = math.isqrt(width)
+    if side * side == width:
+        return (1, side, side)
+    if width % 3 == 0:
+        side = math.isqrt(width // 3)
+        if side * side * 3 == width:
+            return (3, side, side)
+    return (width,)
+
+
+def _as_images(arr: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``(k, H, W, C)`` images (C = 1 or 3) from flat ``(k, D)`` rows or ``(k, C, H, W)`` / ``(k, H, W)``."""
     a = np.asarray(arr, dtype=np.float32)
-    if a.ndim == 3 and a.shape[1:] == (28, 28):
-        return a
-    if a.ndim == 2 and a.shape[1] == 784:
-        return a.reshape(-1, 28, 28)
-    if a.ndim == 1 and a.size % 784 == 0:
-        return a.reshape(-1, 28, 28)
-    raise ValueError(f"expected images of shape (k, 784) or (k, 28, 28), got {a.shape}")
+    if a.ndim == 3:
+        return a[..., None]
+    if a.ndim == 4:
+        return a.transpose(0, 2, 3, 1)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2:
+        raise ValueError(f"expected images of shape (k, D), (k, H, W) or (k, C, H, W), got {a.shape}")
+    shape = tuple(shape) if shape is not None else infer_shape(a.shape[1])
+    if len(shape) != 3 or math.prod(shape) != a.shape[1]:
+        raise ValueError(f"rows of {a.shape[1]} values are not images of shape {list(shape)}")
+    return a.reshape(len(a), *shape).transpose(0, 2, 3, 1)
 
 
-def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10) -> bytes:
-    """A grid of 28×28 images: one labelled row per ``(label, images)``, ``n`` columns, as PNG bytes.
+def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10, shape: tuple[int, ...] | None = None) -> bytes:
+    """A grid of images: one labelled row per ``(label, images)``, ``n`` columns, as PNG bytes.
 
-    ``images`` is ``(k, 784)`` or ``(k, 28, 28)``; the first ``min(n, k)`` are shown. Gray colormap,
-    no axes, every row on the same fixed [0, 1] intensity scale (values outside are clipped), so
-    brightness is comparable across rows.
+    ``images`` is flat ``(k, D)`` in the sample ``shape`` (C, H, W) — inferred from D when not
+    given (784 → 28×28, see :func:`infer_shape`) — or ``(k, H, W)`` / ``(k, C, H, W)``; the first
+    ``min(n, k)`` are shown, grayscale (C = 1) or in colour (C = 3), each cell the same size on the
+    page whatever the resolution (8×8 digits are drawn as large blocks, not specks). No axes, every
+    row on the same fixed [0, 1] intensity scale (values outside are clipped), so brightness is
+    comparable across rows. Vectors (a table, ``shape`` = (D,)) are drawn as heat strips instead:
+    one row of cells per sample, one column per feature, on a colour scale shared by all rows.
     """
-    rows = [(str(label), _as_images(images)) for label, images in rows]
+    rows = [(str(label), images) for label, images in rows]
     if not rows:
         raise ValueError("recon_grid needs at least one row")
+    first = np.asarray(rows[0][1])
+    if shape is None and first.ndim == 2:
+        shape = infer_shape(first.shape[1])
+    if shape is not None and len(shape) == 1:
+        return _vector_grid([(label, np.asarray(imgs, dtype=np.float32).reshape(len(imgs), -1)) for label, imgs in rows], n)
+    rows = [(label, _as_images(images, shape)) for label, images in rows]
     cols = max(1, min(n, max(len(imgs) for _, imgs in rows)))
+    h, w, c = rows[0][1].shape[1:]
     label_w = 0.12 + 0.075 * max(len(label) for label, _ in rows)
     cell = 0.7
-    width, height = label_w + cols * cell, len(rows) * cell + 0.1
+    width, height = label_w + cols * cell, len(rows) * cell * max(1.0, h / w) + 0.1
     fig = Figure(figsize=(width, height))
     left = label_w / width
     fig.subplots_adjust(left=left, right=0.995, top=1 - 0.05 / height, bottom=0.05 / height, hspace=0.05)
-    gap = 2
+    # the gap between images scales with them: 2 pixels at 28×28, at least 1 at 8×8
+    gap = max(1, round(2 * w / 28))
     cmap = _gray()
     for i, (label, imgs) in enumerate(rows):
         ax = fig.add_subplot(len(rows), 1, i + 1)
-        strip = np.full((28, cols * (28 + gap) - gap), np.nan, dtype=np.float32)
-        for j, img in enumerate(imgs[:cols]):
-            strip[:, j * (28 + gap): j * (28 + gap) + 28] = img
-        ax.imshow(np.clip(strip, 0.0, 1.0), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
+        if c == 1:
+            strip = np.full((h, cols * (w + gap) - gap), np.nan, dtype=np.float32)
+            for j, img in enumerate(imgs[:cols]):
+                strip[:, j * (w + gap): j * (w + gap) + w] = img[..., 0]
+            ax.imshow(np.clip(strip, 0.0, 1.0), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest",
+                      aspect="equal")
+        else:  # RGB: white gaps (what NaN shows as in the grayscale strips)
+            strip = np.ones((h, cols * (w + gap) - gap, 3), dtype=np.float32)
+            for j, img in enumerate(imgs[:cols]):
+                strip[:, j * (w + gap): j * (w + gap) + w] = img
+            ax.imshow(np.clip(strip, 0.0, 1.0), interpolation="nearest", aspect="equal")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
         ax.text(-0.01, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=9)
+    return _png(fig)
+
+
+def _vector_grid(rows: Sequence[tuple[str, np.ndarray]], n: int) -> bytes:
+    """Heat strips of vectors: per labelled row, ``n`` samples × D features on one shared scale."""
+    k = max(1, min(n, max(len(v) for _, v in rows)))
+    d = rows[0][1].shape[1]
+    vals = np.concatenate([v[:k].ravel() for _, v in rows])
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    label_w = 0.12 + 0.075 * max(len(label) for label, _ in rows)
+    width = label_w + min(12.0, max(4.0, 0.18 * d)) + 0.9
+    height = len(rows) * max(0.5, 0.16 * k) + 0.5
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=label_w / width, right=1 - 0.9 / width, top=0.97, bottom=0.35 / height, hspace=0.15)
+    im = None
+    for i, (label, v) in enumerate(rows):
+        ax = fig.add_subplot(len(rows), 1, i + 1)
+        im = ax.imshow(v[:k], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest", aspect="auto")
+        ax.set_yticks([])
+        if i < len(rows) - 1:
+            ax.set_xticks([])
+        else:
+            ax.set_xlabel("feature")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.text(-0.01, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=9)
+    cax = fig.add_axes((1 - 0.75 / width, 0.35 / height, 0.15 / width, 1 - 0.35 / height - 0.03))
+    fig.colorbar(im, cax=cax)
+    return _png(fig)
+
+
+def feature_error_plot(feature_mse: Sequence[float], rows: Sequence[tuple[str, Any]] = (), n: int = 10) -> bytes:
+    """For vector data (a table): the mean squared reconstruction error of each feature over the
+    test split as bars, and below them (when ``rows`` are given) the first ``n`` test samples and
+    their reconstructions as heat strips on one shared scale. PNG bytes."""
+    err = np.asarray(feature_mse, dtype=float)
+    d = len(err)
+    k = 0
+    if rows:
+        mats = [(str(label), np.asarray(v, dtype=np.float32).reshape(len(v), -1)) for label, v in rows]
+        k = max(1, min(n, max(len(v) for _, v in mats)))
+    width = min(12.0, max(5.0, 0.22 * d)) + 1.8
+    strips = len(rows) * max(0.45, 0.15 * k) if rows else 0.0
+    height = 2.4 + strips + 0.4
+    fig = Figure(figsize=(width, height))
+    top_h = 2.4 / height
+    ax = fig.add_axes((1.3 / width, 1 - top_h + 0.45 / height, 1 - 1.8 / width, top_h - 0.75 / height))
+    ax.bar(np.arange(d), err, color=_BASE_COLOR, width=0.8)
+    ax.set_ylabel("MSE per feature")
+    ax.set_title(f"reconstruction error of each of the {d} features (test split, mean {err.mean():.4g})", fontsize=10)
+    ax.set_xlim(-0.6, d - 0.4)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, axis="y", alpha=0.3)
+    if rows:
+        vals = np.concatenate([v[:k].ravel() for _, v in mats])
+        vals = vals[np.isfinite(vals)]
+        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+        hi = hi if hi > lo else lo + 1.0
+        band = (strips - 0.1) / height / len(mats)
+        for i, (label, v) in enumerate(mats):
+            y0 = 1 - top_h - (i + 1) * band
+            sax = fig.add_axes((1.3 / width, y0 + 0.02 / height, 1 - 1.8 / width, band - 0.04 / height))
+            sax.imshow(v[:k], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest", aspect="auto",
+                       extent=(-0.5, d - 0.5, k - 0.5, -0.5))
+            sax.set_xlim(-0.6, d - 0.4)
+            sax.set_yticks([])
+            sax.set_xticks([])
+            sax.text(-0.01, 0.5, label, transform=sax.transAxes, ha="right", va="center", fontsize=8)
     return _png(fig)
 
 

@@ -30,6 +30,7 @@ from .. import _atomic
 from ..errors import ConfigError, DataError
 from . import claims as C
 from . import figures as F
+from . import latent_sections as LS
 
 __all__ = ["build_report", "build_sweep_report"]
 
@@ -695,6 +696,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
     if not isinstance(questions, list):
         raise DataError(f"{study_dir / 'results.json'}: 'questions' is not a list; re-run the study")
     samples = _Samples(study_dir)
+    codes = LS.Codes(study_dir)
     figures: dict[str, bytes] = {}
     taken: set[str] = set()
     sections, summary = [], []
@@ -729,6 +731,22 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         recon = (_figure(figures, f"figures/{slug}-recon.png", F.recon_grid(rows),
                          f"Reconstructions for question {qid}") if rows else None)
 
+        latent_png = LS.pair_map(codes, b, v, labels)
+        latent = (_figure(figures, f"figures/{slug}-latent.png", latent_png, f"Test codes in 2-D for question {qid}")
+                  if latent_png else None)
+        if latent:
+            latent["caption"] = LS.map_caption([b, v])
+        curve = None
+        found = LS.series(runs, bkey, vkey)
+        if found:
+            got = LS.series_figures(runs, *found, samples.get, bkey, vkey)
+            curve = {**got, "plot": _figure(figures, f"figures/{slug}-series.png", got["plot"],
+                                            f"Results against {got['key']} for question {qid}"),
+                     "recon": (_figure(figures, f"figures/{slug}-series-recon.png", got["recon"],
+                                       f"Reconstructions for each {got['key']}") if got["recon"] else None),
+                     "observation": C.sweep_observation(got["key"].rsplit(".", 1)[-1],
+                                                        [x for x, _ in found[1]], [runs[k] for _, k in found[1]])}
+
         bval, vval = _get(b, "final.val_loss"), _get(v, "final.val_loss")
         summary.append({
             "id": qid, "anchor": slug, "question": str(q.get("question", "")),
@@ -743,13 +761,21 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
             "question": str(q.get("question", "")),
             "baseline_key": str(bkey), "variant_key": str(vkey),
             "baseline_name": str(b.get("name", bkey)), "variant_name": str(v.get("name", vkey)),
-            "rows": _compare_rows(b, v) + _seed_rows(results, bkey, vkey), "curves": curves, "recon": recon,
+            "rows": _compare_rows(b, v) + LS.quality_rows(b, v) + _seed_rows(results, bkey, vkey),
+            "curves": curves, "recon": recon, "latent": latent, "series": curve,
             "observation": C.observation(q, b, v, noise), "claims": verdicts,
             "time_note": _time_rows(b, v)[1],
         })
 
+    gallery_png = LS.gallery(codes, runs)
+    gallery = (_figure(figures, "figures/latent-all.png", gallery_png, "Test codes of every run in 2-D")
+               if gallery_png else None)
+    if gallery:
+        gallery["caption"] = LS.map_caption(list(runs.values()))
     header = _header(results, "aelab study report")
     context = {
+        "overview": LS.overview(runs, _train_seconds, _group),
+        "gallery": gallery,
         "kind": "study",
         **header,
         "protocol_sentence": _protocol_sentence(header),
@@ -775,6 +801,7 @@ _SWEEP_COLUMNS: list[tuple[str, str]] = [
     ("PSNR (dB)", "metrics.psnr"),
     ("SSIM", "metrics.ssim"),
     ("diversity", "metrics.diversity"),
+    ("linear probe (code)", "metrics.latent.probe_accuracy"),
 ]
 
 
@@ -828,9 +855,11 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         series["SSIM"] = [_get(r, "metrics.ssim") for r in point_runs]
     series["diversity"] = [_get(r, "metrics.diversity") for r in point_runs]
     series["dead code units"] = [_get(r, "metrics.code.dead_units") for r in point_runs]
+    series["linear-probe accuracy"] = [_get(r, "metrics.latent.probe_accuracy") for r in point_runs]
     path_of = {"loss/train": "final.loss", "loss/val": "final.val_loss", "SSIM": "metrics.ssim",
                "SSIM/clean input": "metrics.ssim", "SSIM/noisy input": "metrics.noisy.ssim",
                "diversity": "metrics.diversity", "dead code units": "metrics.code.dead_units",
+               "linear-probe accuracy": "metrics.latent.probe_accuracy",
                "loss/val reconstruction part": None}
     # only what the runs recorded: a metric no run has gets no panel (and no column below)
     series = {name: ys for name, ys in series.items()

@@ -26,6 +26,19 @@ from ..runs import DataCache, DataOptions, is_done, load_model, train_runs
 from .spec import Study
 
 
+def fit_study(study: Study) -> Study:
+    """The study with each run's model fitted to its data's sample shape (``aelab.data.fit_config``):
+    the same study back when every shape fits already (MNIST, the shipped studies)."""
+    import dataclasses
+
+    from ..data import fit_config
+
+    runs = {n: fit_config(c) for n, c in study.runs.items()}
+    if all(runs[n] is study.runs[n] for n in runs):
+        return study
+    return dataclasses.replace(study, runs=runs)
+
+
 def run_dir_for(out: Path, cfg: RunConfig) -> Path:
     return out / "runs" / f"{cfg.name}-{config_hash(cfg)[:8]}"
 
@@ -43,14 +56,14 @@ def _record(out: Path, cfg: RunConfig, rd: Path) -> dict:
 
 
 def _train_all(out: Path, cfgs: Sequence[RunConfig], *, device: str, engine: str, data: DataCache,
-               progress: bool, stop: Optional[StopFlag], workers: Optional[int] = None) -> list[Path]:
+               progress: bool, stop: Optional[StopFlag], workers: Optional[int] = None, backend="local") -> list[Path]:
     dirs = [run_dir_for(out, c) for c in cfgs]
     todo = sum(not is_done(d) for d in dirs)
     if progress and todo < len(dirs):
         print(f"{len(dirs) - todo} of {len(dirs)} runs already trained (cached in {out / 'runs'})")
 
     train_runs(cfgs, dirs, device=device, engine=engine, data=data, progress=progress, stop=stop, workers=workers,
-               overall_progress=True)
+               overall_progress=True, backend=backend)
     return dirs
 
 
@@ -83,26 +96,47 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
         val = tot / x_val.shape[0]
         hist = read_json(dirs[name] / "history.json", f"delete {dirs[name]} and run the study again")
         runs[name] = {"name": name, "history": {"loss": hist["loss"][-1:], "val_loss": [val]},
-                      "metrics": evaluate(model.encode, model.decode, x_val)}
+                      "metrics": evaluate(model.encode, model.decode, x_val,
+                                            sample_shape=tuple(cfg.model.input_shape))}
     return {"description": "each trained model evaluated on the test split scaled with the training split's min–max",
             "runs": runs}
 
 
 def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "auto", progress: bool = True,
               data_opts: DataOptions = DataOptions(), report: bool = True, stop: Optional[StopFlag] = None,
-              workers: Optional[int] = None, seeds: int = 1) -> dict:
+              workers: Optional[int] = None, seeds: int = 1, backend: str = "local", address: Optional[str] = None,
+              shared_fs: Optional[bool] = None) -> dict:
     """Train a study's runs into ``out/runs`` (each distinct config once), write results.json and the report.
 
     ``out`` is owned by this process while it runs (a second process writing the same study gets
     one clear error); on SIGINT/SIGTERM the running runs checkpoint, nothing new starts, and
     :class:`~aelab.engine.loop.Interrupted` says what each run holds — running the same study
-    again resumes it.
+    again resumes it. ``backend``/``address``/``shared_fs``: where the runs train (see
+    :func:`aelab.runs.train_runs`); the results are the same on every backend.
     """
     out = Path(out)
     data = DataCache(data_opts)
-    with owned_output(out, _study_configs(study, seeds), data):
+    study = fit_study(study)  # every model takes its input shape from its data (before any hash is taken)
+    cfgs = _study_configs(study, seeds)
+    with _opened(backend, address, shared_fs, out, cfgs) as be, owned_output(out, cfgs, data):
         return _run_study(study, out, device=device, engine=engine, progress=progress, data=data,
-                          report=report, stop=stop, workers=workers, seeds=seeds)
+                          report=report, stop=stop, workers=workers, seeds=seeds, backend=be)
+
+
+@contextlib.contextmanager
+def _opened(backend: str, address: Optional[str], shared_fs: Optional[bool], out: Path, cfgs: Sequence[RunConfig]):
+    """The backend, connected before ``out`` is touched (an unreachable cluster writes nothing);
+    this machine when every run is already trained (a cached study starts no Ray instance)."""
+    from ..backends import open_backend
+    from ..backends.local import LocalBackend
+
+    with open_backend(backend, address=address, shared_fs=shared_fs) as be:
+        if all(is_done(run_dir_for(out, c)) for c in cfgs):
+            yield LocalBackend()
+            return
+        if hasattr(be, "connect"):
+            be.connect()
+        yield be
 
 
 @contextlib.contextmanager
@@ -131,14 +165,15 @@ def _study_configs(study: Study, seeds: int) -> list[RunConfig]:
     return [study.runs[n] for n in names] + extra
 
 
-def _run_study(study: Study, out: Path, *, device, engine, progress, data, report, stop, workers, seeds) -> dict:
+def _run_study(study: Study, out: Path, *, device, engine, progress, data, report, stop, workers, seeds,
+               backend) -> dict:
     t0 = time.perf_counter()
     names = list(study.runs)
     all_cfgs = _study_configs(study, seeds)
     extra = {(n, c.train.seed): c for n, c in zip([n for _ in range(1, max(1, seeds)) for n in names],
                                                    all_cfgs[len(names):])}
     all_dirs = _train_all(out, all_cfgs, device=device, engine=engine, data=data, progress=progress, stop=stop,
-                          workers=workers)
+                          workers=workers, backend=backend)
     dirs = dict(zip(names, all_dirs[:len(names)]))
     train_wall = time.perf_counter() - t0
     results: dict[str, Any] = {
@@ -146,7 +181,7 @@ def _run_study(study: Study, out: Path, *, device, engine, progress, data, repor
         "notes": [dict(n) for n in study.notes],
         "protocol": study.protocol, "quick": study.quick, "wall_seconds": train_wall,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "aelab_version": __version__,
-        "device": str(dev_name(device)), "engine": engine,
+        "device": str(backend.resolve_device(device)), "engine": engine, "backend": backend.name,
         "runs": {n: _record(out, study.runs[n], dirs[n]) for n in names},
         "questions": [{"id": q.id, "section": q.section, "question": q.question, "baseline": q.baseline,
                        "variant": q.variant, "claims": [dict(c) for c in q.claims]} for q in study.questions],
@@ -160,7 +195,7 @@ def _run_study(study: Study, out: Path, *, device, engine, progress, data, repor
                      for n in names},
         }
     if study.protocol == "seed":
-        corrected = corrected_block(out, study, dirs, data, device)
+        corrected = corrected_block(out, study, dirs, data, _driver_device(backend, device))
         if corrected["runs"]:  # only a study whose runs fit the scaler on each split has the flaw
             results["corrected"] = corrected
     results["wall_seconds_total"] = time.perf_counter() - t0
@@ -180,10 +215,12 @@ def _protocol_of(cfg: RunConfig) -> str:
     return "seed" if cfg.data.scaler_fit == "per_split" else "corrected"
 
 
-def dev_name(device: str) -> str:
-    from ..runs import resolve_device
-
-    return str(resolve_device(device))
+def _driver_device(backend, device: str) -> str:
+    """Where the driver evaluates saved models: the training device on this machine; after Ray,
+    the CPU if the runs trained on CPUs, else this machine's best (a cluster's GPU is not ours)."""
+    if backend.name == "local":
+        return device
+    return "cpu" if backend.resolve_device(device).type == "cpu" else "auto"
 
 
 # -- sweeps ----------------------------------------------------------------------------------------
@@ -231,21 +268,25 @@ def sweep_configs(base: RunConfig, parameter: str, values: Sequence[Any]) -> lis
 def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path, *, device: str = "auto",
               engine: str = "auto", progress: bool = True, data_opts: DataOptions = DataOptions(),
               report: bool = True, stop: Optional[StopFlag] = None, workers: Optional[int] = None,
-              quick: bool = False) -> dict:
-    """Train ``base`` once per value of ``parameter`` into ``out`` and write results.json (and the report)."""
+              quick: bool = False, backend: str = "local", address: Optional[str] = None,
+              shared_fs: Optional[bool] = None) -> dict:
+    """Train ``base`` once per value of ``parameter`` into ``out`` and write results.json (and the report);
+    ``backend``/``address``/``shared_fs`` as for :func:`run_study`."""
     out = Path(out)
-    cfgs = sweep_configs(base, parameter, values)
+    from ..data import fit_config
+
+    cfgs = [fit_config(c) for c in sweep_configs(base, parameter, values)]
     data = DataCache(data_opts)
-    with owned_output(out, cfgs, data):
+    with _opened(backend, address, shared_fs, out, cfgs) as be, owned_output(out, cfgs, data):
         return _run_sweep(base, parameter, values, cfgs, out, device=device, engine=engine, progress=progress,
-                          data=data, report=report, stop=stop, workers=workers, quick=quick)
+                          data=data, report=report, stop=stop, workers=workers, quick=quick, backend=be)
 
 
 def _run_sweep(base, parameter, values, cfgs, out, *, device, engine, progress, data, report, stop, workers,
-               quick) -> dict:
+               quick, backend) -> dict:
     t0 = time.perf_counter()
     dirs = _train_all(out, cfgs, device=device, engine=engine, data=data, progress=progress, stop=stop,
-                      workers=workers)
+                      workers=workers, backend=backend)
     runs = {c.name: _record(out, c, d) for c, d in zip(cfgs, dirs)}
     log_x = all(isinstance(v, (int, float)) and v > 0 for v in values) and max(values) / min(values) >= 50
     results = {

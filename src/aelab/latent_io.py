@@ -1,0 +1,333 @@
+"""Codes on disk, and ``aelab latent RUN_DIR``: a trained model's code space, saved and looked at.
+
+What belongs here: turning a model and its data into code arrays (:func:`code_arrays`), reading
+and writing ``codes.npz`` in a run directory (compact, ``allow_pickle=False``), the summary
+numbers a finished run records in ``metrics.json["latent"]`` (:func:`summary`), and
+:func:`analyse`, which writes a run's latent figures and ``latent.json``. The arithmetic is in
+:mod:`aelab.latent` (pure), the drawing in :mod:`aelab.report.latent_figures`.
+
+``codes.npz`` holds, for a seeded subsample of at most :data:`MAX_TRAIN` training and
+:data:`MAX_TEST` test images (so t-SNE and the probes stay within seconds on large sets):
+``train_index``/``test_index`` (positions in the run's splits), ``train_codes``/``test_codes``
+(float32, flattened; μ for a VAE), ``train_labels``/``test_labels`` and ``test_errors`` (each
+test image's reconstruction error under the run's loss, per value).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from . import latent as L
+from ._atomic import atomic_path, write_json
+from .errors import AelabError, DataError
+
+CODES_FILE = "codes.npz"
+#: the subsample sizes saved in codes.npz (seeded by the run's seed)
+MAX_TRAIN = 5000
+MAX_TEST = 5000
+#: the test points a t-SNE / UMAP map lays out (t-SNE's cost grows faster than linearly)
+MAP_POINTS = 2000
+CODE_KEYS = ("train_index", "train_codes", "train_labels", "test_index", "test_codes", "test_labels", "test_errors")
+
+
+# -- codes from a model ------------------------------------------------------------------------------
+@torch.no_grad()
+def encode(model, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
+    """``model.encode`` over ``x`` (N, D) in batches → (N, K) float32 (the code flattened)."""
+    model.eval()
+    out = [model.encode(x[s:s + batch]).reshape(min(batch, x.shape[0] - s), -1).float().cpu()
+           for s in range(0, x.shape[0], batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+@torch.no_grad()
+def decode(model, z: np.ndarray, device: torch.device | str = "cpu", batch: int = 1024) -> np.ndarray:
+    """``model.decode`` of flat codes ``z`` (M, K) → images (M, D) float32 (the decoder reshapes its input)."""
+    model.eval()
+    t = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=device)
+    out = [model.decode(t[s:s + batch]).float().cpu() for s in range(0, t.shape[0], batch)]
+    return torch.cat(out).numpy()
+
+
+def _errors(model, x: torch.Tensor, loss: str, batch: int = 1024) -> np.ndarray:
+    out = []
+    with torch.no_grad():  # no generator: a VAE decodes μ
+        for s in range(0, x.shape[0], batch):
+            xb = x[s:s + batch]
+            recon = model(xb).recon
+            out.append(L.reconstruction_errors(xb.cpu().numpy(), recon.float().cpu().numpy(), loss))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def code_arrays(model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, y_train: Optional[np.ndarray],
+                y_test: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of ``codes.npz`` for a trained model on its (clean) splits; labels may be None
+    (then no labels are saved, and the probes cannot be computed)."""
+    seed = int(cfg.train.seed)
+    tr = L.subsample(x_train.shape[0], MAX_TRAIN, seed)
+    te = L.subsample(x_test.shape[0], MAX_TEST, seed + 1)
+    xtr, xte = x_train[torch.as_tensor(tr, device=x_train.device)], x_test[torch.as_tensor(te, device=x_test.device)]
+    out = {"train_index": tr.astype(np.int64), "test_index": te.astype(np.int64),
+           "train_codes": encode(model, xtr), "test_codes": encode(model, xte),
+           "test_errors": _errors(model, xte, cfg.train.loss).astype(np.float32)}
+    if y_train is not None and len(y_train) == x_train.shape[0]:
+        out["train_labels"] = np.asarray(y_train)[tr].astype(np.int64)
+    if y_test is not None and len(y_test) == x_test.shape[0]:
+        out["test_labels"] = np.asarray(y_test)[te].astype(np.int64)
+    return out
+
+
+def labels_for(data, data_cfg) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(train labels, test labels) of a data config from a data cache, in the order of its tensors;
+    (None, None) when the data set has none."""
+    try:
+        if hasattr(data, "labels"):
+            return data.labels(data_cfg)
+        _, ytr, _, yte, _ = data.raw(data_cfg.dataset, data_cfg.limit, data_cfg.test_limit)
+        return ytr, yte
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None, None
+
+
+# -- codes.npz -----------------------------------------------------------------------------------------
+def write_codes(run_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
+    path = Path(run_dir) / CODES_FILE
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+    return path
+
+
+def read_codes(run_dir: Path) -> Optional[dict[str, np.ndarray]]:
+    """The arrays of a run's ``codes.npz``; None when the run has none (trained before codes were
+    saved); :class:`DataError` when it is damaged."""
+    path = Path(run_dir) / CODES_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path} is damaged ({exc}); run aelab latent {run_dir} --recompute to rebuild it "
+                        "from the model") from None
+    for k in ("test_codes", "train_codes"):
+        if k not in arrays or arrays[k].ndim != 2:
+            raise DataError(f"{path} lacks a 2-D {k!r} array; run aelab latent {run_dir} --recompute to rebuild it")
+    return arrays
+
+
+def summary(arrays: dict[str, np.ndarray], seed: int = 0) -> Optional[dict[str, Any]]:
+    """What ``metrics.json["latent"]`` records: :func:`aelab.latent.code_quality` of the saved codes
+    plus ``active_dims`` (dimensions whose variance over the test codes exceeds 0.01); None
+    without labels."""
+    if "train_labels" not in arrays or "test_labels" not in arrays or len(arrays["train_codes"]) == 0:
+        return None
+    q = L.code_quality(arrays["train_codes"], arrays["train_labels"], arrays["test_codes"], arrays["test_labels"],
+                       seed)
+    q["active_dims"] = L.active_dims(arrays["test_codes"])
+    return q
+
+
+def record(run_dir: Path, model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, labels) -> Optional[dict]:
+    """At the end of training: write ``codes.npz`` and return the ``metrics.json["latent"]`` block."""
+    y_train, y_test = labels if labels is not None else (None, None)
+    arrays = code_arrays(model, cfg, x_train, x_test, y_train, y_test)
+    write_codes(run_dir, arrays)
+    return summary(arrays)
+
+
+# -- aelab latent RUN_DIR ------------------------------------------------------------------------------
+def _run_data(cfg, data, device) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+    x_train, x_test, _ = data.tensors(cfg.data, device)
+    y_train, y_test = labels_for(data, cfg.data)
+    return x_train, x_test, y_train, y_test
+
+
+def _class_name(y: Any) -> str:
+    return str(int(y)) if isinstance(y, (int, np.integer)) else str(y)
+
+
+def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None, baselines: bool = True,
+            recompute: bool = False, methods: Optional[list[str]] = None, seed: int = 0,
+            log=None) -> dict[str, Any]:
+    """Write a finished run's latent figures and ``latent.json`` into ``out`` (default ``RUN_DIR/latent``).
+
+    Figures: ``map.png`` (test codes in 2-D, coloured by label: the code itself when it has two
+    dimensions, else PCA, t-SNE and UMAP when installed, with thumbnails of a few images),
+    ``interpolation.png`` (between pairs of test images; spherical for a VAE), ``traversal.png``
+    (single code dimensions around a test image), ``manifold.png`` (a 2-D latent decoded on a
+    grid) and ``prior.png`` (samples from a VAE's prior). ``latent.json``: the probe, k-NN and
+    k-means numbers of the code and — with ``baselines`` and the run's data at hand — of the raw
+    pixels and of PCA with as many dimensions; the anomaly ROC-AUC when the run was trained
+    without some classes (``data.exclude_labels``).
+
+    ``data``: a :class:`~aelab.runs.DataCache` (the images are needed for the baselines, and for
+    runs trained before codes were saved). Returns the ``latent.json`` dict.
+    """
+    from .report import latent_figures as LF
+    from .runs import DataCache, is_done, load_model
+
+    say = log or (lambda _msg: None)
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AelabError(f"{run_dir} is not a directory; give a run directory written by aelab train or a study")
+    if not (run_dir / "config.json").is_file():
+        raise AelabError(f"{run_dir} has no config.json; give a run directory written by aelab train or a study "
+                         "(studies keep theirs under <out>/runs/)")
+    if not is_done(run_dir):
+        raise AelabError(f"{run_dir} has not finished training; resume it with aelab train --resume {run_dir}")
+    t0 = time.perf_counter()
+    model, cfg = load_model(run_dir, "cpu")
+    out = Path(out) if out else run_dir / "latent"
+    arrays = None if recompute else read_codes(run_dir)
+    tensors = None
+    if arrays is None or baselines:
+        data = data or DataCache()
+        say("loading the run's data")
+        tensors = _run_data(cfg, data, torch.device("cpu"))
+    if arrays is None:
+        say("encoding the run's images (no codes.npz yet)")
+        arrays = code_arrays(model, cfg, *tensors)
+        write_codes(run_dir, arrays)
+    z_test, y_test = arrays["test_codes"], arrays.get("test_labels")
+    dims = int(z_test.shape[1])
+    family = cfg.model.family
+    stochastic = bool(getattr(model, "stochastic", False))
+    shape = tuple(cfg.model.input_shape)
+    report: dict[str, Any] = {"run": cfg.name, "run_dir": str(run_dir), "family": family, "code_dims": dims,
+                              "code_is_mean": stochastic, "active_dims": L.active_dims(z_test),
+                              "n_train_codes": int(len(arrays["train_codes"])), "n_test_codes": int(len(z_test)),
+                              "figures": {}}
+    figures: dict[str, bytes] = {}
+
+    # numbers
+    if "train_labels" in arrays and y_test is not None:
+        say("probes, k-NN and k-means" + (" (code, raw pixels, PCA)" if baselines else ""))
+        xtr = xte = None
+        if baselines and tensors is not None:
+            xtr = tensors[0][torch.as_tensor(arrays["train_index"])].cpu().numpy()
+            xte = tensors[1][torch.as_tensor(arrays["test_index"])].cpu().numpy()
+        report["quality"] = L.quality_table(arrays["train_codes"], z_test, arrays["train_labels"], y_test, xtr, xte,
+                                            seed)
+    else:
+        report["quality"] = None
+        report["quality_note"] = "the data set has no labels, so no probe, k-NN or clustering numbers"
+    held = getattr(cfg.data, "exclude_labels", None)
+    if held and y_test is not None and "test_errors" in arrays:
+        try:
+            report["anomaly"] = L.anomaly_scores(arrays["test_errors"], y_test, held)
+        except ValueError as err:
+            report["anomaly"] = {"error": str(err)}
+
+    # the map
+    idx = L.subsample(len(z_test), MAP_POINTS, seed)
+    labels = y_test[idx] if y_test is not None else np.zeros(len(idx), dtype=int)
+    panels = []
+    for m in (methods or L.map_methods(dims)):
+        say(f"2-D map: {m}")
+        if m == "code" and dims > 2:
+            raise AelabError(f"--methods code needs a code of at most 2 dimensions; this run's has {dims}; "
+                             "use pca, tsne or umap")
+        if m == "umap" and not L.have_umap():
+            raise AelabError("--methods umap needs umap-learn; install it with pip install 'aelab[umap]'")
+        pts = L.embed_2d(z_test[idx], m, seed)
+        panels.append(LF.map_panel(m, pts, labels, dims, stochastic))
+    thumbs = None
+    if tensors is not None and LF.image_like(shape):
+        thumbs = tensors[1][torch.as_tensor(arrays["test_index"][idx])].cpu().numpy()
+    figures["map.png"] = LF.latent_maps(panels, thumbs=thumbs, image_shape=shape,
+                                        title=f"{cfg.name}: test codes, coloured by label")
+    report["map_methods"] = [p["method"] for p in panels]
+    report["map_points"] = int(len(idx))
+
+    # walking the code space (needs images to show)
+    if LF.image_like(shape):
+        if tensors is not None:
+            x_show = tensors[1][torch.as_tensor(arrays["test_index"][:10])]
+            y_show = y_test[:10] if y_test is not None else None
+        else:
+            x_show, y_show = _first_test_images(run_dir), None
+        if x_show is not None and x_show.shape[0] >= 2:
+            z_show = encode(model, x_show)
+            rows = []
+            originals = x_show.cpu().numpy()
+            for a, b in [(0, 1), (2, 3), (4, 5)][: x_show.shape[0] // 2]:
+                path = decode(model, L.interpolate(z_show[a], z_show[b], 8, spherical=stochastic))
+                name = (f"{_class_name(y_show[a])} → {_class_name(y_show[b])}" if y_show is not None
+                        else f"image {a + 1} → {b + 1}")
+                rows.append((name, np.concatenate([originals[a:a + 1], path, originals[b:b + 1]])))
+            figures["interpolation.png"] = LF.image_rows(
+                rows, shape, title=("spherical" if stochastic else "linear") + " interpolation between the codes "
+                                   "of two test images (outer columns: the images themselves)",
+                columns=["image A", "decoded A"] + [""] * 6 + ["decoded B", "image B"])
+            order = np.argsort(-z_test.var(axis=0))[: min(8, dims)]
+            trows = []
+            for d in order:
+                vals = L.traversal_values(z_test, int(d), 9, prior=stochastic)
+                trows.append((f"dimension {int(d) + 1}", np.concatenate(
+                    [originals[:1], decode(model, L.traversal(z_show[0], int(d), vals))])))
+            figures["traversal.png"] = LF.image_rows(
+                trows, shape, title="one code dimension changed at a time, the others kept at the image's code "
+                                    + ("(−2.5 … +2.5, the prior's σ)" if stochastic
+                                       else "(from its 2nd to its 98th percentile over the test codes)"),
+                columns=["image", "low"] + [""] * 7 + ["high"])
+            report["traversal_dims"] = [int(d) for d in order]
+        if dims == 2:
+            if stochastic:
+                pts, xs, ys = L.manifold_grid(15, prior=True)
+            else:
+                lo, hi = np.percentile(z_test, 2, axis=0), np.percentile(z_test, 98, axis=0)
+                pts, xs, ys = L.manifold_grid(15, prior=False, lo=lo, hi=hi)
+            figures["manifold.png"] = LF.manifold(decode(model, pts), xs, ys, shape, prior=stochastic)
+        if stochastic:
+            figures["prior.png"] = LF.image_rows(
+                [(f"row {i + 1}", decode(model, L.prior_samples(10, dims, seed + i))) for i in range(4)], shape,
+                title="decoded samples z ~ N(0, I) from the prior")
+    for name, png in figures.items():
+        with atomic_path(out / name) as tmp:
+            tmp.write_bytes(png)
+        report["figures"][name.rsplit(".", 1)[0]] = str(out / name)
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(out / "latent.json", report)
+    return report
+
+
+def _first_test_images(run_dir: Path) -> Optional[torch.Tensor]:
+    """The run's first test images from samples.npz (runs whose data is not at hand)."""
+    try:
+        with np.load(Path(run_dir) / "samples.npz", allow_pickle=False) as npz:
+            return torch.from_numpy(np.asarray(npz["original"], dtype=np.float32))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def quality_lines(report: dict[str, Any]) -> list[str]:
+    """The numbers of ``latent.json`` as aligned lines for the terminal."""
+    q = report.get("quality")
+    if not q:
+        return [report.get("quality_note", "no labels: no probe numbers")]
+    chance = q["code"]["chance"]
+    lines = [f"{'features':<26}{'dims':>6}{'probe acc':>11}{'k-NN acc':>10}{'ARI':>8}{'NMI':>8}"]
+    names = {"code": "code" + (" (μ)" if report.get("code_is_mean") else ""), "pixels": "raw pixels",
+             "pca": "PCA, same dims as the code"}
+    for key in ("code", "pixels", "pca"):
+        if key in q:
+            r = q[key]
+            lines.append(f"{names[key]:<26}{r['dims']:>6}{r['probe_accuracy']:>11.3f}{r['knn_accuracy']:>10.3f}"
+                         f"{r['ari']:>8.3f}{r['nmi']:>8.3f}")
+    lines.append(f"chance (most frequent class): {chance:.3f}; {q['code']['n_train']} training and "
+                 f"{q['code']['n_test']} test codes")
+    a = report.get("anomaly")
+    if a and "auc" in a:
+        lines.append(f"anomaly: held-out classes {a['held_out']}: ROC-AUC of the reconstruction error {a['auc']:.3f}")
+    return lines
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2)
