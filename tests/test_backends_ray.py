@@ -43,6 +43,12 @@ model.decoder = ["784:sigmoid"]
 [baselines.deep]
 model.encoder = ["64:relu", "32:relu"]
 model.decoder = ["64:relu", "784:sigmoid"]
+[baselines.conv]
+preset = "keras-blog-conv"
+train.epochs = 1
+data.dataset = "synthetic"  # a preset's own settings win over [defaults]
+data.limit = 256
+data.test_limit = 64
 [variants.small_l1]
 base = "small"
 model.activity_l1 = 1e-3
@@ -120,6 +126,9 @@ def test_a_quick_study_on_ray_is_bit_identical_to_the_local_backend(ray_address,
         rd = run_dir_for(out, cfg)
         assert (rd / "DONE").exists() and not (rd / "checkpoint").exists()
         _same_run(run_dir_for(ref, cfg), rd)
+    # the conv AE trains on its worker's share of the cores, whichever backend runs it
+    runs = [json.loads((run_dir_for(d, study.runs["conv"]) / "run.json").read_text()) for d in (ref, out)]
+    assert runs[0]["threads"] == runs[1]["threads"] == 1
 
 
 def test_a_finished_study_on_ray_is_read_from_its_run_directories(ray_address, local_ref, monkeypatch):

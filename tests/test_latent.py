@@ -119,6 +119,15 @@ def test_a_collapsed_code_scores_chance_without_warnings():
     assert L.active_dims(np.zeros((100, 5))) == 0
 
 
+def test_active_dims_absolute_for_mu_relative_for_a_deterministic_code():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((2000, 3)) * np.array([1.0, 0.05, 0.0])  # variances 1, 0.0025, 0
+    assert L.active_dims(z) == 1  # 0.0025 < 0.01
+    assert L.active_dims(z, relative=True) == 1  # 0.0025 < 1% of 1
+    assert L.active_dims(z * 0.05, relative=True) == 1 and L.active_dims(z * 0.05) == 0  # relative ignores the scale
+    assert L.active_dims(np.full((10, 4), 3.0), relative=True) == 0
+
+
 def test_quality_table_has_pixel_and_pca_baselines_of_the_code_size():
     x, y = blobs(dims=6)
     xt, yt = blobs(dims=6, seed=1)

@@ -242,10 +242,18 @@ def quality_table(train_codes: Any, test_codes: Any, train_labels: Any, test_lab
     return out
 
 
-def active_dims(codes: Any, threshold: float = ACTIVE_VARIANCE) -> int:
-    """How many code dimensions vary over the images by more than ``threshold`` (variance)."""
-    z = _flat(codes)
-    return int((z.var(axis=0) > threshold).sum())
+def active_dims(codes: Any, threshold: float = ACTIVE_VARIANCE, relative: bool = False) -> int:
+    """How many code dimensions vary over the images by more than ``threshold`` (variance).
+
+    ``relative=False``: an absolute variance, for a VAE's μ, whose prior fixes the scale (Burda et
+    al. 2016). ``relative=True``: a fraction of the most variable dimension's variance, for a
+    deterministic code, whose scale is whatever training made it (a sigmoid code varies far less
+    than a relu one, yet uses its dimensions). A code that does not vary has none either way."""
+    var = _flat(codes).var(axis=0)
+    if relative:
+        top = float(var.max()) if var.size else 0.0
+        return 0 if top <= 1e-12 else int((var > threshold * top).sum())
+    return int((var > threshold).sum())
 
 
 # -- walking the code space --------------------------------------------------------------------------

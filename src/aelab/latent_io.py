@@ -122,15 +122,16 @@ def read_codes(run_dir: Path) -> Optional[dict[str, np.ndarray]]:
     return arrays
 
 
-def summary(arrays: dict[str, np.ndarray], seed: int = 0) -> Optional[dict[str, Any]]:
+def summary(arrays: dict[str, np.ndarray], seed: int = 0, stochastic: bool = False) -> Optional[dict[str, Any]]:
     """What ``metrics.json["latent"]`` records: :func:`aelab.latent.code_quality` of the saved codes
-    plus ``active_dims`` (dimensions whose variance over the test codes exceeds 0.01); None
+    plus ``active_dims`` (:func:`aelab.latent.active_dims` of the test codes: variance above 0.01
+    for a VAE's μ, above 1 % of the most variable dimension's for a deterministic code); None
     without labels."""
     if "train_labels" not in arrays or "test_labels" not in arrays or len(arrays["train_codes"]) == 0:
         return None
     q = L.code_quality(arrays["train_codes"], arrays["train_labels"], arrays["test_codes"], arrays["test_labels"],
                        seed)
-    q["active_dims"] = L.active_dims(arrays["test_codes"])
+    q["active_dims"] = L.active_dims(arrays["test_codes"], relative=not stochastic)
     return q
 
 
@@ -139,7 +140,7 @@ def record(run_dir: Path, model, cfg, x_train: torch.Tensor, x_test: torch.Tenso
     y_train, y_test = labels if labels is not None else (None, None)
     arrays = code_arrays(model, cfg, x_train, x_test, y_train, y_test)
     write_codes(run_dir, arrays)
-    return summary(arrays)
+    return summary(arrays, stochastic=bool(getattr(model, "stochastic", False)))
 
 
 # -- aelab latent RUN_DIR ------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     stochastic = bool(getattr(model, "stochastic", False))
     shape = tuple(cfg.model.input_shape)
     report: dict[str, Any] = {"run": cfg.name, "run_dir": str(run_dir), "family": family, "code_dims": dims,
-                              "code_is_mean": stochastic, "active_dims": L.active_dims(z_test),
+                              "code_is_mean": stochastic, "active_dims": L.active_dims(z_test, relative=not stochastic),
                               "n_train_codes": int(len(arrays["train_codes"])), "n_test_codes": int(len(z_test)),
                               "figures": {}}
     figures: dict[str, bytes] = {}

@@ -118,7 +118,7 @@ def gallery(codes: Codes, runs: Mapping[str, Mapping[str, Any]]) -> Optional[byt
 
 _QUALITY = [("linear-probe accuracy (code)", "probe_accuracy"), ("k-NN accuracy (code)", "knn_accuracy"),
             ("k-means ARI with the labels", "ari"), ("k-means NMI with the labels", "nmi"),
-            ("code dimensions that vary (variance > 0.01)", "active_dims")]
+            ("code dimensions in use (variance > 0.01 for μ, else > 1% of the top one)", "active_dims")]
 
 
 def quality_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, str]]:
