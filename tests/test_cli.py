@@ -218,3 +218,18 @@ def test_engine_fast_on_a_model_it_does_not_implement_says_so(tmp_path, capsys):
     assert json.loads((tmp_path / "v" / "run.json").read_text())["engine"] == "PlainStepper"
     rc = main(["train", "--epochs", "1", "--batch-size", "32", "--engine", "fast", "--out", str(tmp_path / "d"), *SYN])
     assert rc == 0 and "--engine fast" not in capsys.readouterr().err
+
+
+def test_study_summary_does_not_divide_losses_on_different_scales(capsys):
+    from aelab.cli import _print_summary
+
+    def run(val, bce):
+        return {"history": {"val_loss": [val]}, "final": {"val_loss": val}, "metrics": {"bce": bce}}
+
+    res = {"runs": {"dense": run(0.17, 0.17), "vae": run(133.5, 0.127), "deep": run(0.15, 0.15)},
+           "questions": [{"id": "1", "baseline": "dense", "variant": "vae"},
+                         {"id": "2", "baseline": "dense", "variant": "deep"}]}
+    _print_summary(res)
+    lines = capsys.readouterr().out.splitlines()
+    assert "different scales" in lines[0] and "×" not in lines[0]
+    assert "×0.88" in lines[1]

@@ -310,7 +310,11 @@ def _print_summary(res: dict) -> None:
     for q in res["questions"]:
         b, v = runs[q["baseline"]], runs[q["variant"]]
         bl, vl = b["history"]["val_loss"][-1], v["history"]["val_loss"][-1]
-        print(f"  {q['id']:>4}  {q['baseline']:<18} val {bl:.4f}   {q['variant']:<22} val {vl:.4f}   {_ratio_text(bl, vl)}")
+        from .report.claims import comparable_losses
+
+        # losses on different scales (a VAE's per-image sum beside a per-pixel mean) are not compared
+        rel = _ratio_text(bl, vl) if comparable_losses(b, v) else "(losses on different scales)"
+        print(f"  {q['id']:>4}  {q['baseline']:<18} val {bl:.4f}   {q['variant']:<22} val {vl:.4f}   {rel}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
