@@ -2,14 +2,15 @@
 
     python -m benchmarks.compare [--epochs 3] [--models lab_undercomplete,q2_1_swapped,...]
                                  [--skip-keras] [--skip-study] [--out benchmarks/results-cpu.json]
-    python -m benchmarks.compare --models keras-blog-conv,keras-io-vae [--conv-epochs 5]
-                                 [--conv-limit 12000] [--same-init-epochs 3]
+    python -m benchmarks.compare --models presets [--conv-epochs 4] [--conv-limit 6000]
+                                 [--conv-test-limit 2000] [--same-init-epochs 2]
 
-``--models`` takes ``exercise12`` run names (the dense models below) and/or preset names with image
-layers (``keras-blog-conv``, ``keras-io-vae``: see ``benchmarks/compare_conv.py``: aelab vs Keras vs a
-plain PyTorch loop on an MNIST slice, interleaved epoch by epoch, plus a same-initial-weights check
-against Keras). Each kind writes its own JSON (``--out``, ``--conv-out``) and its own part of
-``benchmarks/RESULTS.md``, leaving the other's part as it is.
+``--models`` takes ``exercise12`` run names (the dense models below) and/or names of presets the
+dense fast path does not train (``presets`` = all four of the new families: ``keras-blog-conv``,
+``keras-io-denoiser``, ``keras-io-vae``, ``pytorch-vae``; see ``benchmarks/compare_conv.py``: aelab vs
+Keras vs a plain PyTorch loop on an MNIST slice, interleaved epoch by epoch, plus a
+same-initial-weights check against Keras). Each kind writes its own JSON (``--out``, ``--conv-out``)
+and its own part of ``benchmarks/RESULTS.md``, leaving the other's part as it is.
 
 For each model of the ``exercise12`` study (its run names), in one process, on the same data
 (MNIST, min–max scaled per split as the seed does), interleaved per model:
@@ -403,18 +404,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=3, help="epochs per dense model")
     ap.add_argument("--models", default=DEFAULT_MODELS,
-                    help="exercise12 run names and/or presets with image layers (keras-blog-conv, keras-io-vae), "
-                         "comma-separated")
+                    help="exercise12 run names and/or presets the fast path does not train (keras-blog-conv, "
+                         "keras-io-denoiser, keras-io-vae, pytorch-vae; 'presets' = all four), comma-separated")
     ap.add_argument("--skip-keras", action="store_true")
     ap.add_argument("--skip-study", action="store_true", help="(the study is timed only when dense models are run)")
     ap.add_argument("--out", default="benchmarks/results-cpu.json", help="JSON of the dense models")
     ap.add_argument("--md", default="benchmarks/RESULTS.md", help="Markdown report ('' to skip)")
-    ap.add_argument("--conv-epochs", type=int, default=5, help="epochs per conv preset and framework")
-    ap.add_argument("--conv-limit", type=int, default=12_000, help="training images for the conv presets")
-    ap.add_argument("--conv-test-limit", type=int, default=10_000, help="validation (test) images for the conv presets")
-    ap.add_argument("--same-init-epochs", type=int, default=3,
+    ap.add_argument("--conv-epochs", type=int, default=4, help="epochs per preset and framework")
+    ap.add_argument("--conv-limit", type=int, default=6_000, help="training images for the presets")
+    ap.add_argument("--conv-test-limit", type=int, default=2_000, help="validation (test) images for the presets")
+    ap.add_argument("--same-init-epochs", type=int, default=2,
                     help="epochs of the aelab-vs-Keras check from the same initial weights (0: skip)")
-    ap.add_argument("--skip-one-thread", action="store_true", help="conv presets: do not also time aelab on 1 thread")
+    ap.add_argument("--skip-other-threads", "--skip-one-thread", dest="skip_other_threads", action="store_true",
+                    help="presets: do not also time aelab on the thread policy's other choice")
     ap.add_argument("--conv-out", default="benchmarks/results-conv-cpu.json", help="JSON of the conv presets")
     ap.add_argument("--study-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -422,6 +424,7 @@ def main(argv=None) -> int:
         study_child(args.study_child)
         return 0
     all_names = [n.strip() for n in args.models.split(",") if n.strip()]
+    all_names = [x for n in all_names for x in (compare_conv.PRESETS if n == "presets" else (n,))]
     conv_names = [n for n in all_names if compare_conv.is_conv_preset(n)]
     names = [n for n in all_names if n not in conv_names]
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -455,11 +458,13 @@ def main(argv=None) -> int:
             conv_res["keras_skipped"] = why
         for name in conv_names:
             r = compare_conv.run_preset(name, args.conv_epochs, args.conv_limit, args.conv_test_limit,
-                                        args.same_init_epochs, keras_ok=not why, one_thread=not args.skip_one_thread,
+                                        args.same_init_epochs, keras_ok=not why,
+                                        other_threads=not args.skip_other_threads,
                                         log=lambda m: print(m, flush=True))
             conv_res["conv_models"][name] = r
             print(f"[{name}] aelab {r['aelab']['sec_per_epoch']:.2f} s/epoch"
-                  + (f", aelab 1t {r['aelab_1t']['sec_per_epoch']:.2f}" if "aelab_1t" in r else "")
+                  + (f", aelab on {r['threads']['aelab_alt']} thread(s) {r['aelab_alt']['sec_per_epoch']:.2f}"
+                     if "aelab_alt" in r else "")
                   + (f", Keras {r['keras']['sec_per_epoch']:.2f} (x{r['speedup_vs_keras']:.2f})"
                      if "keras" in r else "")
                   + f", torch {r['torch']['sec_per_epoch']:.2f}", flush=True)

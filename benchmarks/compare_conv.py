@@ -1,32 +1,42 @@
-"""The convolutional models of ``benchmarks.compare``: aelab vs Keras 3 / TensorFlow vs a plain PyTorch loop.
+"""The new families' presets in ``benchmarks.compare``: aelab vs Keras 3 / TensorFlow vs a plain PyTorch loop.
 
-Used by ``python -m benchmarks.compare --models keras-blog-conv,keras-io-vae`` (any preset with image
-layers: ``aelab presets``). For each preset, in one process, on the same data (MNIST ÷ 255, the first
-``--conv-limit`` training images, the whole test set for validation), the frameworks are
-**interleaved epoch by epoch** (aelab, aelab on 1 thread, Keras, torch, then the next epoch), so a
-drift of the machine's speed hits all of them alike:
+Used by ``python -m benchmarks.compare --models presets`` (all of :data:`PRESETS`: the Keras-blog conv
+AE, keras.io's denoiser and VAE, pytorch/examples' VAE) or ``--models keras-blog-conv,pytorch-vae,…``
+(any preset the dense fast path does not train: ``aelab presets``). For each preset, in one process,
+on the same data (MNIST ÷ 255, the first ``--conv-limit`` training images, the first
+``--conv-test-limit`` test images for validation; a denoising preset's inputs noisy as its config
+draws them, its targets clean, and the same noisy inputs for every framework), the frameworks are
+**interleaved epoch by epoch** (aelab, aelab on the other thread count, Keras, torch, then the next
+epoch, who goes first rotating), so a drift of the machine's speed hits all of them alike:
 
 * **aelab** — the preset's :class:`~aelab.config.RunConfig` (``load_preset``), trained by the engine's
   autograd path (``PlainStepper`` + ``engine.fit``, what ``aelab train --preset`` runs) under aelab's
-  thread policy (models with image layers: the process's threads, all cores by default);
-* **aelab 1t** — the same with one intra-op thread (``AELAB_NUM_THREADS=1``: machine-independent bits);
+  thread policy (``engine/steppers.py``, ``_default_threads``);
+* **aelab alt** — the same on the other thread count: one thread where the policy gives all cores
+  (models with image layers), all cores where it gives one (dense models: pytorch/examples' VAE);
 * **keras** — the same architecture built from the preset's layer specs with Keras layers
   (``Conv2D``, ``MaxPooling2D(padding="same")``, ``UpSampling2D``, ``Conv2DTranspose``, ``Flatten``,
-  ``Reshape``, ``Dense``), Glorot-uniform kernels and zero biases (Keras' defaults), Adam. The AE:
-  ``compile(optimizer="adam", loss="binary_crossentropy")`` + ``fit(x, x, batch_size, shuffle=True,
-  validation_data=(x_test, x_test))``. The VAE: keras.io's ``VAE(keras.Model)`` with its custom
-  ``train_step`` — reconstruction = mean over the batch of the per-image sum of BCE, KL = mean over
-  the batch of the per-image sum of −½(1 + log σ² − μ² − σ²), total = their sum — and the same
-  ``test_step`` for validation; its trackers are weighted by batch size, so the epoch's loss is the
-  mean over images as aelab and Keras' compiled losses report it (keras.io's unweighted Mean differs
-  only through the last, smaller batch);
+  ``Reshape``, ``Dense``), Glorot-uniform kernels and zero biases (Keras' defaults; a preset with
+  ``init = "torch"`` gets aelab's initial weights instead, PyTorch's init, as its reference has), Adam.
+  The AEs: ``compile(optimizer="adam", loss="binary_crossentropy")`` + ``fit(x_in, x, batch_size,
+  shuffle=True, validation_data=(x_test_in, x_test))`` (x_in noisy for the denoiser). The VAEs:
+  keras.io's ``VAE(keras.Model)`` with its custom ``train_step`` — reconstruction = the per-image sum
+  of BCE, KL = the per-image sum of −½(1 + log σ² − μ² − σ²), each reduced as the preset's
+  ``reduction`` says (``sum_mean``: mean over the batch, keras.io; ``sum``: summed over the batch,
+  pytorch/examples), total = their sum — and the same ``test_step`` for validation; its trackers
+  report per image, weighted by batch size, so the epoch's loss is the mean over images as aelab
+  reports it (keras.io's unweighted Mean differs only through the last, smaller batch);
 * **torch** — what one writes in plain PyTorch: ``DataLoader(TensorDataset)``, ``nn.Sequential`` of
-  ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.Upsample`` / ``nn.ConvTranspose2d`` (NCHW, PyTorch's default
-  memory format), TF's asymmetric "same" written out (``nn.ZeroPad2d``, a −inf pad before pooling,
-  a crop after a transposed conv) so that it is Keras' model, ``nn.Flatten`` / ``nn.Unflatten`` (CHW
-  order: the dense weights next to them are permuted from aelab's HWC order), BCE from logits, autograd,
-  ``torch.optim.Adam`` (ε = Keras' 1e-7), PyTorch's default threads. It starts from aelab's initial
-  weights.
+  ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.Upsample`` / ``nn.ConvTranspose2d`` / ``nn.Linear`` (NCHW,
+  PyTorch's default memory format), TF's asymmetric "same" written out (``nn.ZeroPad2d``, a −inf pad
+  before pooling, a crop after a transposed conv) so that it is Keras' model, ``nn.Flatten`` /
+  ``nn.Unflatten`` (CHW order: the dense weights next to them are permuted from aelab's HWC order),
+  autograd, PyTorch's default threads. The Keras-style presets: BCE from logits, ``torch.optim.Adam``
+  with Keras' ε = 1e-7. pytorch/examples' VAE (``reduction = "sum"``, ``loss = "torch_bce"``): its
+  ``vae/main.py`` loop as written — ``F.binary_cross_entropy(recon, x, reduction="sum")`` + KLD,
+  ``torch.randn_like`` for ε, ``torch.optim.Adam(lr=1e-3)`` (PyTorch's ε = 1e-8), ``model.eval()`` and
+  ``torch.no_grad()`` for the test pass — reading tensors instead of torchvision's per-image
+  ``ToTensor`` (which only makes the example slower). It starts from aelab's initial weights.
 
 Seconds per epoch: wall time of one epoch including its validation pass, median over epochs 2..N
 (epoch 1 of Keras traces and compiles its ``tf.function``\\ s). Final losses: the last epoch's mean
@@ -37,9 +47,10 @@ shuffles and ε, so their losses only have to be close.
 Keras model (conv kernels ``(out, in, kh, kw)`` → ``(kh, kw, in, out)`` and transposed-conv kernels
 ``(in, out, kh, kw)`` → ``(kh, kw, out, in)``, both by ``permute(2, 3, 1, 0)``; dense kernels = ``weight.T``;
 aelab's Flatten/Reshape already use Keras' (H, W, C) order), both train without shuffling on the same
-batches, and the Keras VAE takes aelab's ε (each batch's ε drawn as aelab's loop draws it, passed to
-``train_step`` as a second input; the validation ε likewise). Per-epoch train and validation losses
-of the two must then agree to float rounding (float32; oneDNN in both).
+batches (the denoiser on the same noisy inputs), and the Keras VAE takes aelab's ε (each batch's ε
+drawn as aelab's loop draws it, passed to ``train_step`` as a second input; the validation ε
+likewise). Per-epoch train and validation losses of the two must then agree to float rounding
+(float32; oneDNN in both).
 """
 
 from __future__ import annotations
@@ -54,14 +65,20 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-CONV_PRESETS = ("keras-blog-conv", "keras-io-vae")
+#: The new families' presets, what ``--models presets`` runs.
+PRESETS = ("keras-blog-conv", "keras-io-denoiser", "keras-io-vae", "pytorch-vae")
 
 
 def is_conv_preset(name: str) -> bool:
-    """A preset whose model has image layers (the dense ones are the fast path's: see the study rows)."""
+    """A preset the dense fast path does not train (image layers, or a family such as the VAE that
+    lives on the autograd path); the others are the study rows' kind."""
+    from aelab.models import family_of
     from aelab.models.presets import load_preset, preset_names
 
-    return name in preset_names() and not load_preset(name).model.is_dense()
+    if name not in preset_names():
+        return False
+    m = load_preset(name).model
+    return not m.is_dense() or not family_of(m).supports_fast(m)
 
 
 def _median_skip_first(xs):
@@ -94,6 +111,9 @@ class AelabRun:
         self.cfg = cfg
         self.stepper = PlainStepper(spec_of(cfg), t.lr, t.beta1, t.beta2, t.eps, "cpu", num_threads=num_threads)
         self.d = data.train_data(cfg, torch.device("cpu"))
+        self.d.train_inputs(0), self.d.val_inputs()  # a denoiser's noise, drawn before the clock starts
+        #: the intra-op threads its steps run on (the policy's 0 = the process's setting)
+        self.threads = self.stepper.threads.n or torch.get_num_threads()
         self.shuffle = t.shuffle if shuffle is None else shuffle
         self.st = None
         self.secs: list[float] = []
@@ -175,9 +195,10 @@ def _keras_vae_class():
     class VAE(keras.Model):
         """keras.io's VAE: the encoder gives (z_mean, z_log_var); z = z_mean + exp(½ z_log_var)·ε."""
 
-        def __init__(self, encoder, decoder, seed, **kw):
+        def __init__(self, encoder, decoder, seed, batch_sum=False, **kw):
             super().__init__(**kw)
             self.encoder, self.decoder = encoder, decoder
+            self.batch_sum = batch_sum
             self.seed_generator = keras.random.SeedGenerator(seed)
             self.total_loss_tracker = keras.metrics.Mean(name="loss")
             self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
@@ -198,16 +219,23 @@ def _keras_vae_class():
                 eps = keras.random.normal(shape=ops.shape(z_mean), seed=self.seed_generator)
             z = z_mean + ops.exp(0.5 * z_log_var) * eps
             reconstruction = self.decoder(z)
-            reconstruction_loss = ops.mean(ops.sum(keras.losses.binary_crossentropy(x, reconstruction), axis=(1, 2)))
-            kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
-            kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
-            return x, reconstruction_loss, kl_loss
+            # keras.io: ops.sum(keras.losses.binary_crossentropy(x, reconstruction), axis=(1, 2)) on
+            # (B, 28, 28, 1) images, where that loss' mean over the last axis (one channel) is the
+            # per-pixel value itself; ops.binary_crossentropy is that per-value BCE (through the
+            # sigmoid's logits, as the loss takes it) for a dense VAE's (B, 784) as well.
+            bce = ops.binary_crossentropy(x, reconstruction)
+            rec_per_image = ops.sum(bce, axis=tuple(range(1, len(bce.shape))))
+            kl_per_image = ops.sum(-0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var)), axis=1)
+            reduce = ops.sum if self.batch_sum else ops.mean  # pytorch/examples sums over the batch
+            return x, reduce(rec_per_image), reduce(kl_per_image)
 
         def _track(self, x, rec, kl):
-            w = ops.cast(ops.shape(x)[0], "float32")  # batch-size weighted: the mean over images
-            self.total_loss_tracker.update_state(rec + kl, sample_weight=w)
-            self.reconstruction_loss_tracker.update_state(rec, sample_weight=w)
-            self.kl_loss_tracker.update_state(kl, sample_weight=w)
+            n = ops.cast(ops.shape(x)[0], "float32")  # batch-size weighted: the mean over images
+            if self.batch_sum:  # reported per image, as pytorch/examples prints it (and aelab)
+                rec, kl = rec / n, kl / n
+            self.total_loss_tracker.update_state(rec + kl, sample_weight=n)
+            self.reconstruction_loss_tracker.update_state(rec, sample_weight=n)
+            self.kl_loss_tracker.update_state(kl, sample_weight=n)
             return {m.name: m.result() for m in self.metrics}
 
         def train_step(self, data):
@@ -228,16 +256,23 @@ def _keras_vae_class():
 class KerasRun:
     """The preset's architecture in Keras 3; one epoch per :meth:`epoch` call (``fit(initial_epoch=e)``)."""
 
-    def __init__(self, cfg, x_tr: np.ndarray, x_te: np.ndarray, shuffle: bool = True, seed: int | None = None):
+    def __init__(self, cfg, x_tr: np.ndarray, x_te: np.ndarray, shuffle: bool = True, seed: int | None = None,
+                 x_tr_in: np.ndarray | None = None, x_te_in: np.ndarray | None = None):
+        """``x_tr``/``x_te``: the targets (clean); ``x_tr_in``/``x_te_in``: the inputs when they differ
+        (a denoiser's noisy images), else the targets."""
         import keras
 
         m, t = cfg.model, cfg.train
         keras.utils.set_random_seed(t.seed if seed is None else seed)
         self.cfg, self.shuffle = cfg, shuffle
-        in_hwc = _hwc(m.input_shape)
+        in_hwc = _hwc(m.view_shape())  # flat for a dense first layer
         self.x_tr = x_tr.reshape(len(x_tr), *in_hwc)
         self.x_te = x_te.reshape(len(x_te), *in_hwc)
+        self.x_tr_in = self.x_tr if x_tr_in is None else x_tr_in.reshape(len(x_tr_in), *in_hwc)
+        self.x_te_in = self.x_te if x_te_in is None else x_te_in.reshape(len(x_te_in), *in_hwc)
         self.vae = m.family == "vae"
+        if self.vae and (x_tr_in is not None or x_te_in is not None):
+            raise ValueError("this benchmark's Keras VAE trains clean → clean")
         opt = keras.optimizers.Adam(learning_rate=t.lr, beta_1=t.beta1, beta_2=t.beta2, epsilon=t.eps)
         if self.vae:
             ei = keras.Input(in_hwc)
@@ -252,7 +287,8 @@ class KerasRun:
             for layer in _keras_layers(m.decoder):
                 h = layer(h)
             self.decoder = keras.Model(li, h, name="decoder")
-            self.model = _keras_vae_class()(self.encoder, self.decoder, seed=t.seed)
+            self.model = _keras_vae_class()(self.encoder, self.decoder, seed=t.seed,
+                                            batch_sum=getattr(m, "reduction", "sum_mean") == "sum")
             self.model.compile(optimizer=opt)
         else:
             if t.loss != "bce" or m.family != "ae" or getattr(m, "activity_l1", 0):
@@ -307,8 +343,8 @@ class KerasRun:
                                   shuffle=self.shuffle, validation_data=(self.x_te, eps_val), verbose=0,
                                   callbacks=[self.timer])
         else:
-            hist = self.model.fit(self.x_tr, self.x_tr, batch_size=bs, epochs=self.e + 1, initial_epoch=self.e,
-                                  shuffle=self.shuffle, validation_data=(self.x_te, self.x_te), verbose=0,
+            hist = self.model.fit(self.x_tr_in, self.x_tr, batch_size=bs, epochs=self.e + 1, initial_epoch=self.e,
+                                  shuffle=self.shuffle, validation_data=(self.x_te_in, self.x_te), verbose=0,
                                   callbacks=[self.timer])
         self.e += 1
         h = hist.history
@@ -425,9 +461,14 @@ def _torch_stack(specs, in_shape, init_mods):
 
 
 class TorchRun:
-    """The plain PyTorch loop (NCHW, DataLoader, autograd, torch.optim.Adam); one epoch per call."""
+    """The plain PyTorch loop (NCHW, DataLoader, autograd, torch.optim.Adam); one epoch per call.
 
-    def __init__(self, cfg, x_tr: torch.Tensor, x_te: torch.Tensor):
+    ``x_tr``/``x_te``: the targets; ``x_tr_in``/``x_te_in``: the inputs (a denoiser's noisy images),
+    by default the targets. A VAE with ``reduction = "sum"`` is pytorch/examples' ``vae/main.py``:
+    its ``loss_function`` (BCE on the sigmoid's output, summed, + KLD) and ``Adam(lr=1e-3)``."""
+
+    def __init__(self, cfg, x_tr: torch.Tensor, x_te: torch.Tensor, x_tr_in: torch.Tensor | None = None,
+                 x_te_in: torch.Tensor | None = None):
         from torch.utils.data import DataLoader, TensorDataset
 
         from aelab.engine.steppers import build_initial_model
@@ -440,7 +481,7 @@ class TorchRun:
         enc_mods = [x for x in (init.encoder.features if self.vae else init.encoder).modules()
                     if isinstance(x, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
         dec_mods = [x for x in init.decoder.modules() if isinstance(x, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
-        self.in_shape = tuple(m.input_shape)
+        self.in_shape = tuple(m.view_shape())
         self.enc, enc_shape, _ = _torch_stack(m.encoder, self.in_shape, enc_mods)
         if self.vae:
             # (the encoder's last activation: _torch_stack leaves it out as the "output" one)
@@ -462,43 +503,65 @@ class TorchRun:
             self.dec, _, self.out_act = _torch_stack(m.decoder, enc_shape, dec_mods)
             params = [*self.enc.parameters(), *self.dec.parameters()]
         if self.out_act != "sigmoid":
-            raise ValueError("the plain loop implements a sigmoid output with BCE from logits")
-        self.opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
+            raise ValueError("the plain loop implements a sigmoid output with BCE")
+        #: pytorch/examples' VAE: summed over the batch, BCE on probabilities, its optimizer as written
+        self.example_vae = self.vae and getattr(m, "reduction", "sum_mean") == "sum"
+        if self.example_vae:
+            if t.loss != "torch_bce":
+                raise ValueError("pytorch/examples' VAE uses F.binary_cross_entropy (loss = 'torch_bce')")
+            self.opt = torch.optim.Adam(params, lr=t.lr)  # vae/main.py: optim.Adam(model.parameters(), lr=1e-3)
+        else:
+            self.opt = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
         g = torch.Generator()
         g.manual_seed(t.seed)
         torch.manual_seed(t.seed)
-        self.loader = DataLoader(TensorDataset(x_tr), batch_size=t.batch_size, shuffle=True, generator=g)
-        self.x_te = x_te
+        x_tr_in = x_tr if x_tr_in is None else x_tr_in
+        self.loader = DataLoader(TensorDataset(x_tr_in, x_tr), batch_size=t.batch_size, shuffle=True, generator=g)
+        self.x_te, self.x_te_in = x_te, (x_te if x_te_in is None else x_te_in)
         self.secs: list[float] = []
         self.loss: list[float] = []
         self.val_loss: list[float] = []
 
-    def _loss(self, xb):
+    def _loss(self, xb, yb):
+        """The batch's objective: a batch mean, or the example VAE's sum over the batch."""
         n = xb.shape[0]
         img = xb.view(n, *self.in_shape)
         if not self.vae:
             logits = self.dec(self.enc(img))
-            return F.binary_cross_entropy_with_logits(logits, img)
+            return F.binary_cross_entropy_with_logits(logits, yb.view(n, *self.in_shape))
         h = self.enc(img)
         mu, logvar = self.mu(h), self.logvar(h)
+        if self.example_vae:  # vae/main.py: reparameterize, decode, loss_function
+            std = torch.exp(0.5 * logvar)
+            z = mu + torch.randn_like(std) * std
+            recon = torch.sigmoid(self.dec(z))
+            bce = F.binary_cross_entropy(recon.reshape(n, -1), yb, reduction="sum")
+            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+            return bce + kld
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         logits = self.dec(z)
-        rec = F.binary_cross_entropy_with_logits(logits.reshape(n, -1), xb, reduction="none").sum(1).mean()
+        rec = F.binary_cross_entropy_with_logits(logits.reshape(n, -1), yb, reduction="none").sum(1).mean()
         kl = (-0.5 * (1 + logvar - mu.square() - logvar.exp())).sum(1).mean()
         return rec + kl
 
     def epoch(self) -> None:
         t0 = time.perf_counter()
         tot, n = 0.0, 0
-        for (xb,) in self.loader:
-            loss = self._loss(xb)
+        for m in (self.enc, self.dec):
+            m.train()
+        for xb, yb in self.loader:
+            loss = self._loss(xb, yb)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            tot += float(loss.detach()) * xb.shape[0]
+            # reported per image: the example's printed loss is its sum over the images ÷ their number
+            tot += float(loss.detach()) * (1 if self.example_vae else xb.shape[0])
             n += xb.shape[0]
+        for m in (self.enc, self.dec):
+            m.eval()
         with torch.no_grad():
-            v = sum(float(self._loss(self.x_te[s:s + 1024])) * self.x_te[s:s + 1024].shape[0]
+            v = sum(float(self._loss(self.x_te_in[s:s + 1024], self.x_te[s:s + 1024]))
+                    * (1 if self.example_vae else self.x_te[s:s + 1024].shape[0])
                     for s in range(0, self.x_te.shape[0], 1024)) / self.x_te.shape[0]
         self.secs.append(time.perf_counter() - t0)
         self.loss.append(tot / n)
@@ -524,26 +587,41 @@ def aelab_eps(cfg, n: int, n_val: int, epoch: int) -> tuple[np.ndarray, np.ndarr
     return torch.cat(tr).numpy(), torch.cat(va).numpy()
 
 
+def _inputs(cfg, cache):
+    """(targets, validation targets, inputs, validation inputs) as aelab's loop sees them: a
+    denoiser's inputs are its noisy images (drawn once from the run's seed), its targets clean."""
+    d = cache.train_data(cfg, torch.device("cpu"))
+    return d.x_train, d.x_val, d.train_inputs(0), d.val_inputs()
+
+
 def run_preset(name: str, epochs: int, limit: int, test_limit: int | None, same_init_epochs: int,
-               keras_ok: bool, one_thread: bool = True, log=print) -> dict:
+               keras_ok: bool, other_threads: bool = True, log=print) -> dict:
     from aelab.runs import DataCache
 
     cfg = preset_config(name, limit, test_limit)
-    if cfg.data.noise_factor > 0:
-        raise SystemExit(f"{name}: a denoising preset; this benchmark's Keras and torch versions train clean → clean")
+    if cfg.data.noise_factor > 0 and cfg.data.noise_mode != "once":
+        raise SystemExit(f"{name}: noise drawn per epoch; this benchmark's Keras and torch versions take fixed inputs")
     cache = DataCache()
-    d = cache.train_data(cfg, torch.device("cpu"))
-    x_tr, x_te = d.x_train, d.x_val
+    x_tr, x_te, x_in, x_te_in = _inputs(cfg, cache)
     n, n_val = x_tr.shape[0], x_te.shape[0]
-    r: dict = {"preset": name, "family": cfg.model.family, "n_train": n, "n_val": n_val,
-               "batch_size": cfg.train.batch_size, "epochs": epochs,
-               "threads": {"aelab": torch.get_num_threads(), "aelab_1t": 1, "torch": torch.get_num_threads()}}
+    noisy = x_in is not x_tr
     runs: dict = {"aelab": AelabRun(cfg, cache)}
-    if one_thread:
-        runs["aelab_1t"] = AelabRun(cfg, cache, num_threads=1)
+    policy = runs["aelab"].threads
+    if other_threads and torch.get_num_threads() > 1:
+        # the policy's other choice: one thread for image models, all cores for dense ones
+        runs["aelab_alt"] = AelabRun(cfg, cache, num_threads=1 if policy > 1 else torch.get_num_threads())
+    r: dict = {"preset": name, "family": cfg.model.family, "n_train": n, "n_val": n_val,
+               "batch_size": cfg.train.batch_size, "epochs": epochs, "noisy_inputs": noisy,
+               "full_epochs": load_preset_epochs(name),
+               "threads": {"aelab": policy, "torch": torch.get_num_threads(),
+                           **({"aelab_alt": runs["aelab_alt"].threads} if "aelab_alt" in runs else {})}}
     if keras_ok:
-        runs["keras"] = KerasRun(cfg, x_tr.numpy(), x_te.numpy())
-    runs["torch"] = TorchRun(cfg, x_tr, x_te)
+        runs["keras"] = KerasRun(cfg, x_tr.numpy(), x_te.numpy(), x_tr_in=x_in.numpy() if noisy else None,
+                                 x_te_in=x_te_in.numpy() if noisy else None)
+        if cfg.model.init != "keras":  # PyTorch's init, as the reference has it: aelab's initial weights
+            r["keras_init"] = "aelab's initial weights"
+            runs["keras"].set_weights_from(runs["aelab"].stepper.model)
+    runs["torch"] = TorchRun(cfg, x_tr, x_te, x_in if noisy else None, x_te_in if noisy else None)
     order = list(runs)
     for e in range(epochs):
         for k in order[e % len(order):] + order[:e % len(order)]:  # rotate who goes first
@@ -561,14 +639,25 @@ def run_preset(name: str, epochs: int, limit: int, test_limit: int | None, same_
         r["speedup_vs_keras"] = r["keras"]["sec_per_epoch"] / r["aelab"]["sec_per_epoch"]
     r["speedup_vs_torch"] = r["torch"]["sec_per_epoch"] / r["aelab"]["sec_per_epoch"]
     if keras_ok and same_init_epochs > 0:
-        r["same_init"] = same_init_check(cfg, cache, x_tr, x_te, same_init_epochs, log)
+        r["same_init"] = same_init_check(cfg, cache, epochs=same_init_epochs, log=log)
     return r
 
 
-def same_init_check(cfg, cache, x_tr, x_te, epochs: int, log=print) -> dict:
-    """aelab and Keras from the same initial weights, the same batches (no shuffle) and the same ε."""
+def load_preset_epochs(name: str) -> int:
+    """The preset's own epoch count (a full training's length)."""
+    from aelab.models.presets import load_preset
+
+    return load_preset(name).train.epochs
+
+
+def same_init_check(cfg, cache, epochs: int, log=print) -> dict:
+    """aelab and Keras from the same initial weights, the same batches (no shuffle), the same
+    inputs (a denoiser's noisy images) and the same ε."""
+    x_tr, x_te, x_in, x_te_in = _inputs(cfg, cache)
+    noisy = x_in is not x_tr
     a = AelabRun(cfg, cache, shuffle=False)
-    k = KerasRun(cfg, x_tr.numpy(), x_te.numpy(), shuffle=False)
+    k = KerasRun(cfg, x_tr.numpy(), x_te.numpy(), shuffle=False, x_tr_in=x_in.numpy() if noisy else None,
+                 x_te_in=x_te_in.numpy() if noisy else None)
     init_diff = k.set_weights_from(a.stepper.model)
     vae = cfg.model.family == "vae"
     out = {"epochs": epochs, "initial_output_max_abs_diff": init_diff, "aelab": {}, "keras": {}}
@@ -592,17 +681,25 @@ def same_init_check(cfg, cache, x_tr, x_te, epochs: int, log=print) -> dict:
 
 # -- report ---------------------------------------------------------------------------------------------
 BEGIN, END = "<!-- conv-begin -->", "<!-- conv-end -->"
-KEYS = ("aelab", "aelab_1t", "keras", "torch")
+KEYS = ("aelab", "aelab_alt", "keras", "torch")
+
+
+def _alt(m: dict):
+    # runs recorded before the alternative thread count was the policy's other choice: "aelab_1t"
+    return m.get("aelab_alt", m.get("aelab_1t"))
 
 
 def run_summary(res: dict) -> dict:
     """One line of history: when, how busy, and each framework's s/epoch per model."""
     mi = res.get("machine", {})
+    any_r = next(iter(res["conv_models"].values()), {})
     return {"date": mi.get("date"), "load_avg_start": mi.get("load_avg_start"), "load_avg_end": mi.get("load_avg_end"),
-            "command": res.get("command"),
+            "command": res.get("command"), "n_train": any_r.get("n_train"), "n_val": any_r.get("n_val"),
+            "epochs": any_r.get("epochs"),
             "note": "; ".join(x for x in (" ".join(f"{k}={v}" for k, v in mi.get("env", {}).items()),
                                           res.get("run_note")) if x) or None,
-            "models": {n: {k: r[k]["sec_per_epoch"] for k in KEYS if k in r} for n, r in res["conv_models"].items()}}
+            "models": {n: {k: r[k]["sec_per_epoch"] for k in (*KEYS, "aelab_1t") if k in r}
+                       for n, r in res["conv_models"].items()}}
 
 
 def with_history(res: dict, previous: dict | None, keep: int = 6) -> dict:
@@ -628,46 +725,60 @@ def markdown(res: dict) -> str:
     env = " ".join(f"{k}={v}" for k, v in mi.get("env", {}).items())
     lines = [
         BEGIN,
-        "## Convolutional models: the Keras-blog conv AE and the keras.io VAE",
+        "## The new families on this CPU: conv AE, denoiser, VAEs",
         "",
         f"Command: `{(env + ' ') if env else ''}{res['command']}`",
         "",
-        f"Machine: {mi['cpu']}, {mi['cores']} vCPUs; torch {mi['torch']} ({any_r['threads']['aelab']} intra-op "
+        f"Machine: {mi['cpu']}, {mi['cores']} vCPUs; torch {mi['torch']} ({mi['torch_threads']} intra-op "
         f"threads by default), TensorFlow {mi.get('tensorflow', 'not installed')}, Keras "
         f"{mi.get('keras', 'not installed')}; {mi['date']}. Load average at start "
         f"{', '.join(f'{v:.2f}' for v in mi.get('load_avg_start', []))}, at end "
         f"{', '.join(f'{v:.2f}' for v in mi.get('load_avg_end', []))} (other jobs shared the 2 vCPUs; see the notes).",
         "",
         f"MNIST ÷ 255, the first {any_r['n_train']:,} training images (a slice, to keep the run short), "
-        f"validation on the {any_r['n_val']:,} test images, each preset's batch size "
-        f"({batches}), {any_r['epochs']} epochs, the "
-        "frameworks interleaved epoch by epoch. s/epoch: wall time of an epoch including its validation "
-        "pass, median of epochs 2..N. img/s = training images / (s/epoch). ×Keras = Keras' s/epoch ÷ "
-        "aelab's. aelab = `aelab train --preset` 's engine path under its thread policy (all cores for "
-        "models with image layers); aelab 1t = the same on one thread (`AELAB_NUM_THREADS=1`). Keras: "
-        "the same layers in Keras 3 (the VAE with keras.io's custom `train_step`); torch: a plain PyTorch "
-        "loop (NCHW, DataLoader, autograd, torch.optim.Adam) starting from aelab's initial weights. Losses: "
-        "mean over the images of the last epoch (train) and of the test set (val); the VAE's is the "
-        "per-image summed BCE + KL (the keras.io page's figure).",
+        f"validation on the first {any_r['n_val']:,} test images, each preset's batch size "
+        f"({batches}), {any_r['epochs']} epochs, the frameworks interleaved epoch by epoch. "
+        "keras-io-denoiser: the inputs noisy (noise 0.4 drawn once from the run's seed, as its preset "
+        "says), the targets clean, validation noisy → clean — the same noisy arrays for all three "
+        "frameworks. s/epoch: wall time of an epoch including its validation pass, median of epochs "
+        "2..N. img/s = training images / (s/epoch). ×Keras = Keras' s/epoch ÷ aelab's; ×torch likewise. "
+        "aelab = `aelab train --preset`'s engine path under its thread policy (t = its intra-op "
+        "threads: all cores for models with image layers, one for dense ones); alt = the same on the "
+        "policy's other choice (threads in brackets). Keras: the same layers in Keras 3 (the VAEs with "
+        "keras.io's custom `train_step`, summed over the batch for pytorch/examples' VAE, which starts "
+        "from aelab's PyTorch-style initial weights); torch: a plain PyTorch loop (NCHW, DataLoader, "
+        "autograd, torch.optim.Adam; for pytorch-vae pytorch/examples' `vae/main.py` loss and optimizer) "
+        "starting from aelab's initial weights. Losses: mean over the images of the last epoch (train) "
+        "and of the validation images; a VAE's is the per-image summed BCE + KL (what keras.io and "
+        "pytorch/examples print).",
         "",
-        "| model | aelab s/ep | aelab img/s | aelab 1t s/ep | Keras s/ep | torch s/ep | ×Keras | ×Keras (1t) | ×torch | loss aelab / 1t / Keras / torch | val aelab / 1t / Keras / torch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| preset | aelab t | aelab s/ep | aelab img/s | alt s/ep (t) | Keras s/ep | torch s/ep | ×Keras | ×Keras (alt) | ×torch | loss aelab / alt / Keras / torch | val aelab / alt / Keras / torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, r in rows.items():
         a = r["aelab"]["sec_per_epoch"]
-        a1 = r.get("aelab_1t", {}).get("sec_per_epoch")
+        alt = _alt(r)
+        a1 = alt.get("sec_per_epoch") if alt else None
         k = r.get("keras", {}).get("sec_per_epoch")
         t = r["torch"]["sec_per_epoch"]
+        th = r.get("threads", {})
+        alt_t = th.get("aelab_alt", th.get("aelab_1t"))
 
         def last(key, which):
-            v = r.get(key, {}).get(which)
+            v = (alt if key == "alt" else r.get(key, {})) or {}
+            v = v.get(which)
             return v[-1] if v else None
 
-        losses = " / ".join(_loss_fmt(last(x, "loss")) for x in ("aelab", "aelab_1t", "keras", "torch"))
-        vals = " / ".join(_loss_fmt(last(x, "val_loss")) for x in ("aelab", "aelab_1t", "keras", "torch"))
-        lines.append(f"| {name} | {_f(a)} | {r['n_train'] / a:,.0f} | {_f(a1)} | {_f(k)} | {_f(t)} | "
-                     f"{_f(k / a if k else None, 1)} | {_f(k / a1 if (k and a1) else None, 1)} | {_f(t / a, 1)} | "
+        losses = " / ".join(_loss_fmt(last(x, "loss")) for x in ("aelab", "alt", "keras", "torch"))
+        vals = " / ".join(_loss_fmt(last(x, "val_loss")) for x in ("aelab", "alt", "keras", "torch"))
+        lines.append(f"| {name} | {th.get('aelab', '–')} | {_f(a)} | {r['n_train'] / a:,.0f} | "
+                     f"{_f(a1)}{f' ({alt_t})' if a1 is not None else ''} | {_f(k)} | {_f(t)} | "
+                     f"{_f(k / a if k else None)} | {_f(k / a1 if (k and a1) else None)} | {_f(t / a)} | "
                      f"{losses} | {vals} |")
+    ks = {n: r["speedup_vs_keras"] for n, r in rows.items() if "speedup_vs_keras" in r}
+    if ks:
+        lines += ["", f"Target ≥ 2× Keras per epoch: met for {sum(v >= 2 for v in ks.values())} of {len(ks)} "
+                  "presets (" + ", ".join(f"{n} ×{v:.2f}" for n, v in ks.items()) + ")."]
     same = {n: r["same_init"] for n, r in rows.items() if "same_init" in r}
     if same:
         lines += [
@@ -675,10 +786,10 @@ def markdown(res: dict) -> str:
             "### Same start: aelab and Keras from the same initial weights",
             "",
             "aelab's initial weights copied into the Keras model (kernels permuted by `permute(2, 3, 1, 0)`, "
-            "dense kernels transposed), no shuffling (the same batches), and for the VAE aelab's ε fed to "
-            "the Keras `train_step`/`test_step`. Per-epoch losses:",
+            "dense kernels transposed), no shuffling (the same batches; the denoiser's same noisy inputs), "
+            "and for the VAEs aelab's ε fed to the Keras `train_step`/`test_step`. Per-epoch losses:",
             "",
-            "| model | initial outputs max abs Δ | epoch | loss aelab | loss Keras | val aelab | val Keras |",
+            "| preset | initial outputs max abs Δ | epoch | loss aelab | loss Keras | val aelab | val Keras |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for name, s in same.items():
@@ -695,20 +806,23 @@ def markdown(res: dict) -> str:
     if res.get("earlier_runs"):
         lines += [
             "",
-            "### This run and the earlier ones (same machine and command, newest first; s/epoch)",
+            "### This run and the earlier ones (same machine, newest first; s/epoch)",
             "",
             "The machine's load changes between runs (load average = runnable processes on its 2 vCPUs; "
-            "2 means both busy before this benchmark adds its own):",
+            "2 means both busy before this benchmark adds its own); the slice and epochs are the run's "
+            "command's (runs that predate the denoiser and pytorch-vae rows took 12,000 training and 10,000 "
+            "validation images, 5 epochs, and their alt column was one thread):",
             "",
-            "| date | load at start → end | model | aelab | aelab 1t | Keras | torch | ×Keras | ×Keras (1t) |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+            "| date | load at start → end | command | preset | aelab | alt | Keras | torch | ×Keras | ×Keras (alt) |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for run in [run_summary(res)] + res["earlier_runs"]:
             ls, le = run.get("load_avg_start") or [float("nan")], run.get("load_avg_end") or [float("nan")]
             for j, (n, m) in enumerate(run["models"].items()):
-                a, a1, k, t = (m.get(x) for x in KEYS)
+                a, a1, k, t = m.get("aelab"), _alt(m), m.get("keras"), m.get("torch")
                 when = (run["date"] + (f" ({run['note']})" if run.get("note") else "")) if j == 0 else ""
-                lines.append(f"| {when} | {f'{ls[0]:.1f} → {le[0]:.1f}' if j == 0 else ''} "
+                cmd = run.get("command", "").replace("python -m benchmarks.compare ", "") if j == 0 else ""
+                lines.append(f"| {when} | {f'{ls[0]:.1f} → {le[0]:.1f}' if j == 0 else ''} | {f'`{cmd}`' if cmd else ''} "
                              f"| {n} | {_f(a)} | {_f(a1)} | {_f(k)} | {_f(t)} | {_f(k / a if (k and a) else None)} "
                              f"| {_f(k / a1 if (k and a1) else None)} |")
     if res.get("conv_notes"):
@@ -733,27 +847,50 @@ def conv_section(existing: str) -> str | None:
 
 
 NOTES = [
-    "Environment: `.venv-bench` (torch 2.13.0 CPU, TensorFlow CPU 2.21 with Keras 3, `pip install -e .`).",
-    "Threads: aelab's policy (`engine/steppers.py`, `_default_threads`): models with image layers train on "
-    "the process's intra-op threads (PyTorch's default, one per core: 2 here; a study worker: its share); "
-    "dense models keep one thread (the fast path, unchanged; `python -m benchmarks.same_bits`: all six "
-    "shapes bit-identical to the autograd path after this change). `AELAB_NUM_THREADS=N` overrides both. "
-    "The `aelab 1t` column is the same run on one thread. Keras/TensorFlow and the plain loop use their "
-    "defaults (all cores). A conv result depends on the thread count (oneDNN and PyTorch split their "
-    "reductions per thread): compare the aelab and aelab 1t losses (3e-4 relative apart for the conv AE, "
-    "2e-5 for the VAE after 5 epochs). Keras draws its own initial weights, shuffles and ε, so its final "
-    "losses differ from aelab's by a few % after 5 epochs on 12,000 images (2 % conv AE, 3 % VAE here); "
-    "the same-start table is the like-for-like check.",
-    "Per 128-image step (`python -m benchmarks.conv_steps`, thread counts interleaved in one process, a "
-    "quiet moment): conv AE 38.7 ms on 1 thread, 28.2 ms on 2; VAE 108 ms on 1, 73 ms on 2 (×1.4–1.5). "
-    "While other jobs kept the vCPUs busy (load average ~5), PyTorch's default OpenMP wait policy made "
-    "2 threads collapse: conv AE 1131 ms per step on 2 threads against 160 ms on 1 — its threads spin "
-    "while they wait for each other and take the CPU from the very thread they wait for. The same "
-    "measurement right after with `OMP_WAIT_POLICY=PASSIVE`: 96 ms on 2 threads, 176 on 1. TensorFlow's "
-    "own thread pool does not spin like that (Keras' epochs stayed at 4–7 s through the same load). "
-    "A run made with `OMP_WAIT_POLICY=PASSIVE` says so in its command (above) or its row of the earlier "
-    "runs; it applies to the aelab, aelab 1t and torch columns (Keras does not use OpenMP). The machine "
-    "was shared during the runs (other checkouts' test suites; see the load averages).",
+    "Environment: `.venv-bench` (torch 2.13.0 CPU, TensorFlow CPU 2.21 with Keras 3, `pip install -e .`). "
+    "The run above was made with `OMP_WAIT_POLICY=PASSIVE` when its command says so (it applies to the "
+    "aelab, alt and torch columns: Keras does not use OpenMP): the machine was busy with other jobs "
+    "(load 6–10 all afternoon), and without it PyTorch's 2-thread steps take 5–15× longer (next note), "
+    "which would have made the run last over half an hour and measured the load, not the code.",
+    "Threads, measured again (`python -m benchmarks.conv_steps`, ms per training step, 1 and 2 threads "
+    "interleaved in one process, default and `OMP_WAIT_POLICY=PASSIVE` in alternating processes, two "
+    "pairs, load 7–10): default wait policy — conv AE 120–154 on 1 thread vs 774–995 on 2, denoiser 242 "
+    "vs 948, keras.io VAE 305 vs 1179, pytorch-vae 24–25 vs 310–406; PASSIVE — conv AE 111–165 vs "
+    "153–183, denoiser 284 vs 304, keras.io VAE 240 vs 291, pytorch-vae 21–23 vs 21–26. On a quiet "
+    "machine (the earlier notes below) 2 threads took the conv AE from 38.7 to 28.2 ms and the VAE from "
+    "108 to 73. So the policy (`engine/steppers.py`, `_default_threads`) is kept as it was: models with "
+    "image layers on the process's threads (×1.4 when the second core is free; on a busy CPU set "
+    "`OMP_WAIT_POLICY=PASSIVE` or `AELAB_NUM_THREADS=1`), dense models — pytorch/examples' VAE included "
+    "— on one: two threads gave it nothing measurable even with PASSIVE, collapse without it, and one "
+    "thread keeps its result independent of the machine as for every dense model. A conv result "
+    "depends on the thread count (oneDNN and PyTorch split their reductions per thread): the aelab and "
+    "alt losses agree to rounding, not bit for bit. Keras draws its own initial weights (except for "
+    "pytorch-vae), shuffles and ε, so its final losses differ from aelab's by a few % after a few "
+    "epochs on a slice; the same-start table is the like-for-like check.",
+    "`torch.compile` of the model's forward (autograd then runs the compiled backward), "
+    "`python -m benchmarks.conv_steps --threads 1 --compile --presets keras-blog-conv,keras-io-vae,pytorch-vae` "
+    "(load ~8): conv AE 104 → 210 ms per step, keras.io VAE 176 → 261 ms, pytorch-vae 9.4 → 10.3 ms — "
+    "slower in every case, before its compile time (cold: 75 s for the conv AE, 83 s for the VAE, 31 s "
+    "for pytorch-vae; a few seconds from inductor's on-disk cache). Over the presets' full trainings "
+    "(50, 30 and 10 epochs of 60,000 images) it would lose 2,494 s, 1,279 s and 5 s; it also moves the "
+    "VAE's loss in the 5th digit after 40 steps (261.053 → 261.049). Not adopted.",
+    "glibc told to keep freed memory (`MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296`, "
+    "alternating processes, 1 thread): conv AE 67 → 58 ms in one pair and 107 → 289 in the next, the "
+    "denoiser and the VAE slower in both — within this afternoon's drift, no gain shown; not adopted "
+    "(a process-wide setting in any case).",
+    "Where the step goes (torch.profiler, 20 steps on one thread, self time of the ops): convolution "
+    "kernels (oneDNN forward + backward) 57 % of the conv AE's step, 59 % of the denoiser's, 69 % of the "
+    "keras.io VAE's; then ReLU backward (7 %), max-pooling and up-sampling (~10 % together), and for the "
+    "VAE the pads that crop its transposed convs to TensorFlow's size (fill + copy, ~10 %).",
+    "Is 2× Keras reachable for the image models on this CPU? Not by the step's bookkeeping: TensorFlow "
+    "2.21 runs the same oneDNN convolutions (\"oneDNN custom operations are on\"), also in NHWC, and "
+    "those kernels alone are 57–69 % of aelab's step. If everything else in the step cost nothing, "
+    "aelab's epoch would take 0.57–0.69 of today's: from parity with Keras on a quiet machine (×0.87–"
+    "0.96 in the earlier runs below), ×1.3–1.7 at best. Going past that needs faster convolutions than "
+    "oneDNN's for these shapes (its one-output-channel convs, the last layer of every model here, run "
+    "at ~6–8 GFLOP/s), i.e. hand-written kernels — the variants tried so far are listed below. "
+    "pytorch/examples' VAE is dense: its small matmuls on one thread and Keras Adam make it ≥ 2× "
+    "Keras and several times the plain PyTorch loop (whose 2 spinning threads suffer most on a busy CPU).",
     "Engine changes (`models/layers.py`, module internals only; per 128-image step on one thread, the old "
     "and new layers interleaved in one process): every image layer computes in channels-last memory "
     "(max-pool 16×28×28 forward 8.4 → 1.2 ms; oneDNN's transposed conv 64→32, 14→28: 38 ms NCHW → 9.7 ms); "

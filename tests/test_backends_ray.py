@@ -7,6 +7,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import logging
+import os
 import shlex
 import signal
 import subprocess
@@ -26,8 +27,9 @@ from aelab.study import load_study, run_study  # noqa: E402
 from aelab.study.runner import run_dir_for  # noqa: E402
 
 EXE = [sys.executable, "-m", "aelab.cli"]
-#: the whole module's bound: a hung Ray instance fails the run instead of blocking CI
-MODULE_LIMIT_S = 300
+#: the whole module's bound: a hung Ray instance fails the run instead of blocking CI (a loop that
+#: repeats these tests sets AELAB_RAY_TESTS_LIMIT_S)
+MODULE_LIMIT_S = float(os.environ.get("AELAB_RAY_TESTS_LIMIT_S", 300))
 
 STUDY = """
 title = "backends"
@@ -184,10 +186,15 @@ def test_sigint_to_the_cli_on_a_ray_cluster_checkpoints_says_how_to_resume_and_r
     if proc.returncode == 0:
         pytest.skip("the study finished before the signal arrived")
     assert proc.returncode == 130, err
-    assert "aelab: SIGINT: training stopped; checkpoint saved for " in err and "Traceback" not in err, err
+    assert "aelab: SIGINT: training stopped; " in err and "Traceback" not in err, err
     assert f"resume with: aelab {shlex.join(cmd)}" in err
-    held = [rd for rd in (cut / "runs").iterdir() if (rd / "checkpoint" / "state.json").exists()]
-    assert held and not any((rd / "DONE").exists() for rd in held)
+    # each run finished, holds the checkpoint its task sent back, or left nothing (it never began:
+    # under load a fast group may finish, and a task still waiting for a worker, never start)
+    runs = list((cut / "runs").iterdir()) if (cut / "runs").exists() else []
+    held = [rd for rd in runs if (rd / "checkpoint" / "state.json").exists()]
+    done = [rd for rd in runs if (rd / "DONE").exists()]
+    assert not set(held) & set(done) and set(held) | set(done) == set(runs), runs
+    assert ("checkpoint saved for " in err) == bool(held) and (f"{len(done)} finished" in err) == bool(done), err
     r = subprocess.run([*EXE, *cmd, "-q"], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     for rd in (ref / "runs").iterdir():

@@ -89,7 +89,9 @@ def test_quick_study_and_sweep_end_to_end(tmp_path):
     r = run_cli("study", "exercise12", "--quick", "--set", "data.dataset=synthetic", "--out", str(out), "-q")
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "results.json").read_text())
-    assert len(res["runs"]) == 9 and [q["id"] for q in res["questions"]] == ["2.1", "2.2", "3.1", "4.1", "5.1"]
+    # the notebook's nine trainings plus 4.1's noise curve (eight more noise levels)
+    assert len(res["runs"]) == 17 and [q["id"] for q in res["questions"]] == ["2.1", "2.2", "3.1", "4.1", "5.1"]
+    assert sum(n.startswith("q4_1_noise_0") or n == "q4_1_noise_1_0" for n in res["runs"]) == 8
     html = (out / "report.html").read_text()
     assert "2.1" in html and "data:image/png;base64," in html
     md = (out / "report.md").read_text()

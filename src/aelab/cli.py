@@ -86,6 +86,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     d.add_argument("--validate-on", choices=["clean", "noisy"], help="validation inputs for a denoising run (the seed: clean)")
     d.add_argument("--limit", type=int, metavar="N", help="use the first N training images (and N/6 test images)")
     d.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images")
+    d.add_argument("--exclude-labels", metavar="L[,L...]",
+                   help="train without the samples of these classes, e.g. 3 or 3,5 (the test split stays whole: "
+                        "aelab latent and sweep reports score the left-out classes as anomalies by their "
+                        "reconstruction error)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, help="epochs (default 20)")
     t.add_argument("--batch-size", type=int, help="batch size (default 64)")
@@ -102,7 +106,7 @@ FLAG_KEYS = {
     "dataset": "data.dataset", "channels": "data.channels", "image_size": "data.image_size",
     "test_fraction": "data.test_fraction", "label_column": "data.label_column", "scaling": "data.scaling", "scaler_fit": "data.scaler_fit",
     "noise_factor": "data.noise_factor", "noise_mode": "data.noise_mode", "validate_on": "data.validate_on",
-    "limit": "data.limit", "test_limit": "data.test_limit", "epochs": "train.epochs", "batch_size": "train.batch_size",
+    "limit": "data.limit", "test_limit": "data.test_limit", "exclude_labels": "data.exclude_labels", "epochs": "train.epochs", "batch_size": "train.batch_size",
     "lr": "train.lr", "loss": "train.loss", "seed": "train.seed",
 }
 
@@ -348,7 +352,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     args.resume_hint = _same_command(args)
     res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, quick=args.quick,
-                    **_backend_kw(args))
+                    seeds=args.seeds, **_backend_kw(args))
     for p in res["points"]:
         r = res["runs"][p["run"]]
         print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
@@ -475,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>)")
     w.add_argument("--quick", action="store_true", help="use the study's quick settings")
     w.add_argument("--no-report", action="store_true", help="write results.json only")
+    w.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="train every value with K seeds (seed, seed+1, …): the report shows the spread across "
+                        "seeds as a band and says which changes are inside it (default 1)")
     w.add_argument("--workers", type=int, metavar="N", help="groups trained at once in separate processes (default: one per core; "
                                                             "with --backend ray: Ray tasks at once)")
     _add_config_flags(w)

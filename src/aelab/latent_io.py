@@ -140,7 +140,14 @@ def record(run_dir: Path, model, cfg, x_train: torch.Tensor, x_test: torch.Tenso
     y_train, y_test = labels if labels is not None else (None, None)
     arrays = code_arrays(model, cfg, x_train, x_test, y_train, y_test)
     write_codes(run_dir, arrays)
-    return summary(arrays, stochastic=bool(getattr(model, "stochastic", False)))
+    out = summary(arrays, stochastic=bool(getattr(model, "stochastic", False)))
+    held = getattr(cfg.data, "exclude_labels", None)
+    if out is not None and held and "test_labels" in arrays:
+        try:  # trained without these classes: how well the reconstruction error finds them
+            out["anomaly"] = L.anomaly_scores(arrays["test_errors"], arrays["test_labels"], held)
+        except ValueError:  # the test subsample has no image of them (or only those)
+            pass
+    return out
 
 
 # -- aelab latent RUN_DIR ------------------------------------------------------------------------------

@@ -12,10 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
-import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -531,16 +528,20 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
     for m, (model, rd, c, d) in enumerate(zip(stepper.export_models(), run_dirs, cfgs, datas)):
         out.append(finish_run(rd, c, model, st.histories[m], d, dev, engine_name=type(stepper).__name__,
                               wall=wall, group=names, data_source=data.provenance(c.data), threads=threads_used,
-                              labels=latent_labels(data, c.data)))
+                              labels=latent_labels(data, c.data),
+                              # trained without some classes: codes of the whole test split, held-out classes included
+                              x_test=data.tensors(c.data, dev)[1] if c.data.exclude_labels else None))
     return out
 
 
 def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainData, dev, *, engine_name: str,
                wall: float, group: Sequence[str], data_source: Optional[dict] = None,
-               threads: Optional[int] = None, labels=None) -> RunResult:
+               threads: Optional[int] = None, labels=None, x_test=None) -> RunResult:
     """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint.
 
-    ``labels``: (train labels, test labels) of the run's splits, or None: saved with the codes."""
+    ``labels``: (train labels, test labels) of the run's splits, or None: saved with the codes.
+    ``x_test``: the whole test split when it differs from the validation split (a run trained without
+    ``data.exclude_labels``): its codes and errors go into codes.npz, so the held-out classes can be scored."""
     from .metrics import evaluate
 
     from .models import family_of
@@ -552,7 +553,8 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     diag = family_of(cfg.model).diagnostics(model, d.x_val, cfg.model, cfg.train.loss)
     if diag:
         metrics["family"] = {"name": cfg.model.family, **diag}
-    latent = record_codes(run_dir, model, cfg, d.x_train, d.x_val, labels)  # codes.npz (aelab.latent_io)
+    latent = record_codes(run_dir, model, cfg, d.x_train, d.x_val if x_test is None else x_test,
+                          labels)  # codes.npz (aelab.latent_io)
     if latent:
         metrics["latent"] = latent
     with torch.no_grad():  # not inference_mode: a contractive forward differentiates its encoder

@@ -116,6 +116,8 @@ __all__ = [
     "term_path",
     "term_phrase",
     "units_text",
+    "data_bound",
+    "not_judged_elsewhere",
 ]
 
 CONFIRMED = "confirmed"
@@ -415,6 +417,36 @@ def evaluate_claim(
         f"{fmt_ratio(lo)}–{fmt_ratio(hi)}."
     )
     return _verdict(ok, measured, detail)
+
+
+#: numbers whose scale is the data's own (a loss per pixel on 8×8 digits or on a table is not one on
+#: 28×28 images): a claim quoting such a number for one data set cannot be judged on another
+_DATA_SCALED = re.compile(r"^(final\.|first\.|history\.|metrics\.(noisy\.)?(bce|mse|psnr)$)")
+
+
+def data_bound(claim: Mapping[str, Any]) -> bool:
+    """Whether ``claim`` compares a number with a fixed value on a scale the data sets (a target or
+    threshold on a loss, BCE, MSE or PSNR): such a value is the one measured on the data the claim
+    was written for, and means nothing on other data. Ratios between two runs, SSIM, diversity and
+    the shape of a curve carry over."""
+    kind = claim.get("kind")
+    params = claim.get("params") if isinstance(claim.get("params"), Mapping) else {}
+    if kind not in ("value_near", "below", "above"):
+        return False
+    return bool(_DATA_SCALED.match(str(params.get("metric", ""))))
+
+
+def not_judged_elsewhere(claim: Mapping[str, Any], verdict: Mapping[str, str], written_for: Sequence[str],
+                         data: Sequence[str]) -> dict[str, str]:
+    """The verdict of a :func:`data_bound` claim on other data than it was written for: not judged,
+    with what was measured and why."""
+    params = claim.get("params") if isinstance(claim.get("params"), Mapping) else {}
+    metric, value = params.get("metric", "?"), params.get("value")
+    there, here = " and ".join(written_for) or "the study's data", " and ".join(data) or "this data"
+    return {"status": NOT_JUDGED, "measured": str(verdict.get("measured", "")),
+            "detail": (f"The claim's {fmt_num(value) if isinstance(value, (int, float)) else 'number'} is "
+                       f"a {metric} measured on {there}; on {here} that number has another scale, so this claim "
+                       "cannot be judged on it.")}
 
 
 def _not_measured(metric: str, *runs: Mapping[str, Any]) -> dict[str, str] | None:
@@ -1457,7 +1489,8 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     if noise is None:
         noise = noise_level(runs)
     nrel = float(noise["rel"])
-    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+    ordered = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+    if ordered:
         order = sorted(range(len(values)), key=lambda i: values[i])
         values, runs = [values[i] for i in order], [runs[i] for i in order]
     penalised = has_penalty(*runs)
@@ -1486,7 +1519,10 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
         steps = [b - a for a, b in zip(ys, ys[1:])]
         what = ("the reconstructions of clean test images" if any(_get(r, "metrics.noisy.ssim") is not None
                                                                    for r in runs) else "the reconstructions")
-        if all(d >= -tol for d in steps) and ys[-1] > ys[0]:
+        if not ordered:  # classes, names, lists: no order to rise or fall along
+            lead.append(f"The {final} is lowest at {short}={_fmt_point(pts[lo][0])} and highest at "
+                        f"{short}={_fmt_point(pts[hi][0])}.")
+        elif all(d >= -tol for d in steps) and ys[-1] > ys[0]:
             lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}worse: the {final} "
                         "rises with it.")
         elif all(d <= tol for d in steps) and ys[-1] < ys[0]:

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["extra_terms", "feature_error_plot", "infer_shape", "loss_curves", "recon_grid", "sweep_plot", "sweep_ylim", "DPI", "MIN_REL_SPAN"]
+__all__ = ["extra_terms", "feature_error_plot", "infer_shape", "loss_curves", "paired_grid", "recon_grid", "sweep_plot", "sweep_ylim", "DPI", "MIN_REL_SPAN"]
 
 DPI = 100
 #: log y-axis for loss curves when the largest plotted loss is at least this many times the smallest.
@@ -273,27 +273,50 @@ def _vector_grid(rows: Sequence[tuple[str, np.ndarray]], n: int) -> bytes:
     return _png(fig)
 
 
-def feature_error_plot(feature_mse: Sequence[float], rows: Sequence[tuple[str, Any]] = (), n: int = 10) -> bytes:
+def feature_error_plot(feature_mse: Sequence[float] | Sequence[tuple[str, Sequence[float]]],
+                       rows: Sequence[tuple[str, Any]] = (), n: int = 10) -> bytes:
     """For vector data (a table): the mean squared reconstruction error of each feature over the
     test split as bars, and below them (when ``rows`` are given) the first ``n`` test samples and
-    their reconstructions as heat strips on one shared scale. PNG bytes."""
-    err = np.asarray(feature_mse, dtype=float)
-    d = len(err)
+    their reconstructions as heat strips on one shared scale. PNG bytes.
+
+    ``feature_mse``: one number per feature, or several labelled series ``[(label, numbers), ...]``
+    (e.g. a baseline and a variant), drawn as grouped bars with a legend."""
+    first = feature_mse[0] if len(feature_mse) else None
+    if isinstance(first, tuple) and len(first) == 2 and isinstance(first[0], str):
+        series = [(str(label), np.asarray(v, dtype=float)) for label, v in feature_mse]
+    else:
+        series = [("", np.asarray(feature_mse, dtype=float))]
+    d = len(series[0][1])
+    if any(len(v) != d for _, v in series):
+        raise ValueError("every feature-error series needs one number per feature, the same features")
     k = 0
     if rows:
         mats = [(str(label), np.asarray(v, dtype=np.float32).reshape(len(v), -1)) for label, v in rows]
         k = max(1, min(n, max(len(v) for _, v in mats)))
-    width = min(12.0, max(5.0, 0.22 * d)) + 1.8
+    label_w = 1.3 if not rows else max(1.3, 0.2 + 0.065 * max(len(label) for label, _ in rows))
+    width = min(12.0, max(5.0, 0.22 * d * max(1, len(series) * 0.7))) + label_w + 0.5
     strips = len(rows) * max(0.45, 0.15 * k) if rows else 0.0
     height = 2.4 + strips + 0.4
     fig = Figure(figsize=(width, height))
     top_h = 2.4 / height
-    ax = fig.add_axes((1.3 / width, 1 - top_h + 0.45 / height, 1 - 1.8 / width, top_h - 0.75 / height))
-    ax.bar(np.arange(d), err, color=_BASE_COLOR, width=0.8)
+    ax = fig.add_axes((label_w / width, 1 - top_h + 0.45 / height, 1 - (label_w + 0.5) / width,
+                       top_h - 0.75 / height))
+    bar_w = 0.8 / len(series)
+    colors = (_BASE_COLOR, _VAR_COLOR) if len(series) == 2 else tuple(f"C{i}" for i in range(len(series)))
+    for i, (label, err) in enumerate(series):
+        ax.bar(np.arange(d) - 0.4 + bar_w * (i + 0.5), err, color=colors[i % len(colors)], width=bar_w,
+               label=f"{label} (mean {err.mean():.4g})" if label else None)
     ax.set_ylabel("MSE per feature")
-    ax.set_title(f"reconstruction error of each of the {d} features (test split, mean {err.mean():.4g})", fontsize=10)
+    ax.set_xlabel("feature", fontsize=8, labelpad=1)
+    if len(series) == 1:
+        title = f"reconstruction error of each of the {d} features (test split, mean {series[0][1].mean():.4g})"
+    else:
+        title = f"reconstruction error of each of the {d} features (test split)"
+        ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
     ax.set_xlim(-0.6, d - 0.4)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(labelsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     if rows:
         vals = np.concatenate([v[:k].ravel() for _, v in mats])
@@ -303,13 +326,61 @@ def feature_error_plot(feature_mse: Sequence[float], rows: Sequence[tuple[str, A
         band = (strips - 0.1) / height / len(mats)
         for i, (label, v) in enumerate(mats):
             y0 = 1 - top_h - (i + 1) * band
-            sax = fig.add_axes((1.3 / width, y0 + 0.02 / height, 1 - 1.8 / width, band - 0.04 / height))
+            sax = fig.add_axes((label_w / width, y0 + 0.02 / height, 1 - (label_w + 0.5) / width,
+                                band - 0.04 / height))
             sax.imshow(v[:k], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest", aspect="auto",
                        extent=(-0.5, d - 0.5, k - 0.5, -0.5))
             sax.set_xlim(-0.6, d - 0.4)
             sax.set_yticks([])
             sax.set_xticks([])
             sax.text(-0.01, 0.5, label, transform=sax.transAxes, ha="right", va="center", fontsize=8)
+    return _png(fig)
+
+
+def paired_grid(rows: Sequence[tuple[str, Any, Any]], headings: tuple[str, str] = ("input", "output"),
+                n: int = 5, shape: tuple[int, ...] | None = None, top: tuple[str, Any] | None = None) -> bytes:
+    """A compact grid for many settings: one labelled row per ``(label, left images, right images)``,
+    the first ``n`` images of each side by side (e.g. a noise level's noisy inputs, then what the
+    model made of them), with the two ``headings`` over the halves. ``top`` (optional): a first
+    row ``(label, images)`` drawn across the left half only (the clean originals). Images as in
+    :func:`recon_grid`; every cell on the same [0, 1] scale. PNG bytes."""
+    if not rows:
+        raise ValueError("paired_grid needs at least one row")
+    first = np.asarray(rows[0][1])
+    if shape is None and first.ndim == 2:
+        shape = infer_shape(first.shape[1])
+    if shape is not None and len(shape) == 1:
+        raise ValueError("paired_grid draws images; vectors (a table) have no picture")
+    lines = ([(top[0], _as_images(top[1], shape), None)] if top is not None else []) + [
+        (str(label), _as_images(a, shape), _as_images(b, shape)) for label, a, b in rows]
+    k = max(1, min(n, max(len(a) for _, a, _ in lines)))
+    h, w, c = lines[0][1].shape[1:]
+    gap = max(1, round(2 * w / 28))
+    mid = 3 * gap + w // 2  # the space between the halves: wider than a gap, so the halves read as two blocks
+    half = k * (w + gap) - gap
+    total = 2 * half + mid
+    canvas = np.ones((len(lines) * (h + gap) - gap, total, 3), dtype=np.float32)
+    for i, (_, a, b) in enumerate(lines):
+        y = i * (h + gap)
+        for side, imgs in ((0, a), (half + mid, b)):
+            if imgs is None:
+                continue
+            for j, img in enumerate(imgs[:k]):
+                x = side + j * (w + gap)
+                canvas[y:y + h, x:x + w] = np.clip(img, 0.0, 1.0)  # (h, w, 1) gray broadcasts to RGB
+    label_w = 0.15 + 0.07 * max(len(label) for label, _, _ in lines)
+    cell = 0.55  # one image ≈ 0.55 inch whatever its resolution (8×8 digits as blocks, not specks)
+    width = label_w + (total / (w + gap)) * cell + 0.1
+    height = len(lines) * cell * (h / w) + 0.45
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes((label_w / width, 0.05 / height, 1 - (label_w + 0.1) / width, 1 - 0.45 / height))
+    ax.imshow(canvas, interpolation="nearest", aspect="equal")
+    ax.set_xticks([half / 2, half + mid + half / 2], list(headings), fontsize=9)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    ax.set_yticks([i * (h + gap) + h / 2 for i in range(len(lines))], [label for label, _, _ in lines], fontsize=9)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     return _png(fig)
 
 
@@ -357,6 +428,8 @@ def sweep_plot(
     baselines: Mapping[str, float | None] | None = None,
     bands: Mapping[str, float] | None = None,
     panel_notes: Mapping[str, str] | None = None,
+    spreads: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]] | None = None,
+    ylims: Mapping[str, tuple[float, float]] | None = None,
 ) -> bytes:
     """Final losses and diagnostics against a swept parameter, several panels, as PNG bytes.
 
@@ -369,19 +442,27 @@ def sweep_plot(
     ``baselines`` (optional) maps series names to a reference number drawn as a dotted line.
     ``bands`` (optional) maps series names to a relative half-width drawn as a shaded band around
     the line (the run-to-run noise). ``panel_notes`` (optional) adds a line under a panel's title.
-    Each y-axis spans at least :data:`MIN_REL_SPAN` of its numbers' size (:func:`sweep_ylim`).
+    ``spreads`` (optional) maps series names to ``(low, high)``, one pair per value: the range over
+    seed replicates, drawn as a shaded band around the line (which is then their mean); it replaces
+    that series' ``bands`` entry. ``ylims`` (optional) maps panel names to fixed y-limits (an
+    accuracy on [0, 1]). Otherwise each y-axis spans at least :data:`MIN_REL_SPAN` of its numbers'
+    size (:func:`sweep_ylim`).
     """
     values = list(values)
     numeric = bool(values) and all(_is_number(v) for v in values)
     if numeric:
         x = np.asarray(values, dtype=float)
+        pos = x[x > 0]
+        # values from 0 up over decades (an L1 weight 0, 1e-4, 1e-2): linear near 0, logarithmic above
+        symlog = (log_x is not False and bool(np.all(x >= 0)) and (x == 0).any() and len(pos) >= 2
+                  and pos.max() / pos.min() >= 20)
         if log_x is None:
             log_x = bool(np.all(x > 0)) and x.max() / x.min() >= 20
         elif log_x and not np.all(x > 0):
             log_x = False
     else:
         x = np.arange(len(values), dtype=float)
-        log_x = False
+        log_x = symlog = False
 
     def floats(ys: Sequence[float | None]) -> np.ndarray:
         return np.array([math.nan if v is None else float(v) for v in ys], dtype=float)
@@ -417,6 +498,15 @@ def sweep_plot(
             ax.plot(x, y, marker="o", markersize=4, color=color, label=line or None)
             shown.extend(y[np.isfinite(y)].tolist())
             band = (bands or {}).get(name)
+            spread = (spreads or {}).get(name)
+            if spread is not None:
+                lo_s, hi_s = floats(spread[0]), floats(spread[1])
+                if len(lo_s) != len(values) or len(hi_s) != len(values):
+                    raise ValueError(f"spread of {name!r} needs one low and one high per value")
+                ax.fill_between(x, lo_s, hi_s, color=color, alpha=0.2, linewidth=0,
+                                label=f"{line + ': ' if line else ''}seed range")
+                shown.extend(v for v in np.concatenate([lo_s, hi_s]).tolist() if math.isfinite(v))
+                band = None
             if band is not None and math.isfinite(float(band)) and band > 0:
                 lo_b, hi_b = y - np.abs(y) * band, y + np.abs(y) * band
                 ax.fill_between(x, lo_b, hi_b, color=color, alpha=0.15, linewidth=0,
@@ -428,17 +518,23 @@ def sweep_plot(
                            label=f"{line + ' ' if line else ''}baseline")
                 shown.append(float(ref))
         finite = [float(v) for name, _ in lines for v in series[name] if v is not None and math.isfinite(float(v))]
-        integer = bool(finite) and all(v.is_integer() for v in finite)  # counts (dead units)
-        if integer:
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        lim = sweep_ylim(shown, integer)
-        if lim is not None:
-            ax.set_ylim(*lim)
+        fixed = (ylims or {}).get(panel)
+        if fixed is not None:  # e.g. an accuracy: its whole range, never read as a count
+            ax.set_ylim(*fixed)
+        else:
+            integer = bool(finite) and all(v.is_integer() for v in finite)  # counts (dead units)
+            if integer:
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            lim = sweep_ylim(shown, integer)
+            if lim is not None:
+                ax.set_ylim(*lim)
         note = (panel_notes or {}).get(panel)
         ax.set_title(panel + (f"\n{note}" if note else ""), fontsize=10 if not note else 9)
         ax.set_xlabel(xlabel, fontsize=9)
         if log_x:
             ax.set_xscale("log")
+        elif symlog:
+            ax.set_xscale("symlog", linthresh=float(pos.min()), linscale=0.5)
         if not numeric:
             ax.set_xticks(x, [str(v) for v in values])
         elif len(values) <= 8:
@@ -447,7 +543,7 @@ def sweep_plot(
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
         handles, _labels = ax.get_legend_handles_labels()
-        if handles and (any(line for _, line in lines) or baselines or bands):
+        if handles and (any(line for _, line in lines) or baselines or bands or spreads):
             ax.legend(fontsize=7)
     for k in range(len(panels), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from .figures import _png
+from .figures import DPI, _png
 
 __all__ = ["image_like", "map_panel", "latent_maps", "image_rows", "manifold"]
 
@@ -69,6 +69,28 @@ def _thumb_points(points: np.ndarray, labels: np.ndarray, per_class: int = 1) ->
     return out
 
 
+def _place_boxes(anchors: np.ndarray, size: float) -> np.ndarray:
+    """Centres (axes fraction) for square boxes of side ``size`` near each anchor, none overlapping:
+    a box stays on its anchor when there is room, else it moves to the nearest free spot on rings
+    around it (kept inside the axes). Greedy, in the given order; deterministic."""
+    placed: list[np.ndarray] = []
+    lo, hi = size / 2, 1 - size / 2
+    angles = np.deg2rad(np.arange(0, 360, 20))
+    for a in np.asarray(anchors, dtype=float):
+        home = np.clip(a, lo, hi)
+        spot = None
+        for r in np.arange(0.0, 1.5, size / 3):
+            for t in ([0.0] if r == 0 else angles):
+                c = np.clip(home + r * np.array([math.cos(t), math.sin(t)]), lo, hi)
+                if all(np.max(np.abs(c - q)) >= size for q in placed):
+                    spot = c
+                    break
+            if spot is not None:
+                break
+        placed.append(home if spot is None else spot)
+    return np.array(placed).reshape(-1, 2)
+
+
 def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndarray] = None,
                 image_shape: Optional[Sequence[int]] = None, title: Optional[str] = None, ncols: Optional[int] = None,
                 panel_size: float = 4.0, notes: Optional[Sequence[str]] = None) -> bytes:
@@ -99,11 +121,25 @@ def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndar
                    alpha=0.7, linewidths=0, rasterized=True)
         if draw_thumbs and len(pts) == len(thumbs):
             gray = image_shape[0] == 1
-            for i in _thumb_points(pts, lab):
+            chosen = _thumb_points(pts, lab)
+            # where each thumbnail goes, in axes fractions: on its point when free, else moved aside with a
+            # line to its point, so that no two overlap (a box is ~18 pt of image plus its frame)
+            span_x = np.ptp(pts[:, 0]) or 1.0
+            span_y = np.ptp(pts[:, 1]) or 1.0
+            margin = 0.05  # matplotlib's default data margin on each side
+            frac = np.column_stack([(pts[chosen, 0] - pts[:, 0].min()) / span_x, (pts[chosen, 1] - pts[:, 1].min()) / span_y])
+            frac = (frac + margin) / (1 + 2 * margin)
+            size = 1.15 * (18.0 * DPI / 72 + 8) / (DPI * 0.78 * panel_size)
+            spots = _place_boxes(frac, size)
+            for i, anchor, spot in zip(chosen, frac, spots):
                 img = OffsetImage(_picture(thumbs[i], image_shape), cmap="gray_r" if gray else None,
                                   zoom=18.0 / max(image_shape[1:]))
-                box = AnnotationBbox(img, (pts[i, 0], pts[i, 1]), frameon=True, pad=0.1,
-                                     bboxprops={"edgecolor": colors[lab[i].item()], "linewidth": 1.5})
+                moved = bool(np.max(np.abs(spot - anchor)) > 1e-9)
+                box = AnnotationBbox(img, (pts[i, 0], pts[i, 1]), xybox=tuple(spot), boxcoords="axes fraction",
+                                     frameon=True, pad=0.1,
+                                     bboxprops={"edgecolor": colors[lab[i].item()], "linewidth": 1.5},
+                                     arrowprops={"arrowstyle": "-", "color": colors[lab[i].item()], "linewidth": 1}
+                                     if moved else None)
                 ax.add_artist(box)
         if np.ptp(pts[:, 0]) == 0 and np.ptp(pts[:, 1]) == 0 and len(pts):
             ax.text(0.5, 0.08, "every image has the same code", transform=ax.transAxes, ha="center", fontsize=9,

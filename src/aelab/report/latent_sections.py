@@ -225,29 +225,74 @@ def series_figures(runs: Mapping[str, Mapping[str, Any]], key: str, pts: list, s
     if any(_num(r, "probe_accuracy") is not None for r in rs):
         s["linear-probe accuracy"] = [_num(r, "probe_accuracy") for r in rs]
     short = key.rsplit(".", 1)[-1]
-    plot = F.sweep_plot(values, s, key)
-    rows = []
-    for x, k in pts:
-        smp = samples(runs[k])
-        if smp is None:
-            continue
-        if not rows:
-            rows.append(("original", smp["original"]))
-        role = " (baseline)" if k == bkey else " (variant)" if k == vkey else ""
-        if "noisy" in smp and "recon_noisy" in smp:
-            rows.append((f"{short}={x:g}{role}: input", smp["noisy"]))
-            rows.append((f"{short}={x:g}: denoised", smp["recon_noisy"]))
-        else:
-            rows.append((f"{short}={x:g}{role}", smp["recon"]))
-    recon = F.recon_grid(rows) if rows else None
+    plot = F.sweep_plot(values, s, key, ylims={"linear-probe accuracy": ACCURACY_AXIS})
+    shape = _shape(*rs)
+    recon, recon_caption = _series_recon(runs, pts, samples, bkey, vkey, short, shape)
     caption = (f"Every run of this study that differs from the baseline only in {key}, by value. "
                + ("Left: the val loss (on clean inputs, as trained). SSIM panel: the denoised output compared with "
                   "the clean image, beside the noisy input's own SSIM — the gap between those two lines is what "
                   "denoising recovers. " if noisy else "")
                + ("Linear-probe accuracy: how well the code tells the classes apart. " if "linear-probe accuracy" in s
                   else "") + "Each y-axis spans at least a fifth of its values, so small wiggles stay small.")
-    return {"plot": plot, "recon": recon, "caption": caption, "key": key,
+    return {"plot": plot, "recon": recon, "recon_caption": recon_caption, "caption": caption, "key": key,
             "value_list": ", ".join(f"{x:g}" for x in values), "n": len(values)}
+
+
+#: the y-range of an accuracy panel: all of it, so that 0.98 and 1.0 do not look far apart (nor 1.0 like a count)
+ACCURACY_AXIS = (0.0, 1.02)
+
+
+def _shape(*runs: Mapping[str, Any]) -> Optional[tuple[int, ...]]:
+    from .render import sample_shape
+
+    return sample_shape(*runs)
+
+
+def _series_recon(runs: Mapping[str, Mapping[str, Any]], pts: list, samples: Callable, bkey: str, vkey: str,
+                  short: str, shape: Optional[tuple[int, ...]]) -> tuple[Optional[bytes], str]:
+    """The reconstructions over a series: for denoising runs one compact row per value (the noisy
+    inputs of the first test images beside what the model made of them), else one row per value;
+    for vectors (a table) the per-feature error of each value instead. ``(png or None, caption)``."""
+    from . import figures as F
+
+    got = [(x, k, samples(runs[k])) for x, k in pts]
+    got = [(x, k, smp) for x, k, smp in got if smp is not None]
+    if not got:
+        return None, ""
+
+    def label(x: Any, k: str) -> str:
+        return f"{short}={x:g}" + (" (baseline)" if k == bkey else " (variant)" if k == vkey else "")
+
+    if shape is not None and len(shape) == 1:
+        errs = [(label(x, k), (runs[k].get("metrics") or {}).get("feature_mse")) for x, k, _ in got]
+        errs = [(lab, e) for lab, e in errs if isinstance(e, list) and e]
+        if not errs:
+            return None, ""
+        return (F.feature_error_plot(errs), f"The mean squared reconstruction error of each feature over the test "
+                f"split, one bar colour for each value of {short}.")
+    noisy = [(x, k, smp) for x, k, smp in got if "noisy" in smp and "recon_noisy" in smp]
+    if len(noisy) >= 2:
+        n = 5
+        rows = [(label(x, k), smp["noisy"], smp["recon_noisy"]) for x, k, smp in noisy]
+        clean = [(x, k, smp) for x, k, smp in got if k not in {kk for _, kk, _ in noisy}]
+        top = ("clean original", got[0][2]["original"])
+        if clean:  # a noise-free run of the series: its clean inputs and outputs head the grid
+            x0, k0, smp0 = clean[0]
+            rows.insert(0, (label(x0, k0), smp0["original"], smp0["recon"]))
+            top = None
+        png = F.paired_grid(rows, ("what the model was given", "what it made of it"), n=n, shape=shape, top=top)
+        return png, (f"The first {n} test images at each value of {short}, one row per value: on the left the input "
+                     "the model was given (the clean image plus noise), on the right its output. Read down a column "
+                     "to see the same image under more and more noise.")
+    rows = [("original", got[0][2]["original"])]
+    for x, k, smp in got:
+        if "noisy" in smp and "recon_noisy" in smp:
+            rows.append((f"{label(x, k)}: input", smp["noisy"]))
+            rows.append((f"{short}={x:g}: output", smp["recon_noisy"]))
+        else:
+            rows.append((label(x, k), smp["recon"]))
+    return F.recon_grid(rows, shape=shape), (f"The first 10 test images, then for each value of {short} what the "
+                                             "model made of them, all on one brightness scale.")
 
 
 def _has(run: Mapping[str, Any], path: str) -> bool:

@@ -468,6 +468,55 @@ def _recon_rows(
     return rows
 
 
+def _recon_caption(shape: tuple[int, ...] | None, per_value: str | None = None) -> str:
+    """What a reconstruction figure shows, in the data's terms."""
+    if shape is not None and len(shape) == 1:
+        s = (f"Each of the {shape[0]} features' mean squared reconstruction error over the test split (bars), then "
+             "the first test samples as heat strips (one row per sample, one column per feature, one colour scale "
+             "for all), the originals above the reconstructions. Look for features whose bars stand out: those the "
+             "code keeps least.")
+        return s
+    what = ("images" if shape is None else
+            f"{shape[1]}×{shape[2]} {'colour' if shape[0] == 3 else 'grayscale'} images")
+    s = f"The first 10 test {what} and their reconstructions"
+    if per_value:
+        s += f", one row for each value of {per_value}"
+    return s + ", all on one brightness scale."
+
+
+def sample_shape(*runs: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The sample shape the runs trained on, from their configs' ``model.input_shape`` ((C, H, W)
+    or (D,)); None when no run recorded one (results written before shapes were saved: the figures
+    then guess from the row width, :func:`aelab.report.figures.infer_shape`)."""
+    for run in runs:
+        cfg = run.get("config") if isinstance(run, Mapping) else None
+        model = cfg.get("model") if isinstance(cfg, Mapping) else None
+        shape = model.get("input_shape") if isinstance(model, Mapping) else None
+        if (isinstance(shape, (list, tuple)) and shape
+                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+            return tuple(shape)
+    return None
+
+
+def _feature_errors(run: Mapping[str, Any]) -> list[float] | None:
+    errs = (run.get("metrics") or {}).get("feature_mse") if isinstance(run.get("metrics"), Mapping) else None
+    if isinstance(errs, list) and errs and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in errs):
+        return [float(e) for e in errs]
+    return None
+
+
+def _recon_png(rows: list[tuple[str, np.ndarray]], runs: list[tuple[str, Mapping[str, Any]]]) -> bytes:
+    """A reconstruction figure in the runs' own sample shape: image rows (8×8, 28×28, RGB …), or for
+    vectors (a table) the per-feature error of each run (``metrics.feature_mse``) above heat strips
+    of the samples. ``runs``: ``(label, run record)`` of the runs the rows show."""
+    shape = sample_shape(*(r for _, r in runs))
+    if shape is not None and len(shape) == 1:
+        errs = [(label, e) for label, e in ((label, _feature_errors(r)) for label, r in runs) if e is not None]
+        if errs:
+            return F.feature_error_plot(errs if len(errs) > 1 else errs[0][1], rows)
+    return F.recon_grid(rows, shape=shape)
+
+
 # --------------------------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------------------------
@@ -602,6 +651,121 @@ def _protocol_sentence(header: Mapping[str, Any]) -> str:
     return s + "."
 
 
+def _dataset_of(run: Mapping[str, Any]) -> str | None:
+    cfg = run.get("config") if isinstance(run, Mapping) else None
+    data = cfg.get("data") if isinstance(cfg, Mapping) else None
+    name = data.get("dataset") if isinstance(data, Mapping) else None
+    return str(name) if name is not None else None
+
+
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    if shape is None:
+        return ""
+    if len(shape) == 1:
+        return f"vectors of {shape[0]} features"
+    c, h, w = shape
+    return f"{h}×{w} {'colour' if c == 3 else 'grayscale' if c == 1 else f'{c}-channel'} images"
+
+
+def _describe_data(name: str, runs: list[Mapping[str, Any]]) -> str:
+    """One data set in plain words: its name, what it is (the registry's line, or what the run
+    recorded of a folder or a table) and where the samples came from (``run.json`` data_source)."""
+    from ..data.registry import DATASETS  # the registered data sets' one-line descriptions
+
+    src = next((r["run"]["data_source"] for r in runs if isinstance(r.get("run"), Mapping)
+                and isinstance(r["run"].get("data_source"), Mapping)), {})
+    shape = sample_shape(*runs)
+    if name in DATASETS:
+        what = DATASETS[name].description
+        origin = src.get("source")
+        return f"{name} — {what}" + (f"; source: {origin}" if origin and origin not in what else "")
+    kind = src.get("kind")
+    parts = [_shape_text(shape)] if shape else []
+    if kind == "images" or (shape is not None and len(shape) == 3):
+        what = "a folder of images" if src.get("source") == "folder" else "a file of images"
+        if isinstance(src.get("files"), int):
+            parts.insert(0, f"{src['files']:,} files")
+    else:
+        what = f"a table ({src['source']})" if src.get("source") else "a table"
+        if isinstance(src.get("samples"), int):
+            parts.insert(0, f"{src['samples']:,} samples")
+    if src.get("split"):
+        parts.append(f"split: {src['split']}")
+    return f"{name} — {what}" + (": " + ", ".join(parts) if parts else "")
+
+
+def _written_for(results: Mapping[str, Any]) -> list[str]:
+    """The data sets a shipped study's own runs name (what its claims were written for), [] when the
+    results are not a shipped study's or it cannot be read."""
+    name = results.get("study")
+    if not name or "questions" not in results:
+        return []
+    try:
+        from ..study.spec import find_study, load_study, shipped_studies
+
+        if str(name) not in shipped_studies():
+            return []
+        spec = load_study(str(find_study(str(name))))
+    except (ConfigError, OSError, ValueError):
+        return []
+    ids = [str(q.get("id")) for q in results["questions"] if isinstance(q, Mapping)]
+    if [q.id for q in spec.questions] != ids:  # a namesake, not this study
+        return []
+    return sorted({str(c.data.dataset) for c in spec.runs.values()})
+
+
+def _data_block(results: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report says about its data at the top: ``{"sentence", "datasets", "written_for",
+    "moved"}``; ``moved`` when the runs are on other data than the study was written for."""
+    runs = [r for r in results["runs"].values() if isinstance(r, Mapping)]
+    by: dict[str, list] = {}
+    for r in runs:
+        name = _dataset_of(r)
+        if name is not None:
+            by.setdefault(name, []).append(r)
+    if not by:
+        return {"sentence": "", "datasets": [], "written_for": [], "moved": False}
+    texts = [_describe_data(n, rs) for n, rs in by.items()]
+    if len(texts) == 1:
+        sentence = f"Data: {texts[0]}."
+    else:
+        sentence = "Data: " + "; ".join(f"{t}, {len(rs)} run(s)" for t, rs in zip(texts, by.values())) + "."
+    written = _written_for(results)
+    moved = bool(written) and not set(by) <= set(written)
+    if moved:
+        sentence += (f" This study was written for {' and '.join(written)}: its description, notes and claims speak "
+                     f"of that data, and these runs are on {' and '.join(by)}.")
+    return {"sentence": sentence, "datasets": list(by), "written_for": written, "moved": moved}
+
+
+def _claims_sentence(block: Mapping[str, Any], sections: list[Mapping[str, Any]]) -> str:
+    """On other data than the study's own: which of its claims still hold, which do not, which cannot
+    be judged, in one sentence (question ids, with how many of each question's claims)."""
+    if not block.get("moved"):
+        return ""
+    groups: dict[str, dict[str, int]] = {C.CONFIRMED: {}, C.NOT_CONFIRMED: {}, C.NOT_JUDGED: {}}
+    total = 0
+    for sec in sections:
+        for c in sec["claims"]:
+            groups.setdefault(c["status"], {})
+            groups[c["status"]][sec["id"]] = groups[c["status"]].get(sec["id"], 0) + 1
+            total += 1
+    if not total:
+        return ""
+
+    def which(g: dict[str, int]) -> str:
+        n = sum(g.values())
+        if not n:
+            return "none"
+        return f"{n} ({', '.join(q + (f' ×{k}' if k > 1 else '') for q, k in g.items())})"
+
+    data = " and ".join(block["datasets"])
+    return (f"On {data}, of the study's {total} claims about {' and '.join(block['written_for'])}, "
+            f"{which(groups[C.CONFIRMED])} still hold, {which(groups[C.NOT_CONFIRMED])} do not, and "
+            f"{which(groups[C.NOT_JUDGED])} cannot be judged on this data (a measure it does not have, or a "
+            "loss value quoted for the other data, whose scale differs); the claims under each question say which.")
+
+
 def _notes(results: Mapping[str, Any]) -> list[dict[str, str]]:
     """The study's own method notes: ``results["notes"]`` (written from the study spec's ``[[notes]]``).
 
@@ -700,6 +864,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
     figures: dict[str, bytes] = {}
     taken: set[str] = set()
     sections, summary = [], []
+    data = _data_block(results)
 
     for q in questions:
         qid = str(q.get("id", "?"))
@@ -720,16 +885,22 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
                 verdict = C.evaluate_claim(claim, b, v)
             except ValueError as exc:
                 raise ConfigError(f"question {qid}: bad claim {claim.get('text', '')!r}: {exc}") from exc
+            if data["moved"] and C.data_bound(claim):
+                verdict = C.not_judged_elsewhere(claim, verdict, data["written_for"], data["datasets"])
             verdicts.append({"text": str(claim.get("text", "")), "kind": str(claim.get("kind")), **verdict,
-                             "seeds": _across_seeds(results, claim, bkey, vkey)})
+                             "seeds": "" if verdict["status"] == C.NOT_JUDGED
+                             else _across_seeds(results, claim, bkey, vkey)})
         n_ok = sum(1 for x in verdicts if x["status"] == C.CONFIRMED)
+        n_nj = sum(1 for x in verdicts if x["status"] == C.NOT_JUDGED)
 
         curves = _figure(figures, f"figures/{slug}-loss.png", F.loss_curves(b, v, labels),
                          f"Loss curves for question {qid}")
         curves["caption"] = _curves_caption(b, v)
         rows = _recon_rows(samples.get(b), samples.get(v), b, v)
-        recon = (_figure(figures, f"figures/{slug}-recon.png", F.recon_grid(rows),
+        recon = (_figure(figures, f"figures/{slug}-recon.png", _recon_png(rows, [("baseline", b), ("variant", v)]),
                          f"Reconstructions for question {qid}") if rows else None)
+        if recon:
+            recon["caption"] = _recon_caption(sample_shape(b, v))
 
         latent_png = LS.pair_map(codes, b, v, labels)
         latent = (_figure(figures, f"figures/{slug}-latent.png", latent_png, f"Test codes in 2-D for question {qid}")
@@ -752,7 +923,9 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
             "id": qid, "anchor": slug, "question": str(q.get("question", "")),
             "baseline_val": C.fmt_num(bval), "variant_val": C.fmt_num(vval),
             "ratio": _ratio_str(vval, bval) if C.comparable_losses(b, v) else "not comparable (scales differ)",
-            "claims": f"{n_ok}/{len(verdicts)}", "all_ok": n_ok == len(verdicts),
+            "claims": (f"{n_ok}/{len(verdicts)}" + (f" ({n_nj} cannot be judged)" if n_nj else "")
+                       if verdicts else "none stated"),
+            "all_ok": bool(verdicts) and n_ok == len(verdicts),
         })
         reps = [r for r in (_replicates(results, bkey), _replicates(results, vkey)) if len(r) >= 2]
         noise = C.noise_level([b, v], reps or None)
@@ -774,6 +947,8 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         gallery["caption"] = LS.map_caption(list(runs.values()))
     header = _header(results, "aelab study report")
     context = {
+        "data_sentence": data["sentence"],
+        "claims_sentence": _claims_sentence(data, sections),
         "overview": LS.overview(runs, _train_seconds, _group),
         "gallery": gallery,
         "kind": "study",
@@ -803,6 +978,95 @@ _SWEEP_COLUMNS: list[tuple[str, str]] = [
     ("diversity", "metrics.diversity"),
     ("linear probe (code)", "metrics.latent.probe_accuracy"),
 ]
+
+
+def _anomaly(run: Mapping[str, Any], codes: "LS.Codes") -> dict[str, Any] | None:
+    """A run trained without some classes (``data.exclude_labels``): how well its reconstruction error
+    tells those classes' test images from the rest (:func:`aelab.latent.anomaly_scores`), from
+    ``metrics.json["latent"]["anomaly"]`` when recorded, else from the run's ``codes.npz`` (the
+    test errors and labels of its seeded test subsample). None for other runs or without codes."""
+    cfg = run.get("config") if isinstance(run.get("config"), Mapping) else {}
+    held = (cfg.get("data") or {}).get("exclude_labels") if isinstance(cfg.get("data"), Mapping) else None
+    if not held:
+        return None
+    got = ((run.get("metrics") or {}).get("latent") or {}).get("anomaly") if isinstance(run.get("metrics"), Mapping) \
+        else None
+    if isinstance(got, Mapping) and isinstance(got.get("auc"), (int, float)):
+        return dict(got)
+    arrays = codes.get(run)
+    if arrays is None or "test_errors" not in arrays or "test_labels" not in arrays:
+        return None
+    from .. import latent as L
+
+    try:
+        return L.anomaly_scores(arrays["test_errors"], arrays["test_labels"], held)
+    except ValueError:  # the test subsample holds no image of the held-out class (or only those)
+        return None
+
+
+def _anomaly_note(anomaly: list[dict[str, Any] | None]) -> str:
+    got = [a for a in anomaly if a]
+    if not got:
+        return ""
+    best = max(got, key=lambda a: a["auc"])
+    worst = min(got, key=lambda a: a["auc"])
+    s = ("Anomaly detection: each run was trained without the held-out class(es) in its row, then every test image "
+         "was scored by its reconstruction error. The ROC-AUC is the chance that a random held-out image "
+         "reconstructs worse than a random image of the trained classes: 0.5 is no better than guessing, 1 is a "
+         "perfect detector.")
+    if len(got) > 1:
+        s += (f" Most detectable: {best['held_out']} (AUC {best['auc']:.3f}); least: {worst['held_out']} "
+              f"(AUC {worst['auc']:.3f}).")
+    return s
+
+
+def _seed_stats(reps: list[list[Mapping[str, Any]]], get) -> tuple[list, list, list]:
+    """Per point, the mean, min and max over its seed replicates of ``get(run)`` (None where none has it)."""
+    mean, lo, hi = [], [], []
+    for rs in reps:
+        xs = [x for x in (get(r) for r in rs) if x is not None and math.isfinite(x)]
+        mean.append(sum(xs) / len(xs) if xs else None)
+        lo.append(min(xs) if xs else None)
+        hi.append(max(xs) if xs else None)
+    return mean, lo, hi
+
+
+_ALL_INSIDE = "Across"  # how :func:`_seed_sentence` opens when every change is inside the seed spread
+_SOME_OUTSIDE = "Over"
+
+
+def _seed_sentence(short: str, values: list, reps: list[list[Mapping[str, Any]]], get, what: str) -> str:
+    """In words, for each step between neighbouring values: is the change of ``what`` (mean over the
+    seeds) inside the seeds' spread — the two values' ranges over the seeds overlap, so the seed
+    alone could have made it — or outside it?"""
+    order = list(range(len(values)))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        order.sort(key=lambda i: values[i])
+    mean, lo, hi = _seed_stats(reps, get)
+    inside, outside = [], []
+    for a, b in zip(order, order[1:]):
+        if None in (mean[a], mean[b], lo[a], lo[b], hi[a], hi[b]):
+            continue
+        step = f"{short}={_fmt_value(values[a])} → {_fmt_value(values[b])}"
+        if lo[b] <= hi[a] and lo[a] <= hi[b]:
+            inside.append(step)
+        else:
+            outside.append(f"{step} ({C.fmt_change(mean[b], mean[a])})")
+    k = len(reps[0])
+    if not inside and not outside:
+        return ""
+    if not outside:
+        return (f"{_ALL_INSIDE} {k} seeds per value, no change of the {what} between neighbouring values is larger than "
+                f"the seed spread (the values' ranges over the seeds overlap for {'; '.join(inside)}), so none of "
+                "them can be told from seed noise; the band in the loss panel is that range, the line the mean.")
+    s = f"{_SOME_OUTSIDE} {k} seeds per value (the band in the loss panel is their range, the line their mean): "
+    parts = []
+    if outside:
+        parts.append("the change of the " + what + " is larger than the seed spread for " + "; ".join(outside))
+    if inside:
+        parts.append(("the change is inside the seed spread, so not distinguishable from seed noise, for "
+                      if not outside else "inside it, so not distinguishable from seed noise, for ") + "; ".join(inside))
+    return s + ", and ".join(parts) + "."
 
 
 def _fmt_value(value: Any) -> str:
@@ -856,28 +1120,53 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     series["diversity"] = [_get(r, "metrics.diversity") for r in point_runs]
     series["dead code units"] = [_get(r, "metrics.code.dead_units") for r in point_runs]
     series["linear-probe accuracy"] = [_get(r, "metrics.latent.probe_accuracy") for r in point_runs]
+    codes = LS.Codes(sweep_dir)
+    anomaly = [_anomaly(r, codes) for r in point_runs]
+    series["held-out class ROC-AUC"] = [a["auc"] if a else None for a in anomaly]
     path_of = {"loss/train": "final.loss", "loss/val": "final.val_loss", "SSIM": "metrics.ssim",
                "SSIM/clean input": "metrics.ssim", "SSIM/noisy input": "metrics.noisy.ssim",
                "diversity": "metrics.diversity", "dead code units": "metrics.code.dead_units",
                "linear-probe accuracy": "metrics.latent.probe_accuracy",
-               "loss/val reconstruction part": None}
+               "loss/val reconstruction part": None, "held-out class ROC-AUC": None}
     # only what the runs recorded: a metric no run has gets no panel (and no column below)
     series = {name: ys for name, ys in series.items()
               if any(y is not None and math.isfinite(y) for y in ys)}
     # the baseline as dotted reference lines, unless it is one of the points (then its row is marked)
     base_lines = base is not None and all(p["run"] != bkey for p in points)
-    baselines = ({name: (_get(base, path_of[name]) if path_of[name] else C.recon_val_loss(base)) for name in series}
+    baselines = ({name: (_get(base, path_of[name]) if path_of[name] else C.recon_val_loss(base))
+                  for name in series if name in path_of}
                  if base_lines else None)
 
-    noise = C.noise_level(point_runs)
+    # seed replicates (aelab sweep --seeds K): each point's line is the mean over its seeds, its band their range
+    reps = [_replicates(results, p["run"]) for p in points]
+    seeded = all(len(r) >= 2 for r in reps)
+    spreads: dict[str, tuple[list, list]] = {}
+    seed_words = ""
+    if seeded:
+        for name in list(series):
+            path = path_of.get(name)
+            if name == "held-out class ROC-AUC":
+                get = lambda r: (_anomaly(r, codes) or {}).get("auc")  # noqa: E731
+            else:
+                get = (lambda r, _p=path: _get(r, _p)) if path else C.recon_val_loss
+            mean, lo, hi = _seed_stats(reps, get)
+            series[name], spreads[name] = mean, (lo, hi)
+        seed_words = _seed_sentence(short, values, reps, C.recon_val_loss,
+                                    "reconstruction part of the final val loss" if penalised else "final val loss")
+    noise = C.noise_level(point_runs, reps if seeded else None)
     seen = C.sweep_observation(short, values, point_runs, noise)
-    observation = {"lead": seen["lead"], "evidence": seen["evidence"]}
+    # with seeds, a difference inside the seeds' spread is no finding: then that is the answer
+    lead = (seed_words if seed_words and seed_words.startswith(_ALL_INSIDE)
+            else seen["lead"] + (" " + seed_words if seed_words else ""))
+    observation = {"lead": lead, "evidence": seen["evidence"]}
     panel_notes = ({"loss": f"{judged.split('/')[1]}: change within noise"} if seen["within_noise"] else None)
     figures: dict[str, bytes] = {}
     plot = (_figure(figures, "figures/sweep.png",
                     F.sweep_plot(values, series, parameter, results.get("log_x"), baselines=baselines,
-                                 bands={judged: noise["rel"]} if judged in series else None,
-                                 panel_notes=panel_notes),
+                                 bands={judged: noise["rel"]} if judged in series and not seeded else None,
+                                 panel_notes=panel_notes, spreads=spreads or None,
+                                 ylims={"linear-probe accuracy": LS.ACCURACY_AXIS,
+                                        "held-out class ROC-AUC": LS.ACCURACY_AXIS}),
                     f"Final losses and diagnostics against {parameter}") if series else None)
 
     every = point_runs + ([base] if base is not None else [])
@@ -891,17 +1180,28 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     if noisy:
         columns += ["noisy: SSIM", "noisy: PSNR (dB)"]
     columns += [C.family_label(k) for k in fam_keys]
+    columns += ["held-out class ROC-AUC (reconstruction error)", "held-out test images / the rest"]
+    k_seeds = len(reps[0]) if seeded else 0
+    if seeded:
+        columns += [f"final val loss over {k_seeds} seeds: mean (min – max)"]
     table = []
 
-    def row(label: str, run: Mapping[str, Any], key: str, is_base: bool) -> dict[str, Any]:
+    def row(label: str, run: Mapping[str, Any], key: str, is_base: bool, i: int | None = None) -> dict[str, Any]:
         cells = [C.fmt_num(_get(run, path)) for _, path in _SWEEP_COLUMNS] + [_dead_units(run)]
         if noisy:
             cells += [C.fmt_num(_get(run, "metrics.noisy.ssim")), C.fmt_num(_get(run, "metrics.noisy.psnr"))]
         cells += [C.family_cell(run, k) for k in fam_keys]
+        a = anomaly[i] if i is not None else None
+        cells += [C.fmt_num(a["auc"], 3) if a else "—",
+                  f"{a['n_held_out']} / {a['n_rest']}" if a else "—"]
+        if seeded:
+            vals = [x for x in (_get(r, "final.val_loss") for r in reps[i]) if x is not None] if i is not None else []
+            cells.append(f"{C.fmt_num(sum(vals) / len(vals))} ({C.fmt_num(min(vals))} – {C.fmt_num(max(vals))})"
+                         if vals else "—")
         return {"value": label, "run": str(run.get("name", key)), "cells": cells, "baseline": is_base}
 
-    for p, r in zip(points, point_runs):
-        table.append(row(_fmt_value(p["value"]), r, p["run"], p["run"] == bkey))
+    for i, (p, r) in enumerate(zip(points, point_runs)):
+        table.append(row(_fmt_value(p["value"]), r, p["run"], p["run"] == bkey, i))
     if base is not None and all(p["run"] != bkey for p in points):
         table.append(row("baseline", base, bkey, True))
     # a column no run has a number for is left out
@@ -924,12 +1224,18 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
             recon_rows.append((f"{label} denoised", s["recon_noisy"]))
         else:
             recon_rows.append((label, s["recon"]))
-    recon = (_figure(figures, "figures/sweep-recon.png", F.recon_grid(recon_rows),
+    recon = (_figure(figures, "figures/sweep-recon.png",
+                     _recon_png(recon_rows, [(f"{short}={_fmt_value(p['value'])}", r)
+                                             for p, r in zip(points, point_runs)]),
                      f"Reconstructions for each value of {parameter}") if recon_rows else None)
+    if recon:
+        recon["caption"] = _recon_caption(sample_shape(*point_runs), per_value=parameter)
 
     name = str(results.get("sweep") or "")
     header = _header(results, f"Sweep {name}" + ("" if parameter in name else f" over {parameter}"))
     context = {
+        "data_sentence": _data_block(results)["sentence"],
+        "claims_sentence": "",
         "kind": "sweep",
         **header,
         "protocol_sentence": _protocol_sentence(header),
@@ -937,6 +1243,8 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "parameter": parameter,
         "values": [_fmt_value(x) for x in values],
         "plot": plot,
+        "seeded": k_seeds,
+        "anomaly_note": _anomaly_note(anomaly),
         "baseline_lines": base_lines,
         "columns": columns,
         "table": table,

@@ -225,7 +225,8 @@ def _driver_device(backend, device: str) -> str:
 
 # -- sweeps ----------------------------------------------------------------------------------------
 def parse_values(text: str) -> list[Any]:
-    """``"0.1,0.2,0.4"`` → floats/ints; ``"1e-6..1e-1:6"`` → 6 log-spaced values; ``"2..256:8"`` likewise."""
+    """``"0.1,0.2,0.4"`` → floats/ints; ``"1e-6..1e-1:6"`` → 6 log-spaced values; ``"2..256:8"`` likewise;
+    ``"[0],[1],[3,5]"`` → lists (commas inside brackets belong to the list)."""
     from ..config import parse_value
 
     text = text.strip()
@@ -242,10 +243,31 @@ def parse_values(text: str) -> list[Any]:
         if lo_s.strip().lstrip("-").isdigit() and hi_s.strip().lstrip("-").isdigit():
             return sorted({int(round(v)) for v in vals})
         return [float(f"{v:.6g}") for v in vals]
-    vals = [parse_value(p.strip()) for p in text.split(",") if p.strip()]
+    vals = [parse_value(p.strip()) for p in _split_top(text) if p.strip()]
     if not vals:
         raise ConfigError("--values is empty; give a comma-separated list such as 0.1,0.3,0.6")
     return vals
+
+
+def _split_top(text: str) -> list[str]:
+    """Split at the commas outside brackets: ``"[0],[3,5]"`` → ``["[0]", "[3,5]"]`` (each value may be a
+    list, e.g. the classes data.exclude_labels leaves out)."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"--values {text!r}: a ']' without its '['; write lists as [0],[3,5]")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        raise ConfigError(f"--values {text!r}: a '[' is not closed; write lists as [0],[3,5]")
+    return parts + [cur]
 
 
 def sweep_configs(base: RunConfig, parameter: str, values: Sequence[Any]) -> list[RunConfig]:
@@ -269,24 +291,32 @@ def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path,
               engine: str = "auto", progress: bool = True, data_opts: DataOptions = DataOptions(),
               report: bool = True, stop: Optional[StopFlag] = None, workers: Optional[int] = None,
               quick: bool = False, backend: str = "local", address: Optional[str] = None,
-              shared_fs: Optional[bool] = None) -> dict:
+              shared_fs: Optional[bool] = None, seeds: int = 1) -> dict:
     """Train ``base`` once per value of ``parameter`` into ``out`` and write results.json (and the report);
-    ``backend``/``address``/``shared_fs`` as for :func:`run_study`."""
+    ``backend``/``address``/``shared_fs`` as for :func:`run_study`. ``seeds`` K > 1: each value is
+    trained again with seeds seed+1 … seed+K−1 (results.json ``replicates``, as a study's), so the
+    report can show the spread the seed alone causes."""
     out = Path(out)
     from ..data import fit_config
 
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: give 1 or more")
     cfgs = [fit_config(c) for c in sweep_configs(base, parameter, values)]
+    extra = [c.with_overrides({"train.seed": c.train.seed + k}).model_copy(
+                 update={"name": f"{c.name}@seed{c.train.seed + k}"}) for k in range(1, seeds) for c in cfgs]
     data = DataCache(data_opts)
-    with _opened(backend, address, shared_fs, out, cfgs) as be, owned_output(out, cfgs, data):
+    with _opened(backend, address, shared_fs, out, cfgs + extra) as be, owned_output(out, cfgs + extra, data):
         return _run_sweep(base, parameter, values, cfgs, out, device=device, engine=engine, progress=progress,
-                          data=data, report=report, stop=stop, workers=workers, quick=quick, backend=be)
+                          data=data, report=report, stop=stop, workers=workers, quick=quick, backend=be,
+                          extra=extra)
 
 
 def _run_sweep(base, parameter, values, cfgs, out, *, device, engine, progress, data, report, stop, workers,
-               quick, backend) -> dict:
+               quick, backend, extra=()) -> dict:
     t0 = time.perf_counter()
-    dirs = _train_all(out, cfgs, device=device, engine=engine, data=data, progress=progress, stop=stop,
-                      workers=workers, backend=backend)
+    all_dirs = _train_all(out, list(cfgs) + list(extra), device=device, engine=engine, data=data,
+                          progress=progress, stop=stop, workers=workers, backend=backend)
+    dirs = all_dirs[:len(cfgs)]
     runs = {c.name: _record(out, c, d) for c, d in zip(cfgs, dirs)}
     log_x = all(isinstance(v, (int, float)) and v > 0 for v in values) and max(values) / min(values) >= 50
     results = {
@@ -296,6 +326,14 @@ def _run_sweep(base, parameter, values, cfgs, out, *, device, engine, progress, 
         "aelab_version": __version__, "runs": runs,
         "points": [{"value": v, "run": c.name} for v, c in zip(values, cfgs)], "baseline": None,
     }
+    if extra:  # seed replicates of every point, the point's own run first (as a study's "replicates")
+        k = len(extra) // len(cfgs) + 1
+        recs = [_record(out, c, d) for c, d in zip(extra, all_dirs[len(cfgs):])]
+        results["replicates"] = {
+            "seeds": [cfgs[0].train.seed + j for j in range(k)],
+            "runs": {c.name: [runs[c.name]] + [recs[j * len(cfgs) + i] for j in range(k - 1)]
+                     for i, c in enumerate(cfgs)},
+        }
     write_json(out / "results.json", results)
     if report:
         from ..report import build_sweep_report
