@@ -113,7 +113,10 @@ def _default_threads(device: torch.device, model_cfg: object | None = None) -> i
       steps are many small kernels that do not scale (see :class:`_Threads`), and a fixed count
       makes results independent of the machine: CPU matmuls round differently with different
       thread counts, and relu-output models amplify that. The plain path must use the fast path's
-      count to train to the same bits.
+      count to train to the same bits. This includes dense models of other families on the
+      autograd path: pytorch/examples' VAE (784-400-20, batch 128) took 21–23 ms per step on one
+      thread against 21–26 on two with ``OMP_WAIT_POLICY=PASSIVE``, and 310–406 on two without
+      it, on this project's 2-vCPU VM under load (``python -m benchmarks.conv_steps``).
     * Models with image layers (conv, pooling, up-sampling: the autograd path only): **the
       process's setting** — PyTorch's default of one thread per core, or a study worker's share
       (``cores // workers``), or whatever the caller set with ``torch.set_num_threads``. A conv
