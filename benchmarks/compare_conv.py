@@ -848,10 +848,12 @@ def conv_section(existing: str) -> str | None:
 
 NOTES = [
     "Environment: `.venv-bench` (torch 2.13.0 CPU, TensorFlow CPU 2.21 with Keras 3, `pip install -e .`). "
-    "The run above was made with `OMP_WAIT_POLICY=PASSIVE` when its command says so (it applies to the "
-    "aelab, alt and torch columns: Keras does not use OpenMP): the machine was busy with other jobs "
-    "(load 6–10 all afternoon), and without it PyTorch's 2-thread steps take 5–15× longer (next note), "
-    "which would have made the run last over half an hour and measured the load, not the code.",
+    "The VM was shared all afternoon (other checkouts' tests, Ray, and full-length `aelab train --preset` "
+    "runs of other sessions, niced; load 2–10). The run above used the default environment (what "
+    "`aelab train` gets); the one before it (first row of the history) `OMP_WAIT_POLICY=PASSIVE`, which "
+    "applies to the aelab, alt and torch columns (Keras does not use OpenMP). Every loss of those two "
+    "runs — aelab, alt, torch, for all four presets — is the same to the last bit: the wait policy only "
+    "changes the speed.",
     "Threads, measured again (`python -m benchmarks.conv_steps`, ms per training step, 1 and 2 threads "
     "interleaved in one process, default and `OMP_WAIT_POLICY=PASSIVE` in alternating processes, two "
     "pairs, load 7–10): default wait policy — conv AE 120–154 on 1 thread vs 774–995 on 2, denoiser 242 "
@@ -898,20 +900,27 @@ NOTES = [
     "(a custom autograd function around `torch.ops.mkldnn._convolution_pointwise`) could win those "
     "few % at the price of every conv model's last bits (the bias summed inside the kernel); not "
     "done — it does not change the answer above.",
-    "A busy CPU widens the gap (the run above, load 8–9: ×0.47–0.64 against ×0.76–1.14 in the earlier runs at load ≤ 2): "
-    "PyTorch's OpenMP steps are fork-join — every op waits for its slowest thread, and one thread "
-    "descheduled by another job stalls the op — while TensorFlow's work-stealing pool keeps whatever "
-    "threads run busy; one aelab thread (alt column) was about as fast as two there.",
+    "A busy CPU widens the gap: in the run above (default environment) the image models ran at ×0.16–"
+    "0.23 Keras on the policy's 2 threads and ×0.64–0.82 on one (alt column); in the PASSIVE run before "
+    "it (load 8–9) at ×0.47–0.64 on 2 threads, one thread about as fast; earlier runs at load ≤ 2: "
+    "×0.76–1.14. PyTorch's OpenMP steps are fork-join — every op waits for its slowest thread, and a "
+    "thread descheduled by another job stalls the op, while the default wait policy's spinning takes "
+    "the CPU from the thread it waits for — whereas TensorFlow's work-stealing pool keeps whatever "
+    "threads run busy. Since PASSIVE changes no bit (above) and turns the 5–10× collapse into ≤ 1.3×, "
+    "the step that would help every user of image models on a shared CPU is aelab's entry point "
+    "setting `OMP_WAIT_POLICY=PASSIVE` (when unset) before PyTorch loads; that is in `cli.py`, outside "
+    "this change, so it is left as a recommendation (its cost on an idle CPU is not measured here: "
+    "the VM was never idle).",
     "pytorch/examples' VAE (dense, 784-400-20): aelab's step is 7.9 ms on one thread at load 3.4 "
     "(under `torch.profiler`, 13 ms: matmuls 5.8 ms, `F.binary_cross_entropy`'s CPU kernel 2.3 ms "
     "forward — a scalar loop; the same formula, `−(y·max(log p, −100) + (1−y)·max(log(1−p), −100))`"
     ", through the vectorised `torch.log` took 1.2 ms forward + backward per 128×784 batch instead of 2.1, but "
-    "differ in the last bits, and `losses.torch_bce` is outside this change — Keras Adam 1.25 ms). Against Keras: ×0.83 in "
-    "the run above (load 8–9); ×1.44 and ×1.94 in two runs of this preset alone right after it "
+    "differ in the last bits, and `losses.torch_bce` is outside this change — Keras Adam 1.25 ms). Against Keras: ×1.36 in "
+    "the run above (0.71 vs 0.96 s/epoch, default environment), ×0.83 in the PASSIVE run (load 8–9); ×1.44 and ×1.94 in two runs of this preset alone right after it "
     "(load 4–5; `python -m benchmarks.compare --models pytorch-vae --same-init-epochs 0`, default "
     "environment: aelab 0.72, Keras 1.03, loop 21.0 s/epoch; `OMP_WAIT_POLICY=PASSIVE`: 0.46, 0.90, "
-    "0.79). Against its reference loop: ×29 in the default environment (the loop's two spinning "
-    "threads collapse under load), ×1.7 with PASSIVE. So 2× Keras is within reach for it only on a "
+    "0.79). Against its reference loop: ×6.7 in the run above and ×29 and ×1.7 in those two (the loop's "
+    "two threads spin and collapse under load in the default environment). So 2× Keras is within reach for it only on a "
     "quiet machine, not met in a recorded run.",
     "Earlier round — engine changes (`models/layers.py`, module internals only; per 128-image step on one thread, the old "
     "and new layers interleaved in one process): every image layer computes in channels-last memory "

@@ -353,8 +353,11 @@ def test_a_run_trains_to_the_same_history_alone_or_beside_others(tmp_path):
     a = make_cfg(**base).model_copy(update={"name": "a"})
     b = make_cfg(**base, **{"model.activity_l1": 1e-3}).model_copy(update={"name": "b"})
     c = make_cfg(**base, **{"model.encoder": ["32:sigmoid"]}).model_copy(update={"name": "c"})
+    # a relu output: not a sigmoid, so Keras' clipped BCE, not the logits path; a group mixing the
+    # two computes its loss per slice, and a's values must still be those it gets alone
+    d = make_cfg(**base, **{"model.decoder": ["784:relu"]}).model_copy(update={"name": "d"})
     hist = []
-    for k, group in enumerate(([a], [a, b], [a, b, c])):
+    for k, group in enumerate(([a], [a, b], [a, b, c], [a, d], [a, b, d, c])):
         res = train_runs(group, [tmp_path / f"{k}-{g.name}" for g in group], device="cpu", progress=False, workers=1)
         assert json.loads((res[0].run_dir / "run.json").read_text())["trained_with"] == [g.name for g in group]
         hist.append(res[0].history)

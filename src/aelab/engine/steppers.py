@@ -321,18 +321,24 @@ def _act_backward(name: str, grad: torch.Tensor, z: torch.Tensor | None, a: torc
 _NEEDS_Z = {"softplus"}  # activations whose backward needs the input, not just the output
 
 
-def _bce_logits_mean(z: torch.Tensor, y: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
-    """Per-model mean BCE-with-logits of ``z: (k, B, D)``, from ``sig = sigmoid(z)``.
+def _bce_logits_terms(z: torch.Tensor, y: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
+    """The elementwise BCE-with-logits of ``z: (k, B, D)``, from ``sig = sigmoid(z)``.
 
     ``softplus(z) − z·y = max(z, 0) − z·y − log σ(|z|)`` and ``σ(|z|) = ½ + |σ(z) − ½|`` (in
     [½, 1], so its log is accurate to float rounding for every z). This reuses the sigmoid the
     gradient needs and replaces PyTorch's ``log_sigmoid`` kernel (``log1p(exp(−|z|))``, several
-    times slower on CPU) by one ``log``; the value agrees with ``binary_cross_entropy_with_logits``
+    times slower on CPU) by one ``log``; the mean agrees with ``binary_cross_entropy_with_logits``
     to float rounding (~1e-7 relative).
     """
     q = torch.sub(sig, 0.5).abs_().add_(0.5).log_()
-    t = z.clamp_min(0.0).addcmul_(z, y, value=-1.0).sub_(q)
-    return t.mean((1, 2))
+    return z.clamp_min(0.0).addcmul_(z, y, value=-1.0).sub_(q)
+
+
+def _per_model(t: torch.Tensor) -> torch.Tensor:
+    """The mean of each model's ``t[m]``, one full reduction per model: the same bits whatever
+    the number of models stacked beside it (a reduction over dims of a stacked tensor may take
+    another summation order for another M)."""
+    return torch.stack([t[m].mean() for m in range(t.shape[0])])
 
 
 def _runs(labels: Sequence[str]) -> list[tuple[int, int, str]]:
@@ -532,26 +538,41 @@ class StackedDenseStepper(_Stepper):
             else:
                 dz[s_:e_] = value
 
+        # A model's loss value may not depend on what it trains beside (see design note 13): in a
+        # group that mixes output kinds, each slice's value comes from the C kernel a group of one
+        # kind uses (it sums each model alone), or, without it, from one reduction per model.
+        c_slices = bool(self._c and y.is_contiguous() and (loss_out is None or loss_out.is_contiguous()))
         for s, e, kind in self.out_runs:
             zz, aa = (None if z is None else z[s:e]), a[s:e]
             yy = y.expand_as(aa)
+            ys = y if y.dim() == aa.dim() - 1 else y[s:e]  # shared targets, or each model's own
             if kind == "logits":
                 sig = torch.sigmoid(zz)
-                if loss_out is not None:
-                    loss_out[s:e] = _bce_logits_mean(zz, yy, sig)
+                if loss_out is not None and c_slices:
+                    # the C pass the whole-group path makes (its sum differs with and without the
+                    # gradient); its dz is (σ(z) − y) / n from PyTorch's sigmoid, as below
+                    if need_grad:
+                        dzs = torch.empty_like(sig)
+                        ckernels.out_logits(zz.contiguous(), ys, loss_out[s:e], sig, dzs)
+                        put(s, e, dzs)
+                        continue
+                    ckernels.out_logits(zz.contiguous(), ys, loss_out[s:e])
+                elif loss_out is not None:
+                    loss_out[s:e] = _per_model(_bce_logits_terms(zz, yy, sig))
                 if need_grad:  # (σ(z) − y) / n: autograd's BCE-with-logits backward, op for op
                     put(s, e, sig.sub_(yy).div_(B * D))
             elif kind == "bce":
                 p = aa.clamp(EPS, 1.0 - EPS)
                 if loss_out is not None:
-                    # Keras' −mean[y·log p + (1−y)·log(1−p)] as −mean[y·(log p − log(1−p)) + log(1−p)]:
-                    # two vectorised logs and a matrix-vector product instead of PyTorch's fused
-                    # BCE forward, which is ~5× slower on CPU (scalar logs).
-                    log_q = torch.rsub(p, 1.0).log_()
-                    t = torch.log(p).sub_(log_q)
-                    k = e - s
-                    ysum = torch.mv(t.view(k, B * D), y.reshape(B * D)) if y.dim() == 2 else (t * yy).sum((1, 2))
-                    loss_out[s:e] = -(ysum + log_q.sum((1, 2))) * scale
+                    if c_slices:
+                        # the value only (relu_out concerns the gradient, computed below)
+                        ckernels.out_clipped_bce(aa.contiguous(), ys, EPS, 1.0 - EPS, False, None, loss_out[s:e])
+                    else:
+                        # Keras' −mean[y·log p + (1−y)·log(1−p)]: PyTorch's fused BCE forward is
+                        # ~5× slower on CPU (scalar logs), so two vectorised logs, per model
+                        log_q = torch.rsub(p, 1.0).log_()
+                        t = torch.log(p).sub_(log_q).mul_(yy).add_(log_q).neg_()
+                        loss_out[s:e] = _per_model(t)
                 if need_grad:
                     # The kernels autograd runs for losses.bce_clipped, in its order (so the fast
                     # and plain paths agree to the bit): BCE backward, ÷ numel, then clamp's
@@ -562,7 +583,7 @@ class StackedDenseStepper(_Stepper):
             else:  # mse
                 diff = aa - yy
                 if loss_out is not None:
-                    loss_out[s:e] = diff.square().mean((1, 2))
+                    loss_out[s:e] = _per_model(diff.square())
                 if need_grad:
                     put(s, e, self._act_bwd_slice(self.L - 1, s, e, diff.mul_(2.0 * scale), zz, aa))
         return dz
@@ -620,8 +641,9 @@ class StackedDenseStepper(_Stepper):
         return out
 
     def _penalty(self, h: torch.Tensor) -> torch.Tensor:
-        """(M,) λ·Σ|h| / B per model."""
-        return h.abs().sum((1, 2)).mul_(self.lam.view(-1)).div_(h.shape[1])
+        """(M,) λ·Σ|h| / B per model (one reduction per model: the value may not depend on M)."""
+        a = h.abs()
+        return torch.stack([a[m].sum() for m in range(a.shape[0])]).mul_(self.lam.view(-1)).div_(h.shape[1])
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                     loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
