@@ -357,7 +357,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         r = res["runs"][p["run"]]
         print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
               f"  ssim {r['metrics'].get('ssim', float('nan')):.3f}  diversity {r['metrics'].get('diversity', float('nan')):.3f}")
-    print(f"sweep: {len(values)} runs in {res['wall_seconds']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
+    seeds = getattr(args, "seeds", None) or 1
+    runs = f"{len(values)} values × {seeds} seeds = {len(values) * seeds} runs" if seeds > 1 else f"{len(values)} runs"
+    print(f"sweep: {runs} in {res['wall_seconds']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
     return 0
 
 
@@ -516,6 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import os
+
+    # OpenMP threads that wait by sleeping, not spinning (set before torch loads OpenMP; a user's
+    # own setting wins): on a CPU shared with other work, spinning threads of a conv model's step
+    # measured 5–10× slower per step, and passive waiting changes no result (the same bits;
+    # benchmarks/RESULTS.md). Worker processes inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .engine.loop import Interrupted
 
     parser = build_parser()
