@@ -150,18 +150,9 @@ def run_keras(cfg, x_in: np.ndarray, x_tr: np.ndarray, x_te: np.ndarray, epochs:
         model.add(layers.Dense(l.size, activation=l.activation, activity_regularizer=reg))
     model.compile(optimizer="adam", loss="binary_crossentropy")
 
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.secs: list[float] = []
+    from benchmarks.compare_conv import _Timer
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.secs.append(time.perf_counter() - self._t0)
-
-    timer = Timer()
+    timer = _Timer().cb  # wall time per epoch, the same callback the preset benchmark uses
     hist = model.fit(x_in, x_tr, batch_size=cfg.train.batch_size, epochs=epochs, shuffle=True,
                      validation_data=(x_te, x_te), verbose=0, callbacks=[timer])
     return {"epoch_seconds": timer.secs, "loss": [float(v) for v in hist.history["loss"]],

@@ -552,7 +552,7 @@ class StackedDenseStepper(_Stepper):
                     # the C pass the whole-group path makes (its sum differs with and without the
                     # gradient); its dz is (σ(z) − y) / n from PyTorch's sigmoid, as below
                     if need_grad:
-                        dzs = torch.empty_like(sig)
+                        dzs = self._buf("dz_slice", sig.shape)  # put() copies it into dz at once
                         ckernels.out_logits(zz.contiguous(), ys, loss_out[s:e], sig, dzs)
                         put(s, e, dzs)
                         continue
