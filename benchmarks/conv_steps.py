@@ -43,7 +43,13 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="also each thread count with torch.compile(model.forward)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--block", type=int, default=10, help="steps per turn")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="first raise glibc's mmap/trim thresholds as the aelab command does (aelab._malloc)")
     args = ap.parse_args(argv)
+    if args.keep_freed_memory:
+        from aelab._malloc import keep_freed_memory
+
+        print(f"keep_freed_memory: {keep_freed_memory()}", flush=True)
     counts = [int(t) for t in args.threads.split(",")]
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_") if k in os.environ)
     try:

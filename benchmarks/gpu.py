@@ -6,7 +6,9 @@
 Measures, on one device, through aelab's own API (what ``aelab study``/``sweep`` run):
 
 * **undercomplete** — seconds per epoch of the lab undercomplete AE (784→32→784, batch 64, full
-  MNIST), the median over epochs 2..N (epoch 1 pays one-off start-up: CUDA context, kernels);
+  MNIST), the median over epochs 2..N (epoch 1 pays one-off start-up: CUDA context, kernels,
+  the CUDA-graph capture); then the same run with ``AELAB_CUDA_GRAPHS=0`` (on a GPU: the eager
+  stacked step instead of the captured one; on a CPU the same path twice);
 * **study** — the whole ``exercise12`` study (9 trainings), training wall time;
 * **sweep** — a 64-value sweep of the undercomplete AE's ``model.activity_l1`` (64 same-shape
   models: one stacked group) against the same sweep with one value, and their ratio;
@@ -18,12 +20,16 @@ one run. ``--tiny`` shrinks everything (synthetic digits, a few hundred images, 
 whole script runs in seconds on a CPU; it checks the script, not the hardware, and writes
 ``--results`` only when given. A full run replaces the GPU block of ``benchmarks/RESULTS.md``
 (between ``<!-- gpu-begin -->`` and ``<!-- gpu-end -->``) and leaves the rest of the file as it is.
+Each figure's stepper (``run.json``'s engine: ``GraphedDenseStepper`` is the CUDA-graph path) is
+listed under the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import statistics
 import sys
@@ -56,6 +62,26 @@ def _study_toml(path: Path, runs: dict[str, dict], defaults: dict) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    """``name=value`` in the environment for the block (worker processes spawned in it inherit it)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _engines(runs) -> str:
+    """The steppers that trained these run records (study or sweep results), from their run.json."""
+    recs = [r for v in runs.values() for r in (v if isinstance(v, list) else [v])]
+    return ", ".join(sorted({r.get("run", {}).get("engine", "?") for r in recs}))
+
+
 def _sec_per_epoch(history: dict) -> float:
     secs = history["epoch_seconds"]
     return statistics.median(secs[1:] if len(secs) > 1 else secs)
@@ -65,6 +91,7 @@ PARTS = ("undercomplete", "study", "sweep", "presets")
 
 
 def measure(device: str, tiny: bool, epochs: int, work: Path, parts=PARTS) -> dict:
+    from aelab.engine.graphs import ENV as GRAPHS_ENV
     from aelab.study import load_study, run_study
 
     # --tiny trains in this process (worker processes would take longer to start than to train)
@@ -79,6 +106,11 @@ def measure(device: str, tiny: bool, epochs: int, work: Path, parts=PARTS) -> di
         study = load_study(str(_study_toml(work / "under.toml", {"undercomplete": lab}, _data(tiny))))
         res = run_study(study, work / "under", **common)
         out["undercomplete_s_per_epoch"] = _sec_per_epoch(res["runs"]["undercomplete"]["history"])
+        out["undercomplete_engine"] = _engines(res["runs"])
+        with _env(GRAPHS_ENV, "0"):  # the switch off: the eager step, for comparison
+            res = run_study(study, work / "under_eager", **common)
+        out["undercomplete_eager_s_per_epoch"] = _sec_per_epoch(res["runs"]["undercomplete"]["history"])
+        out["undercomplete_eager_engine"] = _engines(res["runs"])
 
     # the whole exercise12 study (its own epochs; --tiny: its quick settings on synthetic data)
     study = load_study("exercise12", quick=tiny, overrides={**_data(tiny), "train.epochs": 1} if tiny else {})
@@ -86,6 +118,7 @@ def measure(device: str, tiny: bool, epochs: int, work: Path, parts=PARTS) -> di
         t0 = time.perf_counter()
         res = run_study(study, work / "study", **common)
         out["study_s"] = res["wall_seconds"]
+        out["study_engines"] = _engines(res["runs"])
         out["study_total_s"] = time.perf_counter() - t0
 
     # 64 same-shape models in one stacked group against one
@@ -106,6 +139,7 @@ def _sweep(base, lab: dict, tiny: bool, work: Path, common: dict, out: dict) -> 
     many = run_sweep(base, "model.activity_l1", values, work / "sweep64", **common)
     out["sweep_values"], out["sweep1_s"], out["sweep64_s"] = n, one["wall_seconds"], many["wall_seconds"]
     out["sweep_ratio"] = many["wall_seconds"] / one["wall_seconds"]
+    out["sweep_engines"] = _engines(many["runs"])
 
 
 def _presets(tiny: bool, epochs: int, work: Path, common: dict, out: dict) -> None:
@@ -150,6 +184,8 @@ def markdown(res: dict) -> str:
     if "undercomplete_s_per_epoch" in r:
         lines.append(f"| lab undercomplete AE, batch 64, s/epoch | {r['undercomplete_s_per_epoch']:.3f} | ≤ 0.05 | "
                      f"{verdict('undercomplete_s_per_epoch')} |")
+    if "undercomplete_eager_s_per_epoch" in r:
+        lines.append(f"| the same, `AELAB_CUDA_GRAPHS=0`, s/epoch | {r['undercomplete_eager_s_per_epoch']:.3f} | | |")
     if "study_s" in r:
         lines.append(f"| exercise12 study, training s | {r['study_s']:.1f} | ≤ 15 | {verdict('study_s')} |")
     if "sweep_ratio" in r:
@@ -157,6 +193,11 @@ def markdown(res: dict) -> str:
                      f"{r['sweep_ratio']:.2f} | ≤ 2 | {verdict('sweep_ratio')} |")
     for p, v in r.get("presets", {}).items():
         lines.append(f"| {p}, batch {v['batch_size']}, s/epoch | {v['s_per_epoch']:.3f} | | |")
+    engines = [f"{what}: {r[key]}" for what, key in (
+        ("lab undercomplete AE", "undercomplete_engine"), ("with `AELAB_CUDA_GRAPHS=0`", "undercomplete_eager_engine"),
+        ("exercise12", "study_engines"), ("sweep", "sweep_engines")) if key in r]
+    if engines:
+        lines += ["", "Steppers (run.json): " + "; ".join(engines) + "."]
     lines += ["", END]
     return "\n".join(lines)
 

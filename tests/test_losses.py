@@ -112,3 +112,30 @@ def test_kl_sparsity_by_hand():
     assert math.isclose(kl_sparsity(h, rho).item(), kl(0.2) + kl(0.5), rel_tol=1e-6)
     assert kl_sparsity(torch.full((4, 3), rho), rho).item() == pytest.approx(0.0, abs=1e-7)
     assert math.isfinite(kl_sparsity(torch.zeros(4, 2), rho).item())  # a dead unit: large but finite
+
+
+def test_torch_bce_fast_forward_keeps_pytorchs_gradient_bits():
+    """The vectorised forward of PyTorch's BCE (losses._TorchBCE): the gradient is autograd's to the
+    bit, the values PyTorch's to an ulp, saturated probabilities (0 and 1) clamp the log at −100."""
+    import torch.nn.functional as F
+
+    from aelab.losses import _TorchBCE, torch_bce_elementwise
+
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(32, 50, generator=g) * 12  # sigmoid saturates to exactly 0 and 1 for some
+    y = torch.rand(32, 50, generator=g)
+    grads, vals = [], []
+    for fn in (lambda p: torch_bce_elementwise(y, p), lambda p: F.binary_cross_entropy(p, y, reduction="none")):
+        zz = z.clone().requires_grad_()
+        v = fn(torch.sigmoid(zz))
+        v.sum().backward()
+        grads.append(zz.grad)
+        vals.append(v.detach())
+    p = torch.sigmoid(z)
+    assert bool(((p == 0) | (p == 1)).any())
+    assert torch.equal(grads[0], grads[1])
+    assert torch.allclose(vals[0], vals[1], rtol=3e-7, atol=1e-6)
+    assert float(vals[0].max()) <= 100.0 + 1e-4  # the clamp: −log(0) would be inf
+    # a hand-computed value: y = 0.25, p = 0.5 → −(0.25·log 0.5 + 0.75·log 0.5) = log 2
+    one = _TorchBCE.apply(torch.tensor([0.5]), torch.tensor([0.25]))
+    assert abs(float(one) - 0.6931471805599453) < 1e-7

@@ -488,7 +488,9 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
         threads = cks[0][1].get("threads") if usable else None
         stepper = PlainStepper(specs[0], t.lr, t.beta1, t.beta2, t.eps, dev, num_threads=threads)
     else:
-        stepper = StackedDenseStepper(specs, t.lr, t.beta1, t.beta2, t.eps, dev)
+        from .engine.graphs import dense_stepper_class  # on CUDA, the CUDA-graph step (AELAB_CUDA_GRAPHS=0: off)
+
+        stepper = dense_stepper_class(dev)(specs, t.lr, t.beta1, t.beta2, t.eps, dev)
     datas = [data.train_data(c, dev) for c in cfgs]
     state = None
     if resume:

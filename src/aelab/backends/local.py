@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from .._malloc import keep_freed_memory
 from ..engine.loop import Interrupted, StopFlag
 from .schedule import plan_workers, threads_per_worker
 
@@ -64,6 +65,7 @@ def _worker_init(threads: int, queue) -> None:
     # received to each worker once, so every worker checkpoints exactly once.
     os.setpgrp()
     _WORKER_STOP = _WorkerStop().__enter__()
+    keep_freed_memory()  # an aelab worker process: the allocator setting of aelab's command (aelab._malloc)
     torch.set_num_threads(threads)
     _WORKER_QUEUE = queue
     queue.put(("pid", os.getpid()))

@@ -37,6 +37,7 @@ from typing import Optional
 
 import torch
 
+from .._malloc import keep_freed_memory
 from ..engine.loop import Interrupted, StopFlag
 from ..errors import AelabError
 from .schedule import plan_workers, threads_per_worker
@@ -310,6 +311,7 @@ def run_group(gid: int, cfg_dicts: list[dict], dirs: list[str], device: str, eng
             _DATA[key] = DataCache(quiet_options(opts))
         # a local worker's thread count (runs._train_group keeps a resumed run's recorded one)
         torch.set_num_threads(threads)
+        keep_freed_memory()  # as a local worker does (aelab._malloc)
         _train_group(cfgs, rdirs, torch.device(device), engine, _DATA[key], False, resume, stop,
                      on_epoch=lambda k: channel.add_epochs.remote(k))
     except Interrupted as err:

@@ -287,3 +287,108 @@ void hidden_bwd(const float *da, const float *restrict h, int64_t M, int64_t n, 
         }
     }
 }
+
+/* A convolution with ONE output channel, stride 1, zero padding P on every side, K x K kernel, on a
+ * channels-last (NHWC) input: the last layer of an image autoencoder (C feature maps -> 1 image).
+ * oneDNN runs this shape at ~6 GFLOP/s (its kernels vectorise over output channels, of which there
+ * is one); here every loop runs over the C contiguous input channels of a pixel instead.
+ *   x: (N, H, W, C)   wt: (K, K, C), the kernel repacked (wt[kh][kw][c] = weight[0][c][kh][kw])
+ *   y: (N, OH, OW) with OH = H + 2P - K + 1, OW = W + 2P - K + 1
+ * Images n0 <= n < n1 only, so callers may split a batch between threads; every result below is
+ * computed in an order that does not depend on the split (the same bits on any thread count).
+ * Their rounding differs from oneDNN's (another summation order): these kernels are outside the
+ * bit-for-bit contract above, which concerns the dense engine; they are tested to rounding.
+ * C must be a multiple of 16 (V lanes): the caller checks. */
+typedef float v16 __attribute__((vector_size(64)));
+#define V 16
+
+static inline v16 vload(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+static inline v16 vsplat(float f) { v16 v = {f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f}; return v; }
+static inline float vsum(v16 v) { /* a fixed tree: 16 -> 8 -> 4 -> 2 -> 1 */
+    float t[8];
+    for (int k = 0; k < 8; k++) t[k] = v[k] + v[k + 8];
+    for (int k = 0; k < 4; k++) t[k] = t[k] + t[k + 4];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+void conv1_fwd(const float *restrict x, const float *restrict wt, float bias, int64_t H, int64_t W,
+               int64_t C, int64_t K, int64_t P, int64_t n0, int64_t n1, float *restrict y) {
+    const int64_t OH = H + 2 * P - K + 1, OW = W + 2 * P - K + 1;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const int64_t kh0 = P - oh > 0 ? P - oh : 0, kh1 = H + P - oh < K ? H + P - oh : K;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                const int64_t kw0 = P - ow > 0 ? P - ow : 0, kw1 = W + P - ow < K ? W + P - ow : K;
+                const int64_t len = (kw1 - kw0) * C; /* the taps of one kernel row: contiguous in x */
+                v16 acc = vsplat(0.0f);
+                for (int64_t kh = kh0; kh < kh1; kh++) {
+                    const float *xp = x + ((n * H + oh + kh - P) * W + ow + kw0 - P) * C;
+                    const float *wp = wt + (kh * K + kw0) * C;
+                    for (int64_t j = 0; j < len; j += V) acc += vload(xp + j) * vload(wp + j);
+                }
+                y[(n * OH + oh) * OW + ow] = vsum(acc) + bias;
+            }
+        }
+}
+
+/* conv1_fwd's gradient with respect to its input: gx (N, H, W, C) from g (N, OH, OW). */
+void conv1_bwd_input(const float *restrict g, const float *restrict wt, int64_t H, int64_t W, int64_t C,
+                     int64_t K, int64_t P, int64_t n0, int64_t n1, float *restrict gx) {
+    const int64_t OH = H + 2 * P - K + 1, OW = W + 2 * P - K + 1;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t ih = 0; ih < H; ih++)
+            for (int64_t iw = 0; iw < W; iw++) {
+                float *dst = gx + ((n * H + ih) * W + iw) * C;
+                for (int64_t c = 0; c < C; c += V) {
+                    v16 acc = vsplat(0.0f);
+                    for (int64_t kh = 0; kh < K; kh++) {
+                        const int64_t oh = ih - kh + P;
+                        if (oh < 0 || oh >= OH) continue;
+                        for (int64_t kw = 0; kw < K; kw++) {
+                            const int64_t ow = iw - kw + P;
+                            if (ow < 0 || ow >= OW) continue;
+                            acc += vsplat(g[(n * OH + oh) * OW + ow]) * vload(wt + (kh * K + kw) * C + c);
+                        }
+                    }
+                    vstore(dst + c, acc);
+                }
+            }
+}
+
+/* conv1_fwd's gradients with respect to the kernel and the bias, one image at a time: gw_img
+ * (n1 - n0, K, K, C) and gb_img (n1 - n0) get each image's own sums (the caller adds the images up
+ * in order, so the result does not depend on how the batch was split between threads). */
+void conv1_bwd_weight(const float *restrict g, const float *restrict x, int64_t H, int64_t W, int64_t C,
+                      int64_t K, int64_t P, int64_t n0, int64_t n1, float *restrict gw_img,
+                      float *restrict gb_img) {
+    const int64_t OH = H + 2 * P - K + 1, OW = W + 2 * P - K + 1, KKC = K * K * C;
+    for (int64_t n = n0; n < n1; n++) {
+        float *gw = gw_img + (n - n0) * KKC;
+        memset(gw, 0, (size_t)KKC * sizeof(float));
+        double gb = 0.0; /* one term per pixel: double costs nothing here and keeps the bias exact */
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const int64_t kh0 = P - oh > 0 ? P - oh : 0, kh1 = H + P - oh < K ? H + P - oh : K;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                const int64_t kw0 = P - ow > 0 ? P - ow : 0, kw1 = W + P - ow < K ? W + P - ow : K;
+                const int64_t len = (kw1 - kw0) * C;
+                const float gv = g[(n * OH + oh) * OW + ow];
+                const v16 gs = vsplat(gv);
+                gb += gv;
+                for (int64_t kh = kh0; kh < kh1; kh++) {
+                    const float *xp = x + ((n * H + oh + kh - P) * W + ow + kw0 - P) * C;
+                    float *wp = gw + (kh * K + kw0) * C;
+                    for (int64_t j = 0; j < len; j += V) vstore(wp + j, vload(wp + j) + gs * vload(xp + j));
+                }
+            }
+        }
+        gb_img[n - n0] = (float)gb;
+    }
+}
+
+/* dst[d] = sum over n of src[n][d] for src (N, D), the rows added one after the other. */
+void sum_rows(const float *restrict src, int64_t N, int64_t D, float *restrict dst) {
+    for (int64_t d = 0; d < D; d++) dst[d] = src[d];
+    for (int64_t n = 1; n < N; n++)
+        for (int64_t d = 0; d < D; d++) dst[d] += src[n * D + d];
+}

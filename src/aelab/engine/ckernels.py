@@ -56,6 +56,10 @@ _SIGNATURES = {
     "keras_adam": [_p, _p, _p, _p, _i64, _f, _f, _f, _f],
     "gather_rows": [_p, _p, _i64, _i64, _p],
     "hidden_bwd": [_p, _p, _i64, _i64, _p, _p, _p, _f, _p, _p, _p],
+    "conv1_fwd": [_p, _p, _f, _i64, _i64, _i64, _i64, _i64, _i64, _i64, _p],
+    "conv1_bwd_input": [_p, _p, _i64, _i64, _i64, _i64, _i64, _i64, _i64, _p],
+    "conv1_bwd_weight": [_p, _p, _i64, _i64, _i64, _i64, _i64, _i64, _i64, _p, _p],
+    "sum_rows": [_p, _i64, _i64, _p],
 }
 
 
@@ -262,3 +266,76 @@ def gather_rows(src: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         load().gather_rows(_ptr(src), _ptr(idx), idx.shape[0], src.shape[1], _ptr(out))
         return out
     return torch.index_select(src, 0, idx, out=out)
+
+
+# -- one-output-channel convolutions (the last layer of an image autoencoder) -----------------------
+#: channels per vector in ``_kernels.c``'s conv1 kernels: they take C a multiple of it
+CONV1_LANES = 16
+
+_pool = None
+
+
+def _split(n: int, fn) -> None:
+    """``fn(n0, n1)`` over ``[0, n)``, cut into as many parts as PyTorch's intra-op threads (the
+    engine's thread policy sets them), the parts after the first on a small thread pool. The C
+    calls release the GIL, so the parts run in parallel; every kernel's result is the same
+    whatever the cut (see ``_kernels.c``)."""
+    global _pool
+    parts = max(1, min(torch.get_num_threads(), n, os.cpu_count() or 1))
+    if parts == 1:
+        fn(0, n)
+        return
+    if _pool is None or _pool._max_workers < parts - 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="aelab-conv1")
+    cuts = [n * i // parts for i in range(parts + 1)]
+    futs = [_pool.submit(fn, cuts[i], cuts[i + 1]) for i in range(1, parts)]
+    fn(cuts[0], cuts[1])
+    for f in futs:
+        f.result()
+
+
+def conv1_usable(x: torch.Tensor, channels: int) -> bool:
+    """Whether :func:`conv1_forward` takes a batch ``x`` of ``channels`` channels: the library is
+    loaded, the input a CPU float32 tensor, and the channels a multiple of ``CONV1_LANES``."""
+    return (channels % CONV1_LANES == 0 and x.device.type == "cpu" and x.dtype == torch.float32
+            and load() is not None)
+
+
+def conv1_forward(x: torch.Tensor, wt: torch.Tensor, bias: float, pad: int, k: int) -> torch.Tensor:
+    """``y (N, 1, OH, OW)`` of a stride-1 convolution with one output channel: ``x (N, C, H, W)`` in
+    channels-last memory, ``wt (K, K, C)`` the repacked kernel, zero padding ``pad`` on each side."""
+    N, C, H, W = x.shape
+    OH, OW = H + 2 * pad - k + 1, W + 2 * pad - k + 1
+    y = torch.empty((N, 1, OH, OW), dtype=x.dtype, memory_format=torch.channels_last)
+    lib = load()
+    xp, wp, yp = x.data_ptr(), wt.data_ptr(), y.data_ptr()
+    _split(N, lambda n0, n1: lib.conv1_fwd(xp, wp, bias, H, W, C, k, pad, n0, n1, yp))
+    return y
+
+
+def conv1_backward(g: torch.Tensor, x: torch.Tensor, wt: torch.Tensor, pad: int, k: int, need_input: bool,
+                   need_weight: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`conv1_forward`'s gradients from ``g (N, 1, OH, OW)``: ``(gx, gwt (K, K, C), gbias ())``,
+    None where not needed. The kernel and bias gradients are summed over the images in order."""
+    N, C, H, W = x.shape
+    g = g.contiguous()  # one channel: (N, OH, OW) in memory, whatever the strides say
+    lib = load()
+    gx = gwt = gb = None
+    gp, xp, wp = g.data_ptr(), x.data_ptr(), wt.data_ptr()
+    if need_input:
+        gx = torch.empty_like(x, memory_format=torch.channels_last)
+        gxp = gx.data_ptr()
+        _split(N, lambda n0, n1: lib.conv1_bwd_input(gp, wp, H, W, C, k, pad, n0, n1, gxp))
+    if need_weight:
+        per_w = torch.empty((N, k, k, C), dtype=x.dtype)
+        per_b = torch.empty(N, dtype=x.dtype)
+        pw, pb = per_w.data_ptr(), per_b.data_ptr()
+        _split(N, lambda n0, n1: lib.conv1_bwd_weight(gp, xp, H, W, C, k, pad, n0, n1,
+                                                      pw + 4 * n0 * k * k * C, pb + 4 * n0))
+        gwt = torch.empty((k, k, C), dtype=x.dtype)
+        gb = torch.empty((), dtype=x.dtype)
+        lib.sum_rows(pw, N, k * k * C, gwt.data_ptr())  # the images' sums added in order
+        lib.sum_rows(pb, N, 1, gb.data_ptr())
+    return gx, gwt, gb

@@ -232,6 +232,9 @@ class Hooks:
     on_nan: Optional[Callable[[LoopState, int, int, int], None]] = None
 
 
+#: The most steps a stepper's ``train_steps`` takes per call: the loop checks its stop flag between calls.
+STEPS_PER_CALL = 64
+
 NAN_HINT = ("common causes: a learning rate too high, inputs not scaled to [0, 1], a linear or relu "
             "output with MSE that diverged, or a huge activity penalty; lower train.lr or check the data")
 
@@ -299,6 +302,11 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
     writes_terms = T > 0 and bool(getattr(stepper, "writes_terms", True))
     model_terms = [list(t) for t in terms] if terms is not None else [term_names] * M
     needs_rng = bool(getattr(stepper, "needs_rng", False))
+    # A stepper may take a run of steps in one call, ``train_steps(x_in, y, b0, b1, batch_size,
+    # loss_buf, pen_buf, term_buf)`` for batches b0 ≤ b < b1 (the CUDA-graph path, engine/graphs.py,
+    # replays a captured step without returning to Python); runs end at multiples of STEPS_PER_CALL,
+    # so the stop flag is still checked that often. A stepper that samples takes single steps.
+    train_steps = None if needs_rng else getattr(stepper, "train_steps", None)
     val_in = [d.val_inputs() for d in datas]  # drawn before the background thread touches datas
 
     def _epochs(rows: _EpochRows, st: LoopState) -> LoopState:
@@ -325,12 +333,19 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
             b = start_b
             update_every = 64
             while b < nb:
-                stepper.train_step(x_in, y_rows, slice(b * batch_size, (b + 1) * batch_size), loss_buf[b], pen_buf[b],
-                                   term_buf[b] if writes_terms else None,
-                                   generator(seed, STREAM_SAMPLE, epoch, b) if needs_rng else None)
-                b += 1
-                if b % update_every == 0:
-                    bar.update(update_every)
+                if train_steps is not None:
+                    b_next = min(nb, (b // STEPS_PER_CALL + 1) * STEPS_PER_CALL)
+                    train_steps(x_in, y_rows, b, b_next, batch_size, loss_buf, pen_buf,
+                                term_buf if writes_terms else None)
+                    bar.update(b_next - b)
+                    b = b_next
+                else:
+                    stepper.train_step(x_in, y_rows, slice(b * batch_size, (b + 1) * batch_size), loss_buf[b],
+                                       pen_buf[b], term_buf[b] if writes_terms else None,
+                                       generator(seed, STREAM_SAMPLE, epoch, b) if needs_rng else None)
+                    b += 1
+                    if b % update_every == 0:
+                        bar.update(update_every)
                 if stop.requested and b < nb:
                     st.batch = b
                     st.elapsed += time.perf_counter() - t0

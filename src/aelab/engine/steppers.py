@@ -341,6 +341,22 @@ def _per_model(t: torch.Tensor) -> torch.Tensor:
     return torch.stack([t[m].mean() for m in range(t.shape[0])])
 
 
+def distinct_tensors(ts: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """The distinct tensors of ``ts`` (by identity, in first-seen order) and, per entry of ``ts``,
+    the index of its tensor among them: models that share an input tensor share its rows."""
+    uniq: list[torch.Tensor] = []
+    where: list[int] = []
+    for x in ts:
+        for j, u in enumerate(uniq):
+            if u is x:
+                where.append(j)
+                break
+        else:
+            uniq.append(x)
+            where.append(len(uniq) - 1)
+    return uniq, where
+
+
 def _runs(labels: Sequence[str]) -> list[tuple[int, int, str]]:
     """Maximal runs of equal labels: ["a","a","b"] → [(0,2,"a"), (2,3,"b")]."""
     out: list[tuple[int, int, str]] = []
@@ -424,7 +440,8 @@ class StackedDenseStepper(_Stepper):
         self._hid_codes = [ckernels.act_codes(self.acts[l]) if self._hid_c[l] else None for l in range(self.L - 1)]
         self._pen_c = self.has_penalty and self._hid_c[self.code_layer]
         self._lam_flat = self.lam.view(-1).contiguous()
-        self._coef: dict[int, torch.Tensor] = {}  # λ/B per batch size B
+        self._coef: dict[int, torch.Tensor] = {}  # λ/B per batch size B (flat, for the C kernels)
+        self._lam_b: dict[int, torch.Tensor] = {}  # λ/B per batch size B, (M, 1, 1)
         self._bufs: dict[tuple, torch.Tensor] = {}  # tensors kept between steps (see _buf)
 
         # one flat buffer for parameters, one for gradients, two for Adam
@@ -466,16 +483,7 @@ class StackedDenseStepper(_Stepper):
         ``known = (tensor, rows)``: rows of ``tensor`` already gathered for this batch (the targets),
         reused instead of gathered again.
         """
-        uniq: list[torch.Tensor] = []
-        where: list[int] = []
-        for x in x_in:
-            for j, u in enumerate(uniq):
-                if u is x:
-                    where.append(j)
-                    break
-            else:
-                uniq.append(x)
-                where.append(len(uniq) - 1)
+        uniq, where = distinct_tensors(x_in)
         rows = [(known[1] if known is not None and u is known[0] else
                  _rows(u, idx) if idx is not None else u[s]) for u in uniq]
         if len(uniq) == 1:
@@ -645,19 +653,12 @@ class StackedDenseStepper(_Stepper):
         a = h.abs()
         return torch.stack([a[m].sum() for m in range(a.shape[0])]).mul_(self.lam.view(-1)).div_(h.shape[1])
 
-    def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
-                    loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
-                    rng: torch.Generator | None = None) -> None:
-        # its one term, the activity L1, is the penalty itself: the loop copies it, no per-step cost
-        yb = _rows(y, idx)
-        a0 = self._inputs(x_in, idx, known=(y, yb))
-        B = yb.shape[0]
-        zs, outs = self._forward(a0)
-        dz = self._output_loss_and_grad(zs[-1], outs[-1], yb, loss_out, need_grad=True)
-        if self.has_penalty and not self._pen_c:
-            pen = self._penalty(outs[self.code_layer])
-            pen_out.copy_(pen)
-            loss_out.add_(pen)
+    def _backward(self, a0: torch.Tensor, zs, outs, dz: torch.Tensor, B: int, pen_out: torch.Tensor | None,
+                  loss_out: torch.Tensor | None) -> None:
+        """Every layer's weight and bias gradient into ``gW``/``gb`` from the output layer's ``dz``;
+        the code layer's L1 penalty gradient added on the way (with the C kernels, its value also
+        into ``pen_out`` and ``loss_out``). Without them (``_hid_c`` off): autograd's operations in
+        autograd's order, nothing read by the host (the CUDA-graph step uses it as it is)."""
         for l in range(self.L - 1, -1, -1):
             a_prev = outs[l - 1] if l > 0 else a0
             torch.bmm(a_prev.transpose(1, 2), dz, out=self.gW[l])
@@ -677,12 +678,33 @@ class StackedDenseStepper(_Stepper):
                     dz = ckernels.hidden_bwd(da, outs[l - 1], self._hid_codes[l - 1])
                 continue
             if pen_here:
-                h = outs[l - 1]
-                da.add_(torch.sign(h).mul_(self.lam / B))
+                da.add_(torch.sign(outs[l - 1]).mul_(self._lam_over(B)))
             if len(self.act_runs[l - 1]) == 1:
                 dz = _act_backward(self.act_runs[l - 1][0][2], da, zs[l - 1], outs[l - 1])
             else:
                 dz = self._act_bwd_slice(l - 1, 0, self.n_models, da, zs[l - 1], outs[l - 1])
+
+    def _lam_over(self, B: int) -> torch.Tensor:
+        """λ/B as (M, 1, 1), made once per batch size."""
+        t = self._lam_b.get(B)
+        if t is None:
+            t = self._lam_b[B] = self.lam / B
+        return t
+
+    def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
+                    loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
+                    rng: torch.Generator | None = None) -> None:
+        # its one term, the activity L1, is the penalty itself: the loop copies it, no per-step cost
+        yb = _rows(y, idx)
+        a0 = self._inputs(x_in, idx, known=(y, yb))
+        B = yb.shape[0]
+        zs, outs = self._forward(a0)
+        dz = self._output_loss_and_grad(zs[-1], outs[-1], yb, loss_out, need_grad=True)
+        if self.has_penalty and not self._pen_c:
+            pen = self._penalty(outs[self.code_layer])
+            pen_out.copy_(pen)
+            loss_out.add_(pen)
+        self._backward(a0, zs, outs, dz, B, pen_out, loss_out)
         self.t += 1
         lr, b1, b2, eps = self.hp
         if self._c and not self.fused_adam:  # the C loop, straight to the flat buffers

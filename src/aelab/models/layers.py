@@ -35,6 +35,7 @@ from torch import nn
 
 from .._schema import ACTIVATIONS, Activation, Frozen
 from ..errors import ConfigError
+from . import conv1
 from .base import make_activation
 from .dense import glorot_uniform_
 
@@ -397,6 +398,9 @@ class KerasConv2d(nn.Conv2d):
                 pad = (top, left)
             else:  # TF's extra row/column at the bottom/right (a copy of the input, channels-last)
                 x = F.pad(x, (left, right, top, bottom))
+        if conv1.applies(x, self.weight, self.in_channels, self.out_channels, self.stride, self.dilation,
+                         self.groups, pad):  # one output channel: aelab's C kernels (models/conv1.py)
+            return conv1.conv1(x, self.weight, self.bias, pad[0])
         return _add_bias_(F.conv2d(x, self.weight, None, self.stride, pad), self.bias)
 
     def extra_repr(self) -> str:
@@ -424,6 +428,12 @@ class KerasConvTranspose2d(nn.ConvTranspose2d):
         h0, h1 = transpose_crop(x.shape[-2], kh, sh, self.keras_padding)
         w0, w1 = transpose_crop(x.shape[-1], kw, sw, self.keras_padding)
         full_h, full_w = (x.shape[-2] - 1) * sh + kh, (x.shape[-1] - 1) * sw + kw
+        if (h0 == w0 and full_h - h1 == h0 and full_w - w1 == w0 and h0 < kh
+                and conv1.applies(x, self.weight, self.in_channels, self.out_channels, self.stride,
+                                  self.dilation, self.groups, (kh - 1 - h0, kw - 1 - w0))):
+            # stride 1, one output channel, the same crop on every side: the convolution with the
+            # flipped kernel and padding k − 1 − crop, by aelab's C kernels (models/conv1.py)
+            return conv1.conv1(x, self.weight, self.bias, kh - 1 - h0, transposed=True)
         y = F.conv_transpose2d(x, self.weight, None, self.stride)
         pads = (-w0, w1 - full_w, -h0, h1 - full_h)  # negative: a crop; positive (a kernel smaller
         if any(pads):  # than its stride): TF's rows no kernel reaches, which hold only the bias
