@@ -9,7 +9,7 @@ Measures, on one device, through aelab's own API (what ``aelab study``/``sweep``
   MNIST), the median over epochs 2..N (epoch 1 pays one-off start-up: CUDA context, kernels,
   the CUDA-graph capture); then the same run with ``AELAB_CUDA_GRAPHS=0`` (on a GPU: the eager
   stacked step instead of the captured one; on a CPU the same path twice);
-* **study** — the whole ``exercise12`` study (9 trainings), training wall time;
+* **study** — the whole ``exercise12`` study (17 trainings: the nine of the notebook and 4.1's noise curve), training wall time;
 * **sweep** — a 64-value sweep of the undercomplete AE's ``model.activity_l1`` (64 same-shape
   models: one stacked group) against the same sweep with one value, and their ratio;
 * **presets** — seconds per epoch of the convolutional and VAE presets (``keras-blog-conv``,
