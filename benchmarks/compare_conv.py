@@ -885,7 +885,7 @@ NOTES = [
     "threads (ctypes releases the GIL), and sum in an order that does not depend on the split. One "
     "thread, 128 images of 28×28, C → 1: forward 4.3 → 1.4 ms (C = 16) and 8.0 → 1.9 ms (C = 32), "
     "input + kernel gradients 6.3 → 2.2 and 8.3 → 2.6 ms. In a whole step (in-process A/B, "
-    "`AELAB_CONV1=0` vs 1, 6 rounds): conv AE 34.7 → 32.1 ms on 1 thread and 32.5 → 29.7 on 2, "
+    "`OMP_WAIT_POLICY=PASSIVE python -m benchmarks.conv1_ab --threads 1` and `--threads 2`): conv AE 34.7 → 32.1 ms on 1 thread and 32.5 → 29.7 on 2, "
     "denoiser 73.6 → 61.8 and 66.8 → 58.4, keras.io VAE 95.5 → 87.6 on 1 thread and within noise on 2. "
     "Equal to oneDNN's to float rounding (tests/test_conv1.py: against float64, against the layers "
     "with PyTorch's convolution, thread counts bit-identical, the second derivative through PyTorch).",
