@@ -172,6 +172,13 @@ def test_sweep_with_seeds_and_held_out_classes(tmp_path):
     row0 = next(line for line in md.splitlines() if line.startswith("| [0] |"))
     assert "| 0.833 |" in row0 and "| 2 / 3 |" in row0                 # 5 of 6 pairs; 2 held out, 3 others
     assert "0.4050 (0.4000 – 0.4100)" in row0                          # mean (min – max) over the 2 seeds
+    # the metric columns are the seeds' means (the first seed alone would say 0.4000 and 0.4100)
+    header = next(line for line in md.splitlines() if line.startswith("| data.exclude_labels |"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    cells = [c.strip() for c in row0.strip("|").split("|")]
+    assert cells[cols.index("BCE (mean of 2 seeds)")] == "0.4050"
+    assert cells[cols.index("final train loss (mean of 2 seeds)")] == "0.4150"
+    assert "held-out class ROC-AUC (reconstruction error) (first seed)" in cols
     row1 = next(line for line in md.splitlines() if line.startswith("| [1] |"))
     assert "| 0 | 1 / 4 |" in row1                                     # class 1 reconstructs best: AUC 0
     assert "Across 2 seeds per value, no change of the final val loss" in md
@@ -245,3 +252,25 @@ def test_accuracy_panel_keeps_its_whole_range():
         Figure.savefig = orig
     assert seen["ylim"]["linear-probe accuracy"] == (0.0, 1.02)
     assert seen["ylim"]["dead"] == (0.0, 2.0)  # a count keeps its integer window
+
+
+def test_protocol_names_a_slice_only_where_the_limit_cut_the_data():
+    """A quick study's data.limit = 3000 on a set of 1,437 training images cuts nothing: the
+    protocol sentence must not say "the first 3000 training images" (it did)."""
+    def rec(n_train, n_test, limit=3000, test_limit=500, exclude=None):
+        r = _run("a", [1, 8, 8], [0.5], exclude=exclude)
+        r["config"]["data"].update(limit=limit, test_limit=test_limit)
+        r["run"]["n_train"] = n_train
+        r["metrics"]["n_test"] = n_test
+        return {"a": r}
+
+    assert R._protocol_from_configs(rec(1437, 360))["data"] == ""
+    assert R._protocol_from_configs(rec(3000, 360))["data"] == ("trained and evaluated on a slice of the data: "
+                                                                "the first 3000 training images")
+    assert R._protocol_from_configs(rec(3000, 500))["data"].endswith("and the first 500 test images")
+    # runs recorded before n_train was: the config's limit, as before
+    old = rec(None, None)
+    del old["a"]["run"]["n_train"], old["a"]["metrics"]["n_test"]
+    assert "the first 3000 training images" in R._protocol_from_configs(old)["data"]
+    # held-out classes make the recorded size smaller than a limit that did cut
+    assert "the first 3000 training images" in R._protocol_from_configs(rec(2700, 500, exclude=[0]))["data"]

@@ -601,6 +601,12 @@ _SCALING_TEXT = {
 }
 
 
+def _bites(limit: Any, n: Any) -> Any:
+    """A data limit, or None where the run records fewer images than it (the limit cut nothing: the
+    set is smaller, e.g. a quick study's 3000 on scikit-learn's 1,437 digits)."""
+    return None if (limit and isinstance(n, (int, float)) and n < limit) else limit
+
+
 def _protocol_from_configs(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """What the runs' own configs say about the data protocol: ``{"label", "scaling", "data"}``.
 
@@ -617,7 +623,12 @@ def _protocol_from_configs(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, s
         scaling = str(data.get("scaling"))
         key = (scaling, str(data.get("scaler_fit")) if scaling == "minmax" else None)
         seen[key] = seen.get(key, 0) + 1
-        limits.add((data.get("limit"), data.get("test_limit")))
+        # held-out classes shrink the recorded sizes below a limit that did cut: then trust the limit
+        rec, mets = run.get("run"), run.get("metrics")
+        sizes = ((None, None) if data.get("exclude_labels") else
+                 (rec.get("n_train") if isinstance(rec, Mapping) else None,
+                  mets.get("n_test") if isinstance(mets, Mapping) else None))
+        limits.add((_bites(data.get("limit"), sizes[0]), _bites(data.get("test_limit"), sizes[1])))
     if not seen:
         return {"label": "not recorded", "scaling": "the runs' configs do not record the data scaling", "data": ""}
     texts = [_SCALING_TEXT.get(k, (f"{k[0]}" + (f", fitted {k[1]}" if k[1] else ""),) * 2) for k in seen]
@@ -1176,20 +1187,30 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
                 if not any(isinstance(C.family_value(r, k), (list, tuple)) for r in every)]
     stochastic = [C.code_is_mean(r) for r in every]
     code = " (of μ)" if all(stochastic) else " (of μ where the encoder is stochastic)" if any(stochastic) else ""
-    columns = [label for label, _ in _SWEEP_COLUMNS] + ["dead code units" + code]
-    if noisy:
-        columns += ["noisy: SSIM", "noisy: PSNR (dB)"]
-    columns += [C.family_label(k) for k in fam_keys]
-    columns += ["held-out class ROC-AUC (reconstruction error)", "held-out test images / the rest"]
     k_seeds = len(reps[0]) if seeded else 0
+    # with seeds, the metric columns are each value's mean over its seeds (as the plot's lines); the
+    # columns that are one run's own (its code units, diagnostics, held-out AUC) are the first seed's
+    mean_of = f" (mean of {k_seeds} seeds)" if seeded else ""
+    first = " (first seed)" if seeded else ""
+    columns = [label + mean_of for label, _ in _SWEEP_COLUMNS] + ["dead code units" + code + first]
+    if noisy:
+        columns += ["noisy: SSIM" + mean_of, "noisy: PSNR (dB)" + mean_of]
+    columns += [C.family_label(k) + first for k in fam_keys]
+    columns += ["held-out class ROC-AUC (reconstruction error)" + first, "held-out test images / the rest"]
     if seeded:
         columns += [f"final val loss over {k_seeds} seeds: mean (min – max)"]
     table = []
 
+    def metric(run: Mapping[str, Any], path: str, i: int | None) -> str:
+        """A metric's cell: the run's value, or with seeds the mean over the point's seed runs."""
+        if not seeded or i is None:
+            return C.fmt_num(_get(run, path))
+        return C.fmt_num(_seed_stats([reps[i]], lambda r: _get(r, path))[0][0])
+
     def row(label: str, run: Mapping[str, Any], key: str, is_base: bool, i: int | None = None) -> dict[str, Any]:
-        cells = [C.fmt_num(_get(run, path)) for _, path in _SWEEP_COLUMNS] + [_dead_units(run)]
+        cells = [metric(run, path, i) for _, path in _SWEEP_COLUMNS] + [_dead_units(run)]
         if noisy:
-            cells += [C.fmt_num(_get(run, "metrics.noisy.ssim")), C.fmt_num(_get(run, "metrics.noisy.psnr"))]
+            cells += [metric(run, "metrics.noisy.ssim", i), metric(run, "metrics.noisy.psnr", i)]
         cells += [C.family_cell(run, k) for k in fam_keys]
         a = anomaly[i] if i is not None else None
         cells += [C.fmt_num(a["auc"], 3) if a else "—",
