@@ -603,7 +603,7 @@ _SCALING_TEXT = {
 
 def _bites(limit: Any, n: Any) -> Any:
     """A data limit, or None where the run records fewer images than it (the limit cut nothing: the
-    set is smaller, e.g. a quick study's 3000 on scikit-learn's 1,437 digits)."""
+    data set is smaller than the limit: a slice of 3000 asked of 1,437 images is all 1,437)."""
     return None if (limit and isinstance(n, (int, float)) and n < limit) else limit
 
 
@@ -1189,7 +1189,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     code = " (of μ)" if all(stochastic) else " (of μ where the encoder is stochastic)" if any(stochastic) else ""
     k_seeds = len(reps[0]) if seeded else 0
     # with seeds, the metric columns are each value's mean over its seeds (as the plot's lines); the
-    # columns that are one run's own (its code units, diagnostics, held-out AUC) are the first seed's
+    # columns that are one run's own (its code units, diagnostics, held-out AUC) show the first seed
     mean_of = f" (mean of {k_seeds} seeds)" if seeded else ""
     first = " (first seed)" if seeded else ""
     columns = [label + mean_of for label, _ in _SWEEP_COLUMNS] + ["dead code units" + code + first]
