@@ -62,12 +62,10 @@ import weakref
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..losses import EPS
 from .adam import FUSED, keras_lr_t
-from .steppers import StackedDenseStepper, aten, distinct_tensors
+from .steppers import StackedDenseStepper, distinct_tensors
 
 ENV = "AELAB_CUDA_GRAPHS"
 _ON = {"", "1", "true", "on", "yes"}
@@ -265,6 +263,16 @@ class GraphedDenseStepper(StackedDenseStepper):
         return k
 
     # -- the step --------------------------------------------------------------------------------------
+    @staticmethod
+    def _model_means(t: torch.Tensor) -> torch.Tensor:
+        """Each model's mean in one batched reduction (the values may differ by rounding from the
+        model's alone; see the module docstring)."""
+        return t.reshape(t.shape[0], -1).mean(1)
+
+    @staticmethod
+    def _model_sums(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(t.shape[0], -1).sum(1)
+
     def _body(self, lay: _Layout, ragged: bool) -> None:
         """One step on batch ``counter`` of the epoch's rows: device tensors in, device tensors out,
         no value read by the host, no Python number that changes between steps."""
@@ -282,11 +290,11 @@ class GraphedDenseStepper(StackedDenseStepper):
             a0 = torch.index_select(rows, 0, lay.where, out=self._buf("graph_inputs", (M, B, lay.D)))
         yb = rows[lay.jy]
         zs, outs = self._forward(a0)
-        dz = self._out_loss_grad(zs[-1], outs[-1], yb)
+        # the base class's output layer and penalty without its C kernels (``_c`` is off), with
+        # batched reductions for the values (``_model_means``/``_model_sums`` below)
+        dz = self._output_loss_and_grad(zs[-1], outs[-1], yb, self._loss, need_grad=True)
         if self.has_penalty:
-            h = outs[self.code_layer]
-            torch.sum(torch.abs(h).reshape(M, -1), 1, out=self._pen)
-            self._pen.mul_(self._lam_flat).div_(B)
+            self._pen.copy_(self._penalty(outs[self.code_layer]))
             self._loss.add_(self._pen)
         # the backward of StackedDenseStepper without its C kernels (_hid_c is off): autograd's
         # operations in autograd's order
@@ -319,39 +327,3 @@ class GraphedDenseStepper(StackedDenseStepper):
         else:
             root = torch.sqrt(v, out=tmp)
         p.sub_(torch.mul(m, self._alpha, out=self._tmp2).div_(root.add_(eps)))
-
-    def _out_loss_grad(self, z: torch.Tensor | None, a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Each model's batch loss into ``self._loss`` (M,) and dL/dz of the output layer, (M, B, D).
-
-        The gradients are those of ``StackedDenseStepper._output_loss_and_grad`` operation for
-        operation; the loss values are PyTorch's elementwise losses, one batched mean per run of
-        models with the same output kind (see the module docstring)."""
-        M, B, D = a.shape
-        n = B * D
-        whole = len(self.out_runs) == 1
-        dz = None if whole else self._buf("graph_dz", (M, B, D))
-        for s, e, kind in self.out_runs:
-            zz, aa = (None if z is None else z[s:e]), a[s:e]
-            yy = y.expand_as(aa)
-            if kind == "logits":
-                terms = F.binary_cross_entropy_with_logits(zz, yy, reduction="none")
-                g = torch.sigmoid(zz).sub_(yy).div_(n)  # (σ(z) − y) / n, autograd's backward
-            elif kind == "bce":
-                p = aa.clamp(EPS, 1.0 - EPS)
-                # Keras' −[y·log p + (1−y)·log(1−p)] in two logs (PyTorch's BCE kernel asserts its
-                # input is in [0, 1] on the device: a NaN would kill the CUDA context, not stop the run)
-                log_q = torch.rsub(p, 1.0).log_()
-                terms = torch.log(p).sub_(log_q).mul_(yy).add_(log_q).neg_()
-                g = aten.binary_cross_entropy_backward(self._one(p), p, yy, None, 0).div_(n)
-                g.mul_(torch.eq(aa, p))  # clamp's backward: zero where the output was clipped
-                g = self._act_bwd_slice(self.L - 1, s, e, g, zz, aa)
-            else:  # mse
-                diff = aa - yy
-                terms = diff.square()
-                g = self._act_bwd_slice(self.L - 1, s, e, diff.mul_(2.0 * (1.0 / n)), zz, aa)
-            torch.mean(terms.reshape(e - s, -1), 1, out=self._loss[s:e])
-            if whole:
-                dz = g
-            else:
-                dz[s:e] = g
-        return dz

@@ -566,7 +566,7 @@ class StackedDenseStepper(_Stepper):
                         continue
                     ckernels.out_logits(zz.contiguous(), ys, loss_out[s:e])
                 elif loss_out is not None:
-                    loss_out[s:e] = _per_model(_bce_logits_terms(zz, yy, sig))
+                    loss_out[s:e] = self._model_means(_bce_logits_terms(zz, yy, sig))
                 if need_grad:  # (σ(z) − y) / n: autograd's BCE-with-logits backward, op for op
                     put(s, e, sig.sub_(yy).div_(B * D))
             elif kind == "bce":
@@ -580,7 +580,7 @@ class StackedDenseStepper(_Stepper):
                         # ~5× slower on CPU (scalar logs), so two vectorised logs, per model
                         log_q = torch.rsub(p, 1.0).log_()
                         t = torch.log(p).sub_(log_q).mul_(yy).add_(log_q).neg_()
-                        loss_out[s:e] = _per_model(t)
+                        loss_out[s:e] = self._model_means(t)
                 if need_grad:
                     # The kernels autograd runs for losses.bce_clipped, in its order (so the fast
                     # and plain paths agree to the bit): BCE backward, ÷ numel, then clamp's
@@ -591,7 +591,7 @@ class StackedDenseStepper(_Stepper):
             else:  # mse
                 diff = aa - yy
                 if loss_out is not None:
-                    loss_out[s:e] = _per_model(diff.square())
+                    loss_out[s:e] = self._model_means(diff.square())
                 if need_grad:
                     put(s, e, self._act_bwd_slice(self.L - 1, s, e, diff.mul_(2.0 * scale), zz, aa))
         return dz
@@ -648,10 +648,20 @@ class StackedDenseStepper(_Stepper):
                                                    None if z is None else z[lo - s:hi - s], a[lo - s:hi - s])
         return out
 
+    # How reported values are reduced per model: one full reduction per model, so a run's value
+    # does not depend on the models stacked beside it. (The CUDA-graph step overrides both with one
+    # batched reduction: M reductions would be 2M more kernels per step.)
+    @staticmethod
+    def _model_means(t: torch.Tensor) -> torch.Tensor:
+        return _per_model(t)
+
+    @staticmethod
+    def _model_sums(t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t[m].sum() for m in range(t.shape[0])])
+
     def _penalty(self, h: torch.Tensor) -> torch.Tensor:
-        """(M,) λ·Σ|h| / B per model (one reduction per model: the value may not depend on M)."""
-        a = h.abs()
-        return torch.stack([a[m].sum() for m in range(a.shape[0])]).mul_(self.lam.view(-1)).div_(h.shape[1])
+        """(M,) λ·Σ|h| / B per model."""
+        return self._model_sums(h.abs()).mul_(self.lam.view(-1)).div_(h.shape[1])
 
     def _backward(self, a0: torch.Tensor, zs, outs, dz: torch.Tensor, B: int, pen_out: torch.Tensor | None,
                   loss_out: torch.Tensor | None) -> None:
