@@ -273,6 +273,7 @@ def gather_rows(src: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 CONV1_LANES = 16
 
 _pool = None
+_pool_size = 0
 
 
 def _split(n: int, fn) -> None:
@@ -280,15 +281,17 @@ def _split(n: int, fn) -> None:
     engine's thread policy sets them), the parts after the first on a small thread pool. The C
     calls release the GIL, so the parts run in parallel; every kernel's result is the same
     whatever the cut (see ``_kernels.c``)."""
-    global _pool
+    global _pool, _pool_size
     parts = max(1, min(torch.get_num_threads(), n, os.cpu_count() or 1))
     if parts == 1:
         fn(0, n)
         return
-    if _pool is None or _pool._max_workers < parts - 1:
+    if _pool_size < parts - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="aelab-conv1")
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_size = ThreadPoolExecutor(parts - 1, thread_name_prefix="aelab-conv1"), parts - 1
     cuts = [n * i // parts for i in range(parts + 1)]
     futs = [_pool.submit(fn, cuts[i], cuts[i + 1]) for i in range(1, parts)]
     fn(cuts[0], cuts[1])
