@@ -78,8 +78,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                         "share held out for testing, a seeded split (default 0.2)")
     d.add_argument("--label-column", metavar="NAME", help="CSV table: the column holding the labels (not a feature)")
     d.add_argument("--scaling", choices=["unit", "minmax", "standard"],
-                   help="unit: x / the data's maximum, x/255 for images (default); minmax: scikit-learn "
-                        "MinMaxScaler per feature; standard: z-score per feature, fitted on the training split")
+                   help="unit: x / the data's maximum, x/255 for images (default; a table outside [0, 1] is "
+                        "scaled with minmax when the last layer or the loss needs [0, 1]); minmax: scikit-learn "
+                        "MinMaxScaler per feature; standard: z-score per feature, fitted on the training split "
+                        "(with --loss mse and a linear last layer)")
     d.add_argument("--scaler-fit", choices=["train", "per_split"], help="fit min–max on the training split, or on each split (the seed's way)")
     d.add_argument("--noise-factor", type=float, metavar="F", help="denoising: inputs clip(x + F·N(0,1), 0, 1)")
     d.add_argument("--noise-mode", choices=["once", "per_epoch"], help="draw the noise once (the seed) or every epoch")
@@ -94,7 +96,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=int, help="epochs (default 20)")
     t.add_argument("--batch-size", type=int, help="batch size (default 64)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--loss", choices=["bce", "mse"], help="bce: Keras binary cross-entropy (default); mse")
+    t.add_argument("--loss", choices=["bce", "torch_bce", "mse"],
+                   help="bce: Keras binary cross-entropy (default); torch_bce: PyTorch's binary_cross_entropy "
+                        "(pytorch/examples' VAE); mse: mean squared error (for data outside [0, 1], with a linear "
+                        "last layer)")
     t.add_argument("--seed", type=int, help="seed for init, shuffling and noise (default 2022)")
     t.add_argument("--no-shuffle", action="store_true", help="keep the training order fixed")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -477,7 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--baseline", help="the run to start from (default: lab_undercomplete)")
     w.add_argument("--config", metavar="TOML", help="start from a run config file instead of a study baseline")
     w.add_argument("--param", required=True, help="dotted key to vary, e.g. data.noise_factor, model.activity_l1, or model.code_size")
-    w.add_argument("--values", required=True, help="comma list (0.1,0.3,0.6) or log range LO..HI:COUNT (1e-6..1e-1:6)")
+    w.add_argument("--values", required=True,
+                   help="comma list (0.1,0.3,0.6), log range LO..HI:COUNT (1e-6..1e-1:6), or a list of lists "
+                        "'[a],[b,c]' for a key that takes a list, e.g. --param data.exclude_labels --values "
+                        "'[0],[1],[3,5]' (quote it for the shell)")
     w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>)")
     w.add_argument("--quick", action="store_true", help="use the study's quick settings")
     w.add_argument("--no-report", action="store_true", help="write results.json only")

@@ -124,6 +124,9 @@ class DataCache:
         if d.noise_factor > 0 and (lo < 0.0 or hi > 1.0):
             raise ConfigError(f"data.noise_factor clips noisy inputs to [0, 1], but {d.dataset} scaled with "
                               f"'{d.scaling}' spans [{lo:.4g}, {hi:.4g}]; use --scaling minmax or unit, or no noise")
+        from .ranges import warn_unreachable
+
+        warn_unreachable(cfg, lo, hi)  # a last layer that cannot reach the data: one line, not an error
 
     def _scaled_range(self, cfg: "DataConfig") -> tuple[float, float]:
         """The training split's value range after scaling, computed only where it is not known: min–max

@@ -238,8 +238,10 @@ def _read_path(cfg: "DataConfig") -> Dataset:
     return _PATH_MEMO[key]
 
 
-def fit_config(cfg: "RunConfig") -> "RunConfig":
-    """``cfg`` with its model's input shape taken from its data (see ``ModelConfig.fitted_to``).
+def fit_config(cfg: "RunConfig", scaling: bool = True) -> "RunConfig":
+    """``cfg`` with its model's input shape taken from its data (see ``ModelConfig.fitted_to``) and,
+    with ``scaling``, ``unit`` scaling of data that declares no range and lies outside [0, 1] turned
+    into ``minmax`` where the last layer or the loss needs [0, 1] (:func:`aelab.data.ranges.fit_scaling`).
 
     The same config back when the shapes already agree (MNIST with the default model: nothing
     changes, not even the hash). A model that cannot take the data's shape is one
@@ -247,9 +249,13 @@ def fit_config(cfg: "RunConfig") -> "RunConfig":
     """
     shape = sample_shape(cfg.data)
     model = cfg.model.fitted_to(shape, what=f"data set {cfg.data.dataset}")
-    if model is cfg.model:
-        return cfg
-    return cfg.model_copy(update={"model": model})
+    if model is not cfg.model:
+        cfg = cfg.model_copy(update={"model": model})
+    if scaling and cfg.data.dataset not in DATASETS and cfg.data.scaling == "unit":
+        from .ranges import fit_scaling
+
+        cfg = fit_scaling(cfg, _read_path(cfg.data))
+    return cfg
 
 
 def with_overrides(base: "RunConfig", overrides: dict) -> "RunConfig":
@@ -263,9 +269,10 @@ def with_overrides(base: "RunConfig", overrides: dict) -> "RunConfig":
 
     data_ov = {k: v for k, v in overrides.items() if k.startswith("data.")}
     rest = {k: v for k, v in overrides.items() if not k.startswith("data.")}
-    first = fit_config(base.with_overrides(data_ov) if data_ov else base)
+    # the scaling is fitted last, to the model and loss the remaining overrides give
+    first = fit_config(base.with_overrides(data_ov) if data_ov else base, scaling=False)
     if not rest:
-        return first
+        return fit_config(first)
     try:
         return fit_config(first.with_overrides(rest))
     except ConfigError as err:

