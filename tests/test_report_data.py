@@ -68,7 +68,8 @@ def test_table_runs_get_the_per_feature_error_figure():
     v = _run("v", [5], [0.4], metrics={"feature_mse": [0.5, 0.4, 0.3, 0.2, 0.1]})
     got = R._recon_png(rows, [("baseline", b), ("variant", v)])
     assert got == F.feature_error_plot([("baseline", b["metrics"]["feature_mse"]),
-                                        ("variant", v["metrics"]["feature_mse"])], rows)
+                                        ("variant", v["metrics"]["feature_mse"])], rows,
+                                       value_label=R.strip_value_label(b, v))
     with pytest.raises(ValueError, match="one number per feature"):
         F.feature_error_plot([("a", [0.1, 0.2]), ("b", [0.1])])
 

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = [
     "CLAIM_KINDS",
@@ -104,6 +104,7 @@ __all__ = [
     "meaningful_ratio",
     "noise_factor",
     "noise_level",
+    "loss_terms_differ",
     "observation",
     "observe",
     "penalty_terms",
@@ -810,6 +811,23 @@ def comparable_losses(*runs: Mapping[str, Any]) -> bool:
     return not scales or max(scales) / min(scales) < SCALE_GAP
 
 
+def loss_terms_differ(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> str | None:
+    """Why two runs' *total* losses do not measure the same thing, or None when they do.
+
+    A loss with a penalty (a KL sparsity term, an activity L1, a KL to the prior) beside one without
+    it is the reconstruction plus something the other does not hold: their ratio mixes two
+    quantities, so the totals are not compared; the reconstruction term both share is. Returns a
+    clause such as ``"only the variant's loss includes the KL sparsity term"``.
+    """
+    b, v = penalty_terms(baseline_run), penalty_terms(variant_run)
+    parts = []
+    if [k for k in v if k not in b]:
+        parts.append(f"only the variant's loss includes the {term_phrase([k for k in v if k not in b])}")
+    if [k for k in b if k not in v]:
+        parts.append(f"only the baseline's loss includes the {term_phrase([k for k in b if k not in v])}")
+    return " and ".join(parts) or None
+
+
 # --------------------------------------------------------------------------------------------
 # family diagnostics (metrics.family)
 # --------------------------------------------------------------------------------------------
@@ -977,17 +995,21 @@ NOISE_FLOOR = 0.01
 
 def noise_level(runs: Sequence[Mapping[str, Any]],
                 replicates: Sequence[Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
-    """The relative size of a final-val-loss difference that counts as run-to-run noise.
+    """The relative size of a final-val-loss difference that counts as no difference, and whether
+    run-to-run noise was measured at all.
 
     With seed replicates (``replicates``: for some configs, the run records of the same config
-    trained with different seeds): the median over those configs of the spread of the final val
-    loss across seeds, ``(max - min) / mean``. Without them: the median over ``runs`` of how much
-    the val loss moved over its last epoch, ``|v[-1] - v[-2]| / |v[-1]|`` — stopping one epoch
-    (both on the reconstruction part of the val loss, :func:`recon_val_loss`)
-    earlier would move a result that much, so a smaller difference between runs is not a finding.
-    Either way at least :data:`NOISE_FLOOR` (1%).
+    trained with different seeds) the noise is measured: the median over those configs of the
+    spread of the final val loss across seeds, ``(max - min) / mean``, at least
+    :data:`NOISE_FLOOR`; a smaller difference between runs is noise. Without them nothing says
+    how large run-to-run noise is: only differences under :data:`NOISE_FLOOR` (1%) are read as no
+    difference, and a larger one is reported as measured, never called noise. How much the val
+    loss still moved over its last epoch (``|v[-1] - v[-2]| / |v[-1]|``, median over ``runs``) is
+    said beside it — stopping one epoch earlier would move a result that much — but it is how far
+    training had settled, not a noise estimate. (Both on the reconstruction part of the val loss,
+    :func:`recon_val_loss`.)
 
-    Returns ``{"rel": fraction, "how": one sentence saying how it was estimated}``.
+    Returns ``{"rel": fraction, "measured": bool, "how": one sentence saying how "rel" was set}``.
     """
     everything = [*runs, *(r for reps in replicates or () for r in reps)]
     penalised = has_penalty(*everything)
@@ -999,28 +1021,41 @@ def noise_level(runs: Sequence[Mapping[str, Any]],
         mean = sum(vals) / len(vals) if vals else 0.0
         if len(vals) >= 2 and mean > 0:
             spreads.append((max(vals) - min(vals)) / mean)
+    floor = fmt_num(100 * NOISE_FLOOR, 2)
     if spreads:
         k = max(len(reps) for reps in replicates or ())
         est = _median(spreads)
         how = (f"This is the typical spread of the {final} across "
                f"{k} seeds of the same run "
-               f"({fmt_pct(est).lstrip('+')}, the median over {len(spreads)} runs)")
-    else:
-        steps = []
-        for r in runs:
-            try:
-                curve = _recon_val_curve(r)
-            except ValueError:
-                continue
-            if len(curve) >= 2 and _finite(curve[-1], curve[-2]) and curve[-1] != 0:
-                steps.append(abs(curve[-1] - curve[-2]) / abs(curve[-1]))
-        est = _median(steps) if steps else 0.0
-        how = (f"No replicate seeds were trained, so this is how much the {val} still moved over its last "
-               f"epoch ({fmt_pct(est).lstrip('+')}, the median over {len(steps)} runs): stopping one epoch earlier "
-               "would move a result that much" if steps else
-               "No replicate seeds and no per-epoch val loss were recorded, so only the floor applies")
-    rel = max(NOISE_FLOOR, est)
-    return {"rel": rel, "how": f"{how}; the threshold is never below {fmt_num(100 * NOISE_FLOOR, 2)}%"}
+               f"({fmt_pct(est).lstrip('+')}, the median over {len(spreads)} runs); "
+               f"the threshold is never below {floor}%")
+        return {"rel": max(NOISE_FLOOR, est), "measured": True, "how": how}
+    steps = []
+    for r in runs:
+        try:
+            curve = _recon_val_curve(r)
+        except ValueError:
+            continue
+        if len(curve) >= 2 and _finite(curve[-1], curve[-2]) and curve[-1] != 0:
+            steps.append(abs(curve[-1] - curve[-2]) / abs(curve[-1]))
+    how = (f"not measured, as no replicate seeds were trained; differences in the {final} under "
+           f"{fmt_pct(NOISE_FLOOR).lstrip('+')} are read as no difference, larger ones are reported as they are, "
+           "not as noise")
+    if steps:
+        moved = _median(steps)
+        how += (f". The {val} hardly moved over its last epoch (the median over {len(steps)} runs)"
+                if moved < NOISE_FLOOR / 10 else
+                f". The {val} still moved {fmt_pct(moved).lstrip('+')} over its last epoch (the median over "
+                f"{len(steps)} runs): stopping one epoch earlier would move a result about that much")
+    return {"rel": NOISE_FLOOR, "measured": False, "how": how, "moved": _median(steps) if steps else None}
+
+
+def _noise_evidence(loss_name: str, nrel: float, noise: Mapping[str, Any]) -> str:
+    """The evidence line on run-to-run noise: the threshold and how it was set, measured or not."""
+    if noise.get("measured"):
+        return (f"Run-to-run noise: differences in the {loss_name} under {fmt_pct(nrel).lstrip('+')} are read as "
+                f"noise. {noise['how']}.")
+    return f"Run-to-run noise: {noise['how']}."
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -1112,7 +1147,7 @@ def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noi
     collapsed = vc is True and bc is not True
     if collapsed:
         out.append(f"{who}'s posterior has collapsed: no latent dimension is active, so its decoder ignores the "
-                   "code and cannot tell the digits apart")
+                   "code and cannot tell the classes apart")
     elif bc is True and vc is False:
         out.append(f"{other}'s posterior has collapsed (no latent dimension is active), where {who} uses its code")
     va, vlat = family_number(v, "active_units"), family_number(v, "latent")
@@ -1146,10 +1181,10 @@ def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noi
     bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
     if bdv is not None and vdv is not None and _finite(bdv, vdv):
         if vdv < 0.5 * bdv and vdv < 0.5:
-            out.append(f"{who}'s outputs look nearly the same whatever the input digit — it has collapsed "
+            out.append(f"{who}'s outputs look nearly the same whatever the input — it has collapsed "
                        "towards one average image")
         elif bdv < 0.5 * vdv and bdv < 0.5:
-            out.append(f"{who}'s outputs vary from digit to digit, where {other}'s look nearly all the same")
+            out.append(f"{who}'s outputs vary from input to input, where {other}'s look nearly all the same")
     bp, vp = _get(b, "metrics.latent.probe_accuracy"), _get(v, "metrics.latent.probe_accuracy")
     chance = _get(v, "metrics.latent.chance")
     if bp is not None and vp is not None and _finite(bp, vp):
@@ -1198,7 +1233,7 @@ def _noisy_sentence(b: Mapping[str, Any], v: Mapping[str, Any], noise: float) ->
         return None
     gain = vns - vin
     if gain > 0.05:
-        s = ("From noisy inputs the variant recovers digits clearly closer to the clean images (by SSIM) than its "
+        s = ("From noisy inputs the variant's outputs are clearly closer to the clean images (by SSIM) than its "
              "noisy inputs were.")
     elif gain >= -0.05:
         s = ("From noisy inputs the variant's outputs are hardly closer to the clean images (by SSIM) than the noisy "
@@ -1309,6 +1344,7 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
     if noise is None:
         noise = noise_level([b, v])
     nrel = float(noise["rel"])
+    measured = bool(noise.get("measured"))  # seed replicates measured the noise; else none is claimed
     lead: list[str] = []
     evidence: list[str] = []
 
@@ -1335,7 +1371,8 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
         bs, vs = _get(b, "metrics.ssim"), _get(v, "metrics.ssim")
         ssim_word = _compare_word(vs, bs, rel=NOISE_FLOOR) if bs is not None and vs is not None else None
         if abs(rel) <= nrel:
-            lead.append(f"{changed} made no difference to the {loss_name} beyond the run-to-run noise.")
+            lead.append(f"{changed} made no difference to the {loss_name} beyond the run-to-run noise." if measured
+                        else f"{changed} made no difference to the {loss_name} (under {fmt_pct(nrel).lstrip('+')}).")
             if ssim_word in ("higher", "lower"):
                 lead[-1] = lead[-1][:-1] + f", though the variant's SSIM is a little {ssim_word}."
         else:
@@ -1352,6 +1389,12 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
             else:
                 s += f" by the {loss_name}"
             lead.append(s + ".")
+            if not measured:  # the difference stands as measured: nothing says how much of it chance could explain
+                moved = noise.get("moved")
+                lead.append("No replicate seeds were trained, so whether run-to-run noise could explain a difference "
+                            "this size is not known" + (f"; the {loss_name} still moved as much over its last epoch, so "
+                                                         "it may change with longer training" if moved is not None
+                                                         and moved >= abs(rel) else "") + ".")
         if not comparable:
             lead.append("The two runs' losses are on different scales (one sums the error over an image's pixels, "
                         "the other averages it), so the verdict reads the per-pixel BCE of the test images instead.")
@@ -1379,14 +1422,17 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
 
     # the numbers
     if bv is not None and vv is not None:
-        if comparable:
+        apart = loss_terms_differ(b, v) if comparable else None
+        if apart:  # a ratio of totals that hold different terms mixes two quantities
+            s = f"Final val loss {fmt_num(vv, 3)} vs {fmt_num(bv, 3)} for the baseline (not compared: {apart})"
+        elif comparable:
             s = f"Final val loss {_vs(vv, bv)} for the baseline"
         else:
             s = f"Final val loss {fmt_num(vv, 3)} vs {fmt_num(bv, 3)} for the baseline (different scales)"
         if penalised and comparable and bl is not None and vl is not None and loss_name != "train loss":
             s += f"; its reconstruction part {_vs(vl, bl)}"
         if bt is not None and vt is not None:
-            s += f"; final train loss {_vs(vt, bt)}" if comparable else \
+            s += f"; final train loss {_vs(vt, bt)}" if comparable and not apart else \
                 f"; final train loss {fmt_num(vt, 3)} vs {fmt_num(bt, 3)}"
         evidence.append(s + ".")
         if not comparable and bl is not None and vl is not None:
@@ -1430,7 +1476,7 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
         evidence.append(lat)
     bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
     if bdv is not None and vdv is not None:
-        evidence.append(f"Output diversity (1 = as varied as the test digits) {_vs(vdv, bdv)}.")
+        evidence.append(f"Output diversity (1 = as varied as the test inputs) {_vs(vdv, bdv)}.")
     vns, bns = _get(v, "metrics.noisy.ssim"), _get(b, "metrics.noisy.ssim")
     if vns is not None:
         vnf, bnf = noise_factor(v), noise_factor(b)
@@ -1454,8 +1500,7 @@ def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], va
                 s += f" vs {fmt_num(bnb, 3)} ({fmt_change(vnb, bnb)})"
         evidence.append(s + ".")
     if rel is not None:
-        evidence.append(f"Run-to-run noise: differences in the {loss_name} under {fmt_pct(nrel).lstrip('+')} are "
-                        f"read as noise. {noise['how']}.")
+        evidence.append(_noise_evidence(loss_name, nrel, noise))
     if not lead and not evidence:
         return {"lead": "No numbers were recorded for these runs.", "evidence": []}
     return {"lead": " ".join(lead), "evidence": evidence}
@@ -1471,6 +1516,19 @@ def observe(question: Mapping[str, Any], baseline_run: Mapping[str, Any], varian
 # --------------------------------------------------------------------------------------------
 # sweeps
 # --------------------------------------------------------------------------------------------
+#: what the values of a categorical setting are, for "across the held-out classes [0], [1]" (a
+#: generic config key, not a data set's vocabulary)
+_SETTING_NOUNS = {"exclude_labels": "the held-out classes"}
+
+
+def _across(short: str, values: Sequence[Any]) -> str:
+    """The values of an unordered setting, listed without implying an order: "the held-out classes
+    [0], [1], [2]" or "activation = relu, sigmoid"."""
+    listed = ", ".join(_fmt_point(x) for x in values)
+    noun = _SETTING_NOUNS.get(short)
+    return f"{noun} {listed}" if noun else f"{short} = {listed}"
+
+
 def _fmt_point(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
@@ -1489,6 +1547,9 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     if noise is None:
         noise = noise_level(runs)
     nrel = float(noise["rel"])
+    measured = bool(noise.get("measured"))
+    # numbers have an order to go from and to; classes, names and lists do not: their prose lists
+    # the values and compares them ("across the held-out classes [0], [1], [2]"), never "going from"
     ordered = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
     if ordered:
         order = sorted(range(len(values)), key=lambda i: values[i])
@@ -1506,27 +1567,29 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     hi = max(range(len(pts)), key=lambda i: ys[i])
     first, last = pts[0], pts[-1]
     spread = (ys[hi] - ys[lo]) / abs(ys[lo]) if ys[lo] != 0 else math.inf
-    name = f"from {short}={_fmt_point(first[0])} to {short}={_fmt_point(last[0])}"
+    going = f"Going from {short}={_fmt_point(first[0])} to {short}={_fmt_point(last[0])}"
     lead: list[str] = []
     within = spread <= nrel
     if len(pts) < 2:
         lead.append(f"Only one point ({short}={_fmt_point(first[0])}) has a {final}; there is no trend to read.")
     elif within:
-        lead.append(f"Going {name} makes no difference to the reconstructions beyond the run-to-run noise: the "
-                    f"{final} stays within {fmt_pct(spread).lstrip('+')} across all points.")
+        beyond = " beyond the run-to-run noise" if measured else ""
+        lead.append((f"{going} makes no difference to the reconstructions{beyond}" if ordered else
+                     f"Across {_across(short, [x for x, _, _ in pts])}, the reconstructions do not differ{beyond}")
+                    + f": the {final} stays within {fmt_pct(spread).lstrip('+')} across all points.")
     else:
         tol = nrel * abs(ys[lo])
         steps = [b - a for a, b in zip(ys, ys[1:])]
         what = ("the reconstructions of clean test images" if any(_get(r, "metrics.noisy.ssim") is not None
                                                                    for r in runs) else "the reconstructions")
         if not ordered:  # classes, names, lists: no order to rise or fall along
-            lead.append(f"The {final} is lowest at {short}={_fmt_point(pts[lo][0])} and highest at "
-                        f"{short}={_fmt_point(pts[hi][0])}.")
+            lead.append(f"Across {_across(short, [x for x, _, _ in pts])}, the {final} is lowest at "
+                        f"{short}={_fmt_point(pts[lo][0])} and highest at {short}={_fmt_point(pts[hi][0])}.")
         elif all(d >= -tol for d in steps) and ys[-1] > ys[0]:
-            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}worse: the {final} "
+            lead.append(f"{going} makes {what} {_degree(spread, nrel)}worse: the {final} "
                         "rises with it.")
         elif all(d <= tol for d in steps) and ys[-1] < ys[0]:
-            lead.append(f"Going {name} makes {what} {_degree(spread, nrel)}better: the {final} "
+            lead.append(f"{going} makes {what} {_degree(spread, nrel)}better: the {final} "
                         "falls with it.")
         else:
             lead.append(f"The {final} does not move one way across the sweep: it is lowest at "
@@ -1535,15 +1598,19 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
         reasons = _reasons(pts[lo][1], pts[hi][1], True, nrel, who=worst, other=best)
         if reasons:
             lead.append("The diagnostics suggest why: " + "; ".join(reasons) + ".")
+        if not measured:
+            lead.append("No replicate seeds were trained, so whether run-to-run noise could explain a spread this "
+                        "size is not known.")
     den = [(x, _get(r, "metrics.noisy.ssim")) for x, r in zip(values, runs)]
     den = [(x, y) for x, y in den if y is not None and math.isfinite(y)]
     if len(den) >= 2:
-        d0, d1 = den[0][1], den[-1][1]
+        # ordered: the last value against the first; unordered: the best against the worst
+        (x0, d0), (x1, d1) = (den[0], den[-1]) if ordered else (min(den, key=lambda t: t[1]), max(den, key=lambda t: t[1]))
         word = _compare_word(d1, d0, rel=NOISE_FLOOR)
-        lead.append(f"From noisy inputs, the denoised outputs at {short}={_fmt_point(den[-1][0])} are "
-                    + {"higher": "closer to the clean digits than", "lower": "further from the clean digits than",
-                       "about the same": "as close to the clean digits as"}.get(word, "not comparable with")
-                    + f" at {short}={_fmt_point(den[0][0])} (by SSIM).")
+        lead.append(f"From noisy inputs, the denoised outputs at {short}={_fmt_point(x1)} are "
+                    + {"higher": "closer to the clean images than", "lower": "further from the clean images than",
+                       "about the same": "as close to the clean images as"}.get(word, "not comparable with")
+                    + f" at {short}={_fmt_point(x0)} (by SSIM).")
     full = [(x, _get(r, "final.val_loss")) for x, r in zip(values, runs)]
     full = [(x, y) for x, y in full if y is not None and math.isfinite(y)]
     if penalised and len(full) >= 2:
@@ -1552,17 +1619,22 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
             lead.append(f"The full val loss (with the {phrase}) changes more than that: the extra change is the "
                         f"{phrase} {'themselves' if phrase.endswith('terms') else 'itself'}, not the images.")
     evidence = []
+
+    def each(col: Sequence[tuple[Any, float]], fy: Callable[[float], str] = lambda y: fmt_num(y, 3)) -> str:
+        return ", ".join(f"{fy(y)} at {short}={_fmt_point(x)}" for x, y in col)
+
     if len(pts) >= 2:
+        ends = (f"{fmt_num(first[2], 3)} at {short}={_fmt_point(first[0])}, {fmt_num(last[2], 3)} at "
+                f"{short}={_fmt_point(last[0])}" if ordered else each([(x, y) for x, _, y in pts]))
         evidence.append(
-            f"{final[0].upper() + final[1:]}: {fmt_num(first[2], 3)} at {short}={_fmt_point(first[0])}, "
-            f"{fmt_num(last[2], 3)} at {short}={_fmt_point(last[0])}; lowest {fmt_num(ys[lo], 3)} at {short}={_fmt_point(pts[lo][0])}, highest "
+            f"{final[0].upper() + final[1:]}: {ends}; lowest {fmt_num(ys[lo], 3)} at {short}={_fmt_point(pts[lo][0])}, highest "
             f"{fmt_num(ys[hi], 3)} at {short}={_fmt_point(pts[hi][0])} ({fmt_change(ys[hi], ys[lo])} "
             f"from lowest to highest)."
         )
     if penalised and len(full) >= 2:
-        evidence.append(f"Final val loss with the {phrase}: {fmt_num(full[0][1], 3)} at "
-                        f"{short}={_fmt_point(full[0][0])} "
-                        f"to {fmt_num(full[-1][1], 3)} at {short}={_fmt_point(full[-1][0])}.")
+        evidence.append(f"Final val loss with the {phrase}: " + (
+            f"{fmt_num(full[0][1], 3)} at {short}={_fmt_point(full[0][0])} to {fmt_num(full[-1][1], 3)} at "
+            f"{short}={_fmt_point(full[-1][0])}." if ordered else each(full) + "."))
     for label, path in (("SSIM", "metrics.ssim"), ("output diversity", "metrics.diversity"),
                         ("dead code units", "metrics.code.dead_units"), ("denoised SSIM", "metrics.noisy.ssim")):
         col = [(x, _get(r, path)) for x, r in zip(values, runs)]
@@ -1583,10 +1655,11 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
             evidence.append(f"{label[0].upper() + label[1:]}: {fy(col[0][1])} at every point"
                             + ("" if path.endswith("dead_units") else
                                f" (within {fmt_num(100 * NOISE_FLOOR, 2)}%)") + ".")
-        else:
+        elif ordered:
             evidence.append(f"{label[0].upper() + label[1:]} goes from {fy(col[0][1])} at "
                             f"{short}={_fmt_point(col[0][0])} to {fy(col[-1][1])} at "
                             f"{short}={_fmt_point(col[-1][0])} (range {fy(ymin)}–{fy(ymax)}).")
-    evidence.append(f"Run-to-run noise: differences in the {loss} under {fmt_pct(nrel).lstrip('+')} are read as "
-                    f"noise. {noise['how']}.")
+        else:
+            evidence.append(f"{label[0].upper() + label[1:]}: {each(col, fy)}.")
+    evidence.append(_noise_evidence(loss, nrel, noise))
     return {"lead": " ".join(lead), "evidence": evidence, "within_noise": within if len(pts) >= 2 else None}

@@ -191,7 +191,8 @@ def _as_images(arr: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
     return a.reshape(len(a), *shape).transpose(0, 2, 3, 1)
 
 
-def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10, shape: tuple[int, ...] | None = None) -> bytes:
+def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10, shape: tuple[int, ...] | None = None,
+               value_label: str | None = None) -> bytes:
     """A grid of images: one labelled row per ``(label, images)``, ``n`` columns, as PNG bytes.
 
     ``images`` is flat ``(k, D)`` in the sample ``shape`` (C, H, W) — inferred from D when not
@@ -200,7 +201,8 @@ def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10, shape: tuple[int, .
     page whatever the resolution (8×8 digits are drawn as large blocks, not specks). No axes, every
     row on the same fixed [0, 1] intensity scale (values outside are clipped), so brightness is
     comparable across rows. Vectors (a table, ``shape`` = (D,)) are drawn as heat strips instead:
-    one row of cells per sample, one column per feature, on a colour scale shared by all rows.
+    one row of cells per sample, one column per feature, on a colour scale shared by all rows,
+    with a colour bar titled ``value_label`` (what a colour means; :data:`STRIP_VALUE`).
     """
     rows = [(str(label), images) for label, images in rows]
     if not rows:
@@ -209,7 +211,8 @@ def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10, shape: tuple[int, .
     if shape is None and first.ndim == 2:
         shape = infer_shape(first.shape[1])
     if shape is not None and len(shape) == 1:
-        return _vector_grid([(label, np.asarray(imgs, dtype=np.float32).reshape(len(imgs), -1)) for label, imgs in rows], n)
+        return _vector_grid([(label, np.asarray(imgs, dtype=np.float32).reshape(len(imgs), -1)) for label, imgs in rows], n,
+                            value_label)
     rows = [(label, _as_images(images, shape)) for label, images in rows]
     cols = max(1, min(n, max(len(imgs) for _, imgs in rows)))
     h, w, c = rows[0][1].shape[1:]
@@ -243,8 +246,22 @@ def recon_grid(rows: Sequence[tuple[str, Any]], n: int = 10, shape: tuple[int, .
     return _png(fig)
 
 
-def _vector_grid(rows: Sequence[tuple[str, np.ndarray]], n: int) -> bytes:
-    """Heat strips of vectors: per labelled row, ``n`` samples × D features on one shared scale."""
+#: what a heat strip's colour shows by default: a feature's value as the model was given it (and as
+#: its reconstruction came out), i.e. after the run's data scaling, not in the file's own units
+STRIP_VALUE = "feature value (after the run's scaling)"
+
+
+def _strip_colorbar(fig: Figure, im: Any, rect: tuple[float, float, float, float], label: str) -> None:
+    """The heat strips' colour bar in ``rect`` (figure fractions), titled with what a colour means."""
+    cax = fig.add_axes(rect)
+    bar = fig.colorbar(im, cax=cax)
+    bar.set_label(label, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+
+
+def _vector_grid(rows: Sequence[tuple[str, np.ndarray]], n: int, value_label: str | None = None) -> bytes:
+    """Heat strips of vectors: per labelled row, ``n`` samples × D features on one shared scale,
+    and a colour bar saying what the colours mean (``value_label``, default :data:`STRIP_VALUE`)."""
     k = max(1, min(n, max(len(v) for _, v in rows)))
     d = rows[0][1].shape[1]
     vals = np.concatenate([v[:k].ravel() for _, v in rows])
@@ -253,10 +270,10 @@ def _vector_grid(rows: Sequence[tuple[str, np.ndarray]], n: int) -> bytes:
     if hi <= lo:
         hi = lo + 1.0
     label_w = 0.12 + 0.075 * max(len(label) for label, _ in rows)
-    width = label_w + min(12.0, max(4.0, 0.18 * d)) + 0.9
-    height = len(rows) * max(0.5, 0.16 * k) + 0.5
+    width = label_w + min(12.0, max(4.0, 0.18 * d)) + 1.3
+    height = max(1.7, len(rows) * max(0.5, 0.16 * k) + 0.6)  # 0.45 in at the bottom for the "feature" axis
     fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(left=label_w / width, right=1 - 0.9 / width, top=0.97, bottom=0.35 / height, hspace=0.15)
+    fig.subplots_adjust(left=label_w / width, right=1 - 1.3 / width, top=0.97, bottom=0.45 / height, hspace=0.15)
     im = None
     for i, (label, v) in enumerate(rows):
         ax = fig.add_subplot(len(rows), 1, i + 1)
@@ -268,16 +285,17 @@ def _vector_grid(rows: Sequence[tuple[str, np.ndarray]], n: int) -> bytes:
             ax.set_xlabel("feature")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.text(-0.01, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=9)
-    cax = fig.add_axes((1 - 0.75 / width, 0.35 / height, 0.15 / width, 1 - 0.35 / height - 0.03))
-    fig.colorbar(im, cax=cax)
+    _strip_colorbar(fig, im, (1 - 1.15 / width, 0.45 / height, 0.15 / width, 1 - 0.45 / height - 0.03),
+                    value_label or STRIP_VALUE)
     return _png(fig)
 
 
 def feature_error_plot(feature_mse: Sequence[float] | Sequence[tuple[str, Sequence[float]]],
-                       rows: Sequence[tuple[str, Any]] = (), n: int = 10) -> bytes:
+                       rows: Sequence[tuple[str, Any]] = (), n: int = 10, value_label: str | None = None) -> bytes:
     """For vector data (a table): the mean squared reconstruction error of each feature over the
     test split as bars, and below them (when ``rows`` are given) the first ``n`` test samples and
-    their reconstructions as heat strips on one shared scale. PNG bytes.
+    their reconstructions as heat strips on one shared scale, with a colour bar titled
+    ``value_label`` (default :data:`STRIP_VALUE`). PNG bytes.
 
     ``feature_mse``: one number per feature, or several labelled series ``[(label, numbers), ...]``
     (e.g. a baseline and a variant), drawn as grouped bars with a legend."""
@@ -294,12 +312,14 @@ def feature_error_plot(feature_mse: Sequence[float] | Sequence[tuple[str, Sequen
         mats = [(str(label), np.asarray(v, dtype=np.float32).reshape(len(v), -1)) for label, v in rows]
         k = max(1, min(n, max(len(v) for _, v in mats)))
     label_w = 1.3 if not rows else max(1.3, 0.2 + 0.065 * max(len(label) for label, _ in rows))
-    width = min(12.0, max(5.0, 0.22 * d * max(1, len(series) * 0.7))) + label_w + 0.5
-    strips = len(rows) * max(0.45, 0.15 * k) if rows else 0.0
+    right = 1.2 if rows else 0.5  # the strips' colour bar and its title sit in the right margin
+    width = min(12.0, max(5.0, 0.22 * d * max(1, len(series) * 0.7))) + label_w + right
+    # room for the colour bar's scale: at least 1.2 in of strips
+    strips = max(1.2, len(rows) * max(0.45, 0.15 * k)) if rows else 0.0
     height = 2.4 + strips + 0.4
     fig = Figure(figsize=(width, height))
     top_h = 2.4 / height
-    ax = fig.add_axes((label_w / width, 1 - top_h + 0.45 / height, 1 - (label_w + 0.5) / width,
+    ax = fig.add_axes((label_w / width, 1 - top_h + 0.45 / height, 1 - (label_w + right) / width,
                        top_h - 0.75 / height))
     bar_w = 0.8 / len(series)
     colors = (_BASE_COLOR, _VAR_COLOR) if len(series) == 2 else tuple(f"C{i}" for i in range(len(series)))
@@ -324,16 +344,21 @@ def feature_error_plot(feature_mse: Sequence[float] | Sequence[tuple[str, Sequen
         lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
         hi = hi if hi > lo else lo + 1.0
         band = (strips - 0.1) / height / len(mats)
+        im = None
         for i, (label, v) in enumerate(mats):
             y0 = 1 - top_h - (i + 1) * band
-            sax = fig.add_axes((label_w / width, y0 + 0.02 / height, 1 - (label_w + 0.5) / width,
+            sax = fig.add_axes((label_w / width, y0 + 0.02 / height, 1 - (label_w + right) / width,
                                 band - 0.04 / height))
-            sax.imshow(v[:k], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest", aspect="auto",
-                       extent=(-0.5, d - 0.5, k - 0.5, -0.5))
+            im = sax.imshow(v[:k], cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest", aspect="auto",
+                            extent=(-0.5, d - 0.5, k - 0.5, -0.5))
             sax.set_xlim(-0.6, d - 0.4)
             sax.set_yticks([])
             sax.set_xticks([])
             sax.text(-0.01, 0.5, label, transform=sax.transAxes, ha="right", va="center", fontsize=8)
+        bottom = 1 - top_h - len(mats) * band
+        _strip_colorbar(fig, im, (1 - (right - 0.15) / width, bottom + 0.02 / height, 0.12 / width,
+                                  len(mats) * band - 0.04 / height),
+                        value_label or STRIP_VALUE)
     return _png(fig)
 
 
@@ -430,6 +455,7 @@ def sweep_plot(
     panel_notes: Mapping[str, str] | None = None,
     spreads: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]] | None = None,
     ylims: Mapping[str, tuple[float, float]] | None = None,
+    band_label: str = "noise band",
 ) -> bytes:
     """Final losses and diagnostics against a swept parameter, several panels, as PNG bytes.
 
@@ -441,7 +467,8 @@ def sweep_plot(
     Non-numeric values (e.g. activation names) are spaced evenly and used as tick labels.
     ``baselines`` (optional) maps series names to a reference number drawn as a dotted line.
     ``bands`` (optional) maps series names to a relative half-width drawn as a shaded band around
-    the line (the run-to-run noise). ``panel_notes`` (optional) adds a line under a panel's title.
+    the line (the run-to-run noise, or the tolerance read as no change), its legend entry
+    ``band_label``. ``panel_notes`` (optional) adds a line under a panel's title.
     ``spreads`` (optional) maps series names to ``(low, high)``, one pair per value: the range over
     seed replicates, drawn as a shaded band around the line (which is then their mean); it replaces
     that series' ``bands`` entry. ``ylims`` (optional) maps panel names to fixed y-limits (an
@@ -510,7 +537,7 @@ def sweep_plot(
             if band is not None and math.isfinite(float(band)) and band > 0:
                 lo_b, hi_b = y - np.abs(y) * band, y + np.abs(y) * band
                 ax.fill_between(x, lo_b, hi_b, color=color, alpha=0.15, linewidth=0,
-                                label="noise band")
+                                label=band_label)
                 shown.extend(lo_b[np.isfinite(lo_b)].tolist() + hi_b[np.isfinite(hi_b)].tolist())
             ref = (baselines or {}).get(name)
             if ref is not None and math.isfinite(float(ref)):

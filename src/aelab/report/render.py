@@ -19,7 +19,6 @@ import json
 import math
 import re
 import statistics
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,11 +47,9 @@ def _load_results(directory: Path) -> dict[str, Any]:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path} is not readable JSON ({exc}); re-run the study to rewrite it") from exc
-    if not isinstance(results, dict) or not isinstance(results.get("runs"), dict):
-        raise DataError(f"{path} has no 'runs' mapping: it is not an aelab results.json")
-    for key, run in results["runs"].items():
-        if not isinstance(run, dict):
-            raise DataError(f"{path}: run {key!r} is not a record; re-run the study to rewrite it")
+    from ..artifacts import ResultsFile, validate
+
+    validate(ResultsFile, results, path, "re-run the study (or sweep) to rewrite it", DataError)
     return results
 
 
@@ -76,13 +73,10 @@ class _Samples:
         if not path.is_file():
             self._note(f"{Path(rel) / 'samples.npz'} not found: reconstructions of this run are not shown")
         else:
-            try:
-                with np.load(path, allow_pickle=False) as npz:
-                    arrays = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
-            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise DataError(f"{path} is corrupt ({exc}); re-run that run to rewrite it") from exc
-            if "original" not in arrays or "recon" not in arrays:
-                raise DataError(f"{path} lacks 'original'/'recon' arrays; re-run that run to rewrite it")
+            from ..artifacts import read_samples
+
+            arrays = {k: v.astype(np.float32) for k, v in
+                      read_samples(path, "re-run that run to rewrite it", DataError).items()}
         self.cache[rel] = arrays
         return arrays
 
@@ -127,6 +121,18 @@ def _fmt_seconds(s: Any) -> str:
 def _ratio_str(v: float | None, b: float | None, mode: str | None = "ratio", unit: str = "") -> str:
     """The comparison cell: a ratio where it means something, else a difference or "—" (:func:`C.fmt_change`)."""
     return C.fmt_change(v, b, mode, unit)
+
+
+def _loss_change(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """The summary's comparison of two final val losses: a ratio only when both measure the same
+    thing; when one loss holds a term the other lacks (a penalty), the reconstruction term they
+    share is compared instead, and said so; losses on different scales are not compared."""
+    if not C.comparable_losses(b, v):
+        return "not comparable (scales differ)"
+    if C.loss_terms_differ(b, v):
+        change = _ratio_str(C.recon_val_loss(v), C.recon_val_loss(b))
+        return "not comparable" if change == "—" else f"{change} (reconstruction term; the totals hold different terms)"
+    return _ratio_str(_get(v, "final.val_loss"), _get(b, "final.val_loss"))
 
 
 def _has_noisy(run: Mapping[str, Any]) -> bool:
@@ -353,8 +359,13 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
     terms = C.penalty_terms(b, v)
     comparable = C.comparable_losses(b, v)
     loss_mode = "ratio" if comparable else None  # a sum per image beside a mean per pixel: no comparison
+    # a loss with a penalty beside one without: the totals hold different terms, only their shared
+    # reconstruction term (the rows below them) is compared
+    apart = C.loss_terms_differ(b, v) if comparable else None
     for (label, path), val in zip(_METRIC_ROWS[:2], (False, True)):
         add(label, _get(b, path), _get(v, path), mode=loss_mode)
+        if apart:
+            rows[-1]["ratio"] = f"not compared: {apart}"
         # the loss's named terms under it: its reconstruction part and every other term either run has
         if terms == [C.LEGACY_PENALTY]:  # results written before named terms: only the penalty is known
             if not val:
@@ -511,10 +522,28 @@ def _recon_png(rows: list[tuple[str, np.ndarray]], runs: list[tuple[str, Mapping
     of the samples. ``runs``: ``(label, run record)`` of the runs the rows show."""
     shape = sample_shape(*(r for _, r in runs))
     if shape is not None and len(shape) == 1:
+        value = strip_value_label(*(r for _, r in runs))
         errs = [(label, e) for label, e in ((label, _feature_errors(r)) for label, r in runs) if e is not None]
         if errs:
-            return F.feature_error_plot(errs if len(errs) > 1 else errs[0][1], rows)
+            return F.feature_error_plot(errs if len(errs) > 1 else errs[0][1], rows, value_label=value)
+        return F.recon_grid(rows, shape=shape, value_label=value)
     return F.recon_grid(rows, shape=shape)
+
+
+#: what a table's heat-strip colours are, by the runs' ``data.scaling``
+_STRIP_VALUE = {"unit": "feature value (÷ the declared maximum, if any)",
+                "minmax": "feature value after min–max scaling", "standard": "feature value after standardising"}
+
+
+def strip_value_label(*runs: Mapping[str, Any]) -> str:
+    """The colour bar's title of a table's heat strips: a feature's value as the model saw it, after
+    the runs' scaling (one wording when they share it)."""
+    found = set()
+    for r in runs:
+        cfg = r.get("config") if isinstance(r, Mapping) else None
+        data = cfg.get("data") if isinstance(cfg, Mapping) else None
+        found.add(data.get("scaling") if isinstance(data, Mapping) else None)
+    return _STRIP_VALUE.get(found.pop(), F.STRIP_VALUE) if len(found) == 1 else F.STRIP_VALUE
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,9 +553,19 @@ def _md_cell(value: Any) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
+#: a "<" that a Markdown renderer would read as the start of raw HTML or an autolink
+_MD_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+#: a ">" that opens a line: a block quote
+_MD_QUOTE = re.compile(r"^([ \t]*)>", re.MULTILINE)
+
+
 def _md_text(value: Any) -> Any:
-    """Markdown output: angle brackets in values would be read as raw HTML, so escape them."""
-    return str(value).replace("<", "&lt;").replace(">", "&gt;") if value is not None else value
+    """Markdown output is Markdown, not HTML: no entities in the raw text ("variance > 0.01", not
+    "&gt;"). Only what a renderer would take for markup is backslash-escaped (CommonMark): a "<"
+    that opens a tag or an autolink, and a ">" that opens a line (a block quote)."""
+    if value is None:
+        return value
+    return _MD_QUOTE.sub(r"\1\\>", _MD_TAG_OPEN.sub(r"\\<", str(value)))
 
 
 def _environment(html: bool) -> jinja2.Environment:
@@ -591,7 +630,8 @@ def _header(results: Mapping[str, Any], default_title: str) -> dict[str, Any]:
 
 
 _SCALING_TEXT = {
-    ("unit", None): ("pixels ÷ 255", "pixels are divided by 255 (no fitted scaler)"),
+    ("unit", None): ("÷ the data's maximum", "values are divided by the data's nominal maximum (255 for 8-bit "
+                     "images; a table that declares none is kept as it is), with no fitted scaler"),
     ("minmax", "per_split"): ("min–max, fitted per split",
                               "min–max scaling fitted on each split separately, so the test split is scaled "
                               "with its own statistics"),
@@ -678,6 +718,43 @@ def _shape_text(shape: tuple[int, ...] | None) -> str:
     return f"{h}×{w} {'colour' if c == 3 else 'grayscale' if c == 1 else f'{c}-channel'} images"
 
 
+_URL_IN_PARENS = re.compile(r"\s*\((?:https?://)[^)\s]+\)")
+
+
+def _npm_link(spec: str) -> str:
+    """``name@version`` (or ``@scope/name@version``) → the package's page on npmjs.com."""
+    name = spec.rsplit("@", 1)[0] if spec.rfind("@") > 0 else spec
+    return f"https://www.npmjs.com/package/{name}"
+
+
+def _source_text(src: Mapping[str, Any]) -> str:
+    """Where a run's files came from, as a clause with a link ("files from the npm package …"), from
+    ``run.json`` data_source: its ``source`` ("npm", "mirror:<url>", "files", "cache", "+"-joined
+    when several were needed) and the exact ``files`` origins; "source: …" for any other source
+    (a built-in set); "" when nothing was recorded."""
+    source = src.get("source")
+    if not isinstance(source, str) or not source:
+        return ""
+    files = src.get("files") if isinstance(src.get("files"), Mapping) else {}
+    origins = [str(o) for o in files.values()]
+    out = []
+    for part in source.split("+"):
+        if part == "npm":
+            specs = sorted({o.split(":", 1)[0] for o in origins if ":package/" in o})
+            out += [f"the npm package {sp} ({_npm_link(sp)})" for sp in specs] or ["an npm package"]
+        elif part.startswith("mirror:"):
+            out.append(f"the mirror {part.split(':', 1)[1]}")
+        elif part == "files":
+            local = sorted({str(Path(o).parent) for o in origins if "://" not in o and ":package/" not in o})
+            out.append("local files" + (f" in {', '.join(local)}" if local else ""))
+        elif part == "cache":
+            cache = src.get("cache_dir")
+            out.append("the local cache" + (f" {cache}" if cache else "") + " (verified against the pinned hashes)")
+        else:
+            return f"source: {source}"
+    return "files from " + " and ".join(out)
+
+
 def _describe_data(name: str, runs: list[Mapping[str, Any]]) -> str:
     """One data set in plain words: its name, what it is (the registry's line, or what the run
     recorded of a folder or a table) and where the samples came from (``run.json`` data_source)."""
@@ -687,9 +764,11 @@ def _describe_data(name: str, runs: list[Mapping[str, Any]]) -> str:
                 and isinstance(r["run"].get("data_source"), Mapping)), {})
     shape = sample_shape(*runs)
     if name in DATASETS:
-        what = DATASETS[name].description
-        origin = src.get("source")
-        return f"{name} — {what}" + (f"; source: {origin}" if origin and origin not in what else "")
+        # the registry's line names where the data set is published; the files may have come from
+        # elsewhere (a package, a mirror, a local copy): the line says the source actually used
+        what = _URL_IN_PARENS.sub("", DATASETS[name].description)
+        origin = _source_text(src)
+        return f"{name} — {what}" + (f"; {origin}" if origin else "")
     kind = src.get("kind")
     parts = [_shape_text(shape)] if shape else []
     if kind == "images" or (shape is not None and len(shape) == 3):
@@ -933,10 +1012,13 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         summary.append({
             "id": qid, "anchor": slug, "question": str(q.get("question", "")),
             "baseline_val": C.fmt_num(bval), "variant_val": C.fmt_num(vval),
-            "ratio": _ratio_str(vval, bval) if C.comparable_losses(b, v) else "not comparable (scales differ)",
+            "ratio": _loss_change(b, v),
             "claims": (f"{n_ok}/{len(verdicts)}" + (f" ({n_nj} cannot be judged)" if n_nj else "")
                        if verdicts else "none stated"),
             "all_ok": bool(verdicts) and n_ok == len(verdicts),
+            # the cell's colour: green all confirmed, red any not confirmed, gray none stated or only unjudged
+            "status": ("none" if not verdicts else "ok" if n_ok == len(verdicts)
+                       else "no" if n_ok + n_nj < len(verdicts) else "nj"),
         })
         reps = [r for r in (_replicates(results, bkey), _replicates(results, vkey)) if len(r) >= 2]
         noise = C.noise_level([b, v], reps or None)
@@ -1170,11 +1252,19 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     lead = (seed_words if seed_words and seed_words.startswith(_ALL_INSIDE)
             else seen["lead"] + (" " + seed_words if seed_words else ""))
     observation = {"lead": lead, "evidence": seen["evidence"]}
-    panel_notes = ({"loss": f"{judged.split('/')[1]}: change within noise"} if seen["within_noise"] else None)
+    # "noise" only where seeds measured it; else the band is the 1% under which a change is read as none
+    within = "change within noise" if noise.get("measured") else f"change under {C.fmt_pct(noise['rel']).lstrip('+')}"
+    panel_notes = ({"loss": f"{judged.split('/')[1]}: {within}"} if seen["within_noise"] else None)
+    band_of = "reconstruction part of the val loss" if penalised else "val loss"
+    band_pct = C.fmt_pct(noise["rel"]).lstrip("+")
+    band_text = (f"the run-to-run noise band of the {band_of} (±{band_pct})" if noise.get("measured") else
+                 f"±{band_pct} around the {band_of}, under which a change is read as none (run-to-run noise was "
+                 "not measured: no replicate seeds)")
     figures: dict[str, bytes] = {}
     plot = (_figure(figures, "figures/sweep.png",
                     F.sweep_plot(values, series, parameter, results.get("log_x"), baselines=baselines,
                                  bands={judged: noise["rel"]} if judged in series and not seeded else None,
+                                 band_label="noise band" if noise.get("measured") else f"±{band_pct}: no change",
                                  panel_notes=panel_notes, spreads=spreads or None,
                                  ylims={"linear-probe accuracy": LS.ACCURACY_AXIS,
                                         "held-out class ROC-AUC": LS.ACCURACY_AXIS}),
@@ -1272,7 +1362,8 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "recon": recon,
         "observation": observation,
         "noise_rel": C.fmt_pct(noise["rel"]).lstrip("+"),
-        "band_of": "reconstruction part of the val loss" if penalised else "val loss",
+        "band_of": band_of,
+        "band_text": band_text,
         "min_span": f"{100 * F.MIN_REL_SPAN:g}%",
         "notes": _notes(results),
         "effect": _corrected_effect(results),
