@@ -15,7 +15,10 @@ backward are the *same* float operations in the same order, so training gives th
 way (tested). Loss values (reported, never differentiated) use the C file's own exp/log (~2 ulp)
 and sum in another order, so they differ from PyTorch's by rounding (~1e-6).
 
-Environment: ``AELAB_KERNELS=0`` disables the C library; ``CC`` picks the compiler (default
+Environment: ``AELAB_KERNELS=0`` disables the C library; ``AELAB_KERNEL_ARCH=portable`` compiles it
+for the baseline instruction set instead of this CPU's (the same bits: the C code fixes its own
+summation order and rounds no fused multiply-add, so the vector width changes nothing — tested);
+``CC`` picks the compiler (default
 ``cc``); the library is cached under ``$XDG_CACHE_HOME/aelab/kernels`` (``~/.cache/...``), keyed
 by the source, the flags, the compiler and the CPU, and written atomically.
 """
@@ -46,6 +49,7 @@ _ARCH_FLAGS = [["-march=native", "-mprefer-vector-width=512"], ["-march=native"]
 _lib: ctypes.CDLL | None = None
 _tried = False
 _why_not = ""
+_arch = ""  # the -march flags the loaded library was built with ("" = the compiler's baseline)
 
 _p = ctypes.c_void_p
 _i64 = ctypes.c_int64
@@ -89,8 +93,11 @@ def _build(cc: list[str]) -> Path:
     ident = _compiler_id(cc)
     if not ident:
         raise OSError(f"no C compiler ({cc[0]!r} does not run)")
+    global _arch
     errors = []
-    for arch in _ARCH_FLAGS:
+    portable = os.environ.get("AELAB_KERNEL_ARCH", "native") == "portable"
+    for arch in ([[]] if portable else _ARCH_FLAGS):
+        _arch = " ".join(arch)
         flags = _FLAGS + arch
         key = hashlib.sha256(b"\0".join([src, " ".join(cc + flags).encode(), ident.encode(),
                                          _cpu_id().encode(), platform.machine().encode()])).hexdigest()[:20]
@@ -152,6 +159,11 @@ def why_not() -> str:
     """Why the library is not loaded ("" when it is)."""
     load()
     return _why_not
+
+
+def arch() -> str:
+    """The instruction set the loaded kernels were compiled for: "native" (this CPU's) or "baseline"."""
+    return "" if load() is None else ("native" if _arch else "baseline")
 
 
 def status() -> str:

@@ -1,0 +1,85 @@
+"""What a result's bits depend on, and what they do not (``aelab.numerics``, ``benchmarks/cpu_bits.py``).
+
+Each check trains the same chaotic model (a relu output under BCE: dead output units amplify any
+rounding difference into a different run) in two fresh processes that differ in one CPU switch,
+and asserts that the weights are the same bits. The switches that must not matter are the ones
+that differ between an Intel Xeon and an AMD EPYC apart from MKL's matrix-product branch; every
+check compares two runs on the machine it runs on, so it means the same on each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aelab.engine import ckernels
+
+EXE = [sys.executable, "-m", "aelab.cli"]
+# q2_2's architecture (relu code, relu output) on a slice of the synthetic data: 3 epochs are
+# enough for a one-ulp difference to show in the weights
+CHAOTIC = ["train", "--dataset", "synthetic", "--limit", "600", "--test-limit", "100", "--encoder", "32:relu",
+           "--decoder", "784:relu", "--epochs", "3", "--batch-size", "32", "-q"]
+
+
+def _train(tmp_path, name: str, **env) -> dict:
+    out = tmp_path / name
+    full = {**os.environ, **env}
+    r = subprocess.run([*EXE, *CHAOTIC, "--out", str(out)], env=full, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    run = json.loads((out / "run.json").read_text())
+    hist = json.loads((out / "history.json").read_text())
+    return {"weights": run["weights_sha256"], "loss": hist["loss"], "numerics": run["numerics"]}
+
+
+def test_run_json_records_what_the_bits_depend_on(tmp_path):
+    a = _train(tmp_path, "auto")
+    num = a["numerics"]
+    assert set(num) >= {"cpu", "torch", "mkl_branch", "aten_capability", "c_kernels", "switches"}
+    import torch
+
+    assert num["torch"] == torch.__version__
+    assert num["aten_capability"] == torch.backends.cpu.get_cpu_capability()
+    if torch.backends.mkl.is_available():
+        assert num["mkl_branch"] not in (None, "unknown", "AUTO", "off")
+        pinned = _train(tmp_path, "pinned", MKL_CBWR="COMPATIBLE")["numerics"]
+        assert pinned["mkl_branch"] == "COMPATIBLE" and pinned["switches"] == {"MKL_CBWR": "COMPATIBLE"}
+
+
+@pytest.mark.skipif(ckernels.load() is None, reason="no C compiler: the C kernels are not built here")
+def test_the_c_kernels_give_the_same_bits_whatever_instruction_set_they_are_compiled_for(tmp_path):
+    native = _train(tmp_path, "native")
+    portable = _train(tmp_path, "portable", AELAB_KERNEL_ARCH="portable")
+    assert "native instruction set" in native["numerics"]["c_kernels"]
+    assert "baseline instruction set" in portable["numerics"]["c_kernels"]
+    assert portable["weights"] == native["weights"]
+    assert portable["loss"] == native["loss"]
+
+
+def test_atens_instruction_set_dispatch_does_not_change_the_bits(tmp_path):
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("ATen runs no vector kernels here")
+    mine = _train(tmp_path, "mine")
+    avx2 = _train(tmp_path, "avx2", ATEN_CPU_CAPABILITY="avx2")
+    assert avx2["numerics"]["aten_capability"] == "AVX2"
+    assert avx2["weights"] == mine["weights"]
+    assert avx2["loss"] == mine["loss"]
+
+
+def test_mkls_branch_is_what_moves_a_chaotic_model(tmp_path):
+    """The one switch that does change bits (why run.json records it): MKL's COMPATIBLE branch
+    against the branch MKL picks for this CPU — unless this CPU's own branch is COMPATIBLE."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        pytest.skip("PyTorch has no MKL here")
+    mine = _train(tmp_path, "mine")
+    if mine["numerics"]["mkl_branch"] == "COMPATIBLE":
+        pytest.skip("MKL runs its COMPATIBLE branch on this CPU already")
+    compat = _train(tmp_path, "compat", MKL_CBWR="COMPATIBLE")
+    assert compat["weights"] != mine["weights"]
