@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aelab.config import RunConfig
+from aelab.config import RunConfig, config_hash
 from aelab.engine.loop import Interrupted, StopFlag
 from aelab.errors import WeightsError
 from aelab.runs import load_model, train_runs
@@ -168,15 +169,24 @@ def test_weights_tampered_truncated_or_mismatched_are_refused(tmp_path):
     w.write_bytes(bytes(bad))
     with pytest.raises(WeightsError, match="modified after training"):
         load_model(rd)
-    # truncated (and no recorded hash to lean on)
-    (rd / "run.json").unlink()
+    # truncated, its hash recorded with it
+    rec = json.loads((rd / "run.json").read_text())
     w.write_bytes(good[: len(good) // 2])
+    (rd / "run.json").write_text(json.dumps({**rec, "weights_sha256": hashlib.sha256(w.read_bytes()).hexdigest()}))
     with pytest.raises(WeightsError, match="truncated or damaged"):
         load_model(rd)
-    # mismatched: weights of another architecture
+    # no recorded hash to lean on: refused (aelab.artifacts.verify_run; more in test_trust_artifacts)
+    (rd / "run.json").unlink()
+    with pytest.raises(WeightsError, match="cannot be verified"):
+        load_model(rd)
+    # mismatched: weights of another architecture, hash and config recorded with them
     w.write_bytes(good)
     d = json.loads((rd / "config.json").read_text())
     d["model"]["encoder"] = ["16:relu"]
+    (rd / "config.json").write_text(json.dumps(d))
+    (rd / "run.json").write_text(json.dumps({**rec, "config_hash": config_hash(RunConfig.from_dict(
+        {k: v for k, v in d.items() if k != "config_hash"}))}))
+    d["config_hash"] = json.loads((rd / "run.json").read_text())["config_hash"]
     (rd / "config.json").write_text(json.dumps(d))
     with pytest.raises(WeightsError, match="does not match"):
         load_model(rd)

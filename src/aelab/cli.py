@@ -168,16 +168,18 @@ def default_name(cfg) -> str:
 
 def _source_text(run_dir: Path | dict) -> str:
     """'mnist from the cache /path' — which data a finished run used (its run.json records it)."""
-    try:
+    from .artifacts import DataSource
+
+    try:  # a record that is not aelab's (validated as run.json's data_source) says nothing
         run = run_dir if isinstance(run_dir, dict) else json.loads((run_dir / "run.json").read_text())
-        src = run.get("data_source") or {}
-    except (OSError, ValueError, AttributeError):
+        src = DataSource.model_validate(run.get("data_source") or {})
+    except (OSError, ValueError, AttributeError):  # a pydantic ValidationError is a ValueError
         return "?"
-    name, kind = src.get("dataset", "?"), src.get("source", "?")
+    name, kind = src.dataset, src.source
     if kind == "cache":
-        return f"{name} from the cache {src.get('cache_dir')}"
+        return f"{name} from the cache {src.cache_dir}"
     if kind.startswith("files"):
-        where = sorted({str(Path(f).parent) if "[" not in f else f.split("[")[0] for f in src.get("files", {}).values()})
+        where = sorted({str(Path(f).parent) if "[" not in f else f.split("[")[0] for f in src.files.values()})
         return f"{name} from {', '.join(where)}" + (" (and the cache)" if "cache" in kind else "")
     return f"{name} ({kind})"
 
@@ -188,17 +190,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         rd = Path(args.resume)
-        from ._atomic import read_json
+        from .artifacts import HistoryFile, MetricsFile, read, read_config, retrain_fix
 
-        d = read_json(rd / "config.json", f"{rd} is not a run directory aelab train wrote; give the directory "
-                                          "that holds its config.json")
-        if is_done(rd):
-            print(f"{rd} already finished; nothing to resume")
+        if not (rd / "config.json").is_file():
+            raise AelabError(f"{rd / 'config.json'} does not exist; {rd} is not a run directory aelab train wrote: "
+                             "give the directory that holds its config.json")
+        cfg, _ = read_config(rd, f"the run cannot be resumed; {retrain_fix(rd)}")
+        if is_done(rd):  # finished: said so only once its record, weights and results verify
+            from .runs import load_model
+
+            load_model(rd)
+            for schema, name in ((HistoryFile, "history.json"), (MetricsFile, "metrics.json")):
+                read(schema, rd / name, retrain_fix(rd))
+            print(f"{rd} already finished (its weights verify against run.json); nothing to resume")
             return 0
-        if not isinstance(d, dict):
-            raise AelabError(f"{rd / 'config.json'} is damaged (not a table of settings); the run cannot be resumed")
-        d.pop("config_hash", None)
-        cfg = RunConfig.from_dict(d)
         if _flag_overrides(args) or args.name or args.out or args.config:
             raise ConfigError("--resume continues a run with its saved config and directory; drop the other config flags")
         out, note, overwrite = rd, "resuming", False
@@ -369,7 +374,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ._atomic import read_json
     from .report import build_report, build_sweep_report
 
     d = Path(args.dir)
@@ -377,8 +381,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         what = "is a file, not a directory" if d.exists() else "not found"
         raise AelabError(f"{d} {what}; give the output directory of aelab study or aelab sweep")
     fix = "give the output directory of aelab study or aelab sweep, or re-run it to rebuild its results.json"
-    res = read_json(d / "results.json", fix)
-    if not isinstance(res, dict) or not isinstance(res.get("runs"), dict) or not ("sweep" in res or "study" in res):
+    from .artifacts import ResultsFile, read_dict
+
+    res = read_dict(ResultsFile, d / "results.json", fix)
+    if not ("sweep" in res or "study" in res):
         raise AelabError(f"{d / 'results.json'} is not an aelab study or sweep result; {fix}")
     paths = build_sweep_report(d) if "sweep" in res else build_report(d)
     for kind, path in (paths.items() if isinstance(paths, dict) else enumerate(paths)):

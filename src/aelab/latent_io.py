@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -107,18 +106,16 @@ def write_codes(run_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
 def read_codes(run_dir: Path) -> Optional[dict[str, np.ndarray]]:
     """The arrays of a run's ``codes.npz``; None when the run has none (trained before codes were
     saved); :class:`DataError` when it is damaged."""
+    from .artifacts import codes_problem, load_npz
+
     path = Path(run_dir) / CODES_FILE
     if not path.is_file():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: np.asarray(npz[k]) for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path} is damaged ({exc}); run aelab latent {run_dir} --recompute to rebuild it "
-                        "from the model") from None
-    for k in ("test_codes", "train_codes"):
-        if k not in arrays or arrays[k].ndim != 2:
-            raise DataError(f"{path} lacks a 2-D {k!r} array; run aelab latent {run_dir} --recompute to rebuild it")
+    fix = f"run aelab latent {run_dir} --recompute to rebuild it from the model"
+    arrays = load_npz(path, "codes file", fix)
+    why = codes_problem(arrays)  # every array: its name, dtype and shape, one entry per code
+    if why:
+        raise DataError(f"{path} is not a valid codes file ({why}); {fix}")
     return arrays
 
 
@@ -199,6 +196,8 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
         data = data or DataCache()
         say("loading the run's data")
         tensors = _run_data(cfg, data, torch.device("cpu"))
+    if arrays is not None:
+        _check_codes_fit(run_dir, arrays, model, cfg, tensors)
     if arrays is None:
         say("encoding the run's images (no codes.npz yet)")
         arrays = code_arrays(model, cfg, *tensors)
@@ -306,13 +305,29 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     return report
 
 
+def _check_codes_fit(run_dir: Path, arrays: dict[str, np.ndarray], model, cfg, tensors) -> None:
+    """A valid codes.npz is this run's: codes as wide as the model's, positions inside its splits."""
+    fix = f"run aelab latent {run_dir} --recompute to rebuild it from the model"
+    path = Path(run_dir) / CODES_FILE
+    width = encode(model, torch.zeros(1, int(np.prod(tuple(cfg.model.input_shape))))).shape[1]
+    if arrays["test_codes"].shape[1] != width:
+        raise DataError(f"{path} holds {arrays['test_codes'].shape[1]}-D codes, the run's model makes {width}-D "
+                        f"ones; {fix}")
+    for split, x in zip(("train", "test"), tensors[:2] if tensors is not None else ()):
+        idx = arrays[f"{split}_index"]
+        if idx.size and int(idx.max()) >= x.shape[0]:
+            raise DataError(f"{path}: {split}_index points past the run's {x.shape[0]} {split} images; {fix}")
+
+
 def _first_test_images(run_dir: Path) -> Optional[torch.Tensor]:
     """The run's first test images from samples.npz (runs whose data is not at hand)."""
-    try:
-        with np.load(Path(run_dir) / "samples.npz", allow_pickle=False) as npz:
-            return torch.from_numpy(np.asarray(npz["original"], dtype=np.float32))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    from .artifacts import read_samples
+
+    path = Path(run_dir) / "samples.npz"
+    if not path.is_file():
         return None
+    arrays = read_samples(path, "retrain the run, or let aelab latent read the run's data (drop --no-baselines)")
+    return torch.from_numpy(arrays["original"].astype(np.float32))
 
 
 def quality_lines(report: dict[str, Any]) -> list[str]:

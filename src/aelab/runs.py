@@ -96,29 +96,48 @@ def save_checkpoint(run_dir: Path, cfg: RunConfig, tensors: dict[str, torch.Tens
 
 
 def load_checkpoint(run_dir: Path, cfg: RunConfig):
-    """(tensors, meta) of a run's checkpoint, or None when there is none or it is unusable."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """(tensors, meta) of a run's checkpoint, or None when there is none or it is unusable.
+
+    Used only when ``state.json`` is valid (aelab.artifacts.CheckpointMeta), is this config's, and
+    ``state.safetensors`` has the SHA-256 it records and holds exactly the model's tensors, Adam's
+    state and the loop's rows, in floating point; otherwise one warning line says the run starts
+    again from the beginning."""
+    from .artifacts import CheckpointMeta, checkpoint_problem, load_tensors, read_dict, sha256_file, warn
+    from .models import build_model
 
     ck = Path(run_dir) / CHECKPOINT
-    try:
-        meta = json.loads((ck / "state.json").read_text())
-        if meta.get("config_hash") != config_hash(cfg) or meta.get("state_sha256") != _sha256(ck / "state.safetensors"):
-            return None
-        return load_file(str(ck / "state.safetensors")), meta
-    except (FileNotFoundError, json.JSONDecodeError, SafetensorError, OSError):
+    if not (ck / "state.json").exists():
         return None
+    again = f"not used: {Path(run_dir).name} trains from the start"
+    try:
+        meta = read_dict(CheckpointMeta, ck / "state.json", again)
+        if meta["config_hash"] != config_hash(cfg):
+            raise AelabError(f"{ck / 'state.json'} is the checkpoint of another config; {again}")
+        spath = ck / "state.safetensors"
+        if not spath.is_file() or sha256_file(spath) != meta["state_sha256"]:
+            raise AelabError(f"{spath} is missing or was modified after it was saved; {again}")
+        tensors = load_tensors(spath, "checkpoint", again)
+        why = checkpoint_problem(tensors, build_model(cfg.model), CheckpointMeta.model_validate(meta))
+        if why:
+            raise AelabError(f"{spath} does not fit the run ({why}); {again}")
+    except AelabError as err:
+        warn(str(err))
+        return None
+    return tensors, meta
 
 
 def _checkpoint_position(run_dir: Path, cfg: RunConfig) -> Optional[tuple[int, int]]:
-    """(epoch, batch) of a run's usable checkpoint, or None."""
+    """(epoch, batch) of a run's checkpoint when its state.json is valid and this config's, or None."""
+    from .artifacts import CheckpointMeta, read
+
+    path = Path(run_dir) / CHECKPOINT / "state.json"
+    if not path.exists():
+        return None
     try:
-        meta = json.loads((Path(run_dir) / CHECKPOINT / "state.json").read_text())
-        if meta.get("config_hash") == config_hash(cfg):
-            return int(meta["epoch"]), int(meta["batch"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return None
+        meta = read(CheckpointMeta, path, "")
+    except AelabError:
+        return None
+    return (meta.epoch, meta.batch) if meta.config_hash == config_hash(cfg) else None
 
 
 def _sha256(path: Path) -> str:
@@ -143,43 +162,28 @@ def save_weights(path: Path, model: torch.nn.Module) -> str:
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
     """Rebuild a finished run's model from ``config.json`` and ``weights.safetensors``.
 
-    Weights are read with safetensors (never pickle). A file whose SHA-256 differs from the one
-    recorded at training time, a truncated file, or tensors that don't fit the config are refused.
+    Weights are read with safetensors (never pickle), and only when ``run.json`` is valid and
+    records their SHA-256 (:func:`aelab.artifacts.verify_run`): a run without that record (no
+    run.json, a damaged one, a null hash), weights or a config changed since training, a
+    truncated file, or tensors that don't fit the config (names, shapes, floating point) are
+    refused with one :class:`WeightsError` line.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    from .artifacts import check_model_tensors, load_tensors, read_config, retrain_fix, verify_run
     from .models import build_model
 
     run_dir = Path(run_dir)
-    try:
-        cfg = RunConfig.from_dict({k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
-                                   if k != "config_hash"})
-    except FileNotFoundError:
-        raise WeightsError(f"{run_dir} has no config.json; is it a run directory?") from None
-    except json.JSONDecodeError as err:
-        raise WeightsError(f"{run_dir / 'config.json'} is not valid JSON ({err}); the run directory is damaged") from None
+    if not run_dir.is_dir():
+        raise WeightsError(f"{run_dir} is not a directory; give a run directory written by aelab train or a study")
+    if not (run_dir / "config.json").is_file():
+        raise WeightsError(f"{run_dir} has no config.json; is it a run directory?")
+    fix = retrain_fix(run_dir)
+    cfg, recorded = read_config(run_dir, fix, WeightsError)
+    verify_run(run_dir, cfg, recorded)
     wpath = run_dir / "weights.safetensors"
-    if not wpath.exists():
-        raise WeightsError(f"{wpath} does not exist; the run did not finish — resume it with aelab train --resume {run_dir}")
-    try:
-        expected = json.loads((run_dir / "run.json").read_text()).get("weights_sha256")
-    except (FileNotFoundError, json.JSONDecodeError):
-        expected = None
-    actual = _sha256(wpath)
-    if expected and expected != actual:
-        raise WeightsError(f"{wpath} was modified after training (SHA-256 {actual[:12]}… ≠ recorded {expected[:12]}…); "
-                           "retrain the run or restore the file")
-    try:
-        sd = load_file(str(wpath))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise WeightsError(f"{wpath} is not a valid safetensors file ({err}); it is truncated or damaged") from None
+    sd = load_tensors(wpath, "weights", fix)
     model = build_model(cfg.model)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        raise WeightsError(f"{wpath} does not match the model in config.json: {first[1].strip() if len(first) > 1 else first[0]}") from None
+    check_model_tensors(sd, model, wpath, fix)
+    model.load_state_dict(sd, strict=True)
     return model.to(device).eval(), cfg
 
 
@@ -201,9 +205,14 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def read_result(run_dir: Path, cfg: RunConfig) -> RunResult:
+    """A finished run's history and metrics, used only when they are valid (aelab.artifacts) and its
+    weights have the SHA-256 its run.json records for this config."""
+    from .artifacts import HistoryFile, MetricsFile, read_dict, verify_run
+
     fix = f"the run directory is damaged; retrain it (overwrite=True, or aelab train --overwrite --out {run_dir})"
-    return RunResult(run_dir, cfg, read_json(run_dir / "history.json", fix), read_json(run_dir / "metrics.json", fix),
-                     cached=True)
+    verify_run(run_dir, cfg, config_hash(cfg))
+    return RunResult(run_dir, cfg, read_dict(HistoryFile, run_dir / "history.json", fix),
+                     read_dict(MetricsFile, run_dir / "metrics.json", fix), cached=True)
 
 
 # -- who may write a run directory ------------------------------------------------------------------
@@ -278,9 +287,11 @@ def interruption_summary(why: str, run_dirs: Sequence[Path]) -> str:
             done.append(rd)
             continue
         try:
-            meta = json.loads((rd / CHECKPOINT / "state.json").read_text())
-            saved.append(f"{rd.name} (epoch {meta['epoch'] + 1}, batch {meta['batch']})")
-        except (OSError, ValueError, KeyError):
+            from .artifacts import CheckpointMeta, read
+
+            meta = read(CheckpointMeta, rd / CHECKPOINT / "state.json", "")
+            saved.append(f"{rd.name} (epoch {meta.epoch + 1}, batch {meta.batch})")
+        except AelabError:
             unstarted.append(rd)
     parts = [f"{why}: training stopped"]
     if saved:

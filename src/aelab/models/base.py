@@ -310,6 +310,17 @@ def load_weights_into(model: nn.Module, path: str) -> None:
     for k, v in want.items():
         if tuple(got[k].shape) != tuple(v.shape):
             raise WeightsError(f"init_weights {path}: {k} has shape {list(got[k].shape)}, the model needs {list(v.shape)}")
+    from ..artifacts import non_float, warn_once
+
+    bad = non_float(got)
+    if bad:  # integer weights would be truncated values cast silently
+        raise WeightsError(f"init_weights {path} holds tensors that are not floating point "
+                           f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); save the weights as float32")
+    wider = sorted(k for k, v in want.items() if got[k].dtype.itemsize > v.dtype.itemsize)
+    if wider:
+        warn_once(f"init_weights {path}: {', '.join(wider[:3])}{' …' if len(wider) > 3 else ''} "
+                  f"({str(got[wider[0]].dtype).replace('torch.', '')}) cast to the model's "
+                  f"{str(want[wider[0]].dtype).replace('torch.', '')}, rounding them")
     with torch.no_grad():
         for k, v in want.items():
             v.copy_(got[k].to(v.dtype))

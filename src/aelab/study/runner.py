@@ -44,14 +44,16 @@ def run_dir_for(out: Path, cfg: RunConfig) -> Path:
 
 
 def _record(out: Path, cfg: RunConfig, rd: Path) -> dict:
+    from ..artifacts import HistoryFile, MetricsFile, RunRecord, read_dict
+
     fix = f"the run directory is damaged; delete {rd} and run the study again to retrain it"
     return {
         "name": cfg.name,
         "dir": str(rd.relative_to(out)),
         "config": {**cfg.to_dict(), "config_hash": config_hash(cfg)},
-        "history": read_json(rd / "history.json", fix),
-        "metrics": read_json(rd / "metrics.json", fix),
-        "run": read_json(rd / "run.json", fix) if (rd / "run.json").exists() else {},
+        "history": read_dict(HistoryFile, rd / "history.json", fix),
+        "metrics": read_dict(MetricsFile, rd / "metrics.json", fix),
+        "run": read_dict(RunRecord, rd / "run.json", fix),  # train_runs verified its weights against it
     }
 
 
@@ -77,6 +79,7 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
     scaled with the training split's statistics.
     """
     from ..metrics import evaluate
+    from ..artifacts import HistoryFile, read_dict
     from ..runs import resolve_device
 
     dev = resolve_device(device)
@@ -94,7 +97,7 @@ def corrected_block(out: Path, study: Study, dirs: dict[str, Path], data: DataCa
                 o = model(xb)
                 tot += float(model.reconstruction(o, xb, cfg.train.loss) + o.penalty) * xb.shape[0]
         val = tot / x_val.shape[0]
-        hist = read_json(dirs[name] / "history.json", f"delete {dirs[name]} and run the study again")
+        hist = read_dict(HistoryFile, dirs[name] / "history.json", f"delete {dirs[name]} and run the study again")
         runs[name] = {"name": name, "history": {"loss": hist["loss"][-1:], "val_loss": [val]},
                       "metrics": evaluate(model.encode, model.decode, x_val,
                                             sample_shape=tuple(cfg.model.input_shape))}
