@@ -34,7 +34,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N (default: auto)")
     g.add_argument("--engine", choices=["auto", "fast", "plain"], default="auto",
                    help="fast: stacked hand-written steps (dense models); plain: autograd reference; auto: fast where possible")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars or per-epoch lines (a download still says what it fetches, in one line)")
 
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
@@ -456,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("data_cmd", choices=["fetch", "info"], help="fetch: fill and verify the cache; info: show it")
     d.add_argument("--dataset", choices=["mnist", "fashion-mnist", "kmnist"], default="mnist",
                    help="which IDX data set (default: mnist); each has its own cache directory")
-    d.add_argument("-q", "--quiet", action="store_true", help="no download progress")
+    d.add_argument("-q", "--quiet", action="store_true",
+                   help="no download progress bar (a download still says what it fetches and from where, in one line)")
     _add_data_source(d)
     d.set_defaults(func=cmd_data)
 
