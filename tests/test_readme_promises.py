@@ -446,3 +446,30 @@ def test_formats_doc_names_every_file_and_array_a_run_and_aelab_latent_write(tmp
             assert re.search(rf"^{key}\s", doc, flags=re.M), f"docs/formats.md does not describe codes.npz's {key}"
     for key in json.loads((run / "latent" / "latent.json").read_text()):
         assert f'"{key}"' in doc, f"docs/formats.md does not describe latent.json's {key}"
+
+
+# -- --loss torch_bce, which the README lists, trains ----------------------------------------------------------
+def test_torch_bce_is_pytorchs_mean_binary_cross_entropy():
+    import torch
+    import torch.nn.functional as F
+
+    from aelab.losses import reconstruction_loss
+
+    y = torch.tensor([[0.0, 1.0], [0.25, 1.0]])
+    p = torch.tensor([[0.5, 0.5], [0.5, 0.0]], requires_grad=True)
+    got = reconstruction_loss("torch_bce", y, p, logits=torch.zeros(2, 2))  # logits are not its path
+    # by hand: three elements cost ln 2 each; p = 0 with y = 1 costs the clamp, 100
+    assert got.item() == pytest.approx((3 * math.log(2) + 100) / 4, rel=1e-6)
+    ref = F.binary_cross_entropy(p, y)
+    (g,) = torch.autograd.grad(got, p)
+    (g_ref,) = torch.autograd.grad(ref, p)
+    assert torch.equal(got.detach(), ref.detach()) and torch.equal(g, g_ref)
+
+
+def test_train_with_the_readmes_torch_bce_loss(tmp_path, capsys):
+    out = tmp_path / "tb"
+    assert main(["train", "--dataset", "synthetic", "--limit", "400", "--test-limit", "80", "--epochs", "2",
+                 "--loss", "torch_bce", "--out", str(out), "-q"]) == 0, capsys.readouterr().err
+    losses = finite_history(out)
+    assert losses[1] < losses[0]
+    assert json.loads((out / "config.json").read_text())["train"]["loss"] == "torch_bce"

@@ -80,7 +80,9 @@ def reconstruction_loss(kind: str, y_true: torch.Tensor, out: torch.Tensor, logi
         return bce_from_logits(y_true, logits) if logits is not None else bce_clipped(y_true, out)
     if kind == "mse":
         return mse(y_true, out)
-    raise ValueError(f"unknown loss {kind!r}; allowed: bce, mse")
+    if kind == "torch_bce":  # F.binary_cross_entropy(out, y), mean over batch and values
+        return torch_bce_elementwise(y_true, out).mean()
+    raise ValueError(f"unknown loss {kind!r}; allowed: bce, torch_bce, mse")
 
 
 # -- per-element reconstruction losses (for references that sum over pixels) ---------------------------
