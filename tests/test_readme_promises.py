@@ -473,3 +473,26 @@ def test_train_with_the_readmes_torch_bce_loss(tmp_path, capsys):
     losses = finite_history(out)
     assert losses[1] < losses[0]
     assert json.loads((out / "config.json").read_text())["train"]["loss"] == "torch_bce"
+
+
+def _train_choices() -> list[tuple[str, str]]:
+    t = subparsers(build_parser())["train"]
+    skip = {"--channels", "--dataset"}  # a folder's option (tested with folders in test_datasets.py)
+    return [(a.option_strings[-1], str(c)) for a in t._actions if a.choices and a.option_strings
+            and a.option_strings[-1] not in skip for c in a.choices]
+
+
+#: what a choice needs beside it to be a sensible run
+_WITH = {("--scaling", "standard"): ["--loss", "mse", "--decoder", "784:linear"],
+         ("--noise-mode", "*"): ["--noise-factor", "0.2"], ("--validate-on", "*"): ["--noise-factor", "0.2"]}
+
+
+@pytest.mark.parametrize("flag, value", _train_choices())
+def test_every_choice_aelab_train_offers_trains(flag, value, tmp_path, capsys):
+    """A choice the parser offers is a run that trains (not a traceback later, as --loss torch_bce was)."""
+    extra = _WITH.get((flag, value), _WITH.get((flag, "*"), []))
+    out = tmp_path / "r"
+    rc = main(["train", "--dataset", "synthetic", "--limit", "256", "--test-limit", "64", "--epochs", "1",
+               "--out", str(out), "-q", *extra, flag, value])
+    assert rc == 0, capsys.readouterr().err
+    finite_history(out)
