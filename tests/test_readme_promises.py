@@ -240,7 +240,7 @@ def test_help_shows_the_list_syntax_of_values_and_the_torch_bce_loss():
 def write_sensors(path: Path, n: int = 240, seed: int = 0) -> Path:
     """A table as the README describes sensors.csv: temperatures in °C between 15 and 35, one
     column per sensor, and a `state` column of class names."""
-    header, lines = None, []
+    lines = []
     m = re.search(r"`sensors\.csv`[^.]*?columns? ([^.]*)\.", " ".join(README.split()))
     assert m, "the README does not describe sensors.csv"
     rng = np.random.default_rng(seed)
