@@ -115,11 +115,16 @@ def config_key_exists(key: str) -> bool:
     return False
 
 
+def is_flag(tok: str) -> bool:
+    """``--name`` or a one-letter ``-q`` (not a suffix such as ``-quick`` in a folder name)."""
+    return bool(re.match(r"^(--[a-zA-Z]|-[a-zA-Z]$)", tok))
+
+
 def flag_problems(toks: list[str], subs: dict, commands: list[str]) -> list[str]:
     """What is wrong with the flags in ``toks`` for any of ``commands``."""
     bad = []
     for i, tok in enumerate(toks):
-        if not re.match(r"^--?[a-zA-Z]", tok):
+        if not is_flag(tok):
             continue
         flag = tok.split("=")[0]
         actions = [a for a in (option(subs[c], flag) for c in commands) if a is not None]
@@ -148,7 +153,7 @@ def test_every_flag_and_choice_the_readme_names_is_the_parsers():
     problems, checked = [], 0
     for span, row_cmd in inline_spans():
         toks = tokens(span)
-        if not toks or span.startswith(FOREIGN) or not any(re.match(r"^--?[a-zA-Z]", t) for t in toks):
+        if not toks or span.startswith(FOREIGN) or not any(is_flag(t) for t in toks):
             continue
         if "aelab" in toks:  # a command written inline (`time aelab study … -q`): its own subcommand
             toks = toks[toks.index("aelab") + 1:]
