@@ -98,9 +98,10 @@ def dir_lock(directory: str | os.PathLike) -> Iterator[None]:
     fd = _open_locked(key)
     info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300],
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))
+    with contextlib.suppress(OSError):  # the owner's note is informative; a full disk must not break the lock
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))
     _held[key] = (fd, 1)
     try:
         yield

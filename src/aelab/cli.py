@@ -7,6 +7,7 @@ with code 2 (130 after an interrupt that saved a checkpoint); argparse usage err
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shlex
 import sys
@@ -253,6 +254,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _fresh_dir(out: Path, overwrite: bool) -> tuple[Path, str]:
     """Never overwrite a run silently: a new, timestamped directory beside an existing one, or --overwrite
     (which train_runs carries out, under the directory's lock, and only on a run directory)."""
+    from ._atomic import check_out_path
+
+    check_out_path(out)  # a looping link or a system directory: one line before anything else
     if overwrite or not out.exists() or (out.is_dir() and not [p for p in out.iterdir() if not p.name.startswith(".aelab")]):
         return out, ""
     if not out.is_dir():
@@ -409,6 +413,10 @@ def cmd_latent(args: argparse.Namespace) -> int:
     if methods and "umap" in methods and not have_umap():
         raise ConfigError("--methods umap needs umap-learn; install it with pip install 'aelab[umap]'")
     log = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    if args.out:
+        from ._atomic import check_out_path
+
+        check_out_path(args.out)
     rep = analyse(args.run_dir, args.out, data=DataCache(_data_opts(args)), baselines=not args.no_baselines,
                   recompute=args.recompute, methods=methods, seed=args.seed, log=log)
     print(f"{rep['run']}: {rep['code_dims']}-D code ({rep['active_dims']} dimensions vary), "

@@ -318,23 +318,69 @@ def _validate(cls: type[BaseModel], d: Any) -> Any:
         raise
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+#: how deep tables and lists may nest in a config or study file (aelab's own go 5 deep): deeper is
+#: not a config, and past Python's recursion limit the TOML parser itself would fail
+MAX_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests (a scalar 0, ``[1]`` 1, ``{"a": [1]}`` 2), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            d += 1
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((x, d) for x in v)
+    return deepest
+
+
+def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The TOML file a user gave (``what``: "config file", "study file"), or one ConfigError line
+    naming it: missing, unreadable, not UTF-8, not TOML, or nested deeper than any config."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; check the path") from None
+        raise ConfigError(f"{what} {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory; give the path of a .toml file") from None
+    except OSError as err:
+        raise ConfigError(f"{what} {path}: cannot read it ({err.strerror}); check the path and its permissions") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}); TOML files "
+                          "are UTF-8: save it as UTF-8") from None
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+        raise ConfigError(f"{what} {path} is not valid TOML: {err}") from None
+    except RecursionError:
+        doc = None
+    if doc is None or _depth(doc) > MAX_DEPTH:
+        raise ConfigError(f"{what} {path}: its tables or lists nest more than {MAX_DEPTH} deep, which no aelab "
+                          "setting does; check the file") from None
+    return doc
 
 
 def parse_value(text: str) -> Any:
     """Parse an override's value as TOML (``0.01``, ``true``, ``"x"``, ``[1,2]``); bare words stay strings."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        value = None
+    if value is None or _depth(value) > MAX_DEPTH:
+        raise ConfigError(f"the value {text[:40]}{'…' if len(text) > 40 else ''} nests more than {MAX_DEPTH} deep, "
+                          "which no aelab setting does; check it") from None
+    return value
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._atomic import atomic_path, ensure_dir, read_json, write_json
+from ._atomic import atomic_path, check_out_path, ensure_dir, read_json, write_json
 from ._lock import LOCK_NAME, dir_lock, is_lock_file
 from .config import RunConfig, config_hash
 from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, StopFlag, TrainData, derived_seed,
@@ -349,7 +349,7 @@ def _train_runs(cfgs, run_dirs, be, *, device, engine, data, progress, resume, s
         raise ValueError("one run directory per config")
     seen: dict[Path, int] = {}
     for i, rd in enumerate(run_dirs):
-        key = rd.resolve()
+        key = check_out_path(rd, "run directory").resolve()  # a looping link: one line, not resolve()'s error
         if key in seen:
             raise AelabError(f"runs {cfgs[seen[key]].name!r} and {cfgs[i].name!r} were given the same directory "
                              f"{rd}; give each run its own")
@@ -358,6 +358,10 @@ def _train_runs(cfgs, run_dirs, be, *, device, engine, data, progress, resume, s
     for i, st in enumerate(states):
         if st != "done":
             data.check(cfgs[i])  # data problems surface here, before any directory is touched
+            if be.name == "local":  # a model too large for this machine, before anything is allocated
+                from .models.memory import check_fits
+
+                check_fits(cfgs[i], dev)
             if cfgs[i].model.init_weights:  # and starting weights that do not fit the model
                 from .engine.steppers import build_initial_model
 

@@ -241,6 +241,34 @@ class ModelConfig(Frozen):
                     total += _prod(a) * _prod(pair(l.kernel)) * b[0]
         return total
 
+    def _stack_shapes(self):
+        """(layer, input shape, output shape) of every encoder and decoder layer, from the specs alone."""
+        from .layers import stack_shapes
+
+        for layers, shape in ((self.encoder, self.view_shape()), (self.decoder, self.latent_shape())):
+            shapes = [tuple(shape)] + [tuple(x) for x in stack_shapes(layers, shape)]
+            yield from zip(layers, shapes[:-1], shapes[1:])
+
+    def parameter_count(self) -> int:
+        """The built model's trainable numbers, computed from the config (nothing is allocated): what
+        the memory check before training uses (``aelab.models.memory``). A family whose model adds or
+        shares weights beyond its two layer stacks overrides it; a test holds every family's count
+        equal to its built model's."""
+        from .layers import pair
+
+        total = 0
+        for l, a, b in self._stack_shapes():
+            if l.kind == "dense":
+                total += (_prod(a) + 1) * _prod(b)
+            elif l.kind in ("conv2d", "conv2d-transpose"):
+                total += (_prod(pair(l.kernel)) * a[0] + 1) * b[0]
+        return total
+
+    def activation_count(self) -> int:
+        """Values one sample produces on its way through the model (the input and every layer's
+        output): with the batch size, what a training step holds besides the weights."""
+        return self.input_dim + sum(_prod(b) for _, _, b in self._stack_shapes())
+
     def term_names(self) -> tuple[str, ...]:
         """The loss terms this model adds to the reconstruction, by name (``forward``'s ``terms``)."""
         return ()

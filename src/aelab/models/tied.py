@@ -34,6 +34,10 @@ class Config(ModelConfig):
                              f"write decoder = {[f'{s}:<activation>' for s in want]}")
         return self
 
+    def parameter_count(self) -> int:  # the decoder owns only its biases: its weights are the encoder's
+        sizes = [self.input_dim] + [l.size for l in self.encoder]
+        return super().parameter_count() - sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
 
 class TiedDecoder(nn.Module):
     """Decoder layer ℓ computes ``act(h @ W_ℓ + b_ℓ)`` with W_ℓ the mirror encoder layer's weight.

@@ -44,6 +44,12 @@ class Config(ModelConfig):
     def latent_shape(self) -> tuple[int, ...]:
         return (self.latent,)
 
+    def parameter_count(self) -> int:  # the two stacks and the μ and log σ² heads
+        return super().parameter_count() + 2 * (math.prod(self.code_shape()) + 1) * self.latent
+
+    def activation_count(self) -> int:  # μ, log σ² and z besides the stacks' outputs
+        return super().activation_count() + 3 * self.latent
+
     def term_names(self) -> tuple[str, ...]:
         return ("kl",)
 

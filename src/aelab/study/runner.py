@@ -236,12 +236,19 @@ def parse_values(text: str) -> list[Any]:
     if ".." in text:
         rng, _, count = text.partition(":")
         lo_s, _, hi_s = rng.partition("..")
+        missing = [name for name, part in (("LO", lo_s), ("HI", hi_s), ("COUNT", count)) if not part.strip()]
+        if missing:
+            example = f"{rng.strip()}:6" if missing == ["COUNT"] else "1e-6..1e-1:6"
+            raise ConfigError(f"--values {text!r}: the range has no {' and no '.join(missing)}; write LO..HI:COUNT, "
+                              f"e.g. {example} for 6 log-spaced values")
         try:
-            lo, hi, k = float(lo_s), float(hi_s), int(count or 0)
+            lo, hi, k = float(lo_s), float(hi_s), int(count)
         except ValueError:
             raise ConfigError(f"--values {text!r}: write a list (0.1,0.2) or a log range LO..HI:COUNT (1e-6..1e-1:6)") from None
         if k < 2 or lo <= 0 or hi <= lo:
-            raise ConfigError(f"--values {text!r}: a range needs 0 < LO < HI and COUNT ≥ 2")
+            wrong = (f"COUNT is {k}" if k < 2 else f"LO is {lo_s.strip()}" if lo <= 0
+                     else f"HI {hi_s.strip()} is not above LO {lo_s.strip()}")
+            raise ConfigError(f"--values {text!r}: a range needs 0 < LO < HI and COUNT ≥ 2 ({wrong})")
         vals = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
         if lo_s.strip().lstrip("-").isdigit() and hi_s.strip().lstrip("-").isdigit():
             return sorted({int(round(v)) for v in vals})

@@ -77,7 +77,7 @@ def find_study(name_or_path: str) -> Path:
 def load_study(name_or_path: str, *, protocol: str = "seed", quick: bool = False,
                overrides: Optional[dict[str, Any]] = None) -> Study:
     path = find_study(name_or_path)
-    raw = load_toml(path)
+    raw = load_toml(path, "study file")
     return study_from_dict(raw, name=path.stem, protocol=protocol, quick=quick, overrides=overrides, source=str(path))
 
 
