@@ -424,7 +424,8 @@ def cmd_latent(args: argparse.Namespace) -> int:
     for line in quality_lines(rep):
         print(f"  {line}")
     out = Path(args.out) if args.out else Path(args.run_dir) / "latent"
-    print(f"{len(rep['figures'])} figures ({', '.join(rep['figures'])}) and latent.json -> {out}")
+    n = len(rep["figures"])
+    print(f"{n} figure{'' if n == 1 else 's'} ({', '.join(rep['figures'])}) and latent.json -> {out}")
     return 0
 
 
@@ -524,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write a finished run's latent figures (map.png: test codes in 2-D coloured by "
                                     "label; interpolation.png, traversal.png; manifold.png for a 2-D code; prior.png "
                                     "for a VAE) and latent.json: linear-probe and k-NN accuracy and k-means ARI/NMI "
-                                    "of the code, beside the raw pixels and PCA with as many dimensions.")
+                                    "of the code, beside the raw inputs (an image's pixels, a table's features) and "
+                                    "PCA with as many dimensions.")
     lt.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (runs/<name>, or a study's "
                                                       "<out>/runs/<name>-<hash>)")
     lt.add_argument("--out", metavar="DIR", help="where the figures and latent.json go (default: RUN_DIR/latent)")

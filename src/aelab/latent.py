@@ -10,8 +10,9 @@ these; ``aelab.report.latent_figures`` draws). Shapes: ``codes`` are ``(N, K)`` 
 - **How good is the code, in numbers** (:func:`code_quality`, :func:`quality_table`):
   linear-probe accuracy (a logistic regression trained on training codes, tested on test codes),
   k-NN accuracy, and the agreement of a k-means clustering with the labels (ARI, NMI) — for the
-  code, and the same measures on the raw pixels and on PCA with as many dimensions as the code
-  (the baseline any claim about "useful features" needs).
+  code, and the same measures on the raw inputs (an image's pixels, a table's features:
+  :func:`input_noun`) and on PCA with as many dimensions as the code (the baseline any claim
+  about "useful features" needs).
 - **Walking the code space**: :func:`lerp` / :func:`slerp` interpolation, :func:`traversal` of
   single dimensions, :func:`manifold_grid` (a 2-D latent decoded on a grid, as keras.io's VAE
   does), :func:`prior_samples` for a VAE.
@@ -33,6 +34,7 @@ __all__ = [
     "subsample", "embed_2d", "map_methods", "have_umap", "linear_probe", "knn_accuracy", "cluster_agreement",
     "pca_features", "code_quality", "quality_table", "lerp", "slerp", "interpolate", "traversal_values",
     "traversal", "manifold_grid", "prior_samples", "reconstruction_errors", "anomaly_scores", "active_dims",
+    "input_noun",
 ]
 
 #: k of the k-NN classifier (scikit-learn's default).
@@ -42,6 +44,13 @@ CLUSTER_POINTS = 2000
 #: a code dimension whose variance over the test set is at most this carries nothing (Burda et al.
 #: 2016 use 0.01 for a VAE's μ; the same threshold reads any code)
 ACTIVE_VARIANCE = 0.01
+
+
+def input_noun(sample_shape: Sequence[int]) -> str:
+    """What a sample's raw values are called, from its shape: ``"pixels"`` for an image
+    ``(C, H, W)``, ``"features"`` for a vector ``(D,)`` (a table's row). Wording follows the data,
+    never a data set's name."""
+    return "pixels" if len(tuple(sample_shape)) == 3 else "features"
 
 
 def _flat(codes: Any) -> np.ndarray:
@@ -232,8 +241,9 @@ def code_quality(train_codes: Any, train_labels: Any, test_codes: Any, test_labe
 
 def quality_table(train_codes: Any, test_codes: Any, train_labels: Any, test_labels: Any,
                   train_x: Any | None = None, test_x: Any | None = None, seed: int = 0) -> dict[str, dict]:
-    """:func:`code_quality` of the code, and (given the images) of the raw pixels and of PCA with as
-    many dimensions as the code: ``{"code": {...}, "pixels": {...}, "pca": {...}}``."""
+    """:func:`code_quality` of the code, and (given the inputs) of the raw inputs — pixels or a
+    table's features; the key is ``"pixels"`` either way — and of PCA with as many dimensions as
+    the code: ``{"code": {...}, "pixels": {...}, "pca": {...}}``."""
     out = {"code": code_quality(train_codes, train_labels, test_codes, test_labels, seed)}
     if train_x is not None and test_x is not None:
         out["pixels"] = code_quality(train_x, train_labels, test_x, test_labels, seed)

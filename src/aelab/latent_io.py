@@ -10,7 +10,9 @@ numbers a finished run records in ``metrics.json["latent"]`` (:func:`summary`), 
 :data:`MAX_TEST` test images (so t-SNE and the probes stay within seconds on large sets):
 ``train_index``/``test_index`` (positions in the run's splits), ``train_codes``/``test_codes``
 (float32, flattened; μ for a VAE), ``train_labels``/``test_labels`` and ``test_errors`` (each
-test image's reconstruction error under the run's loss, per value).
+test image's reconstruction error under the run's loss, per value); with labels, ``class_names``
+(strings: label ``i`` is ``class_names[i]``, the CSV label column's values or the image folders'
+sub-folder names) when the data set names its classes, for legends.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +35,8 @@ MAX_TRAIN = 5000
 MAX_TEST = 5000
 #: the test points a t-SNE / UMAP map lays out (t-SNE's cost grows faster than linearly)
 MAP_POINTS = 2000
-CODE_KEYS = ("train_index", "train_codes", "train_labels", "test_index", "test_codes", "test_labels", "test_errors")
+CODE_KEYS = ("train_index", "train_codes", "train_labels", "test_index", "test_codes", "test_labels", "test_errors",
+             "class_names")
 
 
 # -- codes from a model ------------------------------------------------------------------------------
@@ -66,9 +69,10 @@ def _errors(model, x: torch.Tensor, loss: str, batch: int = 1024) -> np.ndarray:
 
 
 def code_arrays(model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, y_train: Optional[np.ndarray],
-                y_test: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+                y_test: Optional[np.ndarray], classes: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The arrays of ``codes.npz`` for a trained model on its (clean) splits; labels may be None
-    (then no labels are saved, and the probes cannot be computed)."""
+    (then no labels are saved, and the probes cannot be computed). ``classes``: the data set's
+    class names (label ``i`` is ``classes[i]``), saved beside the labels."""
     seed = int(cfg.train.seed)
     tr = L.subsample(x_train.shape[0], MAX_TRAIN, seed)
     te = L.subsample(x_test.shape[0], MAX_TEST, seed + 1)
@@ -80,7 +84,24 @@ def code_arrays(model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, y_train
         out["train_labels"] = np.asarray(y_train)[tr].astype(np.int64)
     if y_test is not None and len(y_test) == x_test.shape[0]:
         out["test_labels"] = np.asarray(y_test)[te].astype(np.int64)
+    if classes and ("train_labels" in out or "test_labels" in out):
+        out["class_names"] = np.asarray([str(c) for c in classes], dtype=np.str_)
     return out
+
+
+def class_names(data, data_cfg) -> tuple[str, ...]:
+    """The class names of a data config's data set from a data cache (``Dataset.classes``: label
+    ``i`` is the ``i``-th name); () when it names none or cannot say."""
+    try:
+        return tuple(str(c) for c in data.dataset(data_cfg).classes)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return ()
+
+
+def names_of(arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """The ``class_names`` saved in a run's codes (``()`` for codes saved before names were)."""
+    names = arrays.get("class_names")
+    return tuple(str(c) for c in names.tolist()) if names is not None and names.ndim == 1 else ()
 
 
 def labels_for(data, data_cfg) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -132,10 +153,11 @@ def summary(arrays: dict[str, np.ndarray], seed: int = 0, stochastic: bool = Fal
     return q
 
 
-def record(run_dir: Path, model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, labels) -> Optional[dict]:
+def record(run_dir: Path, model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, labels,
+           classes: Sequence[str] = ()) -> Optional[dict]:
     """At the end of training: write ``codes.npz`` and return the ``metrics.json["latent"]`` block."""
     y_train, y_test = labels if labels is not None else (None, None)
-    arrays = code_arrays(model, cfg, x_train, x_test, y_train, y_test)
+    arrays = code_arrays(model, cfg, x_train, x_test, y_train, y_test, classes)
     write_codes(run_dir, arrays)
     out = summary(arrays, stochastic=bool(getattr(model, "stochastic", False)))
     held = getattr(cfg.data, "exclude_labels", None)
@@ -154,7 +176,10 @@ def _run_data(cfg, data, device) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
     return x_train, x_test, y_train, y_test
 
 
-def _class_name(y: Any) -> str:
+def _class_name(y: Any, names: Sequence[str] = ()) -> str:
+    """A label as its class's name (``names[y]``) where the data set names its classes, else the number."""
+    if isinstance(y, (int, np.integer)) and 0 <= int(y) < len(names):
+        return str(names[int(y)])
     return str(int(y)) if isinstance(y, (int, np.integer)) else str(y)
 
 
@@ -169,8 +194,9 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     (single code dimensions around a test image), ``manifold.png`` (a 2-D latent decoded on a
     grid) and ``prior.png`` (samples from a VAE's prior). ``latent.json``: the probe, k-NN and
     k-means numbers of the code and — with ``baselines`` and the run's data at hand — of the raw
-    pixels and of PCA with as many dimensions; the anomaly ROC-AUC when the run was trained
-    without some classes (``data.exclude_labels``).
+    inputs (``inputs``: an image's pixels or a table's features; the key stays ``"pixels"``) and
+    of PCA with as many dimensions; the anomaly ROC-AUC when the run was trained without some
+    classes (``data.exclude_labels``); ``class_names`` when the data set names its classes.
 
     ``data``: a :class:`~aelab.runs.DataCache` (the images are needed for the baselines, and for
     runs trained before codes were saved). Returns the ``latent.json`` dict.
@@ -199,10 +225,12 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     if arrays is not None:
         _check_codes_fit(run_dir, arrays, model, cfg, tensors)
     if arrays is None:
-        say("encoding the run's images (no codes.npz yet)")
-        arrays = code_arrays(model, cfg, *tensors)
+        say("encoding the run's samples (no codes.npz yet)")
+        arrays = code_arrays(model, cfg, *tensors, class_names(data, cfg.data))
         write_codes(run_dir, arrays)
     z_test, y_test = arrays["test_codes"], arrays.get("test_labels")
+    # the classes' own names for legends and rows: saved with the codes, else from the data at hand
+    names = names_of(arrays) or (class_names(data, cfg.data) if data is not None else ())
     dims = int(z_test.shape[1])
     family = cfg.model.family
     stochastic = bool(getattr(model, "stochastic", False))
@@ -210,12 +238,15 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     report: dict[str, Any] = {"run": cfg.name, "run_dir": str(run_dir), "family": family, "code_dims": dims,
                               "code_is_mean": stochastic, "active_dims": L.active_dims(z_test, relative=not stochastic),
                               "n_train_codes": int(len(arrays["train_codes"])), "n_test_codes": int(len(z_test)),
-                              "figures": {}}
+                              # what the raw baseline is made of: an image's pixels or a table's features
+                              "inputs": L.input_noun(shape), "figures": {}}
+    if names:
+        report["class_names"] = list(names)
     figures: dict[str, bytes] = {}
 
     # numbers
     if "train_labels" in arrays and y_test is not None:
-        say("probes, k-NN and k-means" + (" (code, raw pixels, PCA)" if baselines else ""))
+        say("probes, k-NN and k-means" + (f" (code, raw {report['inputs']}, PCA)" if baselines else ""))
         xtr = xte = None
         if baselines and tensors is not None:
             xtr = tensors[0][torch.as_tensor(arrays["train_index"])].cpu().numpy()
@@ -248,8 +279,8 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     thumbs = None
     if tensors is not None and LF.image_like(shape):
         thumbs = tensors[1][torch.as_tensor(arrays["test_index"][idx])].cpu().numpy()
-    figures["map.png"] = LF.latent_maps(panels, thumbs=thumbs, image_shape=shape,
-                                        title=f"{cfg.name}: test codes, coloured by label")
+    figures["map.png"] = LF.latent_maps(panels, thumbs=thumbs, image_shape=shape, class_names=names,
+                                        title=f"{cfg.name}: test codes, coloured by class")
     report["map_methods"] = [p["method"] for p in panels]
     report["map_points"] = int(len(idx))
 
@@ -266,7 +297,7 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
             originals = x_show.cpu().numpy()
             for a, b in [(0, 1), (2, 3), (4, 5)][: x_show.shape[0] // 2]:
                 path = decode(model, L.interpolate(z_show[a], z_show[b], 8, spherical=stochastic))
-                name = (f"{_class_name(y_show[a])} → {_class_name(y_show[b])}" if y_show is not None
+                name = (f"{_class_name(y_show[a], names)} → {_class_name(y_show[b], names)}" if y_show is not None
                         else f"image {a + 1} → {b + 1}")
                 rows.append((name, np.concatenate([originals[a:a + 1], path, originals[b:b + 1]])))
             figures["interpolation.png"] = LF.image_rows(
@@ -336,9 +367,10 @@ def quality_lines(report: dict[str, Any]) -> list[str]:
     if not q:
         return [report.get("quality_note", "no labels: no probe numbers")]
     chance = q["code"]["chance"]
-    lines = [f"{'features':<26}{'dims':>6}{'probe acc':>11}{'k-NN acc':>10}{'ARI':>8}{'NMI':>8}"]
-    names = {"code": "code" + (" (μ)" if report.get("code_is_mean") else ""), "pixels": "raw pixels",
-             "pca": "PCA, same dims as the code"}
+    lines = [f"{'representation':<26}{'dims':>6}{'probe acc':>11}{'k-NN acc':>10}{'ARI':>8}{'NMI':>8}"]
+    # the raw baseline's key is "pixels" in latent.json whatever the data; its name follows the data
+    names = {"code": "code" + (" (μ)" if report.get("code_is_mean") else ""),
+             "pixels": f"raw {report.get('inputs') or 'pixels'}", "pca": "PCA, same dims as the code"}
     for key in ("code", "pixels", "pca"):
         if key in q:
             r = q[key]
@@ -348,7 +380,8 @@ def quality_lines(report: dict[str, Any]) -> list[str]:
                  f"{q['code']['n_test']} test codes")
     a = report.get("anomaly")
     if a and "auc" in a:
-        lines.append(f"anomaly: held-out classes {a['held_out']}: ROC-AUC of the reconstruction error {a['auc']:.3f}")
+        held = ", ".join(_class_name(int(c), report.get("class_names") or ()) for c in a["held_out"])
+        lines.append(f"anomaly: held-out classes {held}: ROC-AUC of the reconstruction error {a['auc']:.3f}")
     return lines
 
 

@@ -31,7 +31,7 @@ from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, S
 from .engine import ckernels
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, ConfigError, WeightsError
-from .latent_io import labels_for as latent_labels, record as record_codes
+from .latent_io import class_names, labels_for as latent_labels, record as record_codes
 
 CHECKPOINT = "checkpoint"
 
@@ -545,7 +545,7 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
     for m, (model, rd, c, d) in enumerate(zip(stepper.export_models(), run_dirs, cfgs, datas)):
         out.append(finish_run(rd, c, model, st.histories[m], d, dev, engine_name=type(stepper).__name__,
                               wall=wall, group=names, data_source=data.provenance(c.data), threads=threads_used,
-                              labels=latent_labels(data, c.data),
+                              labels=latent_labels(data, c.data), classes=class_names(data, c.data),
                               # trained without some classes: codes of the whole test split, held-out classes included
                               x_test=data.tensors(c.data, dev)[1] if c.data.exclude_labels else None))
     return out
@@ -553,7 +553,7 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
 
 def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainData, dev, *, engine_name: str,
                wall: float, group: Sequence[str], data_source: Optional[dict] = None,
-               threads: Optional[int] = None, labels=None, x_test=None) -> RunResult:
+               threads: Optional[int] = None, labels=None, x_test=None, classes: Sequence[str] = ()) -> RunResult:
     """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint.
 
     ``labels``: (train labels, test labels) of the run's splits, or None: saved with the codes.
@@ -571,7 +571,7 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     if diag:
         metrics["family"] = {"name": cfg.model.family, **diag}
     latent = record_codes(run_dir, model, cfg, d.x_train, d.x_val if x_test is None else x_test,
-                          labels)  # codes.npz (aelab.latent_io)
+                          labels, classes)  # codes.npz (aelab.latent_io), with the classes' names
     if latent:
         metrics["latent"] = latent
     with torch.no_grad():  # not inference_mode: a contractive forward differentiates its encoder

@@ -108,6 +108,8 @@ __all__ = [
     "observation",
     "observe",
     "penalty_terms",
+    "point_text",
+    "names_labels",
     "ratio",
     "recon_val_loss",
     "resolve",
@@ -1521,10 +1523,24 @@ def observe(question: Mapping[str, Any], baseline_run: Mapping[str, Any], varian
 _SETTING_NOUNS = {"exclude_labels": "the held-out classes"}
 
 
-def _across(short: str, values: Sequence[Any]) -> str:
+def names_labels(short: str) -> bool:
+    """Whether a setting's values are class labels (then shown with the classes' names)."""
+    return short in _SETTING_NOUNS
+
+
+def point_text(value: Any, class_names: Sequence[str] = ()) -> str:
+    """A swept value as written, with the classes' names after a list of labels: "[0] (setosa)"."""
+    s = _fmt_point(value)
+    if class_names and isinstance(value, (list, tuple)) and value and all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(class_names) for c in value):
+        s += " (" + ", ".join(str(class_names[c]) for c in value) + ")"
+    return s
+
+
+def _across(short: str, values: Sequence[Any], class_names: Sequence[str] = ()) -> str:
     """The values of an unordered setting, listed without implying an order: "the held-out classes
     [0], [1], [2]" or "activation = relu, sigmoid"."""
-    listed = ", ".join(_fmt_point(x) for x in values)
+    listed = ", ".join(point_text(x, class_names) for x in values)
     noun = _SETTING_NOUNS.get(short)
     return f"{noun} {listed}" if noun else f"{short} = {listed}"
 
@@ -1534,7 +1550,7 @@ def _fmt_point(value: Any) -> str:
 
 
 def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[str, Any]],
-                      noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      noise: Mapping[str, Any] | None = None, class_names: Sequence[str] = ()) -> dict[str, Any]:
     """What a one-parameter sweep shows: ``{"lead", "evidence", "within_noise"}``.
 
     ``lead`` says in words how the reconstructions change as ``short`` goes from the smallest value
@@ -1542,7 +1558,8 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     (:func:`recon_val_loss`) — steadily worse, steadily better, best or worst inside, or not beyond
     the run-to-run noise (:func:`noise_level` over the sweep's runs) — and what the diagnostics show
     between the best and the worst point. ``evidence`` lists the numbers; ``within_noise`` is True
-    when the whole spread is inside the noise.
+    when the whole spread is inside the noise. ``class_names``: the data set's class names, for a
+    setting whose values are labels (:func:`names_labels`): "[0] (setosa)".
     """
     if noise is None:
         noise = noise_level(runs)
@@ -1575,7 +1592,8 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
     elif within:
         beyond = " beyond the run-to-run noise" if measured else ""
         lead.append((f"{going} makes no difference to the reconstructions{beyond}" if ordered else
-                     f"Across {_across(short, [x for x, _, _ in pts])}, the reconstructions do not differ{beyond}")
+                     f"Across {_across(short, [x for x, _, _ in pts], class_names)}, the reconstructions do not "
+                     f"differ{beyond}")
                     + f": the {final} stays within {fmt_pct(spread).lstrip('+')} across all points.")
     else:
         tol = nrel * abs(ys[lo])
@@ -1583,8 +1601,9 @@ def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[
         what = ("the reconstructions of clean test images" if any(_get(r, "metrics.noisy.ssim") is not None
                                                                    for r in runs) else "the reconstructions")
         if not ordered:  # classes, names, lists: no order to rise or fall along
-            lead.append(f"Across {_across(short, [x for x, _, _ in pts])}, the {final} is lowest at "
-                        f"{short}={_fmt_point(pts[lo][0])} and highest at {short}={_fmt_point(pts[hi][0])}.")
+            lead.append(f"Across {_across(short, [x for x, _, _ in pts], class_names)}, the {final} is lowest at "
+                        f"{short}={point_text(pts[lo][0], class_names)} and highest at "
+                        f"{short}={point_text(pts[hi][0], class_names)}.")
         elif all(d >= -tol for d in steps) and ys[-1] > ys[0]:
             lead.append(f"{going} makes {what} {_degree(spread, nrel)}worse: the {final} "
                         "rises with it.")

@@ -522,7 +522,9 @@ def sweep_plot(
         for j, (name, line) in enumerate(lines):
             y = floats(series[name])
             color = f"C{j}"
-            ax.plot(x, y, marker="o", markersize=4, color=color, label=line or None)
+            # values without an order (classes, names): points, no line implying a trend between them
+            ax.plot(x, y, marker="o", markersize=4 if numeric else 6, color=color, label=line or None,
+                    linestyle="-" if numeric else "none")
             shown.extend(y[np.isfinite(y)].tolist())
             band = (bands or {}).get(name)
             spread = (spreads or {}).get(name)

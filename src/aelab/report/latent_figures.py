@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .figures import DPI, _png
 
-__all__ = ["image_like", "map_panel", "latent_maps", "image_rows", "manifold"]
+__all__ = ["image_like", "legend_name", "map_panel", "latent_maps", "image_rows", "manifold"]
 
 _METHOD_TITLES = {"code": "the code itself", "pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
@@ -40,6 +40,13 @@ def _class_colors(labels: Sequence[Any]) -> dict[Any, Any]:
     classes = sorted({x.item() if hasattr(x, "item") else x for x in labels})
     cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     return {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
+
+
+def legend_name(label: Any, class_names: Sequence[str] = ()) -> str:
+    """A label as the legend shows it: its class's name when the data set names its classes."""
+    if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(class_names):
+        return str(class_names[int(label)])
+    return str(label)
 
 
 def map_panel(method: str, points: np.ndarray, labels: np.ndarray, dims: int, stochastic: bool = False,
@@ -93,13 +100,16 @@ def _place_boxes(anchors: np.ndarray, size: float) -> np.ndarray:
 
 def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndarray] = None,
                 image_shape: Optional[Sequence[int]] = None, title: Optional[str] = None, ncols: Optional[int] = None,
-                panel_size: float = 4.0, notes: Optional[Sequence[str]] = None) -> bytes:
+                panel_size: float = 4.0, notes: Optional[Sequence[str]] = None,
+                class_names: Sequence[str] = ()) -> bytes:
     """Scatter plots of 2-D codes coloured by label, side by side, one legend for all, as PNG bytes.
 
     ``panels``: :func:`map_panel` dicts. ``thumbs`` (optional, ``(N, D)`` images in the order of
     every panel's points, with ``image_shape``): a small picture of one image per class is drawn
-    at that image's point (the one nearest its class's median), so a reader sees which digits
-    lie where. ``notes``: a line under each panel (e.g. its probe accuracy).
+    at that image's point (the one nearest its class's median), so a reader sees which classes
+    lie where. ``notes``: a line under each panel (e.g. its probe accuracy). ``class_names``: the
+    data set's names of its classes (label ``i`` is ``class_names[i]``: a CSV's label values, an
+    image folder's sub-folder names), shown in the legend instead of the label numbers.
     """
     from matplotlib.lines import Line2D
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
@@ -152,9 +162,10 @@ def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndar
         ax.grid(True, alpha=0.25)
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
-    handles = [Line2D([], [], marker="o", linestyle="", color=c, markersize=6, label=str(lab))
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, markersize=6, label=legend_name(lab, class_names))
                for lab, c in colors.items()]
-    fig.legend(handles=handles, title="label", loc="outside right center", fontsize=8, title_fontsize=8)
+    fig.legend(handles=handles, title="class" if class_names else "label", loc="outside right center", fontsize=8,
+               title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return _png(fig)

@@ -37,6 +37,16 @@ class Codes:
         self.directory = directory
         self.cache: dict[str, Optional[dict]] = {}
 
+    def names(self, *runs: Mapping[str, Any]) -> tuple[str, ...]:
+        """The class names saved with the runs' codes (the first run that has them), or ()."""
+        from ..latent_io import names_of
+
+        for run in runs:
+            arrays = self.get(run)
+            if arrays is not None and names_of(arrays):
+                return names_of(arrays)
+        return ()
+
     def get(self, run: Mapping[str, Any]) -> Optional[dict]:
         from ..latent_io import read_codes
 
@@ -80,10 +90,12 @@ def _num(run: Mapping[str, Any], key: str) -> Optional[float]:
 
 def map_caption(runs: Sequence[Mapping[str, Any]]) -> str:
     chance = next((c for c in (_num(r, "chance") for r in runs) if c is not None), None)
-    s = ("Each dot is a test image, placed by its code and coloured by its true label (the code itself when it has "
+    shape = _shape(*runs)
+    one = "sample" if shape is not None and len(shape) == 1 else "image"  # a table's row is no image
+    s = (f"Each dot is a test {one}, placed by its code and coloured by its true class (the code itself when it has "
          "two dimensions, else the first two principal components of the code). Look for separate colour groups: "
          "the code keeps what tells the classes apart. One blob, or every dot on one point, means nearly the same "
-         "code for every image. The axes are each code's own units, so compare shapes, not scales.")
+         f"code for every {one}. The axes are each code's own units, so compare shapes, not scales.")
     if chance is not None:
         s += (f" Under each map: how often a linear classifier (probe) and a 5-nearest-neighbour vote read the label "
               f"from the code (chance {chance:.2f}).")
@@ -100,7 +112,7 @@ def pair_map(codes: Codes, b: Mapping[str, Any], v: Mapping[str, Any], labels: S
             notes.append(_note(run))
     if not panels:
         return None
-    return LF.latent_maps(panels, notes=notes, panel_size=3.6)
+    return LF.latent_maps(panels, notes=notes, panel_size=3.6, class_names=codes.names(b, v))
 
 
 def gallery(codes: Codes, runs: Mapping[str, Mapping[str, Any]]) -> Optional[bytes]:
@@ -113,7 +125,8 @@ def gallery(codes: Codes, runs: Mapping[str, Mapping[str, Any]]) -> Optional[byt
             notes.append(_note(run))
     if not panels:
         return None
-    return LF.latent_maps(panels, notes=notes, ncols=min(4, len(panels)), panel_size=3.0)
+    return LF.latent_maps(panels, notes=notes, ncols=min(4, len(panels)), panel_size=3.0,
+                          class_names=codes.names(*runs.values()))
 
 
 _QUALITY = [("linear-probe accuracy (code)", "probe_accuracy"), ("k-NN accuracy (code)", "knn_accuracy"),

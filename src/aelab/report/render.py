@@ -1097,19 +1097,20 @@ def _anomaly(run: Mapping[str, Any], codes: "LS.Codes") -> dict[str, Any] | None
         return None
 
 
-def _anomaly_note(anomaly: list[dict[str, Any] | None]) -> str:
+def _anomaly_note(anomaly: list[dict[str, Any] | None], names: tuple[str, ...] = ()) -> str:
+    """The sentence under a sweep's table on held-out classes; ``names``: the classes' own names."""
     got = [a for a in anomaly if a]
     if not got:
         return ""
     best = max(got, key=lambda a: a["auc"])
     worst = min(got, key=lambda a: a["auc"])
-    s = ("Anomaly detection: each run was trained without the held-out class(es) in its row, then every test image "
-         "was scored by its reconstruction error. The ROC-AUC is the chance that a random held-out image "
-         "reconstructs worse than a random image of the trained classes: 0.5 is no better than guessing, 1 is a "
+    s = ("Anomaly detection: each run was trained without the held-out class(es) in its row, then every test sample "
+         "was scored by its reconstruction error. The ROC-AUC is the chance that a random held-out sample "
+         "reconstructs worse than a random sample of the trained classes: 0.5 is no better than guessing, 1 is a "
          "perfect detector.")
     if len(got) > 1:
-        s += (f" Most detectable: {best['held_out']} (AUC {best['auc']:.3f}); least: {worst['held_out']} "
-              f"(AUC {worst['auc']:.3f}).")
+        s += (f" Most detectable: {C.point_text(best['held_out'], names)} (AUC {best['auc']:.3f}); least: "
+              f"{C.point_text(worst['held_out'], names)} (AUC {worst['auc']:.3f}).")
     return s
 
 
@@ -1133,14 +1134,16 @@ def _seed_sentence(short: str, values: list, reps: list[list[Mapping[str, Any]]]
     seeds) inside the seeds' spread — the two values' ranges over the seeds overlap, so the seed
     alone could have made it — or outside it?"""
     order = list(range(len(values)))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    ordered = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if ordered:
         order.sort(key=lambda i: values[i])
+    sep = " → " if ordered else " vs "  # classes or names have no direction to go in
     mean, lo, hi = _seed_stats(reps, get)
     inside, outside = [], []
     for a, b in zip(order, order[1:]):
         if None in (mean[a], mean[b], lo[a], lo[b], hi[a], hi[b]):
             continue
-        step = f"{short}={_fmt_value(values[a])} → {_fmt_value(values[b])}"
+        step = f"{short}={_fmt_value(values[a])}{sep}{_fmt_value(values[b])}"
         if lo[b] <= hi[a] and lo[a] <= hi[b]:
             inside.append(step)
         else:
@@ -1215,6 +1218,8 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     series["linear-probe accuracy"] = [_get(r, "metrics.latent.probe_accuracy") for r in point_runs]
     codes = LS.Codes(sweep_dir)
     anomaly = [_anomaly(r, codes) for r in point_runs]
+    # a setting whose values are labels (held-out classes) is shown with the classes' own names
+    names = codes.names(*point_runs) if C.names_labels(short) else ()
     series["held-out class ROC-AUC"] = [a["auc"] if a else None for a in anomaly]
     path_of = {"loss/train": "final.loss", "loss/val": "final.val_loss", "SSIM": "metrics.ssim",
                "SSIM/clean input": "metrics.ssim", "SSIM/noisy input": "metrics.noisy.ssim",
@@ -1247,7 +1252,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         seed_words = _seed_sentence(short, values, reps, C.recon_val_loss,
                                     "reconstruction part of the final val loss" if penalised else "final val loss")
     noise = C.noise_level(point_runs, reps if seeded else None)
-    seen = C.sweep_observation(short, values, point_runs, noise)
+    seen = C.sweep_observation(short, values, point_runs, noise, class_names=names)
     # with seeds, a difference inside the seeds' spread is no finding: then that is the answer
     lead = (seed_words if seed_words and seed_words.startswith(_ALL_INSIDE)
             else seen["lead"] + (" " + seed_words if seed_words else ""))
@@ -1262,7 +1267,8 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
                  "not measured: no replicate seeds)")
     figures: dict[str, bytes] = {}
     plot = (_figure(figures, "figures/sweep.png",
-                    F.sweep_plot(values, series, parameter, results.get("log_x"), baselines=baselines,
+                    F.sweep_plot([C.point_text(x, names) for x in values] if names else values, series, parameter,
+                                 results.get("log_x"), baselines=baselines,
                                  bands={judged: noise["rel"]} if judged in series and not seeded else None,
                                  band_label="noise band" if noise.get("measured") else f"±{band_pct}: no change",
                                  panel_notes=panel_notes, spreads=spreads or None,
@@ -1312,7 +1318,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         return {"value": label, "run": str(run.get("name", key)), "cells": cells, "baseline": is_base}
 
     for i, (p, r) in enumerate(zip(points, point_runs)):
-        table.append(row(_fmt_value(p["value"]), r, p["run"], p["run"] == bkey, i))
+        table.append(row(C.point_text(p["value"], names), r, p["run"], p["run"] == bkey, i))
     if base is not None and all(p["run"] != bkey for p in points):
         table.append(row("baseline", base, bkey, True))
     # a column no run has a number for is left out
@@ -1352,10 +1358,10 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "protocol_sentence": _protocol_sentence(header),
         "n_runs": len(runs),
         "parameter": parameter,
-        "values": [_fmt_value(x) for x in values],
+        "values": [C.point_text(x, names) for x in values],
         "plot": plot,
         "seeded": k_seeds,
-        "anomaly_note": _anomaly_note(anomaly),
+        "anomaly_note": _anomaly_note(anomaly, names),
         "baseline_lines": base_lines,
         "columns": columns,
         "table": table,
