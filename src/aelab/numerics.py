@@ -6,8 +6,10 @@ Between machines exactly one piece of the arithmetic changed the exercise12 resu
 branch Intel MKL picks for its matrix products (AVX-512 on a recent Xeon, AVX2 on most AMD EPYCs).
 ATen's own instruction-set dispatch (``ATEN_CPU_CAPABILITY``) moved nothing, and aelab's C
 kernels sum in the order their source fixes, whatever vector unit they are compiled for (tested).
-So a result is reproducible bit for bit wherever these fields are equal; pinning MKL's branch
-(``MKL_CBWR=AVX2``, MKL's own switch, read when the process starts) makes two CPUs agree.
+So a result is reproducible bit for bit wherever these fields are equal. MKL's own switch
+``MKL_CBWR`` (read when the process starts) pins its branch: ``AVX2`` between Intel CPUs with
+AVX2, ``COMPATIBLE`` between any x86 CPUs (MKL documents that a non-Intel CPU given ``AVX2`` runs
+its own branch instead — which this record, reading back the setting, cannot see).
 """
 
 from __future__ import annotations
