@@ -25,61 +25,78 @@ CHAOTIC = ["train", "--dataset", "synthetic", "--limit", "600", "--test-limit", 
            "--decoder", "784:relu", "--epochs", "3", "--batch-size", "32", "-q"]
 
 
-def _train(tmp_path, name: str, **env) -> dict:
-    out = tmp_path / name
-    full = {**os.environ, **env}
-    r = subprocess.run([*EXE, *CHAOTIC, "--out", str(out)], env=full, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    run = json.loads((out / "run.json").read_text())
-    hist = json.loads((out / "history.json").read_text())
-    return {"weights": run["weights_sha256"], "loss": hist["loss"], "numerics": run["numerics"]}
+VARIANTS = {"default": {}, "portable": {"AELAB_KERNEL_ARCH": "portable"}, "aten-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+            "compatible": {"MKL_CBWR": "COMPATIBLE"}}
 
 
-def test_run_json_records_what_the_bits_depend_on(tmp_path):
-    a = _train(tmp_path, "auto")
-    num = a["numerics"]
-    assert set(num) >= {"cpu", "torch", "mkl_branch", "aten_capability", "c_kernels", "switches"}
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """The chaotic model trained once per variant, two processes at a time."""
+    base = tmp_path_factory.mktemp("numerics")
+    procs = {}
+    for name, env in VARIANTS.items():
+        procs[name] = subprocess.Popen([*EXE, *CHAOTIC, "--out", str(base / name)], env={**os.environ, **env},
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if len(procs) % 2 == 0:  # two cores: two at a time
+            for p in list(procs.values())[-2:]:
+                p.wait(timeout=600)
+    out = {}
+    try:
+        for name, p in procs.items():
+            err = p.communicate(timeout=600)[1]
+            assert p.returncode == 0, f"{name}: {err}"
+            run = json.loads((base / name / "run.json").read_text())
+            hist = json.loads((base / name / "history.json").read_text())
+            out[name] = {"weights": run["weights_sha256"], "loss": hist["loss"], "numerics": run["numerics"]}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+    return out
+
+
+def test_run_json_records_what_the_bits_depend_on(runs):
     import torch
 
+    num = runs["default"]["numerics"]
+    assert set(num) >= {"cpu", "torch", "mkl_branch", "aten_capability", "c_kernels", "switches"}
     assert num["torch"] == torch.__version__
     assert num["aten_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert num["switches"] == {}
     if torch.backends.mkl.is_available():
         assert num["mkl_branch"] not in (None, "unknown", "AUTO", "off")
-        pinned = _train(tmp_path, "pinned", MKL_CBWR="COMPATIBLE")["numerics"]
+        pinned = runs["compatible"]["numerics"]
         assert pinned["mkl_branch"] == "COMPATIBLE" and pinned["switches"] == {"MKL_CBWR": "COMPATIBLE"}
 
 
 @pytest.mark.skipif(ckernels.load() is None, reason="no C compiler: the C kernels are not built here")
-def test_the_c_kernels_give_the_same_bits_whatever_instruction_set_they_are_compiled_for(tmp_path):
-    native = _train(tmp_path, "native")
-    portable = _train(tmp_path, "portable", AELAB_KERNEL_ARCH="portable")
+def test_the_c_kernels_give_the_same_bits_whatever_instruction_set_they_are_compiled_for(runs):
+    native, portable = runs["default"], runs["portable"]
     assert "native instruction set" in native["numerics"]["c_kernels"]
     assert "baseline instruction set" in portable["numerics"]["c_kernels"]
     assert portable["weights"] == native["weights"]
     assert portable["loss"] == native["loss"]
 
 
-def test_atens_instruction_set_dispatch_does_not_change_the_bits(tmp_path):
+def test_atens_instruction_set_dispatch_does_not_change_the_bits(runs):
     import torch
 
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("ATen runs no vector kernels here")
-    mine = _train(tmp_path, "mine")
-    avx2 = _train(tmp_path, "avx2", ATEN_CPU_CAPABILITY="avx2")
+    mine, avx2 = runs["default"], runs["aten-avx2"]
     assert avx2["numerics"]["aten_capability"] == "AVX2"
     assert avx2["weights"] == mine["weights"]
     assert avx2["loss"] == mine["loss"]
 
 
-def test_mkls_branch_is_what_moves_a_chaotic_model(tmp_path):
+def test_mkls_branch_is_what_moves_a_chaotic_model(runs):
     """The one switch that does change bits (why run.json records it): MKL's COMPATIBLE branch
     against the branch MKL picks for this CPU — unless this CPU's own branch is COMPATIBLE."""
     import torch
 
     if not torch.backends.mkl.is_available():
         pytest.skip("PyTorch has no MKL here")
-    mine = _train(tmp_path, "mine")
+    mine = runs["default"]
     if mine["numerics"]["mkl_branch"] == "COMPATIBLE":
         pytest.skip("MKL runs its COMPATIBLE branch on this CPU already")
-    compat = _train(tmp_path, "compat", MKL_CBWR="COMPATIBLE")
-    assert compat["weights"] != mine["weights"]
+    assert runs["compatible"]["weights"] != mine["weights"]
