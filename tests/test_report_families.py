@@ -229,7 +229,7 @@ def test_losses_on_different_scales_are_not_compared(report):
     t = tables[5]  # AE (per pixel) vs VAE (per image)
     assert t["final val loss"][2] == "—" and t["final train loss"][2] == "—"
     summary = parse(html).tables["summary"]
-    assert summary[6][4] == "not comparable (scales differ)"
+    assert summary[6][4] == "not comparable (losses on different scales)"
     o = C.observation({}, plain("ae"), vae("v", 2, 2, 1.2, val=0.09))
     assert "different scales" in o["lead"] and "per-pixel BCE" in o["lead"]
     assert "made the reconstructions" in o["lead"]

@@ -248,3 +248,19 @@ def test_a_clear_difference_without_seeds_is_not_called_noise():
     reps = [[cfg(make_run("s", 2, 0.5, x)) for x in (0.08, 0.10, 0.12)]]
     o = C.observation({}, base, var, C.noise_level([base, var], reps))
     assert "beyond the run-to-run noise" in o["lead"]
+
+
+def test_study_summary_line_compares_what_both_losses_hold(capsys):
+    """`aelab study` prints the same comparison as the report: the shared reconstruction term."""
+    from aelab.cli import _print_summary
+
+    base = with_terms(cfg(make_run("dense", 6, 0.3, 0.100)), {})
+    var = with_terms(cfg(make_run("kl_sparse", 6, 0.3, 0.105)), {"kl_sparsity": 0.97})
+    for r in (base, var):
+        r["final"] = {"val_loss": r["history"]["val_loss"][-1],
+                      "val_terms": {k: v[-1] for k, v in r["history"]["val_terms"].items()}}
+    _print_summary({"runs": {"dense": base, "kl_sparse": var},
+                    "questions": [{"id": "kl", "baseline": "dense", "variant": "kl_sparse"}]})
+    line = capsys.readouterr().out
+    total = var["history"]["val_loss"][-1] / base["history"]["val_loss"][-1]
+    assert f"{total:.2f}" not in line and "reconstruction term" in line

@@ -224,7 +224,8 @@ def test_a_layer_too_large_for_memory_is_refused_with_the_figure(tmp_path, capsy
     assert main([*TRAIN, "--encoder", "1000000000:relu", "--out", str(out)]) == 2
     err = one_line(capsys.readouterr().err)
     assert "needs about" in err and " GB of memory" in err and "available" in err, err
-    assert "25,872 GB" in err  # (784 + 1)·1e9 + (1e9 + 1)·784 parameters, 4 float32 numbers each: ≈ 25.9 TB
+    # 1.569e12 parameters × 4 float32 numbers (25,104 GB) + an evaluation chunk of 1024 samples × ~1e9 values (4,096 GB)
+    assert "29,200 GB" in err
     assert not out.exists()
 
 

@@ -42,8 +42,8 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def disk_full_message(target: str | os.PathLike, what: str = "--out") -> str:
-    return (f"{target}: no space left on device while writing it (nothing was half-written: the file is as it "
-            f"was); free space or choose another {what}")
+    return (f"{target}: disk full (no space left on device) while writing it; nothing was half-written (the file "
+            f"is as it was): free space or choose another {what}")
 
 
 @contextlib.contextmanager

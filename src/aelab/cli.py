@@ -316,23 +316,16 @@ def _same_command(args: argparse.Namespace) -> str:
     return shlex.join(["aelab", *args.argv])
 
 
-def _ratio_text(b: float, v: float) -> str:
-    import math
-
-    if b > 0 and v > 0 and math.isfinite(b) and math.isfinite(v):
-        return f"×{v / b:.2f}"
-    return f"Δ {v - b:+.4f}"
-
-
 def _print_summary(res: dict) -> None:
     runs = res["runs"]
     for q in res["questions"]:
         b, v = runs[q["baseline"]], runs[q["variant"]]
         bl, vl = b["history"]["val_loss"][-1], v["history"]["val_loss"][-1]
-        from .report.claims import comparable_losses
+        from .report.claims import val_loss_change
 
-        # losses on different scales (a VAE's per-image sum beside a per-pixel mean) are not compared
-        rel = _ratio_text(bl, vl) if comparable_losses(b, v) else "(losses on different scales)"
+        # a ratio only of losses that measure the same thing: not of different scales (a VAE's
+        # per-image sum beside a per-pixel mean), nor of a loss with a penalty beside one without
+        rel = val_loss_change(b, v)
         print(f"  {q['id']:>4}  {q['baseline']:<18} val {bl:.4f}   {q['variant']:<22} val {vl:.4f}   {rel}")
 
 
@@ -371,7 +364,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for p in res["points"]:
         r = res["runs"][p["run"]]
         print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
-              f"  ssim {r['metrics'].get('ssim', float('nan')):.3f}  diversity {r['metrics'].get('diversity', float('nan')):.3f}")
+              + "".join(f"  {k} {r['metrics'][k]:.3f}" for k in ("ssim", "diversity")
+                        if isinstance(r["metrics"].get(k), (int, float))))  # only what the data has (a table: no SSIM)
     seeds = getattr(args, "seeds", None) or 1
     runs = f"{len(values)} values × {seeds} seeds = {len(values) * seeds} runs" if seeds > 1 else f"{len(values)} runs"
     print(f"sweep: {runs} in {res['wall_seconds']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")

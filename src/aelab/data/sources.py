@@ -740,6 +740,8 @@ def _store(ds: IdxSet, cache_dir: Path, got: _Resolved) -> None:
                                 "bytes": len(got.data[name]), "fetched": now}
         doc = json.dumps({"files": provenance}, indent=2) + "\n"
         _write_cached(cache_dir / SOURCE_JSON, doc.encode("utf-8"))
+    except _atomic.DiskFullError as exc:  # a data error like any other a cache write meets
+        raise DataError(str(exc)) from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DataError(

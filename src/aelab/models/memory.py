@@ -4,7 +4,7 @@ A layer of a billion units asks PyTorch for terabytes; without a check the user 
 traceback (or, where the system overcommits, a machine that swaps and freezes). Before a run
 trains, :func:`check_fits` estimates what training needs — the weights, their gradients and
 Adam's two moments (4 float32 numbers per parameter), plus one batch of activations (each layer's
-output, its pre-activation and its gradient) — from the config alone (the families give their
+output, its pre-activation and its gradient; or an evaluation chunk's, if larger) — from the config alone (the families give their
 parameter counts, :meth:`~aelab.models.base.ModelConfig.parameter_count`) and compares it with the
 memory the device has available. :func:`out_of_memory_line` turns an allocation failure the
 estimate did not foresee into one line at the CLI's boundary.
@@ -28,9 +28,13 @@ PER_ACTIVATION = 3
 
 
 def training_bytes(model_cfg, batch_size: int) -> int:
-    """About how many bytes training ``model_cfg`` with batches of ``batch_size`` needs (float32)."""
-    return FLOAT32 * (PER_PARAMETER * model_cfg.parameter_count()
-                      + PER_ACTIVATION * batch_size * model_cfg.activation_count())
+    """About how many bytes training ``model_cfg`` with batches of ``batch_size`` needs (float32): its
+    parameters with their gradients and Adam state, and the activations of a training batch or of an
+    evaluation chunk (no gradients, but up to ``EVAL_CHUNK`` samples at once), whichever is larger."""
+    from ..engine.steppers import EVAL_CHUNK
+
+    rows = max(PER_ACTIVATION * batch_size, EVAL_CHUNK)
+    return FLOAT32 * (PER_PARAMETER * model_cfg.parameter_count() + rows * model_cfg.activation_count())
 
 
 def _meminfo_available() -> Optional[int]:

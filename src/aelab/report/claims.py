@@ -105,6 +105,7 @@ __all__ = [
     "noise_factor",
     "noise_level",
     "loss_terms_differ",
+    "val_loss_change",
     "observation",
     "observe",
     "penalty_terms",
@@ -811,6 +812,23 @@ def comparable_losses(*runs: Mapping[str, Any]) -> bool:
     """False when the runs' losses are on different scales (a sum per image beside a mean per pixel)."""
     scales = [s for s in (loss_scale(r) for r in runs) if s is not None]
     return not scales or max(scales) / min(scales) < SCALE_GAP
+
+
+def val_loss_change(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> str:
+    """How the variant's final val loss compares with the baseline's, for a summary cell or line.
+
+    A ratio (or difference, :func:`fmt_change`) only when both losses measure the same thing; when
+    one holds a term the other lacks (:func:`loss_terms_differ`: a penalty), the reconstruction
+    term they share is compared instead, and said so; losses on different scales
+    (:func:`comparable_losses`) are not compared.
+    """
+    b, v = baseline_run, variant_run
+    if not comparable_losses(b, v):
+        return "not comparable (losses on different scales)"
+    if loss_terms_differ(b, v):
+        change = fmt_change(recon_val_loss(v), recon_val_loss(b))
+        return "not comparable" if change == "—" else f"{change} (reconstruction term; the totals hold different terms)"
+    return fmt_change(_get(v, "final.val_loss"), _get(b, "final.val_loss"))
 
 
 def loss_terms_differ(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> str | None:

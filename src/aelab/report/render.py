@@ -123,18 +123,6 @@ def _ratio_str(v: float | None, b: float | None, mode: str | None = "ratio", uni
     return C.fmt_change(v, b, mode, unit)
 
 
-def _loss_change(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
-    """The summary's comparison of two final val losses: a ratio only when both measure the same
-    thing; when one loss holds a term the other lacks (a penalty), the reconstruction term they
-    share is compared instead, and said so; losses on different scales are not compared."""
-    if not C.comparable_losses(b, v):
-        return "not comparable (scales differ)"
-    if C.loss_terms_differ(b, v):
-        change = _ratio_str(C.recon_val_loss(v), C.recon_val_loss(b))
-        return "not comparable" if change == "—" else f"{change} (reconstruction term; the totals hold different terms)"
-    return _ratio_str(_get(v, "final.val_loss"), _get(b, "final.val_loss"))
-
-
 def _has_noisy(run: Mapping[str, Any]) -> bool:
     return isinstance((run.get("metrics") or {}).get("noisy"), Mapping)
 
@@ -1012,7 +1000,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         summary.append({
             "id": qid, "anchor": slug, "question": str(q.get("question", "")),
             "baseline_val": C.fmt_num(bval), "variant_val": C.fmt_num(vval),
-            "ratio": _loss_change(b, v),
+            "ratio": C.val_loss_change(b, v),
             "claims": (f"{n_ok}/{len(verdicts)}" + (f" ({n_nj} cannot be judged)" if n_nj else "")
                        if verdicts else "none stated"),
             "all_ok": bool(verdicts) and n_ok == len(verdicts),
