@@ -12,8 +12,11 @@ recorded owner rewritten). The file is removed when its owner releases it; a pro
 it just before the removal notices (the path no longer names the inode it locked) and retries.
 
 Locks are re-entrant within a process (a study locks its directory, then each run directory
-under it; a run directory named twice is locked once). Worker processes a lock holder starts
-write under its locks: they are its helpers, not other owners.
+under it; a run directory named twice is locked once). A worker process that writes run
+directories holds their locks itself: its parent hands it the lock descriptors (the same open
+file descriptions, so one lock, :func:`held_fds`/:func:`adopt`), and a worker that outlives a
+crashed parent still owns what it writes until it exits — a second aelab process never writes
+beside it.
 """
 
 from __future__ import annotations
@@ -110,6 +113,34 @@ def dir_lock(directory: str | os.PathLike) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(key / LOCK_NAME)  # still locked: a waiting opener sees the inode change
         os.close(fd)
+
+
+def held_fds(dirs) -> dict[str, int]:
+    """This process's lock descriptors of ``dirs`` (each must be locked here), by resolved path:
+    what a worker process that writes them is given (see :func:`adopt`)."""
+    out = {}
+    for d in dirs:
+        key = Path(d).resolve()
+        if key not in _held:
+            raise RuntimeError(f"{d} is not locked by this process")
+        out[str(key)] = _held[key][0]
+    return out
+
+
+def adopt(fds: dict[str, int]) -> None:
+    """In a worker process: hold the locks its parent handed over (:func:`held_fds`, sent as the
+    descriptors themselves). They are the parent's open file descriptions, so the flock is one and
+    the same: it stays held while the parent *or* any worker lives, and a worker that outlives a
+    crashed parent still owns what it writes until it exits. ``dir_lock`` on them is re-entrant
+    here; they are never released here (they close when the worker exits). Raises LockedError if
+    a descriptor does not hold its lock (it was not the parent's)."""
+    for d, fd in fds.items():
+        key = Path(d)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same description: a no-op when held
+        except OSError:
+            raise LockedError(f"{d} is in use by {_owner_text(fd)}; a worker was not handed its lock") from None
+        _held[key] = (fd, _held.get(key, (fd, 0))[1] + 1)
 
 
 def is_lock_file(name: str) -> bool:

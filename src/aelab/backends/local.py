@@ -5,13 +5,23 @@ more workers each group goes to a spawned process of a :class:`ProcessPoolExecut
 trains it with ``cores // workers`` intra-op threads and writes its run directories itself (they
 are on this machine's disk). Progress comes back through a queue; SIGINT/SIGTERM received by the
 parent is forwarded once to each worker, which checkpoints and stops; queued groups never start.
+
+A worker holds the locks of the run directories it writes (the parent hands it its lock
+descriptors, ``_lock.held_fds``/``_lock.adopt``) and dies with its parent: if the parent is
+killed, however (SIGKILL included), each worker gets SIGTERM from the kernel (Linux's
+``PR_SET_PDEATHSIG``; a thread watching ``os.getppid()`` elsewhere, and as a second line),
+checkpoints its group after the current step, still under its locks, and exits; an idle one
+exits at once. A second run of the same command meanwhile gets "in use" — never a second writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -47,24 +57,74 @@ class LocalBackend:
 # -- parallel groups (separate processes) -------------------------------------------------------------
 _WORKER_QUEUE = None
 _WORKER_STOP: Optional[StopFlag] = None
+_WORKER_IDLE = threading.Event()  # set while the worker trains no group (it may exit at once)
+_WORKER_IDLE.set()
+#: seconds between a worker's looks at whether its parent still lives
+PARENT_POLL_S = 0.5
+
+
+class _LockFds:
+    """The parent's lock descriptors of the run directories, sent to a spawned worker as the
+    descriptors themselves (multiprocessing's ``DupFd`` while spawning: the child gets the same
+    open file descriptions, so it holds the very same flocks)."""
+
+    def __init__(self, fds: dict[str, int]) -> None:
+        self.fds = fds
+
+    def __reduce__(self):
+        from multiprocessing.reduction import DupFd
+
+        return (_lock_fds_of_child, ({d: DupFd(fd) for d, fd in self.fds.items()},))
+
+
+def _lock_fds_of_child(handles: dict) -> _LockFds:
+    return _LockFds({d: h.detach() for d, h in handles.items()})
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM to this worker when its parent dies (Linux), and a watcher thread as a second line:
+    an orphaned worker stops its group as on SIGTERM (a checkpoint, under its locks) and exits."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="aelab-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    stop = _WORKER_STOP
+    if stop is not None and not stop.requested:
+        stop.requested = "SIGTERM"  # the parent is gone: stop as if it had forwarded a SIGTERM
+    _WORKER_IDLE.wait()  # a group in progress checkpoints first (within a step), then nothing is left
+    os._exit(1)
 
 
 class _WorkerStop(StopFlag):
     """A worker's stop flag, installed for the worker's whole life (not per group), so that a
     signal that arrives between two groups still stops the next one before it starts. Repeated
-    signals are ignored: a worker never dies mid-write (it would also hang the pool's queue)."""
+    signals are ignored: a worker never dies mid-write (it would also hang the pool's queue); a
+    worker whose parent is gone exits once its group has checkpointed (``_watch_parent``)."""
 
     def _handle(self, signum, frame) -> None:
         if not self.requested:
             self.requested = signal.Signals(signum).name
 
 
-def _worker_init(threads: int, queue) -> None:
+def _worker_init(threads: int, queue, parent: int, locks: _LockFds) -> None:
     global _WORKER_QUEUE, _WORKER_STOP
+    from .._lock import adopt
+
     # Own process group: a terminal Ctrl-C reaches only the parent, which forwards the signal it
     # received to each worker once, so every worker checkpoints exactly once.
     os.setpgrp()
     _WORKER_STOP = _WorkerStop().__enter__()
+    _die_with_parent(parent)
+    adopt(locks.fds)  # the run directories' locks: this worker holds them while it writes
     keep_freed_memory()  # an aelab worker process: the allocator setting of aelab's command (aelab._malloc)
     torch.set_num_threads(threads)
     _WORKER_QUEUE = queue
@@ -75,13 +135,22 @@ def _group_worker(cfg_dicts: list[dict], dirs: list[str], device: str, engine: s
     from ..config import RunConfig
     from ..runs import DataCache, _train_group
 
+    from .._lock import dir_lock
+
     cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
     stop = _WORKER_STOP or StopFlag()
-    if stop.requested:  # asked to stop before this group began: nothing to save, nothing started
-        raise Interrupted(f"{stop.requested}: stopped before training {', '.join(c.name for c in cfgs)}")
-    data = DataCache(quiet_options(opts))
-    _train_group(cfgs, [Path(d) for d in dirs], torch.device(device), engine, data, False, resume, stop,
-                 on_epoch=lambda k: _WORKER_QUEUE.put(("epochs", k)))
+    _WORKER_IDLE.clear()  # before the look at the request: an orphaned worker's watcher waits for us
+    try:
+        if stop.requested:  # asked to stop before this group began: nothing to save, nothing started
+            raise Interrupted(f"{stop.requested}: stopped before training {', '.join(c.name for c in cfgs)}")
+        with contextlib.ExitStack() as owned:
+            for d in dirs:  # held already (handed over by the parent): this only makes sure of it
+                owned.enter_context(dir_lock(d))
+            data = DataCache(quiet_options(opts))
+            _train_group(cfgs, [Path(d) for d in dirs], torch.device(device), engine, data, False, resume, stop,
+                         on_epoch=lambda k: _WORKER_QUEUE.put(("epochs", k)))
+    finally:
+        _WORKER_IDLE.set()
 
 
 def quiet_options(opts):
@@ -108,6 +177,9 @@ def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: Sto
     threads = threads_per_worker(os.cpu_count() or 1, n_workers)
     pids: set[int] = set()
     told: set[int] = set()
+    from .._lock import held_fds
+
+    locks = _LockFds(held_fds(run_dirs[i] for g in groups for i in g))
 
     def drain() -> None:
         while True:
@@ -120,7 +192,8 @@ def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: Sto
             else:
                 bar.update(val)
 
-    with stop, ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, q)) as ex:
+    with stop, ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(threads, q, os.getpid(), locks)) as ex:
         futs = {ex.submit(_group_worker, [cfgs[i].to_dict() for i in g], [str(run_dirs[i]) for i in g], str(dev),
                           engine, opts, resume): g for g in groups}
         pending = set(futs)

@@ -182,7 +182,11 @@ class Interrupted(AelabError):
 
 
 class StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (main thread only).
+
+    The first signal names the stop; a repeated one (a second Ctrl-C, a SIGTERM after it) changes
+    nothing: the running step ends, the checkpoint is written and the message names the first
+    signal, what each run holds and how to resume (``aelab._signals``). A stop takes one step."""
 
     def __init__(self) -> None:
         self.requested: Optional[str] = None
@@ -198,9 +202,11 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        from .. import _signals
+
+        name = _signals.note(signum)  # a stop under way: later signals interrupt nothing
+        if not self.requested:
+            self.requested = name
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():

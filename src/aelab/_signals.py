@@ -1,0 +1,80 @@
+"""SIGINT and SIGTERM while an ``aelab`` command runs: the first one interrupts, none is lost.
+
+:func:`command_signals` (the CLI's ``main``) catches both signals for the whole command:
+
+* the first raises :class:`SignalInterrupt` (a KeyboardInterrupt) where the command is, so every ``finally`` and
+  ``with`` block runs (temporary folders are removed, a child process is stopped, a half-written
+  file is dropped) — SIGTERM included, whose default action would kill the process on the spot;
+* every later one is only remembered: it never interrupts the clean-up of the first;
+* while training, the training loop's stop flag (``engine.loop.StopFlag``) takes the signals
+  itself and stops in order (a checkpoint, then one line naming the signal, what each run holds
+  and the command that resumes); it marks the stop as under way (:func:`note`), so a signal that
+  comes after the flag is gone, before that line is printed, is remembered and nothing else.
+
+The CLI also uses :data:`received` to turn an interrupt that some library swallowed or turned
+into another exception (an ``ImportError`` from an interrupted import) into the same one line
+and exit code 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: names of the signals received while the current command ran, first first
+received: list[str] = []
+#: a training stop is under way (a stop flag took a signal): later signals change nothing
+_orderly = False
+
+
+def note(signum: int) -> str:
+    """A stop flag took ``signum``: record it, mark the stop as under way; return its name."""
+    global _orderly
+    name = signal.Signals(signum).name
+    received.append(name)
+    _orderly = True
+    return name
+
+
+def first() -> str | None:
+    """The name of the first signal received during this command, or None."""
+    return received[0] if received else None
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """The first SIGINT/SIGTERM of a command. A subclass, not KeyboardInterrupt itself: CPython
+    marks an exact KeyboardInterrupt that passes through a string ``exec`` (dataclasses and
+    pydantic build methods that way while they import) as unhandled, and then kills the process
+    with SIGINT at exit even though aelab caught it and said why (exit code -2, not 130)."""
+
+
+def _handle(signum, frame) -> None:
+    name = signal.Signals(signum).name
+    again = bool(received)
+    received.append(name)
+    if not again and not _orderly:
+        raise SignalInterrupt(name)
+
+
+@contextlib.contextmanager
+def command_signals() -> Iterator[None]:
+    """Handle SIGINT/SIGTERM as the module docstring says for the duration of one command.
+
+    The previous handlers come back afterwards, unless a signal arrived: then the process is on
+    its way out (exit code 130) and further signals stay ignored until it has said why."""
+    global _orderly
+    received.clear()
+    _orderly = False
+    try:
+        old = {sig: signal.signal(sig, _handle) for sig in SIGNALS}
+    except ValueError:  # not the main thread: signals are not this thread's to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, signal.SIG_IGN if received else handler)

@@ -1,0 +1,220 @@
+"""One writer per directory even after a crash, and signals handled fully (issue 18).
+
+Worker processes die with their parent (SIGKILL included) and hold the locks of the run
+directories they write meanwhile; a signal repeated while aelab stops keeps the first one's
+name, the checkpoint and the resume command; an interrupt anywhere is one line and exit 130.
+Every process a test starts is killed in a ``finally``; every wait is bounded and fails by name.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXE = [sys.executable, "-m", "aelab.cli"]
+SYN = ["--dataset", "synthetic", "--limit", "400", "--test-limit", "80"]
+
+LONG_STUDY = """
+title = "long groups"
+description = "three groups of one run each (different batch sizes never stack), long enough to interrupt"
+[defaults]
+data.dataset = "synthetic"
+data.limit = 1024
+data.test_limit = 64
+train.epochs = 500
+[baselines.b16]
+train.batch_size = 16
+[baselines.b32]
+train.batch_size = 32
+[baselines.b48]
+train.batch_size = 48
+"""
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (R, S, T, Z…), or None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in (None, "Z", "X")
+
+
+def _workers_of(parent: int) -> list[int]:
+    """The pool workers (spawned Python processes) whose parent is ``parent``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and "spawn_main" in cmd:
+            out.append(int(entry.name))
+    return sorted(out)
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.05)
+
+
+def _locked(lock_file: Path) -> bool:
+    """Whether another process holds the flock of ``lock_file`` (it is not taken here)."""
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        assert exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN), exc
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
+def _kill_all(procs, pids) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    for p in procs:
+        p.communicate(timeout=60)  # the workers hold its pipes too: read them once all are gone
+
+
+def test_sigkill_to_a_parallel_study_leaves_no_worker_running_and_no_run_unlocked(tmp_path):
+    """The main process killed outright: its workers keep the run directories locked while they
+    checkpoint, then exit by themselves; afterwards the locks are free and the checkpoints whole."""
+    toml = tmp_path / "long.toml"
+    toml.write_text(LONG_STUDY)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*EXE, "study", str(toml), "--workers", "2", "--no-report", "-q", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        _wait(lambda: list(out.glob("runs/*/checkpoint/state.json")) or proc.poll() is not None, 180,
+              "a first checkpoint of the study")
+        assert proc.poll() is None, proc.communicate()[1]
+        _wait(lambda: len(_workers_of(proc.pid)) >= 2, 60, "two worker processes")
+        workers = _workers_of(proc.pid)
+        for pid in workers:  # hold them still while we look (the kernel's SIGTERM waits for SIGCONT)
+            os.kill(pid, signal.SIGSTOP)
+        proc.kill()
+        proc.wait(timeout=60)
+        locks = sorted(out.glob("runs/*/.aelab.lock"))
+        assert locks, "no run directory lock file"
+        unlocked = [p.parent.name for p in locks if not _locked(p)]
+        assert not unlocked, f"run directories left unlocked while their workers live: {unlocked}"
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        _wait(lambda: not any(_alive(pid) for pid in workers), 90,
+              f"the workers {workers} to exit after their parent died")
+        assert not any(_locked(p) for p in locks), "a lock is still held after every worker exited"
+        for state in out.glob("runs/*/checkpoint/state.json"):
+            assert state.read_text().strip().endswith("}"), state
+    finally:
+        _kill_all([proc], workers)
+
+
+def test_an_orphaned_idle_worker_exits(tmp_path):
+    """A worker with no group left (it sat in the pool's queue, deaf to SIGTERM, for ever) exits
+    when its parent is killed, as the one still training does."""
+    toml = tmp_path / "long.toml"
+    toml.write_text(LONG_STUDY.replace("[baselines.b48]\ntrain.batch_size = 48", "[baselines.b48]\n"
+                                       "train.batch_size = 48\ntrain.epochs = 1"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*EXE, "study", str(toml), "--workers", "3", "--no-report", "-q", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        # the one-epoch group is done: its worker idles beside the two that train
+        _wait(lambda: list(out.glob("runs/*/DONE")) or proc.poll() is not None, 180, "the one-epoch run to finish")
+        assert proc.poll() is None, proc.communicate()[1]
+        _wait(lambda: len(_workers_of(proc.pid)) >= 3, 60, "three worker processes")
+        workers = _workers_of(proc.pid)
+        proc.kill()
+        proc.wait(timeout=60)
+        _wait(lambda: not any(_alive(pid) for pid in workers), 90, f"the workers {workers} to exit")
+    finally:
+        _kill_all([proc], workers)
+
+
+@pytest.mark.parametrize("command, sigs", [
+    (["train", *SYN, "--limit", "3000", "--epochs", "300", "-q"], [signal.SIGINT, signal.SIGINT]),
+    (["train", *SYN, "--limit", "3000", "--epochs", "300", "-q"], [signal.SIGTERM, signal.SIGINT]),
+    (["study", "LONG", "--workers", "2", "--no-report", "-q"], [signal.SIGINT, signal.SIGTERM]),
+], ids=["train-int-int", "train-term-int", "study-int-term"])
+def test_signals_repeated_while_stopping_keep_the_name_the_checkpoint_and_the_resume_command(tmp_path, command, sigs):
+    """Impatient users: the first signal, then more every few milliseconds until aelab exits."""
+    if command[1] == "LONG":
+        toml = tmp_path / "long.toml"
+        toml.write_text(LONG_STUDY)
+        command = [command[0], str(toml), *command[2:]]
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*EXE, *command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    workers: list[int] = []
+    try:
+        pattern = "checkpoint/state.json" if command[0] == "train" else "runs/*/checkpoint/state.json"
+        _wait(lambda: list(out.glob(pattern)) or proc.poll() is not None, 180, "a first checkpoint")
+        assert proc.poll() is None, proc.communicate()[1]
+        workers = _workers_of(proc.pid)
+        proc.send_signal(sigs[0])
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+            proc.send_signal(sigs[1])  # a no-op once the process has ended (Popen checks)
+        assert proc.poll() is not None, "aelab did not stop within 120 s of the signals"
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        lines = err.strip().splitlines()
+        assert "Traceback" not in err and len(lines) == 2, err
+        assert lines[0].startswith(f"aelab: {sigs[0].name}: training stopped; checkpoint saved for "), err
+        assert lines[1].startswith("aelab: resume with: aelab "), err
+        assert not any(_alive(pid) for pid in workers), f"workers {workers} outlived the command"
+    finally:
+        _kill_all([proc], workers)
+
+
+def test_ctrl_c_during_report_is_one_line_and_exit_130(tmp_path):
+    """An interrupt wherever the report is (imports, figures, writing): one line, exit code 130.
+    The signal is sent once the command runs, then again every 0.2 s, so it lands in every phase."""
+    from aelab.cli import main
+
+    sweep = tmp_path / "sweep"
+    assert main(["sweep", "--param", "train.epochs", "--values", "1,2", *SYN, "--no-report", "-q", "--workers", "1",
+                 "--out", str(sweep)]) == 0
+    seen = []
+    for delay in (0.3, 0.8, 1.5, 2.5):
+        proc = subprocess.Popen([*EXE, "report", str(sweep)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            _kill_all([proc], [])
+        if proc.returncode == 0:
+            seen.append("finished")
+            continue
+        assert proc.returncode == 130, err
+        assert err == "aelab: SIGINT: interrupted\n", err
+        seen.append("interrupted")
+    assert "interrupted" in seen, seen
