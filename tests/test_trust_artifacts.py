@@ -134,14 +134,15 @@ def test_an_edited_config_is_refused(run):
         load_model(run)
 
 
-def test_weights_of_the_wrong_dtype_are_refused_even_with_a_matching_hash(run):
+@pytest.mark.parametrize("dtype", [torch.int32, torch.float64])
+def test_weights_of_the_wrong_dtype_are_refused_even_with_a_matching_hash(run, dtype):
     w = run / "weights.safetensors"
-    sd = {k: v.to(torch.int32) for k, v in load_file(str(w)).items()}
+    sd = {k: v.to(dtype) for k, v in load_file(str(w)).items()}
     save_file(sd, str(w))
     rec = json.loads((run / "run.json").read_text())
     rec["weights_sha256"] = _sha256(w)
     (run / "run.json").write_text(json.dumps(rec))
-    with pytest.raises(WeightsError, match="not floating point"):
+    with pytest.raises(WeightsError, match="not floating point" if dtype == torch.int32 else "another precision"):
         load_model(run)
 
 
@@ -222,7 +223,7 @@ def test_report_of_a_results_json_of_the_wrong_shape_is_one_line(tmp_path, capsy
 
 
 # -- arrays ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("change", ["codes as integers", "codes 1-D", "index too short", "labels as floats",
+@pytest.mark.parametrize("change", ["codes as integers", "codes 1-D", "index missing", "index too short", "labels as floats",
                                     "index past the data", "codes too wide"])
 def test_a_codes_file_of_the_wrong_shape_is_one_line(run, capsys, change):
     path = run / "codes.npz"
@@ -232,6 +233,8 @@ def test_a_codes_file_of_the_wrong_shape_is_one_line(run, capsys, change):
         a["test_codes"] = a["test_codes"].astype(np.int64)
     elif change == "codes 1-D":
         a["train_codes"] = a["train_codes"][:, 0]
+    elif change == "index missing":
+        a.pop("train_index")
     elif change == "index too short":
         a["test_index"] = a["test_index"][:-1]
     elif change == "labels as floats":
@@ -279,7 +282,8 @@ def _checkpointed(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["state.json a list", "epoch a string", "int tensors, hash updated",
-                                    "a tensor missing, hash updated"])
+                                    "float64 tensors, hash updated", "a tensor missing, hash updated",
+                                    "state.safetensors changed"])
 def test_a_damaged_checkpoint_is_not_used_and_says_so(tmp_path, capsys, damage):
     rd = _checkpointed(tmp_path)
     ck = rd / "checkpoint"
@@ -289,10 +293,14 @@ def test_a_damaged_checkpoint_is_not_used_and_says_so(tmp_path, capsys, damage):
     elif damage == "epoch a string":
         meta["epoch"] = "1"
         (ck / "state.json").write_text(json.dumps(meta))
+    elif damage == "state.safetensors changed":
+        t = load_file(str(ck / "state.safetensors"))
+        save_file({k: v + 1 if v.is_floating_point() else v for k, v in t.items()}, str(ck / "state.safetensors"))
     else:
         t = load_file(str(ck / "state.safetensors"))
-        if damage.startswith("int"):
-            t = {k: (v.to(torch.int64) if v.is_floating_point() else v) for k, v in t.items()}
+        if damage.startswith("int") or damage.startswith("float64"):
+            dt = torch.int64 if damage.startswith("int") else torch.float64
+            t = {k: (v.to(dt) if v.is_floating_point() else v) for k, v in t.items()}
         else:
             t.pop(next(k for k in t if k.startswith("adam.m.")))
         save_file(t, str(ck / "state.safetensors"))

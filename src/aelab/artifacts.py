@@ -352,9 +352,11 @@ def check_model_tensors(tensors: dict, model, path: Path, fix: str, error: type[
         if tuple(tensors[k].shape) != tuple(v.shape):
             raise error(f"{head} does not match the model in config.json: {k} has shape {list(tensors[k].shape)}, "
                         f"the model needs {list(v.shape)}; {fix}")
-    bad = non_float(tensors)
+    bad = [k for k, v in want.items() if tensors[k].dtype != v.dtype]
     if bad:
-        raise error(f"{head} holds tensors that are not floating point ({', '.join(bad[:3])}); {fix}")
+        k = bad[0]
+        kind = "not floating point" if not tensors[k].is_floating_point() else "of another precision"
+        raise error(f"{head} holds tensors {kind} ({k}: {_dt(tensors[k])}, the model's is {_dt(want[k])}); {fix}")
 
 
 def checkpoint_problem(tensors: dict, model, meta: CheckpointMeta) -> Optional[str]:
@@ -381,10 +383,20 @@ def checkpoint_problem(tensors: dict, model, meta: CheckpointMeta) -> Optional[s
         return f"unexpected tensor {extra[0]}"
     if meta.batch > 0 and not {"loop.loss_rows", "loop.pen_rows"} <= loop:
         return "the epoch's batch losses are missing"
-    bad = non_float(tensors, skip=("adam.t",))
+    dtypes = {k: v.dtype for k, v in want.items()}
+    for name, p in params.items():
+        dtypes[f"adam.m.{name}"] = dtypes[f"adam.v.{name}"] = p.dtype
+    for k, dt in dtypes.items():
+        if tensors[k].dtype != dt:
+            return f"{k} is {_dt(tensors[k])}, the model's is {str(dt).replace('torch.', '')}"
+    bad = non_float({k: v for k, v in tensors.items() if k.startswith("loop.")})
     if bad:
         return f"{bad[0]} is not floating point"
     return None
+
+
+def _dt(t) -> str:
+    return str(t.dtype).replace("torch.", "")
 
 
 # -- arrays -----------------------------------------------------------------------------------------
@@ -435,9 +447,7 @@ def codes_problem(arrays: dict[str, np.ndarray]) -> Optional[str]:
         for k, kind in ((f"{split}_index", "iu"), (f"{split}_labels", "iu"), ("test_errors" if split == "test" else "",
                                                                                 "f")):
             a = arrays.get(k) if k else None
-            if a is None:
-                if k == f"{split}_index":
-                    return f"no {k} array"
+            if a is None:  # optional: aelab latent needs the positions (latent_io checks), a report does not
                 continue
             if a.ndim != 1 or a.dtype.kind not in kind or a.shape[0] != n:
                 return f"{k} is not a 1-D {'integer' if kind == 'iu' else 'float'} array of {n} values, one per code"

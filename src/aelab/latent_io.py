@@ -344,6 +344,9 @@ def _check_codes_fit(run_dir: Path, arrays: dict[str, np.ndarray], model, cfg, t
     if arrays["test_codes"].shape[1] != width:
         raise DataError(f"{path} holds {arrays['test_codes'].shape[1]}-D codes, the run's model makes {width}-D "
                         f"ones; {fix}")
+    for split in ("train", "test"):
+        if f"{split}_index" not in arrays:
+            raise DataError(f"{path} is not a valid codes file (no {split}_index array); {fix}")
     for split, x in zip(("train", "test"), tensors[:2] if tensors is not None else ()):
         idx = arrays[f"{split}_index"]
         if idx.size and int(idx.max()) >= x.shape[0]:
