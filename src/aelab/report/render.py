@@ -737,10 +737,28 @@ def _source_text(src: Mapping[str, Any]) -> str:
             out.append("local files" + (f" in {', '.join(local)}" if local else ""))
         elif part == "cache":
             cache = src.get("cache_dir")
-            out.append("the local cache" + (f" {cache}" if cache else "") + " (verified against the pinned hashes)")
+            first = _cache_origin(cache) if cache else ""
+            out.append("the local cache" + (f" {cache}" if cache else "") + " (verified against the pinned hashes"
+                       + (f"; first fetched from {first}" if first else "") + ")")
         else:
             return f"source: {source}"
     return "files from " + " and ".join(out)
+
+
+def _cache_origin(cache_dir: Any) -> str:
+    """Where a data cache's files first came from, from its ``source.json`` (written when they were
+    fetched: ``{"files": {name: {"source", "origin"}}}``), in :func:`_source_text`'s words; "" when
+    it cannot be read (a report built elsewhere, a cache since removed)."""
+    try:
+        doc = json.loads((Path(str(cache_dir)) / "source.json").read_text(encoding="utf-8"))
+        files = {str(k): v for k, v in doc["files"].items() if isinstance(v, Mapping)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    kinds = list(dict.fromkeys(str(v.get("source")) for v in files.values() if v.get("source")))
+    if not kinds or "cache" in kinds:
+        return ""
+    text = _source_text({"source": "+".join(kinds), "files": {k: v.get("origin") for k, v in files.items()}})
+    return text.removeprefix("files from ") if text.startswith("files from ") else ""
 
 
 def _describe_data(name: str, runs: list[Mapping[str, Any]]) -> str:
