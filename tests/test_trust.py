@@ -411,5 +411,6 @@ def test_a_quick_sweep_never_writes_over_the_full_one(tmp_path):
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     (out,) = (tmp_path / "studies-out").iterdir()
-    assert out.name == "sweep-lab_undercomplete-epochs-quick"
+    # the default folder also names the data and settings the flags changed (test_trust_ownership)
+    assert out.name == "sweep-lab_undercomplete-epochs-quick-synthetic-limit256"
     assert json.loads((out / "results.json").read_text())["quick"] is True

@@ -297,8 +297,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     study = load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
+    # what the user would not want mixed gets its own default folder: quick, the protocol, other data or settings
     out = Path(args.out) if args.out else Path("studies-out") / (study.name + ("-quick" if args.quick else "") +
-                                                                  ("" if args.protocol == "seed" else f"-{args.protocol}"))
+                                                                  ("" if args.protocol == "seed" else f"-{args.protocol}")
+                                                                  + _overrides_tag(ov))
     args.resume_hint = _same_command(args)
     res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds,
@@ -308,6 +310,28 @@ def cmd_study(args: argparse.Namespace) -> int:
     print(f"study {study.name}: {len(res['runs'])} runs on {'; '.join(sources)}, training {res['wall_seconds']:.1f} s, "
           f"total {res['wall_seconds_total']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
     return 0
+
+
+def _overrides_tag(ov: dict[str, Any]) -> str:
+    """``-digits-epochs3``: what the config flags changed, for a default output folder ("" when nothing).
+    The data set by its name (a path by its last part), any other setting as KEYVALUE; a long tag is
+    shortened to a hash of the settings."""
+    import hashlib
+    import re
+
+    parts = []
+    for key, value in ov.items():
+        if key == "data.dataset":
+            from .data.registry import is_registered
+
+            parts.append(str(value) if is_registered(str(value)) else (Path(str(value)).stem or "data"))
+        else:
+            text = "_".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            parts.append(key.split(".")[-1] + text)
+    tag = re.sub(r"[^A-Za-z0-9._=+-]+", "_", "-".join(parts))
+    if len(tag) > 48:
+        tag = "set-" + hashlib.sha256(json.dumps(ov, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"-{tag}" if tag else ""
 
 
 def _same_command(args: argparse.Namespace) -> str:
@@ -356,7 +380,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     values = parse_values(args.values)
     # quick results live apart from full ones, so they can never be mistaken for each other
     out = Path(args.out) if args.out else Path("studies-out") / (
-        f"sweep-{base.name}-{args.param.split('.')[-1]}" + ("-quick" if args.quick else ""))
+        f"sweep-{base.name}-{args.param.split('.')[-1]}" + ("-quick" if args.quick else "") + _overrides_tag(ov))
     args.resume_hint = _same_command(args)
     res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, quick=args.quick,
@@ -470,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "finished runs are reused, interrupted ones resume) and write results.json, "
                                    "report.html and report.md.")
     s.add_argument("study", nargs="?", default="exercise12", help="a shipped study name or a .toml path (default: exercise12)")
-    s.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/<study>)")
+    s.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/<study>[-quick][-<protocol>][-<data set and --set values>])")
     s.add_argument("--quick", action="store_true", help="a slice of MNIST and few epochs: a whole study in seconds")
     s.add_argument("--protocol", default="seed", help="seed (copy the notebook) or corrected (scaler fitted on the training split)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every run")
@@ -497,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list (0.1,0.3,0.6), log range LO..HI:COUNT (1e-6..1e-1:6), or a list of lists "
                         "'[a],[b,c]' for a key that takes a list, e.g. --param data.exclude_labels --values "
                         "'[0],[1],[3,5]' (quote it for the shell)")
-    w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>)")
+    w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>[-quick][-<data set and other flags>])")
     w.add_argument("--quick", action="store_true", help="use the study's quick settings")
     w.add_argument("--no-report", action="store_true", help="write results.json only")
     w.add_argument("--seeds", type=int, default=1, metavar="K",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -31,9 +30,22 @@ from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, S
 from .engine import ckernels
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, ConfigError, WeightsError
-from .latent_io import class_names, labels_for as latent_labels, record as record_codes
+from .latent_io import CODES_FILE, class_names, labels_for as latent_labels, record as record_codes
+from ._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, remove_own, write_mark
 
 CHECKPOINT = "checkpoint"
+#: the mark aelab writes first into every run directory (docs/formats.md): the directory is aelab's
+RUN_MARK = ".aelab-run.json"
+RUN_FORMAT = "aelab-run"
+#: every name aelab writes in a run directory: cleanup (--overwrite, a failed run's tidy-up, a dropped
+#: checkpoint, temporary files) removes these and nothing else; a new artifact must be added here
+RUN_LAYOUT = {
+    RUN_MARK: None, "config.json": None, "history.json": None, "metrics.json": None, "samples.npz": None,
+    "weights.safetensors": None, "recon.png": None, "run.json": None, "DONE": None, CODES_FILE: None,
+    CHECKPOINT: {"state.safetensors": None, "state.json": None},
+    "latent": {"latent.json": None, "map.png": None, "interpolation.png": None, "traversal.png": None,
+               "manifold.png": None, "prior.png": None},  # aelab latent's default output (aelab.latent_io)
+}
 
 
 # -- devices --------------------------------------------------------------------------------------
@@ -199,6 +211,7 @@ class RunResult:
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_mark(run_dir, cfg)  # the mark first: a directory with any run file in it is recognisably aelab's
     cfgd = cfg.to_dict()
     cfgd["config_hash"] = config_hash(cfg)
     write_json(run_dir / "config.json", cfgd)
@@ -220,6 +233,23 @@ def _entries(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.iterdir() if not is_lock_file(p.name)]
 
 
+def write_run_mark(run_dir: Path, cfg: RunConfig) -> None:
+    """Mark ``run_dir`` as an aelab run directory (for ``cfg``): written before any other run file."""
+    write_mark(run_dir, RUN_MARK, {"format": RUN_FORMAT, "version": 1, "config_hash": config_hash(cfg)})
+
+
+def _is_legacy_run_config(path: Path) -> bool:
+    """A config.json as aelab wrote it before run directories were marked: the settings of a run
+    (model, data, train) and the 16-hex-digit hash of them."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    h = d.get("config_hash") if isinstance(d, dict) else None
+    return (isinstance(h, str) and len(h) == 16 and all(c in "0123456789abcdef" for c in h)
+            and all(isinstance(d.get(k), dict) for k in ("model", "data", "train")))
+
+
 def run_dir_state(run_dir: Path, cfg: RunConfig, overwrite: bool = False) -> str:
     """What training ``cfg`` into ``run_dir`` means: "new", "done", "resume" or "replace".
 
@@ -227,6 +257,12 @@ def run_dir_state(run_dir: Path, cfg: RunConfig, overwrite: bool = False) -> str
     run (finished, checkpointed or failed) is reused only for the config whose hash it records;
     anything else is refused with one line unless ``overwrite`` (which replaces a run directory,
     never a directory that is not one).
+
+    A directory is aelab's when it carries :data:`RUN_MARK`, or (written before marks) when it
+    holds nothing but the files aelab writes (:data:`RUN_LAYOUT`) and a config.json of aelab's
+    shape. Anything else is refused, even with ``overwrite``; and ``overwrite`` also refuses an
+    aelab run directory someone put other files into (it removes only aelab's own files, and
+    will not leave a new run among someone else's).
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -234,17 +270,24 @@ def run_dir_state(run_dir: Path, cfg: RunConfig, overwrite: bool = False) -> str
     if not run_dir.is_dir():
         raise AelabError(f"{run_dir} is a file, not a run directory; choose another output directory")
     try:
-        entries = _entries(run_dir)
+        entries = [p for p in _entries(run_dir) if p.name != RUN_MARK and not is_own_temp(p.name, RUN_LAYOUT)]
+        others = foreign(run_dir, RUN_LAYOUT)
     except OSError as exc:
         raise AelabError(f"{run_dir}: cannot list it ({exc.strerror}); check its permissions") from None
     if not entries:
         return "new"
     cpath = run_dir / "config.json"
-    if not cpath.is_file():
-        raise AelabError(f"{run_dir} exists and is not a run directory (no config.json); choose another output "
-                         "directory (aelab never deletes a directory it did not write)")
-    if overwrite:
-        return "replace"
+    marked = (read_mark(run_dir, RUN_MARK) or {}).get("format") == RUN_FORMAT
+    if not marked and (others or not _is_legacy_run_config(cpath)):
+        what = f"it holds {names_text(others)}" if others else "no aelab config.json"
+        raise AelabError(f"{run_dir} exists and is not a run directory aelab wrote ({what}); choose another output "
+                         "directory (aelab never writes into, nor deletes from, a directory it did not make)")
+    if overwrite or not cpath.is_file():
+        if others:
+            raise AelabError(f"{run_dir} holds files aelab did not write ({names_text(others)}); overwriting removes "
+                             "only aelab's own files and never leaves a new run among others: move them out, or "
+                             "choose another output directory")
+        return "replace"  # overwrite, or aelab's own left-overs of a run that never recorded its config
     try:
         saved = json.loads(cpath.read_text()).get("config_hash")
     except (OSError, ValueError, AttributeError):
@@ -258,20 +301,24 @@ def run_dir_state(run_dir: Path, cfg: RunConfig, overwrite: bool = False) -> str
 
 
 def _clear_run_dir(run_dir: Path) -> None:
-    for p in _entries(run_dir):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+    """Remove aelab's own files (run_dir_state has refused a directory holding anything else)."""
+    remove_own(run_dir, RUN_LAYOUT)
+
+
+def drop_checkpoint(run_dir: Path) -> None:
+    """Remove a run's checkpoint files (only the ones aelab writes there)."""
+    ck = Path(run_dir) / CHECKPOINT
+    if ck.is_dir() and not ck.is_symlink():
+        remove_own(run_dir, {CHECKPOINT: RUN_LAYOUT[CHECKPOINT]})
 
 
 def _cleanup_unstarted(run_dir: Path, created: bool) -> None:
-    """After a failure or an interruption: a run with nothing to resume leaves nothing behind."""
+    """After a failure or an interruption: a run with nothing to resume leaves nothing behind
+    (of aelab's own files: the mark, config.json, a checkpoint never completed, temporary files)."""
     if is_done(run_dir) or (run_dir / CHECKPOINT / "state.json").exists():
         return
     with contextlib.suppress(OSError):
-        (run_dir / "config.json").unlink(missing_ok=True)
-    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+        remove_own(run_dir, RUN_LAYOUT)
     if created:
         with contextlib.suppress(OSError):
             if not _entries(run_dir):
@@ -381,16 +428,24 @@ def _train_runs(cfgs, run_dirs, be, *, device, engine, data, progress, resume, s
                 if i in created:
                     _cleanup_unstarted(run_dirs[i], True)
             raise
-        # under the locks: what another process may have written meanwhile counts
-        states = [run_dir_state(rd, c, overwrite) for rd, c in zip(run_dirs, cfgs)]
-        todo = []
-        for i, (cfg, rd, st) in enumerate(zip(cfgs, run_dirs, states)):
-            if st == "done":
-                results[i] = read_result(rd, cfg)
-            else:
-                if st == "replace":
-                    _clear_run_dir(rd)
-                todo.append(i)
+        try:
+            # under the locks: what another process may have written meanwhile counts
+            states = [run_dir_state(rd, c, overwrite) for rd, c in zip(run_dirs, cfgs)]
+            todo = [i for i, st in enumerate(states) if st != "done"]
+            for i, st in enumerate(states):
+                if st == "done":
+                    results[i] = read_result(run_dirs[i], cfgs[i])
+        except BaseException:
+            for i in created:
+                _cleanup_unstarted(run_dirs[i], True)
+            raise
+        for rd in run_dirs:  # owned now: temporary files in them are a killed write's, never a live one's
+            with contextlib.suppress(OSError):
+                clean_temps(rd, RUN_LAYOUT)
+        for i in todo:
+            if states[i] == "replace":
+                _clear_run_dir(run_dirs[i])
+            write_run_mark(run_dirs[i], cfgs[i])  # first, before any other file of the run
         if todo and on_start:
             on_start([run_dirs[i] for i in todo])
         try:
@@ -521,7 +576,7 @@ def _train_group(cfgs, run_dirs, dev, engine, data: DataCache, progress, resume,
                     state.term_rows = torch.stack([ck[0]["loop.term_rows"] for ck in cks], dim=1)
     for rd, c in zip(run_dirs, cfgs):
         if state is None and (rd / CHECKPOINT).exists():
-            shutil.rmtree(rd / CHECKPOINT)
+            drop_checkpoint(rd)
         prepare_run_dir(rd, c)
 
     threads_used = (stepper.threads.n or torch.get_num_threads()) if dev.type == "cpu" else None
@@ -596,7 +651,9 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     (run_dir / "DONE").write_text("ok\n")
-    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        drop_checkpoint(run_dir)
+        clean_temps(run_dir, RUN_LAYOUT)  # a killed write's temporary files, from before a resume
     return RunResult(run_dir, cfg, history.to_dict(), metrics)
 
 

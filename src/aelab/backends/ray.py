@@ -231,7 +231,7 @@ def _place(run_dir: Path, files: dict[str, bytes]) -> None:
     loses the checkpoint it had here, as it would on the task's own disk.
     """
     from .._atomic import write_bytes
-    from ..runs import CHECKPOINT
+    from ..runs import CHECKPOINT, drop_checkpoint
 
     def order(name: str) -> tuple:
         return (name == "DONE", name == f"{CHECKPOINT}/state.json", name)
@@ -242,7 +242,7 @@ def _place(run_dir: Path, files: dict[str, bytes]) -> None:
             raise WorkerError(f"a Ray task returned a file outside its run directory ({name}); refusing to write it")
         write_bytes(target, files[name])
     if not any(n.startswith(f"{CHECKPOINT}/") for n in files):
-        shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+        drop_checkpoint(run_dir)  # aelab's checkpoint files only
 
 
 # -- the task ---------------------------------------------------------------------------------------------
