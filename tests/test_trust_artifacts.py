@@ -126,11 +126,23 @@ def test_resume_of_an_intact_finished_run_says_so(run, capsys):
     assert "already finished" in capsys.readouterr().out
 
 
-def test_an_edited_config_is_refused(run):
+def test_a_config_json_that_disagrees_with_run_json_is_refused(run):
+    d = json.loads((run / "config.json").read_text())
+    d["config_hash"] = "0" * 16
+    (run / "config.json").write_text(json.dumps(d))
+    with pytest.raises(WeightsError, match="modified after training"):
+        load_model(run)
+
+
+def test_a_config_json_edited_under_a_recorded_sha256_is_refused(run):
+    rec = json.loads((run / "run.json").read_text())
+    rec["config_sha256"] = _sha256(run / "config.json")
+    (run / "run.json").write_text(json.dumps(rec))
+    load_model(run)  # recorded and intact: used
     d = json.loads((run / "config.json").read_text())
     d["model"]["encoder"] = [d["model"]["encoder"][0].replace("relu", "tanh")]  # same shapes: only the hash tells
     (run / "config.json").write_text(json.dumps(d))
-    with pytest.raises(WeightsError, match="config.json was modified after training"):
+    with pytest.raises(WeightsError, match=r"config\.json was modified after training"):
         load_model(run)
 
 

@@ -60,6 +60,8 @@ class RunRecord(_Artifact):
 
     config_hash: str
     weights_sha256: str
+    #: SHA-256 of config.json's bytes, where the writing version recorded it (checked when present)
+    config_sha256: Optional[str] = None
     aelab_version: Optional[str] = None
     device: Optional[str] = None
     engine: Optional[str] = None
@@ -70,7 +72,10 @@ class RunRecord(_Artifact):
     threads: Optional[int] = None
     finished: Optional[str] = None
 
-    _check_sha = field_validator("weights_sha256")(_sha)
+    @field_validator("weights_sha256", "config_sha256")
+    @classmethod
+    def _check_sha(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else _sha(v)
 
 
 class PartialHistory(_Artifact):
@@ -273,22 +278,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def config_matches(cfg, recorded: str) -> bool:
-    """Whether ``cfg`` hashes to ``recorded``. A config whose hash covers files outside the run
-    (starting weights, a folder or table data set) counts as matching: those files may have moved
-    since, so only configs aelab can re-hash on their own are checked."""
-    from .config import config_hash
-    from .data.registry import is_registered
-
-    if getattr(cfg.model, "init_weights", None) or not is_registered(cfg.data.dataset):
-        return True
-    return config_hash(cfg) == recorded
-
-
-def verify_run(run_dir: str | Path, cfg=None, recorded_config: Optional[str] = None) -> RunRecord:
+def verify_run(run_dir: str | Path, recorded_config: Optional[str] = None) -> RunRecord:
     """The run's ``run.json``, after checking that ``weights.safetensors`` has the SHA-256 it records
-    and that ``config.json`` is the config it was trained with. Raises one WeightsError line otherwise
-    (no run.json, a damaged one, a null hash included): a run without a verifiable record is never used."""
+    and, given ``recorded_config`` (``config.json``'s hash, or the config's own), that run.json
+    records that config hash. Raises one WeightsError line otherwise (no run.json, a damaged one, a
+    null hash included): a run without a verifiable record is never used.
+
+    The config is not re-hashed here: the hash function has changed between aelab versions, and
+    runs written by earlier versions keep loading (their tensors are checked against the config)."""
     run_dir = Path(run_dir)
     fix = retrain_fix(run_dir)
     rpath, wpath = run_dir / "run.json", run_dir / "weights.safetensors"
@@ -302,12 +299,13 @@ def verify_run(run_dir: str | Path, cfg=None, recorded_config: Optional[str] = N
     if actual != rec.weights_sha256:
         raise WeightsError(f"{wpath} was modified after training (SHA-256 {actual[:12]}… ≠ recorded "
                            f"{rec.weights_sha256[:12]}… in run.json); {fix}, or restore the file")
+    cpath = run_dir / "config.json"
+    if rec.config_sha256 is not None and (not cpath.is_file() or sha256_file(cpath) != rec.config_sha256):
+        raise WeightsError(f"{cpath} was modified after training (its SHA-256 is not the one run.json records); "
+                           f"{fix}, or restore the file")
     if recorded_config is not None and recorded_config != rec.config_hash:
         raise WeightsError(f"{run_dir / 'config.json'} records config hash {recorded_config}, run.json "
                            f"{rec.config_hash}: the run directory was modified after training; {fix}")
-    if cfg is not None and not config_matches(cfg, rec.config_hash):
-        raise WeightsError(f"{run_dir / 'config.json'} was modified after training (its settings no longer hash to "
-                           f"{rec.config_hash}, recorded in run.json); {fix}, or restore the file")
     return rec
 
 
