@@ -190,7 +190,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
         raise WeightsError(f"{run_dir} has no config.json; is it a run directory?")
     fix = retrain_fix(run_dir)
     cfg, recorded = read_config(run_dir, fix, WeightsError)
-    verify_run(run_dir, cfg, recorded)
+    verify_run(run_dir, recorded)
     wpath = run_dir / "weights.safetensors"
     sd = load_tensors(wpath, "weights", fix)
     model = build_model(cfg.model)
@@ -223,7 +223,7 @@ def read_result(run_dir: Path, cfg: RunConfig) -> RunResult:
     from .artifacts import HistoryFile, MetricsFile, read_dict, verify_run
 
     fix = f"the run directory is damaged; retrain it (overwrite=True, or aelab train --overwrite --out {run_dir})"
-    verify_run(run_dir, cfg, config_hash(cfg))
+    verify_run(run_dir, config_hash(cfg))
     return RunResult(run_dir, cfg, read_dict(HistoryFile, run_dir / "history.json", fix),
                      read_dict(MetricsFile, run_dir / "metrics.json", fix), cached=True)
 
