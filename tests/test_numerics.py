@@ -33,25 +33,25 @@ VARIANTS = {"default": {}, "portable": {"AELAB_KERNEL_ARCH": "portable"}, "aten-
 def runs(tmp_path_factory) -> dict:
     """The chaotic model trained once per variant, two processes at a time."""
     base = tmp_path_factory.mktemp("numerics")
-    procs = {}
-    for name, env in VARIANTS.items():
-        procs[name] = subprocess.Popen([*EXE, *CHAOTIC, "--out", str(base / name)], env={**os.environ, **env},
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if len(procs) % 2 == 0:  # two cores: two at a time
-            for p in list(procs.values())[-2:]:
-                p.wait(timeout=600)
-    out = {}
-    try:
-        for name, p in procs.items():
-            err = p.communicate(timeout=600)[1]
-            assert p.returncode == 0, f"{name}: {err}"
-            run = json.loads((base / name / "run.json").read_text())
-            hist = json.loads((base / name / "history.json").read_text())
-            out[name] = {"weights": run["weights_sha256"], "loss": hist["loss"], "numerics": run["numerics"]}
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
+    names = list(VARIANTS)
+    errors = {}
+    for pair in (names[:2], names[2:]):  # two cores: two processes at a time
+        procs = {n: subprocess.Popen([*EXE, *CHAOTIC, "--out", str(base / n)], env={**os.environ, **VARIANTS[n]},
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for n in pair}
+        for n, p in procs.items():
+            try:
+                err = p.communicate(timeout=600)[1]
+            except subprocess.TimeoutExpired:
                 p.kill()
+                err = "no result in 600 s: " + p.communicate()[1]
+            if p.returncode != 0:
+                errors[n] = err
+    assert not errors, errors
+    out = {}
+    for n in names:
+        run = json.loads((base / n / "run.json").read_text())
+        hist = json.loads((base / n / "history.json").read_text())
+        out[n] = {"weights": run["weights_sha256"], "loss": hist["loss"], "numerics": run["numerics"]}
     return out
 
 
