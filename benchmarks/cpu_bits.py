@@ -1,6 +1,7 @@
 """What a result's bits depend on: the exercise12 quick study under other kernels and instruction sets.
 
     python -m benchmarks.cpu_bits [--dataset synthetic] [--variants default,kernels0,...] [--json out.json]
+    python -m benchmarks.cpu_bits --speed [--rounds 5]   # what pinning MKL's branch costs
 
 Each variant trains the quick study in a fresh process with some environment switches set (the
 ones that choose which CPU code PyTorch, MKL, oneDNN and aelab's C kernels run) and records every
@@ -50,6 +51,47 @@ print(json.dumps({n: [r["history"]["loss"][-1], r["history"]["val_loss"][-1]] fo
 """
 
 
+_SPEED_CHILD = r"""
+import sys, time, torch
+from aelab.engine.loop import fit
+from aelab.engine.steppers import StackedDenseStepper
+from aelab.runs import DataCache, spec_of
+from aelab.study.spec import load_study
+study, data = load_study("exercise12", quick=True, overrides={"data.dataset": sys.argv[1]}), DataCache()
+out = []
+for name in ("lab_undercomplete", "lab_deep"):
+    cfg = study.runs[name]; t = cfg.train
+    d = data.train_data(cfg, torch.device("cpu"))
+    s = StackedDenseStepper([spec_of(cfg)], t.lr, t.beta1, t.beta2, t.eps, "cpu")
+    fit(s, [d], epochs=1, batch_size=t.batch_size, seed=t.seed, shuffle=t.shuffle, progress=False)  # warm-up
+    best = 1e9
+    for e in range(3):
+        t0 = time.perf_counter()
+        fit(s, [d], epochs=1, batch_size=t.batch_size, seed=t.seed + e, shuffle=t.shuffle, progress=False)
+        best = min(best, time.perf_counter() - t0)
+    out.append(1e3 * best / -(-d.x_train.shape[0] // t.batch_size))
+print(" ".join(f"{v:.4f}" for v in out))
+"""
+SPEED_VARIANTS = {"default": {}, "mkl-avx2": {"MKL_CBWR": "AVX2"}, "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"}}
+
+
+def speed(dataset: str, rounds: int) -> None:
+    """ms per training step of two exercise12 models under each MKL branch: processes alternate,
+    the best of ``rounds`` is kept (a shared VM drifts by tens of % within minutes)."""
+    best: dict = {v: [1e9, 1e9] for v in SPEED_VARIANTS}
+    for _ in range(rounds):
+        for v, env in SPEED_VARIANTS.items():
+            r = subprocess.run([sys.executable, "-c", _SPEED_CHILD, dataset], env={**os.environ, **env},
+                               capture_output=True, text=True, check=True)
+            vals = [float(x) for x in r.stdout.split()]
+            best[v] = [min(a, b) for a, b in zip(best[v], vals)]
+    print("ms per step (best of %d)" % rounds + "".join(v.rjust(16) for v in SPEED_VARIANTS))
+    for i, name in enumerate(("lab_undercomplete", "lab_deep")):
+        base = best["default"][i]
+        print(name.ljust(24) + "".join(f"{best[v][i]:.3f} (x{best[v][i] / base:.2f})".rjust(16)
+                                       for v in SPEED_VARIANTS))
+
+
 def run_variant(env_extra: dict, dataset: str) -> dict:
     env = {k: v for k, v in os.environ.items()}
     seed = env_extra.get("_SEED", "0")
@@ -64,7 +106,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default="synthetic")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--json", help="write every variant's finals here")
+    ap.add_argument("--speed", action="store_true", help="time training steps under each MKL branch instead")
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
+    if args.speed:
+        speed(args.dataset, args.rounds)
+        return 0
     names = args.variants.split(",")
     finals = {}
     for v in names:
