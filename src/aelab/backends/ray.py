@@ -44,6 +44,8 @@ from .schedule import plan_workers, threads_per_worker
 
 #: seconds between a task's looks at the stop request (the loop then stops within one step)
 POLL_S = 0.1
+#: seconds a cluster's head has to accept a connection before aelab gives up (Ray itself retries for minutes)
+CONNECT_S = 10.0
 
 
 class WorkerError(AelabError):
@@ -76,6 +78,33 @@ def check_address(address: Optional[str]) -> Optional[str]:
     return a
 
 
+def _check_reachable(address: str, timeout: float = CONNECT_S) -> None:
+    """One bounded look at the head's port before ``ray.init``, which, when nothing answers there,
+    retries for minutes printing each try: a clear line instead, within ``timeout`` seconds."""
+    import socket
+
+    target = address
+    if target == "local":  # a new Ray instance here: nothing to reach
+        return
+    if target == "auto":  # the cluster this machine is part of, as Ray recorded it
+        try:
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+
+            target = canonicalize_bootstrap_address_or_die("auto")
+        except Exception:  # none recorded, or another Ray: ray.init says so itself, at once
+            return
+    rest = target[len("ray://"):] if target.startswith("ray://") else target
+    host, _, port = rest.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        why = f"no answer within {timeout:.0f} s" if isinstance(exc, socket.timeout) else (
+            getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        raise AelabError(f"cannot reach the Ray cluster at {address} ({host}:{port}: {why.lower()}); check the "
+                         "address (auto, HOST:PORT or ray://HOST:PORT) and that the cluster is up (ray status)") from None
+
+
 class RayBackend:
     """Groups as Ray tasks. Connects on first use; shuts down only a Ray instance it started."""
 
@@ -102,7 +131,10 @@ class RayBackend:
                     # a Ray instance on this machine, with one CPU per core (the local backend's count)
                     ray.init(num_cpus=os.cpu_count() or 1, **kw)
                 else:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, **kw)
+            except AelabError:
+                raise
             except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError… by version
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -411,7 +443,7 @@ def _train_on_ray(be: RayBackend, cfgs, run_dirs, groups, dev, engine, opts, res
                             ray.cancel(ref)
             bar.update(ray.get(channel.take_epochs.remote()))
     finally:
-        if pending:  # leaving early (a second Ctrl-C): stop what still runs, politely first
+        if pending:  # leaving early (an error here): stop what still runs, politely first
             _safe(lambda: ray.get(channel.stop.remote("driver stopped"), timeout=5))
             for ref in pending:
                 _safe(lambda: ray.cancel(ref))

