@@ -22,7 +22,7 @@ from aelab.report import figures as F
 from aelab.report import latent_figures as LF
 from aelab.report import render as R
 
-from test_report import make_run, metric_docs, parse, write_samples  # noqa: F401  (metric_docs: autouse fixture)
+from test_report import make_run, metric_docs, parse  # noqa: F401  (metric_docs: autouse fixture)
 from test_report_student import cfg, q, write_study
 
 
