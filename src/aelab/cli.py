@@ -623,11 +623,45 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             return _interrupted(args)
         # a filesystem problem the checks did not foresee: still one line naming the path, no traceback
         where = err.filename or "a file"
-        print(f"aelab: error: {where}: {err.strerror or err}; check the path, its permissions and the free space",
-              file=sys.stderr)
+        line = _resource_line(err) or (f"{where}: {err.strerror or err}; check the path, its permissions and the "
+                                       "free space")
+        print(f"aelab: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return _interrupted(args)
+    except Exception as err:  # noqa: BLE001 — only the machine's limits become a line; anything else is a bug
+        if _signals.received:  # e.g. an ImportError from an interrupted import
+            return _interrupted(args)
+        line = _resource_line(err)
+        if line is None:
+            raise
+        print(f"aelab: error: {line}", file=sys.stderr)
+        return 2
+
+
+def _resource_line(err: BaseException) -> Optional[str]:
+    """One line for a limit of the machine that the checks before training could not foresee — a full
+    disk, memory that ran out, a link that loops, input nested past Python's recursion limit — or None."""
+    from ._atomic import is_disk_full
+    from .models.memory import out_of_memory_line
+
+    if is_disk_full(err):
+        where = getattr(err, "filename", None) or "a file being written"
+        return f"{where}: no space left on device; free space or choose another --out"
+    oom = out_of_memory_line(err)
+    if oom:
+        return oom
+    if isinstance(err, RuntimeError) and str(err).startswith("Symlink loop from "):  # pathlib's resolve()
+        where = str(err)[len("Symlink loop from "):].strip("'\"")
+        return (f"{where}: ELOOP: too many levels of symbolic links (a link on the way loops back on itself); "
+                "remove that link or choose another path")
+    if isinstance(err, OSError) and err.errno == errno.ELOOP:
+        return (f"{err.filename or 'a path'}: ELOOP: too many levels of symbolic links; remove the looping link or "
+                "choose another path")
+    if isinstance(err, RecursionError):
+        return ("an input is nested too deeply to read (Python's recursion limit); check the config, study or data "
+                "file you gave")
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._atomic import atomic_path, check_out_path, ensure_dir, read_json, write_json
+from ._atomic import atomic_path, check_out_path, ensure_dir, read_json, write_bytes, write_json
 from ._lock import LOCK_NAME, dir_lock, is_lock_file
 from .config import RunConfig, config_hash
 from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, StopFlag, TrainData, derived_seed,
@@ -648,9 +648,10 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
         "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
         "data_source": data_source, "n_train": int(d.x_train.shape[0]), "threads": threads,
         "cpu_kernels": ckernels.status() if dev.type == "cpu" else None,
+        "numerics": numerics.fingerprint() if dev.type == "cpu" else None,  # what the bits depend on
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    (run_dir / "DONE").write_text("ok\n")
+    write_bytes(run_dir / "DONE", b"ok\n")  # atomic too: an empty DONE left by a full disk would mark the run done
     with contextlib.suppress(OSError):
         drop_checkpoint(run_dir)
         clean_temps(run_dir, RUN_LAYOUT)  # a killed write's temporary files, from before a resume
