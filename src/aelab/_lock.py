@@ -49,6 +49,9 @@ def _owner_text(fd: int) -> str:
         info = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
     except (OSError, ValueError):
         return "another aelab process"
+    if not isinstance(info, dict):  # valid JSON of another shape names nobody
+        return "another aelab process"
+    info = {k: str(v) for k, v in info.items() if isinstance(v, (str, int)) and not isinstance(v, bool)}
     when = info.get("since", "")
     cmd = info.get("command", "")
     host = info.get("host", "")
@@ -136,6 +139,7 @@ def adopt(fds: dict[str, int]) -> None:
     a descriptor does not hold its lock (it was not the parent's)."""
     for d, fd in fds.items():
         key = Path(d)
+        os.set_inheritable(fd, False)  # as the parent's: a process this worker starts holds no lock
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same description: a no-op when held
         except OSError:
