@@ -326,3 +326,35 @@ def test_a_damaged_checkpoint_is_not_used_and_says_so(tmp_path, capsys, damage):
     h = json.loads((rd / "history.json").read_text())
     assert h["epoch"] == [1, 2]
     load_model(rd)
+
+
+# -- the lock file: its note is read back too ----------------------------------------------------------------
+HOLD_WRONG_SHAPE = """
+import fcntl, os, sys, time
+fd = os.open(os.path.join(sys.argv[1], ".aelab.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, sys.argv[2].encode())
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("note", ["[1, 2]", '{"pid": [1], "since": {"a": 1}}', "null"])
+def test_a_lock_note_of_the_wrong_shape_is_one_line(tmp_path, note):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRONG_SHAPE, str(out), note], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = subprocess.run([sys.executable, "-m", "aelab.cli", "train", *SYN, "--epochs", "1", "-q", "--out", str(out),
+                            "--overwrite"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("aelab: error: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+        assert "is in use by" in r.stderr
+    finally:
+        holder.kill()
+        holder.communicate()
