@@ -143,6 +143,8 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, kind,
             assert not no_temp_files(disk), no_temp_files(disk)
             for name in ("weights.safetensors", "run.json", "DONE", "results.json", "state.safetensors"):
                 assert not list(disk.rglob(name)), list(disk.rglob(name))
+            if not leave:  # nothing saved: no empty run or output folders left behind either
+                assert {p.name for p in disk.iterdir()} <= set(before), sorted(disk.rglob("*"))
         assert sorted(p.name for p in disk.iterdir() if p.is_file()) == [n for n in before if (disk / n).is_file()]
 
 

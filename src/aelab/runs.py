@@ -443,13 +443,13 @@ def _train_runs(cfgs, run_dirs, be, *, device, engine, data, progress, resume, s
         for rd in run_dirs:  # owned now: temporary files in them are a killed write's, never a live one's
             with contextlib.suppress(OSError):
                 clean_temps(rd, RUN_LAYOUT)
-        for i in todo:
-            if states[i] == "replace":
-                _clear_run_dir(run_dirs[i])
-            write_run_mark(run_dirs[i], cfgs[i])  # first, before any other file of the run
-        if todo and on_start:
-            on_start([run_dirs[i] for i in todo])
         try:
+            for i in todo:  # inside the try: a full disk here leaves no empty run directories either
+                if states[i] == "replace":
+                    _clear_run_dir(run_dirs[i])
+                write_run_mark(run_dirs[i], cfgs[i])  # first, before any other file of the run
+            if todo and on_start:
+                on_start([run_dirs[i] for i in todo])
             _train_todo(cfgs, run_dirs, todo, results, dev, engine, data, progress, resume, stop, workers,
                         overall_progress, be)
         except Interrupted as err:

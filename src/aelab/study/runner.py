@@ -17,8 +17,8 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .. import __version__
-from .._atomic import ensure_dir, read_json, write_json
-from .._lock import dir_lock, is_lock_file
+from .._atomic import ensure_dir, write_json
+from .._lock import LOCK_NAME, dir_lock, is_lock_file
 from .._owned import clean_temps, is_own_temp, names_text, read_mark, write_mark
 from ..config import RunConfig, config_hash
 from ..engine.loop import StopFlag
@@ -167,14 +167,33 @@ def owned_output(out: Path, cfgs: Sequence[RunConfig], data: DataCache, mark: Op
     for c in cfgs:
         if not is_done(run_dir_for(out, c)):
             data.check(c)
+    created = not out.exists()
     ensure_dir(out)
     with dir_lock(out):
-        if mark is not None:
-            check_output(out, mark)  # under the lock: what another process wrote meanwhile counts
-            with contextlib.suppress(OSError):
-                clean_temps(out, OUTPUT_LAYOUT)  # a killed write's temporary files (results, report, figures)
-            write_mark(out, OUTPUT_MARK, mark)
-        yield
+        try:
+            if mark is not None:
+                check_output(out, mark)  # under the lock: what another process wrote meanwhile counts
+                with contextlib.suppress(OSError):
+                    clean_temps(out, OUTPUT_LAYOUT)  # a killed write's temporary files (results, report, figures)
+                write_mark(out, OUTPUT_MARK, mark)
+            yield
+        except BaseException:
+            if created:  # failed before any run saved anything (a full disk, bad data): leave no empty folder
+                _drop_if_empty(out)
+            raise
+
+
+def _drop_if_empty(out: Path) -> None:
+    """Remove ``out`` when it holds nothing but its mark, an empty ``runs/`` and its lock file."""
+    with contextlib.suppress(OSError):
+        rest = [p for p in out.iterdir() if not is_lock_file(p.name) and p.name != OUTPUT_MARK]
+        if any(p.name != "runs" or not p.is_dir() or any(p.iterdir()) for p in rest):
+            return
+        for p in rest:
+            p.rmdir()
+        (out / OUTPUT_MARK).unlink(missing_ok=True)
+        (out / LOCK_NAME).unlink(missing_ok=True)
+        out.rmdir()
 
 
 # -- one output directory holds one study or one sweep -------------------------------------------------
