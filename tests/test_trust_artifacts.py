@@ -227,7 +227,11 @@ def test_a_history_with_wrong_values_is_refused(run, field, value):
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", '{"runs": {"a": [1]}}', '{"runs": {"a": {"history": {"loss": "x"}}}}',
-                                     '{"study": "s", "runs": {}, "points": [{"value": 1}]}'])
+                                     '{"study": "s", "runs": {}, "points": [{"value": 1}]}',
+                                     '{"study": "s", "runs": {"a": {"metrics": {"ssim": "x"}}}}',
+                                     '{"study": "s", "runs": {"a": {"metrics": {"code": 3}}}}',
+                                     '{"study": "s", "runs": {}, "replicates": {"runs": {"a": [3]}}}',
+                                     '{"study": "s", "runs": {}, "corrected": {"runs": {"a": {"history": []}}}}'])
 def test_report_of_a_results_json_of_the_wrong_shape_is_one_line(tmp_path, capsys, content):
     (tmp_path / "results.json").write_text(content)
     assert main(["report", str(tmp_path)]) == 2

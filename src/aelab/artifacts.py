@@ -166,13 +166,29 @@ class ConfigFile(_Artifact):
 
 
 # -- study / sweep output ---------------------------------------------------------------------------
+class ResultMetrics(MetricsFile):
+    """A run's metrics as results.json holds them (every key optional, each of its type)."""
+
+    n_test: Optional[int] = None
+
+
 class ResultRun(_Artifact):
     name: Optional[str] = None
     dir: Optional[str] = None
     config: dict[str, Any] = Field(default_factory=dict)
     history: PartialHistory = Field(default_factory=PartialHistory)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: ResultMetrics = Field(default_factory=ResultMetrics)
     run: dict[str, Any] = Field(default_factory=dict)
+
+
+class CorrectedBlock(_Artifact):
+    description: Optional[str] = None
+    runs: dict[str, ResultRun] = Field(default_factory=dict)
+
+
+class ReplicatesBlock(_Artifact):
+    seeds: list[int] = Field(default_factory=list)
+    runs: dict[str, list[ResultRun]] = Field(default_factory=dict)
 
 
 class SweepPoint(_Artifact):
@@ -187,8 +203,8 @@ class ResultsFile(_Artifact):
     questions: list[dict[str, Any]] = Field(default_factory=list)
     points: Optional[list[SweepPoint]] = None
     baseline: Optional[str] = None
-    corrected: Optional[dict[str, Any]] = None
-    replicates: Optional[dict[str, Any]] = None
+    corrected: Optional[CorrectedBlock] = None
+    replicates: Optional[ReplicatesBlock] = None
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -205,6 +221,7 @@ def first_problem(err: ValidationError) -> str:
     msg = e["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+    msg = re.sub(r" or instance of \w+", "", msg)  # pydantic names its model classes: not the user's business
     if e["type"] == "missing":
         return f"no {where!r}"
     got = e.get("input")
