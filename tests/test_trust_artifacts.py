@@ -297,7 +297,8 @@ def _checkpointed(tmp_path: Path) -> Path:
     return rd
 
 
-@pytest.mark.parametrize("damage", ["state.json a list", "epoch a string", "int tensors, hash updated",
+@pytest.mark.parametrize("damage", ["state.json a list", "epoch a string", "epoch past the run", "history too short",
+                                    "no elapsed", "int tensors, hash updated",
                                     "float64 tensors, hash updated", "a tensor missing, hash updated",
                                     "state.safetensors changed"])
 def test_a_damaged_checkpoint_is_not_used_and_says_so(tmp_path, capsys, damage):
@@ -306,8 +307,15 @@ def test_a_damaged_checkpoint_is_not_used_and_says_so(tmp_path, capsys, damage):
     meta = json.loads((ck / "state.json").read_text())
     if damage == "state.json a list":
         (ck / "state.json").write_text("[1, 2]")
-    elif damage == "epoch a string":
-        meta["epoch"] = "1"
+    elif damage in ("epoch a string", "epoch past the run", "history too short", "no elapsed"):
+        if damage == "epoch a string":
+            meta["epoch"] = "1"
+        elif damage == "epoch past the run":
+            meta["epoch"] = 7
+        elif damage == "history too short":
+            meta["history"] = {k: v[:0] if isinstance(v, list) else v for k, v in meta["history"].items()}
+        else:
+            del meta["elapsed"]
         (ck / "state.json").write_text(json.dumps(meta))
     elif damage == "state.safetensors changed":
         t = load_file(str(ck / "state.safetensors"))

@@ -151,7 +151,7 @@ class CheckpointMeta(_Artifact):
     config_hash: str
     epoch: int = Field(ge=0)
     batch: int = Field(ge=0)
-    elapsed: float = Field(default=0.0, ge=0)
+    elapsed: float = Field(ge=0)
     history: PartialHistory
     threads: Optional[int] = Field(default=None, ge=1)
     state_sha256: str
@@ -374,10 +374,15 @@ def check_model_tensors(tensors: dict, model, path: Path, fix: str, error: type[
         raise error(f"{head} holds tensors {kind} ({k}: {_dt(tensors[k])}, the model's is {_dt(want[k])}); {fix}")
 
 
-def checkpoint_problem(tensors: dict, model, meta: CheckpointMeta) -> Optional[str]:
-    """Why a checkpoint's tensors cannot continue ``model``'s training, or None when they can:
-    the model's state dict, Adam's m and v for each parameter, its step count ``adam.t`` and, in
-    the middle of an epoch, the epoch's batch losses so far (``loop.*``)."""
+def checkpoint_problem(tensors: dict, model, meta: CheckpointMeta, epochs: Optional[int] = None) -> Optional[str]:
+    """Why a checkpoint cannot continue ``model``'s training (of ``epochs`` epochs), or None when it
+    can: a position inside the run, a history of as many epochs as it has finished, the model's
+    state dict, Adam's m and v for each parameter, its step count ``adam.t`` and, in the middle of
+    an epoch, the epoch's batch losses so far (``loop.*``), each in its dtype."""
+    if epochs is not None and (meta.epoch > epochs or (meta.epoch == epochs and meta.batch > 0)):
+        return f"epoch {meta.epoch}, batch {meta.batch} is past the run's {epochs} epochs"
+    if len(meta.history.loss) != meta.epoch:
+        return f"its history holds {len(meta.history.loss)} epochs, not the {meta.epoch} it has finished"
     want = model.state_dict()
     params = dict(model.named_parameters())
     shapes = {k: tuple(v.shape) for k, v in want.items()}

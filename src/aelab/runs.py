@@ -130,7 +130,7 @@ def load_checkpoint(run_dir: Path, cfg: RunConfig):
         if not spath.is_file() or sha256_file(spath) != meta["state_sha256"]:
             raise AelabError(f"{spath} is missing or was modified after it was saved; {again}")
         tensors = load_tensors(spath, "checkpoint", again)
-        why = checkpoint_problem(tensors, build_model(cfg.model), CheckpointMeta.model_validate(meta))
+        why = checkpoint_problem(tensors, build_model(cfg.model), CheckpointMeta.model_validate(meta), cfg.train.epochs)
         if why:
             raise AelabError(f"{spath} does not fit the run ({why}); {again}")
     except AelabError as err:
