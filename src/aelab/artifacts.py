@@ -234,8 +234,9 @@ def validate(model: type[M], data: Any, path: Path, fix: str, error: type[AelabE
     """``data`` (read from ``path``) as ``model``; one ``error`` line naming the file otherwise."""
     what = _WHAT.get(model, model.__name__)
     if not isinstance(data, dict):
-        raise error(f"{path} is not a valid {what} (a JSON {type(data).__name__ if data is not None else 'null'} "
-                    f"where an object is needed); {fix}")
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+            type(data), "null")
+        raise error(f"{path} is not a valid {what} ({kind} where a JSON object is needed); {fix}")
     try:
         return model.model_validate(data)
     except ValidationError as err:
