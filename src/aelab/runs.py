@@ -645,7 +645,8 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, history: History, d: TrainD
     write_recon_png(run_dir / "recon.png", samples, shape=tuple(cfg.model.input_shape),
                     feature_mse=metrics.get("feature_mse"))
     write_json(run_dir / "run.json", {
-        "config_hash": config_hash(cfg), "weights_sha256": sha, "aelab_version": __version__,
+        "config_hash": config_hash(cfg), "weights_sha256": sha, "config_sha256": _sha256(run_dir / "config.json"),
+        "aelab_version": __version__,
         "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
         "data_source": data_source, "n_train": int(d.x_train.shape[0]), "threads": threads,
         "cpu_kernels": ckernels.status() if dev.type == "cpu" else None,
