@@ -8,6 +8,8 @@ Every process a test starts is killed in a ``finally``; every wait is bounded an
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import os
@@ -111,6 +113,26 @@ def _holders(root: Path) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _adopting_orphans():
+    """This process adopts the orphans of its descendants (PR_SET_CHILD_SUBREAPER) for the block.
+    A stopped worker orphaned to init is an orphaned process group: the kernel would wake it
+    (SIGHUP, SIGCONT); adopted by us, it stays stopped while we look."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:
+        pytest.skip("PR_SET_CHILD_SUBREAPER is not available here")
+    try:
+        yield
+    finally:
+        libc.prctl(36, 0, 0, 0, 0)
+
+
+def _reap(pids) -> None:
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
 def _kill_all(procs, pids) -> None:
     for p in procs:
         if p.poll() is None:
@@ -130,12 +152,14 @@ def test_sigkill_to_a_parallel_study_leaves_no_worker_running_and_no_run_unlocke
     out = tmp_path / "out"
     proc = subprocess.Popen([*EXE, "study", str(toml), "--workers", "2", "--no-report", "-q", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stack = contextlib.ExitStack()
     workers: list[int] = []
     try:
         _wait(lambda: list(out.glob("runs/*/checkpoint/state.json")) or proc.poll() is not None, 180,
               "a first checkpoint of the study")
         assert proc.poll() is None, proc.communicate()[1]
         _wait(lambda: len(_workers_of(proc.pid)) >= 2, 60, "two worker processes")
+        stack.enter_context(_adopting_orphans())
         workers = _workers_of(proc.pid)
         for pid in workers:  # hold them still while we look (the kernel's SIGTERM waits for SIGCONT)
             os.kill(pid, signal.SIGSTOP)
@@ -144,7 +168,8 @@ def test_sigkill_to_a_parallel_study_leaves_no_worker_running_and_no_run_unlocke
         locks = sorted(out.glob("runs/*/.aelab.lock"))
         assert locks, "no run directory lock file"
         unlocked = [p.parent.name for p in locks if not _locked(p)]
-        assert not unlocked, f"run directories left unlocked while their workers live: {unlocked}"
+        assert not unlocked, (f"run directories left unlocked while their workers live: {unlocked}; workers "
+                              f"{[(pid, _state(pid)) for pid in workers]}, lock files open in {_holders(out)}")
         for pid in workers:
             os.kill(pid, signal.SIGCONT)
         _wait(lambda: not any(_alive(pid) for pid in workers), 90,
@@ -159,6 +184,8 @@ def test_sigkill_to_a_parallel_study_leaves_no_worker_running_and_no_run_unlocke
             assert state.read_text().strip().endswith("}"), state
     finally:
         _kill_all([proc], workers)
+        _reap(workers)  # adopted: ours to reap
+        stack.close()
 
 
 def test_an_orphaned_idle_worker_exits(tmp_path):
