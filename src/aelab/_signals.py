@@ -60,11 +60,13 @@ def _handle(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def command_signals() -> Iterator[None]:
+def command_signals(last: bool = False) -> Iterator[None]:
     """Handle SIGINT/SIGTERM as the module docstring says for the duration of one command.
 
-    The previous handlers come back afterwards, unless a signal arrived: then the process is on
-    its way out (exit code 130) and further signals stay ignored until it has said why."""
+    The previous handlers come back afterwards, unless a signal arrived or the command is the
+    process's ``last`` (the ``aelab`` program itself): then the process is on its way out and
+    later signals stay ignored — a Ctrl-C while Python shuts down would otherwise kill it without a
+    word after it said what it did (or why it stopped)."""
     global _orderly
     received.clear()
     _orderly = False
@@ -77,4 +79,4 @@ def command_signals() -> Iterator[None]:
         yield
     finally:
         for sig, handler in old.items():
-            signal.signal(sig, signal.SIG_IGN if received else handler)
+            signal.signal(sig, signal.SIG_IGN if received or last else handler)

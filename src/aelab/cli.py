@@ -565,7 +565,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """The entry point: ``_main`` with SIGINT/SIGTERM handled for the whole command
     (``aelab._signals``): an interrupt anywhere — an import, a download, a report, training — ends
     in one line naming the signal and exit code 130, after every clean-up has run."""
-    with _signals.command_signals():
+    with _signals.command_signals(last=argv is None):  # argv None: the aelab program, not a caller's call
         try:
             return _main(argv)
         except (KeyboardInterrupt, Exception):
