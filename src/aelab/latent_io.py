@@ -17,6 +17,7 @@ sub-folder names) when the data set names its classes, for legends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -26,10 +27,20 @@ import numpy as np
 import torch
 
 from . import latent as L
-from ._atomic import atomic_path, write_json
+from ._atomic import atomic_path, ensure_dir, write_json
+from ._lock import dir_lock, is_lock_file
+from ._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, write_mark
 from .errors import AelabError, DataError
 
 CODES_FILE = "codes.npz"
+#: the mark aelab latent writes first into its output directory (docs/formats.md): the directory
+#: holds that run's latent output
+LATENT_MARK = ".aelab-latent.json"
+LATENT_FORMAT = "aelab-latent"
+#: the figures aelab latent writes (each only where it applies)
+FIGURES = ("map.png", "interpolation.png", "traversal.png", "manifold.png", "prior.png")
+#: every name aelab latent writes in its output directory: it replaces these and nothing else
+LATENT_LAYOUT = {LATENT_MARK: None, "latent.json": None, **{f: None for f in FIGURES}}
 #: the subsample sizes saved in codes.npz (seeded by the run's seed)
 MAX_TRAIN = 5000
 MAX_TEST = 5000
@@ -201,8 +212,7 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     ``data``: a :class:`~aelab.runs.DataCache` (the images are needed for the baselines, and for
     runs trained before codes were saved). Returns the ``latent.json`` dict.
     """
-    from .report import latent_figures as LF
-    from .runs import DataCache, is_done, load_model
+    from .runs import is_done, load_model
 
     say = log or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -215,7 +225,42 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
         raise AelabError(f"{run_dir} has not finished training; resume it with aelab train --resume {run_dir}")
     t0 = time.perf_counter()
     model, cfg = load_model(run_dir, "cpu")
-    out = Path(out) if out else run_dir / "latent"
+    given = out is not None and str(out) != ""
+    out = Path(out) if given else run_dir / "latent"
+    mark = latent_mark(run_dir, cfg)
+    check_latent_out(out, mark, run_dir, given)  # before anything is created or computed
+    # the run directory is written too when codes.npz is (re)made there, or the output lies inside it
+    inside = _is_inside(out, run_dir)
+    writes_run = inside or recompute or not (run_dir / CODES_FILE).is_file()
+    created = not out.exists()
+    try:
+        with contextlib.ExitStack() as locks:
+            if writes_run:
+                locks.enter_context(dir_lock(run_dir))
+            ensure_dir(out)
+            locks.enter_context(dir_lock(out))
+            try:
+                check_latent_out(out, mark, run_dir, given)  # under the lock: what another process wrote meanwhile
+                with contextlib.suppress(OSError):
+                    clean_temps(out, LATENT_LAYOUT)  # a killed write's temporary files
+                write_mark(out, LATENT_MARK, mark)
+                return _analyse(run_dir, out, model, cfg, t0, data=data, baselines=baselines, recompute=recompute,
+                                methods=methods, seed=seed, say=say)
+            except BaseException:
+                if created:  # nothing written yet but the mark: leave no folder behind
+                    _drop_if_bare(out)
+                raise
+    finally:
+        if created:  # after the lock (and its file) is released; only when empty
+            _rmdir_if_empty(out)
+
+
+def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines: bool, recompute: bool,
+             methods: Optional[list[str]], seed: int, say) -> dict[str, Any]:
+    """:func:`analyse` in an output directory it owns (checked, locked, marked)."""
+    from .report import latent_figures as LF
+    from .runs import DataCache
+
     arrays = None if recompute else read_codes(run_dir)
     tensors = None
     if arrays is None or baselines:
@@ -331,9 +376,92 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(png)
         report["figures"][name.rsplit(".", 1)[0]] = str(out / name)
+    for name in FIGURES:  # an earlier analysis's figure this one does not draw (this run's: checked)
+        p = out / name
+        if name not in figures and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
     report["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(out / "latent.json", report)
     return report
+
+
+# -- the latent output directory: aelab's, one run's ---------------------------------------------------
+def latent_mark(run_dir: Path, cfg) -> dict:
+    """The mark of a directory holding ``cfg``'s latent output (its config hash decides whose it is)."""
+    from .config import config_hash
+
+    return {"format": LATENT_FORMAT, "version": 1, "run": cfg.name, "run_dir": str(Path(run_dir).resolve()),
+            "config_hash": config_hash(cfg)}
+
+
+def _is_inside(path: Path, directory: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(directory).resolve())
+    except OSError:
+        return False
+
+
+def _same_run(path: Path, run_dir: Path) -> bool:
+    """Whether latent.json (written before marks) names ``run_dir`` as its run."""
+    try:
+        rd = json.loads(path.read_text(encoding="utf-8")).get("run_dir")
+        return isinstance(rd, str) and Path(rd).resolve() == Path(run_dir).resolve()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_latent_out(out: Path, mark: dict, run_dir: Path, given: bool = True) -> None:
+    """Refuse, with one line and before anything is written, a latent output directory that is not
+    aelab's for this run: one holding files aelab latent did not write there (a user's ``map.png``
+    included), another run's latent output, or a run directory. A new or empty directory, and one
+    carrying this run's latent mark (or, written before marks, the run's own ``latent/`` or a
+    latent.json naming this run, with nothing else), are fine."""
+    out, run_dir = Path(out), Path(run_dir)
+    where = f"--out {out}" if given else str(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise AelabError(f"{where} is a file, not a directory; give --out a directory path")
+    try:
+        entries = sorted(p.name for p in out.iterdir()
+                         if not is_lock_file(p.name) and not is_own_temp(p.name, LATENT_LAYOUT))
+        others = foreign(out, LATENT_LAYOUT)
+    except OSError as exc:
+        raise AelabError(f"{where}: cannot list it ({exc.strerror}); check its permissions") from None
+    if not entries or entries == [LATENT_MARK]:
+        return
+    theirs = read_mark(out, LATENT_MARK)
+    theirs = theirs if theirs is not None and theirs.get("format") == LATENT_FORMAT else None
+    if theirs is not None and theirs.get("config_hash") != mark["config_hash"]:
+        what = (f"holds the latent output of another run (run {theirs.get('run', '?')}, config hash "
+                f"{theirs.get('config_hash', '?')}; this is run {mark['run']}, {mark['config_hash']})")
+    else:
+        # unmarked, aelab's only when written before marks: the run's own latent/, or a latent.json of this run
+        if theirs is None and not (not others and (not given or _is_inside(out, run_dir)
+                                                   or _same_run(out / "latent.json", run_dir))):
+            others = [n + ("/" if (out / n).is_dir() else "") for n in entries]
+        if not others:
+            return  # this run's own latent output: rewritten
+        if (out / ".aelab-run.json").exists() or (out / "config.json").exists():
+            what = "is a run directory"
+        else:
+            what = f"holds files aelab latent did not write there ({names_text(others)})"
+    raise AelabError(f"{where} {what}; aelab latent replaces nothing it did not write: give --out a new or empty "
+                     "directory")
+
+
+def _drop_if_bare(out: Path) -> None:
+    """After a failure in a directory this call created: remove the mark when nothing else was written."""
+    with contextlib.suppress(OSError):
+        rest = [p.name for p in out.iterdir() if not is_lock_file(p.name) and p.name != LATENT_MARK]
+        if not rest:
+            (out / LATENT_MARK).unlink(missing_ok=True)
+
+
+def _rmdir_if_empty(out: Path) -> None:
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only when empty: another process that took it meanwhile keeps it
 
 
 def _check_codes_fit(run_dir: Path, arrays: dict[str, np.ndarray], model, cfg, tensors) -> None:

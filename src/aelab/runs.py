@@ -31,7 +31,7 @@ from .engine import ckernels
 from . import numerics
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, ConfigError, WeightsError
-from .latent_io import CODES_FILE, class_names, labels_for as latent_labels, record as record_codes
+from .latent_io import CODES_FILE, LATENT_LAYOUT, class_names, labels_for as latent_labels, record as record_codes
 from ._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, remove_own, write_mark
 
 CHECKPOINT = "checkpoint"
@@ -44,8 +44,7 @@ RUN_LAYOUT = {
     RUN_MARK: None, "config.json": None, "history.json": None, "metrics.json": None, "samples.npz": None,
     "weights.safetensors": None, "recon.png": None, "run.json": None, "DONE": None, CODES_FILE: None,
     CHECKPOINT: {"state.safetensors": None, "state.json": None},
-    "latent": {"latent.json": None, "map.png": None, "interpolation.png": None, "traversal.png": None,
-               "manifold.png": None, "prior.png": None},  # aelab latent's default output (aelab.latent_io)
+    "latent": dict(LATENT_LAYOUT),  # aelab latent's default output (aelab.latent_io)
 }
 
 
