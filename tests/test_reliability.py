@@ -188,6 +188,9 @@ def test_weights_tampered_truncated_or_mismatched_are_refused(tmp_path):
         {k: v for k, v in d.items() if k != "config_hash"}))}))
     d["config_hash"] = json.loads((rd / "run.json").read_text())["config_hash"]
     (rd / "config.json").write_text(json.dumps(d))
+    rec = json.loads((rd / "run.json").read_text())  # and the config's SHA-256 recorded with them
+    rec["config_sha256"] = hashlib.sha256((rd / "config.json").read_bytes()).hexdigest()
+    (rd / "run.json").write_text(json.dumps(rec))
     with pytest.raises(WeightsError, match="does not match"):
         load_model(rd)
 
