@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import pytest
 
-from aelab import numerics
+from aelab.engine import numerics
 from aelab.study import load_study, run_study
 
 # name: (final train loss, final val loss) of `aelab study exercise12 --quick --set data.dataset=…`

@@ -1,4 +1,4 @@
-"""What a result's bits depend on, and what they do not (``aelab.numerics``, ``benchmarks/cpu_bits.py``).
+"""What a result's bits depend on, and what they do not (``aelab.engine.numerics``, ``benchmarks/cpu_bits.py``).
 
 Each check trains the same chaotic model (a relu output under BCE: dead output units amplify any
 rounding difference into a different run) in two fresh processes that differ in one CPU switch,

@@ -28,7 +28,7 @@ from .config import RunConfig, config_hash
 from .engine.loop import (STREAM_INIT, Hooks, History, Interrupted, LoopState, StopFlag, TrainData, derived_seed,
                           fit)
 from .engine import ckernels
-from . import numerics
+from .engine import numerics
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, ConfigError, WeightsError
 from .latent_io import CODES_FILE, LATENT_LAYOUT, class_names, labels_for as latent_labels, record as record_codes
