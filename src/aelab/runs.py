@@ -10,7 +10,6 @@ artifacts (see ``docs/formats.md``). Every file is written atomically; ``DONE`` 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ from .engine import numerics
 from .engine.steppers import ModelSpec, PlainStepper, StackedDenseStepper, can_stack, stack_key
 from .errors import AelabError, ConfigError, WeightsError
 from .latent_io import CODES_FILE, LATENT_LAYOUT, class_names, labels_for as latent_labels, record as record_codes
+from .artifacts import sha256_file as _sha256  # the one file hash aelab checks against
 from ._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, remove_own, write_mark
 
 CHECKPOINT = "checkpoint"
@@ -152,12 +152,6 @@ def _checkpoint_position(run_dir: Path, cfg: RunConfig) -> Optional[tuple[int, i
     return (meta.epoch, meta.batch) if meta.config_hash == config_hash(cfg) else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> str:
