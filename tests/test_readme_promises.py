@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from aelab.cli import build_parser, main
-from aelab.data import ranges
+from aelab import errors
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -40,7 +40,7 @@ FOREIGN = ("python", ".venv", "pip", "npm", "time python", "cc", "gcc")
 @pytest.fixture(autouse=True)
 def _fresh_lines(monkeypatch):
     """The note and the warning print once per process: each test starts with none said."""
-    monkeypatch.setattr(ranges, "_SAID", set())
+    monkeypatch.setattr(errors, "_SAID", set())
 
 
 # -- the README, read ---------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_a_sigmoid_output_on_z_scores_warns_once_and_a_linear_one_does_not(tmp_p
     rc, err, _ = run_readme_line("aelab " + shlex.join(base), tmp_path, capsys)
     assert rc == 0 and "aelab: warning" not in err
     # a linear last layer reaches z-scores: no warning
-    ranges._SAID.clear()
+    errors._SAID.clear()
     rc, err, out = run_readme_line("aelab " + shlex.join(base + ["--decoder", "784:linear"]), tmp_path, capsys)
     assert rc == 0 and "aelab: warning" not in err and "aelab: note" not in err, err
     assert json.loads((out / "config.json").read_text())["model"]["decoder"][-1] == "5:linear"

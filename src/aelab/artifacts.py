@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._atomic import read_json
-from .errors import AelabError, DataError, WeightsError
+from .errors import AelabError, DataError, WeightsError, say_once
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -484,11 +484,6 @@ def warn(msg: str) -> None:
     print(f"aelab: warning: {msg}", file=sys.stderr, flush=True)
 
 
-_WARNED: set[str] = set()
-
-
 def warn_once(msg: str) -> None:
     """:func:`warn`, once per process for each message (a check that runs twice says it once)."""
-    if msg not in _WARNED:
-        _WARNED.add(msg)
-        warn(msg)
+    say_once(f"aelab: warning: {msg}")

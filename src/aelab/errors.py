@@ -7,6 +7,8 @@ to fix it. The CLI prints ``error: <message>`` and exits with code 2 — no trac
 
 from __future__ import annotations
 
+import sys
+
 
 class AelabError(Exception):
     """A user-facing error: one line, says what is wrong and what to do."""
@@ -28,3 +30,14 @@ class TrainingError(AelabError):
 
 class WeightsError(AelabError):
     """A weights file is tampered with, truncated or does not match the model."""
+
+
+_SAID: set[str] = set()
+
+
+def say_once(line: str) -> None:
+    """Print ``line`` (a note or warning for the user, not Python's warnings) on stderr the first
+    time this process sees it: a check that runs twice says it once."""
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line, file=sys.stderr, flush=True)

@@ -18,9 +18,10 @@ Lines go to stderr with ``print``, not :mod:`warnings`: they are for the person 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
+
+from ..errors import say_once
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import RunConfig
@@ -35,15 +36,6 @@ OUTPUT_RANGES: dict[str, tuple[float, float]] = {
 }
 #: Losses whose targets must lie in [0, 1].
 UNIT_LOSSES = ("bce", "torch_bce")
-
-_SAID: set[str] = set()
-
-
-def say_once(line: str) -> None:
-    """Print ``line`` on stderr the first time this process sees it."""
-    if line not in _SAID:
-        _SAID.add(line)
-        print(line, file=sys.stderr, flush=True)
 
 
 def last_activation(cfg: "RunConfig") -> str:
