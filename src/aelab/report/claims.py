@@ -76,6 +76,14 @@ import math
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+from aelab.numfmt import (RATIO_RANGE, fmt_change, fmt_diff, fmt_num, fmt_pct, fmt_ratio, meaningful_ratio,
+                          ratio, units_text)
+from aelab.numfmt import finite as _finite
+from aelab.numfmt import fmt_setting as _fmt_setting
+from aelab.numfmt import fmt_signed as _signed
+from aelab.numfmt import fmt_value as _fmt_point
+from aelab.numfmt import fmt_vs as _vs
+
 __all__ = [
     "CLAIM_KINDS",
     "FAMILY_DIAGNOSTICS",
@@ -151,66 +159,6 @@ ABSOLUTE_KINDS = ("value_near", "below", "above", "plateau")
 _HISTORY_INDEX = re.compile(r"^history\.([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+)\]$")
 _FIRST_FINAL = re.compile(r"^(first|final)\.((?:(?:terms|val_terms)\.)?[A-Za-z_][A-Za-z0-9_]*)$")
 _METRIC = re.compile(r"^metrics\.(?:(code|noisy|family|latent)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
-
-
-# --------------------------------------------------------------------------------------------
-# number formatting
-# --------------------------------------------------------------------------------------------
-def fmt_num(x: Any, digits: int = 4) -> str:
-    """Format a number with ``digits`` significant digits, fixed-point where readable.
-
-    ``None`` -> ``"—"``; integers (and integral floats that came from counts) stay integers when
-    passed as ``int``; NaN/inf -> ``"nan"``/``"inf"``/``"-inf"``; very small or large -> ``1.234e-05``.
-    """
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return str(x)
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0.0:
-        return "0"
-    mag = math.floor(math.log10(abs(x)))
-    if -3 <= mag < 5:
-        decimals = max(digits - 1 - mag, 0)
-        return f"{x:.{decimals}f}"
-    return f"{x:.{digits - 1}e}"
-
-
-def fmt_ratio(r: Any) -> str:
-    """Format a ratio as ``2.82×`` (3 significant digits)."""
-    if r is None:
-        return "—"
-    return f"{fmt_num(r, 3)}×"
-
-
-def fmt_pct(x: Any, digits: int = 3) -> str:
-    """Format a fraction as a signed percentage: ``0.0123`` -> ``+1.23%``."""
-    if x is None:
-        return "—"
-    x = float(x)
-    if not math.isfinite(x):
-        return fmt_num(x)
-    s = fmt_num(100.0 * x, digits)
-    return (s if s.startswith("-") or s == "0" else "+" + s) + "%"
-
-
-def ratio(variant: float, baseline: float) -> float:
-    """variant / baseline; ``inf`` for a positive variant over a zero baseline, NaN for 0/0."""
-    variant, baseline = float(variant), float(baseline)
-    if baseline == 0.0:
-        if variant == 0.0 or math.isnan(variant):
-            return math.nan
-        return math.copysign(math.inf, variant)
-    return variant / baseline
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,10 +286,6 @@ def _params(claim: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _verdict(ok: bool, measured: str, detail: str) -> dict[str, str]:
     return {"status": CONFIRMED if ok else NOT_CONFIRMED, "measured": measured, "detail": detail}
-
-
-def _finite(*xs: float) -> bool:
-    return all(math.isfinite(x) for x in xs)
 
 
 def evaluate_claim(
@@ -532,12 +476,6 @@ def noise_factor(run: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _signed(x: float) -> str:
-    """A difference with its sign: +0.120, -8.00, 0."""
-    s = fmt_num(x, 3)
-    return s if s.startswith("-") or s in ("0", "nan") else "+" + s
-
-
 def _compare_word(v: float, b: float, rel: float = 0.01) -> str:
     """'higher' / 'lower' / 'about the same' for v against b (within ``rel``)."""
     if not _finite(v, b):
@@ -561,85 +499,6 @@ def _late_drop(run: Mapping[str, Any], key: str) -> tuple[float, int] | None:
     if not _finite(a, z) or a == 0:
         return None
     return (a - z) / abs(a), start + 1
-
-
-def units_text(dead: float, units: float | None) -> str:
-    """'3 of 32' (or just '3' when the unit count is unknown)."""
-    if not math.isfinite(dead):
-        return fmt_num(dead)
-    s = fmt_num(int(dead))
-    if units is not None and math.isfinite(units):
-        s += f" of {fmt_num(int(units))}"
-    return s
-
-
-# --------------------------------------------------------------------------------------------
-# comparing two numbers: a ratio only where it means something
-# --------------------------------------------------------------------------------------------
-#: a ratio is shown only inside this range: beyond it one number is next to nothing beside the other,
-#: and "0.0005×" or "2000×" says less than the difference itself.
-RATIO_RANGE = (0.01, 100.0)
-
-
-def meaningful_ratio(variant: Any, baseline: Any) -> float | None:
-    """``variant / baseline`` when that ratio means something, else None.
-
-    Both numbers must be finite and positive (a ratio of a negative or zero quantity, or across a
-    sign change, says nothing), and the ratio must lie in :data:`RATIO_RANGE` (a tiny denominator
-    turns any difference into a huge or vanishing factor).
-    """
-    try:
-        v, b = float(variant), float(baseline)
-    except (TypeError, ValueError):
-        return None
-    if not _finite(v, b) or v <= 0 or b <= 0:
-        return None
-    r = v / b
-    return r if RATIO_RANGE[0] <= r <= RATIO_RANGE[1] else None
-
-
-def fmt_diff(d: Any, unit: str = "", digits: int = 3, count: bool = False) -> str:
-    """A signed difference as a table cell: ``Δ +0.158``, ``Δ -1.46 dB``, ``Δ +20`` (``count``), ``Δ 0``."""
-    if d is None:
-        return "—"
-    count = count or isinstance(d, int)
-    d = float(d)
-    if not math.isfinite(d):
-        return "—"
-    s = str(int(d)) if count and d.is_integer() and abs(d) < 1e15 else fmt_num(d, digits)
-    if not s.startswith("-") and s != "0":
-        s = "+" + s
-    return f"Δ {s}" + (f" {unit}" if unit else "")
-
-
-def fmt_change(variant: Any, baseline: Any, mode: str | None = "ratio", unit: str = "") -> str:
-    """How a variant's number compares with the baseline's, as a table cell.
-
-    ``mode="ratio"``: ``2.50×`` when :func:`meaningful_ratio` allows it, otherwise the difference
-    (``Δ +0.12``); ``mode="diff"``: always the difference (for dB, SSIM and fractions, whose ratios
-    mean little); ``mode="count"``: the difference of two counts (``Δ +20``); ``mode=None``: ``—``.
-    A missing or non-finite number gives ``—``.
-    """
-    if mode is None or variant is None or baseline is None:
-        return "—"
-    count = mode == "count" or (isinstance(variant, int) and isinstance(baseline, int))
-    try:
-        v, b = float(variant), float(baseline)
-    except (TypeError, ValueError):
-        return "—"
-    if not _finite(v, b):
-        return "—"
-    if mode == "ratio":
-        r = meaningful_ratio(v, b)
-        if r is not None:
-            return fmt_ratio(r)
-    return fmt_diff(v - b, unit, count=count)
-
-
-def _vs(v: float, b: float, mode: str = "ratio", unit: str = "") -> str:
-    """'0.866 vs 0.228 (3.79×)': a variant/baseline pair for a sentence."""
-    u = f" {unit}" if unit else ""
-    return f"{fmt_num(v, 3)}{u} vs {fmt_num(b, 3)}{u} ({fmt_change(v, b, mode, unit)})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1108,16 +967,6 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _fmt_setting(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt_setting(v) for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def config_changes(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """The settings the variant changes: ``[(dotted key, baseline value, variant value), ...]``."""
     bc, vc = baseline_run.get("config"), variant_run.get("config")
@@ -1561,10 +1410,6 @@ def _across(short: str, values: Sequence[Any], class_names: Sequence[str] = ()) 
     listed = ", ".join(point_text(x, class_names) for x in values)
     noun = _SETTING_NOUNS.get(short)
     return f"{noun} {listed}" if noun else f"{short} = {listed}"
-
-
-def _fmt_point(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[str, Any]],

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import _atomic
 from ..errors import ConfigError, DataError
+from ..numfmt import fmt_seconds, fmt_value
 from . import claims as C
 from . import figures as F
 from . import latent_sections as LS
@@ -106,16 +107,6 @@ def _slug(text: str, taken: set[str]) -> str:
 
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _fmt_seconds(s: Any) -> str:
-    if not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s):
-        return "—"
-    if s < 60:
-        return f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{s:.0f} s ({h} h {m} min {sec} s)" if h else f"{s:.0f} s ({m} min {sec} s)"
 
 
 def _ratio_str(v: float | None, b: float | None, mode: str | None = "ratio", unit: str = "") -> str:
@@ -606,8 +597,8 @@ def _header(results: Mapping[str, Any], default_title: str) -> dict[str, Any]:
         "protocol_derived": not named,
         "protocol_detail": derived,
         "quick": bool(results.get("quick", False)),
-        "wall_time": _fmt_seconds(results.get("wall_seconds")),
-        "wall_total": (_fmt_seconds(results["wall_seconds_total"])
+        "wall_time": fmt_seconds(results.get("wall_seconds")),
+        "wall_total": (fmt_seconds(results["wall_seconds_total"])
                        if isinstance(results.get("wall_seconds_total"), (int, float)) else None),
         "description": str(results.get("description") or ""),
         "device": str(results.get("device") or ""),
@@ -1149,7 +1140,7 @@ def _seed_sentence(short: str, values: list, reps: list[list[Mapping[str, Any]]]
     for a, b in zip(order, order[1:]):
         if None in (mean[a], mean[b], lo[a], lo[b], hi[a], hi[b]):
             continue
-        step = f"{short}={_fmt_value(values[a])}{sep}{_fmt_value(values[b])}"
+        step = f"{short}={fmt_value(values[a])}{sep}{fmt_value(values[b])}"
         if lo[b] <= hi[a] and lo[a] <= hi[b]:
             inside.append(step)
         else:
@@ -1169,11 +1160,6 @@ def _seed_sentence(short: str, values: list, reps: list[list[Mapping[str, Any]]]
         parts.append(("the change is inside the seed spread, so not distinguishable from seed noise, for "
                       if not outside else "inside it, so not distinguishable from seed noise, for ") + "; ".join(inside))
     return s + ", and ".join(parts) + "."
-
-
-def _fmt_value(value: Any) -> str:
-    """A swept value as written in a config: 0.3, 1e-04, 100, relu."""
-    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
@@ -1341,14 +1327,14 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
             continue
         if not recon_rows:
             recon_rows.append(("original", s["original"]))
-        label = f"{short}={_fmt_value(p['value'])}"
+        label = f"{short}={fmt_value(p['value'])}"
         if "noisy" in s and "recon_noisy" in s:
             recon_rows.append((f"{label} noisy input", s["noisy"]))
             recon_rows.append((f"{label} denoised", s["recon_noisy"]))
         else:
             recon_rows.append((label, s["recon"]))
     recon = (_figure(figures, "figures/sweep-recon.png",
-                     _recon_png(recon_rows, [(f"{short}={_fmt_value(p['value'])}", r)
+                     _recon_png(recon_rows, [(f"{short}={fmt_value(p['value'])}", r)
                                              for p, r in zip(points, point_runs)]),
                      f"Reconstructions for each value of {parameter}") if recon_rows else None)
     if recon:
