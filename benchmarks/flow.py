@@ -1,0 +1,213 @@
+"""How one run flows through aelab, and what start-up, training and finishing cost.
+
+Command (on an idle machine; MNIST in the cache: ``aelab data fetch``)::
+
+    python -m benchmarks.flow              # trace + --help + 1-epoch train + quick study
+    python -m benchmarks.flow --full       # ... and the full `aelab study exercise12`
+
+What it measures, each in a fresh process so nothing is warm that a user's first call would not have:
+
+1. **The trip of one RunConfig** from ``aelab.train_runs`` to its finished run (in-process, one run,
+   the lab model on a 2,000-image slice of MNIST, 1 epoch): the aelab modules whose functions run,
+   how many times the flow enters a module of a higher layer than the caller's (a callback climbing
+   back up), and how many times a run's fingerprint (``config_hash`` and the data fingerprint) is
+   computed.
+2. ``aelab --help`` wall time (median of 5 fresh processes).
+3. A 1-epoch ``aelab train`` of the lab model on full MNIST, split into start-up (process start to the
+   first epoch), training (the epoch as the history records it) and finishing (evaluation, codes,
+   figures, artifacts), from the run's events.
+4. ``aelab study exercise12 --quick`` wall time, and how much of it is finishing.
+5. With ``--full``: ``aelab study exercise12`` wall time.
+
+Prints a Markdown block for ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: the layer of each top-level part of aelab (docs/design-notes.md; the import contracts enforce it)
+LAYERS = {
+    "cli": 7, "analysis": 7, "api": 7, "trained": 7, "report": 6, "study": 5, "runs": 4, "artifacts": 4,
+    "engine": 3, "config": 2, "models": 2, "data": 2,
+}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.get(parts[1], 1) if len(parts) > 1 else 7
+
+
+def _python(code: str, env: dict | None = None, timeout: float = 1800) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child failed:\n{out.stderr[-3000:]}")
+    return wall, out.stdout
+
+
+# -- 1. the trip ------------------------------------------------------------------------------------
+TRACE = r"""
+import json, sys, tempfile, collections
+import aelab
+from aelab import RunConfig
+cfg = RunConfig().with_overrides({"train.epochs": 1, "data.limit": 2000, "data.test_limit": 500})
+out = tempfile.mkdtemp()
+seen, order, climbs, counts = set(), [], 0, collections.Counter()
+LAYERS = %r
+def layer(m):
+    p = m.split(".")
+    return LAYERS.get(p[1], 1) if len(p) > 1 else 7
+FINGERPRINTS = {"config_hash", "fingerprint", "content_sha256", "data_fingerprint"}
+def prof(frame, event, arg):
+    global climbs
+    if event != "call":
+        return
+    m = frame.f_globals.get("__name__", "")
+    if not m.startswith("aelab"):
+        return
+    name = frame.f_code.co_name
+    if name in FINGERPRINTS:
+        counts[m + "." + name] += 1
+    if m not in seen:
+        seen.add(m); order.append(m)
+    back = frame.f_back
+    caller = back.f_globals.get("__name__", "") if back is not None else ""
+    if caller.startswith("aelab") and caller != "aelab" and layer(m) > layer(caller):
+        climbs += 1
+sys.setprofile(prof)
+aelab.train_runs([cfg], [out + "/run"], workers=1, progress=False)
+sys.setprofile(None)
+print(json.dumps({"modules": order, "climbs": climbs, "fingerprints": dict(counts)}))
+""" % (LAYERS,)
+
+
+def trip() -> dict:
+    _, out = _python(TRACE)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# -- 2. --help --------------------------------------------------------------------------------------
+def help_wall(n: int = 5) -> float:
+    walls = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "aelab.cli", "--help"], capture_output=True, check=True)
+        walls.append(time.perf_counter() - t0)
+    return statistics.median(walls)
+
+
+# -- 3. a 1-epoch train, split by its events -------------------------------------------------------
+TRAIN = r"""
+import json, sys, time
+t_start = float(sys.argv[1])
+import aelab
+from aelab import RunConfig
+from aelab.runs import events as ev
+stamps = {}
+def on_event(e):
+    now = time.time()
+    stamps.setdefault(type(e).__name__, now)
+    if isinstance(e, ev.RunFinished):
+        stamps["RunFinished"] = now
+cfg = RunConfig().with_overrides({"train.epochs": 1})
+(res,) = aelab.train_runs([cfg], [sys.argv[2]], workers=1, progress=False, on_event=on_event, overwrite=True)
+t_end = time.time()
+print(json.dumps({"t_start": t_start, "t_end": t_end, "stamps": stamps,
+                  "epoch_seconds": res.history["epoch_seconds"]}))
+"""
+
+
+def train_split(tmp: Path) -> dict:
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-c", TRAIN, str(t0), str(tmp / "train1")], capture_output=True,
+                         text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"train child failed:\n{out.stderr[-3000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    s = r["stamps"]
+    epoch = sum(r["epoch_seconds"])
+    started = s["RunStarted"]
+    finishing = s["RunFinished"] - s["RunFinishing"]
+    total = r["t_end"] - r["t_start"]
+    # CLI wall for the same job (argument parsing, config fitting, the same train)
+    t1 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "aelab.cli", "train", "--epochs", "1", "--out", str(tmp / "train-cli"),
+                    "--overwrite", "--quiet"], capture_output=True, check=True)
+    cli = time.perf_counter() - t1
+    return {"start_up": started - r["t_start"], "epoch": epoch, "finishing": finishing, "total": total,
+            "beyond_epoch": total - epoch, "cli_wall": cli, "cli_beyond_epoch": cli - epoch}
+
+
+# -- 4/5. studies ------------------------------------------------------------------------------------
+STUDY = r"""
+import json, sys, time
+t0 = time.time()
+from aelab import load_study, run_study
+from aelab.runs import events as ev
+fin = {}
+def on_event(e):
+    if isinstance(e, ev.RunFinishing):
+        fin[e.run] = [time.time(), None]
+    elif isinstance(e, ev.RunFinished) and e.run in fin:
+        fin[e.run][1] = time.time()
+study = load_study("exercise12", quick=sys.argv[2] == "quick")
+run_study(study, sys.argv[1], on_event=on_event)
+t1 = time.time()
+print(json.dumps({"wall": t1 - t0, "finishing": sum(b - a for a, b in fin.values() if b)}))
+"""
+
+
+def study(tmp: Path, quick: bool) -> dict:
+    _, out = _python(STUDY.replace("sys.argv[1]", repr(str(tmp / ("quick" if quick else "full"))))
+                     .replace("sys.argv[2]", repr("quick" if quick else "full")))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--full", action="store_true", help="also time the full aelab study exercise12")
+    ap.add_argument("--skip-study", action="store_true", help="skip the quick study")
+    args = ap.parse_args(argv)
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        t = trip()
+        h = help_wall()
+        tr = train_split(tmp)
+        q = None if args.skip_study else study(tmp, quick=True)
+        f = study(tmp, quick=False) if args.full else None
+    lines = [
+        f"Load average at start {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; at end "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
+        "",
+        f"- One RunConfig, `train_runs` → finished run: {len(t['modules'])} aelab modules, {t['climbs']} calls "
+        f"into a higher layer (callbacks), fingerprint computed: "
+        f"{', '.join(f'{k} ×{v}' for k, v in t['fingerprints'].items()) or 'never'}.",
+        f"  Modules: {', '.join(m.removeprefix('aelab.') for m in t['modules'])}.",
+        f"- `aelab --help`: {h:.2f} s (median of 5).",
+        f"- 1-epoch lab-model train (full MNIST, in a fresh process): start-up {tr['start_up']:.2f} s, epoch "
+        f"{tr['epoch']:.2f} s, finishing {tr['finishing']:.2f} s; {tr['beyond_epoch']:.2f} s beyond the epoch "
+        f"({tr['total']:.2f} s in all). `aelab train --epochs 1`: {tr['cli_wall']:.2f} s wall, "
+        f"{tr['cli_beyond_epoch']:.2f} s beyond the epoch.",
+    ]
+    if q:
+        lines.append(f"- `aelab study exercise12 --quick` (in-process, no report): {q['wall']:.1f} s, of which "
+                     f"finishing {q['finishing']:.1f} s (summed over runs).")
+    if f:
+        lines.append(f"- `aelab study exercise12` (no report): {f['wall']:.1f} s, finishing {f['finishing']:.1f} s.")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
