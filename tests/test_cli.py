@@ -235,3 +235,17 @@ def test_study_summary_does_not_divide_losses_on_different_scales(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "different scales" in lines[0] and "×" not in lines[0]
     assert "0.882×" in lines[1]  # the report's own comparison (aelab.report.claims.val_loss_change)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["study", "--help"], ["sweep", "--help"],
+                                  ["latent", "--help"], ["train", "--epochs", "two"], ["no-such-command"]])
+def test_help_and_argument_errors_do_not_import_torch(args):
+    """The parser is built from light modules: help and argparse's own errors never load PyTorch
+    (a behaviour test; benchmarks/startup.py measures the wall time)."""
+    code = ("import sys\nfrom aelab.cli import main\ntry:\n    main(%r)\nexcept SystemExit as e:\n    code = e.code\n"
+            "heavy = sorted(m for m in ('torch', 'numpy', 'pydantic', 'matplotlib') if m in sys.modules)\n"
+            "print('HEAVY', heavy, 'CODE', code)" % (args,))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "HEAVY [] CODE" in r.stdout, r.stdout
+    assert r.stdout.strip().endswith("CODE 0" if "--help" in args else "CODE 2")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import shlex
 import sys
 import time
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import __version__, _signals
+from ._malloc import keep_freed_memory
 from .errors import AelabError, ConfigError
+
+#: the exit code of a command whose training was stopped by a signal after saving its checkpoints (the
+#: ``exit_code`` of :class:`aelab.engine.loop.Interrupted`, told apart by it so that catching it here
+#: does not import the engine and PyTorch before the arguments are parsed)
+INTERRUPTED_EXIT = 130
 
 ACTS = "relu, sigmoid, tanh, linear, elu, selu, softplus, leaky_relu"
 
@@ -585,8 +592,6 @@ def _interrupted(args: Optional[argparse.Namespace] = None) -> int:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    import os
-
     # OpenMP threads that wait by sleeping, not spinning (set before torch loads OpenMP; a user's
     # own setting wins): on a CPU shared with other work, spinning threads of a conv model's step
     # measured 5–10× slower per step, and passive waiting changes no result (the same bits;
@@ -594,10 +599,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # freed memory kept for the next step instead of page-faulted back every step: 1.5× faster
     # conv steps, same bits (see aelab._malloc); worker processes inherit it
-    from ._malloc import keep_freed_memory
-
     keep_freed_memory()
-    from .engine.loop import Interrupted
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -607,13 +609,13 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         code = int(args.func(args) or 0)
         # an interrupt that some library swallowed: the command did not do all it was asked
         return _interrupted(args) if _signals.received else code
-    except Interrupted as err:
-        print(f"aelab: {err}", file=sys.stderr)
-        hint = getattr(args, "resume_hint", None)
-        if hint:
-            print(f"aelab: resume with: {hint}", file=sys.stderr)
-        return err.exit_code
     except AelabError as err:
+        if err.exit_code == INTERRUPTED_EXIT:  # training stopped and saved its checkpoints (engine.loop.Interrupted)
+            print(f"aelab: {err}", file=sys.stderr)
+            hint = getattr(args, "resume_hint", None)
+            if hint:
+                print(f"aelab: resume with: {hint}", file=sys.stderr)
+            return err.exit_code
         if _signals.received:  # the error is the interrupt's doing: say that instead
             return _interrupted(args)
         print(f"aelab: error: {err}", file=sys.stderr)
