@@ -2,8 +2,16 @@
 
 A variant is a baseline plus dotted overrides (``base = "lab_sparse"``, ``model.activity_l1 =
 0.01``); a question pairs a variant with its baseline and lists the claims to check. Loading a
-study validates every run's config, so a typo fails before anything trains. Optional ``[[notes]]``
-tables (``title``, ``text``) are the study's method notes: its report lists them, and only its.
+study validates every run's config and every claim (:mod:`aelab.study.claims`), so a typo fails
+before anything trains. Optional ``[[notes]]`` tables (``title``, ``text``) are the study's method
+notes: its report lists them, and only its.
+
+Protocols. A study runs under its *base* protocol (:data:`BASE_PROTOCOL`: the settings its tables
+give) unless another is chosen. ``[protocols.NAME]`` tables declare the others as data: dotted
+settings merged into the defaults (``data.scaler_fit = "train"``), an optional ``description``, and
+``reevaluate = true`` when the settings change only how the test split is prepared, not what
+trains: a study run under its base protocol then also evaluates each trained run under that
+protocol, without retraining (results.json ``corrected``; at most one such protocol per study).
 """
 
 from __future__ import annotations
@@ -16,10 +24,40 @@ from typing import Any, Optional
 
 from ..config import RunConfig, load_toml
 from ..errors import ConfigError
+from ..models.presets import load_preset
+from .claims import Claim, ClaimError, parse_claim
 
 TOP_KEYS = {"title", "description", "defaults", "quick", "protocols", "baselines", "variants", "questions", "notes"}
 NOTE_KEYS = {"title", "text"}
 QUESTION_KEYS = {"id", "section", "question", "baseline", "variant", "claims"}
+#: the keys of a ``[protocols.NAME]`` table that are not run settings
+PROTOCOL_KEYS = {"description", "reevaluate"}
+
+#: the protocol a study runs under when none is chosen: the settings its own tables give
+BASE_PROTOCOL = "base"
+#: earlier names of the base protocol ("seed": the seed notebook's) accepted on the command line and
+#: read from a results.json written before the rename; the one place they are mapped
+PROTOCOL_ALIASES = {"seed": BASE_PROTOCOL}
+
+
+def protocol_name(name: Optional[str]) -> str:
+    """The protocol's name as results.json and the runner use it: None and the base protocol's
+    earlier names are :data:`BASE_PROTOCOL`; any other name is returned as it is."""
+    if name is None:
+        return BASE_PROTOCOL
+    return PROTOCOL_ALIASES.get(name, name)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One ``[protocols.NAME]`` table: ``settings`` (nested, merged into the study's defaults),
+    ``description`` (what it changes, in words) and ``reevaluate`` (the settings change only the
+    evaluation data, so the base protocol's trained runs are also evaluated under it)."""
+
+    name: str
+    settings: dict = field(default_factory=dict)
+    description: str = ""
+    reevaluate: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,7 +67,7 @@ class Question:
     question: str
     baseline: str
     variant: str
-    claims: tuple = ()
+    claims: tuple[Claim, ...] = ()
 
 
 @dataclass
@@ -39,10 +77,13 @@ class Study:
     description: str
     runs: dict[str, RunConfig]  # run name → validated config (baselines first, then variants)
     questions: list[Question] = field(default_factory=list)
-    protocol: str = "seed"
+    protocol: str = BASE_PROTOCOL
     quick: bool = False
     source: str = ""
-    protocols: dict = field(default_factory=dict)
+    protocols: dict[str, Protocol] = field(default_factory=dict)
+    #: under the base protocol, the protocol whose settings change only the evaluation data, with each
+    #: run's config under it: the runner evaluates the trained runs again on that data (no retraining)
+    reevaluate: Optional[tuple[Protocol, dict[str, RunConfig]]] = None
     #: method notes of this study (``[[notes]]`` tables: ``title``, ``text``); its report lists them
     notes: list[dict[str, str]] = field(default_factory=list)
 
@@ -74,7 +115,7 @@ def find_study(name_or_path: str) -> Path:
     return Path(str(res))
 
 
-def load_study(name_or_path: str, *, protocol: str = "seed", quick: bool = False,
+def load_study(name_or_path: str, *, protocol: Optional[str] = None, quick: bool = False,
                overrides: Optional[dict[str, Any]] = None) -> Study:
     path = find_study(name_or_path)
     raw = load_toml(path, "study file")
@@ -93,18 +134,18 @@ def _nest(dotted: dict[str, Any]) -> dict:
     return out
 
 
-def study_from_dict(raw: dict, *, name: str = "study", protocol: str = "seed", quick: bool = False,
+def study_from_dict(raw: dict, *, name: str = "study", protocol: Optional[str] = None, quick: bool = False,
                     overrides: Optional[dict[str, Any]] = None, source: str = "") -> Study:
     where = source or name
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise ConfigError(f"study {where}: unknown top-level key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
+    protocol = protocol_name(protocol)
     defaults = raw.get("defaults", {})
-    protocols = raw.get("protocols", {})
-    if protocol != "seed":
-        if protocol not in protocols:
-            raise ConfigError(f"study {where}: unknown protocol {protocol!r}; allowed: seed, {', '.join(protocols) or '(none)'}")
-        defaults = deep_merge(defaults, protocols[protocol])
+    protocols = _protocols(raw.get("protocols", {}), where)
+    if protocol != BASE_PROTOCOL and protocol not in protocols:
+        raise ConfigError(f"study {where}: unknown protocol {protocol!r}; allowed: "
+                          f"{', '.join([BASE_PROTOCOL, *protocols])}")
     late = raw.get("quick", {}) if quick else {}
     if overrides:
         late = deep_merge(late, _nest(overrides))
@@ -112,6 +153,36 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: str = "seed", q
     variants = raw.get("variants", {})
     if not baselines:
         raise ConfigError(f"study {where}: no [baselines.<name>] tables; a study needs at least one baseline")
+    chosen = protocols.get(protocol)
+    runs = _runs(deep_merge(defaults, chosen.settings) if chosen else defaults, baselines, variants, late, where)
+    reevaluate = None
+    if protocol == BASE_PROTOCOL:
+        again = [p for p in protocols.values() if p.reevaluate]
+        if len(again) > 1:
+            raise ConfigError(f"study {where}: protocols {', '.join(p.name for p in again)} both say "
+                              "reevaluate = true; at most one protocol may")
+        if again:
+            where_p = f"{where} (protocol {again[0].name})"
+            reevaluate = (again[0], _runs(deep_merge(defaults, again[0].settings), baselines, variants, late, where_p))
+    questions = []
+    for i, q in enumerate(raw.get("questions", [])):
+        bad = set(q) - QUESTION_KEYS
+        if bad:
+            raise ConfigError(f"study {where}: question {i + 1}: unknown key {sorted(bad)[0]!r}; allowed: {', '.join(sorted(QUESTION_KEYS))}")
+        for k in ("baseline", "variant"):
+            if q.get(k) not in runs:
+                raise ConfigError(f"study {where}: question {q.get('id', i + 1)}: {k} {q.get(k)!r} is not a run of the study")
+        questions.append(Question(id=str(q.get("id", i + 1)), section=str(q.get("section", "")),
+                                  question=str(q.get("question", "")), baseline=q["baseline"],
+                                  variant=q["variant"], claims=_claims(q.get("claims", []), where, q.get("id", i + 1))))
+    return Study(name=name, title=str(raw.get("title", name)), description=str(raw.get("description", "")),
+                 runs=runs, questions=questions, protocol=protocol, quick=quick, source=source,
+                 protocols=protocols, reevaluate=reevaluate, notes=_notes(raw.get("notes", []), where))
+
+
+def _runs(defaults: dict, baselines: dict, variants: dict, late: dict, where: str) -> dict[str, RunConfig]:
+    """Every run's validated config: the defaults, then its baseline (and variant) table, then ``late``
+    (--quick settings and command-line overrides); baselines first, then variants."""
     runs: dict[str, RunConfig] = {}
     for rname, table in baselines.items():
         table = _from_preset(table, where, rname)
@@ -128,20 +199,45 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: str = "seed", q
         if rname in runs:
             raise ConfigError(f"study {where}: the name {rname!r} is both a baseline and a variant")
         runs[rname] = _validated(d, where, rname)
-    questions = []
-    for i, q in enumerate(raw.get("questions", [])):
-        bad = set(q) - QUESTION_KEYS
-        if bad:
-            raise ConfigError(f"study {where}: question {i + 1}: unknown key {sorted(bad)[0]!r}; allowed: {', '.join(sorted(QUESTION_KEYS))}")
-        for k in ("baseline", "variant"):
-            if q.get(k) not in runs:
-                raise ConfigError(f"study {where}: question {q.get('id', i + 1)}: {k} {q.get(k)!r} is not a run of the study")
-        questions.append(Question(id=str(q.get("id", i + 1)), section=str(q.get("section", "")),
-                                  question=str(q.get("question", "")), baseline=q["baseline"],
-                                  variant=q["variant"], claims=tuple(q.get("claims", ()))))
-    return Study(name=name, title=str(raw.get("title", name)), description=str(raw.get("description", "")),
-                 runs=runs, questions=questions, protocol=protocol, quick=quick, source=source,
-                 protocols=protocols, notes=_notes(raw.get("notes", []), where))
+    return runs
+
+
+def _protocols(raw: Any, where: str) -> dict[str, Protocol]:
+    """The ``[protocols.NAME]`` tables, checked (their settings are checked with the runs they build)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"study {where}: 'protocols' must hold [protocols.NAME] tables")
+    out = {}
+    for pname, table in raw.items():
+        if protocol_name(pname) == BASE_PROTOCOL:
+            raise ConfigError(f"study {where}: [protocols.{pname}]: {pname!r} names the base protocol (the study's "
+                              "own settings); give the protocol another name")
+        if not isinstance(table, dict):
+            raise ConfigError(f"study {where}: protocols.{pname} must be a table of settings")
+        table = dict(table)
+        description = table.pop("description", "")
+        reevaluate = table.pop("reevaluate", False)
+        if not isinstance(description, str):
+            raise ConfigError(f"study {where}: protocols.{pname}.description must be a string")
+        if not isinstance(reevaluate, bool):
+            raise ConfigError(f"study {where}: protocols.{pname}.reevaluate must be true or false")
+        if reevaluate and set(table) - {"data"}:
+            raise ConfigError(f"study {where}: protocols.{pname}: reevaluate = true re-evaluates trained runs on other "
+                              f"data, so its settings may change only data.*, not {sorted(set(table) - {'data'})[0]}.*")
+        out[pname] = Protocol(pname, table, " ".join(description.split()), reevaluate)
+    return out
+
+
+def _claims(raw: Any, where: str, qid: Any) -> tuple[Claim, ...]:
+    """A question's claims, each validated against its kind (:func:`aelab.study.claims.parse_claim`)."""
+    if not isinstance(raw, (list, tuple)):
+        raise ConfigError(f"study {where}: question {qid}: 'claims' must be a list of {{text, kind, params}} tables")
+    out = []
+    for j, c in enumerate(raw):
+        try:
+            out.append(parse_claim(c))
+        except ClaimError as err:
+            raise ConfigError(f"study {where}: question {qid}: claim {j + 1}: {err}") from None
+    return tuple(out)
 
 
 def _from_preset(table: dict, where: str, rname: str) -> dict:
@@ -149,8 +245,6 @@ def _from_preset(table: dict, where: str, rname: str) -> dict:
     override the preset's, and the study's defaults give way to both."""
     if not isinstance(table, dict) or "preset" not in table:
         return table
-    from ..models.presets import load_preset
-
     table = dict(table)
     name = table.pop("preset")
     try:
