@@ -8,10 +8,11 @@ Dataset``) reads any data set a :class:`~aelab.config.DataConfig` names — a re
 input shape; :class:`DataCache` (:mod:`aelab.data.cache`) scales and caches what training reads.
 Where the IDX sets come from: :mod:`aelab.data.sources`; the IDX format: :mod:`aelab.data.idx`;
 images: :mod:`aelab.data.folder`; tables: :mod:`aelab.data.table`; scikit-learn's digits:
-:mod:`aelab.data.digits`; scaling and noise: :mod:`aelab.data.transforms`.
+:mod:`aelab.data.digits`; scaling, noise and the training arrays: :mod:`aelab.data.prepare`.
 """
 
 from .idx import read_idx, write_idx
+from .prepare import TrainData, add_noise, as_flat, as_images, scale
 from .registry import DATASETS, Dataset, fit_config, load, sample_shape
 from .sources import (
     IDX_SETS,
@@ -27,33 +28,32 @@ from .sources import (
     load_mnist,
     mnist_info,
 )
-from .transforms import add_noise, add_noise_numpy, as_flat, as_images, scale
 
 __all__ = [
     "DATASETS",
+    "IDX_SETS",
+    "MNIST_FILES",
+    "SHA256",
     "DataCache",
     "DataOptions",
     "Dataset",
-    "IDX_SETS",
     "IdxSet",
+    "Mnist",
+    "TrainData",
+    "add_noise",
+    "as_flat",
+    "as_images",
+    "default_cache_dir",
     "fetch_idx_set",
+    "fetch_mnist",
     "fit_config",
     "idx_info",
     "load",
     "load_idx_set",
-    "sample_shape",
-    "MNIST_FILES",
-    "SHA256",
-    "Mnist",
-    "add_noise",
-    "add_noise_numpy",
-    "as_flat",
-    "as_images",
-    "default_cache_dir",
-    "fetch_mnist",
     "load_mnist",
     "mnist_info",
     "read_idx",
+    "sample_shape",
     "scale",
     "write_idx",
 ]

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ..errors import ConfigError
+from .prepare import TrainData, scale
 from .registry import Dataset, content_sha256, load
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ..config import DataConfig, RunConfig
-    from ..engine.loop import TrainData
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,6 @@ class DataCache:
     # -- what training reads ---------------------------------------------------------------------
     def _scaled(self, cfg: "DataConfig") -> tuple[np.ndarray, np.ndarray]:
         """Both splits scaled and flattened, float32 ``(N, D)`` (training split without the excluded labels)."""
-        from .transforms import scale
-
         key = ("scaled",) + data_key(cfg)
         if key not in self._tensors:
             ds = self.dataset(cfg)
@@ -173,8 +171,6 @@ class DataCache:
         """What the training loop reads: the training split, and the validation split (the test split
         without ``data.exclude_labels``: validation measures the classes trained on)."""
         import torch
-
-        from ..engine.loop import TrainData
 
         xtr, xte, yte = self.tensors(cfg.data, device)
         d = cfg.data

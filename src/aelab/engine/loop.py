@@ -18,43 +18,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
+from ..data.prepare import TrainData, add_noise  # noqa: F401  (the data layer owns the training arrays and their noise)
 from ..errors import AelabError, TrainingError
+from ..streams import (STREAM_EVAL, STREAM_INIT, STREAM_NOISE, STREAM_SAMPLE,  # noqa: F401  (re-exported)
+                       STREAM_SHUFFLE, derived_seed, generator)
 from .ckernels import gather_rows
-
-
-# -- reproducible random streams ------------------------------------------------------------------
-STREAM_INIT, STREAM_SHUFFLE, STREAM_NOISE, STREAM_SAMPLE, STREAM_EVAL = 0, 1, 2, 3, 4
-
-
-def derived_seed(seed: int, stream: int, epoch: int = 0, batch: Optional[int] = None) -> int:
-    """A 63-bit seed for (run seed, stream, epoch[, batch]); independent streams, no shared state.
-
-    ``batch`` is for the per-step streams (a VAE's ε): a resumed run draws exactly what an
-    uninterrupted one drew at that step, whatever happened before."""
-    key = [int(seed) & 0xFFFFFFFF, stream, epoch] + ([batch] if batch is not None else [])
-    ss = np.random.SeedSequence(key)
-    return int(ss.generate_state(2, dtype=np.uint32).astype(np.uint64).dot([1, 1 << 31])) & ((1 << 63) - 1)
-
-
-def generator(seed: int, stream: int, epoch: int = 0, batch: Optional[int] = None) -> torch.Generator:
-    g = torch.Generator(device="cpu")
-    g.manual_seed(derived_seed(seed, stream, epoch, batch))
-    return g
 
 
 def permutation(n: int, seed: int, epoch: int, shuffle: bool, device) -> torch.Tensor:
     if not shuffle:
         return torch.arange(n, device=device)
     return torch.randperm(n, generator=generator(seed, STREAM_SHUFFLE, epoch)).to(device)
-
-
-def add_noise(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
-    """``clip(x + factor·N(0,1), 0, 1)``; noise drawn on the CPU from ``g`` (device-independent)."""
-    noise = torch.randn(x.shape, generator=g, dtype=torch.float32)
-    return (x + factor * noise.to(x.device)).clamp_(0.0, 1.0)
 
 
 class _EpochRows:
@@ -104,45 +80,7 @@ class _EpochRows:
             self.pending = None
 
 
-# -- data and history ------------------------------------------------------------------------------
-@dataclass
-class TrainData:
-    """One model's data, on the device. Inputs may be noisy; targets are always clean.
-
-    x_train: (N, D) clean training images (the targets, and the inputs without noise).
-    x_val:   (Nv, D) clean validation images.
-    """
-
-    x_train: torch.Tensor
-    x_val: torch.Tensor
-    noise_factor: float = 0.0
-    noise_mode: str = "once"  # "once" | "per_epoch"
-    validate_on: str = "clean"  # "clean" | "noisy"
-    seed: int = 0
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    def train_inputs(self, epoch: int) -> torch.Tensor:
-        """The training inputs for ``epoch`` (0-based): clean, or noisy as configured."""
-        if self.noise_factor <= 0:
-            return self.x_train
-        key = ("train", 0 if self.noise_mode == "once" else epoch)
-        if key not in self._cache:
-            self._cache = {k: v for k, v in self._cache.items() if k[0] != "train"}
-            # "once" follows the seed: train noise then test noise, drawn before training.
-            self._cache[key] = add_noise(self.x_train, self.noise_factor, generator(self.seed, STREAM_NOISE, key[1]))
-        return self._cache[key]
-
-    def noisy_val(self) -> torch.Tensor:
-        if self.noise_factor <= 0:
-            return self.x_val
-        if "val" not in self._cache:
-            self._cache["val"] = add_noise(self.x_val, self.noise_factor, generator(self.seed, STREAM_NOISE, -1 & 0xFFFF))
-        return self._cache["val"]
-
-    def val_inputs(self) -> torch.Tensor:
-        return self.noisy_val() if self.validate_on == "noisy" else self.x_val
-
-
+# -- history ------------------------------------------------------------------------------------
 @dataclass
 class History:
     """Per-epoch records, as Keras' ``History.history`` plus timing."""

@@ -1,18 +1,24 @@
-"""Pure array transforms between the published uint8 MNIST and what a model consumes.
+"""From a data set as read to what training reads: scaling, the training arrays and their noise.
 
-Scaling to float, flattening/unflattening images and adding the noise of a denoising
-autoencoder. Nothing here reads files or keeps state; every function is deterministic given
-its inputs (noise comes from the generator the caller passes in).
+:func:`scale` turns both splits into float32 ``(N, D)`` arrays (``unit``, ``minmax`` or
+``standard``, fitted on the training split or per split); :class:`TrainData` holds one run's
+training and validation tensors on the device and draws the noise of a denoising autoencoder
+(:func:`add_noise`) from the run's own random stream (:mod:`aelab.streams`), once or per epoch.
+:func:`as_flat`/:func:`as_images` reshape samples. Nothing here reads files; every function is
+deterministic given its inputs.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
-if TYPE_CHECKING:
+from ..streams import STREAM_NOISE, generator
+
+if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 SIDE = 28
@@ -143,33 +149,59 @@ def as_flat(x: ArrayOrTensor) -> ArrayOrTensor:
     return x.reshape(shape[0], math.prod(shape[1:]))  # explicit width: -1 fails for 0 samples
 
 
-def add_noise(x: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
-    """``clip(x + factor * N(0, 1), 0, 1)``, a new tensor in ``x``'s dtype and on its device.
+def add_noise(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
+    """``clip(x + factor·N(0,1), 0, 1)``, a new tensor on ``x``'s device.
 
-    The noise is ``torch.randn`` drawn from ``generator`` directly on ``x``'s device, so the
-    generator must live there too (``torch.Generator(device=x.device)``). Whether the noise is
-    drawn once before training (the seed's way) or each epoch is the caller's choice.
+    The noise is drawn as float32 on the CPU from ``g`` (a CPU generator) and then moved to ``x``'s
+    device, so a run draws the same noise on any device. Whether it is drawn once before training
+    or each epoch is :class:`TrainData`'s choice.
     """
-    import torch  # here, not at module level: `aelab data info` should not pay torch's import
+    import torch  # deferred: torch is heavy; `aelab data info` imports the data layer without it
 
     if not torch.is_floating_point(x):
         raise ValueError(f"add_noise needs a floating-point tensor, got {x.dtype}")
-    if generator.device.type != x.device.type:
-        raise ValueError(
-            f"the noise generator is on {generator.device} but x is on {x.device}; "
-            "create it with torch.Generator(device=x.device)"
-        )
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return (x + factor * noise).clamp_(0.0, 1.0)
+    noise = torch.randn(x.shape, generator=g, dtype=torch.float32)
+    return (x + factor * noise.to(x.device)).clamp_(0.0, 1.0)
 
 
-def add_noise_numpy(x: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
-    """:func:`add_noise` in numpy: ``clip(x + factor * rng.standard_normal(x.shape), 0, 1)``.
+@dataclass
+class TrainData:
+    """One model's data, on the device. Inputs may be noisy; targets are always clean.
 
-    The sum is formed in float64 (as the seed's ``np.random.normal`` noise is) and returned in
-    ``x``'s floating dtype (float64 for integer input).
+    x_train: (N, D) clean training samples (the targets, and the inputs without noise).
+    x_val:   (Nv, D) clean validation samples.
+    The noise of epoch ``e`` comes from the stream ``(seed, STREAM_NOISE, e)`` (``e = 0`` for
+    ``noise_mode="once"``), the validation noise from ``(seed, STREAM_NOISE, 0xFFFF)``.
     """
-    x = np.asarray(x)
-    out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
-    noisy = x + factor * rng.standard_normal(x.shape)
-    return np.clip(noisy, 0.0, 1.0).astype(out_dtype, copy=False)
+
+    x_train: torch.Tensor
+    x_val: torch.Tensor
+    noise_factor: float = 0.0
+    noise_mode: str = "once"  # "once" | "per_epoch"
+    validate_on: str = "clean"  # "clean" | "noisy"
+    seed: int = 0
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def train_inputs(self, epoch: int) -> torch.Tensor:
+        """The training inputs for ``epoch`` (0-based): clean, or noisy as configured."""
+        if self.noise_factor <= 0:
+            return self.x_train
+        key = ("train", 0 if self.noise_mode == "once" else epoch)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != "train"}
+            # "once" follows the seed: train noise then test noise, drawn before training.
+            self._cache[key] = add_noise(self.x_train, self.noise_factor, generator(self.seed, STREAM_NOISE, key[1]))
+        return self._cache[key]
+
+    def noisy_val(self) -> torch.Tensor:
+        if self.noise_factor <= 0:
+            return self.x_val
+        if "val" not in self._cache:
+            self._cache["val"] = add_noise(self.x_val, self.noise_factor, generator(self.seed, STREAM_NOISE, -1 & 0xFFFF))
+        return self._cache["val"]
+
+    def val_inputs(self) -> torch.Tensor:
+        return self.noisy_val() if self.validate_on == "noisy" else self.x_val
+
+
+__all__ = ["TrainData", "add_noise", "as_flat", "as_images", "scale"]
