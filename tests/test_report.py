@@ -21,7 +21,9 @@ import pytest
 
 from aelab.errors import ConfigError, DataError
 from aelab.report import build_report, build_sweep_report, evaluate_claim
+from aelab import numfmt as N
 from aelab.report import claims as C
+from aelab.report import prose as P
 from aelab.report import figures as F
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -531,6 +533,42 @@ def test_bad_claims_raise(c, match):
         evaluate_claim(c, run_with({"bce": 0.1}), run_with({"bce": 0.2}))
 
 
+def test_validate_claims_refuses_in_one_line_before_any_run():
+    from aelab.errors import ConfigError
+    good = C.validate_claims([claim("below", metric="metrics.bce", value=1)], "question q1")
+    assert good[0].kind == "below" and good[0].params.value == 1 and good[0].as_dict()["params"] == {
+        "metric": "metrics.bce", "value": 1}
+    with pytest.raises(ConfigError, match=r"^question q1: bad claim 'ratio_at_least': claim 'ratio_at_least' "
+                                          r"takes params metric, min: missing min$"):
+        C.validate_claims([claim("ratio_at_least", metric="metrics.bce")], "question q1")
+    with pytest.raises(ConfigError, match="claims must be a list"):
+        C.validate_claims("below", "question q1")
+    with pytest.raises(ConfigError, match="unknown metric path 'bce'"):
+        C.parse_claim(claim("above", metric="bce", value=1))
+
+
+def test_a_claim_kind_registers_from_test_code():
+    from typing import ClassVar
+
+    @C.register_claim_kind
+    class Finite(C.ClaimKind):
+        kind: ClassVar[str] = "finite"
+        one_run: ClassVar[bool] = True
+        metric: str
+
+        def judge(self, run, baseline):
+            x = C.resolve(run, self.metric)
+            return C.Verdict(C.CONFIRMED if x == x else C.NOT_CONFIRMED, f"{self.metric} = {x}", "Finite or not.")
+
+    try:
+        assert evaluate_claim(claim("finite", metric="metrics.bce"), run_with({"bce": 0.1}),
+                              run_with({"bce": 0.2}))["status"] == "confirmed"
+        with pytest.raises(ValueError, match="missing metric"):
+            C.parse_claim(claim("finite"))
+    finally:
+        del C.CLAIM_KINDS["finite"]
+
+
 # ------------------------------------------------------------------------------------------
 # observations and formatting
 # ------------------------------------------------------------------------------------------
@@ -538,23 +576,23 @@ def test_observe_is_written_from_numbers():
     results = make_results()
     runs = results["runs"]
     q = results["questions"][0]
-    text = C.observe(q, runs["lab_undercomplete"], runs["swapped"])
-    assert text == C.observe(q, runs["lab_undercomplete"], runs["swapped"])
+    text = P.observe(q, runs["lab_undercomplete"], runs["swapped"])
+    assert text == P.observe(q, runs["lab_undercomplete"], runs["swapped"])
     bv, vv = runs["lab_undercomplete"]["history"]["val_loss"][-1], runs["swapped"]["history"]["val_loss"][-1]
-    assert f"val loss {C.fmt_num(vv, 3)} vs {C.fmt_num(bv, 3)} ({C.fmt_ratio(vv / bv)}) for the baseline" in text
+    assert f"val loss {N.fmt_num(vv, 3)} vs {N.fmt_num(bv, 3)} ({N.fmt_ratio(vv / bv)}) for the baseline" in text
     assert "SSIM 0.350 vs 0.800 (Δ -0.450)" in text
     assert "5 of 32 units dead vs 2 of 32 in the baseline" in text
     assert "noisy" not in text
     assert "much worse" in text
     # swap the roles: the words follow the numbers
-    flipped = C.observe(q, runs["swapped"], runs["lab_undercomplete"])
+    flipped = P.observe(q, runs["swapped"], runs["lab_undercomplete"])
     assert "SSIM 0.800 vs 0.350 (Δ +0.450)" in flipped and "much better" in flipped
 
 
 def test_observe_denoising_mentions_noisy_inputs():
     results = make_results()
     runs = results["runs"]
-    text = C.observe(results["questions"][1], runs["lab_denoising"], runs["denoising_06"])
+    text = P.observe(results["questions"][1], runs["lab_denoising"], runs["denoising_06"])
     assert "noise factor 0.600 vs 0.300" in text
     assert "denoised SSIM 0.620 vs 0.700 for the baseline" in text
     assert "noisy input itself scores 0.120" in text
@@ -567,7 +605,7 @@ def test_observe_denoising_mentions_noisy_inputs():
     (float("nan"), "nan"), (float("inf"), "inf"), (1.5e-5, "1.500e-05"), (0, "0"),
 ])
 def test_fmt_num(x, s):
-    assert C.fmt_num(x) == s
+    assert N.fmt_num(x) == s
 
 
 # ------------------------------------------------------------------------------------------

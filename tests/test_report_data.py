@@ -18,8 +18,9 @@ from PIL import Image
 from aelab.errors import ConfigError
 from aelab.report import build_sweep_report
 from aelab.report import claims as C
+from aelab.report import prose as P
 from aelab.report import figures as F
-from aelab.report import latent_figures as LF
+from aelab.plots import latent as LF
 from aelab.report import render as R
 
 
@@ -146,10 +147,10 @@ def test_seed_sentence_separates_noise_from_change():
     reps = [[_run("a", [4], [1.00]), _run("a2", [4], [1.02])],
             [_run("b", [4], [1.01]), _run("b2", [4], [1.03])],   # overlaps a: inside the seed spread
             [_run("c", [4], [1.20]), _run("c2", [4], [1.22])]]   # clear of b: a real change
-    s = R._seed_sentence("k", [1, 2, 4], reps, C.recon_val_loss, "final val loss")
+    s = R._seed_sentence("k", [1, 2, 4], reps, P.recon_val_loss, "final val loss")
     assert "k=2 → 4 (1.19×)" in s and "larger than the seed spread" in s
     assert "not distinguishable from seed noise, for k=1 → 2" in s
-    quiet = R._seed_sentence("k", [1, 2], reps[:2], C.recon_val_loss, "final val loss")
+    quiet = R._seed_sentence("k", [1, 2], reps[:2], P.recon_val_loss, "final val loss")
     assert quiet.startswith("Across 2 seeds") and "none of them can be told from seed noise" in quiet
 
 

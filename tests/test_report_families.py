@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from aelab.report import build_report, build_sweep_report
-from aelab.report import claims as C
+from aelab.report import prose as P
 from aelab.report import figures as F
 
 from test_report import make_run, metric_docs, parse, write_samples  # noqa: F401  (metric_docs: autouse fixture)
@@ -128,14 +128,14 @@ def test_no_activity_penalty_wording_without_an_activity_term(report):
 
 def test_observation_names_the_term():
     b, v = vae("vae20", 20, 18, 6.0, val=0.10), vae("vae2", 2, 2, 1.2, val=0.13)
-    o = C.observation({}, b, v)
+    o = P.observation({}, b, v)
     ev = " ".join(o["evidence"])
     assert "reconstruction part of the val loss" in o["lead"]
     assert "The KL term is " in ev and "of the variant's final train loss" in ev
     assert "its reconstruction part " in ev
     assert "penalty" not in o["lead"] + ev
     # a term only one of the runs has is said so
-    ev = " ".join(C.observation({}, plain("ae"), contractive("cae"))["evidence"])
+    ev = " ".join(P.observation({}, plain("ae"), contractive("cae"))["evidence"])
     assert "The contractive term is " in ev and "the baseline has no contractive term" in ev
 
 
@@ -144,20 +144,20 @@ def test_a_large_term_is_named_in_the_reasons():
     for key in ("loss", "val_loss"):
         v["history"][key] = [x + 0.5 for x in v["history"][key]]
     v["history"]["terms"]["kl_sparsity"] = v["history"]["val_terms"]["kl_sparsity"] = [0.7] * 8
-    lead = C.observation({}, b, v)["lead"]
+    lead = P.observation({}, b, v)["lead"]
     assert "the KL sparsity term is a large part of the variant's loss" in lead
     assert "the KL sparsity term itself changed" in lead
 
 
 def test_terms_helpers():
-    assert C.penalty_terms(plain("a"), vae("v", 2, 2, 1.0), contractive("c")) == ["kl", "contractive"]
-    assert C.term_phrase(["kl"]) == "KL term" and C.term_phrase(["kl", "activity_l1"]) == "KL and activity L1 terms"
-    assert C.term_name("some_new_term") == "some new term"
+    assert P.penalty_terms(plain("a"), vae("v", 2, 2, 1.0), contractive("c")) == ["kl", "contractive"]
+    assert P.term_phrase(["kl"]) == "KL term" and P.term_phrase(["kl", "activity_l1"]) == "KL and activity L1 terms"
+    assert P.term_name("some_new_term") == "some new term"
     legacy = make_run("old", 4, 0.3, 0.1, penalty=0.01)  # a history without named terms
-    assert C.penalty_terms(legacy) == [C.LEGACY_PENALTY] and C.term_phrase(C.penalty_terms(legacy)) == "penalty"
-    assert C.penalty_terms(make_run("plain_old", 4, 0.3, 0.1)) == []
+    assert P.penalty_terms(legacy) == [P.LEGACY_PENALTY] and P.term_phrase(P.penalty_terms(legacy)) == "penalty"
+    assert P.penalty_terms(make_run("plain_old", 4, 0.3, 0.1)) == []
     v = vae("v", 2, 2, 1.0)
-    assert C.recon_val_loss(v) == pytest.approx(v["history"]["val_terms"]["reconstruction"][-1])
+    assert P.recon_val_loss(v) == pytest.approx(v["history"]["val_terms"]["reconstruction"][-1])
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,13 +180,13 @@ def test_tables_show_family_diagnostics(report):
 
 
 def test_observation_reads_the_family_diagnostics():
-    lead = C.observation({}, vae("vae20", 20, 18, 6.0), vae("collapsed", 8, 0, 0.001, val=0.2, beta=20.0))["lead"]
+    lead = P.observation({}, vae("vae20", 20, 18, 6.0), vae("collapsed", 8, 0, 0.001, val=0.2, beta=20.0))["lead"]
     assert "the variant's posterior has collapsed" in lead
-    o = C.observation({}, plain("ae"), kl_sparse("ksp", mean=0.31))
+    o = P.observation({}, plain("ae"), kl_sparse("ksp", mean=0.31))
     assert "far less sparse than its target" in o["lead"]
     assert "mean code activation ρ̂ (target ρ) 0.3100 (ρ 0.05)" in " ".join(o["evidence"])
-    assert "far less sparse" not in C.observation({}, plain("ae"), kl_sparse("ksp", mean=0.06))["lead"]
-    ev = " ".join(C.observation({}, vae("a", 20, 18, 6.0), vae("b", 20, 4, 2.0))["evidence"])
+    assert "far less sparse" not in P.observation({}, plain("ae"), kl_sparse("ksp", mean=0.06))["lead"]
+    ev = " ".join(P.observation({}, vae("a", 20, 18, 6.0), vae("b", 20, 4, 2.0))["evidence"])
     assert "Model diagnostics (vae):" in ev and "active latent dimensions 4 / 20 vs 18 / 20" in ev
 
 
@@ -219,7 +219,7 @@ def test_code_statistics_of_a_vae_are_labelled_as_mu(report):
     assert "dead code units (of μ)" in tables[0] and "zero fraction (of μ)" in tables[0]
     assert "dead code units (variant: of μ)" in tables[5]
     assert "dead code units" in tables[1]  # a deterministic code keeps the plain label
-    ev = " ".join(C.observation({}, vae("a", 20, 18, 6.0), vae("b", 2, 2, 1.2))["evidence"])
+    ev = " ".join(P.observation({}, vae("a", 20, 18, 6.0), vae("b", 2, 2, 1.2))["evidence"])
     assert "Code (the posterior mean μ of both runs)" in ev
     assert "exactly zero" not in ev  # μ is never exactly zero: no sentence about it
 
@@ -230,10 +230,10 @@ def test_losses_on_different_scales_are_not_compared(report):
     assert t["final val loss"][2] == "—" and t["final train loss"][2] == "—"
     summary = parse(html).tables["summary"]
     assert summary[6][4] == "not comparable (losses on different scales)"
-    o = C.observation({}, plain("ae"), vae("v", 2, 2, 1.2, val=0.09))
+    o = P.observation({}, plain("ae"), vae("v", 2, 2, 1.2, val=0.09))
     assert "different scales" in o["lead"] and "per-pixel BCE" in o["lead"]
     assert "made the reconstructions" in o["lead"]
-    assert C.comparable_losses(vae("a", 2, 2, 1.0), vae("b", 20, 2, 1.0))
+    assert P.comparable_losses(vae("a", 2, 2, 1.0), vae("b", 20, 2, 1.0))
 
 
 # ------------------------------------------------------------------------------------------

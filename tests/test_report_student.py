@@ -16,7 +16,8 @@ import pytest
 
 from aelab.errors import ConfigError
 from aelab.report import build_report, build_sweep_report
-from aelab.report import claims as C
+from aelab import numfmt as N
+from aelab.report import prose as P
 from aelab.report import figures as F
 from aelab.study.spec import load_study, study_from_dict
 
@@ -77,14 +78,14 @@ def compare_tables(html: str) -> list[list[list[str]]]:
     (2.0, 1.0, None, "", "—"),
 ])
 def test_fmt_change(v, b, mode, unit, expected):
-    assert C.fmt_change(v, b, mode, unit) == expected
+    assert N.fmt_change(v, b, mode, unit) == expected
 
 
 def test_meaningful_ratio_bounds():
-    assert C.meaningful_ratio(2.0, 1.0) == pytest.approx(2.0)
-    lo, hi = C.RATIO_RANGE
-    assert C.meaningful_ratio(hi * 1.01, 1.0) is None and C.meaningful_ratio(lo * 0.99, 1.0) is None
-    assert C.meaningful_ratio(0.0, 1.0) is None and C.meaningful_ratio(1.0, 0.0) is None
+    assert N.meaningful_ratio(2.0, 1.0) == pytest.approx(2.0)
+    lo, hi = N.RATIO_RANGE
+    assert N.meaningful_ratio(hi * 1.01, 1.0) is None and N.meaningful_ratio(lo * 0.99, 1.0) is None
+    assert N.meaningful_ratio(0.0, 1.0) is None and N.meaningful_ratio(1.0, 0.0) is None
 
 
 def test_report_has_no_meaningless_ratio_cells(tmp_path):
@@ -174,21 +175,21 @@ def test_observation_answers_in_words_then_numbers():
     var = cfg(make_run("var", 10, 0.7, 0.4, dead=20, diversity=0.01, ssim=0.1))
     var["config"]["model"]["activity_l1"] = 0.01
     var["metrics"]["code"]["zero_fraction"] = 0.99
-    o = C.observation({}, base, var)
+    o = P.observation({}, base, var)
     assert set(o) == {"lead", "evidence"}
     lead = o["lead"]
     # what was changed, read from the configs; what happened and why, in words
     assert lead.startswith("Changing model.activity_l1 from 0 to 0.01 made the reconstructions much worse")
     assert "collapsed" in lead and "dead" in lead and "exactly zero" in lead
     bv, vv = base["history"]["val_loss"][-1], var["history"]["val_loss"][-1]
-    shown = (C.fmt_num(vv, 3), C.fmt_num(bv, 3), C.fmt_ratio(vv / bv))
+    shown = (N.fmt_num(vv, 3), N.fmt_num(bv, 3), N.fmt_ratio(vv / bv))
     assert not any(n in lead for n in shown)  # words, not measurements
     ev = " ".join(o["evidence"])
     assert "Final val loss {} vs {} ({}) for the baseline".format(*shown) in ev
     assert "20 of 32 units dead vs 0 of 32" in ev
     assert "Run-to-run noise:" in ev
     # the text follows the numbers: swap the roles and the verdict turns around
-    back = C.observation({}, var, base)
+    back = P.observation({}, var, base)
     assert "much better" in back["lead"] and "collapsed" not in back["lead"]
 
 
@@ -196,13 +197,13 @@ def test_observation_says_when_a_difference_is_within_noise():
     base = cfg(make_run("base", 10, 0.3, 0.1000))
     var = cfg(make_run("var", 10, 0.3, 0.1003))  # 0.3% apart: inside the 1% floor
     var["config"]["model"]["decoder"] = ["784:relu"]
-    o = C.observation({}, base, var)
+    o = P.observation({}, base, var)
     assert o["lead"].startswith("Changing model.decoder from [784:sigmoid] to [784:relu] made no difference")
     # no replicate seeds: under the 1% floor is "no difference", but nothing is called noise
     assert "(under 1.00%)" in o["lead"] and "noise" not in o["lead"]
     assert "worse" not in o["lead"] and "better" not in o["lead"]
     # with seeds that measured the noise, it is named
-    o = C.observation({}, base, var, {"rel": 0.02, "measured": True, "how": "seeds"})
+    o = P.observation({}, base, var, {"rel": 0.02, "measured": True, "how": "seeds"})
     assert "beyond the run-to-run noise" in o["lead"]
 
 
@@ -214,7 +215,7 @@ def test_observation_does_not_blame_the_images_for_the_penalty():
     var["history"]["val_penalty"] = [0.05] * 10  # the val loss rises by the penalty alone
     var["history"]["penalty"] = [0.05] * 10
     var["history"]["val_loss"] = [x + 0.05 for x in var["history"]["val_loss"]]
-    o = C.observation({}, base, var)
+    o = P.observation({}, base, var)
     assert "made no difference to the reconstruction part of the val loss" in o["lead"]
     assert "the penalty itself changed" in o["lead"]  # no named terms recorded: just "the penalty"
     # with named terms in the history, the sentence names the term
@@ -224,7 +225,7 @@ def test_observation_does_not_blame_the_images_for_the_penalty():
         h["val_terms"] = {"reconstruction": [x - pen for x in h["val_loss"]]}
         if pen:
             h["terms"]["activity_l1"] = h["val_terms"]["activity_l1"] = [pen] * 10
-    lead = C.observation({}, base, var)["lead"]
+    lead = P.observation({}, base, var)["lead"]
     assert "made no difference to the reconstruction part of the val loss" in lead
     assert "because the activity L1 term itself changed" in lead
 
@@ -232,11 +233,11 @@ def test_observation_does_not_blame_the_images_for_the_penalty():
 def test_observation_noise_uses_seed_replicates():
     runs = [cfg(make_run("r", 4, 0.3, x)) for x in (0.10, 0.11, 0.12)]
     finals = [r["history"]["val_loss"][-1] for r in runs]
-    n = C.noise_level(runs[:1], [runs, runs])
+    n = P.noise_level(runs[:1], [runs, runs])
     assert n["rel"] == pytest.approx((max(finals) - min(finals)) / (sum(finals) / 3), rel=1e-6)
     assert "across 3 seeds" in n["how"]
     flat = cfg(make_run("f", 4, 0.1, 0.1, val_gap=0.0))  # a flat curve: only the 1% floor
-    assert C.noise_level([flat])["rel"] == C.NOISE_FLOOR
+    assert P.noise_level([flat])["rel"] == P.NOISE_FLOOR
 
 
 def test_report_renders_lead_before_evidence(tmp_path):

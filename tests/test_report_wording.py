@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from aelab.report import build_report
-from aelab.report import claims as C
+from aelab import numfmt as N
+from aelab.report import prose as P
 from aelab.report import figures as F
-from aelab.report import latent_figures as LF
+from aelab.plots import latent as LF
 from aelab.report import render as R
 
 from test_report import make_run, metric_docs, parse  # noqa: F401  (metric_docs: autouse fixture)
@@ -209,13 +210,13 @@ def test_categorical_sweep_is_not_read_as_ordered(finals):
     values = [[0], [1], [2]]
     runs = [cfg(make_run(f"x{i}", 4, 0.3, y, val_gap=0.0), exclude_labels=v)
             for i, (v, y) in enumerate(zip(values, finals))]
-    o = C.sweep_observation("exclude_labels", values, runs)
+    o = P.sweep_observation("exclude_labels", values, runs)
     text = " ".join([o["lead"], *o["evidence"]])
     assert "Going from" not in text and "goes from" not in text and " to exclude_labels=" not in text
     assert "the held-out classes [0], [1], [2]" in o["lead"]
     assert "at exclude_labels=[0], " in text and "at exclude_labels=[1], " in text  # each listed, not first/last
     # numbers keep their order
-    num = C.sweep_observation("noise_factor", [0.1, 0.5, 0.9], runs)
+    num = P.sweep_observation("noise_factor", [0.1, 0.5, 0.9], runs)
     assert "from noise_factor=0.1 to noise_factor=0.9" in num["lead"]
 
 
@@ -232,14 +233,14 @@ def test_a_loss_with_a_penalty_is_not_compared_by_ratio_with_one_without(tmp_pat
     summary = tables["summary"]
     cell = summary[1][4] if summary[0][0] == "id" else summary[0][4]
     total = var["history"]["val_loss"][-1] / base["history"]["val_loss"][-1]
-    assert C.fmt_ratio(total) not in cell  # ×10.7: the penalty, not the images
+    assert N.fmt_ratio(total) not in cell  # ×10.7: the penalty, not the images
     assert "reconstruction term" in cell
     rows = {r[0]: r for t in tables.values() for r in t if r}
     assert rows["final val loss"][-1].startswith("not compared: only the variant's loss includes the KL sparsity term")
     assert rows["final val reconstruction term"][-1] not in ("—", "")
-    ev = " ".join(C.observation({}, base, var)["evidence"])
+    ev = " ".join(P.observation({}, base, var)["evidence"])
     assert "(not compared: only the variant's loss includes the KL sparsity term)" in ev
-    assert C.fmt_ratio(total) not in ev
+    assert N.fmt_ratio(total) not in ev
 
 
 # ------------------------------------------------------------------------------------------
@@ -250,17 +251,17 @@ def test_a_clear_difference_without_seeds_is_not_called_noise():
     base = cfg(make_run("dense", 2, 0.5, 0.100))
     var = cfg(make_run("deep", 2, 0.5, 0.087))
     var["config"]["model"]["encoder"] = ["128:relu", "64:relu", "32:relu"]
-    o = C.observation({}, base, var)
+    o = P.observation({}, base, var)
     assert "made no difference" not in o["lead"]
     assert "better" in o["lead"]
     assert "No replicate seeds were trained" in o["lead"]
     ev = " ".join(o["evidence"])
     assert "are read as noise" not in ev and "not measured" in ev
-    n = C.noise_level([base, var])
-    assert n["measured"] is False and n["rel"] == C.NOISE_FLOOR
+    n = P.noise_level([base, var])
+    assert n["measured"] is False and n["rel"] == P.NOISE_FLOOR
     # with seeds whose spread is wider than the difference, it is noise, and said so
     reps = [[cfg(make_run("s", 2, 0.5, x)) for x in (0.08, 0.10, 0.12)]]
-    o = C.observation({}, base, var, C.noise_level([base, var], reps))
+    o = P.observation({}, base, var, P.noise_level([base, var], reps))
     assert "beyond the run-to-run noise" in o["lead"]
 
 

@@ -352,7 +352,7 @@ def _print_summary(res: dict) -> None:
     for q in res["questions"]:
         b, v = runs[q["baseline"]], runs[q["variant"]]
         bl, vl = b["history"]["val_loss"][-1], v["history"]["val_loss"][-1]
-        from .report.claims import val_loss_change
+        from .report.prose import val_loss_change
 
         # a ratio only of losses that measure the same thing: not of different scales (a VAE's
         # per-image sum beside a per-pixel mean), nor of a loss with a penalty beside one without

@@ -1,8 +1,10 @@
-"""Claims and observations: judge a question's claims from the saved numbers, in words.
+"""Claims: a question's expectations, each a kind with validated parameters, judged on the saved numbers.
 
-This module holds everything that turns the numbers of a run record (one entry of
-``results.json["runs"]``: ``{"name", "dir", "config", "history", "metrics"}``) into a verdict or a
-sentence. It never reads files, trains or draws; :mod:`aelab.report.render` calls it.
+A claim is ``{"text", "kind", "params"}`` in a study's TOML. Each kind is a pydantic model in the
+registry :data:`CLAIM_KINDS` (:func:`register_claim_kind` adds one): its fields are the kind's
+parameters, checked when the study loads (:func:`validate_claims`, :func:`parse_claim`) so a bad
+claim is refused in one line (:class:`ClaimError`) before anything trains; its ``judge`` reads the
+numbers it needs out of two run records and returns a :class:`Verdict`.
 
 * :func:`resolve` reads one number out of a run record by a *path*:
 
@@ -14,14 +16,13 @@ sentence. It never reads files, trains or draws; :mod:`aelab.report.render` call
   ``metrics.<key>``             a top-level metric (``bce``, ``mse``, ``psnr``, ``ssim``, ``diversity``)
   ``metrics.code.<key>``        a code diagnostic (``dead_units``, ``zero_fraction``, ...)
   ``metrics.noisy.<key>``       a noisy-input metric (``ssim``, ``input_psnr``, ...)
-  ``metrics.family.<key>``      a family diagnostic (a VAE's ``elbo``, ``kl``, ``active_units``, ...)
+  ``metrics.family.<key>``      a family diagnostic (see each family's ``diagnostics``)
   ``metrics.latent.<key>``      what the code holds (``probe_accuracy``, ``knn_accuracy``, ``ari``,
                                 ``nmi``, ``active_dims``, ``chance``; see :mod:`aelab.latent`)
-  ``final.terms.<name>``        a named loss term's last epoch (``final.val_terms.kl``, ...)
+  ``final.terms.<name>``        a named loss term's last epoch (``final.val_terms.<name>``, ...)
   ============================  =====================================================
 
-* :func:`evaluate_claim` judges one claim ``{"text", "kind", "params"}`` against a baseline and a
-  variant run. The kinds (the variant run is the one judged; "ratio" is variant / baseline):
+* The kinds (the variant run is the one judged; "ratio" is variant / baseline):
 
   =========================  ===========================================  ==========================
   kind                       params                                       confirmed when
@@ -42,94 +43,43 @@ sentence. It never reads files, trains or draws; :mod:`aelab.report.render` call
 
   Optional in every claim: ``"of": "baseline"`` judges the baseline run instead of the variant
   (only for the one-run kinds ``value_near``, ``below``, ``above``, ``plateau``; e.g. the lab
-  model's own "≈0.09" loss). A non-finite number never confirms a claim. A malformed claim (unknown kind, missing or unknown
-  parameter, unknown path) raises :class:`ValueError` naming the problem.
-
-* :func:`observation` answers a question from the numbers of its two runs: first plain sentences
-  (what the variant changes, whether that made the reconstructions better or worse beyond the
-  run-to-run noise, and what the code and family diagnostics show about why), then the numbers that back them;
-  :func:`sweep_observation` does the same for a one-parameter sweep. :func:`noise_level` says how
-  large a difference must be to count (seed replicates when there are any, else how much the val
-  loss still moved over the last epoch; at least 1%).
-
-* Named loss terms: a run's ``history["terms"]``/``["val_terms"]`` split its loss into the
-  reconstruction and the other terms it has (an activity L1, a VAE's KL, a contractive or
-  KL-sparsity term). :func:`penalty_terms` lists those other terms, :func:`term_phrase` names
-  them in sentences ("the KL term"), :func:`recon_val_loss` is the reconstruction part of the val
-  loss that every verdict reads. A history without named terms (older results) has just "the
-  penalty". :func:`comparable_losses` tells a loss summed over an image's pixels from one averaged
-  over them (then the per-pixel BCE is compared instead).
-
-* Family diagnostics: ``metrics.family`` (a VAE's ELBO and active units, a contractive AE's
-  Jacobian norm, ...) are shown and defined by key through :data:`FAMILY_DIAGNOSTICS`
-  (:func:`family_keys`, :func:`family_cell`, :func:`family_docs`); no family is named in code.
-
-* :func:`fmt_num` / :func:`fmt_ratio` / :func:`fmt_pct` format numbers the same way everywhere in
-  the report; :func:`fmt_change` compares a variant's number with the baseline's as a ratio only
-  where the ratio means something (:func:`meaningful_ratio`: both positive and finite, the ratio
-  within :data:`RATIO_RANGE`), otherwise as a difference ``Δ``.
+  model's own "≈0.09" loss). A non-finite number never confirms a claim. A claim about a measure
+  the data does not have (SSIM of a table) is :data:`NOT_JUDGED`, not an error.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
-from aelab.numfmt import (RATIO_RANGE, fmt_change, fmt_diff, fmt_num, fmt_pct, fmt_ratio, meaningful_ratio,
-                          ratio, units_text)
-from aelab.numfmt import finite as _finite
-from aelab.numfmt import fmt_setting as _fmt_setting
-from aelab.numfmt import fmt_signed as _signed
-from aelab.numfmt import fmt_value as _fmt_point
-from aelab.numfmt import fmt_vs as _vs
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from ..errors import ConfigError
+from ..numfmt import finite as _finite
+from ..numfmt import fmt_num, fmt_pct, fmt_ratio, ratio
 
 __all__ = [
+    "ABSOLUTE_KINDS",
     "CLAIM_KINDS",
-    "FAMILY_DIAGNOSTICS",
-    "RATIO_RANGE",
-    "TERM_DOCS",
-    "TERM_NAMES",
-    "code_is_mean",
-    "comparable_losses",
-    "config_changes",
-    "evaluate_claim",
-    "family_block",
-    "family_cell",
-    "family_docs",
-    "family_keys",
-    "family_label",
-    "family_name",
-    "family_number",
-    "fmt_change",
-    "fmt_diff",
-    "fmt_num",
-    "fmt_pct",
-    "fmt_ratio",
-    "has_penalty",
-    "history_curve",
-    "loss_scale",
-    "meaningful_ratio",
-    "noise_factor",
-    "noise_level",
-    "loss_terms_differ",
-    "val_loss_change",
-    "observation",
-    "observe",
-    "penalty_terms",
-    "point_text",
-    "names_labels",
-    "ratio",
-    "recon_val_loss",
-    "resolve",
-    "sweep_observation",
-    "term_docs",
-    "term_name",
-    "term_path",
-    "term_phrase",
-    "units_text",
+    "CONFIRMED",
+    "NOT_CONFIRMED",
+    "NOT_JUDGED",
+    "Claim",
+    "ClaimError",
+    "ClaimKind",
+    "Verdict",
+    "check_path",
     "data_bound",
+    "evaluate_claim",
+    "history_curve",
     "not_judged_elsewhere",
+    "parse_claim",
+    "register_claim_kind",
+    "resolve",
+    "validate_claims",
+    "value_at",
 ]
 
 CONFIRMED = "confirmed"
@@ -139,23 +89,17 @@ NOT_JUDGED = "cannot be judged on this data"
 #: metrics that exist only for some data shapes (see aelab.metrics._quality)
 SHAPE_METRICS = ("ssim", "psnr", "bce", "input_ssim", "input_psnr")
 
-#: claim kind -> the names of its required parameters (no others allowed but OPTIONAL_PARAMS).
-CLAIM_KINDS: dict[str, tuple[str, ...]] = {
-    "value_near": ("metric", "value", "rel_tol"),
-    "ratio_at_least": ("metric", "min"),
-    "ratio_between": ("metric", "min", "max"),
-    "plateau": ("history", "after", "max_rel_drop"),
-    "less_than_baseline": ("metric",),
-    "greater_than_baseline": ("metric",),
-    "below": ("metric", "value"),
-    "above": ("metric", "value"),
-}
 
-#: optional in every claim: "of": "variant" (default) or "baseline" — judge that run instead
-#: (only for the kinds that need one run: ABSOLUTE_KINDS).
-OPTIONAL_PARAMS = ("of",)
-ABSOLUTE_KINDS = ("value_near", "below", "above", "plateau")
+class ClaimError(ConfigError, ValueError):
+    """A malformed claim (unknown kind, missing, unknown or ill-typed parameter, unknown path): one line.
 
+    A :class:`~aelab.errors.ConfigError` for the CLI and the study loader, and a ValueError for
+    code that treats any bad value alike."""
+
+
+# --------------------------------------------------------------------------------------------
+# reading numbers out of a run record
+# --------------------------------------------------------------------------------------------
 _HISTORY_INDEX = re.compile(r"^history\.([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+)\]$")
 _FIRST_FINAL = re.compile(r"^(first|final)\.((?:(?:terms|val_terms)\.)?[A-Za-z_][A-Za-z0-9_]*)$")
 _METRIC = re.compile(r"^metrics\.(?:(code|noisy|family|latent)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
@@ -237,136 +181,374 @@ def resolve(run: Mapping[str, Any], path: str) -> float:
         if key not in metrics:
             raise ValueError(f"run {_run_name(run)!r} has no metric {path!r}")
         return _as_float(metrics[key], run, path)
-    raise ValueError(
-        f"unknown metric path {path!r}: use final.<history key>, first.<history key>, "
-        f"history.<key>[i], final.terms.<name>, metrics.<key>, metrics.code.<key>, metrics.noisy.<key>, "
-        f"metrics.family.<key> or metrics.latent.<key>"
-    )
+    raise ValueError(_unknown_path(path))
+
+
+
+
+def check_path(path: Any) -> str:
+    """``path`` when it has one of :func:`resolve`'s forms (whatever a run holds), else ValueError."""
+    if not isinstance(path, str):
+        raise ValueError(f"a metric path must be a string, got {path!r}")
+    if _FIRST_FINAL.match(path) or _HISTORY_INDEX.match(path) or _METRIC.match(path):
+        return path
+    raise ValueError(_unknown_path(path))
+
+
+def _unknown_path(path: str) -> str:
+    return (f"unknown metric path {path!r}: use final.<history key>, first.<history key>, "
+            f"history.<key>[i], final.terms.<name>, metrics.<key>, metrics.code.<key>, metrics.noisy.<key>, "
+            f"metrics.family.<key> or metrics.latent.<key>")
+
+
+def value_at(run: Mapping[str, Any], path: str) -> float | None:
+    """:func:`resolve` that returns None when the run lacks the path."""
+    try:
+        return resolve(run, path)
+    except ValueError:
+        return None
+
+
+_get = value_at
 
 
 # --------------------------------------------------------------------------------------------
-# claims
+# the claim kinds
 # --------------------------------------------------------------------------------------------
-def _params(claim: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Verdict:
+    """A claim judged: ``status`` (:data:`CONFIRMED`, :data:`NOT_CONFIRMED`, :data:`NOT_JUDGED`),
+    ``measured`` (the numbers, formatted), ``detail`` (one sentence)."""
+
+    status: str
+    measured: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _verdict(ok: bool, measured: str, detail: str) -> Verdict:
+    return Verdict(CONFIRMED if ok else NOT_CONFIRMED, measured, detail)
+
+
+Number = StrictInt | StrictFloat
+
+
+class ClaimKind(BaseModel):
+    """One kind of claim: its fields are the kind's parameters; ``judge`` decides it.
+
+    A subclass sets ``kind`` (the name a study's TOML writes) and ``one_run`` (True when it judges
+    one run on its own, so ``of = "baseline"`` may point it at the baseline)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str] = ""
+    one_run: ClassVar[bool] = False
+    #: the fields that are metric paths (checked with :func:`check_path` on load)
+    paths: ClassVar[tuple[str, ...]] = ("metric",)
+
+    of: Literal["variant", "baseline"] = "variant"
+
+    def check(self) -> None:
+        """Further checks across parameters; raise ValueError with the reason."""
+
+    def judge(self, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
+        """The verdict on ``run`` (the variant, or the baseline when ``of = "baseline"``) beside ``baseline``."""
+        raise NotImplementedError
+
+    @classmethod
+    def required(cls) -> tuple[str, ...]:
+        return tuple(n for n, f in cls.model_fields.items() if f.is_required())
+
+
+#: claim kind name -> its parameter model
+CLAIM_KINDS: dict[str, type[ClaimKind]] = {}
+
+
+def register_claim_kind(cls: type[ClaimKind]) -> type[ClaimKind]:
+    """Add a claim kind to :data:`CLAIM_KINDS` (a decorator; test code can add one)."""
+    if not cls.kind:
+        raise ValueError(f"{cls.__name__} has no kind name")
+    CLAIM_KINDS[cls.kind] = cls
+    return cls
+
+
+def _who(of: str) -> str:
+    return f"The {of}'s"
+
+
+def _measured(metric: str, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict | float:
+    missing = _not_measured(metric, run, baseline)
+    return missing if missing is not None else resolve(run, metric)
+
+
+@register_claim_kind
+class ValueNear(ClaimKind):
+    kind: ClassVar[str] = "value_near"
+    one_run: ClassVar[bool] = True
+    metric: StrictStr
+    value: Number
+    rel_tol: Number
+
+    def check(self) -> None:
+        if self.rel_tol < 0:
+            raise ValueError(f"claim 'value_near': rel_tol must be >= 0, got {self.rel_tol}")
+
+    def judge(self, run, baseline):
+        v = _measured(self.metric, run, baseline)
+        if isinstance(v, Verdict):
+            return v
+        target, tol = float(self.value), float(self.rel_tol)
+        rel = abs(v - target) / abs(target) if target != 0 else (0.0 if v == 0 else math.inf)
+        ok = _finite(v) and abs(v - target) <= tol * abs(target)
+        measured = f"{self.metric} = {fmt_num(v)} (target {fmt_num(target)}, off by {fmt_num(100 * rel, 3)}%)"
+        detail = (f"{_who(self.of)} {self.metric} of {fmt_num(v)} is {'within' if ok else 'not within'} "
+                  f"{fmt_num(100 * tol, 3)}% of {fmt_num(target)}.")
+        return _verdict(ok, measured, detail)
+
+
+class _Threshold(ClaimKind):
+    one_run: ClassVar[bool] = True
+    metric: StrictStr
+    value: Number
+
+    def judge(self, run, baseline):
+        v = _measured(self.metric, run, baseline)
+        if isinstance(v, Verdict):
+            return v
+        target = float(self.value)
+        below = self.kind == "below"
+        ok = _finite(v) and (v < target if below else v > target)
+        measured = f"{self.metric} = {fmt_num(v)} (threshold {fmt_num(target)})"
+        detail = f"{_who(self.of)} {self.metric} of {fmt_num(v)} is {'' if ok else 'not '}{self.kind} {fmt_num(target)}."
+        return _verdict(ok, measured, detail)
+
+
+@register_claim_kind
+class Below(_Threshold):
+    kind: ClassVar[str] = "below"
+
+
+@register_claim_kind
+class Above(_Threshold):
+    kind: ClassVar[str] = "above"
+
+
+@register_claim_kind
+class Plateau(ClaimKind):
+    kind: ClassVar[str] = "plateau"
+    one_run: ClassVar[bool] = True
+    paths: ClassVar[tuple[str, ...]] = ()
+    history: StrictStr
+    after: StrictInt
+    max_rel_drop: Number
+
+    def check(self) -> None:
+        if self.after < 2:
+            raise ValueError(f"claim 'plateau': param 'after' must be an epoch number >= 2, got {self.after!r}")
+        if self.max_rel_drop < 0:
+            raise ValueError(f"claim 'plateau': max_rel_drop must be >= 0, got {self.max_rel_drop}")
+
+    def judge(self, run, baseline):
+        return _plateau(run, self.history, self.after, float(self.max_rel_drop), self.of)
+
+
+class _VersusBaseline(ClaimKind):
+    metric: StrictStr
+
+    def judge(self, run, baseline):
+        v = _measured(self.metric, run, baseline)
+        if isinstance(v, Verdict):
+            return v
+        b = resolve(baseline, self.metric)
+        less = self.kind == "less_than_baseline"
+        ok = _finite(v, b) and (v < b if less else v > b)
+        word = "lower" if less else "higher"
+        m = self.metric
+        return _verdict(ok, f"{m}: variant {fmt_num(v)} vs baseline {fmt_num(b)}",
+                        f"The variant's {m} ({fmt_num(v)}) is {'' if ok else 'not '}{word} than the baseline's ({fmt_num(b)}).")
+
+
+@register_claim_kind
+class LessThanBaseline(_VersusBaseline):
+    kind: ClassVar[str] = "less_than_baseline"
+
+
+@register_claim_kind
+class GreaterThanBaseline(_VersusBaseline):
+    kind: ClassVar[str] = "greater_than_baseline"
+
+
+class _Ratio(ClaimKind):
+    metric: StrictStr
+
+    def _ratio(self, run, baseline) -> Verdict | tuple[float, str, str]:
+        v = _measured(self.metric, run, baseline)
+        if isinstance(v, Verdict):
+            return v
+        b = resolve(baseline, self.metric)
+        r = ratio(v, b)
+        shown = fmt_ratio(r) if _finite(r) else "undefined (the baseline is 0)" if b == 0 else fmt_num(r)
+        return r, shown, f"{self.metric}: variant {fmt_num(v)} / baseline {fmt_num(b)} = {shown}"
+
+
+@register_claim_kind
+class RatioAtLeast(_Ratio):
+    kind: ClassVar[str] = "ratio_at_least"
+    min: Number
+
+    def judge(self, run, baseline):
+        got = self._ratio(run, baseline)
+        if isinstance(got, Verdict):
+            return got
+        r, shown, measured = got
+        lo = float(self.min)
+        ok = not math.isnan(r) and r >= lo
+        return _verdict(ok, measured, f"The variant/baseline ratio of {self.metric} is {shown}, "
+                                      f"{'at least' if ok else 'below'} {fmt_ratio(lo)}.")
+
+
+@register_claim_kind
+class RatioBetween(_Ratio):
+    kind: ClassVar[str] = "ratio_between"
+    min: Number
+    max: Number
+
+    def check(self) -> None:
+        if self.min > self.max:
+            raise ValueError(f"claim 'ratio_between': min {self.min} is above max {self.max}")
+
+    def judge(self, run, baseline):
+        got = self._ratio(run, baseline)
+        if isinstance(got, Verdict):
+            return got
+        r, shown, measured = got
+        lo, hi = float(self.min), float(self.max)
+        ok = not math.isnan(r) and lo <= r <= hi
+        where = "inside" if ok else ("below" if not math.isnan(r) and r < lo else "outside")
+        return _verdict(ok, measured, f"The variant/baseline ratio of {self.metric} is {shown}, {where} the range "
+                                      f"{fmt_ratio(lo)}–{fmt_ratio(hi)}.")
+
+
+#: the kinds that judge one run on its own (``of = "baseline"`` allowed)
+ABSOLUTE_KINDS = tuple(k for k, c in CLAIM_KINDS.items() if c.one_run)
+
+
+# --------------------------------------------------------------------------------------------
+# parsing and judging
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    """A parsed claim: the sentence a study writes and its validated parameters (``params.kind``)."""
+
+    text: str
+    params: ClaimKind
+
+    @property
+    def kind(self) -> str:
+        return self.params.kind
+
+    def judge(self, baseline: Mapping[str, Any], variant: Mapping[str, Any]) -> Verdict:
+        """The verdict on the two runs' numbers; ValueError for a path the runs do not have."""
+        run = baseline if self.params.of == "baseline" else variant
+        return self.params.judge(run, baseline)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The claim as a study writes it (``of`` only when not the default)."""
+        return {"text": self.text, "kind": self.kind, "params": self.params.model_dump(exclude_defaults=True)}
+
+
+def _pydantic_reason(kind: str, cls: type[ClaimKind], exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err.get("loc") else ""
+    got = err.get("input")
+    if name == "of":
+        return f"claim {kind!r}: 'of' must be 'variant' or 'baseline', got {got!r}"
+    if name == "after":
+        return f"claim {kind!r}: param 'after' must be an epoch number >= 2, got {got!r}"
+    ann = cls.model_fields[name].annotation if name in cls.model_fields else None
+    if ann is str:
+        return f"claim {kind!r}: param {name!r} must be a string, got {got!r}"
+    if name:
+        return f"claim {kind!r}: param {name!r} must be a number, got {got!r}"
+    return f"claim {kind!r}: {err.get('msg', 'invalid')}"
+
+
+def _parse(claim: Any) -> Claim:
+    if isinstance(claim, Claim):
+        return claim
     if not isinstance(claim, Mapping):
         raise ValueError(f"a claim must be a mapping with 'text', 'kind' and 'params', got {claim!r}")
     kind = claim.get("kind")
-    if kind not in CLAIM_KINDS:
+    cls = CLAIM_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
         raise ValueError(f"unknown claim kind {kind!r}; known kinds: {', '.join(CLAIM_KINDS)}")
     params = claim.get("params", {})
     if not isinstance(params, Mapping):
         raise ValueError(f"claim {kind!r}: 'params' must be a mapping, got {params!r}")
-    wanted = CLAIM_KINDS[kind]
+    wanted = cls.required()
     missing = [p for p in wanted if p not in params]
-    unknown = [p for p in params if p not in wanted and p not in OPTIONAL_PARAMS]
+    unknown = [p for p in params if p not in cls.model_fields]
     if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
+        parts = [f"missing {', '.join(missing)}"] if missing else []
         if unknown:
             parts.append(f"unknown {', '.join(map(str, unknown))}")
         raise ValueError(f"claim {kind!r} takes params {', '.join(wanted)}: {'; '.join(parts)}")
-    for name in wanted:
-        if name in ("metric", "history"):
-            if not isinstance(params[name], str):
-                raise ValueError(f"claim {kind!r}: param {name!r} must be a string, got {params[name]!r}")
-        elif name == "after":
-            if isinstance(params[name], bool) or not isinstance(params[name], int) or params[name] < 2:
-                raise ValueError(f"claim {kind!r}: param 'after' must be an epoch number >= 2, got {params[name]!r}")
-        elif isinstance(params[name], bool) or not isinstance(params[name], (int, float)):
-            raise ValueError(f"claim {kind!r}: param {name!r} must be a number, got {params[name]!r}")
-    if kind == "ratio_between" and params["min"] > params["max"]:
-        raise ValueError(f"claim 'ratio_between': min {params['min']} is above max {params['max']}")
-    if kind == "value_near" and params["rel_tol"] < 0:
-        raise ValueError(f"claim 'value_near': rel_tol must be >= 0, got {params['rel_tol']}")
-    if kind == "plateau" and params["max_rel_drop"] < 0:
-        raise ValueError(f"claim 'plateau': max_rel_drop must be >= 0, got {params['max_rel_drop']}")
-    return kind, dict(params)
+    try:
+        p = cls(**params)
+    except ValidationError as exc:
+        raise ValueError(_pydantic_reason(kind, cls, exc)) from None
+    if p.of == "baseline" and not cls.one_run:
+        raise ValueError(f"claim {kind!r}: 'of = baseline' only works with "
+                         f"{', '.join(k for k, c in CLAIM_KINDS.items() if c.one_run)}")
+    p.check()
+    for name in cls.paths:
+        check_path(getattr(p, name))
+    text = claim.get("text", "")
+    return Claim(text=str(text) if text is not None else "", params=p)
 
 
-def _verdict(ok: bool, measured: str, detail: str) -> dict[str, str]:
-    return {"status": CONFIRMED if ok else NOT_CONFIRMED, "measured": measured, "detail": detail}
+def parse_claim(claim: Any, where: str = "") -> Claim:
+    """One claim as a study writes it (``{"text", "kind", "params"}``) checked and typed.
+
+    Raises :class:`ClaimError` (one line, prefixed with ``where`` when given) for an unknown kind,
+    a missing, unknown or ill-typed parameter, or a metric path of no known form."""
+    try:
+        return _parse(claim)
+    except ClaimError:
+        raise
+    except ValueError as exc:
+        text = claim.get("text", "") if isinstance(claim, Mapping) else ""
+        prefix = f"{where}: bad claim {text!r}: " if where else ""
+        raise ClaimError(prefix + str(exc)) from None
 
 
-def evaluate_claim(
-    claim: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]
-) -> dict[str, str]:
-    """Judge ``claim`` on the numbers of two run records.
+def validate_claims(claims: Any, where: str = "") -> tuple[Claim, ...]:
+    """Every claim of a question (a list of ``{"text", "kind", "params"}``), checked and typed.
 
-    Returns ``{"status": "confirmed" | "not confirmed", "measured": <the numbers, formatted>,
-    "detail": <one sentence>}``. Raises ValueError for an unknown kind, bad params or a bad path.
-    """
-    kind, p = _params(claim)
-    # "of": "baseline" judges a claim about the baseline itself (e.g. the lab AE's ≈0.09 val loss);
-    # only the absolute kinds make sense there.
-    of = p.pop("of", "variant")
-    if of not in ("variant", "baseline"):
-        raise ValueError(f"claim {kind!r}: 'of' must be 'variant' or 'baseline', got {of!r}")
-    if of == "baseline":
-        if kind not in ABSOLUTE_KINDS:
-            raise ValueError(
-                f"claim {kind!r}: 'of = baseline' only works with {', '.join(ABSOLUTE_KINDS)}"
-            )
-        variant_run = baseline_run
-    who = f"The {of}'s"
-
-    if kind == "plateau":
-        return _plateau(variant_run, p["history"], p["after"], float(p["max_rel_drop"]), of)
-
-    metric = p["metric"]
-    missing = _not_measured(metric, variant_run, baseline_run)
-    if missing:
-        return missing
-    v = resolve(variant_run, metric)
-
-    if kind == "value_near":
-        target, tol = float(p["value"]), float(p["rel_tol"])
-        rel = abs(v - target) / abs(target) if target != 0 else (0.0 if v == 0 else math.inf)
-        ok = _finite(v) and abs(v - target) <= tol * abs(target)
-        measured = f"{metric} = {fmt_num(v)} (target {fmt_num(target)}, off by {fmt_num(100 * rel, 3)}%)"
-        detail = (
-            f"{who} {metric} of {fmt_num(v)} is {'within' if ok else 'not within'} "
-            f"{fmt_num(100 * tol, 3)}% of {fmt_num(target)}."
-        )
-        return _verdict(ok, measured, detail)
-
-    if kind in ("below", "above"):
-        target = float(p["value"])
-        ok = _finite(v) and (v < target if kind == "below" else v > target)
-        rel_word = "below" if kind == "below" else "above"
-        measured = f"{metric} = {fmt_num(v)} (threshold {fmt_num(target)})"
-        detail = f"{who} {metric} of {fmt_num(v)} is {'' if ok else 'not '}{rel_word} {fmt_num(target)}."
-        return _verdict(ok, measured, detail)
-
-    b = resolve(baseline_run, metric)
-
-    if kind in ("less_than_baseline", "greater_than_baseline"):
-        less = kind == "less_than_baseline"
-        ok = _finite(v, b) and (v < b if less else v > b)
-        word = "lower" if less else "higher"
-        measured = f"{metric}: variant {fmt_num(v)} vs baseline {fmt_num(b)}"
-        detail = f"The variant's {metric} ({fmt_num(v)}) is {'' if ok else 'not '}{word} than the baseline's ({fmt_num(b)})."
-        return _verdict(ok, measured, detail)
-
-    r = ratio(v, b)
-    shown = fmt_ratio(r) if _finite(r) else "undefined (the baseline is 0)" if b == 0 else fmt_num(r)
-    measured = f"{metric}: variant {fmt_num(v)} / baseline {fmt_num(b)} = {shown}"
-    if kind == "ratio_at_least":
-        lo = float(p["min"])
-        ok = not math.isnan(r) and r >= lo
-        detail = f"The variant/baseline ratio of {metric} is {shown}, {'at least' if ok else 'below'} {fmt_ratio(lo)}."
-        return _verdict(ok, measured, detail)
-    # ratio_between
-    lo, hi = float(p["min"]), float(p["max"])
-    ok = not math.isnan(r) and lo <= r <= hi
-    where = "inside" if ok else ("below" if not math.isnan(r) and r < lo else "outside")
-    detail = (
-        f"The variant/baseline ratio of {metric} is {shown}, {where} the range "
-        f"{fmt_ratio(lo)}–{fmt_ratio(hi)}."
-    )
-    return _verdict(ok, measured, detail)
+    Call when a study loads, so a bad claim is refused before anything trains. ``where`` names the
+    question in the error (``"question q1"``). Raises :class:`ClaimError` (a ConfigError) with one line."""
+    if claims is None:
+        return ()
+    if isinstance(claims, (str, bytes)) or not isinstance(claims, Sequence):
+        raise ClaimError(f"{where + ': ' if where else ''}claims must be a list of tables with text, kind and params, "
+                         f"got {claims!r}")
+    return tuple(parse_claim(c, where) for c in claims)
 
 
+def evaluate_claim(claim: Any, baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> dict[str, str]:
+    """Judge ``claim`` (a mapping as a study writes it, or a :class:`Claim`) on two run records.
+
+    Returns ``{"status": "confirmed" | "not confirmed" | NOT_JUDGED, "measured": <the numbers,
+    formatted>, "detail": <one sentence>}``. Raises :class:`ClaimError` (a ValueError) for a malformed
+    claim, ValueError for a path the runs lack."""
+    return parse_claim(claim).judge(baseline_run, variant_run).as_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# claims on other data
+# --------------------------------------------------------------------------------------------
 #: numbers whose scale is the data's own (a loss per pixel on 8×8 digits or on a table is not one on
 #: 28×28 images): a claim quoting such a number for one data set cannot be judged on another
 _DATA_SCALED = re.compile(r"^(final\.|first\.|history\.|metrics\.(noisy\.)?(bce|mse|psnr)$)")
@@ -377,6 +559,7 @@ def data_bound(claim: Mapping[str, Any]) -> bool:
     threshold on a loss, BCE, MSE or PSNR): such a value is the one measured on the data the claim
     was written for, and means nothing on other data. Ratios between two runs, SSIM, diversity and
     the shape of a curve carry over."""
+    claim = claim.as_dict() if isinstance(claim, Claim) else claim
     kind = claim.get("kind")
     params = claim.get("params") if isinstance(claim.get("params"), Mapping) else {}
     if kind not in ("value_near", "below", "above"):
@@ -388,6 +571,7 @@ def not_judged_elsewhere(claim: Mapping[str, Any], verdict: Mapping[str, str], w
                          data: Sequence[str]) -> dict[str, str]:
     """The verdict of a :func:`data_bound` claim on other data than it was written for: not judged,
     with what was measured and why."""
+    claim = claim.as_dict() if isinstance(claim, Claim) else claim
     params = claim.get("params") if isinstance(claim.get("params"), Mapping) else {}
     metric, value = params.get("metric", "?"), params.get("value")
     there, here = " and ".join(written_for) or "the study's data", " and ".join(data) or "this data"
@@ -397,7 +581,7 @@ def not_judged_elsewhere(claim: Mapping[str, Any], verdict: Mapping[str, str], w
                        "cannot be judged on it.")}
 
 
-def _not_measured(metric: str, *runs: Mapping[str, Any]) -> dict[str, str] | None:
+def _not_measured(metric: str, *runs: Mapping[str, Any]) -> Verdict | None:
     """A NOT_JUDGED verdict when ``metric`` is one the runs' data does not have (SSIM of images
     smaller than its window, PSNR of a table), None otherwise (a typo in a path still raises)."""
     if metric.rsplit(".", 1)[-1] not in SHAPE_METRICS or not metric.startswith("metrics."):
@@ -408,12 +592,12 @@ def _not_measured(metric: str, *runs: Mapping[str, Any]) -> dict[str, str] | Non
             data = ((run.get("config") or {}).get("data") or {}).get("dataset", "this data")
             what = ("a table of vectors" if len(shape) == 1 else
                     f"{shape[1]}×{shape[2]} images, smaller than SSIM's 11×11 window" if len(shape) == 3 else "this data")
-            return {"status": NOT_JUDGED, "measured": f"{metric}: not measured on {data} ({what})",
-                    "detail": f"{metric} is not measured on {data} ({what}), so this claim cannot be judged on it."}
+            return Verdict(NOT_JUDGED, f"{metric}: not measured on {data} ({what})",
+                           f"{metric} is not measured on {data} ({what}), so this claim cannot be judged on it.")
     return None
 
 
-def _plateau(run: Mapping[str, Any], key: str, after: int, max_rel_drop: float, of: str = "variant") -> dict[str, str]:
+def _plateau(run: Mapping[str, Any], key: str, after: int, max_rel_drop: float, of: str = "variant") -> Verdict:
     curve = history_curve(run, key)
     key_label = key if of == "variant" else f"baseline's {key}"
     n = len(curve)
@@ -453,1095 +637,3 @@ def _plateau(run: Mapping[str, Any], key: str, after: int, max_rel_drop: float, 
     return _verdict(fell and flat, measured, detail)
 
 
-# --------------------------------------------------------------------------------------------
-# observations
-# --------------------------------------------------------------------------------------------
-def _get(run: Mapping[str, Any], path: str) -> float | None:
-    """resolve() that returns None when the run lacks the path."""
-    try:
-        return resolve(run, path)
-    except ValueError:
-        return None
-
-
-def noise_factor(run: Mapping[str, Any]) -> float | None:
-    """The run's noise factor from its config (``data.noise_factor``), or None."""
-    config = run.get("config")
-    if isinstance(config, Mapping):
-        for block in (config.get("data"), config):
-            if isinstance(block, Mapping):
-                nf = block.get("noise_factor")
-                if isinstance(nf, (int, float)) and not isinstance(nf, bool):
-                    return float(nf)
-    return None
-
-
-def _compare_word(v: float, b: float, rel: float = 0.01) -> str:
-    """'higher' / 'lower' / 'about the same' for v against b (within ``rel``)."""
-    if not _finite(v, b):
-        return "not comparable"
-    scale = max(abs(v), abs(b))
-    if scale == 0 or abs(v - b) <= rel * scale:
-        return "about the same"
-    return "higher" if v > b else "lower"
-
-
-def _late_drop(run: Mapping[str, Any], key: str) -> tuple[float, int] | None:
-    """Relative drop of ``key`` over the second half of training, and the epoch it is measured from."""
-    try:
-        curve = history_curve(run, key)
-    except ValueError:
-        return None
-    if len(curve) < 3:
-        return None
-    start = len(curve) // 2  # 0-based index of the middle epoch
-    a, z = curve[start], curve[-1]
-    if not _finite(a, z) or a == 0:
-        return None
-    return (a - z) / abs(a), start + 1
-
-
-# --------------------------------------------------------------------------------------------
-# named loss terms: the reconstruction part and every other term of the loss
-# --------------------------------------------------------------------------------------------
-#: the reconstruction term's key in ``history["terms"]``; every other term is a penalty on top of it.
-RECONSTRUCTION = "reconstruction"
-#: the stand-in for the penalty of a history without named terms (results.json written before
-#: ``history["terms"]``): ``history["penalty"]`` is then all we know.
-LEGACY_PENALTY = "penalty"
-
-#: display names of the loss terms (keys of ``history["terms"]``); an unknown key shows as written.
-TERM_NAMES: dict[str, str] = {
-    RECONSTRUCTION: "reconstruction",
-    "kl": "KL",
-    "activity_l1": "activity L1",
-    "contractive": "contractive",
-    "kl_sparsity": "KL sparsity",
-    LEGACY_PENALTY: "penalty",
-}
-#: what a term asks of the model: "training trades reconstruction quality for <this>".
-TERM_PURPOSE: dict[str, str] = {
-    "kl": "a posterior closer to the prior",
-    "activity_l1": "a smaller code",
-    "contractive": "a code that changes less when the input moves",
-    "kl_sparsity": "code units that fire for only a small fraction of the inputs",
-}
-#: definitions of the loss terms, for the report's appendix.
-TERM_DOCS: dict[str, str] = {
-    RECONSTRUCTION: (
-        "The reconstruction error of the loss, as the run's config sets it (binary cross-entropy or MSE): a mean "
-        "over pixels for most models, a sum over an image's pixels for those that report a loss per image. The "
-        "report judges better or worse reconstructions on this part of the val loss alone."),
-    "kl": (
-        "β·KL(q(z|x) ‖ N(0, I)): the KL divergence of the encoder's posterior from the standard normal prior, in "
-        "nats per image, summed over the latent dimensions and weighted by β. It pulls the code towards the prior; "
-        "a term near 0 means the code carries almost nothing about the image."),
-    "activity_l1": (
-        "λ·Σ|h|, the L1 norm of the code h per image weighted by λ (Keras' activity_regularizer=l1(λ)): it pushes "
-        "code values to 0, making the code sparse and small."),
-    "contractive": (
-        "λ·‖∂h/∂x‖²_F, the squared Frobenius norm of the encoder's Jacobian averaged over the batch (Rifai et al. "
-        "2011): it makes the code change little when the input moves a little."),
-    "kl_sparsity": (
-        "β·Σ_j KL(ρ ‖ ρ̂_j), ρ̂_j the mean activation of code unit j over the batch (Ng's sparse autoencoder): it "
-        "pushes each unit to be active for only a fraction ρ of the inputs."),
-    LEGACY_PENALTY: "Everything in the loss besides the reconstruction error (this run recorded no named terms).",
-}
-
-
-def term_name(key: str) -> str:
-    """The display name of a loss term: ``"kl"`` -> ``"KL"``; an unknown key with spaces for underscores."""
-    return TERM_NAMES.get(key, str(key).replace("_", " "))
-
-
-def term_phrase(keys: Sequence[str]) -> str:
-    """``["kl"]`` -> ``"KL term"``; ``["kl", "activity_l1"]`` -> ``"KL and activity L1 terms"``;
-    the legacy penalty -> ``"penalty"``."""
-    keys = list(keys)
-    if not keys:
-        return "penalty"
-    if keys == [LEGACY_PENALTY]:
-        return "penalty"
-    names = [term_name(k) for k in keys if k != LEGACY_PENALTY]
-    if len(names) == 1:
-        return f"{names[0]} term"
-    return ", ".join(names[:-1]) + f" and {names[-1]} terms"
-
-
-def term_path(key: str, val: bool = False) -> str:
-    """The :func:`resolve` path of a term's last epoch (``final.val_terms.kl``, or ``final.penalty`` for the
-    legacy penalty)."""
-    if key == LEGACY_PENALTY:
-        return "final.val_penalty" if val else "final.penalty"
-    return f"final.{'val_terms' if val else 'terms'}.{key}"
-
-
-def _term_keys(run: Mapping[str, Any]) -> list[str] | None:
-    """The named terms a run's history records (reconstruction included), or None when it has none."""
-    history = run.get("history") if isinstance(run, Mapping) else None
-    if not isinstance(history, Mapping):
-        return None
-    keys: list[str] = []
-    for block in ("terms", "val_terms"):
-        terms = history.get(block)
-        if isinstance(terms, Mapping):
-            keys += [str(k) for k in terms if str(k) not in keys]
-    return keys or None
-
-
-def penalty_terms(*runs: Mapping[str, Any]) -> list[str]:
-    """The loss terms besides the reconstruction that any of the runs has, in order of appearance.
-
-    A run that records named terms contributes the terms it has (an autoencoder without an
-    activity penalty has none); a run without named terms but with a positive ``penalty`` history
-    contributes :data:`LEGACY_PENALTY`.
-    """
-    out: list[str] = []
-    for r in runs:
-        keys = _term_keys(r)
-        if keys is None:
-            ps = [_get(r, "final.val_penalty"), _get(r, "final.penalty")]
-            keys = [LEGACY_PENALTY] if any(p is not None and math.isfinite(p) and p > 0 for p in ps) else []
-        out += [k for k in keys if k != RECONSTRUCTION and k not in out]
-    return out
-
-
-def has_penalty(*runs: Mapping[str, Any]) -> bool:
-    """True when any of the runs has a loss term besides the reconstruction (an activity L1, a KL, ...)."""
-    if penalty_terms(*runs):
-        return True
-    for r in runs:  # a positive penalty history always counts, named terms or not
-        p = _get(r, "final.val_penalty")
-        if p is None:
-            p = _get(r, "final.penalty")
-        if p is not None and math.isfinite(p) and p > 0:
-            return True
-    return False
-
-
-def recon_val_loss(run: Mapping[str, Any]) -> float | None:
-    """The reconstruction part of the final val loss (``val_terms.reconstruction``, else
-    ``val_loss - val_penalty``): the reconstruction error alone, which is what "better or worse
-    reconstructions" is about."""
-    r = _get(run, term_path(RECONSTRUCTION, val=True))
-    if r is not None and math.isfinite(r):
-        return r
-    v = _get(run, "final.val_loss")
-    if v is None:
-        return None
-    p = _get(run, "final.val_penalty")
-    return v - p if p is not None and math.isfinite(p) else v
-
-
-def _recon_val_curve(run: Mapping[str, Any]) -> list[float]:
-    try:
-        rec = history_curve(run, f"val_terms.{RECONSTRUCTION}")
-    except ValueError:
-        rec = None
-    curve = history_curve(run, "val_loss")
-    if rec is not None and len(rec) == len(curve):
-        return rec
-    try:
-        pen = history_curve(run, "val_penalty")
-    except ValueError:
-        return curve
-    if len(pen) != len(curve):
-        return curve
-    return [c - (q if math.isfinite(q) else 0.0) for c, q in zip(curve, pen)]
-
-
-def loss_scale(run: Mapping[str, Any]) -> float | None:
-    """How many times larger the run's reconstruction loss is than its per-pixel test BCE.
-
-    About 1 for a loss averaged over pixels (0.3 or so for MSE), about the number of pixels for a
-    loss summed over an image's pixels: two runs whose scales differ by :data:`SCALE_GAP` or more
-    report their losses in different units. None when a number is missing.
-    """
-    rec, bce = recon_val_loss(run), _get(run, "metrics.bce")
-    if rec is None or bce is None or not _finite(rec, bce) or rec <= 0 or bce <= 0:
-        return None
-    return rec / bce
-
-
-#: two loss scales (:func:`loss_scale`) this many times apart are different units, not a difference.
-SCALE_GAP = 20.0
-
-
-def comparable_losses(*runs: Mapping[str, Any]) -> bool:
-    """False when the runs' losses are on different scales (a sum per image beside a mean per pixel)."""
-    scales = [s for s in (loss_scale(r) for r in runs) if s is not None]
-    return not scales or max(scales) / min(scales) < SCALE_GAP
-
-
-def val_loss_change(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> str:
-    """How the variant's final val loss compares with the baseline's, for a summary cell or line.
-
-    A ratio (or difference, :func:`fmt_change`) only when both losses measure the same thing; when
-    one holds a term the other lacks (:func:`loss_terms_differ`: a penalty), the reconstruction
-    term they share is compared instead, and said so; losses on different scales
-    (:func:`comparable_losses`) are not compared.
-    """
-    b, v = baseline_run, variant_run
-    if not comparable_losses(b, v):
-        return "not comparable (losses on different scales)"
-    if loss_terms_differ(b, v):
-        change = fmt_change(recon_val_loss(v), recon_val_loss(b))
-        return "not comparable" if change == "—" else f"{change} (reconstruction term; the totals hold different terms)"
-    return fmt_change(_get(v, "final.val_loss"), _get(b, "final.val_loss"))
-
-
-def loss_terms_differ(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> str | None:
-    """Why two runs' *total* losses do not measure the same thing, or None when they do.
-
-    A loss with a penalty (a KL sparsity term, an activity L1, a KL to the prior) beside one without
-    it is the reconstruction plus something the other does not hold: their ratio mixes two
-    quantities, so the totals are not compared; the reconstruction term both share is. Returns a
-    clause such as ``"only the variant's loss includes the KL sparsity term"``.
-    """
-    b, v = penalty_terms(baseline_run), penalty_terms(variant_run)
-    parts = []
-    if [k for k in v if k not in b]:
-        parts.append(f"only the variant's loss includes the {term_phrase([k for k in v if k not in b])}")
-    if [k for k in b if k not in v]:
-        parts.append(f"only the baseline's loss includes the {term_phrase([k for k in b if k not in v])}")
-    return " and ".join(parts) or None
-
-
-# --------------------------------------------------------------------------------------------
-# family diagnostics (metrics.family)
-# --------------------------------------------------------------------------------------------
-#: how to show each family diagnostic (a key of ``metrics.family``): ``label``; ``mode``, how the
-#: comparison column compares it (as :func:`fmt_change`; None: not compared); ``of``: a key to show
-#: it out of ("2 / 2"); ``target``: a key to show it beside; ``doc``: its definition for the
-#: appendix; ``table: False``: defined in the appendix only (the reconstruction part of −ELBO is
-#: already the val reconstruction term). Keys folded into another row (``of``/``target``) get no
-#: row of their own. A key not listed here is shown with its name.
-FAMILY_DIAGNOSTICS: dict[str, dict[str, Any]] = {
-    "elbo": {"label": "ELBO per test image", "mode": "diff",
-             "doc": "Evidence lower bound per test image, E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), in nats, with one "
-                    "sample of z per image and the reconstruction as the config's loss: −ELBO is the loss per image "
-                    "of a β = 1 model. Higher (closer to 0) is better."},
-    "reconstruction": {"label": "reconstruction per test image (−ELBO part)", "mode": "ratio", "table": False,
-                       "doc": "The reconstruction part of −ELBO per test image: the config's loss summed over the "
-                              "image's pixels, with one sample of z."},
-    "kl": {"label": "KL to the prior per test image (β not applied)", "mode": "ratio",
-           "doc": "KL(q(z|x) ‖ N(0, I)) per test image in nats, summed over the latent dimensions, unweighted by β: "
-                  "how much the code says about the image. Near 0 the decoder gets nothing from z."},
-    "kl_per_dim": {"label": "KL per latent dimension (min – max)", "mode": None,
-                   "doc": "The mean KL of each latent dimension on the test split; a dimension near 0 carries "
-                          "nothing (shown as its range)."},
-    "active_units": {"label": "active latent dimensions", "mode": "count", "of": "latent",
-                     "doc": "Latent dimensions whose mean μ_j(x) varies across the test images with a variance "
-                            "above 0.01 (Burda et al. 2016), out of the latent size. An inactive dimension is "
-                            "ignored by the decoder."},
-    "latent": {"label": "latent dimensions", "mode": "count", "doc": "The size of the latent code z."},
-    "posterior_collapse": {"label": "posterior collapse", "mode": None,
-                           "doc": "Yes when no latent dimension is active: the posterior equals the prior for "
-                                  "every image, the decoder ignores z and draws the same kind of image whatever "
-                                  "the input."},
-    "jacobian_norm": {"label": "encoder Jacobian norm ‖∂h/∂x‖_F", "mode": "ratio",
-                      "doc": "The mean over test images of ‖∂h/∂x‖_F (not squared): how much the code moves when "
-                             "the input moves. The contractive term pushes it down."},
-    "jacobian_sq": {"label": "squared Jacobian norm ‖∂h/∂x‖²_F", "mode": "ratio",
-                    "doc": "The mean over test images of ‖∂h/∂x‖²_F, the quantity the contractive term weights "
-                           "by λ."},
-    "mean_activation": {"label": "mean code activation ρ̂ (target ρ)", "mode": "ratio", "target": "rho",
-                        "doc": "ρ̂, the mean activation of the code units over the test split (averaged over "
-                               "units), to compare with the target ρ of the KL-sparsity term: a sparse code has "
-                               "ρ̂ near ρ."},
-    "rho": {"label": "target activation ρ", "mode": "ratio",
-            "doc": "ρ, the target mean activation of each code unit that the KL-sparsity term asks for."},
-    "activation_per_unit": {"label": "ρ̂ per code unit (min – max)", "mode": None,
-                            "doc": "ρ̂_j, each code unit's mean activation over the test split (shown as its "
-                                   "range)."},
-    "kl_sparsity": {"label": "Σ KL(ρ ‖ ρ̂_j) on the test split (β not applied)", "mode": "ratio",
-                    "doc": "Σ_j KL(ρ ‖ ρ̂_j) with ρ̂_j measured over the whole test split, unweighted by β: 0 "
-                           "when every unit's mean activation is exactly ρ."},
-    "parameters": {"label": "trained parameters", "mode": "ratio",
-                   "doc": "The number of weights and biases the model trains (tied weights: about half an "
-                          "untied model's)."},
-}
-#: family diagnostics that mark a stochastic encoder, whose code (what the code statistics read) is the
-#: mean μ of its posterior rather than a deterministic code.
-STOCHASTIC_CODE_KEYS = ("latent", "active_units", "posterior_collapse")
-
-
-def family_block(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """``metrics.family`` of a run, or None."""
-    metrics = run.get("metrics") if isinstance(run, Mapping) else None
-    block = metrics.get("family") if isinstance(metrics, Mapping) else None
-    return block if isinstance(block, Mapping) else None
-
-
-def family_name(run: Mapping[str, Any]) -> str | None:
-    """The run's model family: ``metrics.family.name``, else ``config.model.family``, else None."""
-    block = family_block(run)
-    if block is not None and isinstance(block.get("name"), str):
-        return block["name"]
-    cfg = run.get("config") if isinstance(run, Mapping) else None
-    model = cfg.get("model") if isinstance(cfg, Mapping) else None
-    fam = model.get("family") if isinstance(model, Mapping) else None
-    return str(fam) if isinstance(fam, str) else None
-
-
-def code_is_mean(run: Mapping[str, Any]) -> bool:
-    """True when the run's encoder is stochastic: its code statistics are about the posterior mean μ."""
-    block = family_block(run)
-    return block is not None and any(k in block for k in STOCHASTIC_CODE_KEYS)
-
-
-def family_keys(*runs: Mapping[str, Any]) -> list[str]:
-    """The family diagnostics any of the runs has, each once: the known ones in table order, then the rest."""
-    present: list[str] = []
-    for r in runs:
-        block = family_block(r) or {}
-        present += [str(k) for k in block if k != "name" and str(k) not in present]
-    known = [k for k in FAMILY_DIAGNOSTICS if k in present and FAMILY_DIAGNOSTICS[k].get("table", True)]
-    folded = {FAMILY_DIAGNOSTICS[k][f] for k in known for f in ("of", "target") if f in FAMILY_DIAGNOSTICS[k]}
-    known = [k for k in known if k not in folded]
-    return known + [k for k in present if k not in FAMILY_DIAGNOSTICS]
-
-
-def family_label(key: str) -> str:
-    return str(FAMILY_DIAGNOSTICS.get(key, {}).get("label", key.replace("_", " ")))
-
-
-def family_value(run: Mapping[str, Any], key: str) -> Any:
-    """The raw value of ``metrics.family.<key>`` (None when absent)."""
-    block = family_block(run)
-    return None if block is None else block.get(key)
-
-
-def family_number(run: Mapping[str, Any], key: str) -> float | None:
-    """``metrics.family.<key>`` as a float when it is a (non-bool) number, else None."""
-    v = family_value(run, key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v)
-
-
-def family_cell(run: Mapping[str, Any], key: str) -> str:
-    """A family diagnostic as a table cell: ``"2 / 2"``, ``"no"``, ``"0.0871 (ρ 0.05)"``, ``"0.03 – 0.67"``."""
-    v = family_value(run, key)
-    spec = FAMILY_DIAGNOSTICS.get(key, {})
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (list, tuple)):
-        xs = [float(x) for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
-        xs = [x for x in xs if math.isfinite(x)]
-        return f"{fmt_num(min(xs), 3)} – {fmt_num(max(xs), 3)}" if xs else "—"
-    if isinstance(v, (int, float)):
-        s = fmt_num(v)
-        of = family_number(run, spec["of"]) if "of" in spec else None
-        if of is not None:
-            s = f"{s} / {fmt_num(int(of)) if of.is_integer() else fmt_num(of)}"
-        target = family_number(run, spec["target"]) if "target" in spec else None
-        if target is not None:
-            s += f" (ρ {target:g})" if spec["target"] == "rho" else f" (target {target:g})"
-        return s
-    return str(v)
-
-
-def family_docs(*runs: Mapping[str, Any]) -> list[dict[str, str]]:
-    """``[{"name", "text"}]``: the definition of every family diagnostic the runs have (appendix)."""
-    present: list[str] = []
-    for r in runs:
-        present += [str(k) for k in (family_block(r) or {}) if k != "name" and str(k) not in present]
-    order = [k for k in FAMILY_DIAGNOSTICS if k in present] + [k for k in present if k not in FAMILY_DIAGNOSTICS]
-    return [{"name": k, "text": str(FAMILY_DIAGNOSTICS.get(k, {}).get("doc", "A diagnostic of this model's "
-                                                                               "family (no definition recorded)."))}
-            for k in order]
-
-
-def term_docs(*runs: Mapping[str, Any]) -> list[dict[str, str]]:
-    """``[{"key", "name", "text"}]``: the definition of every loss term the runs have, reconstruction first
-    (``key`` as in ``history["terms"]``, ``name`` as the report writes it)."""
-    keys = penalty_terms(*runs)
-    if not keys:
-        return []
-    return [{"key": k, "name": term_phrase([k]), "text": TERM_DOCS.get(k, "A term of this model's loss.")}
-            for k in [RECONSTRUCTION, *keys]]
-
-
-# --------------------------------------------------------------------------------------------
-# run-to-run noise
-# --------------------------------------------------------------------------------------------
-#: the smallest relative difference of two final losses that we read as a real difference.
-NOISE_FLOOR = 0.01
-
-
-def noise_level(runs: Sequence[Mapping[str, Any]],
-                replicates: Sequence[Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
-    """The relative size of a final-val-loss difference that counts as no difference, and whether
-    run-to-run noise was measured at all.
-
-    With seed replicates (``replicates``: for some configs, the run records of the same config
-    trained with different seeds) the noise is measured: the median over those configs of the
-    spread of the final val loss across seeds, ``(max - min) / mean``, at least
-    :data:`NOISE_FLOOR`; a smaller difference between runs is noise. Without them nothing says
-    how large run-to-run noise is: only differences under :data:`NOISE_FLOOR` (1%) are read as no
-    difference, and a larger one is reported as measured, never called noise. How much the val
-    loss still moved over its last epoch (``|v[-1] - v[-2]| / |v[-1]|``, median over ``runs``) is
-    said beside it — stopping one epoch earlier would move a result that much — but it is how far
-    training had settled, not a noise estimate. (Both on the reconstruction part of the val loss,
-    :func:`recon_val_loss`.)
-
-    Returns ``{"rel": fraction, "measured": bool, "how": one sentence saying how "rel" was set}``.
-    """
-    everything = [*runs, *(r for reps in replicates or () for r in reps)]
-    penalised = has_penalty(*everything)
-    final = "reconstruction part of the final val loss" if penalised else "final val loss"
-    val = "reconstruction part of the val loss" if penalised else "val loss"
-    spreads = []
-    for reps in replicates or ():
-        vals = [x for x in (recon_val_loss(r) for r in reps) if x is not None and math.isfinite(x)]
-        mean = sum(vals) / len(vals) if vals else 0.0
-        if len(vals) >= 2 and mean > 0:
-            spreads.append((max(vals) - min(vals)) / mean)
-    floor = fmt_num(100 * NOISE_FLOOR, 2)
-    if spreads:
-        k = max(len(reps) for reps in replicates or ())
-        est = _median(spreads)
-        how = (f"This is the typical spread of the {final} across "
-               f"{k} seeds of the same run "
-               f"({fmt_pct(est).lstrip('+')}, the median over {len(spreads)} runs); "
-               f"the threshold is never below {floor}%")
-        return {"rel": max(NOISE_FLOOR, est), "measured": True, "how": how}
-    steps = []
-    for r in runs:
-        try:
-            curve = _recon_val_curve(r)
-        except ValueError:
-            continue
-        if len(curve) >= 2 and _finite(curve[-1], curve[-2]) and curve[-1] != 0:
-            steps.append(abs(curve[-1] - curve[-2]) / abs(curve[-1]))
-    how = (f"not measured, as no replicate seeds were trained; differences in the {final} under "
-           f"{fmt_pct(NOISE_FLOOR).lstrip('+')} are read as no difference, larger ones are reported as they are, "
-           "not as noise")
-    if steps:
-        moved = _median(steps)
-        how += (f". The {val} hardly moved over its last epoch (the median over {len(steps)} runs)"
-                if moved < NOISE_FLOOR / 10 else
-                f". The {val} still moved {fmt_pct(moved).lstrip('+')} over its last epoch (the median over "
-                f"{len(steps)} runs): stopping one epoch earlier would move a result about that much")
-    return {"rel": NOISE_FLOOR, "measured": False, "how": how, "moved": _median(steps) if steps else None}
-
-
-def _noise_evidence(loss_name: str, nrel: float, noise: Mapping[str, Any]) -> str:
-    """The evidence line on run-to-run noise: the threshold and how it was set, measured or not."""
-    if noise.get("measured"):
-        return (f"Run-to-run noise: differences in the {loss_name} under {fmt_pct(nrel).lstrip('+')} are read as "
-                f"noise. {noise['how']}.")
-    return f"Run-to-run noise: {noise['how']}."
-
-
-def _median(xs: Sequence[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
-def _rel_change(v: float, b: float) -> float | None:
-    if not _finite(v, b) or b == 0:
-        return None
-    return (v - b) / abs(b)
-
-
-# --------------------------------------------------------------------------------------------
-# observations: what happened and why, in words, then the numbers
-# --------------------------------------------------------------------------------------------
-_SKIP_CONFIG = {"name", "config_hash"}
-_ABSENT = object()
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flat(v, key + "."))
-        elif key not in _SKIP_CONFIG:
-            out[key] = v
-    return out
-
-
-def config_changes(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """The settings the variant changes: ``[(dotted key, baseline value, variant value), ...]``."""
-    bc, vc = baseline_run.get("config"), variant_run.get("config")
-    if not isinstance(bc, Mapping) or not isinstance(vc, Mapping):
-        return []
-    b, v = _flat(bc), _flat(vc)
-
-    def shown(d: dict[str, Any], k: str) -> str:
-        return _fmt_setting(d[k]) if k in d else "(not set)"  # a setting of another model family
-
-    def off(d: dict[str, Any], k: str) -> bool:  # absent, or a switched-off setting (0, none, false)
-        return k not in d or d[k] is None or d[k] is False or (isinstance(d[k], (int, float)) and d[k] == 0)
-
-    return [(k, shown(b, k), shown(v, k))
-            for k in list(b) + [k for k in v if k not in b]
-            if b.get(k, _ABSENT) != v.get(k, _ABSENT) and not ((k not in b or k not in v) and off(b, k) and off(v, k))]
-
-
-def _what_changed(changes: list[tuple[str, str, str]]) -> str:
-    if not changes:
-        return "With the same settings as the baseline, the variant"
-    if len(changes) > 3:
-        return f"Changing {len(changes)} settings ({', '.join(k for k, _, _ in changes)})"
-    return "Changing " + " and ".join(f"{k} from {b} to {v}" for k, b, v in changes)
-
-
-def _degree(rel: float, noise: float) -> str:
-    """'', 'slightly ', 'much ' for a relative change already known to exceed the noise."""
-    a = abs(rel)
-    return "slightly " if a < max(0.1, 2 * noise) else ("much " if a >= 0.5 else "")
-
-
-def _code_units(run: Mapping[str, Any]) -> str:
-    """What the code statistics count in a run: its code units, or the dimensions of μ for a stochastic encoder."""
-    return "dimensions of the code μ" if code_is_mean(run) else "code units"
-
-
-def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noise: float,
-             who: str = "the variant", other: str = "the baseline") -> list[str]:
-    """Plain-words clauses, from the diagnostics, that go with a difference between two runs.
-
-    ``who`` names run ``v`` and ``other`` run ``b`` in the sentences.
-    """
-    out: list[str] = []
-    # family diagnostics first: a collapsed posterior explains everything else
-    bc, vc = family_value(b, "posterior_collapse"), family_value(v, "posterior_collapse")
-    collapsed = vc is True and bc is not True
-    if collapsed:
-        out.append(f"{who}'s posterior has collapsed: no latent dimension is active, so its decoder ignores the "
-                   "code and cannot tell the classes apart")
-    elif bc is True and vc is False:
-        out.append(f"{other}'s posterior has collapsed (no latent dimension is active), where {who} uses its code")
-    va, vlat = family_number(v, "active_units"), family_number(v, "latent")
-    ba, blat = family_number(b, "active_units"), family_number(b, "latent")
-    if not collapsed and va is not None and vlat and _finite(va, vlat) and va > 0 and va / vlat <= 0.5:
-        bshare = ba / blat if ba is not None and blat and _finite(ba, blat) else None
-        if bshare is None or bshare >= va / vlat + 0.25:
-            out.append(f"only {fmt_num(int(va))} of {who}'s {fmt_num(int(vlat))} latent dimensions are active — the "
-                       "others carry nothing about the image")
-    vk, bk = family_number(v, "kl"), family_number(b, "kl")
-    if not collapsed and vk is not None and bk is not None and _finite(vk, bk) and vk >= 0 and bk > 0:
-        if vk < 0.5 * bk:
-            out.append(f"{who}'s code carries far less information about each image (a much smaller KL to the "
-                       "prior), so its decoder has less to reconstruct from")
-        elif vk > 2 * bk:
-            out.append(f"{who}'s code carries far more information about each image (a much larger KL to the "
-                       "prior)")
-    vm, vr = family_number(v, "mean_activation"), family_number(v, "rho")
-    if vm is not None and vr is not None and _finite(vm, vr) and vr > 0:
-        if vm > 2 * vr:
-            out.append(f"{who}'s code is far less sparse than its target: its mean activation is well above ρ")
-        elif vm < 0.5 * vr:
-            out.append(f"{who}'s code units are active far less often than the target ρ asks (its mean activation "
-                       "is well below ρ)")
-    vj, bj = family_number(v, "jacobian_norm"), family_number(b, "jacobian_norm")
-    if vj is not None and bj is not None and _finite(vj, bj) and vj > 0 and bj > 0:
-        if vj < 0.5 * bj:
-            out.append(f"{who}'s code is much less sensitive to its input (a smaller encoder Jacobian norm)")
-        elif vj > 2 * bj:
-            out.append(f"{who}'s code is much more sensitive to its input (a larger encoder Jacobian norm)")
-    bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
-    if bdv is not None and vdv is not None and _finite(bdv, vdv):
-        if vdv < 0.5 * bdv and vdv < 0.5:
-            out.append(f"{who}'s outputs look nearly the same whatever the input — it has collapsed "
-                       "towards one average image")
-        elif bdv < 0.5 * vdv and bdv < 0.5:
-            out.append(f"{who}'s outputs vary from input to input, where {other}'s look nearly all the same")
-    bp, vp = _get(b, "metrics.latent.probe_accuracy"), _get(v, "metrics.latent.probe_accuracy")
-    chance = _get(v, "metrics.latent.chance")
-    if bp is not None and vp is not None and _finite(bp, vp):
-        near = chance is not None and _finite(chance) and vp <= chance + 0.1
-        if vp <= bp - 0.1:
-            out.append(f"{who}'s code tells the classes apart far less well (a linear probe reads the label from "
-                       f"it {fmt_pct(vp).lstrip('+')} of the time vs {fmt_pct(bp).lstrip('+')} for {other}"
-                       + (", barely above chance" if near else "") + ")")
-        elif vp >= bp + 0.1:
-            out.append(f"{who}'s code tells the classes apart far better (linear probe {fmt_pct(vp).lstrip('+')} vs "
-                       f"{fmt_pct(bp).lstrip('+')})")
-    bd, vd = _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units")
-    units = _get(v, "metrics.code.units")
-    if bd is not None and vd is not None and _finite(bd, vd):
-        step = max(1.0, 0.1 * units) if units is not None and math.isfinite(units) else 1.0
-        if vd - bd >= step:
-            n = fmt_num(int(vd)) if math.isfinite(vd) else fmt_num(vd)
-            of = f" of {who}'s {fmt_num(int(units))}" if units is not None and math.isfinite(units) else f" of {who}'s"
-            out.append(f"{n}{of} {_code_units(v)} are dead (they never change), so the decoder gets fewer usable "
-                       "numbers per image")
-        elif bd - vd >= step:
-            out.append(f"{who} uses more of its {_code_units(v)} (fewer are dead)")
-    bz, vz = _get(b, "metrics.code.zero_fraction"), _get(v, "metrics.code.zero_fraction")
-    if bz is not None and vz is not None and _finite(bz, vz) and vz >= 0.9 and vz - bz >= 0.2:
-        out.append("almost every code value is exactly zero")
-    bt, vt = _get(b, "final.loss"), _get(v, "final.loss")
-    for key in penalty_terms(b, v):
-        vp, bp = _get(v, term_path(key)), _get(b, term_path(key))
-        if vp is None or vt is None or not _finite(vp, vt) or vt <= 0:
-            continue
-        vshare = vp / vt
-        bshare = bp / bt if bp is not None and bt not in (None, 0) and _finite(bp, bt) else 0.0
-        if vshare >= 0.2 and vshare > 2 * bshare:
-            purpose = TERM_PURPOSE.get(key, f"a smaller {term_phrase([key])}")
-            out.append(f"the {term_phrase([key])} is a large part of {who}'s loss, so training trades "
-                       f"reconstruction quality for {purpose}")
-    vdrop, bdrop = _late_drop(v, "val_loss"), _late_drop(b, "val_loss")
-    if worse and vdrop is not None and vdrop[0] < noise and bdrop is not None and bdrop[0] > 3 * noise:
-        out.append(f"{who}'s training stalled early while {other}'s kept improving")
-    return out
-
-
-def _noisy_sentence(b: Mapping[str, Any], v: Mapping[str, Any], noise: float) -> str | None:
-    vns, vin = _get(v, "metrics.noisy.ssim"), _get(v, "metrics.noisy.input_ssim")
-    if vns is None or vin is None or not _finite(vns, vin):
-        return None
-    gain = vns - vin
-    if gain > 0.05:
-        s = ("From noisy inputs the variant's outputs are clearly closer to the clean images (by SSIM) than its "
-             "noisy inputs were.")
-    elif gain >= -0.05:
-        s = ("From noisy inputs the variant's outputs are hardly closer to the clean images (by SSIM) than the noisy "
-             "inputs themselves.")
-    else:
-        s = ("From noisy inputs the variant's outputs are further from the clean images (by SSIM) than the noisy "
-             "inputs themselves: it does not remove the noise.")
-    bns = _get(b, "metrics.noisy.ssim")
-    if bns is not None and _finite(bns):
-        word = _compare_word(vns, bns, rel=max(noise, NOISE_FLOOR))
-        s += {"higher": " It denoises better than the baseline.", "lower": " It denoises less well than the baseline.",
-              "about the same": " It denoises about as well as the baseline."}.get(word, "")
-    return s
-
-
-def _term_share(key: str, b: Mapping[str, Any], v: Mapping[str, Any], bt: float | None,
-                vt: float | None) -> str | None:
-    """'The KL term is 1.11% of the variant's final train loss (4.26% of the baseline's).'"""
-    def share(run: Mapping[str, Any], total: float | None) -> float | None:
-        p = _get(run, term_path(key))
-        if p is None or total is None or not _finite(p, total) or total <= 0:
-            return None
-        return p / total
-
-    vs, bs = share(v, vt), share(b, bt)
-    if (vs or 0) <= 0 and (bs or 0) <= 0:
-        return None
-    the = f"The {term_phrase([key])}"
-    none = f"no {term_phrase([key])}" if key != LEGACY_PENALTY else "no penalty"
-    if vs is not None:
-        s = f"{the} is {fmt_pct(vs).lstrip('+')} of the variant's final train loss"
-        s += f" ({fmt_pct(bs).lstrip('+')} of the baseline's)" if bs is not None else f"; the baseline has {none}"
-    else:
-        s = f"{the} is {fmt_pct(bs).lstrip('+')} of the baseline's final train loss; the variant has {none}"
-    return s + "."
-
-
-def _code_heading(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
-    """'Code', or which run's code is the posterior mean μ of a stochastic encoder."""
-    bm, vm = code_is_mean(b), code_is_mean(v)
-    if bm and vm:
-        return "Code (the posterior mean μ of both runs)"
-    if vm:
-        return "Code (the variant's is its posterior mean μ)"
-    if bm:
-        return "Code (the baseline's is its posterior mean μ)"
-    return "Code"
-
-
-def _family_sentence(b: Mapping[str, Any], v: Mapping[str, Any]) -> str | None:
-    """The family diagnostics of the two runs in one sentence (lists and folded keys left to the table)."""
-    keys = [k for k in family_keys(b, v)
-            if not isinstance(family_value(v, k) if family_value(v, k) is not None else family_value(b, k),
-                              (list, tuple))]
-    if not keys:
-        return None
-    bn, vn = family_name(b), family_name(v)
-    hb, hv = family_block(b) is not None, family_block(v) is not None
-    if hb and hv:
-        head = f"Model diagnostics ({vn})" if vn == bn else f"Model diagnostics (variant {vn}, baseline {bn})"
-    elif hv:
-        head = f"The variant's model diagnostics ({vn})"
-    else:
-        head = f"The baseline's model diagnostics ({bn})"
-    parts = []
-    for k in keys:
-        label = family_label(k)
-        vc, bc = family_cell(v, k), family_cell(b, k)
-        if hb and hv:
-            mode = FAMILY_DIAGNOSTICS.get(k, {}).get("mode", "ratio")
-            vx, bx = family_number(v, k), family_number(b, k)
-            change = fmt_change(vx, bx, mode) if mode and vx is not None and bx is not None else "—"
-            parts.append(f"{label} {vc} vs {bc}" + (f" ({change})" if change != "—" else ""))
-        else:
-            parts.append(f"{label} {vc if hv else bc}")
-    return f"{head}: " + "; ".join(parts) + "."
-
-
-def latent_sentence(b: Mapping[str, Any], v: Mapping[str, Any]) -> str | None:
-    """What the two codes hold, in numbers (``metrics.latent``): linear-probe and k-NN accuracy,
-    k-means agreement with the labels, against chance."""
-    parts = []
-    for label, key in (("linear-probe accuracy", "probe_accuracy"), ("k-NN accuracy", "knn_accuracy"),
-                       ("k-means ARI", "ari")):
-        bx, vx = _get(b, f"metrics.latent.{key}"), _get(v, f"metrics.latent.{key}")
-        if vx is None:
-            continue
-        parts.append(f"{label} {fmt_num(vx, 3)}" + (f" vs {fmt_num(bx, 3)}" if bx is not None else ""))
-    if not parts:
-        return None
-    chance = _get(v, "metrics.latent.chance")
-    tail = f" (chance: {fmt_num(chance, 3)})" if chance is not None else ""
-    return "What the code holds (variant vs baseline, from the test codes): " + "; ".join(parts) + tail + "."
-
-
-def observation(question: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any],
-                noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a question's two runs show: ``{"lead": sentences in words, "evidence": [number sentences]}``.
-
-    ``lead`` answers the question in plain words — what the variant changes, whether that made the
-    reconstructions better or worse beyond the run-to-run noise (``noise``, from
-    :func:`noise_level`; estimated from the two runs when None), and what the diagnostics (dead
-    code units, code sparsity, output diversity, penalty share, the shape of the loss curve) show
-    about why. ``evidence`` lists the numbers that back it. Every sentence is generated from the
-    measurements; sentences whose numbers are missing are left out.
-    """
-    b, v = baseline_run, variant_run
-    if noise is None:
-        noise = noise_level([b, v])
-    nrel = float(noise["rel"])
-    measured = bool(noise.get("measured"))  # seed replicates measured the noise; else none is claimed
-    lead: list[str] = []
-    evidence: list[str] = []
-
-    # better or worse reconstructions: judged on the reconstruction part of the val loss (the other
-    # terms — an activity L1, a KL, ... — are part of the loss but say nothing about the images)
-    bv, vv = _get(b, "final.val_loss"), _get(v, "final.val_loss")
-    bt, vt = _get(b, "final.loss"), _get(v, "final.loss")
-    terms = penalty_terms(b, v)
-    phrase = term_phrase(terms)
-    penalised = has_penalty(b, v)
-    comparable = comparable_losses(b, v)
-    loss_name = "reconstruction part of the val loss" if penalised else "val loss"
-    bl, vl = recon_val_loss(b), recon_val_loss(v)
-    if not comparable:
-        loss_name, bl, vl = "per-pixel BCE of the test reconstructions", _get(b, "metrics.bce"), _get(v, "metrics.bce")
-    if bl is None or vl is None:
-        loss_name, bl, vl = "train loss", bt, vt
-    worse: bool | None = None
-    changed = _what_changed(config_changes(b, v))
-    rel = _rel_change(vl, bl) if bl is not None and vl is not None else None
-    if rel is None:
-        lead.append(f"{changed}: the runs recorded no comparable loss.")
-    else:
-        bs, vs = _get(b, "metrics.ssim"), _get(v, "metrics.ssim")
-        ssim_word = _compare_word(vs, bs, rel=NOISE_FLOOR) if bs is not None and vs is not None else None
-        if abs(rel) <= nrel:
-            lead.append(f"{changed} made no difference to the {loss_name} beyond the run-to-run noise." if measured
-                        else f"{changed} made no difference to the {loss_name} (under {fmt_pct(nrel).lstrip('+')}).")
-            if ssim_word in ("higher", "lower"):
-                lead[-1] = lead[-1][:-1] + f", though the variant's SSIM is a little {ssim_word}."
-        else:
-            worse = rel > 0
-            word = "worse" if worse else "better"
-            what = "the variant's reconstructions of clean test images" if _get(v, "metrics.noisy.ssim") is not None \
-                else "the reconstructions"
-            s = f"{changed} made {what} {_degree(rel, nrel)}{word}"
-            agree = "lower" if worse else "higher"
-            if ssim_word == agree:
-                s += f" (higher {loss_name}, lower SSIM)" if worse else f" (lower {loss_name}, higher SSIM)"
-            elif ssim_word in ("higher", "lower"):
-                s += f" by the {loss_name}, though SSIM moves the other way"
-            else:
-                s += f" by the {loss_name}"
-            lead.append(s + ".")
-            if not measured:  # the difference stands as measured: nothing says how much of it chance could explain
-                moved = noise.get("moved")
-                lead.append("No replicate seeds were trained, so whether run-to-run noise could explain a difference "
-                            "this size is not known" + (f"; the {loss_name} still moved as much over its last epoch, so "
-                                                         "it may change with longer training" if moved is not None
-                                                         and moved >= abs(rel) else "") + ".")
-        if not comparable:
-            lead.append("The two runs' losses are on different scales (one sums the error over an image's pixels, "
-                        "the other averages it), so the verdict reads the per-pixel BCE of the test images instead.")
-        elif penalised and bv is not None and vv is not None:
-            full = _rel_change(vv, bv)
-            if full is not None and abs(full) > abs(rel) + nrel:
-                self_ = "themselves" if phrase.endswith("terms") else "itself"
-                lead.append(f"The full val loss (with the {phrase}) moves further than that, because the {phrase} "
-                            f"{self_} changed — a change in the {phrase} is not a change in the images.")
-    reasons = _reasons(b, v, worse, nrel)
-    if reasons:
-        lead.append("The diagnostics suggest why: " + "; ".join(reasons) + ".")
-    elif worse is not None:
-        if family_block(b) is not None or family_block(v) is not None:
-            lead.append("Neither the code diagnostics (dead units, sparsity, output diversity) nor the model's own "
-                        "show a clear cause.")
-        else:
-            lead.append("The code diagnostics (dead units, sparsity, output diversity) show no clear cause.")
-    vdrop = _late_drop(v, "val_loss")
-    if worse and vdrop is not None and vdrop[0] > 0.05:
-        lead.append("Its val loss was still falling at the end, so longer training may narrow the gap.")
-    noisy = _noisy_sentence(b, v, nrel)
-    if noisy:
-        lead.append(noisy)
-
-    # the numbers
-    if bv is not None and vv is not None:
-        apart = loss_terms_differ(b, v) if comparable else None
-        if apart:  # a ratio of totals that hold different terms mixes two quantities
-            s = f"Final val loss {fmt_num(vv, 3)} vs {fmt_num(bv, 3)} for the baseline (not compared: {apart})"
-        elif comparable:
-            s = f"Final val loss {_vs(vv, bv)} for the baseline"
-        else:
-            s = f"Final val loss {fmt_num(vv, 3)} vs {fmt_num(bv, 3)} for the baseline (different scales)"
-        if penalised and comparable and bl is not None and vl is not None and loss_name != "train loss":
-            s += f"; its reconstruction part {_vs(vl, bl)}"
-        if bt is not None and vt is not None:
-            s += f"; final train loss {_vs(vt, bt)}" if comparable and not apart else \
-                f"; final train loss {fmt_num(vt, 3)} vs {fmt_num(bt, 3)}"
-        evidence.append(s + ".")
-        if not comparable and bl is not None and vl is not None:
-            evidence.append(f"Per-pixel BCE of the test reconstructions {_vs(vl, bl)}.")
-    elif bt is not None and vt is not None:
-        evidence.append(f"Final train loss {_vs(vt, bt)} for the baseline.")
-    for key in terms:
-        s = _term_share(key, b, v, bt, vt)
-        if s:
-            evidence.append(s)
-    vdrop, bdrop = _late_drop(v, "val_loss"), _late_drop(b, "val_loss")
-    if vdrop is not None:
-        s = f"From epoch {vdrop[1]} to the end the variant's val loss changed by {fmt_pct(-vdrop[0])}"
-        if bdrop is not None:
-            s += f" (baseline {fmt_pct(-bdrop[0])} from epoch {bdrop[1]})"
-        evidence.append(s + ".")
-    bs, vs = _get(b, "metrics.ssim"), _get(v, "metrics.ssim")
-    bq, vq = _get(b, "metrics.psnr"), _get(v, "metrics.psnr")
-    parts = []
-    if bs is not None and vs is not None:
-        parts.append(f"SSIM {_vs(vs, bs, 'diff')}")
-    if bq is not None and vq is not None:
-        parts.append(f"PSNR {_vs(vq, bq, 'diff', 'dB')}")
-    if parts:
-        evidence.append("Clean test images: " + ", ".join(parts) + ".")
-    bd, vd = _get(b, "metrics.code.dead_units"), _get(v, "metrics.code.dead_units")
-    bu, vu = _get(b, "metrics.code.units"), _get(v, "metrics.code.units")
-    bz, vz = _get(b, "metrics.code.zero_fraction"), _get(v, "metrics.code.zero_fraction")
-    parts = []
-    if bd is not None and vd is not None:
-        parts.append(f"{units_text(vd, vu)} units dead vs {units_text(bd, bu)} in the baseline")
-    if bz is not None and vz is not None and (vz != 0 or bz != 0):
-        parts.append(f"a fraction {fmt_num(vz, 3)} of code values exactly zero vs {fmt_num(bz, 3)}")
-    if parts:
-        evidence.append(_code_heading(b, v) + ": " + "; ".join(parts) + ".")
-    fam = _family_sentence(b, v)
-    if fam:
-        evidence.append(fam)
-    lat = latent_sentence(b, v)
-    if lat:
-        evidence.append(lat)
-    bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
-    if bdv is not None and vdv is not None:
-        evidence.append(f"Output diversity (1 = as varied as the test inputs) {_vs(vdv, bdv)}.")
-    vns, bns = _get(v, "metrics.noisy.ssim"), _get(b, "metrics.noisy.ssim")
-    if vns is not None:
-        vnf, bnf = noise_factor(v), noise_factor(b)
-        s = "Noisy inputs"
-        if vnf is not None:
-            s += f" (noise factor {fmt_num(vnf, 3)}" + (f" vs {fmt_num(bnf, 3)})" if bnf is not None and bns is not None
-                                                         else ")")
-        s += f": denoised SSIM {fmt_num(vns, 3)}"
-        if bns is not None:
-            s += f" vs {fmt_num(bns, 3)} for the baseline"
-        vin = _get(v, "metrics.noisy.input_ssim")
-        if vin is not None:
-            s += f", where the noisy input itself scores {fmt_num(vin, 3)}"
-            bin_ = _get(b, "metrics.noisy.input_ssim")
-            if bin_ is not None and bns is not None:
-                s += f" ({fmt_num(bin_, 3)} for the baseline's)"
-        vnb, bnb = _get(v, "metrics.noisy.bce"), _get(b, "metrics.noisy.bce")
-        if vnb is not None:
-            s += f"; BCE against the clean images {fmt_num(vnb, 3)}"
-            if bnb is not None:
-                s += f" vs {fmt_num(bnb, 3)} ({fmt_change(vnb, bnb)})"
-        evidence.append(s + ".")
-    if rel is not None:
-        evidence.append(_noise_evidence(loss_name, nrel, noise))
-    if not lead and not evidence:
-        return {"lead": "No numbers were recorded for these runs.", "evidence": []}
-    return {"lead": " ".join(lead), "evidence": evidence}
-
-
-def observe(question: Mapping[str, Any], baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any],
-            noise: Mapping[str, Any] | None = None) -> str:
-    """:func:`observation` as one paragraph: the words first, then the numbers."""
-    o = observation(question, baseline_run, variant_run, noise)
-    return " ".join([o["lead"], *o["evidence"]]).strip()
-
-
-# --------------------------------------------------------------------------------------------
-# sweeps
-# --------------------------------------------------------------------------------------------
-#: what the values of a categorical setting are, for "across the held-out classes [0], [1]" (a
-#: generic config key, not a data set's vocabulary)
-_SETTING_NOUNS = {"exclude_labels": "the held-out classes"}
-
-
-def names_labels(short: str) -> bool:
-    """Whether a setting's values are class labels (then shown with the classes' names)."""
-    return short in _SETTING_NOUNS
-
-
-def point_text(value: Any, class_names: Sequence[str] = ()) -> str:
-    """A swept value as written, with the classes' names after a list of labels: "[0] (setosa)"."""
-    s = _fmt_point(value)
-    if class_names and isinstance(value, (list, tuple)) and value and all(
-            isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(class_names) for c in value):
-        s += " (" + ", ".join(str(class_names[c]) for c in value) + ")"
-    return s
-
-
-def _across(short: str, values: Sequence[Any], class_names: Sequence[str] = ()) -> str:
-    """The values of an unordered setting, listed without implying an order: "the held-out classes
-    [0], [1], [2]" or "activation = relu, sigmoid"."""
-    listed = ", ".join(point_text(x, class_names) for x in values)
-    noun = _SETTING_NOUNS.get(short)
-    return f"{noun} {listed}" if noun else f"{short} = {listed}"
-
-
-def sweep_observation(short: str, values: Sequence[Any], runs: Sequence[Mapping[str, Any]],
-                      noise: Mapping[str, Any] | None = None, class_names: Sequence[str] = ()) -> dict[str, Any]:
-    """What a one-parameter sweep shows: ``{"lead", "evidence", "within_noise"}``.
-
-    ``lead`` says in words how the reconstructions change as ``short`` goes from the smallest value
-    to the largest, judged on the reconstruction part of the final val loss
-    (:func:`recon_val_loss`) — steadily worse, steadily better, best or worst inside, or not beyond
-    the run-to-run noise (:func:`noise_level` over the sweep's runs) — and what the diagnostics show
-    between the best and the worst point. ``evidence`` lists the numbers; ``within_noise`` is True
-    when the whole spread is inside the noise. ``class_names``: the data set's class names, for a
-    setting whose values are labels (:func:`names_labels`): "[0] (setosa)".
-    """
-    if noise is None:
-        noise = noise_level(runs)
-    nrel = float(noise["rel"])
-    measured = bool(noise.get("measured"))
-    # numbers have an order to go from and to; classes, names and lists do not: their prose lists
-    # the values and compares them ("across the held-out classes [0], [1], [2]"), never "going from"
-    ordered = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
-    if ordered:
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        values, runs = [values[i] for i in order], [runs[i] for i in order]
-    penalised = has_penalty(*runs)
-    phrase = term_phrase(penalty_terms(*runs))
-    loss = "reconstruction part of the val loss" if penalised else "val loss"
-    final = "reconstruction part of the final val loss" if penalised else "final val loss"
-    pts = [(x, r, recon_val_loss(r)) for x, r in zip(values, runs)]
-    pts = [(x, r, y) for x, r, y in pts if y is not None and math.isfinite(y)]
-    if not pts:
-        return {"lead": "No final val loss was recorded.", "evidence": [], "within_noise": None}
-    ys = [y for _, _, y in pts]
-    lo = min(range(len(pts)), key=lambda i: ys[i])
-    hi = max(range(len(pts)), key=lambda i: ys[i])
-    first, last = pts[0], pts[-1]
-    spread = (ys[hi] - ys[lo]) / abs(ys[lo]) if ys[lo] != 0 else math.inf
-    going = f"Going from {short}={_fmt_point(first[0])} to {short}={_fmt_point(last[0])}"
-    lead: list[str] = []
-    within = spread <= nrel
-    if len(pts) < 2:
-        lead.append(f"Only one point ({short}={_fmt_point(first[0])}) has a {final}; there is no trend to read.")
-    elif within:
-        beyond = " beyond the run-to-run noise" if measured else ""
-        lead.append((f"{going} makes no difference to the reconstructions{beyond}" if ordered else
-                     f"Across {_across(short, [x for x, _, _ in pts], class_names)}, the reconstructions do not "
-                     f"differ{beyond}")
-                    + f": the {final} stays within {fmt_pct(spread).lstrip('+')} across all points.")
-    else:
-        tol = nrel * abs(ys[lo])
-        steps = [b - a for a, b in zip(ys, ys[1:])]
-        what = ("the reconstructions of clean test images" if any(_get(r, "metrics.noisy.ssim") is not None
-                                                                   for r in runs) else "the reconstructions")
-        if not ordered:  # classes, names, lists: no order to rise or fall along
-            lead.append(f"Across {_across(short, [x for x, _, _ in pts], class_names)}, the {final} is lowest at "
-                        f"{short}={point_text(pts[lo][0], class_names)} and highest at "
-                        f"{short}={point_text(pts[hi][0], class_names)}.")
-        elif all(d >= -tol for d in steps) and ys[-1] > ys[0]:
-            lead.append(f"{going} makes {what} {_degree(spread, nrel)}worse: the {final} "
-                        "rises with it.")
-        elif all(d <= tol for d in steps) and ys[-1] < ys[0]:
-            lead.append(f"{going} makes {what} {_degree(spread, nrel)}better: the {final} "
-                        "falls with it.")
-        else:
-            lead.append(f"The {final} does not move one way across the sweep: it is lowest at "
-                        f"{short}={_fmt_point(pts[lo][0])} and highest at {short}={_fmt_point(pts[hi][0])}.")
-        worst, best = f"the model at {short}={_fmt_point(pts[hi][0])}", f"the one at {short}={_fmt_point(pts[lo][0])}"
-        reasons = _reasons(pts[lo][1], pts[hi][1], True, nrel, who=worst, other=best)
-        if reasons:
-            lead.append("The diagnostics suggest why: " + "; ".join(reasons) + ".")
-        if not measured:
-            lead.append("No replicate seeds were trained, so whether run-to-run noise could explain a spread this "
-                        "size is not known.")
-    den = [(x, _get(r, "metrics.noisy.ssim")) for x, r in zip(values, runs)]
-    den = [(x, y) for x, y in den if y is not None and math.isfinite(y)]
-    if len(den) >= 2:
-        # ordered: the last value against the first; unordered: the best against the worst
-        (x0, d0), (x1, d1) = (den[0], den[-1]) if ordered else (min(den, key=lambda t: t[1]), max(den, key=lambda t: t[1]))
-        word = _compare_word(d1, d0, rel=NOISE_FLOOR)
-        lead.append(f"From noisy inputs, the denoised outputs at {short}={_fmt_point(x1)} are "
-                    + {"higher": "closer to the clean images than", "lower": "further from the clean images than",
-                       "about the same": "as close to the clean images as"}.get(word, "not comparable with")
-                    + f" at {short}={_fmt_point(x0)} (by SSIM).")
-    full = [(x, _get(r, "final.val_loss")) for x, r in zip(values, runs)]
-    full = [(x, y) for x, y in full if y is not None and math.isfinite(y)]
-    if penalised and len(full) >= 2:
-        fmin, fmax = min(y for _, y in full), max(y for _, y in full)
-        if fmin > 0 and (fmax - fmin) / fmin > max(spread, 0) + nrel:
-            lead.append(f"The full val loss (with the {phrase}) changes more than that: the extra change is the "
-                        f"{phrase} {'themselves' if phrase.endswith('terms') else 'itself'}, not the images.")
-    evidence = []
-
-    def each(col: Sequence[tuple[Any, float]], fy: Callable[[float], str] = lambda y: fmt_num(y, 3)) -> str:
-        return ", ".join(f"{fy(y)} at {short}={_fmt_point(x)}" for x, y in col)
-
-    if len(pts) >= 2:
-        ends = (f"{fmt_num(first[2], 3)} at {short}={_fmt_point(first[0])}, {fmt_num(last[2], 3)} at "
-                f"{short}={_fmt_point(last[0])}" if ordered else each([(x, y) for x, _, y in pts]))
-        evidence.append(
-            f"{final[0].upper() + final[1:]}: {ends}; lowest {fmt_num(ys[lo], 3)} at {short}={_fmt_point(pts[lo][0])}, highest "
-            f"{fmt_num(ys[hi], 3)} at {short}={_fmt_point(pts[hi][0])} ({fmt_change(ys[hi], ys[lo])} "
-            f"from lowest to highest)."
-        )
-    if penalised and len(full) >= 2:
-        evidence.append(f"Final val loss with the {phrase}: " + (
-            f"{fmt_num(full[0][1], 3)} at {short}={_fmt_point(full[0][0])} to {fmt_num(full[-1][1], 3)} at "
-            f"{short}={_fmt_point(full[-1][0])}." if ordered else each(full) + "."))
-    for label, path in (("SSIM", "metrics.ssim"), ("output diversity", "metrics.diversity"),
-                        ("dead code units", "metrics.code.dead_units"), ("denoised SSIM", "metrics.noisy.ssim")):
-        col = [(x, _get(r, path)) for x, r in zip(values, runs)]
-        col = [(x, y) for x, y in col if y is not None and math.isfinite(y)]
-        if len(col) < 2:
-            continue
-        ymin, ymax = min(y for _, y in col), max(y for _, y in col)
-
-        def fy(y: float, _count: bool = path.endswith("dead_units")) -> str:
-            return fmt_num(int(y)) if _count and float(y).is_integer() else fmt_num(y, 3)
-
-        scale = max(abs(ymin), abs(ymax))
-        if path.endswith("dead_units"):
-            same = ymax == ymin
-        else:
-            same = scale == 0 or (ymax - ymin) <= NOISE_FLOOR * scale
-        if same:
-            evidence.append(f"{label[0].upper() + label[1:]}: {fy(col[0][1])} at every point"
-                            + ("" if path.endswith("dead_units") else
-                               f" (within {fmt_num(100 * NOISE_FLOOR, 2)}%)") + ".")
-        elif ordered:
-            evidence.append(f"{label[0].upper() + label[1:]} goes from {fy(col[0][1])} at "
-                            f"{short}={_fmt_point(col[0][0])} to {fy(col[-1][1])} at "
-                            f"{short}={_fmt_point(col[-1][0])} (range {fy(ymin)}–{fy(ymax)}).")
-        else:
-            evidence.append(f"{label[0].upper() + label[1:]}: {each(col, fy)}.")
-    evidence.append(_noise_evidence(loss, nrel, noise))
-    return {"lead": " ".join(lead), "evidence": evidence, "within_noise": within if len(pts) >= 2 else None}

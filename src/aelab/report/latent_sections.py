@@ -23,8 +23,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import numfmt as N
 from . import claims as C
-from . import latent_figures as LF
+from . import prose as P
+from ..plots import latent as LF
 
 #: test codes drawn per map (a seeded subsample; PCA of a few thousand points takes milliseconds)
 MAP_POINTS = 2000
@@ -59,7 +61,7 @@ class Codes:
 
 
 def _stochastic(run: Mapping[str, Any]) -> bool:
-    return C.code_is_mean(run)
+    return P.code_is_mean(run)
 
 
 def _panel(run: Mapping[str, Any], arrays: dict, title: str) -> dict:
@@ -142,13 +144,13 @@ def quality_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, s
     for label, key in _QUALITY:
         bx, vx = _num(b, key), _num(v, key)
         count = key == "active_dims"
-        rows.append({"label": label, "baseline": C.fmt_num(int(bx) if count and bx is not None else bx, 3),
-                     "variant": C.fmt_num(int(vx) if count and vx is not None else vx, 3),
-                     "ratio": C.fmt_change(vx, bx, "count" if count else "diff")})
+        rows.append({"label": label, "baseline": N.fmt_num(int(bx) if count and bx is not None else bx, 3),
+                     "variant": N.fmt_num(int(vx) if count and vx is not None else vx, 3),
+                     "ratio": N.fmt_change(vx, bx, "count" if count else "diff")})
     chance = _num(v, "chance") or _num(b, "chance")
     if chance is not None:
-        rows.append({"label": "chance accuracy (the most frequent class)", "baseline": C.fmt_num(_num(b, "chance"), 3),
-                     "variant": C.fmt_num(_num(v, "chance"), 3), "ratio": "—"})
+        rows.append({"label": "chance accuracy (the most frequent class)", "baseline": N.fmt_num(_num(b, "chance"), 3),
+                     "variant": N.fmt_num(_num(v, "chance"), 3), "ratio": "—"})
     return rows
 
 
@@ -157,7 +159,7 @@ def _cell(run: Mapping[str, Any], path: str, digits: int = 4) -> str:
         x = C.resolve(run, path)
     except ValueError:
         return "—"
-    return C.fmt_num(x, digits)
+    return N.fmt_num(x, digits)
 
 
 def overview(runs: Mapping[str, Mapping[str, Any]], seconds: Callable[[Mapping[str, Any]], Optional[float]],
@@ -172,7 +174,7 @@ def overview(runs: Mapping[str, Mapping[str, Any]], seconds: Callable[[Mapping[s
         model, data = cfg.get("model") or {}, cfg.get("data") or {}
         hist = run.get("history") or {}
         secs, grp = seconds(run), group(run)
-        t = "—" if secs is None else C.fmt_num(secs, 3) + (f" ({len(grp)} models)" if grp and len(grp) > 1 else "")
+        t = "—" if secs is None else N.fmt_num(secs, 3) + (f" ({len(grp)} models)" if grp and len(grp) > 1 else "")
         active = _num(run, "active_dims")
         units = None
         try:
@@ -195,7 +197,7 @@ def series(runs: Mapping[str, Mapping[str, Any]], bkey: str, vkey: str) -> Optio
     setting of the baseline and at least three runs of the study (baseline and variant included)
     differ from the baseline in that setting alone; else None."""
     b, v = runs[bkey], runs[vkey]
-    changes = C.config_changes(b, v)
+    changes = P.config_changes(b, v)
     if len(changes) != 1:
         return None
     key = changes[0][0]
@@ -208,7 +210,7 @@ def series(runs: Mapping[str, Mapping[str, Any]], bkey: str, vkey: str) -> Optio
 
     pts = []
     for k, r in runs.items():
-        ch = C.config_changes(b, r)
+        ch = P.config_changes(b, r)
         if k == bkey or (len(ch) == 1 and ch[0][0] == key):
             x = value(r)
             if isinstance(x, (int, float)) and not isinstance(x, bool):
@@ -226,8 +228,8 @@ def series_figures(runs: Mapping[str, Mapping[str, Any]], key: str, pts: list, s
 
     values = [x for x, _ in pts]
     rs = [runs[k] for _, k in pts]
-    penal = C.has_penalty(*rs)
-    s: dict[str, list] = {("val loss, reconstruction part" if penal else "val loss"): [C.recon_val_loss(r) for r in rs]}
+    penal = P.has_penalty(*rs)
+    s: dict[str, list] = {("val loss, reconstruction part" if penal else "val loss"): [P.recon_val_loss(r) for r in rs]}
     noisy = any(_has(r, "metrics.noisy.ssim") for r in rs)
     if noisy:
         s["SSIM/clean input"] = [_val(r, "metrics.ssim") for r in rs]

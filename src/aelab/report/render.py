@@ -28,7 +28,9 @@ import numpy as np
 from .. import _atomic
 from ..errors import ConfigError, DataError
 from ..numfmt import fmt_seconds, fmt_value
+from .. import numfmt as N
 from . import claims as C
+from . import prose as P
 from . import figures as F
 from . import latent_sections as LS
 
@@ -110,8 +112,8 @@ def _data_uri(png: bytes) -> str:
 
 
 def _ratio_str(v: float | None, b: float | None, mode: str | None = "ratio", unit: str = "") -> str:
-    """The comparison cell: a ratio where it means something, else a difference or "—" (:func:`C.fmt_change`)."""
-    return C.fmt_change(v, b, mode, unit)
+    """The comparison cell: a ratio where it means something, else a difference or "—" (:func:`N.fmt_change`)."""
+    return N.fmt_change(v, b, mode, unit)
 
 
 def _has_noisy(run: Mapping[str, Any]) -> bool:
@@ -161,11 +163,11 @@ def _time_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> tuple[list[dict[st
         if secs is None:
             return "—"
         if group is None:
-            return f"{C.fmt_num(secs, 3)} (group size not recorded)"
-        return f"{C.fmt_num(secs, 3)} ({'trained alone' if len(group) == 1 else f'{len(group)} models'})"
+            return f"{N.fmt_num(secs, 3)} (group size not recorded)"
+        return f"{N.fmt_num(secs, 3)} ({'trained alone' if len(group) == 1 else f'{len(group)} models'})"
 
     def share(secs: float | None, group: list[str] | None) -> str:
-        return "—" if secs is None or group is None else C.fmt_num(secs / len(group), 3)
+        return "—" if secs is None or group is None else N.fmt_num(secs / len(group), 3)
 
     alone = bg is not None and vg is not None and len(bg) == 1 and len(vg) == 1
     same = bg is not None and vg is not None and len(bg) > 1 and sorted(bg) == sorted(vg)
@@ -192,16 +194,16 @@ def _time_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> tuple[list[dict[st
 
 def _term_cell(run: Mapping[str, Any], key: str, value: float | None) -> str:
     """A loss term's cell: its number, "none" when the run's loss has named terms but not this one."""
-    if value is None and key != C.LEGACY_PENALTY and C.penalty_terms(run) != [C.LEGACY_PENALTY]:
+    if value is None and key != P.LEGACY_PENALTY and P.penalty_terms(run) != [P.LEGACY_PENALTY]:
         history = run.get("history")
         if isinstance(history, Mapping) and isinstance(history.get("terms"), Mapping):
             return "none"
-    return C.fmt_num(value)
+    return N.fmt_num(value)
 
 
 def _code_note(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
     """A label suffix for the code statistics when a run's code is the posterior mean μ of a stochastic encoder."""
-    bm, vm = C.code_is_mean(b), C.code_is_mean(v)
+    bm, vm = P.code_is_mean(b), P.code_is_mean(v)
     if bm and vm:
         return " (of μ)"
     if vm:
@@ -215,7 +217,7 @@ def _dead_units(run: Mapping[str, Any]) -> str:
     d, u = _get(run, "metrics.code.dead_units"), _get(run, "metrics.code.units")
     if d is None:
         return "—"
-    return C.units_text(d, u).replace(" of ", " / ")
+    return N.units_text(d, u).replace(" of ", " / ")
 
 
 def _metric_docs() -> list[dict[str, str]]:
@@ -248,12 +250,12 @@ def _loss_intro(runs: Mapping[str, Mapping[str, Any]]) -> str:
             kinds.append(_LOSS_NAMES.get(loss, loss))
     error = " or ".join(kinds) if kinds else "the reconstruction error"
     s = f"Losses are as reported per epoch (the mean over the epoch's batches): {error}"
-    terms = C.penalty_terms(*records)
+    terms = P.penalty_terms(*records)
     if terms:
-        s += (", plus the model's other loss terms where it has them (the " + C.term_phrase(terms)
+        s += (", plus the model's other loss terms where it has them (the " + P.term_phrase(terms)
               + ", defined below)")
     s += "."
-    if not C.comparable_losses(*records):
+    if not P.comparable_losses(*records):
         s += (" Some runs sum the reconstruction error over an image's pixels (a loss per image) where others "
               "average it (a loss per pixel), so their losses differ in scale by hundreds and are compared only "
               "within one kind; BCE, MSE, PSNR and SSIM are computed the same way for every run.")
@@ -263,18 +265,18 @@ def _loss_intro(runs: Mapping[str, Mapping[str, Any]]) -> str:
 def _appendix(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The appendix's definitions: metrics, the loss terms and the family diagnostics the runs have."""
     records = [r for r in runs.values() if isinstance(r, Mapping)]
-    return {"metric_docs": _metric_docs(), "loss_intro": _loss_intro(runs), "term_docs": C.term_docs(*records),
-            "family_docs": C.family_docs(*records)}
+    return {"metric_docs": _metric_docs(), "loss_intro": _loss_intro(runs), "term_docs": P.term_docs(*records),
+            "family_docs": P.family_docs(*records)}
 
 
 def _curves_caption(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
     """The loss-curve figure's caption: what each panel and line style shows."""
     s = "Loss per epoch: train solid, validation dashed"
-    terms = C.penalty_terms(b, v)
+    terms = P.penalty_terms(b, v)
     if terms:
-        s += (f". Right: the {C.term_phrase(terms)} alone (part of the loss on the left), in the same styles"
+        s += (f". Right: the {P.term_phrase(terms)} alone (part of the loss on the left), in the same styles"
               + ("; each term with its own marker" if len(terms) > 1 else ""))
-    if not C.comparable_losses(b, v):
+    if not P.comparable_losses(b, v):
         s += ". The two runs' losses are on different scales (log axis)"
     return s + "."
 
@@ -316,7 +318,7 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
     """Rows of the baseline-vs-variant table: label, baseline, variant, comparison.
 
     The comparison is a ratio only for positive quantities where a ratio reads naturally (losses,
-    MSE, diversity, ...) and only when :func:`C.meaningful_ratio` allows it; a difference ``Δ``
+    MSE, diversity, ...) and only when :func:`N.meaningful_ratio` allows it; a difference ``Δ``
     otherwise, and always for dB, SSIM, fractions and counts. Losses on different scales (a sum per
     image beside a mean per pixel) are not compared at all.
 
@@ -330,34 +332,34 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
             mode: str | None = "ratio", unit: str = ""):
         rows.append({
             "label": label,
-            "baseline": bs if bs is not None else C.fmt_num(bv),
-            "variant": vs if vs is not None else C.fmt_num(vv),
+            "baseline": bs if bs is not None else N.fmt_num(bv),
+            "variant": vs if vs is not None else N.fmt_num(vv),
             "ratio": _ratio_str(vv, bv, mode, unit),
         })
 
-    terms = C.penalty_terms(b, v)
-    comparable = C.comparable_losses(b, v)
+    terms = P.penalty_terms(b, v)
+    comparable = P.comparable_losses(b, v)
     loss_mode = "ratio" if comparable else None  # a sum per image beside a mean per pixel: no comparison
     # a loss with a penalty beside one without: the totals hold different terms, only their shared
     # reconstruction term (the rows below them) is compared
-    apart = C.loss_terms_differ(b, v) if comparable else None
+    apart = P.loss_terms_differ(b, v) if comparable else None
     for (label, path), val in zip(_METRIC_ROWS[:2], (False, True)):
         add(label, _get(b, path), _get(v, path), mode=loss_mode)
         if apart:
             rows[-1]["ratio"] = f"not compared: {apart}"
         # the loss's named terms under it: its reconstruction part and every other term either run has
-        if terms == [C.LEGACY_PENALTY]:  # results written before named terms: only the penalty is known
+        if terms == [P.LEGACY_PENALTY]:  # results written before named terms: only the penalty is known
             if not val:
                 add("final train penalty (in the loss)", _get(b, "final.penalty"), _get(v, "final.penalty"))
             continue
         if terms:
             which = "val" if val else "train"
-            rec = C.term_path(C.RECONSTRUCTION, val)
+            rec = P.term_path(P.RECONSTRUCTION, val)
             add(f"final {which} reconstruction term", _get(b, rec), _get(v, rec), mode=loss_mode)
             for key in terms:
-                path = C.term_path(key, val)
+                path = P.term_path(key, val)
                 bx, vx = _get(b, path), _get(v, path)
-                add(f"final {which} {C.term_phrase([key])}", bx, vx, _term_cell(b, key, bx), _term_cell(v, key, vx),
+                add(f"final {which} {P.term_phrase([key])}", bx, vx, _term_cell(b, key, bx), _term_cell(v, key, vx),
                     mode=loss_mode)
     for label, path in _METRIC_ROWS[2:6]:
         add(label, _get(b, path), _get(v, path), mode=_ROW_MODE.get(path, "ratio"), unit=_ROW_UNIT.get(path, ""))
@@ -367,15 +369,15 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
     for label, path in _METRIC_ROWS[6:]:
         add(label + (code if path.startswith("metrics.code.") else ""), _get(b, path), _get(v, path),
             mode=_ROW_MODE.get(path, "ratio"))
-    if C.family_block(b) is not None or C.family_block(v) is not None:
-        rows.append({"label": "model family", "baseline": C.family_name(b) or "—",
-                     "variant": C.family_name(v) or "—", "ratio": "—"})
-        for key in C.family_keys(b, v):
-            mode = C.FAMILY_DIAGNOSTICS.get(key, {}).get("mode", "ratio")
-            add(C.family_label(key), C.family_number(b, key), C.family_number(v, key),
-                C.family_cell(b, key), C.family_cell(v, key), mode=mode)
+    if P.family_block(b) is not None or P.family_block(v) is not None:
+        rows.append({"label": "model family", "baseline": P.family_name(b) or "—",
+                     "variant": P.family_name(v) or "—", "ratio": "—"})
+        for key in P.family_keys(b, v):
+            mode = P.FAMILY_DIAGNOSTICS.get(key, {}).get("mode", "ratio")
+            add(P.family_label(key), P.family_number(b, key), P.family_number(v, key),
+                P.family_cell(b, key), P.family_cell(v, key), mode=mode)
     if _has_noisy(b) or _has_noisy(v):
-        add("noise factor", C.noise_factor(b), C.noise_factor(v))
+        add("noise factor", P.noise_factor(b), P.noise_factor(v))
         for label, path in _NOISY_ROWS:
             add(label, _get(b, path), _get(v, path), mode=_ROW_MODE.get(path, "ratio"), unit=_ROW_UNIT.get(path, ""))
     add("epochs", _epochs(b), _epochs(v), mode="count")
@@ -409,7 +411,7 @@ def _seed_rows(results: Mapping[str, Any], bkey: str, vkey: str) -> list[dict[st
     for label, path in (("final train loss", "final.loss"), ("final val loss", "final.val_loss")):
         def span(reps):
             vals = [x for x in (_get(r, path) for r in reps) if x is not None]
-            return f"{C.fmt_num(min(vals))} – {C.fmt_num(max(vals))}" if vals else "—"
+            return f"{N.fmt_num(min(vals))} – {N.fmt_num(max(vals))}" if vals else "—"
         rows.append({"label": f"{label}, {len(bs)} seeds (min – max)", "baseline": span(bs), "variant": span(vs),
                      "ratio": "—"})
     return rows
@@ -435,8 +437,8 @@ def _recon_rows(
         return s is not None and "noisy" in s and "recon_noisy" in s
 
     def tag(run: Mapping[str, Any]) -> str:
-        nf = C.noise_factor(run)
-        return f" ({C.fmt_num(nf, 3)})" if nf is not None else ""
+        nf = P.noise_factor(run)
+        return f" ({N.fmt_num(nf, 3)})" if nf is not None else ""
 
     rows: list[tuple[str, np.ndarray]] = [("original", first["original"])]
     shared = (
@@ -890,7 +892,7 @@ def _runs_appendix(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]
             "name": str(run.get("name", "—")),
             "dir": str(run.get("dir", "—")),
             "hash": str(cfg.get("config_hash", "—")) if isinstance(cfg, Mapping) else "—",
-            "epochs": C.fmt_num(_epochs(run)),
+            "epochs": N.fmt_num(_epochs(run)),
         })
     return out
 
@@ -911,14 +913,14 @@ def _corrected_effect(results: Mapping[str, Any]) -> dict[str, Any] | None:
             rels.append(rel)
         rows.append({
             "key": str(key), "name": str(run.get("name", key)),
-            "seed": C.fmt_num(a), "corrected": C.fmt_num(c), "rel": C.fmt_pct(rel),
+            "seed": N.fmt_num(a), "corrected": N.fmt_num(c), "rel": N.fmt_pct(rel),
         })
     missing = [str(k) for k in runs if k not in corrected]
     if rels:
         summary = (
             f"Over {len(rels)} run(s), fitting the scaler on the training split changes the final val loss "
-            f"by {C.fmt_pct(min(rels))} to {C.fmt_pct(max(rels))} "
-            f"(median {C.fmt_pct(statistics.median(rels))}, median size {C.fmt_num(100 * statistics.median(map(abs, rels)), 3)}%)."
+            f"by {N.fmt_pct(min(rels))} to {N.fmt_pct(max(rels))} "
+            f"(median {N.fmt_pct(statistics.median(rels))}, median size {N.fmt_num(100 * statistics.median(map(abs, rels)), 3)}%)."
         )
     else:
         summary = "No run has a final val loss under both protocols."
@@ -1002,14 +1004,14 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
                                             f"Results against {got['key']} for question {qid}"),
                      "recon": (_figure(figures, f"figures/{slug}-series-recon.png", got["recon"],
                                        f"Reconstructions for each {got['key']}") if got["recon"] else None),
-                     "observation": C.sweep_observation(got["key"].rsplit(".", 1)[-1],
+                     "observation": P.sweep_observation(got["key"].rsplit(".", 1)[-1],
                                                         [x for x, _ in found[1]], [runs[k] for _, k in found[1]])}
 
         bval, vval = _get(b, "final.val_loss"), _get(v, "final.val_loss")
         summary.append({
             "id": qid, "anchor": slug, "question": str(q.get("question", "")),
-            "baseline_val": C.fmt_num(bval), "variant_val": C.fmt_num(vval),
-            "ratio": C.val_loss_change(b, v),
+            "baseline_val": N.fmt_num(bval), "variant_val": N.fmt_num(vval),
+            "ratio": P.val_loss_change(b, v),
             "claims": (f"{n_ok}/{len(verdicts)}" + (f" ({n_nj} cannot be judged)" if n_nj else "")
                        if verdicts else "none stated"),
             "all_ok": bool(verdicts) and n_ok == len(verdicts),
@@ -1018,7 +1020,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
                        else "no" if n_ok + n_nj < len(verdicts) else "nj"),
         })
         reps = [r for r in (_replicates(results, bkey), _replicates(results, vkey)) if len(r) >= 2]
-        noise = C.noise_level([b, v], reps or None)
+        noise = P.noise_level([b, v], reps or None)
         sections.append({
             "id": qid, "anchor": slug, "section": str(q.get("section", "")),
             "question": str(q.get("question", "")),
@@ -1026,7 +1028,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
             "baseline_name": str(b.get("name", bkey)), "variant_name": str(v.get("name", vkey)),
             "rows": _compare_rows(b, v) + LS.quality_rows(b, v) + _seed_rows(results, bkey, vkey),
             "curves": curves, "recon": recon, "latent": latent, "series": curve,
-            "observation": C.observation(q, b, v, noise), "claims": verdicts,
+            "observation": P.observation(q, b, v, noise), "claims": verdicts,
             "time_note": _time_rows(b, v)[1],
         })
 
@@ -1106,8 +1108,8 @@ def _anomaly_note(anomaly: list[dict[str, Any] | None], names: tuple[str, ...] =
          "reconstructs worse than a random sample of the trained classes: 0.5 is no better than guessing, 1 is a "
          "perfect detector.")
     if len(got) > 1:
-        s += (f" Most detectable: {C.point_text(best['held_out'], names)} (AUC {best['auc']:.3f}); least: "
-              f"{C.point_text(worst['held_out'], names)} (AUC {worst['auc']:.3f}).")
+        s += (f" Most detectable: {P.point_text(best['held_out'], names)} (AUC {best['auc']:.3f}); least: "
+              f"{P.point_text(worst['held_out'], names)} (AUC {worst['auc']:.3f}).")
     return s
 
 
@@ -1144,7 +1146,7 @@ def _seed_sentence(short: str, values: list, reps: list[list[Mapping[str, Any]]]
         if lo[b] <= hi[a] and lo[a] <= hi[b]:
             inside.append(step)
         else:
-            outside.append(f"{step} ({C.fmt_change(mean[b], mean[a])})")
+            outside.append(f"{step} ({N.fmt_change(mean[b], mean[a])})")
     k = len(reps[0])
     if not inside and not outside:
         return ""
@@ -1196,10 +1198,10 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     }
     # with other terms in the loss (an activity L1, a KL, ...), the reconstruction part on its own:
     # what the verdict reads
-    penalised = C.has_penalty(*point_runs)
+    penalised = P.has_penalty(*point_runs)
     judged = "loss/val reconstruction part" if penalised else "loss/val"
     if penalised:
-        series[judged] = [C.recon_val_loss(r) for r in point_runs]
+        series[judged] = [P.recon_val_loss(r) for r in point_runs]
     if noisy:
         series["SSIM/clean input"] = [_get(r, "metrics.ssim") for r in point_runs]
         series["SSIM/noisy input"] = [_get(r, "metrics.noisy.ssim") for r in point_runs]
@@ -1211,7 +1213,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     codes = LS.Codes(sweep_dir)
     anomaly = [_anomaly(r, codes) for r in point_runs]
     # a setting whose values are labels (held-out classes) is shown with the classes' own names
-    names = codes.names(*point_runs) if C.names_labels(short) else ()
+    names = codes.names(*point_runs) if P.names_labels(short) else ()
     series["held-out class ROC-AUC"] = [a["auc"] if a else None for a in anomaly]
     path_of = {"loss/train": "final.loss", "loss/val": "final.val_loss", "SSIM": "metrics.ssim",
                "SSIM/clean input": "metrics.ssim", "SSIM/noisy input": "metrics.noisy.ssim",
@@ -1223,7 +1225,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
               if any(y is not None and math.isfinite(y) for y in ys)}
     # the baseline as dotted reference lines, unless it is one of the points (then its row is marked)
     base_lines = base is not None and all(p["run"] != bkey for p in points)
-    baselines = ({name: (_get(base, path_of[name]) if path_of[name] else C.recon_val_loss(base))
+    baselines = ({name: (_get(base, path_of[name]) if path_of[name] else P.recon_val_loss(base))
                   for name in series if name in path_of}
                  if base_lines else None)
 
@@ -1238,28 +1240,28 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
             if name == "held-out class ROC-AUC":
                 get = lambda r: (_anomaly(r, codes) or {}).get("auc")  # noqa: E731
             else:
-                get = (lambda r, _p=path: _get(r, _p)) if path else C.recon_val_loss
+                get = (lambda r, _p=path: _get(r, _p)) if path else P.recon_val_loss
             mean, lo, hi = _seed_stats(reps, get)
             series[name], spreads[name] = mean, (lo, hi)
-        seed_words = _seed_sentence(short, values, reps, C.recon_val_loss,
+        seed_words = _seed_sentence(short, values, reps, P.recon_val_loss,
                                     "reconstruction part of the final val loss" if penalised else "final val loss")
-    noise = C.noise_level(point_runs, reps if seeded else None)
-    seen = C.sweep_observation(short, values, point_runs, noise, class_names=names)
+    noise = P.noise_level(point_runs, reps if seeded else None)
+    seen = P.sweep_observation(short, values, point_runs, noise, class_names=names)
     # with seeds, a difference inside the seeds' spread is no finding: then that is the answer
     lead = (seed_words if seed_words and seed_words.startswith(_ALL_INSIDE)
             else seen["lead"] + (" " + seed_words if seed_words else ""))
     observation = {"lead": lead, "evidence": seen["evidence"]}
     # "noise" only where seeds measured it; else the band is the 1% under which a change is read as none
-    within = "change within noise" if noise.get("measured") else f"change under {C.fmt_pct(noise['rel']).lstrip('+')}"
+    within = "change within noise" if noise.get("measured") else f"change under {N.fmt_pct(noise['rel']).lstrip('+')}"
     panel_notes = ({"loss": f"{judged.split('/')[1]}: {within}"} if seen["within_noise"] else None)
     band_of = "reconstruction part of the val loss" if penalised else "val loss"
-    band_pct = C.fmt_pct(noise["rel"]).lstrip("+")
+    band_pct = N.fmt_pct(noise["rel"]).lstrip("+")
     band_text = (f"the run-to-run noise band of the {band_of} (±{band_pct})" if noise.get("measured") else
                  f"±{band_pct} around the {band_of}, under which a change is read as none (run-to-run noise was "
                  "not measured: no replicate seeds)")
     figures: dict[str, bytes] = {}
     plot = (_figure(figures, "figures/sweep.png",
-                    F.sweep_plot([C.point_text(x, names) for x in values] if names else values, series, parameter,
+                    F.sweep_plot([P.point_text(x, names) for x in values] if names else values, series, parameter,
                                  results.get("log_x"), baselines=baselines,
                                  bands={judged: noise["rel"]} if judged in series and not seeded else None,
                                  band_label="noise band" if noise.get("measured") else f"±{band_pct}: no change",
@@ -1271,9 +1273,9 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     every = point_runs + ([base] if base is not None else [])
     # the model's own diagnostics (metrics.family), one column each; ranges of per-unit lists are left to
     # the question tables
-    fam_keys = [k for k in C.family_keys(*every)
-                if not any(isinstance(C.family_value(r, k), (list, tuple)) for r in every)]
-    stochastic = [C.code_is_mean(r) for r in every]
+    fam_keys = [k for k in P.family_keys(*every)
+                if not any(isinstance(P.family_value(r, k), (list, tuple)) for r in every)]
+    stochastic = [P.code_is_mean(r) for r in every]
     code = " (of μ)" if all(stochastic) else " (of μ where the encoder is stochastic)" if any(stochastic) else ""
     k_seeds = len(reps[0]) if seeded else 0
     # with seeds, the metric columns are each value's mean over its seeds (as the plot's lines); the
@@ -1283,7 +1285,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     columns = [label + mean_of for label, _ in _SWEEP_COLUMNS] + ["dead code units" + code + first]
     if noisy:
         columns += ["noisy: SSIM" + mean_of, "noisy: PSNR (dB)" + mean_of]
-    columns += [C.family_label(k) + first for k in fam_keys]
+    columns += [P.family_label(k) + first for k in fam_keys]
     columns += ["held-out class ROC-AUC (reconstruction error)" + first, "held-out test images / the rest"]
     if seeded:
         columns += [f"final val loss over {k_seeds} seeds: mean (min – max)"]
@@ -1292,25 +1294,25 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     def metric(run: Mapping[str, Any], path: str, i: int | None) -> str:
         """A metric's cell: the run's value, or with seeds the mean over the point's seed runs."""
         if not seeded or i is None:
-            return C.fmt_num(_get(run, path))
-        return C.fmt_num(_seed_stats([reps[i]], lambda r: _get(r, path))[0][0])
+            return N.fmt_num(_get(run, path))
+        return N.fmt_num(_seed_stats([reps[i]], lambda r: _get(r, path))[0][0])
 
     def row(label: str, run: Mapping[str, Any], key: str, is_base: bool, i: int | None = None) -> dict[str, Any]:
         cells = [metric(run, path, i) for _, path in _SWEEP_COLUMNS] + [_dead_units(run)]
         if noisy:
             cells += [metric(run, "metrics.noisy.ssim", i), metric(run, "metrics.noisy.psnr", i)]
-        cells += [C.family_cell(run, k) for k in fam_keys]
+        cells += [P.family_cell(run, k) for k in fam_keys]
         a = anomaly[i] if i is not None else None
-        cells += [C.fmt_num(a["auc"], 3) if a else "—",
+        cells += [N.fmt_num(a["auc"], 3) if a else "—",
                   f"{a['n_held_out']} / {a['n_rest']}" if a else "—"]
         if seeded:
             vals = [x for x in (_get(r, "final.val_loss") for r in reps[i]) if x is not None] if i is not None else []
-            cells.append(f"{C.fmt_num(sum(vals) / len(vals))} ({C.fmt_num(min(vals))} – {C.fmt_num(max(vals))})"
+            cells.append(f"{N.fmt_num(sum(vals) / len(vals))} ({N.fmt_num(min(vals))} – {N.fmt_num(max(vals))})"
                          if vals else "—")
         return {"value": label, "run": str(run.get("name", key)), "cells": cells, "baseline": is_base}
 
     for i, (p, r) in enumerate(zip(points, point_runs)):
-        table.append(row(C.point_text(p["value"], names), r, p["run"], p["run"] == bkey, i))
+        table.append(row(P.point_text(p["value"], names), r, p["run"], p["run"] == bkey, i))
     if base is not None and all(p["run"] != bkey for p in points):
         table.append(row("baseline", base, bkey, True))
     # a column no run has a number for is left out
@@ -1350,7 +1352,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "protocol_sentence": _protocol_sentence(header),
         "n_runs": len(runs),
         "parameter": parameter,
-        "values": [C.point_text(x, names) for x in values],
+        "values": [P.point_text(x, names) for x in values],
         "plot": plot,
         "seeded": k_seeds,
         "anomaly_note": _anomaly_note(anomaly, names),
@@ -1359,7 +1361,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "table": table,
         "recon": recon,
         "observation": observation,
-        "noise_rel": C.fmt_pct(noise["rel"]).lstrip("+"),
+        "noise_rel": N.fmt_pct(noise["rel"]).lstrip("+"),
         "band_of": band_of,
         "band_text": band_text,
         "min_span": f"{100 * F.MIN_REL_SPAN:g}%",
