@@ -1,4 +1,5 @@
-"""aelab.latent (pure functions), codes.npz, ``aelab latent RUN_DIR`` and the report's latent parts."""
+"""aelab.latent (pure functions), codes.npz (aelab.runs.codes), the data's own baselines computed once,
+``aelab latent RUN_DIR`` (aelab.analysis.latent) and the report's latent parts."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 
 from aelab import latent as L
-from aelab import latent_io as IO
+from aelab.analysis import latent as A
 from aelab.cli import main
+from aelab.errors import DataError
+from aelab.runs import codes as C
 from aelab.runs import train_runs
 from conftest import make_cfg
 
@@ -139,6 +142,65 @@ def test_quality_table_has_pixel_and_pca_baselines_of_the_code_size():
         L.code_quality(x, y[:-1], xt, yt)
 
 
+def test_the_data_baselines_are_computed_once_per_data_set_to_the_bit(tmp_path, monkeypatch):
+    """The raw-input and PCA rows depend on the data alone: computed once, then read back (from this
+    process, or from the cache file in another), the same numbers as computing them; other data, or
+    another PCA size, is another entry; a damaged or foreign cache file is computed again."""
+    x, y = blobs(dims=6)
+    xt, yt = blobs(dims=6, seed=1)
+    fresh = L.quality_table(x[:, :2], xt[:, :2], y, yt, x, xt)
+    calls = []
+    real = L.input_baselines
+    monkeypatch.setattr(L, "input_baselines", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(C, "_BASELINES", {})
+    first = C.input_baselines(x, xt, y, yt, 2, cache=tmp_path)
+    assert first == {"pixels": fresh["pixels"], "pca": fresh["pca"]} and len(calls) == 1
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1 and files[0].stem == C.baseline_fingerprint(x, xt, y, yt, 2)
+    first["pixels"]["probe_accuracy"] = -1.0  # a caller's copy: the memo keeps its own
+    assert C.input_baselines(x, xt, y, yt, 2, cache=tmp_path)["pixels"] == fresh["pixels"] and len(calls) == 1
+    monkeypatch.setattr(C, "_BASELINES", {})  # another process: the file answers
+    assert C.input_baselines(x, xt, y, yt, 2, cache=tmp_path) == {"pixels": fresh["pixels"], "pca": fresh["pca"]}
+    assert len(calls) == 1
+    # another PCA size, one value of the data changed: each its own entry
+    C.input_baselines(x, xt, y, yt, 3, cache=tmp_path)
+    x2 = x.copy()
+    x2[0, 0] += 1e-9
+    C.input_baselines(x2, xt, y, yt, 2, cache=tmp_path)
+    assert len(calls) == 3 and len(list(tmp_path.glob("*.json"))) == 3
+    for bad in ("not json", json.dumps({"pixels": {"probe_accuracy": "high"}, "pca": {}})):
+        files[0].write_text(bad)
+        monkeypatch.setattr(C, "_BASELINES", {})
+        assert C.input_baselines(x, xt, y, yt, 2, cache=tmp_path)["pca"] == fresh["pca"]
+    assert len(calls) == 5 and json.loads(files[0].read_text())["pca"] == fresh["pca"]  # and rewritten
+    # a cache directory that cannot be written: the numbers all the same
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setattr(C, "_BASELINES", {})
+    assert C.input_baselines(x, xt, y, yt, 2, cache=blocked / "sub")["pixels"] == fresh["pixels"]
+
+
+def test_the_measures_run_on_one_thread(monkeypatch):
+    """The probe, k-NN, k-means and PCA run with every thread pool at one thread whatever the pools
+    were set to (small problems; numbers that do not depend on the machine's cores)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    x, y = blobs(n_per=60, dims=6)
+    xt, yt = blobs(n_per=60, dims=6, seed=1)
+    seen = []
+    real = L._quiet
+
+    def spy():
+        seen.append([d["num_threads"] for d in threadpool_info()])
+        return real()
+
+    with threadpool_limits(limits=2):
+        ref = L.quality_table(x[:, :2], xt[:, :2], y, yt, x, xt)
+        monkeypatch.setattr(L, "_quiet", spy)
+        assert L.quality_table(x[:, :2], xt[:, :2], y, yt, x, xt) == ref
+    assert len(seen) >= 9 and all(n == [1] * len(n) for n in seen)
+
+
 # -- anomaly detection --------------------------------------------------------------------------------
 def test_anomaly_auc_by_hand():
     y = np.array([0, 0, 1, 1])
@@ -174,7 +236,7 @@ def test_training_saves_codes_and_labels_without_pickle(trained):
     ae = trained[0]
     with np.load(ae / "codes.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    assert set(arrays) == set(IO.CODE_KEYS)
+    assert set(arrays) == set(C.CODE_KEYS)
     assert arrays["train_codes"].shape == (1024, 2) and arrays["test_codes"].shape == (256, 2)
     assert arrays["test_labels"].shape == (256,) and arrays["test_errors"].shape == (256,)
     m = json.loads((ae / "metrics.json").read_text())["latent"]
@@ -185,13 +247,13 @@ def test_training_saves_codes_and_labels_without_pickle(trained):
 
 def test_a_damaged_codes_file_is_one_clear_error(tmp_path, trained):
     (tmp_path / "codes.npz").write_bytes(b"not a zip")
-    with pytest.raises(IO.DataError, match="damaged"):
-        IO.read_codes(tmp_path)
-    assert IO.read_codes(tmp_path / "nothing") is None
+    with pytest.raises(DataError, match="damaged"):
+        C.read_codes(tmp_path)
+    assert C.read_codes(tmp_path / "nothing") is None
 
 
 def test_analyse_writes_figures_and_latent_json(trained, tmp_path):
-    rep = IO.analyse(trained[0], tmp_path / "ae", seed=0)
+    rep = A.analyse(trained[0], tmp_path / "ae", seed=0)
     assert set(rep["figures"]) == {"map", "interpolation", "traversal", "manifold"}
     for p in rep["figures"].values():
         assert Path(p).read_bytes()[:8] == PNG
@@ -199,7 +261,7 @@ def test_analyse_writes_figures_and_latent_json(trained, tmp_path):
     q = saved["quality"]
     assert set(q) == {"code", "pixels", "pca"} and q["pca"]["dims"] == 2 and q["pixels"]["dims"] == 784
     assert q["code"]["probe_accuracy"] > q["code"]["chance"] + 0.15
-    vae = IO.analyse(trained[1], tmp_path / "vae", baselines=False)
+    vae = A.analyse(trained[1], tmp_path / "vae", baselines=False)
     assert {"prior", "manifold", "interpolation"} <= set(vae["figures"]) and vae["code_is_mean"]
     assert set(vae["quality"]) == {"code"}
 

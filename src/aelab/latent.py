@@ -1,8 +1,8 @@
 """Latent-space tools: what an autoencoder's code holds, computed from arrays alone.
 
 What belongs here: functions of codes, labels and images as NumPy arrays — no model files, no
-data sets, no drawing, no I/O (``aelab.latent_io`` reads and writes run directories and calls
-these; ``aelab.report.latent_figures`` draws). Shapes: ``codes`` are ``(N, K)`` float arrays
+data sets, no drawing, no I/O (:mod:`aelab.runs.codes` reads and writes run directories and calls
+these; :mod:`aelab.plots.latent` draws). Shapes: ``codes`` are ``(N, K)`` float arrays
 (flattened codes; μ for a VAE), ``labels`` ``(N,)`` integer class labels, images ``(N, D)``.
 
 - **2-D maps** (:func:`embed_2d`): the code itself when it has two dimensions, otherwise PCA,
@@ -12,7 +12,14 @@ these; ``aelab.report.latent_figures`` draws). Shapes: ``codes`` are ``(N, K)`` 
   k-NN accuracy, and the agreement of a k-means clustering with the labels (ARI, NMI) — for the
   code, and the same measures on the raw inputs (an image's pixels, a table's features:
   :func:`input_noun`) and on PCA with as many dimensions as the code (the baseline any claim
-  about "useful features" needs).
+  about "useful features" needs; :func:`input_baselines`, numbers of the data alone).
+
+scikit-learn is imported where it is used (it takes about two seconds to import, and most callers
+of this module never fit anything). The measures run scikit-learn on one thread
+(:func:`_measuring`): their problems are small (thousands of points, tens to hundreds of values),
+where a second thread costs more than it gives (and on a loaded machine, with PyTorch's and
+OpenBLAS's threads still spinning, many times more), and their numbers then do not depend on how
+many cores the machine has.
 - **Walking the code space**: :func:`lerp` / :func:`slerp` interpolation, :func:`traversal` of
   single dimensions, :func:`manifold_grid` (a 2-D latent decoded on a grid, as keras.io's VAE
   does), :func:`prior_samples` for a VAE.
@@ -34,7 +41,7 @@ __all__ = [
     "subsample", "embed_2d", "map_methods", "have_umap", "linear_probe", "knn_accuracy", "cluster_agreement",
     "pca_features", "code_quality", "quality_table", "lerp", "slerp", "interpolate", "traversal_values",
     "traversal", "manifold_grid", "prior_samples", "reconstruction_errors", "anomaly_scores", "active_dims",
-    "input_noun",
+    "input_noun", "input_baselines",
 ]
 
 #: k of the k-NN classifier (scikit-learn's default).
@@ -65,12 +72,21 @@ def _flat(codes: Any) -> np.ndarray:
 @contextlib.contextmanager
 def _quiet():
     """scikit-learn's convergence and degenerate-data warnings: a collapsed code is a finding, not an error."""
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning  # deferred: scikit-learn takes seconds to import
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.filterwarnings("ignore", message=".*distinct clusters.*")
+        yield
+
+
+@contextlib.contextmanager
+def _measuring():
+    """:func:`_quiet`, with every thread pool (OpenMP, BLAS) at one thread: see the module's docstring."""
+    from threadpoolctl import threadpool_limits  # deferred: scikit-learn's dependency, loaded with it
+
+    with threadpool_limits(limits=1), _quiet():
         yield
 
 
@@ -86,7 +102,7 @@ def subsample(n: int, k: int | None, seed: int) -> np.ndarray:
 # -- 2-D maps --------------------------------------------------------------------------------------
 def have_umap() -> bool:
     try:
-        import umap  # noqa: F401
+        import umap  # noqa: F401  # deferred: optional, and slow to import
     except Exception:  # noqa: BLE001 - not installed, or broken: either way not usable
         return False
     return True
@@ -122,12 +138,12 @@ def embed_2d(codes: Any, method: str = "pca", seed: int = 0) -> np.ndarray:
         return out
     with _quiet():
         if method == "pca":
-            from sklearn.decomposition import PCA
+            from sklearn.decomposition import PCA  # deferred: scikit-learn takes seconds to import
 
             p = PCA(n_components=min(2, k, n), random_state=seed).fit_transform(z)
             out[:, :p.shape[1]] = p
         elif method == "tsne":
-            from sklearn.manifold import TSNE
+            from sklearn.manifold import TSNE  # deferred: scikit-learn takes seconds to import
 
             perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
             out = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=perplexity,
@@ -135,7 +151,7 @@ def embed_2d(codes: Any, method: str = "pca", seed: int = 0) -> np.ndarray:
         elif method == "umap":
             if not have_umap():
                 raise ValueError("method 'umap' needs umap-learn; install it with pip install 'aelab[umap]'")
-            import umap
+            import umap  # deferred: optional (aelab[umap]), and slow to import
 
             out = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, n - 1)).fit_transform(z)
         else:
@@ -154,15 +170,15 @@ def linear_probe(train_codes: Any, train_labels: Any, test_codes: Any, test_labe
     The codes are standardised first (fitted on the training codes), so the probe reads what the
     code separates, not how large its numbers are. A training set with one class predicts it.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # deferred: scikit-learn takes seconds to import
+    from sklearn.pipeline import make_pipeline  # deferred: scikit-learn takes seconds to import
+    from sklearn.preprocessing import StandardScaler  # deferred: scikit-learn takes seconds to import
 
     xtr, xte = _flat(train_codes), _flat(test_codes)
     ytr, yte = np.asarray(train_labels).ravel(), np.asarray(test_labels).ravel()
     if len(np.unique(ytr)) < 2:
         return float(np.mean(yte == ytr[0]))
-    with _quiet():
+    with _measuring():
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200, random_state=seed))
         clf.fit(xtr, ytr)
         return float(clf.score(xte, yte))
@@ -170,11 +186,11 @@ def linear_probe(train_codes: Any, train_labels: Any, test_codes: Any, test_labe
 
 def knn_accuracy(train_codes: Any, train_labels: Any, test_codes: Any, test_labels: Any, k: int = KNN_K) -> float:
     """Accuracy on the test codes of a k-nearest-neighbour vote among the training codes (Euclidean)."""
-    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.neighbors import KNeighborsClassifier  # deferred: scikit-learn takes seconds to import
 
     xtr = _flat(train_codes)
     ytr = np.asarray(train_labels).ravel()
-    with _quiet():
+    with _measuring():
         clf = KNeighborsClassifier(n_neighbors=max(1, min(k, len(xtr))))
         clf.fit(xtr, ytr)
         return float(clf.score(_flat(test_codes), np.asarray(test_labels).ravel()))
@@ -187,7 +203,9 @@ def cluster_agreement(codes: Any, labels: Any, n_clusters: int | None = None, se
     Returns ``{"ari", "nmi"}``: the adjusted Rand index (0 = chance, 1 = the same partition) and
     the normalised mutual information (0 = independent, 1 = the same partition).
     """
+    # deferred: scikit-learn takes seconds to import
     from sklearn.cluster import KMeans
+    # deferred: scikit-learn takes seconds to import
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     z = _flat(codes)
@@ -199,18 +217,18 @@ def cluster_agreement(codes: Any, labels: Any, n_clusters: int | None = None, se
     if len(np.unique(z, axis=0)) < 2 or k < 2:
         pred = np.zeros(len(y), dtype=int)
     else:
-        with _quiet():
+        with _measuring():
             pred = KMeans(n_clusters=min(k, len(z)), n_init=2, random_state=seed).fit_predict(z)
     return {"ari": float(adjusted_rand_score(y, pred)), "nmi": float(normalized_mutual_info_score(y, pred))}
 
 
 def pca_features(train_x: Any, test_x: Any, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """PCA fitted on ``train_x`` with ``dims`` components (at most the data allows), applied to both."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # deferred: scikit-learn takes seconds to import
 
     xtr, xte = _flat(train_x), _flat(test_x)
     d = max(1, min(int(dims), xtr.shape[1], xtr.shape[0]))
-    with _quiet():
+    with _measuring():
         p = PCA(n_components=d, random_state=seed).fit(xtr)
         return p.transform(xtr), p.transform(xte)
 
@@ -246,10 +264,18 @@ def quality_table(train_codes: Any, test_codes: Any, train_labels: Any, test_lab
     the code: ``{"code": {...}, "pixels": {...}, "pca": {...}}``."""
     out = {"code": code_quality(train_codes, train_labels, test_codes, test_labels, seed)}
     if train_x is not None and test_x is not None:
-        out["pixels"] = code_quality(train_x, train_labels, test_x, test_labels, seed)
-        ptr, pte = pca_features(train_x, test_x, _flat(train_codes).shape[1], seed)
-        out["pca"] = code_quality(ptr, train_labels, pte, test_labels, seed)
+        out.update(input_baselines(train_x, test_x, train_labels, test_labels, _flat(train_codes).shape[1], seed))
     return out
+
+
+def input_baselines(train_x: Any, test_x: Any, train_labels: Any, test_labels: Any, dims: int,
+                    seed: int = 0) -> dict[str, dict]:
+    """The rows of :func:`quality_table` that depend on the data alone, not on any model:
+    :func:`code_quality` of the raw inputs (``"pixels"``) and of PCA with ``dims`` dimensions
+    (``"pca"``). (:func:`aelab.runs.codes.input_baselines` computes them once per data set.)"""
+    ptr, pte = pca_features(train_x, test_x, dims, seed)
+    return {"pixels": code_quality(train_x, train_labels, test_x, test_labels, seed),
+            "pca": code_quality(ptr, train_labels, pte, test_labels, seed)}
 
 
 def active_dims(codes: Any, threshold: float = ACTIVE_VARIANCE, relative: bool = False) -> int:
@@ -362,7 +388,7 @@ def anomaly_scores(errors: Any, labels: Any, held_out: Iterable[int]) -> dict[st
     "mean_error_rest"}``. ``auc`` is the ROC-AUC of the error as a score for "held out": 0.5 is
     chance, 1 means every held-out image reconstructs worse than every other image.
     """
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # deferred: scikit-learn takes seconds to import
 
     e = np.asarray(errors, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel()

@@ -1,8 +1,9 @@
 """Latent-space figures: maps of codes coloured by label, image rows from decoded codes, manifold grids.
 
-Only drawing belongs here: every function takes arrays already computed (by :mod:`aelab.latent`
-and :mod:`aelab.latent_io`, or loaded by :mod:`aelab.report.render`) and returns PNG bytes, drawn
-with matplotlib's object API on the Agg canvas (no pyplot state), as :mod:`aelab.report.figures`.
+Only drawing belongs here: every function takes arrays already computed (by :mod:`aelab.latent`,
+:mod:`aelab.runs.codes` and :mod:`aelab.analysis.latent`, or loaded by the report) and returns PNG
+bytes, drawn with matplotlib's object API on the Agg canvas (no pyplot state), as
+:mod:`aelab.plots.figures`.
 Images are flat samples of a given shape ``(C, H, W)``: one channel is drawn in gray, three in
 colour; vectors (a table's rows) have no picture, and callers skip the image figures for them.
 """
@@ -12,10 +13,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-from .figures import DPI, _png
+from .figures import DPI, png
 
 __all__ = ["image_like", "legend_name", "map_panel", "latent_maps", "image_rows", "manifold"]
 
@@ -35,8 +39,6 @@ def _picture(flat: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def _class_colors(labels: Sequence[Any]) -> dict[Any, Any]:
-    import matplotlib
-
     classes = sorted({x.item() if hasattr(x, "item") else x for x in labels})
     cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     return {c: cmap(i % cmap.N) for i, c in enumerate(classes)}
@@ -111,9 +113,6 @@ def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndar
     data set's names of its classes (label ``i`` is ``class_names[i]``: a CSV's label values, an
     image folder's sub-folder names), shown in the legend instead of the label numbers.
     """
-    from matplotlib.lines import Line2D
-    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-
     if not panels:
         raise ValueError("latent_maps needs at least one panel")
     n = len(panels)
@@ -168,7 +167,7 @@ def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndar
                title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def image_rows(rows: Sequence[tuple[str, np.ndarray]], shape: Sequence[int], *, title: Optional[str] = None,
@@ -204,7 +203,7 @@ def image_rows(rows: Sequence[tuple[str, np.ndarray]], shape: Sequence[int], *, 
         axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.05 / height, va="top")
-    return _png(fig)
+    return png(fig)
 
 
 def manifold(images: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: Sequence[int], prior: bool = True) -> bytes:
@@ -228,4 +227,4 @@ def manifold(images: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: Sequence
     ax.set_xlabel("z₁ (code dimension 1)", fontsize=9)
     ax.set_ylabel("z₂ (code dimension 2)", fontsize=9)
     ax.set_title(f"the decoder over a {m} × {n} grid of codes, {how}", fontsize=10)
-    return _png(fig)
+    return png(fig)

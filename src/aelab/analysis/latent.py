@@ -1,18 +1,11 @@
-"""Codes on disk, and ``aelab latent RUN_DIR``: a trained model's code space, saved and looked at.
+"""``aelab latent RUN_DIR``: a trained model's code space, looked at — figures and ``latent.json``.
 
-What belongs here: turning a model and its data into code arrays (:func:`code_arrays`), reading
-and writing ``codes.npz`` in a run directory (compact, ``allow_pickle=False``), the summary
-numbers a finished run records in ``metrics.json["latent"]`` (:func:`summary`), and
-:func:`analyse`, which writes a run's latent figures and ``latent.json``. The arithmetic is in
-:mod:`aelab.latent` (pure), the drawing in :mod:`aelab.report.latent_figures`.
-
-``codes.npz`` holds, for a seeded subsample of at most :data:`MAX_TRAIN` training and
-:data:`MAX_TEST` test images (so t-SNE and the probes stay within seconds on large sets):
-``train_index``/``test_index`` (positions in the run's splits), ``train_codes``/``test_codes``
-(float32, flattened; μ for a VAE), ``train_labels``/``test_labels`` and ``test_errors`` (each
-test image's reconstruction error under the run's loss, per value); with labels, ``class_names``
-(strings: label ``i`` is ``class_names[i]``, the CSV label column's values or the image folders'
-sub-folder names) when the data set names its classes, for legends.
+What belongs here: :func:`analyse`, which writes a finished run's latent figures and
+``latent.json`` into an output directory it owns (new, empty, or marked as this run's latent
+output: :func:`check_latent_out`), and :func:`quality_lines`, the numbers for the terminal. The
+codes themselves (``codes.npz``) are :mod:`aelab.runs.codes`'s, the arithmetic :mod:`aelab.latent`'s,
+the drawing :mod:`aelab.plots.latent`'s. The raw-input and PCA rows of the quality table depend
+on the data alone and come from :func:`aelab.runs.codes.input_baselines`, computed once per data set.
 """
 
 from __future__ import annotations
@@ -26,158 +19,22 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from . import latent as L
-from ._atomic import atomic_path, ensure_dir, write_json
-from ._lock import dir_lock, is_lock_file
-from ._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, write_mark
-from .errors import AelabError, DataError
+from .. import latent as L
+from .._atomic import atomic_path, ensure_dir, write_json
+from .._lock import dir_lock, is_lock_file
+from .._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, write_mark
+from ..artifacts import read_samples
+from ..config import config_hash
+from ..errors import AelabError, DataError
+from ..plots import latent as LF
+from ..runs import DataCache, is_done, load_model
+from ..runs.codes import (CODES_FILE, FIGURES, LATENT_FORMAT, LATENT_LAYOUT, LATENT_MARK, class_names, code_arrays,
+                          decode, encode, input_baselines, labels_for, names_of, read_codes, write_codes)
 
-CODES_FILE = "codes.npz"
-#: the mark aelab latent writes first into its output directory (docs/formats.md): the directory
-#: holds that run's latent output
-LATENT_MARK = ".aelab-latent.json"
-LATENT_FORMAT = "aelab-latent"
-#: the figures aelab latent writes (each only where it applies)
-FIGURES = ("map.png", "interpolation.png", "traversal.png", "manifold.png", "prior.png")
-#: every name aelab latent writes in its output directory: it replaces these and nothing else
-LATENT_LAYOUT = {LATENT_MARK: None, "latent.json": None, **{f: None for f in FIGURES}}
-#: the subsample sizes saved in codes.npz (seeded by the run's seed)
-MAX_TRAIN = 5000
-MAX_TEST = 5000
+__all__ = ["analyse", "check_latent_out", "latent_mark", "quality_lines", "dumps", "MAP_POINTS"]
+
 #: the test points a t-SNE / UMAP map lays out (t-SNE's cost grows faster than linearly)
 MAP_POINTS = 2000
-CODE_KEYS = ("train_index", "train_codes", "train_labels", "test_index", "test_codes", "test_labels", "test_errors",
-             "class_names")
-
-
-# -- codes from a model ------------------------------------------------------------------------------
-@torch.no_grad()
-def encode(model, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
-    """``model.encode`` over ``x`` (N, D) in batches → (N, K) float32 (the code flattened)."""
-    model.eval()
-    out = [model.encode(x[s:s + batch]).reshape(min(batch, x.shape[0] - s), -1).float().cpu()
-           for s in range(0, x.shape[0], batch)]
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
-@torch.no_grad()
-def decode(model, z: np.ndarray, device: torch.device | str = "cpu", batch: int = 1024) -> np.ndarray:
-    """``model.decode`` of flat codes ``z`` (M, K) → images (M, D) float32 (the decoder reshapes its input)."""
-    model.eval()
-    t = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=device)
-    out = [model.decode(t[s:s + batch]).float().cpu() for s in range(0, t.shape[0], batch)]
-    return torch.cat(out).numpy()
-
-
-def _errors(model, x: torch.Tensor, loss: str, batch: int = 1024) -> np.ndarray:
-    out = []
-    with torch.no_grad():  # no generator: a VAE decodes μ
-        for s in range(0, x.shape[0], batch):
-            xb = x[s:s + batch]
-            recon = model(xb).recon
-            out.append(L.reconstruction_errors(xb.cpu().numpy(), recon.float().cpu().numpy(), loss))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def code_arrays(model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, y_train: Optional[np.ndarray],
-                y_test: Optional[np.ndarray], classes: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """The arrays of ``codes.npz`` for a trained model on its (clean) splits; labels may be None
-    (then no labels are saved, and the probes cannot be computed). ``classes``: the data set's
-    class names (label ``i`` is ``classes[i]``), saved beside the labels."""
-    seed = int(cfg.train.seed)
-    tr = L.subsample(x_train.shape[0], MAX_TRAIN, seed)
-    te = L.subsample(x_test.shape[0], MAX_TEST, seed + 1)
-    xtr, xte = x_train[torch.as_tensor(tr, device=x_train.device)], x_test[torch.as_tensor(te, device=x_test.device)]
-    out = {"train_index": tr.astype(np.int64), "test_index": te.astype(np.int64),
-           "train_codes": encode(model, xtr), "test_codes": encode(model, xte),
-           "test_errors": _errors(model, xte, cfg.train.loss).astype(np.float32)}
-    if y_train is not None and len(y_train) == x_train.shape[0]:
-        out["train_labels"] = np.asarray(y_train)[tr].astype(np.int64)
-    if y_test is not None and len(y_test) == x_test.shape[0]:
-        out["test_labels"] = np.asarray(y_test)[te].astype(np.int64)
-    if classes and ("train_labels" in out or "test_labels" in out):
-        out["class_names"] = np.asarray([str(c) for c in classes], dtype=np.str_)
-    return out
-
-
-def class_names(data, data_cfg) -> tuple[str, ...]:
-    """The class names of a data config's data set from a data cache (``Dataset.classes``: label
-    ``i`` is the ``i``-th name); () when it names none or cannot say."""
-    try:
-        return tuple(str(c) for c in data.dataset(data_cfg).classes)
-    except (AttributeError, TypeError, ValueError, KeyError):
-        return ()
-
-
-def names_of(arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
-    """The ``class_names`` saved in a run's codes (``()`` for codes saved before names were)."""
-    names = arrays.get("class_names")
-    return tuple(str(c) for c in names.tolist()) if names is not None and names.ndim == 1 else ()
-
-
-def labels_for(data, data_cfg) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """(train labels, test labels) of a data config from a data cache, in the order of its tensors;
-    (None, None) when the data set has none."""
-    try:
-        if hasattr(data, "labels"):
-            return data.labels(data_cfg)
-        _, ytr, _, yte, _ = data.raw(data_cfg.dataset, data_cfg.limit, data_cfg.test_limit)
-        return ytr, yte
-    except (AttributeError, TypeError, ValueError, KeyError):
-        return None, None
-
-
-# -- codes.npz -----------------------------------------------------------------------------------------
-def write_codes(run_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
-    path = Path(run_dir) / CODES_FILE
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
-    return path
-
-
-def read_codes(run_dir: Path) -> Optional[dict[str, np.ndarray]]:
-    """The arrays of a run's ``codes.npz``; None when the run has none (trained before codes were
-    saved); :class:`DataError` when it is damaged."""
-    from .artifacts import codes_problem, load_npz
-
-    path = Path(run_dir) / CODES_FILE
-    if not path.is_file():
-        return None
-    fix = f"run aelab latent {run_dir} --recompute to rebuild it from the model"
-    arrays = load_npz(path, "codes file", fix)
-    why = codes_problem(arrays)  # every array: its name, dtype and shape, one entry per code
-    if why:
-        raise DataError(f"{path} is not a valid codes file ({why}); {fix}")
-    return arrays
-
-
-def summary(arrays: dict[str, np.ndarray], seed: int = 0, stochastic: bool = False) -> Optional[dict[str, Any]]:
-    """What ``metrics.json["latent"]`` records: :func:`aelab.latent.code_quality` of the saved codes
-    plus ``active_dims`` (:func:`aelab.latent.active_dims` of the test codes: variance above 0.01
-    for a VAE's μ, above 1 % of the most variable dimension's for a deterministic code); None
-    without labels."""
-    if "train_labels" not in arrays or "test_labels" not in arrays or len(arrays["train_codes"]) == 0:
-        return None
-    q = L.code_quality(arrays["train_codes"], arrays["train_labels"], arrays["test_codes"], arrays["test_labels"],
-                       seed)
-    q["active_dims"] = L.active_dims(arrays["test_codes"], relative=not stochastic)
-    return q
-
-
-def record(run_dir: Path, model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, labels,
-           classes: Sequence[str] = ()) -> Optional[dict]:
-    """At the end of training: write ``codes.npz`` and return the ``metrics.json["latent"]`` block."""
-    y_train, y_test = labels if labels is not None else (None, None)
-    arrays = code_arrays(model, cfg, x_train, x_test, y_train, y_test, classes)
-    write_codes(run_dir, arrays)
-    out = summary(arrays, stochastic=bool(getattr(model, "stochastic", False)))
-    held = getattr(cfg.data, "exclude_labels", None)
-    if out is not None and held and "test_labels" in arrays:
-        try:  # trained without these classes: how well the reconstruction error finds them
-            out["anomaly"] = L.anomaly_scores(arrays["test_errors"], arrays["test_labels"], held)
-        except ValueError:  # the test subsample has no image of them (or only those)
-            pass
-    return out
 
 
 # -- aelab latent RUN_DIR ------------------------------------------------------------------------------
@@ -212,8 +69,6 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     ``data``: a :class:`~aelab.runs.DataCache` (the images are needed for the baselines, and for
     runs trained before codes were saved). Returns the ``latent.json`` dict.
     """
-    from .runs import is_done, load_model
-
     say = log or (lambda _msg: None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -258,9 +113,6 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
 def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines: bool, recompute: bool,
              methods: Optional[list[str]], seed: int, say) -> dict[str, Any]:
     """:func:`analyse` in an output directory it owns (checked, locked, marked)."""
-    from .report import latent_figures as LF
-    from .runs import DataCache
-
     arrays = None if recompute else read_codes(run_dir)
     tensors = None
     if arrays is None or baselines:
@@ -296,8 +148,11 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
         if baselines and tensors is not None:
             xtr = tensors[0][torch.as_tensor(arrays["train_index"])].cpu().numpy()
             xte = tensors[1][torch.as_tensor(arrays["test_index"])].cpu().numpy()
-        report["quality"] = L.quality_table(arrays["train_codes"], z_test, arrays["train_labels"], y_test, xtr, xte,
-                                            seed)
+        report["quality"] = {"code": L.code_quality(arrays["train_codes"], arrays["train_labels"], z_test, y_test,
+                                                    seed)}
+        if xtr is not None and xte is not None:  # the data's own rows: once per data set
+            report["quality"].update(input_baselines(xtr, xte, arrays["train_labels"], y_test,
+                                                     int(arrays["train_codes"].shape[1]), seed))
     else:
         report["quality"] = None
         report["quality_note"] = "the data set has no labels, so no probe, k-NN or clustering numbers"
@@ -389,8 +244,6 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
 # -- the latent output directory: aelab's, one run's ---------------------------------------------------
 def latent_mark(run_dir: Path, cfg) -> dict:
     """The mark of a directory holding ``cfg``'s latent output (its config hash decides whose it is)."""
-    from .config import config_hash
-
     return {"format": LATENT_FORMAT, "version": 1, "run": cfg.name, "run_dir": str(Path(run_dir).resolve()),
             "config_hash": config_hash(cfg)}
 
@@ -483,8 +336,6 @@ def _check_codes_fit(run_dir: Path, arrays: dict[str, np.ndarray], model, cfg, t
 
 def _first_test_images(run_dir: Path) -> Optional[torch.Tensor]:
     """The run's first test images from samples.npz (runs whose data is not at hand)."""
-    from .artifacts import read_samples
-
     path = Path(run_dir) / "samples.npz"
     if not path.is_file():
         return None
