@@ -10,7 +10,7 @@ the very model the stacked fast path trains and exports, so both engine paths ag
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field, field_validator
@@ -19,6 +19,7 @@ from torch import nn
 from ..losses import activity_l1
 from .base import AEOutput, Autoencoder, ModelConfig, float_field, output
 from .dense import DenseAutoencoder
+from .family import Family
 
 
 class Config(ModelConfig):
@@ -103,6 +104,16 @@ def supports_fast(cfg: Config) -> bool:
     return cfg.is_dense()
 
 
-def diagnostics(model: Autoencoder, x: torch.Tensor, cfg: Config, loss: str = "bce") -> dict[str, Any]:
-    """Nothing beyond the reconstruction and code statistics every run gets (``metrics.evaluate``)."""
-    return {}
+FAMILY = Family(
+    name="ae",
+    Config=Config,
+    build=build,
+    terms={"activity_l1": (
+        "λ·Σ|h|, the L1 norm of the code h per image weighted by λ (Keras' activity_regularizer=l1(λ)): it pushes "
+        "code values to 0, making the code sparse and small.")},
+    term_labels={"activity_l1": "activity L1"},
+    term_purposes={"activity_l1": "a smaller code"},
+    code="deterministic",
+    supports_fast=supports_fast,
+    label="autoencoder",
+)

@@ -9,7 +9,7 @@ Jacobian by reverse-mode autograd (``losses.contractive_autograd``), one backwar
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Mapping, Optional
 
 import torch
 from pydantic import Field, field_validator
@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from ..losses import contractive_autograd, contractive_dense
 from .ae import LayerAutoencoder
 from .base import ModelConfig, float_field
+from .family import Family, diagnostic_number
 
 CLOSED_FORM = ("sigmoid", "tanh", "relu", "linear")
 
@@ -54,10 +55,6 @@ def build(cfg: Config, generator: Optional[torch.Generator] = None) -> Contracti
     return ContractiveAutoencoder(cfg, generator)
 
 
-def supports_fast(cfg: Config) -> bool:
-    return False  # the Jacobian term lives on the autograd path
-
-
 @torch.no_grad()
 def diagnostics(model: ContractiveAutoencoder, x: torch.Tensor, cfg: Config, loss: str = "bce") -> dict[str, Any]:
     """``jacobian_norm``: the mean over test images of ‖∂h/∂x‖_F (not squared), the encoder's
@@ -76,3 +73,41 @@ def diagnostics(model: ContractiveAutoencoder, x: torch.Tensor, cfg: Config, los
         norms.append(per.detach().double())
     sq = torch.cat(norms)
     return {"jacobian_norm": float(sq.sqrt().mean()), "jacobian_sq": float(sq.mean())}
+
+
+def explain(b: Mapping[str, Any], v: Mapping[str, Any], who: str = "the variant",
+            other: str = "the baseline") -> Optional[str]:
+    """Whether run ``v``'s code (``who``) is much more or less sensitive to its input than run ``b``'s."""
+    vj, bj = diagnostic_number(v, "jacobian_norm"), diagnostic_number(b, "jacobian_norm")
+    if vj is not None and bj is not None and vj > 0 and bj > 0:
+        if vj < 0.5 * bj:
+            return f"{who}'s code is much less sensitive to its input (a smaller encoder Jacobian norm)"
+        if vj > 2 * bj:
+            return f"{who}'s code is much more sensitive to its input (a larger encoder Jacobian norm)"
+    return None
+
+
+FAMILY = Family(
+    name="contractive",
+    Config=Config,
+    build=build,
+    terms={"contractive": (
+        "λ·‖∂h/∂x‖²_F, the squared Frobenius norm of the encoder's Jacobian averaged over the batch (Rifai et al. "
+        "2011): it makes the code change little when the input moves a little.")},
+    term_labels={"contractive": "contractive"},
+    term_purposes={"contractive": "a code that changes less when the input moves"},
+    diagnostics={
+        "jacobian_norm": ("The mean over test images of ‖∂h/∂x‖_F (not squared): how much the code moves when "
+                          "the input moves. The contractive term pushes it down."),
+        "jacobian_sq": ("The mean over test images of ‖∂h/∂x‖²_F, the quantity the contractive term weights "
+                        "by λ."),
+    },
+    shown={
+        "jacobian_norm": {"label": "encoder Jacobian norm ‖∂h/∂x‖_F", "mode": "ratio"},
+        "jacobian_sq": {"label": "squared Jacobian norm ‖∂h/∂x‖²_F", "mode": "ratio"},
+    },
+    code="deterministic",
+    diagnose=diagnostics,
+    explain=explain,
+    label="contractive AE",
+)

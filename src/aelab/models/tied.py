@@ -17,6 +17,7 @@ from torch import nn
 
 from .ae import LayerAutoencoder, ShapedSequential
 from .base import ModelConfig, make_activation
+from .family import Family
 
 
 class Config(ModelConfig):
@@ -88,10 +89,19 @@ def build(cfg: Config, generator: Optional[torch.Generator] = None) -> TiedAutoe
     return TiedAutoencoder(cfg, generator)
 
 
-def supports_fast(cfg: Config) -> bool:
-    return False  # the fast path keeps one weight per layer
-
-
 def diagnostics(model: TiedAutoencoder, x: torch.Tensor, cfg: Config, loss: str = "bce") -> dict[str, Any]:
     """``parameters``: the weights the model trains, about half an untied model's."""
     return {"parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
+FAMILY = Family(
+    name="tied",
+    Config=Config,
+    build=build,
+    diagnostics={"parameters": ("The number of weights and biases the model trains (tied weights: about half an "
+                                "untied model's).")},
+    shown={"parameters": {"label": "trained parameters", "mode": "ratio"}},
+    code="deterministic",
+    diagnose=diagnostics,
+    label="tied-weights AE",
+)

@@ -15,7 +15,7 @@ is the reconstruction term plus ``beta``·KL(q(z|x) ‖ N(0, I)), both reduced a
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Mapping, Optional
 
 import torch
 from pydantic import Field, field_validator
@@ -24,6 +24,7 @@ from torch import nn
 from ..losses import kl_normal_elementwise, reconstruction_elementwise, reduce_per_sample
 from .ae import ShapedSequential, last_activation
 from .base import AEOutput, Autoencoder, ModelConfig, float_field, output
+from .family import Family, diagnostic, diagnostic_number
 
 
 class Config(ModelConfig):
@@ -114,10 +115,6 @@ def build(cfg: Config, generator: Optional[torch.Generator] = None) -> VAE:
     return VAE(cfg, generator)
 
 
-def supports_fast(cfg: Config) -> bool:
-    return False  # sampling and the KL term live on the autograd path
-
-
 #: Burda et al. 2016: a latent unit is active when Cov_x(E[z_j | x]) exceeds this.
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -154,3 +151,78 @@ def diagnostics(model: VAE, x: torch.Tensor, cfg: Config, loss: str = "bce") -> 
     return {"elbo": -(rec_per + kl_per), "reconstruction": rec_per, "kl": kl_per, "kl_per_dim": kl_per_dim,
             "active_units": active, "latent": cfg.latent, "posterior_collapse": active == 0}
 
+
+def explain(b: Mapping[str, Any], v: Mapping[str, Any], who: str = "the variant",
+            other: str = "the baseline") -> Optional[str]:
+    """What the VAE diagnostics say about run ``v`` (``who``) against run ``b`` (``other``): a collapsed
+    posterior (which explains everything else, so the rest is then left unsaid), few active latent
+    dimensions, a code that carries far less or more information (its KL to the prior)."""
+    out: list[str] = []
+    bc, vc = diagnostic(b, "posterior_collapse"), diagnostic(v, "posterior_collapse")
+    collapsed = vc is True and bc is not True
+    if collapsed:
+        out.append(f"{who}'s posterior has collapsed: no latent dimension is active, so its decoder ignores the "
+                   "code and cannot tell the classes apart")
+    elif bc is True and vc is False:
+        out.append(f"{other}'s posterior has collapsed (no latent dimension is active), where {who} uses its code")
+    va, vlat = diagnostic_number(v, "active_units"), diagnostic_number(v, "latent")
+    ba, blat = diagnostic_number(b, "active_units"), diagnostic_number(b, "latent")
+    if not collapsed and va is not None and vlat and va > 0 and va / vlat <= 0.5:
+        bshare = ba / blat if ba is not None and blat else None
+        if bshare is None or bshare >= va / vlat + 0.25:
+            out.append(f"only {int(va)} of {who}'s {int(vlat)} latent dimensions are active — the "
+                       "others carry nothing about the image")
+    vk, bk = diagnostic_number(v, "kl"), diagnostic_number(b, "kl")
+    if not collapsed and vk is not None and bk is not None and vk >= 0 and bk > 0:
+        if vk < 0.5 * bk:
+            out.append(f"{who}'s code carries far less information about each image (a much smaller KL to the "
+                       "prior), so its decoder has less to reconstruct from")
+        elif vk > 2 * bk:
+            out.append(f"{who}'s code carries far more information about each image (a much larger KL to the "
+                       "prior)")
+    return "; ".join(out) or None
+
+
+FAMILY = Family(
+    name="vae",
+    Config=Config,
+    build=build,
+    terms={"kl": (
+        "β·KL(q(z|x) ‖ N(0, I)): the KL divergence of the encoder's posterior from the standard normal prior, in "
+        "nats per image, summed over the latent dimensions and weighted by β. It pulls the code towards the prior; "
+        "a term near 0 means the code carries almost nothing about the image.")},
+    term_labels={"kl": "KL"},
+    term_purposes={"kl": "a posterior closer to the prior"},
+    diagnostics={
+        "elbo": ("Evidence lower bound per test image, E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), in nats, with one "
+                 "sample of z per image and the reconstruction as the config's loss: −ELBO is the loss per image "
+                 "of a β = 1 model. Higher (closer to 0) is better."),
+        "reconstruction": ("The reconstruction part of −ELBO per test image: the config's loss summed over the "
+                           "image's pixels, with one sample of z."),
+        "kl": ("KL(q(z|x) ‖ N(0, I)) per test image in nats, summed over the latent dimensions, unweighted by β: "
+               "how much the code says about the image. Near 0 the decoder gets nothing from z."),
+        "kl_per_dim": ("The mean KL of each latent dimension on the test split; a dimension near 0 carries "
+                       "nothing (shown as its range)."),
+        "active_units": ("Latent dimensions whose mean μ_j(x) varies across the test images with a variance "
+                         "above 0.01 (Burda et al. 2016), out of the latent size. An inactive dimension is "
+                         "ignored by the decoder."),
+        "latent": "The size of the latent code z.",
+        "posterior_collapse": ("Yes when no latent dimension is active: the posterior equals the prior for "
+                               "every image, the decoder ignores z and draws the same kind of image whatever "
+                               "the input."),
+    },
+    shown={
+        "elbo": {"label": "ELBO per test image", "mode": "diff"},
+        "reconstruction": {"label": "reconstruction per test image (−ELBO part)", "mode": "ratio", "table": False},
+        "kl": {"label": "KL to the prior per test image (β not applied)", "mode": "ratio"},
+        "kl_per_dim": {"label": "KL per latent dimension (min – max)", "mode": None},
+        "active_units": {"label": "active latent dimensions", "mode": "count", "of": "latent"},
+        "latent": {"label": "latent dimensions", "mode": "count"},
+        "posterior_collapse": {"label": "posterior collapse", "mode": None},
+    },
+    code="mean",
+    stochastic=True,
+    diagnose=diagnostics,
+    explain=explain,
+    label="VAE",
+)
