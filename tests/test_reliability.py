@@ -20,7 +20,7 @@ from aelab.engine.loop import Interrupted, StopFlag
 from aelab.errors import WeightsError
 from aelab.runs import load_model, train_runs
 from aelab.study import load_study, run_study
-from aelab.study.runner import run_dir_for
+from aelab.study import run_dir_for
 
 
 class StopAfter(StopFlag):

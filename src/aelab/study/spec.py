@@ -153,17 +153,15 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: Optional[str] =
     variants = raw.get("variants", {})
     if not baselines:
         raise ConfigError(f"study {where}: no [baselines.<name>] tables; a study needs at least one baseline")
-    chosen = protocols.get(protocol)
-    runs = _runs(deep_merge(defaults, chosen.settings) if chosen else defaults, baselines, variants, late, where)
-    reevaluate = None
-    if protocol == BASE_PROTOCOL:
-        again = [p for p in protocols.values() if p.reevaluate]
-        if len(again) > 1:
-            raise ConfigError(f"study {where}: protocols {', '.join(p.name for p in again)} both say "
-                              "reevaluate = true; at most one protocol may")
-        if again:
-            where_p = f"{where} (protocol {again[0].name})"
-            reevaluate = (again[0], _runs(deep_merge(defaults, again[0].settings), baselines, variants, late, where_p))
+    # every protocol's runs are built (so a typo in one not chosen fails now too); the chosen one's train
+    under = {p.name: _runs(deep_merge(defaults, p.settings), baselines, variants, late, f"{where} (protocol {p.name})")
+             for p in protocols.values()}
+    runs = under[protocol] if protocol in under else _runs(defaults, baselines, variants, late, where)
+    again = [p for p in protocols.values() if p.reevaluate]
+    if len(again) > 1:
+        raise ConfigError(f"study {where}: protocols {', '.join(p.name for p in again)} both say "
+                          "reevaluate = true; at most one protocol may")
+    reevaluate = (again[0], under[again[0].name]) if again and protocol == BASE_PROTOCOL else None
     questions = []
     for i, q in enumerate(raw.get("questions", [])):
         bad = set(q) - QUESTION_KEYS
