@@ -1,5 +1,5 @@
-"""Backends without Ray: the scheduling rules both backends share, the files a Ray task sends back
-(placed by the driver alone, atomically, DONE last), and the CLI's backend options."""
+"""Executors without Ray: the scheduling rules every executor shares, the registry, the files a Ray
+task sends back (placed by the driver alone, atomically, DONE last), and the CLI's backend options."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from aelab import runs
-from aelab.backends import open_backend
-from aelab.backends.local import LocalBackend
-from aelab.backends.ray import _place, check_address, collect_files
-from aelab.backends.schedule import (SPLIT_PENALTY, balance_groups, lpt_makespan, plan_workers,
-                                     threads_per_worker)
+from conftest import make_cfg
+from aelab.runs.executors import EXECUTORS, Executor, open_executor
+from aelab.runs.executors.local import LocalExecutor
+from aelab.runs.executors.ray import RayExecutor, _place, check_address, collect_files
+from aelab.runs.executors.schedule import (SPLIT_PENALTY, balance_groups, lpt_makespan, plan_workers,
+                                           threads_per_worker)
 from aelab.cli import main
 from aelab.errors import AelabError
 
@@ -64,17 +65,41 @@ def test_a_malformed_ray_address_is_one_line(address):
         check_address(address)
 
 
-def test_open_backend_refuses_an_address_for_the_local_backend_and_unknown_names():
+def test_open_executor_refuses_an_address_for_the_local_backend_and_unknown_names():
     with pytest.raises(AelabError, match="--address names a Ray cluster"):
-        with open_backend("local", address="auto"):
+        with open_executor("local", address="auto"):
             pass
     with pytest.raises(AelabError, match="unknown backend 'spark'"):
-        with open_backend("spark"):
+        with open_executor("spark"):
             pass
-    with open_backend("local") as be:
-        assert isinstance(be, LocalBackend)
-        with open_backend(be) as same:  # an opened backend passes through
+    with open_executor("local") as be:
+        assert isinstance(be, LocalExecutor)
+        with open_executor(be) as same:  # an opened backend passes through
             assert same is be
+
+
+def test_every_registered_executor_follows_the_protocol_and_a_new_one_is_used_by_name(tmp_path, monkeypatch):
+    assert set(EXECUTORS) >= {"local", "ray"}
+    assert isinstance(LocalExecutor(), Executor)
+    assert all(hasattr(cls, m) for cls in (LocalExecutor, RayExecutor)
+               for m in ("name", "resolve_device", "plan_workers", "train_groups", "close"))
+
+    class Counting(LocalExecutor):
+        name = "counting"
+        groups = 0
+        closed = False
+
+        def train_groups(self, groups, *a, **k):
+            Counting.groups += len(groups)
+            return super().train_groups(groups, *a, **k)
+
+        def close(self):
+            Counting.closed = True
+
+    monkeypatch.setitem(EXECUTORS, "counting", Counting)
+    cfg = make_cfg(**{"data.limit": 200, "data.test_limit": 40, "train.epochs": 1})
+    (res,) = runs.train_runs([cfg], [tmp_path / "r"], device="cpu", progress=False, backend="counting")
+    assert Counting.groups == 1 and Counting.closed and (res.run_dir / "DONE").exists()
 
 
 def test_files_a_task_sends_back_are_placed_whole_done_last_and_mirror_its_checkpoint(tmp_path, monkeypatch):

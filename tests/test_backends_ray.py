@@ -23,7 +23,7 @@ from aelab.engine.loop import Interrupted, StopFlag  # noqa: E402
 from aelab.errors import TrainingError  # noqa: E402
 from aelab.runs import train_runs  # noqa: E402
 from aelab.study import load_study, run_study  # noqa: E402
-from aelab.study.runner import run_dir_for  # noqa: E402
+from aelab.study import run_dir_for  # noqa: E402
 
 EXE = [sys.executable, "-m", "aelab.cli"]
 #: Bounds, so that a hung Ray instance (or a machine far too slow) fails tests by name instead of
@@ -176,10 +176,10 @@ def test_a_quick_study_on_ray_is_bit_identical_to_the_local_backend(ray_address,
 
 def test_a_finished_study_on_ray_is_read_from_its_run_directories(ray_address, local_ref, monkeypatch):
     """The cache by config hash: nothing to train, so no Ray task (and no Ray connection) at all."""
-    from aelab.backends.ray import RayBackend
+    from aelab.runs.executors.ray import RayExecutor
 
     study, ref = local_ref
-    monkeypatch.setattr(RayBackend, "connect", lambda self: pytest.fail("connected to Ray with nothing to train"))
+    monkeypatch.setattr(RayExecutor, "connect", lambda self: pytest.fail("connected to Ray with nothing to train"))
     res = run_study(study, ref, device="cpu", progress=False, report=False, backend="ray")
     assert set(res["runs"]) == set(study.runs)
 

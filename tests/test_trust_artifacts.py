@@ -274,24 +274,14 @@ def test_a_samples_file_of_the_wrong_shape_is_one_line(run, capsys):
 # -- checkpoints ----------------------------------------------------------------------------------------------
 def _checkpointed(tmp_path: Path) -> Path:
     """A run stopped after its first epoch (of two), its checkpoint left behind."""
-    from aelab.engine.loop import Interrupted, StopFlag
-    from aelab import runs as runs_mod
+    from aelab.runs import EpochEnded, Interrupted, Stop
 
     rd = tmp_path / "ck"
     cfg = make_cfg(**{"data.limit": 400, "data.test_limit": 80, "train.epochs": 2})
-    stop = StopFlag()
-    real = runs_mod.save_checkpoint
-
-    def save_then_stop(*a, **k):
-        real(*a, **k)
-        stop.request("SIGTERM")
-
-    runs_mod.save_checkpoint = save_then_stop
-    try:
-        with pytest.raises(Interrupted):
-            train_runs([cfg], [rd], device="cpu", progress=False, stop=stop)
-    finally:
-        runs_mod.save_checkpoint = real
+    stop = Stop()
+    with pytest.raises(Interrupted):
+        train_runs([cfg], [rd], device="cpu", progress=False, stop=stop,
+                   on_event=lambda ev: isinstance(ev, EpochEnded) and stop.set("SIGTERM"))
     assert (rd / "checkpoint" / "state.json").exists()
     return rd
 

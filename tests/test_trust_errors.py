@@ -194,7 +194,7 @@ def test_a_write_on_a_full_disk_keeps_the_old_file_and_removes_its_temporary(dis
             runs.save_weights(target, model)
         else:
             st = LoopState(epoch=0, batch=0, elapsed=0.0, histories=[History()])
-            runs.save_checkpoint(disk_full_writes, cfg, dict(model.state_dict()), st, 0)
+            runs.save_checkpoint(runs.RunSpec.of(cfg, disk_full_writes), dict(model.state_dict()), st, 0)
     msg = str(got.value)
     assert "no space left on device" in msg and "free space or choose another --out" in msg
     assert "\n" not in msg
@@ -263,9 +263,9 @@ def test_every_family_counts_its_parameters_as_built():
     lambda: (_ for _ in ()).throw(MemoryError()),
 ], ids=["cpu-allocator", "cuda", "python"])
 def test_an_allocation_that_fails_anyway_is_one_line(tmp_path, capsys, monkeypatch, raise_):
-    from aelab import runs
+    from aelab.runs import train
 
-    monkeypatch.setattr(runs, "_train_todo", lambda *a, **k: raise_())
+    monkeypatch.setattr(train, "_train_todo", lambda *a, **k: raise_())
     assert main([*TRAIN, "--out", str(tmp_path / "r")]) == 2
     err = one_line(capsys.readouterr().err)
     assert err.startswith("aelab: error: out of memory") and "--batch-size" in err
@@ -273,9 +273,9 @@ def test_an_allocation_that_fails_anyway_is_one_line(tmp_path, capsys, monkeypat
 
 
 def test_other_runtime_errors_still_show_their_traceback(tmp_path, monkeypatch):
-    from aelab import runs
+    from aelab.runs import train
 
-    monkeypatch.setattr(runs, "_train_todo", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    monkeypatch.setattr(train, "_train_todo", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         main([*TRAIN, "--out", str(tmp_path / "r")])
 

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._atomic import read_json
+from .config import RunConfig
 from .errors import AelabError, DataError, WeightsError, say_once
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -270,8 +271,6 @@ def retrain_fix(run_dir: Path) -> str:
 
 def read_config(run_dir: str | Path, fix: Optional[str] = None, error: type[AelabError] = AelabError):
     """(RunConfig, recorded config hash or None) of a run directory's ``config.json``."""
-    from .config import RunConfig
-
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
     fix = fix or retrain_fix(run_dir)
@@ -330,8 +329,9 @@ def verify_run(run_dir: str | Path, recorded_config: Optional[str] = None) -> Ru
 # -- tensors ----------------------------------------------------------------------------------------
 def load_tensors(path: str | Path, what: str, fix: str, error: type[AelabError] = WeightsError) -> dict:
     """The tensors of a safetensors file (never pickle); a truncated or damaged file is one line."""
+    # deferred: safetensors.torch imports PyTorch, which reading and checking the JSON artifacts never needs
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # deferred: as above
 
     path = Path(path)
     try:

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..data.prepare import TrainData, add_noise  # noqa: F401  (the data layer owns the training arrays and their noise)
+from .. import _signals
 from ..errors import AelabError, TrainingError
 from ..streams import (STREAM_EVAL, STREAM_INIT, STREAM_NOISE, STREAM_SAMPLE,  # noqa: F401  (re-exported)
                        STREAM_SHUFFLE, derived_seed, generator)
@@ -140,8 +141,6 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        from .. import _signals
-
         name = _signals.note(signum)  # a stop under way: later signals interrupt nothing
         if not self.requested:
             self.requested = name
@@ -254,7 +253,7 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
     val_in = [d.val_inputs() for d in datas]  # drawn before the background thread touches datas
 
     def _epochs(rows: _EpochRows, st: LoopState) -> LoopState:
-        from tqdm.auto import tqdm  # progress bars; imported here so importing aelab stays cheap
+        from tqdm.auto import tqdm  # deferred: tqdm only once a loop runs, so importing aelab stays cheap
 
         while st.epoch < epochs:
             epoch = st.epoch

@@ -1,9 +1,9 @@
-"""The Ray backend: each group of runs is one Ray task, on a cluster or on a Ray instance here.
+"""The Ray executor: each group of runs is one Ray task, on a cluster or on a Ray instance here.
 
-The unit of work is the local backend's (``runs._train_group``: a group of same-shape runs,
-stacked), trained with the same intra-op thread count a local worker would use (each task asks
-Ray for that many CPUs and sets it), so the weights and histories are the local backend's, bit
-for bit (tested).
+The unit of work is the local executor's (:func:`aelab.runs.group.train_group`: a group of
+same-shape runs, stacked), trained with the same intra-op thread count a local worker would use
+(each task asks Ray for that many CPUs and sets it), so the weights and histories are the local
+executor's, bit for bit (tested).
 
 Where a task writes:
 
@@ -17,8 +17,9 @@ Where a task writes:
 
 The driver keeps owning the run directories (their locks), the cache by config hash and the
 grouping (``runs.train_runs``). A small actor, the *channel*, carries what flows while tasks run:
-epochs done (one overall progress bar), which groups started and on which node, and the stop
-request. A task polls the request on a thread and the training loop stops after its current
+the groups' events (the driver passes them to the caller's callback; a run's
+:class:`~aelab.runs.events.RunFinished` only once its files are in place), which groups started
+and on which node, and the stop request. A task polls the request on a thread and the training loop stops after its current
 step, checkpoints and returns; tasks that had not started are cancelled (and, if one starts in
 between, it sees the request before it touches anything). A task that fails is reported with its
 runs and its node.
@@ -26,20 +27,32 @@ runs and its node.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import pickle
 import shutil
+import socket
 import tempfile
 import threading
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
-from .._malloc import keep_freed_memory
-from ..engine.loop import Interrupted, StopFlag
-from ..errors import AelabError
+from ... import __version__
+from ..._atomic import write_bytes
+from ..._lock import is_lock_file
+from ..._malloc import keep_freed_memory
+from ...data.cache import DataCache, DataOptions
+from ...engine.loop import Interrupted, StopFlag
+from ...errors import AelabError
+from ..directory import CHECKPOINT, RunResult, drop_checkpoint
+from ..events import Event, RunFinished
+from ..group import GroupJob, train_group
+from ..spec import RunSpec
+from .local import quiet_options
 from .schedule import plan_workers, threads_per_worker
 
 #: seconds between a task's looks at the stop request (the loop then stops within one step)
@@ -56,7 +69,7 @@ class WorkerError(AelabError):
 
 def _import_ray():
     try:
-        import ray
+        import ray  # deferred: Ray is optional (aelab[ray]) and slow to import
     except ImportError:
         raise AelabError("--backend ray needs Ray, which is not installed; install it with: "
                          "pip install 'aelab[ray]'") from None
@@ -81,14 +94,12 @@ def check_address(address: Optional[str]) -> Optional[str]:
 def _check_reachable(address: str, timeout: float = CONNECT_S) -> None:
     """One bounded look at the head's port before ``ray.init``, which, when nothing answers there,
     retries for minutes printing each try: a clear line instead, within ``timeout`` seconds."""
-    import socket
-
     target = address
     if target == "local":  # a new Ray instance here: nothing to reach
         return
     if target == "auto":  # the cluster this machine is part of, as Ray recorded it
         try:
-            from ray._private.services import canonicalize_bootstrap_address_or_die
+            from ray._private.services import canonicalize_bootstrap_address_or_die  # deferred: Ray is optional
 
             target = canonicalize_bootstrap_address_or_die("auto")
         except Exception:  # none recorded, or another Ray: ray.init says so itself, at once
@@ -105,7 +116,7 @@ def _check_reachable(address: str, timeout: float = CONNECT_S) -> None:
                          "address (auto, HOST:PORT or ray://HOST:PORT) and that the cluster is up (ray status)") from None
 
 
-class RayBackend:
+class RayExecutor:
     """Groups as Ray tasks. Connects on first use; shuts down only a Ray instance it started."""
 
     name = "ray"
@@ -123,8 +134,6 @@ class RayBackend:
         if self._connected:
             return ray
         if not ray.is_initialized():
-            import logging
-
             kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             try:
                 if self.address is None:
@@ -160,7 +169,7 @@ class RayBackend:
         cpus = [int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
         return max(cpus or [1])
 
-    # -- the backend interface (see runs._train_todo) -------------------------------------------------
+    # -- the executor protocol (aelab.runs.executors.Executor) -------------------------------------------
     def resolve_device(self, name: str) -> torch.device:
         """``auto`` → CUDA when the cluster has GPUs, else CPU; ``cuda``/``cuda:N`` need GPUs in the
         cluster (each task gets one of its own), not on this machine."""
@@ -189,12 +198,10 @@ class RayBackend:
             workers = max(1, int(self._resources().get("GPU", 1)))
         return plan_workers(workers, dev, n_groups, cpus=self.cpus())
 
-    def in_process(self, n_workers: int) -> bool:
-        return False  # every group is a task, even one alone
-
-    def train_groups(self, cfgs, run_dirs, groups, dev, engine, opts, resume, stop: StopFlag, n_workers: int,
-                     bar) -> None:
-        _train_on_ray(self, cfgs, run_dirs, groups, dev, engine, opts, resume, stop, n_workers, bar)
+    def train_groups(self, groups: Sequence[Sequence[RunSpec]], job: GroupJob, data: DataCache, stop: StopFlag,
+                     n_workers: int, emit: Callable[[Event], None]) -> dict[int, RunResult]:
+        _train_on_ray(self, groups, job, data.opts, stop, n_workers, emit)  # every group is a task, even one alone
+        return {}
 
 
 # -- the channel: progress, starts and the stop request ------------------------------------------------
@@ -203,7 +210,7 @@ class _Channel:
     sees exactly the groups that began: any other group asks ``begin`` later and is told no."""
 
     def __init__(self) -> None:
-        self.epochs = 0
+        self.events: list[tuple[int, Event]] = []
         self.stop_why: Optional[str] = None
         self.nodes: dict[int, str] = {}
 
@@ -213,12 +220,16 @@ class _Channel:
         self.nodes[gid] = node
         return True
 
-    def add_epochs(self, k: int) -> None:
-        self.epochs += k
+    def push(self, gid: int, ev: Event) -> None:
+        self.events.append((gid, ev))
 
-    def take_epochs(self) -> int:
-        k, self.epochs = self.epochs, 0
-        return k
+    def sync(self) -> None:
+        """Nothing: a task that waits for this knows its earlier pushes have arrived (a caller's
+        calls to an actor run in the order they were made)."""
+
+    def take(self) -> list[tuple[int, Event]]:
+        out, self.events = self.events, []
+        return out
 
     def stop(self, why: str) -> list[int]:
         self.stop_why = self.stop_why or why
@@ -232,10 +243,8 @@ class _Channel:
 
 
 def _node_name() -> str:
-    import socket
-
     try:
-        import ray
+        import ray  # deferred: Ray is optional
 
         ip = ray.util.get_node_ip_address()
     except Exception:  # outside Ray, or its address is unknown
@@ -246,8 +255,6 @@ def _node_name() -> str:
 # -- files that travel between the driver and a task --------------------------------------------------
 def collect_files(run_dir: Path) -> dict[str, bytes]:
     """Every file aelab wrote in ``run_dir`` (relative POSIX path → bytes); no locks, no temporaries."""
-    from .._lock import is_lock_file
-
     out = {}
     for p in sorted(Path(run_dir).rglob("*")):
         if p.is_file() and not is_lock_file(p.name) and not p.name.startswith("."):
@@ -262,9 +269,6 @@ def _place(run_dir: Path, files: dict[str, bytes]) -> None:
     hash; ``DONE`` last. A finished run, or one whose task dropped its checkpoint (a fresh start),
     loses the checkpoint it had here, as it would on the task's own disk.
     """
-    from .._atomic import write_bytes
-    from ..runs import CHECKPOINT, drop_checkpoint
-
     def order(name: str) -> tuple:
         return (name == "DONE", name == f"{CHECKPOINT}/state.json", name)
 
@@ -282,24 +286,19 @@ _DATA: dict = {}  # a worker process's data caches, by data options (Ray reuses 
 
 
 def _versions() -> tuple[str, str]:
-    from .. import __version__
-
     return __version__, torch.__version__
 
 
-def run_group(gid: int, cfg_dicts: list[dict], dirs: list[str], device: str, engine: str, opts, resume: bool,
-              threads: int, shared: bool, ship: Optional[list[dict]], channel, versions) -> dict:
+def run_group(gid: int, specs: list[RunSpec], job: GroupJob, opts: DataOptions, threads: int, shared: bool,
+              ship: Optional[list[dict]], channel, versions) -> dict:
     """Train one group (a Ray task's body). Returns {"status", "node", "files", "error"}.
 
     ``status``: "done", "interrupted" (a checkpoint was saved), "not started" (stopped before it
     began) or "failed" (``error``: the exception, pickled, and its traceback). ``files``: without a
-    shared filesystem, each run's files (see :func:`collect_files`), else None.
+    shared filesystem, each run's files (see :func:`collect_files`), else None. The group's events
+    go to the driver through ``channel``.
     """
-    import ray
-
-    from ..config import RunConfig
-    from ..runs import DataCache, _train_group
-    from .local import quiet_options
+    import ray  # deferred: Ray is optional
 
     node = _node_name()
     if tuple(versions) != _versions():
@@ -309,7 +308,6 @@ def run_group(gid: int, cfg_dicts: list[dict], dirs: list[str], device: str, eng
         return {"status": "failed", "node": node, "files": None, "error": pickle.dumps(err), "trace": ""}
     if not ray.get(channel.begin.remote(gid, node)):
         return {"status": "not started", "node": node, "files": None, "error": None, "trace": ""}
-    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
     stop = StopFlag()  # not entered: a task's signals are Ray's; the request comes through the channel
     finished = threading.Event()
 
@@ -326,26 +324,23 @@ def run_group(gid: int, cfg_dicts: list[dict], dirs: list[str], device: str, eng
     watcher = threading.Thread(target=watch, name="aelab-stop-watch", daemon=True)
     watcher.start()
     scratch = None
-    if shared:
-        rdirs = [Path(d) for d in dirs]
-    else:
+    if not shared:
         scratch = Path(tempfile.mkdtemp(prefix="aelab-ray-"))
-        rdirs = [scratch / f"{k}-{Path(d).name}" for k, d in enumerate(dirs)]
-        for rd, files in zip(rdirs, ship or [{}] * len(rdirs)):
-            rd.mkdir(parents=True)
+        specs = [s.moved(scratch / f"{k}-{s.run_dir.name}") for k, s in enumerate(specs)]
+        for s, files in zip(specs, ship or [{}] * len(specs)):
+            s.run_dir.mkdir(parents=True)
             for name, blob in files.items():
-                (rd / name).parent.mkdir(parents=True, exist_ok=True)
-                (rd / name).write_bytes(blob)
+                (s.run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+                (s.run_dir / name).write_bytes(blob)
     out = {"status": "done", "node": node, "files": None, "error": None, "trace": ""}
     try:
         key = repr(opts)
         if key not in _DATA:
             _DATA[key] = DataCache(quiet_options(opts))
-        # a local worker's thread count (runs._train_group keeps a resumed run's recorded one)
+        # a local worker's thread count (train_group keeps a resumed run's recorded one)
         torch.set_num_threads(threads)
         keep_freed_memory()  # as a local worker does (aelab._malloc)
-        _train_group(cfgs, rdirs, torch.device(device), engine, _DATA[key], False, resume, stop,
-                     on_epoch=lambda k: channel.add_epochs.remote(k))
+        train_group(specs, job, _DATA[key], stop, emit=lambda ev: channel.push.remote(gid, ev))
     except Interrupted as err:
         out.update(status="interrupted", error=pickle.dumps(err))
     except BaseException as err:  # reported to the driver with the node; never lost in a log
@@ -357,46 +352,52 @@ def run_group(gid: int, cfg_dicts: list[dict], dirs: list[str], device: str, eng
     finally:
         finished.set()
         watcher.join()
+        _safe(lambda: ray.get(channel.sync.remote(), timeout=30))  # the driver has every event before the result
         if scratch is not None:
-            out["files"] = [collect_files(rd) for rd in rdirs]
+            out["files"] = [collect_files(s.run_dir) for s in specs]
             shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
 # -- the driver -------------------------------------------------------------------------------------------
-def _train_on_ray(be: RayBackend, cfgs, run_dirs, groups, dev, engine, opts, resume, stop: StopFlag, n_workers: int,
-                  bar) -> None:
-    import dataclasses
-
-    ray = be.connect()
-    shared = bool(be.shared_fs)
-    if dev.type == "cuda":
+def _train_on_ray(ex: RayExecutor, groups: Sequence[Sequence[RunSpec]], job: GroupJob, opts: DataOptions,
+                  stop: StopFlag, n_workers: int, emit: Callable[[Event], None]) -> None:
+    ray = ex.connect()
+    shared = bool(ex.shared_fs)
+    if job.device.type == "cuda":
         threads, res = 1, {"num_cpus": 1, "num_gpus": 1}
     else:
-        # the local backend's rule (cores // workers), on the cluster's CPUs, so a Ray task trains
+        # the local executor's rule (cores // workers), on the cluster's CPUs, so a Ray task trains
         # with the thread count a local worker would; no task may ask for more than a node holds
-        threads = min(threads_per_worker(be.cpus(), n_workers), be._max_node_cpus())
+        threads = min(threads_per_worker(ex.cpus(), n_workers), ex._max_node_cpus())
         res = {"num_cpus": threads}
     if shared:  # the workers' working directory is not ours: give them absolute paths
         opts = dataclasses.replace(
             opts, data_dir=str(Path(opts.data_dir).resolve()) if opts.data_dir else opts.data_dir,
             files=tuple(str(Path(f).resolve()) for f in opts.files))
+    job = dataclasses.replace(job, progress=False)  # a task's output is not ours to show
     channel = ray.remote(num_cpus=0)(_Channel).remote()
     task = ray.remote(run_group).options(max_retries=0, **res)
     versions = _versions()
     refs = {}
     for gid, g in enumerate(groups):
-        dirs = [str(Path(run_dirs[i]).resolve()) for i in g]
-        ship = None if shared or not resume else [collect_files(Path(run_dirs[i])) for i in g]
-        ref = task.remote(gid, [cfgs[i].to_dict() for i in g], dirs, str(dev), engine, opts, resume, threads,
-                          shared, ship, channel, versions)
-        refs[ref] = gid
+        specs = [s.moved(s.run_dir.resolve()) for s in g]
+        ship = None if shared or not job.resume else [collect_files(s.run_dir) for s in g]
+        refs[task.remote(gid, specs, job, opts, threads, shared, ship, channel, versions)] = gid
     pending = list(refs)
     errors: list[BaseException] = []
     told = False
+    held: dict[int, list[Event]] = {}  # RunFinished of a group whose files the driver has not placed yet
 
     def names(gid: int) -> str:
-        return ", ".join(cfgs[i].name for i in groups[gid])
+        return ", ".join(s.name for s in groups[gid])
+
+    def relay() -> None:
+        for gid, ev in ray.get(channel.take.remote()):
+            if isinstance(ev, RunFinished) and not shared:
+                held.setdefault(gid, []).append(ev)
+            else:
+                emit(ev)
 
     def settle(ref) -> None:
         gid = refs[ref]
@@ -412,8 +413,11 @@ def _train_on_ray(be: RayBackend, cfgs, run_dirs, groups, dev, engine, opts, res
                                       "run the same command again to resume from the last checkpoints"))
             return
         if out["files"] is not None:
-            for i, files in zip(groups[gid], out["files"]):
-                _place(Path(run_dirs[i]), files)
+            for s, files in zip(groups[gid], out["files"]):
+                _place(s.run_dir, files)
+        relay()  # the task's last events (pushed before it returned), then its runs' RunFinished
+        for ev in held.pop(gid, []):
+            emit(ev)
         if out["status"] == "not started":
             errors.append(Interrupted(f"{stop.requested or 'stopped'}: not started"))
         elif out["status"] == "interrupted":
@@ -433,15 +437,14 @@ def _train_on_ray(be: RayBackend, cfgs, run_dirs, groups, dev, engine, opts, res
                 done, pending = ray.wait(pending, num_returns=1, timeout=0.05 if told else 0.2)
                 for ref in done:
                     settle(ref)
-                bar.update(ray.get(channel.take_epochs.remote()))
-                bar.set_postfix_str(f"{len(refs) - len(pending)}/{len(refs)} groups done", refresh=False)
+                relay()
                 if stop.requested and not told:
                     told = True
                     started = set(ray.get(channel.stop.remote(stop.requested)))
                     for ref in pending:
                         if refs[ref] not in started:  # queued: never starts (it would be told no anyway)
                             ray.cancel(ref)
-            bar.update(ray.get(channel.take_epochs.remote()))
+            relay()
     finally:
         if pending:  # leaving early (an error here): stop what still runs, politely first
             _safe(lambda: ray.get(channel.stop.remote("driver stopped"), timeout=5))
@@ -459,4 +462,3 @@ def _safe(fn):
         return fn()
     except Exception:
         return None
-

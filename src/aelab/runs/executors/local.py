@@ -1,10 +1,12 @@
-"""The local backend: groups trained in this process, or in parallel worker processes.
+"""The local executor: groups trained in this process, or in parallel worker processes.
 
-One group at a time runs in the calling process (``runs._train_todo`` does that itself); with
-more workers each group goes to a spawned process of a :class:`ProcessPoolExecutor`, which
-trains it with ``cores // workers`` intra-op threads and writes its run directories itself (they
-are on this machine's disk). Progress comes back through a queue; SIGINT/SIGTERM received by the
-parent is forwarded once to each worker, which checkpoints and stops; queued groups never start.
+With one worker the groups train one after another in the calling process; with more, each
+group goes to a spawned process of a :class:`ProcessPoolExecutor`, which trains it with
+``cores // workers`` intra-op threads and writes its run directories itself (they are on this
+machine's disk). The events of its group come back through a queue and reach the caller's
+callback in the calling process; a stop (SIGINT/SIGTERM received by the parent, or requested
+from code) is forwarded once to each worker as a signal, and the worker checkpoints and stops;
+queued groups never start.
 
 A worker holds the locks of the run directories it writes (the parent hands it its lock
 descriptors, ``_lock.held_fds``/``_lock.adopt``) and dies with its parent: if the parent is
@@ -18,40 +20,77 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
+import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
-from typing import Optional
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing.reduction import DupFd
+from typing import Callable, Optional, Sequence
 
 import torch
 
-from .._malloc import keep_freed_memory
-from ..engine.loop import Interrupted, StopFlag
+from ..._lock import adopt, dir_lock, held_fds
+from ..._malloc import keep_freed_memory
+from ...data.cache import DataCache, DataOptions
+from ...engine.loop import Interrupted, StopFlag
+from ...errors import AelabError
+from ..directory import RunResult
+from ..events import Event
+from ..group import GroupJob, train_group
+from ..spec import RunSpec
 from .schedule import plan_workers, threads_per_worker
 
 
-class LocalBackend:
-    """This machine. ``train_groups`` runs groups in worker processes (see the module docstring)."""
+def resolve_device(name: str = "auto") -> torch.device:
+    """This machine's device: ``auto`` → CUDA when present, else CPU; otherwise the named device, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise AelabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AelabError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+    return dev
+
+
+class LocalExecutor:
+    """This machine: groups one after another in this process, or in worker processes (see the
+    module docstring)."""
 
     name = "local"
 
-    def resolve_device(self, name: str) -> torch.device:
-        from ..runs import resolve_device
+    def __init__(self, address: Optional[str] = None, shared_fs: Optional[bool] = None) -> None:
+        if address is not None:
+            raise AelabError("--address names a Ray cluster, and the local backend uses none; add --backend ray "
+                             "or drop --address")
 
+    def resolve_device(self, name: str) -> torch.device:
         return resolve_device(name)
 
     def plan_workers(self, workers: Optional[int], dev: torch.device, n_groups: int) -> int:
         return plan_workers(workers, dev, n_groups)
 
-    def in_process(self, n_workers: int) -> bool:
-        """Whether the caller trains the groups itself, one after another (no worker processes)."""
-        return n_workers <= 1
+    def train_groups(self, groups: Sequence[Sequence[RunSpec]], job: GroupJob, data: DataCache, stop: StopFlag,
+                     n_workers: int, emit: Callable[[Event], None]) -> dict[int, RunResult]:
+        if n_workers > 1:
+            _train_parallel(groups, job, data.opts, stop, n_workers, emit)
+            return {}
+        results: dict[int, RunResult] = {}
+        with stop:
+            for specs in groups:
+                if stop.requested:  # start nothing new after a stop
+                    raise Interrupted(f"{stop.requested}: stopped before {specs[0].name}")
+                for s, r in zip(specs, train_group(specs, job, data, stop, emit)):
+                    results[s.index] = r
+        return results
 
-    def train_groups(self, cfgs, run_dirs, groups, dev, engine, opts, resume, stop: StopFlag, n_workers: int,
-                     bar) -> None:
-        _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop, n_workers, bar)
+    def close(self) -> None:
+        pass
 
 
 # -- parallel groups (separate processes) -------------------------------------------------------------
@@ -72,8 +111,6 @@ class _LockFds:
         self.fds = fds
 
     def __reduce__(self):
-        from multiprocessing.reduction import DupFd
-
         return (_lock_fds_of_child, ({d: DupFd(fd) for d, fd in self.fds.items()},))
 
 
@@ -93,8 +130,6 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    import time
-
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_S)
     stop = _WORKER_STOP
@@ -117,8 +152,6 @@ class _WorkerStop(StopFlag):
 
 def _worker_init(threads: int, queue, parent: int, locks: _LockFds) -> None:
     global _WORKER_QUEUE, _WORKER_STOP
-    from .._lock import adopt
-
     # Own process group: a terminal Ctrl-C reaches only the parent, which forwards the signal it
     # received to each worker once, so every worker checkpoints exactly once.
     os.setpgrp()
@@ -131,76 +164,60 @@ def _worker_init(threads: int, queue, parent: int, locks: _LockFds) -> None:
     queue.put(("pid", os.getpid()))
 
 
-def _group_worker(cfg_dicts: list[dict], dirs: list[str], device: str, engine: str, opts, resume: bool) -> None:
-    from ..config import RunConfig
-    from ..runs import DataCache, _train_group
-
-    from .._lock import dir_lock
-
-    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+def _group_worker(specs: list[RunSpec], job: GroupJob, opts: DataOptions) -> None:
+    """A worker's body: train one group under the run directories' locks (its parent's), its
+    events sent to the parent through the queue."""
     stop = _WORKER_STOP or StopFlag()
     _WORKER_IDLE.clear()  # before the look at the request: an orphaned worker's watcher waits for us
     try:
         if stop.requested:  # asked to stop before this group began: nothing to save, nothing started
-            raise Interrupted(f"{stop.requested}: stopped before training {', '.join(c.name for c in cfgs)}")
+            raise Interrupted(f"{stop.requested}: stopped before training {', '.join(s.name for s in specs)}")
         with contextlib.ExitStack() as owned:
-            for d in dirs:  # held already (handed over by the parent): this only makes sure of it
-                owned.enter_context(dir_lock(d))
-            data = DataCache(quiet_options(opts))
-            _train_group(cfgs, [Path(d) for d in dirs], torch.device(device), engine, data, False, resume, stop,
-                         on_epoch=lambda k: _WORKER_QUEUE.put(("epochs", k)))
+            for s in specs:  # held already (handed over by the parent): this only makes sure of it
+                owned.enter_context(dir_lock(s.run_dir))
+            train_group(specs, job, DataCache(quiet_options(opts)), stop, emit=lambda ev: _WORKER_QUEUE.put(("event", ev)))
     finally:
         _WORKER_IDLE.set()
 
 
-def quiet_options(opts):
+def quiet_options(opts: DataOptions) -> DataOptions:
     """The driver's data options for a worker: the same sources, no download bars."""
-    import dataclasses
-
     return dataclasses.replace(opts, progress=False)
 
 
 def _signal_of(why: str) -> int:
     try:
         return signal.Signals[why]
-    except KeyError:  # a programmatic request (StopFlag.request): stop the workers politely
+    except KeyError:  # a request from code (Stop.set): stop the workers politely
         return signal.SIGTERM
 
 
-def _train_parallel(cfgs, run_dirs, groups, dev, engine, opts, resume, stop: StopFlag, n_workers: int, bar) -> None:
-    import multiprocessing as mp
-    import queue as queue_mod
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
+def _train_parallel(groups: Sequence[Sequence[RunSpec]], job: GroupJob, opts: DataOptions, stop: StopFlag,
+                    n_workers: int, emit: Callable[[Event], None]) -> None:
     ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
-    q = ctx.Queue()
+    # a SimpleQueue writes each message into its pipe in put() itself (no feeder thread), so every
+    # event of a group is in the pipe before its future completes, and the last drain finds them all
+    q = ctx.SimpleQueue()
     threads = threads_per_worker(os.cpu_count() or 1, n_workers)
     pids: set[int] = set()
     told: set[int] = set()
-    from .._lock import held_fds
-
-    locks = _LockFds(held_fds(run_dirs[i] for g in groups for i in g))
+    locks = _LockFds(held_fds(s.run_dir for g in groups for s in g))
 
     def drain() -> None:
-        while True:
-            try:
-                kind, val = q.get_nowait()
-            except queue_mod.Empty:
-                return
+        while not q.empty():
+            kind, val = q.get()
             if kind == "pid":
                 pids.add(val)
             else:
-                bar.update(val)
+                emit(val)
 
     with stop, ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
                                    initargs=(threads, q, os.getpid(), locks)) as ex:
-        futs = {ex.submit(_group_worker, [cfgs[i].to_dict() for i in g], [str(run_dirs[i]) for i in g], str(dev),
-                          engine, opts, resume): g for g in groups}
+        futs = {ex.submit(_group_worker, list(g), job, opts): g for g in groups}
         pending = set(futs)
         while pending:
             _, pending = wait(pending, timeout=0.05 if stop.requested else 0.2, return_when=FIRST_COMPLETED)
             drain()
-            bar.set_postfix_str(f"{len(futs) - len(pending)}/{len(futs)} groups done", refresh=False)
             if stop.requested:
                 # start nothing new: queued groups are cancelled; running workers (and any worker
                 # that registers later) get the signal this process received, once each

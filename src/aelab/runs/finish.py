@@ -1,0 +1,129 @@
+"""Finishing a run: evaluate the trained model and write its artifacts, ``DONE`` last.
+
+:data:`FINISH_STEPS` names the steps in order; :func:`finish_run` reports each as it completes
+(``emit``: a :class:`~aelab.runs.events.FinishStep` per step, after a
+:class:`~aelab.runs.events.RunFinishing` naming them all), so a progress display covers the
+finishing work as well as the epochs. Artifacts and their formats: ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from .. import __version__
+from .._atomic import atomic_path, write_bytes, write_json
+from .._owned import clean_temps
+from ..artifacts import sha256_file
+from ..engine import ckernels, numerics
+from ..data.prepare import TrainData
+from ..engine.loop import History
+from ..metrics import evaluate
+from ..models import family_of
+from .codes import record as record_codes
+from .directory import RUN_LAYOUT, RunResult, drop_checkpoint
+from .events import Event, FinishStep, RunFinishing
+from .spec import RunSpec
+
+#: what finishing a run does, in order: the test metrics, the family's diagnostics, codes.npz (and the
+#: code-quality numbers), samples.npz, the weights, recon.png, then run.json and DONE
+FINISH_STEPS = ("metrics", "diagnostics", "codes", "samples", "weights", "figure", "record")
+
+
+def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, engine_name: str,
+               wall: float, group: Sequence[str], data_source: Optional[dict] = None,
+               threads: Optional[int] = None, labels=None, x_test=None, classes: Sequence[str] = (),
+               emit: Optional[Callable[[Event], None]] = None) -> RunResult:
+    """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint.
+
+    ``labels``: (train labels, test labels) of the run's splits, or None: saved with the codes.
+    ``x_test``: the whole test split when it differs from the validation split (a run trained without
+    ``data.exclude_labels``): its codes and errors go into codes.npz, so the held-out classes can be scored.
+    ``emit``: receives :class:`RunFinishing` first, then a :class:`FinishStep` as each step is done."""
+    cfg, run_dir = spec.config, spec.run_dir
+    emit = emit or (lambda ev: None)
+    emit(RunFinishing(spec.name, spec.index, run_dir, FINISH_STEPS))
+    step = iter(range(1, len(FINISH_STEPS) + 1))
+
+    def done() -> None:
+        k = next(step)
+        emit(FinishStep(spec.name, spec.index, run_dir, FINISH_STEPS[k - 1], k, len(FINISH_STEPS)))
+
+    model.eval()
+    noisy = d.noisy_val() if cfg.data.noise_factor > 0 else None
+    metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy,
+                       sample_shape=tuple(cfg.model.input_shape))
+    done()
+    diag = family_of(cfg.model).diagnose(model, d.x_val, cfg.model, cfg.train.loss)
+    if diag:
+        metrics["family"] = {"name": cfg.model.family, **diag}
+    done()
+    latent = record_codes(run_dir, model, cfg, d.x_train, d.x_val if x_test is None else x_test,
+                          labels, classes)  # codes.npz, with the classes' names
+    if latent:
+        metrics["latent"] = latent
+    done()
+    with torch.no_grad():  # not inference_mode: a contractive forward differentiates its encoder
+        n = min(10, d.x_val.shape[0])
+        samples = {"original": d.x_val[:n], "recon": model(d.x_val[:n]).recon}
+        if noisy is not None:
+            samples["noisy"] = noisy[:n]
+            samples["recon_noisy"] = model(noisy[:n]).recon
+    samples = {k: v.detach().to("cpu").float().numpy() for k, v in samples.items()}
+    write_json(run_dir / "history.json", history.to_dict())
+    write_json(run_dir / "metrics.json", metrics)
+    with atomic_path(run_dir / "samples.npz", suffix=".npz") as tmp:
+        np.savez(tmp, **samples)
+    done()
+    sha = save_weights(run_dir / "weights.safetensors", model)
+    done()
+    write_recon_png(run_dir / "recon.png", samples, shape=tuple(cfg.model.input_shape),
+                    feature_mse=metrics.get("feature_mse"))
+    done()
+    write_json(run_dir / "run.json", {
+        "config_hash": spec.fingerprint, "weights_sha256": sha,
+        "config_sha256": sha256_file(run_dir / "config.json"), "aelab_version": __version__,
+        "device": str(dev), "engine": engine_name, "trained_with": list(group), "group_wall_seconds": wall,
+        "data_source": data_source, "n_train": int(d.x_train.shape[0]), "threads": threads,
+        "cpu_kernels": ckernels.status() if dev.type == "cpu" else None,
+        "numerics": numerics.fingerprint() if dev.type == "cpu" else None,  # what the bits depend on
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    write_bytes(run_dir / "DONE", b"ok\n")  # atomic too: an empty DONE left by a full disk would mark the run done
+    with contextlib.suppress(OSError):
+        drop_checkpoint(run_dir)
+        clean_temps(run_dir, RUN_LAYOUT)  # a killed write's temporary files, from before a resume
+    done()
+    return RunResult(run_dir, cfg, history.to_dict(), metrics)
+
+
+def save_weights(path: Path, model: torch.nn.Module) -> str:
+    """Write a model's state dict as safetensors (atomically); return the file's SHA-256."""
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        # one metadata key: safetensors writes them from a hash map, in another order in each process,
+        # so two keys made equal weights differ in their header bytes (the version is in run.json)
+        save_file(sd, str(tmp), metadata={"format": "pt"})
+    return sha256_file(path)
+
+
+def write_recon_png(path: Path, samples: dict, shape: Optional[tuple] = None,
+                    feature_mse: Optional[Sequence[float]] = None) -> None:
+    """10 test originals above their reconstructions, drawn in the data's ``shape`` (8×8, 28×28,
+    RGB …). For vectors (a table): the reconstruction error of each feature over the test split
+    (``feature_mse``), above the samples and their reconstructions."""
+    from ..plots import feature_error_plot, recon_grid  # deferred: matplotlib
+
+    rows = [("original", samples["original"]), ("reconstruction", samples["recon"])]
+    if shape is not None and len(shape) == 1 and feature_mse is not None:
+        png = feature_error_plot(feature_mse, rows)
+    else:
+        png = recon_grid(rows, n=len(samples["original"]), shape=shape)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
