@@ -16,9 +16,9 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -42,8 +42,10 @@ def parse_layers(text: str) -> tuple:
     return tuple(parse_layer(p) for p in parts)
 
 
-#: The model part of a run: one family's Config, chosen by its ``family`` field ("ae" when absent).
-AnyModelConfig = Annotated[Union[tuple(f.Config for f in FAMILIES.values())], Field(discriminator="family")]
+#: The model part of a run: one family's Config, chosen by its ``family`` field ("ae" when absent) from
+#: the registry when the run config is validated, so a family registered later is accepted too
+#: (``SerializeAsAny``: a dump holds the family's own fields, not only ModelConfig's).
+AnyModelConfig = SerializeAsAny[ModelConfig]
 DEFAULT_FAMILY = "ae"
 
 
@@ -213,6 +215,14 @@ class RunConfig(_Frozen):
                 raise ValueError(f"model.family: unknown family {m['family']!r}; allowed: {', '.join(FAMILIES)}")
             data = {**data, "model": m}
         return data
+
+    @field_validator("model", mode="wrap")
+    @classmethod
+    def _family_config(cls, v: Any, handler: Any) -> Any:
+        # the family's own Config validates the table (its errors keep their field locations)
+        if isinstance(v, dict):
+            return FAMILIES[v.get("family", DEFAULT_FAMILY)].Config.model_validate(v)
+        return handler(v)
 
     @model_validator(mode="after")
     def _batch_fits(self) -> "RunConfig":
