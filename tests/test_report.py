@@ -533,40 +533,26 @@ def test_bad_claims_raise(c, match):
         evaluate_claim(c, run_with({"bce": 0.1}), run_with({"bce": 0.2}))
 
 
-def test_validate_claims_refuses_in_one_line_before_any_run():
-    from aelab.errors import ConfigError
-    good = C.validate_claims([claim("below", metric="metrics.bce", value=1)], "question q1")
-    assert good[0].kind == "below" and good[0].params.value == 1 and good[0].as_dict()["params"] == {
-        "metric": "metrics.bce", "value": 1}
-    with pytest.raises(ConfigError, match=r"^question q1: bad claim 'ratio_at_least': claim 'ratio_at_least' "
-                                          r"takes params metric, min: missing min$"):
-        C.validate_claims([claim("ratio_at_least", metric="metrics.bce")], "question q1")
-    with pytest.raises(ConfigError, match="claims must be a list"):
-        C.validate_claims("below", "question q1")
-    with pytest.raises(ConfigError, match="unknown metric path 'bce'"):
-        C.parse_claim(claim("above", metric="bce", value=1))
+def test_a_claim_kind_is_judged_once_registered_from_test_code():
+    from aelab.study import claims as SC
 
-
-def test_a_claim_kind_registers_from_test_code():
-    from typing import ClassVar
-
-    @C.register_claim_kind
-    class Finite(C.ClaimKind):
-        kind: ClassVar[str] = "finite"
-        one_run: ClassVar[bool] = True
+    class Finite(SC.ClaimParams):
+        one_run = True
         metric: str
 
-        def judge(self, run, baseline):
-            x = C.resolve(run, self.metric)
-            return C.Verdict(C.CONFIRMED if x == x else C.NOT_CONFIRMED, f"{self.metric} = {x}", "Finite or not.")
+    @C.register_judge("finite")
+    def _finite(p, run, baseline):
+        x = C.resolve(run, p.metric)
+        return C.Verdict(C.CONFIRMED if x == x else C.NOT_CONFIRMED, f"{p.metric} = {x}", "Finite or not.")
 
+    SC.register_claim_kind("finite", Finite)
     try:
         assert evaluate_claim(claim("finite", metric="metrics.bce"), run_with({"bce": 0.1}),
-                              run_with({"bce": 0.2}))["status"] == "confirmed"
+                              run_with({"bce": float("nan")}))["status"] == "not confirmed"
         with pytest.raises(ValueError, match="missing metric"):
-            C.parse_claim(claim("finite"))
+            evaluate_claim(claim("finite"), run_with(), run_with())
     finally:
-        del C.CLAIM_KINDS["finite"]
+        del SC.CLAIM_KINDS["finite"], C.JUDGES["finite"]
 
 
 # ------------------------------------------------------------------------------------------

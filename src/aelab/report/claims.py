@@ -1,10 +1,10 @@
-"""Claims: a question's expectations, each a kind with validated parameters, judged on the saved numbers.
+"""Judging claims: a question's expectations decided on the saved numbers of its two runs.
 
-A claim is ``{"text", "kind", "params"}`` in a study's TOML. Each kind is a pydantic model in the
-registry :data:`CLAIM_KINDS` (:func:`register_claim_kind` adds one): its fields are the kind's
-parameters, checked when the study loads (:func:`validate_claims`, :func:`parse_claim`) so a bad
-claim is refused in one line (:class:`ClaimError`) before anything trains; its ``judge`` reads the
-numbers it needs out of two run records and returns a :class:`Verdict`.
+A claim is ``{"text", "kind", "params"}`` in a study's TOML. Its kind and parameters are defined
+and validated in the study layer (:mod:`aelab.study.claims`: a pydantic model per kind, checked
+when the study loads, before anything trains); this module holds each kind's *judge*
+(:data:`JUDGES`, :func:`register_judge`), which reads the numbers it needs out of two run records
+and returns a :class:`Verdict`.
 
 * :func:`resolve` reads one number out of a run record by a *path*:
 
@@ -52,33 +52,25 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
-
-from ..errors import ConfigError
 from ..numfmt import finite as _finite
 from ..numfmt import fmt_num, fmt_pct, fmt_ratio, ratio
+from ..study.claims import Claim, ClaimError, parse_claim, parse_metric_path
 
 __all__ = [
-    "ABSOLUTE_KINDS",
-    "CLAIM_KINDS",
     "CONFIRMED",
+    "JUDGES",
     "NOT_CONFIRMED",
     "NOT_JUDGED",
-    "Claim",
-    "ClaimError",
-    "ClaimKind",
     "Verdict",
-    "check_path",
     "data_bound",
     "evaluate_claim",
     "history_curve",
+    "judge",
     "not_judged_elsewhere",
-    "parse_claim",
-    "register_claim_kind",
+    "register_judge",
     "resolve",
-    "validate_claims",
     "value_at",
 ]
 
@@ -90,19 +82,9 @@ NOT_JUDGED = "cannot be judged on this data"
 SHAPE_METRICS = ("ssim", "psnr", "bce", "input_ssim", "input_psnr")
 
 
-class ClaimError(ConfigError, ValueError):
-    """A malformed claim (unknown kind, missing, unknown or ill-typed parameter, unknown path): one line.
-
-    A :class:`~aelab.errors.ConfigError` for the CLI and the study loader, and a ValueError for
-    code that treats any bad value alike."""
-
-
 # --------------------------------------------------------------------------------------------
 # reading numbers out of a run record
 # --------------------------------------------------------------------------------------------
-_HISTORY_INDEX = re.compile(r"^history\.([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+)\]$")
-_FIRST_FINAL = re.compile(r"^(first|final)\.((?:(?:terms|val_terms)\.)?[A-Za-z_][A-Za-z0-9_]*)$")
-_METRIC = re.compile(r"^metrics\.(?:(code|noisy|family|latent)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,54 +133,28 @@ def resolve(run: Mapping[str, Any], path: str) -> float:
     Raises ValueError for a path that is not one of the documented forms or that the run lacks.
     A JSON ``null`` reads as NaN.
     """
-    if not isinstance(path, str):
-        raise ValueError(f"a metric path must be a string, got {path!r}")
-    m = _FIRST_FINAL.match(path)
-    if m:
-        which, key = m.groups()
-        values = _history(run, key, path)
-        return _as_float(values[0] if which == "first" else values[-1], run, path)
-    m = _HISTORY_INDEX.match(path)
-    if m:
-        key, idx = m.group(1), int(m.group(2))
-        values = _history(run, key, path)
-        if not -len(values) <= idx < len(values):
+    p = parse_metric_path(path)
+    if p.source in ("first", "final"):
+        values = _history(run, p.key, path)
+        return _as_float(values[0] if p.source == "first" else values[-1], run, path)
+    if p.source == "history":
+        values = _history(run, p.key, path)
+        if not -len(values) <= p.index < len(values):
             raise ValueError(
-                f"path {path!r}: run {_run_name(run)!r} has {len(values)} epochs of {key!r} "
+                f"path {path!r}: run {_run_name(run)!r} has {len(values)} epochs of {p.key!r} "
                 f"(index is 0-based)"
             )
-        return _as_float(values[idx], run, path)
-    m = _METRIC.match(path)
-    if m:
-        block, key = m.groups()
-        metrics = run.get("metrics")
+        return _as_float(values[p.index], run, path)
+    metrics = run.get("metrics")
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"run {_run_name(run)!r} has no metrics (needed by {path!r})")
+    if p.block is not None:
+        metrics = metrics.get(p.block)
         if not isinstance(metrics, Mapping):
-            raise ValueError(f"run {_run_name(run)!r} has no metrics (needed by {path!r})")
-        if block is not None:
-            metrics = metrics.get(block)
-            if not isinstance(metrics, Mapping):
-                raise ValueError(f"run {_run_name(run)!r} has no metrics.{block} block (path {path!r})")
-        if key not in metrics:
-            raise ValueError(f"run {_run_name(run)!r} has no metric {path!r}")
-        return _as_float(metrics[key], run, path)
-    raise ValueError(_unknown_path(path))
-
-
-
-
-def check_path(path: Any) -> str:
-    """``path`` when it has one of :func:`resolve`'s forms (whatever a run holds), else ValueError."""
-    if not isinstance(path, str):
-        raise ValueError(f"a metric path must be a string, got {path!r}")
-    if _FIRST_FINAL.match(path) or _HISTORY_INDEX.match(path) or _METRIC.match(path):
-        return path
-    raise ValueError(_unknown_path(path))
-
-
-def _unknown_path(path: str) -> str:
-    return (f"unknown metric path {path!r}: use final.<history key>, first.<history key>, "
-            f"history.<key>[i], final.terms.<name>, metrics.<key>, metrics.code.<key>, metrics.noisy.<key>, "
-            f"metrics.family.<key> or metrics.latent.<key>")
+            raise ValueError(f"run {_run_name(run)!r} has no metrics.{p.block} block (path {path!r})")
+    if p.key not in metrics:
+        raise ValueError(f"run {_run_name(run)!r} has no metric {path!r}")
+    return _as_float(metrics[p.key], run, path)
 
 
 def value_at(run: Mapping[str, Any], path: str) -> float | None:
@@ -232,46 +188,19 @@ def _verdict(ok: bool, measured: str, detail: str) -> Verdict:
     return Verdict(CONFIRMED if ok else NOT_CONFIRMED, measured, detail)
 
 
-Number = StrictInt | StrictFloat
+#: claim kind -> ``judge(params, run, baseline) -> Verdict``: how the report decides a kind that
+#: :data:`aelab.study.claims.CLAIM_KINDS` defines (its parameters are validated there, when the study loads)
+JUDGES: dict[str, Callable[[Any, Mapping[str, Any], Mapping[str, Any]], Verdict]] = {}
 
 
-class ClaimKind(BaseModel):
-    """One kind of claim: its fields are the kind's parameters; ``judge`` decides it.
-
-    A subclass sets ``kind`` (the name a study's TOML writes) and ``one_run`` (True when it judges
-    one run on its own, so ``of = "baseline"`` may point it at the baseline)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: ClassVar[str] = ""
-    one_run: ClassVar[bool] = False
-    #: the fields that are metric paths (checked with :func:`check_path` on load)
-    paths: ClassVar[tuple[str, ...]] = ("metric",)
-
-    of: Literal["variant", "baseline"] = "variant"
-
-    def check(self) -> None:
-        """Further checks across parameters; raise ValueError with the reason."""
-
-    def judge(self, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
-        """The verdict on ``run`` (the variant, or the baseline when ``of = "baseline"``) beside ``baseline``."""
-        raise NotImplementedError
-
-    @classmethod
-    def required(cls) -> tuple[str, ...]:
-        return tuple(n for n, f in cls.model_fields.items() if f.is_required())
-
-
-#: claim kind name -> its parameter model
-CLAIM_KINDS: dict[str, type[ClaimKind]] = {}
-
-
-def register_claim_kind(cls: type[ClaimKind]) -> type[ClaimKind]:
-    """Add a claim kind to :data:`CLAIM_KINDS` (a decorator; test code can add one)."""
-    if not cls.kind:
-        raise ValueError(f"{cls.__name__} has no kind name")
-    CLAIM_KINDS[cls.kind] = cls
-    return cls
+def register_judge(kind: str) -> Callable:
+    """A decorator: ``judge(params, run, baseline) -> Verdict`` decides claims of ``kind`` (``run`` is
+    the variant, or the baseline when ``params.of == "baseline"``). Test code adds a kind with
+    :func:`aelab.study.claims.register_claim_kind` and its judge here."""
+    def add(judge: Callable) -> Callable:
+        JUDGES[kind] = judge
+        return judge
+    return add
 
 
 def _who(of: str) -> str:
@@ -283,267 +212,115 @@ def _measured(metric: str, run: Mapping[str, Any], baseline: Mapping[str, Any]) 
     return missing if missing is not None else resolve(run, metric)
 
 
-@register_claim_kind
-class ValueNear(ClaimKind):
-    kind: ClassVar[str] = "value_near"
-    one_run: ClassVar[bool] = True
-    metric: StrictStr
-    value: Number
-    rel_tol: Number
+@register_judge("value_near")
+def _value_near(p: Any, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
+    v = _measured(p.metric, run, baseline)
+    if isinstance(v, Verdict):
+        return v
+    target, tol = float(p.value), float(p.rel_tol)
+    rel = abs(v - target) / abs(target) if target != 0 else (0.0 if v == 0 else math.inf)
+    ok = _finite(v) and abs(v - target) <= tol * abs(target)
+    measured = f"{p.metric} = {fmt_num(v)} (target {fmt_num(target)}, off by {fmt_num(100 * rel, 3)}%)"
+    detail = (f"{_who(p.of)} {p.metric} of {fmt_num(v)} is {'within' if ok else 'not within'} "
+              f"{fmt_num(100 * tol, 3)}% of {fmt_num(target)}.")
+    return _verdict(ok, measured, detail)
 
-    def check(self) -> None:
-        if self.rel_tol < 0:
-            raise ValueError(f"claim 'value_near': rel_tol must be >= 0, got {self.rel_tol}")
 
-    def judge(self, run, baseline):
-        v = _measured(self.metric, run, baseline)
+def _threshold(word: str) -> Callable:
+    def judge(p: Any, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
+        v = _measured(p.metric, run, baseline)
         if isinstance(v, Verdict):
             return v
-        target, tol = float(self.value), float(self.rel_tol)
-        rel = abs(v - target) / abs(target) if target != 0 else (0.0 if v == 0 else math.inf)
-        ok = _finite(v) and abs(v - target) <= tol * abs(target)
-        measured = f"{self.metric} = {fmt_num(v)} (target {fmt_num(target)}, off by {fmt_num(100 * rel, 3)}%)"
-        detail = (f"{_who(self.of)} {self.metric} of {fmt_num(v)} is {'within' if ok else 'not within'} "
-                  f"{fmt_num(100 * tol, 3)}% of {fmt_num(target)}.")
+        target = float(p.value)
+        ok = _finite(v) and (v < target if word == "below" else v > target)
+        measured = f"{p.metric} = {fmt_num(v)} (threshold {fmt_num(target)})"
+        detail = f"{_who(p.of)} {p.metric} of {fmt_num(v)} is {'' if ok else 'not '}{word} {fmt_num(target)}."
         return _verdict(ok, measured, detail)
+    return judge
 
 
-class _Threshold(ClaimKind):
-    one_run: ClassVar[bool] = True
-    metric: StrictStr
-    value: Number
+register_judge("below")(_threshold("below"))
+register_judge("above")(_threshold("above"))
 
-    def judge(self, run, baseline):
-        v = _measured(self.metric, run, baseline)
+
+@register_judge("plateau")
+def _plateau_claim(p: Any, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
+    return _plateau(run, p.history, p.after, float(p.max_rel_drop), p.of)
+
+
+def _versus(less: bool) -> Callable:
+    def judge(p: Any, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
+        v = _measured(p.metric, run, baseline)
         if isinstance(v, Verdict):
             return v
-        target = float(self.value)
-        below = self.kind == "below"
-        ok = _finite(v) and (v < target if below else v > target)
-        measured = f"{self.metric} = {fmt_num(v)} (threshold {fmt_num(target)})"
-        detail = f"{_who(self.of)} {self.metric} of {fmt_num(v)} is {'' if ok else 'not '}{self.kind} {fmt_num(target)}."
-        return _verdict(ok, measured, detail)
-
-
-@register_claim_kind
-class Below(_Threshold):
-    kind: ClassVar[str] = "below"
-
-
-@register_claim_kind
-class Above(_Threshold):
-    kind: ClassVar[str] = "above"
-
-
-@register_claim_kind
-class Plateau(ClaimKind):
-    kind: ClassVar[str] = "plateau"
-    one_run: ClassVar[bool] = True
-    paths: ClassVar[tuple[str, ...]] = ()
-    history: StrictStr
-    after: StrictInt
-    max_rel_drop: Number
-
-    def check(self) -> None:
-        if self.after < 2:
-            raise ValueError(f"claim 'plateau': param 'after' must be an epoch number >= 2, got {self.after!r}")
-        if self.max_rel_drop < 0:
-            raise ValueError(f"claim 'plateau': max_rel_drop must be >= 0, got {self.max_rel_drop}")
-
-    def judge(self, run, baseline):
-        return _plateau(run, self.history, self.after, float(self.max_rel_drop), self.of)
-
-
-class _VersusBaseline(ClaimKind):
-    metric: StrictStr
-
-    def judge(self, run, baseline):
-        v = _measured(self.metric, run, baseline)
-        if isinstance(v, Verdict):
-            return v
-        b = resolve(baseline, self.metric)
-        less = self.kind == "less_than_baseline"
+        b = resolve(baseline, p.metric)
         ok = _finite(v, b) and (v < b if less else v > b)
-        word = "lower" if less else "higher"
-        m = self.metric
+        word, m = ("lower" if less else "higher"), p.metric
         return _verdict(ok, f"{m}: variant {fmt_num(v)} vs baseline {fmt_num(b)}",
                         f"The variant's {m} ({fmt_num(v)}) is {'' if ok else 'not '}{word} than the baseline's ({fmt_num(b)}).")
+    return judge
 
 
-@register_claim_kind
-class LessThanBaseline(_VersusBaseline):
-    kind: ClassVar[str] = "less_than_baseline"
+register_judge("less_than_baseline")(_versus(True))
+register_judge("greater_than_baseline")(_versus(False))
 
 
-@register_claim_kind
-class GreaterThanBaseline(_VersusBaseline):
-    kind: ClassVar[str] = "greater_than_baseline"
+def _ratio(p: Any, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict | tuple[float, str, str]:
+    v = _measured(p.metric, run, baseline)
+    if isinstance(v, Verdict):
+        return v
+    b = resolve(baseline, p.metric)
+    r = ratio(v, b)
+    shown = fmt_ratio(r) if _finite(r) else "undefined (the baseline is 0)" if b == 0 else fmt_num(r)
+    return r, shown, f"{p.metric}: variant {fmt_num(v)} / baseline {fmt_num(b)} = {shown}"
 
 
-class _Ratio(ClaimKind):
-    metric: StrictStr
-
-    def _ratio(self, run, baseline) -> Verdict | tuple[float, str, str]:
-        v = _measured(self.metric, run, baseline)
-        if isinstance(v, Verdict):
-            return v
-        b = resolve(baseline, self.metric)
-        r = ratio(v, b)
-        shown = fmt_ratio(r) if _finite(r) else "undefined (the baseline is 0)" if b == 0 else fmt_num(r)
-        return r, shown, f"{self.metric}: variant {fmt_num(v)} / baseline {fmt_num(b)} = {shown}"
-
-
-@register_claim_kind
-class RatioAtLeast(_Ratio):
-    kind: ClassVar[str] = "ratio_at_least"
-    min: Number
-
-    def judge(self, run, baseline):
-        got = self._ratio(run, baseline)
-        if isinstance(got, Verdict):
-            return got
-        r, shown, measured = got
-        lo = float(self.min)
-        ok = not math.isnan(r) and r >= lo
-        return _verdict(ok, measured, f"The variant/baseline ratio of {self.metric} is {shown}, "
-                                      f"{'at least' if ok else 'below'} {fmt_ratio(lo)}.")
+@register_judge("ratio_at_least")
+def _ratio_at_least(p: Any, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
+    got = _ratio(p, run, baseline)
+    if isinstance(got, Verdict):
+        return got
+    r, shown, measured = got
+    lo = float(p.min)
+    ok = not math.isnan(r) and r >= lo
+    return _verdict(ok, measured, f"The variant/baseline ratio of {p.metric} is {shown}, "
+                                  f"{'at least' if ok else 'below'} {fmt_ratio(lo)}.")
 
 
-@register_claim_kind
-class RatioBetween(_Ratio):
-    kind: ClassVar[str] = "ratio_between"
-    min: Number
-    max: Number
-
-    def check(self) -> None:
-        if self.min > self.max:
-            raise ValueError(f"claim 'ratio_between': min {self.min} is above max {self.max}")
-
-    def judge(self, run, baseline):
-        got = self._ratio(run, baseline)
-        if isinstance(got, Verdict):
-            return got
-        r, shown, measured = got
-        lo, hi = float(self.min), float(self.max)
-        ok = not math.isnan(r) and lo <= r <= hi
-        where = "inside" if ok else ("below" if not math.isnan(r) and r < lo else "outside")
-        return _verdict(ok, measured, f"The variant/baseline ratio of {self.metric} is {shown}, {where} the range "
-                                      f"{fmt_ratio(lo)}–{fmt_ratio(hi)}.")
-
-
-#: the kinds that judge one run on its own (``of = "baseline"`` allowed)
-ABSOLUTE_KINDS = tuple(k for k, c in CLAIM_KINDS.items() if c.one_run)
+@register_judge("ratio_between")
+def _ratio_between(p: Any, run: Mapping[str, Any], baseline: Mapping[str, Any]) -> Verdict:
+    got = _ratio(p, run, baseline)
+    if isinstance(got, Verdict):
+        return got
+    r, shown, measured = got
+    lo, hi = float(p.min), float(p.max)
+    ok = not math.isnan(r) and lo <= r <= hi
+    where = "inside" if ok else ("below" if not math.isnan(r) and r < lo else "outside")
+    return _verdict(ok, measured, f"The variant/baseline ratio of {p.metric} is {shown}, {where} the range "
+                                  f"{fmt_ratio(lo)}–{fmt_ratio(hi)}.")
 
 
 # --------------------------------------------------------------------------------------------
-# parsing and judging
+# judging
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Claim:
-    """A parsed claim: the sentence a study writes and its validated parameters (``params.kind``)."""
+def judge(claim: Any, baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> Verdict:
+    """The :class:`Verdict` on ``claim`` (a :class:`~aelab.study.claims.Claim`, or a mapping as a study
+    writes it, validated by :func:`~aelab.study.claims.parse_claim`) from the numbers of two run records.
 
-    text: str
-    params: ClaimKind
-
-    @property
-    def kind(self) -> str:
-        return self.params.kind
-
-    def judge(self, baseline: Mapping[str, Any], variant: Mapping[str, Any]) -> Verdict:
-        """The verdict on the two runs' numbers; ValueError for a path the runs do not have."""
-        run = baseline if self.params.of == "baseline" else variant
-        return self.params.judge(run, baseline)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The claim as a study writes it (``of`` only when not the default)."""
-        return {"text": self.text, "kind": self.kind, "params": self.params.model_dump(exclude_defaults=True)}
-
-
-def _pydantic_reason(kind: str, cls: type[ClaimKind], exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    name = str(err["loc"][0]) if err.get("loc") else ""
-    got = err.get("input")
-    if name == "of":
-        return f"claim {kind!r}: 'of' must be 'variant' or 'baseline', got {got!r}"
-    if name == "after":
-        return f"claim {kind!r}: param 'after' must be an epoch number >= 2, got {got!r}"
-    ann = cls.model_fields[name].annotation if name in cls.model_fields else None
-    if ann is str:
-        return f"claim {kind!r}: param {name!r} must be a string, got {got!r}"
-    if name:
-        return f"claim {kind!r}: param {name!r} must be a number, got {got!r}"
-    return f"claim {kind!r}: {err.get('msg', 'invalid')}"
-
-
-def _parse(claim: Any) -> Claim:
-    if isinstance(claim, Claim):
-        return claim
-    if not isinstance(claim, Mapping):
-        raise ValueError(f"a claim must be a mapping with 'text', 'kind' and 'params', got {claim!r}")
-    kind = claim.get("kind")
-    cls = CLAIM_KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ValueError(f"unknown claim kind {kind!r}; known kinds: {', '.join(CLAIM_KINDS)}")
-    params = claim.get("params", {})
-    if not isinstance(params, Mapping):
-        raise ValueError(f"claim {kind!r}: 'params' must be a mapping, got {params!r}")
-    wanted = cls.required()
-    missing = [p for p in wanted if p not in params]
-    unknown = [p for p in params if p not in cls.model_fields]
-    if missing or unknown:
-        parts = [f"missing {', '.join(missing)}"] if missing else []
-        if unknown:
-            parts.append(f"unknown {', '.join(map(str, unknown))}")
-        raise ValueError(f"claim {kind!r} takes params {', '.join(wanted)}: {'; '.join(parts)}")
-    try:
-        p = cls(**params)
-    except ValidationError as exc:
-        raise ValueError(_pydantic_reason(kind, cls, exc)) from None
-    if p.of == "baseline" and not cls.one_run:
-        raise ValueError(f"claim {kind!r}: 'of = baseline' only works with "
-                         f"{', '.join(k for k, c in CLAIM_KINDS.items() if c.one_run)}")
-    p.check()
-    for name in cls.paths:
-        check_path(getattr(p, name))
-    text = claim.get("text", "")
-    return Claim(text=str(text) if text is not None else "", params=p)
-
-
-def parse_claim(claim: Any, where: str = "") -> Claim:
-    """One claim as a study writes it (``{"text", "kind", "params"}``) checked and typed.
-
-    Raises :class:`ClaimError` (one line, prefixed with ``where`` when given) for an unknown kind,
-    a missing, unknown or ill-typed parameter, or a metric path of no known form."""
-    try:
-        return _parse(claim)
-    except ClaimError:
-        raise
-    except ValueError as exc:
-        text = claim.get("text", "") if isinstance(claim, Mapping) else ""
-        prefix = f"{where}: bad claim {text!r}: " if where else ""
-        raise ClaimError(prefix + str(exc)) from None
-
-
-def validate_claims(claims: Any, where: str = "") -> tuple[Claim, ...]:
-    """Every claim of a question (a list of ``{"text", "kind", "params"}``), checked and typed.
-
-    Call when a study loads, so a bad claim is refused before anything trains. ``where`` names the
-    question in the error (``"question q1"``). Raises :class:`ClaimError` (a ConfigError) with one line."""
-    if claims is None:
-        return ()
-    if isinstance(claims, (str, bytes)) or not isinstance(claims, Sequence):
-        raise ClaimError(f"{where + ': ' if where else ''}claims must be a list of tables with text, kind and params, "
-                         f"got {claims!r}")
-    return tuple(parse_claim(c, where) for c in claims)
+    Raises :class:`~aelab.study.claims.ClaimError` (a ValueError) for a malformed claim or a kind
+    without a judge, ValueError for a path the runs lack."""
+    c = parse_claim(claim)
+    decide = JUDGES.get(c.kind)
+    if decide is None:
+        raise ClaimError(f"claim kind {c.kind!r} has no judge in the report (aelab.report.claims.register_judge)")
+    run = baseline_run if c.params.of == "baseline" else variant_run
+    return decide(c.params, run, baseline_run)
 
 
 def evaluate_claim(claim: Any, baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> dict[str, str]:
-    """Judge ``claim`` (a mapping as a study writes it, or a :class:`Claim`) on two run records.
-
-    Returns ``{"status": "confirmed" | "not confirmed" | NOT_JUDGED, "measured": <the numbers,
-    formatted>, "detail": <one sentence>}``. Raises :class:`ClaimError` (a ValueError) for a malformed
-    claim, ValueError for a path the runs lack."""
-    return parse_claim(claim).judge(baseline_run, variant_run).as_dict()
+    """:func:`judge` as ``{"status": "confirmed" | "not confirmed" | NOT_JUDGED, "measured": <the
+    numbers, formatted>, "detail": <one sentence>}``."""
+    return judge(claim, baseline_run, variant_run).as_dict()
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,7 +336,7 @@ def data_bound(claim: Mapping[str, Any]) -> bool:
     threshold on a loss, BCE, MSE or PSNR): such a value is the one measured on the data the claim
     was written for, and means nothing on other data. Ratios between two runs, SSIM, diversity and
     the shape of a curve carry over."""
-    claim = claim.as_dict() if isinstance(claim, Claim) else claim
+    claim = claim.to_dict() if isinstance(claim, Claim) else claim
     kind = claim.get("kind")
     params = claim.get("params") if isinstance(claim.get("params"), Mapping) else {}
     if kind not in ("value_near", "below", "above"):
@@ -571,7 +348,7 @@ def not_judged_elsewhere(claim: Mapping[str, Any], verdict: Mapping[str, str], w
                          data: Sequence[str]) -> dict[str, str]:
     """The verdict of a :func:`data_bound` claim on other data than it was written for: not judged,
     with what was measured and why."""
-    claim = claim.as_dict() if isinstance(claim, Claim) else claim
+    claim = claim.to_dict() if isinstance(claim, Claim) else claim
     params = claim.get("params") if isinstance(claim.get("params"), Mapping) else {}
     metric, value = params.get("metric", "?"), params.get("value")
     there, here = " and ".join(written_for) or "the study's data", " and ".join(data) or "this data"
