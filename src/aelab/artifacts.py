@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._atomic import read_json
 from .config import RunConfig
+from ._tensors import non_float
 from .errors import AelabError, DataError, WeightsError, say_once
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -346,12 +347,6 @@ def load_tensors(path: str | Path, what: str, fix: str, error: type[AelabError] 
 def _one_line(err: BaseException) -> str:
     s = str(err).strip().splitlines()
     return s[0] if s else type(err).__name__
-
-
-def non_float(tensors: dict, skip: tuple[str, ...] = ()) -> list[str]:
-    """Names (with dtypes) of the tensors that are not floating point."""
-    return [f"{k} ({str(v.dtype).replace('torch.', '')})" for k, v in tensors.items()
-            if k not in skip and not v.is_floating_point()]
 
 
 def check_model_tensors(tensors: dict, model, path: Path, fix: str, error: type[AelabError] = WeightsError,
