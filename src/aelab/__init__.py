@@ -1,40 +1,70 @@
 """aelab: an autoencoder lab — build, train, diagnose and compare autoencoders.
 
-The public API (imported lazily: ``import aelab`` itself does no work):
+The public API. ``import aelab`` itself does no work: each name is imported the first time it is
+used, so a program that only parses arguments (``aelab --help``) never loads PyTorch.
 
-- ``RunConfig`` (with ``ModelConfig``, ``DataConfig``, ``TrainConfig``): a validated, frozen run
-  config; ``RunConfig.from_toml(path)``, ``cfg.with_overrides({"model.activity_l1": 1e-4})``.
-- ``train_runs(configs, run_dirs, ...)``: train each config into its run directory (finished runs
-  are reused, interrupted ones resume; a directory is reused only by the config it was written
-  for, or replaced with ``overwrite=True``) and return a ``RunResult`` per run.
-- ``load_model(run_dir)``: the trained model and its config, weights checked against their hash.
-- ``build_model(model_config)``: an untrained model from a ``ModelConfig``.
-- ``load_study(name_or_path)``, ``run_study(study, out_dir)``: the studies behind ``aelab study``.
+Configs
+    ``RunConfig`` (with ``ModelConfig``, ``DataConfig``, ``TrainConfig``): a validated, frozen run
+    config; ``RunConfig.from_toml(path)``, ``cfg.with_overrides({"model.activity_l1": 1e-4})``.
+    ``fit_config(cfg)``: the config with its model's input shape (and a table's scaling) fitted to
+    the data it names, as the CLI fits its flags (a model written for MNIST's 784 pixels takes
+    the 64 of ``digits``).
+
+Training
+    ``train(cfg, run_dir, on_event=None, ...)``: train one config into its run directory and
+    return it opened (a ``TrainedRun``); a finished run is reused, an interrupted one resumes.
+    ``train_runs(configs, run_dirs, ...)``: many configs at once (groups of same-shape runs
+    trained side by side), a ``RunResult`` per run.
+    ``load_study(name_or_path)``, ``run_study(study, out_dir)``: the studies behind ``aelab study``.
+    ``run_sweep(base, parameter, values, out_dir)``: one parameter over a list of values
+    (``aelab sweep``); ``sweep_base(...)`` gives its starting config from a study or a file.
+
+Finished runs
+    ``open_run(run_dir) -> TrainedRun``: ``.config``, ``.history``, ``.metrics``, ``.model``, and
+    ``.encode(x)``, ``.decode(z)``, ``.reconstruct(x)`` on arrays in the data's own shape and
+    range (``aelab.data.load`` output goes straight in: the run's own scaling is applied, and
+    decodings come back in the data's range).
+    ``load_model(run_dir)``: the trained ``torch`` model and its config, weights checked.
+    ``build_model(model_config)``: an untrained model.
+
+Reports
+    ``build_report(...)``: a study's or sweep's report content, built from its saved results
+    without writing files.
 
 Example::
 
-    from aelab import RunConfig, train_runs, load_model
-    cfg = RunConfig().with_overrides({"model.activity_l1": 1e-4, "train.epochs": 30})
-    (result,) = train_runs([cfg], ["runs/sparse"])
-    model, cfg = load_model("runs/sparse")
+    import aelab
+    cfg = aelab.fit_config(aelab.RunConfig().with_overrides({"data.dataset": "digits", "train.epochs": 5}))
+    run = aelab.train(cfg, "runs/digits")
+    x = aelab.data.load(cfg.data).x_test          # uint8, (N, 1, 8, 8), values 0..16
+    codes = run.encode(x)                         # (N, 32)
+    images = run.reconstruct(x)                   # (N, 1, 8, 8), values 0..16
 """
 
 __version__ = "0.1.0"
 
+#: public name -> the module (relative to this package) that defines it
 _EXPORTS = {
     "RunConfig": "config", "ModelConfig": "config", "DataConfig": "config", "TrainConfig": "config",
-    "build_model": "models", "train_runs": "runs", "load_model": "runs", "RunResult": "runs",
-    "load_study": "study", "run_study": "study",
+    "fit_config": "data",
+    "build_model": "models",
+    "train_runs": "runs", "load_model": "runs", "RunResult": "runs",
+    "train": "trained", "open_run": "trained", "TrainedRun": "trained",
+    "load_study": "study", "run_study": "study", "run_sweep": "study",
+    "sweep_base": "api",
+    "build_report": "report",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name):  # lazy re-exports keep `import aelab` (and `aelab --help`) fast
+def __getattr__(name):  # lazy re-exports keep `import aelab` (and `aelab --help`) free of PyTorch
     if name in _EXPORTS:
-        import importlib
+        import importlib  # deferred: a standard module, needed only when a name is first used
 
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # the next use is a plain attribute
+        return value
     raise AttributeError(f"module 'aelab' has no attribute {name!r}")
 
 

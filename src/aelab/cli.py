@@ -12,11 +12,11 @@ import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import __version__, _signals
+from ._atomic import check_out_path, is_disk_full
 from ._malloc import keep_freed_memory
 from .errors import AelabError, ConfigError
 
@@ -126,7 +126,8 @@ FLAG_KEYS = {
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from .config import parse_override
+    """The config flags and ``--set`` values given, as dotted overrides (``{"train.epochs": 3}``)."""
+    from .config import parse_override  # deferred: keeps --help and argument errors free of PyTorch
 
     ov: dict[str, Any] = {}
     for attr, key in FLAG_KEYS.items():
@@ -142,75 +143,23 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _data_opts(args):
-    from .runs import DataOptions
+    from .data import DataOptions  # deferred: keeps --help and argument errors free of PyTorch
 
     return DataOptions(data_dir=args.data_dir, files=tuple(args.data_file), offline=args.offline, progress=not args.quiet)
 
 
 # -- commands ---------------------------------------------------------------------------------------
-def default_name(cfg) -> str:
-    """A run name from its config, for runs given no --name: the layers, then what sets it apart.
-
-    ``32relu-784sigmoid``, ``128relu-64relu-32relu-64relu-128relu-784sigmoid-l1_0.0001``, ``…-noise0.6``.
-    """
-    m, d = cfg.model, cfg.data
-    short = {"conv2d": "c", "conv2d-transpose": "t", "max-pool": "pool", "up-sample": "up"}
-    parts = [] if m.family == "ae" else [m.family]
-    for l in (*m.encoder, *m.decoder):
-        if l.kind == "dense":
-            parts.append(f"{l.size}{l.activation}")
-        elif l.kind in short:
-            parts.append(short[l.kind] + str(getattr(l, "filters", "")))
-    if getattr(m, "latent", None):
-        parts.append(f"z{m.latent}")
-    if getattr(m, "activity_l1", 0):
-        parts.append(f"l1_{m.activity_l1:g}")
-    if d.noise_factor:
-        parts.append(f"noise{d.noise_factor:g}")
-    if d.dataset != "mnist":
-        from .data.registry import is_registered
-
-        # a path data set is named by its last part: a run name is one directory name
-        parts.append(d.dataset if is_registered(d.dataset) else (Path(d.dataset).stem or "data"))
-    return "-".join(parts)
-
-
-def _source_text(run_dir: Path | dict) -> str:
-    """'mnist from the cache /path' — which data a finished run used (its run.json records it)."""
-    from .artifacts import DataSource
-
-    try:  # a record that is not aelab's (validated as run.json's data_source) says nothing
-        run = run_dir if isinstance(run_dir, dict) else json.loads((run_dir / "run.json").read_text())
-        src = DataSource.model_validate(run.get("data_source") or {})
-    except (OSError, ValueError, AttributeError):  # a pydantic ValidationError is a ValueError
-        return "?"
-    name, kind = src.dataset, src.source
-    if kind == "cache":
-        return f"{name} from the cache {src.cache_dir}"
-    if kind.startswith("files"):
-        where = sorted({str(Path(f).parent) if "[" not in f else f.split("[")[0] for f in src.files.values()})
-        return f"{name} from {', '.join(where)}" + (" (and the cache)" if "cache" in kind else "")
-    return f"{name} ({kind})"
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import RunConfig
-    from .runs import DataCache, is_done, train_runs
+    from . import api, artifacts, config, data, runs, trained  # deferred: keeps --help and argument errors free of PyTorch
 
     if args.resume:
         rd = Path(args.resume)
-        from .artifacts import HistoryFile, MetricsFile, read, read_config, retrain_fix
-
         if not (rd / "config.json").is_file():
             raise AelabError(f"{rd / 'config.json'} does not exist; {rd} is not a run directory aelab train wrote: "
                              "give the directory that holds its config.json")
-        cfg, _ = read_config(rd, f"the run cannot be resumed; {retrain_fix(rd)}")
-        if is_done(rd):  # finished: said so only once its record, weights and results verify
-            from .runs import load_model
-
-            load_model(rd)
-            for schema, name in ((HistoryFile, "history.json"), (MetricsFile, "metrics.json")):
-                read(schema, rd / name, retrain_fix(rd))
+        cfg, _ = artifacts.read_config(rd, f"the run cannot be resumed; {artifacts.retrain_fix(rd)}")
+        if runs.is_done(rd):  # finished: said so only once its record, weights and results verify
+            trained.open_run(rd)
             print(f"{rd} already finished (its weights verify against run.json); nothing to resume")
             return 0
         if _flag_overrides(args) or args.name or args.out or args.config:
@@ -220,65 +169,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config and args.preset:
             raise ConfigError("--config and --preset both give the starting config; choose one")
         if args.preset:
-            from .models.presets import load_preset
+            from .models.presets import load_preset  # deferred: keeps --help and argument errors free of PyTorch
 
             base = load_preset(args.preset)
         else:
-            base = RunConfig.from_toml(args.config) if args.config else RunConfig()
-        ov = _flag_overrides(args)
-        if args.name:
-            ov["name"] = args.name
-        from .data.registry import with_overrides
-
-        cfg = with_overrides(base, ov)  # the model takes its input shape from the data (784 → 64 for digits)
-        if not args.name and cfg.name == RunConfig().name:
-            cfg = cfg.model_copy(update={"name": default_name(cfg)})
-        wanted = Path(args.out) if args.out else Path("runs") / cfg.name
-        out, note = _fresh_dir(wanted, args.overwrite)
+            base = config.RunConfig.from_toml(args.config) if args.config else config.RunConfig()
+        cfg = api.run_config(base, _flag_overrides(args), name=args.name)  # fitted to its data (784 → 64 for digits)
+        out, note = api.fresh_run_dir(Path(args.out) if args.out else Path("runs") / cfg.name, args.overwrite)
         overwrite = args.overwrite
     args.resume_hint = f"aelab train --resume {shlex.quote(str(out))}"
     if args.engine == "fast":
-        from .engine.steppers import can_stack
-        from .runs import spec_of
-
-        if not can_stack(spec_of(cfg)):
-            print(f"aelab: --engine fast implements dense ae models with the bce or mse loss; {cfg.name} "
-                  f"(family {cfg.model.family}, loss {cfg.train.loss}) trains on the autograd path "
-                  "(recorded as the engine in run.json)", file=sys.stderr)
+        line = api.fast_engine_note(cfg)
+        if line:
+            print(f"aelab: {line}", file=sys.stderr)
 
     def started(_dirs) -> None:
         if not args.quiet:
             print(f"{note}: {cfg.name} -> {out}" if note == "resuming" else f"training {cfg.name} -> {out}{note}")
 
-    (res,) = train_runs([cfg], [out], device=args.device, engine=args.engine, data=DataCache(_data_opts(args)),
+    (res,) = runs.train_runs([cfg], [out], device=args.device, engine=args.engine, data=data.DataCache(_data_opts(args)),
                         progress=not args.quiet, resume=True, overwrite=overwrite, on_start=started)
     h = res.history
-    print(f"{cfg.name}: {len(h['loss'])} epochs on {_source_text(out)}: final loss {h['loss'][-1]:.4f}, "
+    print(f"{cfg.name}: {len(h['loss'])} epochs on {api.data_source_text(out)}: final loss {h['loss'][-1]:.4f}, "
           f"val_loss {h['val_loss'][-1]:.4f}, {sum(h['epoch_seconds']) / len(h['epoch_seconds']):.2f} s/epoch -> {out}")
     return 0
 
 
-def _fresh_dir(out: Path, overwrite: bool) -> tuple[Path, str]:
-    """Never overwrite a run silently: a new, timestamped directory beside an existing one, or --overwrite
-    (which train_runs carries out, under the directory's lock, and only on a run directory)."""
-    from ._atomic import check_out_path
-
-    check_out_path(out)  # a looping link or a system directory: one line before anything else
-    if overwrite or not out.exists() or (out.is_dir() and not [p for p in out.iterdir() if not p.name.startswith(".aelab")]):
-        return out, ""
-    if not out.is_dir():
-        raise AelabError(f"--out {out} is a file, not a directory; give --out a directory path")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    cand = out.with_name(f"{out.name}-{stamp}")
-    i = 2
-    while cand.exists():
-        cand = out.with_name(f"{out.name}-{stamp}-{i}")
-        i += 1
-    return cand, f" ({out} already exists; use --overwrite to replace it)"
-
-
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .models.presets import preset_description, preset_names
+    from .models.presets import preset_description, preset_names  # deferred: keeps --help free of PyTorch
 
     for name in preset_names():
         print(f"{name:<20} {preset_description(name)}")
@@ -286,7 +204,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data import fetch_idx_set, idx_info
+    from .data import fetch_idx_set, idx_info  # deferred: keeps --help and argument errors free of NumPy
 
     if args.data_cmd == "fetch":
         info = fetch_idx_set(args.dataset, data_dir=args.data_dir, files=args.data_file, offline=args.offline,
@@ -298,47 +216,22 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from .study import load_study, run_study
+    from . import api, study as studies  # deferred: keeps --help and argument errors free of PyTorch
 
     ov = _flag_overrides(args)  # the study command's only config flag is --set
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
-    study = load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
-    # what the user would not want mixed gets its own default folder: quick, the protocol, other data or settings
-    out = Path(args.out) if args.out else Path("studies-out") / (study.name + ("-quick" if args.quick else "") +
-                                                                  ("" if args.protocol == "seed" else f"-{args.protocol}")
-                                                                  + _overrides_tag(ov))
+    study = studies.load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
+    out = Path(args.out) if args.out else api.study_out(study, ov)
     args.resume_hint = _same_command(args)
-    res = run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
+    res = studies.run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds,
                     **_backend_kw(args))
     _print_summary(res)
-    sources = sorted({_source_text(r.get("run", {})) for r in res["runs"].values()})
+    sources = sorted({api.data_source_text(r.get("run", {})) for r in res["runs"].values()})
     print(f"study {study.name}: {len(res['runs'])} runs on {'; '.join(sources)}, training {res['wall_seconds']:.1f} s, "
           f"total {res['wall_seconds_total']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
     return 0
-
-
-def _overrides_tag(ov: dict[str, Any]) -> str:
-    """``-digits-epochs3``: what the config flags changed, for a default output folder ("" when nothing).
-    The data set by its name (a path by its last part), any other setting as KEYVALUE; a long tag is
-    shortened to a hash of the settings."""
-    import hashlib
-    import re
-
-    parts = []
-    for key, value in ov.items():
-        if key == "data.dataset":
-            from .data.registry import is_registered
-
-            parts.append(str(value) if is_registered(str(value)) else (Path(str(value)).stem or "data"))
-        else:
-            text = "_".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            parts.append(key.split(".")[-1] + text)
-    tag = re.sub(r"[^A-Za-z0-9._=+-]+", "_", "-".join(parts))
-    if len(tag) > 48:
-        tag = "set-" + hashlib.sha256(json.dumps(ov, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"-{tag}" if tag else ""
 
 
 def _same_command(args: argparse.Namespace) -> str:
@@ -348,12 +241,12 @@ def _same_command(args: argparse.Namespace) -> str:
 
 
 def _print_summary(res: dict) -> None:
+    from .report.prose import val_loss_change  # deferred: keeps --help and argument errors free of NumPy
+
     runs = res["runs"]
     for q in res["questions"]:
         b, v = runs[q["baseline"]], runs[q["variant"]]
         bl, vl = b["history"]["val_loss"][-1], v["history"]["val_loss"][-1]
-        from .report.prose import val_loss_change
-
         # a ratio only of losses that measure the same thing: not of different scales (a VAE's
         # per-image sum beside a per-pixel mean), nor of a loss with a penalty beside one without
         rel = val_loss_change(b, v)
@@ -361,35 +254,17 @@ def _print_summary(res: dict) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .config import RunConfig
-    from .study import load_study, parse_values, run_sweep
+    from . import api, study  # deferred: keeps --help and argument errors free of PyTorch
 
-    if args.config:
-        if args.baseline or args.study:
-            raise ConfigError("--config is the sweep's baseline itself; drop --baseline/--study, or drop --config "
-                              "to start from a study's run")
-        if args.quick:
-            raise ConfigError("--quick applies a study's quick settings, and --config names no study; set "
-                              "--limit and --epochs instead")
-        base = RunConfig.from_toml(args.config)
-    else:
+    if not args.config:
         args.study = args.study or "exercise12"
         args.baseline = args.baseline or "lab_undercomplete"
-        study = load_study(args.study, quick=args.quick)
-        if args.baseline not in study.runs:
-            raise ConfigError(f"--baseline {args.baseline!r} is not a run of study {study.name}; choose from {', '.join(study.runs)}")
-        base = study.runs[args.baseline]
     ov = _flag_overrides(args)
-    if ov:
-        from .data.registry import with_overrides
-
-        base = with_overrides(base, ov)  # the model takes its input shape from the data
-    values = parse_values(args.values)
-    # quick results live apart from full ones, so they can never be mistaken for each other
-    out = Path(args.out) if args.out else Path("studies-out") / (
-        f"sweep-{base.name}-{args.param.split('.')[-1]}" + ("-quick" if args.quick else "") + _overrides_tag(ov))
+    base = api.sweep_base(study=args.study, baseline=args.baseline, config=args.config, quick=args.quick, overrides=ov)
+    values = study.parse_values(args.values)
+    out = Path(args.out) if args.out else api.sweep_out(base, args.param, quick=args.quick, overrides=ov)
     args.resume_hint = _same_command(args)
-    res = run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
+    res = study.run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, quick=args.quick,
                     seeds=args.seeds, **_backend_kw(args))
     for p in res["points"]:
@@ -404,19 +279,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report, build_sweep_report
+    from . import artifacts, report  # deferred: keeps --help and argument errors free of NumPy and matplotlib
 
     d = Path(args.dir)
     if not d.is_dir():
         what = "is a file, not a directory" if d.exists() else "not found"
         raise AelabError(f"{d} {what}; give the output directory of aelab study or aelab sweep")
     fix = "give the output directory of aelab study or aelab sweep, or re-run it to rebuild its results.json"
-    from .artifacts import ResultsFile, read_dict
-
-    res = read_dict(ResultsFile, d / "results.json", fix)
+    res = artifacts.read_dict(artifacts.ResultsFile, d / "results.json", fix)
     if not ("sweep" in res or "study" in res):
         raise AelabError(f"{d / 'results.json'} is not an aelab study or sweep result; {fix}")
-    paths = build_sweep_report(d) if "sweep" in res else build_report(d)
+    paths = report.build_sweep_report(d) if "sweep" in res else report.build_report(d)
     for kind, path in (paths.items() if isinstance(paths, dict) else enumerate(paths)):
         if isinstance(path, (list, tuple)):
             print(f"{kind}: {len(path)} file{'s' if len(path) != 1 else ''} in {Path(path[0]).parent if path else d}")
@@ -427,9 +300,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_latent(args: argparse.Namespace) -> int:
     """aelab latent RUN_DIR: the run's code space as figures and latent.json (aelab.latent_io)."""
-    from .latent import have_umap
-    from .latent_io import analyse, quality_lines
-    from .runs import DataCache
+    from .analysis.latent import analyse, quality_lines  # deferred: keeps --help free of PyTorch
+    from .data import DataCache  # deferred: keeps --help and argument errors free of PyTorch
+    from .latent import have_umap  # deferred: keeps --help and argument errors free of NumPy
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     for m in methods or []:
@@ -439,8 +312,6 @@ def cmd_latent(args: argparse.Namespace) -> int:
         raise ConfigError("--methods umap needs umap-learn; install it with pip install 'aelab[umap]'")
     log = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     if args.out:
-        from ._atomic import check_out_path
-
         check_out_path(args.out)
     rep = analyse(args.run_dir, args.out, data=DataCache(_data_opts(args)), baselines=not args.no_baselines,
                   recompute=args.recompute, methods=methods, seed=args.seed, log=log)
@@ -644,8 +515,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
 def _resource_line(err: BaseException) -> Optional[str]:
     """One line for a limit of the machine that the checks before training could not foresee — a full
     disk, memory that ran out, a link that loops, input nested past Python's recursion limit — or None."""
-    from ._atomic import is_disk_full
-    from .models.memory import out_of_memory_line
+    from .engine.memory import out_of_memory_line  # deferred: an error path; keeps the CLI free of PyTorch until needed
 
     if is_disk_full(err):
         where = getattr(err, "filename", None) or "a file being written"
