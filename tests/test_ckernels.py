@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aelab.engine import ckernels
+from aelab import kernels as ckernels
 from aelab.losses import EPS
 
 needs_c = pytest.mark.skipif(ckernels.load() is None, reason=f"no C kernels: {ckernels.status()}")
@@ -137,7 +137,7 @@ def test_gather_rows(monkeypatch, use_c):
 
 def test_disabled_by_environment_and_training_still_works(tmp_path):
     code = (
-        "from aelab.engine import ckernels; assert ckernels.load() is None; print(ckernels.status())"
+        "from aelab import kernels as ckernels; assert ckernels.load() is None; print(ckernels.status())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "AELAB_KERNELS": "0"}, check=True).stdout
@@ -145,7 +145,7 @@ def test_disabled_by_environment_and_training_still_works(tmp_path):
 
 
 def test_missing_compiler_is_reported_not_raised(tmp_path):
-    code = "from aelab.engine import ckernels; print(ckernels.load() is None, ckernels.status())"
+    code = "from aelab import kernels as ckernels; print(ckernels.load() is None, ckernels.status())"
     env = {**__import__("os").environ, "CC": "no-such-compiler-xyz", "XDG_CACHE_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.startswith("True") and "no C compiler" in out
@@ -154,7 +154,7 @@ def test_missing_compiler_is_reported_not_raised(tmp_path):
 @needs_c
 def test_library_is_cached_and_rebuilt_atomically(tmp_path):
     env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path)}
-    code = "from aelab.engine import ckernels; print(ckernels.status())"
+    code = "from aelab import kernels as ckernels; print(ckernels.status())"
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
         assert out.strip() == "fused C kernels"
@@ -165,7 +165,7 @@ def test_library_is_cached_and_rebuilt_atomically(tmp_path):
 def test_unusable_cache_falls_back_with_the_reason(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory should go")
-    code = ("from aelab.engine import ckernels; import torch; print(ckernels.load() is None); print(ckernels.status());"
+    code = ("from aelab import kernels as ckernels; import torch; print(ckernels.load() is None); print(ckernels.status());"
             "p, g, m, v = (torch.ones(5) for _ in range(4)); ckernels.keras_adam_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7);"
             "print(bool(torch.isfinite(p).all()))")
     env = {**__import__("os").environ, "XDG_CACHE_HOME": str(blocker)}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aelab.engine import ckernels
+from aelab import kernels as ckernels
 from aelab.models import conv1
 from aelab.models.layers import KerasConv2d, KerasConvTranspose2d
 

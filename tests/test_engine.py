@@ -182,7 +182,7 @@ def test_c_kernels_train_like_pytorch_kernels(monkeypatch, variant):
     """With and without the C library (as without a compiler): every gradient and Adam are the
     same float operations in the same order, so training gives the same bits; only the reported
     loss values (sums in another order) differ, by rounding."""
-    from aelab.engine import ckernels
+    from aelab import kernels as ckernels
 
     if ckernels.load() is None:
         pytest.skip(ckernels.status())

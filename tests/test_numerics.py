@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from aelab.engine import ckernels
+from aelab import kernels as ckernels
 
 EXE = [sys.executable, "-m", "aelab.cli"]
 # q2_2's architecture (relu code, relu output) on a slice of the synthetic data: 3 epochs are

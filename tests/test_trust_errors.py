@@ -232,7 +232,7 @@ def test_a_layer_too_large_for_memory_is_refused_with_the_figure(tmp_path, capsy
 
 
 def test_the_estimate_is_compared_with_what_the_device_has(tmp_path, capsys, monkeypatch):
-    from aelab.models import memory
+    from aelab.engine import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda dev: (10**6, "this machine has 1 MB available"))
     assert main([*TRAIN, "--out", str(tmp_path / "r")]) == 2

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from . import ckernels
+from .. import kernels as ckernels
 
 
 #: Whether PyTorch's one-pass fused Adam kernel exists. It is what both engine paths use on a GPU,

@@ -25,7 +25,7 @@ from .. import _signals
 from ..errors import AelabError, TrainingError
 from ..streams import (STREAM_EVAL, STREAM_INIT, STREAM_NOISE, STREAM_SAMPLE,  # noqa: F401  (re-exported)
                        STREAM_SHUFFLE, derived_seed, generator)
-from .ckernels import gather_rows
+from ..kernels import gather_rows
 
 
 def permutation(n: int, seed: int, epoch: int, shuffle: bool, device) -> torch.Tensor:

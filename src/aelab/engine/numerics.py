@@ -73,7 +73,7 @@ def fingerprint() -> dict:
     """What a CPU result's bits depend on (beside the run's thread count, recorded on its own)."""
     import torch
 
-    from . import ckernels
+    from .. import kernels as ckernels
 
     return {
         "cpu": cpu_model(),

@@ -32,11 +32,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..losses import EPS, activity_l1, reconstruction_loss
-from ..models import build_model
-from ..models.dense import DenseAutoencoder
-from . import ckernels
+from .. import kernels as ckernels
+from ..losses import EPS
+from ..models import build_model, family_of
+from ..models.base import FastPlan, load_weights_into
 from .adam import KerasAdam, keras_adam_step_, keras_lr_t
+from .loop import STREAM_EVAL, generator
 
 #: Rows per evaluation chunk, the same for every group size and both steppers: a chunk's loss is
 #: a float32 mean, so the chunking decides the last digits of ``val_loss``. It used to shrink with
@@ -71,8 +72,6 @@ def build_initial_model(spec: ModelSpec) -> torch.nn.Module:
     """The model at initialisation (or from ``init_weights``): both steppers start from exactly these."""
     model = build_model(spec.model_cfg, _init_generator(spec.init_seed))
     if getattr(spec.model_cfg, "init_weights", None):
-        from ..models.base import load_weights_into
-
         load_weights_into(model, spec.model_cfg.init_weights)
     return model
 
@@ -224,8 +223,6 @@ class PlainStepper(_Stepper):
 
     @torch.no_grad()  # not inference_mode: a contractive term differentiates the encoder inside
     def _evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int):
-        from .loop import STREAM_EVAL, generator
-
         self.model.eval()
         rng = generator(self.spec.sample_seed, STREAM_EVAL) if self.needs_rng else None
         n = y.shape[0]
@@ -370,10 +367,10 @@ def _runs(labels: Sequence[str]) -> list[tuple[int, int, str]]:
 
 def stack_key(spec: ModelSpec) -> tuple:
     """Models with the same key can share a :class:`StackedDenseStepper`."""
-    cfg = spec.model_cfg
     if not can_stack(spec):
         return ("plain", id(spec))
-    return ("dense", cfg.input_dim, tuple(l.size for l in cfg.encoder), tuple(l.size for l in cfg.decoder))
+    plan = fast_plan(spec)
+    return ("dense", plan.sizes, plan.code_layer, plan.code_l1_term)
 
 
 #: The reconstruction losses the fast path implements (Keras' BCE, both paths, and MSE).
@@ -383,9 +380,21 @@ FAST_LOSSES = ("bce", "mse")
 def can_stack(spec: ModelSpec) -> bool:
     """Whether the fast path implements every field of this model (its family says which) and its
     loss; anything else trains on the plain autograd path, never with a field ignored."""
-    from ..models import family_of
-
     return spec.loss in FAST_LOSSES and bool(family_of(spec.model_cfg).supports_fast(spec.model_cfg))
+
+
+def fast_plan(spec: ModelSpec) -> FastPlan:
+    """What the fast path trains for ``spec`` (its config's :meth:`~aelab.models.base.ModelConfig.fast_plan`)."""
+    plan = spec.model_cfg.fast_plan()
+    if plan is None:
+        raise ValueError(f"model family {spec.model_cfg.family!r} says the fast path takes this config, "
+                         "but its fast_plan() is None")
+    return plan
+
+
+def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    """A fast-path model's layers: its ``nn.Linear`` modules in module order (see FastPlan)."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
 
 
 class StackedDenseStepper(_Stepper):
@@ -411,18 +420,17 @@ class StackedDenseStepper(_Stepper):
         self.fused_adam = fused_adam  # None: PyTorch's fused kernel on a GPU, Keras' formula on a CPU
         # intra-op threads for a step on the CPU (see _Threads); 0 leaves PyTorch's setting alone
         self.threads = _Threads(_default_threads(dev) if num_threads is None else num_threads)
-        cfg0 = specs[0].model_cfg
-        sizes = [cfg0.input_dim] + [l.size for l in cfg0.encoder] + [l.size for l in cfg0.decoder]
+        plans = [fast_plan(s) for s in specs]
+        sizes = list(plans[0].sizes)
         self.sizes = sizes
         self.L = len(sizes) - 1
-        self.code_layer = len(cfg0.encoder) - 1  # index of the code layer's output among layers
+        self.code_layer = plans[0].code_layer  # index of the code layer's output among layers
         # per layer, per model activation; grouped into runs of equal activations
-        self.acts = [[(list(s.model_cfg.encoder) + list(s.model_cfg.decoder))[l].activation for s in specs]
-                     for l in range(self.L)]
+        self.acts = [[p.activations[l] for p in plans] for l in range(self.L)]
         self.act_runs = [_runs(a) for a in self.acts]
         out_kind = []
-        for s in specs:
-            last = s.model_cfg.decoder[-1].activation
+        for s, p in zip(specs, plans):
+            last = p.activations[-1]
             out_kind.append("logits" if (s.loss == "bce" and last == "sigmoid") else s.loss)
         self.out_runs = _runs(out_kind)
         # per-step decisions made once: the Python around a ~0.4 ms step is a visible share of it
@@ -430,9 +438,9 @@ class StackedDenseStepper(_Stepper):
         self._single_act = [runs[0][2] if len(runs) == 1 else None for runs in self.act_runs]
         self._need_z = [any(act in _NEEDS_Z for act in self.acts[l]) for l in range(self.L)]
         self._c = dev.type == "cpu" and ckernels.load() is not None  # the fused C kernels apply
-        lams = [float(s.model_cfg.activity_l1) for s in specs]
+        lams = [p.code_l1 for p in plans]
         self.has_penalty = any(l > 0 for l in lams)
-        self.term_names = ["activity_l1"] if self.has_penalty else []
+        self.term_names = [plans[0].code_l1_term] if self.has_penalty else []
         self.writes_terms = False  # its one term is pen_out itself
         self.lam = torch.tensor(lams, device=dev, dtype=torch.float32).view(M, 1, 1)
         # hidden layers whose backward (and the code layer's L1 penalty) one C call does
@@ -470,7 +478,7 @@ class StackedDenseStepper(_Stepper):
         self.vW, self.vb = views(self.vflat)
         with torch.no_grad():
             for m, spec in enumerate(specs):
-                lins = build_initial_model(spec).linears()
+                lins = _linears(build_initial_model(spec))
                 for l, lin in enumerate(lins):
                     self.W[l][m].copy_(lin.weight.t())
                     self.b[l][m, 0].copy_(lin.bias)
@@ -752,19 +760,17 @@ class StackedDenseStepper(_Stepper):
 
     # -- state ---------------------------------------------------------------------------------
     def _names(self) -> list[tuple[str, str]]:
-        """(linear weight name, bias name) per layer, as DenseAutoencoder.state_dict() names them."""
-        model = DenseAutoencoder(self.specs[0].model_cfg)
-        sd_names = [k for k in model.state_dict().keys()]
-        w = [k for k in sd_names if k.endswith(".weight")]
-        b = [k for k in sd_names if k.endswith(".bias")]
-        return list(zip(w, b))
+        """(linear weight name, bias name) per layer, as the family's model's state_dict() names them."""
+        model = build_model(self.specs[0].model_cfg)
+        return [(f"{name}.weight", f"{name}.bias") for name, m in model.named_modules()
+                if isinstance(m, torch.nn.Linear)]
 
-    def export_models(self) -> list[DenseAutoencoder]:
+    def export_models(self) -> list[torch.nn.Module]:
         models = []
         for m, spec in enumerate(self.specs):
-            model = DenseAutoencoder(spec.model_cfg).to(self.device)
+            model = build_model(spec.model_cfg).to(self.device)
             with torch.no_grad():
-                for l, lin in enumerate(model.linears()):
+                for l, lin in enumerate(_linears(model)):
                     lin.weight.copy_(self.W[l][m].t())
                     lin.bias.copy_(self.b[l][m, 0])
             models.append(model)

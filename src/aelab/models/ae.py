@@ -17,9 +17,10 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from ..losses import activity_l1
-from .base import AEOutput, Autoencoder, ModelConfig, float_field, output
+from .base import AEOutput, Autoencoder, FastPlan, ModelConfig, float_field, output
 from .dense import DenseAutoencoder
 from .family import Family
+from .layers import build_stack
 
 
 class Config(ModelConfig):
@@ -32,6 +33,10 @@ class Config(ModelConfig):
 
     def term_names(self) -> tuple[str, ...]:
         return ("activity_l1",) if self.activity_l1 > 0 else ()
+
+    def fast_plan(self) -> Optional[FastPlan]:
+        """Dense layers with any activation and the activity L1 on the code: all the fast path needs."""
+        return self.dense_plan(self.activity_l1, "activity_l1")
 
 
 class ShapedSequential(nn.Sequential):
@@ -57,8 +62,6 @@ class ShapedSequential(nn.Sequential):
 
 def stacks(cfg: ModelConfig, generator: Optional[torch.Generator]) -> tuple[ShapedSequential, ShapedSequential]:
     """The encoder and decoder stacks of ``cfg``, initialised from ``generator`` in that order."""
-    from .layers import build_stack
-
     enc, _ = build_stack(cfg.encoder, cfg.view_shape(), generator=generator, init=cfg.init, label="encoder layer")
     dec, _ = build_stack(cfg.decoder, cfg.latent_shape(), generator=generator, init=cfg.init, label="decoder layer")
     return ShapedSequential(enc, cfg.view_shape()), ShapedSequential(dec, cfg.latent_shape())
@@ -101,7 +104,7 @@ def build(cfg: Config, generator: Optional[torch.Generator] = None) -> Autoencod
 
 def supports_fast(cfg: Config) -> bool:
     """The stacked fast path implements dense layers, every activation, and the activity L1."""
-    return cfg.is_dense()
+    return cfg.fast_plan() is not None
 
 
 FAMILY = Family(

@@ -17,14 +17,20 @@ dense fast path implements *every* field of this config; anything else trains on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Optional
 
 import torch
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from .._schema import Frozen
-from ..errors import ConfigError
+from .._tensors import non_float
+from ..errors import ConfigError, WeightsError, say_once
+from ..losses import reconstruction_loss
+from .layers import ACTIVATION_MODULES, LeakyReLU02, make_activation, pair, parse_layer, stack_shapes  # noqa: F401  (re-exported)
 
 
 class AEOutput(NamedTuple):
@@ -43,6 +49,24 @@ class AEOutput(NamedTuple):
     logits: Optional[torch.Tensor]
     penalty: torch.Tensor
     terms: dict = {}
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """What the stacked dense fast path trains for a config, in engine terms (no family named).
+
+    The model is a stack of fully connected layers, ``sizes[0] → sizes[1] → … → sizes[-1]``, layer
+    ``l`` followed by the Keras activation ``activations[l]``; the built model's ``nn.Linear``
+    modules, in module order, are these layers. The output of layer ``code_layer`` is the code. The
+    loss is the reconstruction plus, when ``code_l1 > 0``, Keras' activity L1 on the code,
+    ``code_l1·Σ|h| / B``, reported as the term ``code_l1_term``.
+    """
+
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    code_layer: int
+    code_l1: float = 0.0
+    code_l1_term: str = "code_l1"
 
 
 def output(recon, code, logits, terms: dict[str, torch.Tensor]) -> AEOutput:
@@ -74,8 +98,6 @@ class Autoencoder(nn.Module):
 
     def reconstruction(self, out: AEOutput, y: torch.Tensor, loss: str) -> torch.Tensor:
         """The reconstruction term: Keras' compile-time loss, the batch mean of per-pixel values."""
-        from ..losses import reconstruction_loss
-
         return reconstruction_loss(loss, y, out.recon, out.logits)
 
 
@@ -130,8 +152,6 @@ class ModelConfig(Frozen):
     @field_validator("encoder", "decoder", mode="before")
     @classmethod
     def _layers(cls, v: Any) -> Any:
-        from .layers import parse_layer
-
         if isinstance(v, str):
             v = [p for p in v.split(",") if p.strip()]
             if not v:
@@ -185,8 +205,6 @@ class ModelConfig(Frozen):
             raise ConfigError(f"the model's encoder starts with a {self.encoder[0].kind} layer, which needs images, but "
                               f"{what} holds vectors of {shape[0]} features; use a dense encoder (such as --encoder "
                               "32:relu)")
-        from pydantic import ValidationError
-
         try:
             return type(self).model_validate(d)
         except ValidationError as err:
@@ -205,8 +223,6 @@ class ModelConfig(Frozen):
         return (self.input_dim,) if self.encoder[0].kind == "dense" else tuple(self.input_shape)
 
     def code_shape(self) -> tuple[int, ...]:
-        from .layers import stack_shapes
-
         return tuple(stack_shapes(self.encoder, self.view_shape(), label="encoder layer")[-1])
 
     @property
@@ -218,17 +234,27 @@ class ModelConfig(Frozen):
         return self.code_shape()
 
     def decoder_output_shape(self) -> tuple[int, ...]:
-        from .layers import stack_shapes
-
         return tuple(stack_shapes(self.decoder, self.latent_shape(), label="decoder layer")[-1])
 
     def is_dense(self) -> bool:
         return all(l.kind == "dense" for l in (*self.encoder, *self.decoder))
 
+    def dense_plan(self, code_l1: float = 0.0, code_l1_term: str = "code_l1") -> Optional[FastPlan]:
+        """This config's encoder and decoder as one stack of dense layers (a :class:`FastPlan`), or
+        None when a layer is not dense. What a family's :meth:`fast_plan` builds on."""
+        if not self.is_dense():
+            return None
+        layers = (*self.encoder, *self.decoder)
+        return FastPlan(sizes=(self.input_dim, *(l.size for l in layers)), activations=tuple(l.activation for l in layers),
+                        code_layer=len(self.encoder) - 1, code_l1=float(code_l1), code_l1_term=code_l1_term)
+
+    def fast_plan(self) -> Optional[FastPlan]:
+        """What the stacked dense fast path trains for this config, or None when it cannot train all of
+        it (the default: a family opts in by overriding this, and its ``supports_fast`` agrees)."""
+        return None
+
     def macs(self) -> int:
         """Multiply-accumulates of one sample's forward pass (what the scheduler's cost model uses)."""
-        from .layers import pair, stack_shapes
-
         total = 0
         for layers, shape in ((self.encoder, self.view_shape()), (self.decoder, self.latent_shape())):
             shapes = [tuple(shape)] + [tuple(x) for x in stack_shapes(layers, shape)]
@@ -243,19 +269,15 @@ class ModelConfig(Frozen):
 
     def _stack_shapes(self):
         """(layer, input shape, output shape) of every encoder and decoder layer, from the specs alone."""
-        from .layers import stack_shapes
-
         for layers, shape in ((self.encoder, self.view_shape()), (self.decoder, self.latent_shape())):
             shapes = [tuple(shape)] + [tuple(x) for x in stack_shapes(layers, shape)]
             yield from zip(layers, shapes[:-1], shapes[1:])
 
     def parameter_count(self) -> int:
         """The built model's trainable numbers, computed from the config (nothing is allocated): what
-        the memory check before training uses (``aelab.models.memory``). A family whose model adds or
+        the memory check before training uses (``aelab.engine.memory``). A family whose model adds or
         shares weights beyond its two layer stacks overrides it; a test holds every family's count
         equal to its built model's."""
-        from .layers import pair
-
         total = 0
         for l, a, b in self._stack_shapes():
             if l.kind == "dense":
@@ -282,30 +304,6 @@ def positive_float(default: float, *, ge: float = 0.0, le: float | None = None):
     return Field(default=default, ge=ge, le=le)
 
 
-class LeakyReLU02(nn.LeakyReLU):
-    """Keras 3's ``leaky_relu`` uses a negative slope of 0.2 (PyTorch's default is 0.01)."""
-
-    def __init__(self) -> None:
-        super().__init__(negative_slope=0.2)
-
-
-#: Keras activation name → module. Keras' elu has alpha 1, selu the standard constants.
-ACTIVATION_MODULES = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "linear": nn.Identity,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "softplus": nn.Softplus,
-    "leaky_relu": LeakyReLU02,
-}
-
-
-def make_activation(name: str) -> nn.Module:
-    return ACTIVATION_MODULES[name]()
-
-
 def float_field(v: Any) -> Any:
     """Pydantic 'before' helper: a TOML/CLI int where a float is meant (``lam = 1``) is that float."""
     return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
@@ -317,11 +315,6 @@ def load_weights_into(model: nn.Module, path: str) -> None:
     Every state-dict name must be in the file with the same shape, and the file may hold nothing
     else; otherwise one :class:`~aelab.errors.WeightsError` line says what differs.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ..errors import WeightsError
-
     try:
         got = load_file(str(path))
     except FileNotFoundError:
@@ -338,15 +331,13 @@ def load_weights_into(model: nn.Module, path: str) -> None:
     for k, v in want.items():
         if tuple(got[k].shape) != tuple(v.shape):
             raise WeightsError(f"init_weights {path}: {k} has shape {list(got[k].shape)}, the model needs {list(v.shape)}")
-    from ..artifacts import non_float, warn_once
-
     bad = non_float(got)
     if bad:  # integer weights would be truncated values cast silently
         raise WeightsError(f"init_weights {path} holds tensors that are not floating point "
                            f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); save the weights as float32")
     wider = sorted(k for k, v in want.items() if got[k].dtype.itemsize > v.dtype.itemsize)
     if wider:
-        warn_once(f"init_weights {path}: {', '.join(wider[:3])}{' …' if len(wider) > 3 else ''} "
+        say_once(f"aelab: warning: init_weights {path}: {', '.join(wider[:3])}{' …' if len(wider) > 3 else ''} "
                   f"({str(got[wider[0]].dtype).replace('torch.', '')}) cast to the model's "
                   f"{str(want[wider[0]].dtype).replace('torch.', '')}, rounding them")
     with torch.no_grad():

@@ -26,16 +26,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-_ck = None
+from .. import kernels
 
-
-def _ckernels():
-    global _ck
-    if _ck is None:  # imported late: aelab.engine imports the models
-        from ..engine import ckernels
-
-        _ck = ckernels
-    return _ck
 
 
 def enabled() -> bool:
@@ -48,7 +40,7 @@ def applies(x: torch.Tensor, weight: torch.Tensor, in_channels: int, out_channel
     k = weight.shape[-1]
     return (out_channels == 1 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
             and weight.shape[-2] == k and pad[0] == pad[1] and 0 <= pad[0] < k and weight.dtype == torch.float32
-            and enabled() and _ckernels().conv1_usable(x, in_channels))
+            and enabled() and kernels.conv1_usable(x, in_channels))
 
 
 def _packed(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
@@ -76,7 +68,7 @@ class _Conv1(torch.autograd.Function):
         ctx.save_for_backward(x, weight, bias)
         ctx.pad, ctx.transposed, ctx.wt = pad, transposed, wt
         b = 0.0 if bias is None else float(bias.detach()[0])
-        return _ckernels().conv1_forward(x.detach(), wt, b, pad, k)
+        return kernels.conv1_forward(x.detach(), wt, b, pad, k)
 
     @staticmethod
     def backward(ctx, g):
@@ -90,7 +82,7 @@ class _Conv1(torch.autograd.Function):
                 grads = iter(torch.autograd.grad(y, ins, g, create_graph=True))
             return (next(grads) if need_x else None, next(grads) if need_w else None,
                     next(grads) if need_b else None, None, None)
-        gx, gwt, gb = _ckernels().conv1_backward(g, x.detach(), ctx.wt, ctx.pad, weight.shape[-1], need_x,
+        gx, gwt, gb = kernels.conv1_backward(g, x.detach(), ctx.wt, ctx.pad, weight.shape[-1], need_x,
                                                  need_w or need_b)
         gw = _unpacked(gwt, ctx.transposed) if need_w else None
         return gx, gw, (gb.reshape(1) if need_b else None), None, None

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 
 from ..losses import activity_l1
-from .base import AEOutput, Autoencoder, make_activation, output
-
-
-def glorot_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Keras' default kernel init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
-
-    ``weight`` is PyTorch-shaped ``(out, in)``; the limit is symmetric so the layout does not matter.
-    """
-    fan_out, fan_in = weight.shape
-    a = math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():
-        weight.uniform_(-a, a, generator=generator)
-    return weight
+from .base import AEOutput, Autoencoder, output
+from .layers import _init_torch, glorot_uniform_, make_activation
 
 
 class DenseAutoencoder(Autoencoder):
@@ -43,8 +31,6 @@ class DenseAutoencoder(Autoencoder):
                 glorot_uniform_(lin.weight, generator)
                 nn.init.zeros_(lin.bias)
         else:  # PyTorch's default distributions, drawn from the generator (reproducible)
-            from .layers import _init_torch
-
             for lin in linears:
                 _init_torch(lin, generator)
         n_enc = len(cfg.encoder)

@@ -36,8 +36,6 @@ from torch import nn
 from .._schema import ACTIVATIONS, Activation, Frozen
 from ..errors import ConfigError
 from . import conv1
-from .base import make_activation
-from .dense import glorot_uniform_
 
 Shape = tuple[int, ...]
 Padding = Literal["same", "valid"]
@@ -51,6 +49,44 @@ def _list_to_tuple(v: Any) -> Any:
 PositiveInt = Annotated[int, Field(gt=0)]
 #: A size per spatial axis: one int for both, or (h, w), as Keras' ``kernel_size=3`` / ``(3, 5)``.
 Pair = Annotated[Union[PositiveInt, tuple[PositiveInt, PositiveInt]], BeforeValidator(_list_to_tuple)]
+
+
+# -- activations and Keras' kernel init ------------------------------------------------------------
+
+class LeakyReLU02(nn.LeakyReLU):
+    """Keras 3's ``leaky_relu`` uses a negative slope of 0.2 (PyTorch's default is 0.01)."""
+
+    def __init__(self) -> None:
+        super().__init__(negative_slope=0.2)
+
+
+#: Keras activation name → module. Keras' elu has alpha 1, selu the standard constants.
+ACTIVATION_MODULES = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "linear": nn.Identity,
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "softplus": nn.Softplus,
+    "leaky_relu": LeakyReLU02,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    return ACTIVATION_MODULES[name]()
+
+
+def glorot_uniform_(weight: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Keras' default kernel init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+
+    ``weight`` is PyTorch-shaped ``(out, in)``; the limit is symmetric so the layout does not matter.
+    """
+    fan_out, fan_in = weight.shape
+    a = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        weight.uniform_(-a, a, generator=generator)
+    return weight
 
 
 def pair(v: Union[int, Sequence[int]]) -> tuple[int, int]:

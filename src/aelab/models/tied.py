@@ -18,6 +18,7 @@ from torch import nn
 from .ae import LayerAutoencoder, ShapedSequential
 from .base import ModelConfig, make_activation
 from .family import Family
+from .layers import build_stack
 
 
 class Config(ModelConfig):
@@ -70,8 +71,6 @@ class TiedDecoder(nn.Module):
 class TiedAutoencoder(LayerAutoencoder):
     def __init__(self, cfg: Config, generator: Optional[torch.Generator] = None) -> None:
         super(LayerAutoencoder, self).__init__()
-        from .layers import build_stack
-
         self.config = cfg
         enc, _ = build_stack(cfg.encoder, cfg.view_shape(), generator=generator, init=cfg.init, label="encoder layer")
         self.encoder = ShapedSequential(enc, cfg.view_shape())

@@ -25,6 +25,7 @@ from ..losses import kl_normal_elementwise, reconstruction_elementwise, reduce_p
 from .ae import ShapedSequential, last_activation
 from .base import AEOutput, Autoencoder, ModelConfig, float_field, output
 from .family import Family, diagnostic, diagnostic_number
+from .layers import _init_keras, _init_torch, build_stack
 
 
 class Config(ModelConfig):
@@ -77,8 +78,6 @@ class VAE(Autoencoder):
 
     def __init__(self, cfg: Config, generator: Optional[torch.Generator] = None) -> None:
         super().__init__()
-        from .layers import _init_keras, _init_torch, build_stack
-
         self.config = cfg
         feats, shape = build_stack(cfg.encoder, cfg.view_shape(), generator=generator, init=cfg.init,
                                    label="encoder layer")

@@ -21,7 +21,8 @@ from .. import __version__
 from .._atomic import atomic_path, write_bytes, write_json
 from .._owned import clean_temps
 from ..artifacts import sha256_file
-from ..engine import ckernels, numerics
+from .. import kernels as ckernels
+from ..engine import numerics
 from ..data.prepare import TrainData
 from ..engine.loop import History
 from ..metrics import evaluate

@@ -24,11 +24,11 @@ from .._lock import dir_lock
 from .._owned import clean_temps
 from ..config import RunConfig
 from ..data.cache import DataCache
-from ..engine import ckernels
+from .. import kernels as ckernels
 from ..engine.loop import Interrupted, StopFlag
 from ..engine.steppers import build_initial_model
 from ..errors import AelabError
-from ..models.memory import check_fits
+from ..engine.memory import check_fits
 from .directory import (RUN_LAYOUT, RunResult, checkpoint_position, cleanup_unstarted, clear_run_dir,
                         interruption_summary, read_result, run_dir_state, write_run_mark)
 from .events import OnEvent, Tracker

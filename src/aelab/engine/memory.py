@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from ..errors import ConfigError
+from .steppers import EVAL_CHUNK
 
 FLOAT32 = 4
 #: numbers per parameter while training: the weight, its gradient, Adam's first and second moments
@@ -31,8 +32,6 @@ def training_bytes(model_cfg, batch_size: int) -> int:
     """About how many bytes training ``model_cfg`` with batches of ``batch_size`` needs (float32): its
     parameters with their gradients and Adam state, and the activations of a training batch or of an
     evaluation chunk (no gradients, but up to ``EVAL_CHUNK`` samples at once), whichever is larger."""
-    from ..engine.steppers import EVAL_CHUNK
-
     rows = max(PER_ACTIVATION * batch_size, EVAL_CHUNK)
     return FLOAT32 * (PER_PARAMETER * model_cfg.parameter_count() + rows * model_cfg.activation_count())
 
