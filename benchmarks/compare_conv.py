@@ -73,7 +73,7 @@ def is_conv_preset(name: str) -> bool:
     """A preset the dense fast path does not train (image layers, or a family such as the VAE that
     lives on the autograd path); the others are the study rows' kind."""
     from aelab.models import family_of
-    from aelab.models.presets import load_preset, preset_names
+    from aelab.presets import load_preset, preset_names
 
     if name not in preset_names():
         return False
@@ -88,7 +88,7 @@ def _median_skip_first(xs):
 
 # -- the run config and its data --------------------------------------------------------------------
 def preset_config(name: str, limit: int, test_limit: int | None):
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
 
     cfg = load_preset(name)
     over = {"data.limit": limit}
@@ -645,7 +645,7 @@ def run_preset(name: str, epochs: int, limit: int, test_limit: int | None, same_
 
 def load_preset_epochs(name: str) -> int:
     """The preset's own epoch count (a full training's length)."""
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
 
     return load_preset(name).train.epochs
 

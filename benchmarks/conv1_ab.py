@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     keep_freed_memory()
     from aelab.engine.loop import STREAM_SAMPLE, flush_denormals, generator
     from aelab.engine.steppers import PlainStepper
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
     from aelab.runs import DataCache, spec_of
 
     data = DataCache()

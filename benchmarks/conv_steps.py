@@ -34,7 +34,7 @@ PRESETS = "keras-blog-conv,keras-io-denoiser,keras-io-vae,pytorch-vae"
 def main(argv=None) -> int:
     from aelab.engine.loop import STREAM_SAMPLE, flush_denormals, generator
     from aelab.engine.steppers import PlainStepper
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
     from aelab.runs import DataCache, spec_of
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.conv_steps", description=__doc__.split("\n\n")[0])

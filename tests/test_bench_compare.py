@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from benchmarks import compare_conv  # noqa: E402
 
 from aelab.engine.steppers import build_initial_model  # noqa: E402
-from aelab.models.presets import load_preset  # noqa: E402
+from aelab.presets import load_preset  # noqa: E402
 from aelab.runs import spec_of  # noqa: E402
 
 

@@ -137,7 +137,7 @@ def test_second_derivative_goes_through_pytorch(monkeypatch):
 
 def test_a_conv_autoencoder_trains_the_same_with_and_without(monkeypatch):
     from aelab.engine.steppers import ModelSpec, PlainStepper
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
 
     cfg = load_preset("keras-blog-conv")
     spec = ModelSpec(cfg.model, "bce", init_seed=3)

@@ -197,7 +197,7 @@ def test_every_readme_command_line_parses_and_train_lines_build_a_config(tmp_pat
     from aelab.cli import _flag_overrides
     from aelab.config import RunConfig
     from aelab.data.registry import with_overrides
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
 
     monkeypatch.chdir(tmp_path)  # where the README's relative paths are: its table and the examples
     write_sensors(tmp_path / "sensors.csv")

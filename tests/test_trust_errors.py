@@ -245,7 +245,7 @@ def test_the_estimate_is_compared_with_what_the_device_has(tmp_path, capsys, mon
 
 def test_every_family_counts_its_parameters_as_built():
     from aelab.models import FAMILIES, build_model
-    from aelab.models.presets import load_preset, preset_names
+    from aelab.presets import load_preset, preset_names
 
     cfgs = [RunConfig().with_overrides({"model.family": f}).model for f in FAMILIES]
     cfgs += [load_preset(n).model for n in preset_names()]

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from ..config import RunConfig, load_toml
 from ..errors import ConfigError
-from ..models.presets import load_preset
+from ..presets import load_preset
 from .claims import Claim, ClaimError, parse_claim
 
 TOP_KEYS = {"title", "description", "defaults", "quick", "protocols", "baselines", "variants", "questions", "notes"}

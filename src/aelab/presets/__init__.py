@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import ConfigError
+from ..config import RunConfig, load_toml
+from ..errors import ConfigError
 
 HERE = Path(__file__).parent
 
@@ -19,15 +20,11 @@ def preset_names() -> list[str]:
 
 
 def preset_description(name: str) -> str:
-    from ...config import load_toml
-
     return str(load_toml(_path(name)).get("description", ""))
 
 
 def load_preset(name: str):
     """The preset's :class:`~aelab.config.RunConfig`."""
-    from ...config import RunConfig, load_toml
-
     raw = load_toml(_path(name))
     raw.pop("description", None)
     return RunConfig.from_dict(raw)
