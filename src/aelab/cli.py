@@ -148,6 +148,52 @@ def _data_opts(args):
     return DataOptions(data_dir=args.data_dir, files=tuple(args.data_file), offline=args.offline, progress=not args.quiet)
 
 
+class Console:
+    """``aelab train``'s progress output, one consumer of the training events (:mod:`aelab.runs.events`).
+
+    A line per epoch with every loss term, one when the finishing steps begin (so the time spent
+    evaluating and writing the run is named, not silent), and on a terminal the whole call's
+    progress — epochs and finishing steps — as :class:`aelab.runs.RunProgress`'s bar (a log gets
+    the lines only). All on stderr; nothing when not ``enabled`` (``--quiet``).
+    ``runs``: the :mod:`aelab.runs` module, passed in so that this class costs no import.
+    """
+
+    def __init__(self, runs, enabled: bool = True) -> None:
+        self.ev = runs
+        self.enabled = enabled
+        self.bar = runs.RunProgress("training", unit="step", enabled=enabled and sys.stderr.isatty())
+
+    def __call__(self, ev) -> None:
+        if not self.enabled:
+            return
+        if isinstance(ev, self.ev.EpochEnded):
+            self.write(f"{ev.run} epoch {ev.epoch}/{ev.epochs}  {self.terms(ev.train)}  val {self.terms(ev.val)}  "
+                       f"{ev.images_per_second:,.0f} img/s")
+        elif isinstance(ev, self.ev.RunFinishing):
+            self.write(f"{ev.run}: finishing ({', '.join(ev.steps)})")
+        self.bar(ev)
+
+    @staticmethod
+    def terms(values) -> str:
+        """``loss 0.1234`` and, where the loss has terms of its own beside the reconstruction,
+        ``(reconstruction 0.1, kl 0.0234)``: a log shows what the loss is made of."""
+        own = [k for k in values if k not in ("loss", "penalty", "reconstruction")]
+        text = f"loss {values['loss']:.4f}"
+        if own:
+            parts = [f"{k} {values[k]:.4g}" for k in ("reconstruction", *own) if k in values]
+            text += f" ({', '.join(parts)})"
+        return text
+
+    def write(self, line: str) -> None:
+        if self.bar.bar is not None:
+            self.bar.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from . import api, artifacts, config, data, runs, trained  # deferred: keeps --help and argument errors free of PyTorch
@@ -169,7 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config and args.preset:
             raise ConfigError("--config and --preset both give the starting config; choose one")
         if args.preset:
-            from .models.presets import load_preset  # deferred: keeps --help and argument errors free of PyTorch
+            from .presets import load_preset  # deferred: keeps --help and argument errors free of PyTorch
 
             base = load_preset(args.preset)
         else:
@@ -187,8 +233,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{note}: {cfg.name} -> {out}" if note == "resuming" else f"training {cfg.name} -> {out}{note}")
 
-    (res,) = runs.train_runs([cfg], [out], device=args.device, engine=args.engine, data=data.DataCache(_data_opts(args)),
-                        progress=not args.quiet, resume=True, overwrite=overwrite, on_start=started)
+    console = Console(runs, enabled=not args.quiet)
+    try:
+        (res,) = runs.train_runs([cfg], [out], device=args.device, engine=args.engine,
+                                 data=data.DataCache(_data_opts(args)), progress=False, resume=True,
+                                 overwrite=overwrite, on_start=started, on_event=console)
+    finally:
+        console.close()
     h = res.history
     print(f"{cfg.name}: {len(h['loss'])} epochs on {api.data_source_text(out)}: final loss {h['loss'][-1]:.4f}, "
           f"val_loss {h['val_loss'][-1]:.4f}, {sum(h['epoch_seconds']) / len(h['epoch_seconds']):.2f} s/epoch -> {out}")
@@ -196,7 +247,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .models.presets import preset_description, preset_names  # deferred: keeps --help free of PyTorch
+    from .presets import preset_description, preset_names  # deferred: keeps --help free of PyTorch
 
     for name in preset_names():
         print(f"{name:<20} {preset_description(name)}")
@@ -216,7 +267,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from . import api, study as studies  # deferred: keeps --help and argument errors free of PyTorch
+    from . import api, report, study as studies  # deferred: keeps --help and argument errors free of PyTorch
 
     ov = _flag_overrides(args)  # the study command's only config flag is --set
     if args.seeds < 1:
@@ -225,7 +276,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else api.study_out(study, ov)
     args.resume_hint = _same_command(args)
     res = studies.run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, seeds=args.seeds,
+                    data_opts=_data_opts(args), report=None if args.no_report else report.build_report,
+                    workers=args.workers, seeds=args.seeds,
                     **_backend_kw(args))
     _print_summary(res)
     sources = sorted({api.data_source_text(r.get("run", {})) for r in res["runs"].values()})
@@ -254,7 +306,7 @@ def _print_summary(res: dict) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from . import api, study  # deferred: keeps --help and argument errors free of PyTorch
+    from . import api, report, study  # deferred: keeps --help and argument errors free of PyTorch
 
     if not args.config:
         args.study = args.study or "exercise12"
@@ -265,7 +317,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else api.sweep_out(base, args.param, quick=args.quick, overrides=ov)
     args.resume_hint = _same_command(args)
     res = study.run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=not args.no_report, workers=args.workers, quick=args.quick,
+                    data_opts=_data_opts(args), report=None if args.no_report else report.build_sweep_report,
+                    workers=args.workers, quick=args.quick,
                     seeds=args.seeds, **_backend_kw(args))
     for p in res["points"]:
         r = res["runs"][p["run"]]
