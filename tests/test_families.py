@@ -5,23 +5,30 @@ Each case builds from a config and from TOML; gives flat outputs of the right sh
 named terms; one training step changes the weights while an evaluation changes nothing and
 repeats exactly; its weights round-trip through safetensors; an interrupted run resumes to the
 same weights and history, bit for bit; a finished run directory has its metrics and figure; and
-the fast path takes a config only when it implements all of it.
+the fast path takes a config only when it implements all of it; the family object documents every
+term and diagnostic it produces. A family defined here, in test code alone (``tiny_l2``), is
+registered for this module and meets the same contract.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from typing import Any, Literal
 
 import pytest
 import torch
+from pydantic import Field
 from safetensors.torch import load, save
 
 from aelab.config import RunConfig, config_hash
 from aelab.engine.loop import Interrupted
 from aelab.engine.steppers import PlainStepper, StackedDenseStepper, can_stack
-from aelab.models import FAMILIES, build_model
-from aelab.models.base import ACTIVATION_MODULES
+from aelab.errors import ConfigError
+from aelab.models import FAMILIES, Family, build_model, family_of, register_family
+from aelab.models.ae import LayerAutoencoder
+from aelab.models.base import ACTIVATION_MODULES, ModelConfig
 from aelab.runs import spec_of, train_runs
 
 from test_reliability import StopAfter, _same_run
@@ -54,6 +61,48 @@ CASES = {
 DATA = {"dataset": "synthetic", "limit": 256, "test_limit": 64}
 
 
+# -- a family from test code alone: an L2 penalty on the code ----------------------------------------------
+class TinyConfig(ModelConfig):
+    """An autoencoder with ``lam``·mean‖h‖² on its code."""
+
+    family: Literal["tiny_l2"] = "tiny_l2"
+    encoder: tuple[Any, ...] = ("8:tanh",)
+    lam: float = Field(default=0.01, ge=0.0)
+
+    def term_names(self) -> tuple[str, ...]:
+        return ("code_l2",)
+
+
+class TinyAutoencoder(LayerAutoencoder):
+    def extra_terms(self, x: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"code_l2": self.config.lam * code.pow(2).sum(dim=1).mean()}
+
+
+@torch.no_grad()
+def tiny_diagnose(model, x, cfg, loss="bce") -> dict[str, Any]:
+    return {"code_rms": float(model.encode(x).double().pow(2).mean().sqrt())}
+
+
+def tiny_explain(b, v, who="the variant", other="the baseline"):
+    vr = v.get("metrics", {}).get("family", {}).get("code_rms")
+    return f"{who}'s code is small (rms {vr:.3g})" if isinstance(vr, float) and vr < 0.01 else None
+
+
+TINY = Family(name="tiny_l2", Config=TinyConfig, build=lambda cfg, generator=None: TinyAutoencoder(cfg, generator),
+              terms={"code_l2": "λ·mean‖h‖², the squared L2 norm of the code per sample weighted by λ."},
+              diagnostics={"code_rms": "The root mean square of the code values on the test split."},
+              diagnose=tiny_diagnose, explain=tiny_explain, label="tiny L2 AE")
+CASES["tiny_l2"] = [{"lam": 0.1}, {"encoder": ["32:relu", "4:linear"], "decoder": ["32:relu", "784:sigmoid"]}]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tiny_family():
+    """``tiny_l2`` is registered while this module's tests run, then removed (no other module sees it)."""
+    register_family(TINY)
+    yield TINY
+    del FAMILIES[TINY.name]
+
+
 def run_cfg(family: str, model: dict, **train) -> RunConfig:
     return RunConfig.from_dict({"name": f"{family}", "model": {"family": family, **model}, "data": DATA,
                                 "train": {"epochs": 2, "batch_size": 64, **train}})
@@ -67,6 +116,41 @@ def _cases():
 
 def test_every_family_has_contract_cases():
     assert set(CASES) == set(FAMILIES)
+
+
+def test_a_family_from_test_code_is_registered_and_a_clash_is_refused():
+    assert FAMILIES["tiny_l2"] is TINY and family_of("tiny_l2") is TINY
+    assert register_family(TINY) is TINY  # the same object again changes nothing
+    with pytest.raises(ConfigError, match="'ae' is registered already") as err:
+        register_family(dataclasses.replace(FAMILIES["ae"], label="another ae"))
+    assert "\n" not in str(err.value)
+    assert family_of("ae").label == "autoencoder"
+    with pytest.raises(ConfigError, match="unknown model family 'nope'"):
+        family_of("nope")
+    with pytest.raises(ValueError, match="family field must default to 'other'"):
+        Family(name="other", Config=TinyConfig, build=TINY.build)
+    cfg = run_cfg("tiny_l2", {"lam": 0.5})  # a run config takes it like a built-in family
+    assert type(cfg.model) is TinyConfig and cfg.model.lam == 0.5 and family_of(cfg.model) is TINY
+
+
+@pytest.mark.parametrize("family, model", list(_cases()))
+def test_the_family_object_documents_what_it_produces(family, model):
+    fam = FAMILIES[family]
+    cfg = run_cfg(family, model).model
+    assert fam.name == family and isinstance(cfg, fam.Config) and fam.label
+    assert set(cfg.term_names()) <= set(fam.terms), "every loss term has a doc"
+    assert all(fam.terms[t] and fam.term_label(t) for t in cfg.term_names())
+    m = build_model(cfg, torch.Generator().manual_seed(0))
+    assert bool(getattr(m, "stochastic", False)) == fam.stochastic
+    assert fam.code in ("deterministic", "mean", "discrete")
+    diag = fam.diagnose(m, torch.rand(16, cfg.input_dim), cfg, "bce")
+    assert set(diag) <= set(fam.diagnostics), "every diagnostic has a doc"
+    assert all(fam.diagnostics[k] and fam.diagnostic_label(k) for k in diag)
+    assert fam.supports_fast(cfg) == (cfg.fast_plan() is not None)
+    if fam.explain is not None:
+        run = {"config": {"model": {"family": family}}, "metrics": {"family": {"name": family, **diag}}}
+        said = fam.explain(run, run)
+        assert said is None or (isinstance(said, str) and said and not said.endswith("."))
 
 
 @pytest.mark.parametrize("family, model", list(_cases()))
