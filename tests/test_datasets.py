@@ -102,7 +102,7 @@ def test_fit_config_takes_the_input_shape_from_the_data_and_leaves_mnist_alone()
 
 
 def test_a_conv_stack_that_cannot_take_the_data_is_one_clear_error(tmp_path):
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
 
     conv = load_preset("keras-blog-conv").with_overrides({"data.dataset": "digits"})
     with pytest.raises(ConfigError, match=r"does not fit data set digits \(samples of shape \[1, 8, 8\]\)"):
@@ -114,7 +114,7 @@ def test_a_conv_stack_that_cannot_take_the_data_is_one_clear_error(tmp_path):
 
 def test_a_conv_stack_follows_the_channels_of_an_rgb_folder(tmp_path):
     folder = make_png_folder(tmp_path / "rgb", size=(28, 28), mode="RGB", per_class=3)
-    from aelab.models.presets import load_preset
+    from aelab.presets import load_preset
 
     cfg = fit_config(load_preset("keras-blog-conv").with_overrides({"data.dataset": str(folder)}))
     assert cfg.model.input_shape == (3, 28, 28)
@@ -313,7 +313,7 @@ def test_new_data_fields_keep_old_hashes_until_used():
     assert base.hash() == RunConfig().with_overrides({"data.test_fraction": 0.2}).hash()
     assert base.hash() != RunConfig().with_overrides({"data.exclude_labels": [3]}).hash()
     # every data field counts in the cache key, the per-run noise settings aside
-    assert data_key(DataConfig(split_seed=1)) != data_key(DataConfig())
+    assert data_key(DataConfig(dataset="digits", split_seed=1)) != data_key(DataConfig(dataset="digits"))
     assert data_key(DataConfig(noise_factor=0.3)) == data_key(DataConfig())
 
 

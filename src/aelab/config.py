@@ -30,6 +30,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 from ._schema import ACTIVATIONS, Activation, Frozen as _Frozen  # noqa: F401  (re-exported)
 
 
+from .data import DataConfig, fingerprint as data_fingerprint  # noqa: E402,F401  (the data layer owns its config)
+from .data.registry import option_fields  # noqa: E402
+from .data.folder import parse_image_size  # noqa: E402,F401  (re-exported)
 from .models import FAMILIES, ModelConfig  # noqa: E402  (the families own their config classes)
 from .models.layers import Dense as LayerSpec, parse_layer  # noqa: E402,F401  (the dense short form)
 
@@ -62,115 +65,6 @@ def _model_dict(m: ModelConfig) -> dict[str, Any]:
     d["decoder"] = m.layers_text(m.decoder)
     d["input_shape"] = list(m.input_shape)
     return d
-
-
-class DataConfig(_Frozen):
-    """Which data, how it is read and scaled, and the noise of a denoising autoencoder.
-
-    ``dataset``: a registered name (``aelab.data.registry.DATASETS``: mnist, fashion-mnist, kmnist,
-    digits, synthetic) or a path: a folder of images or a ``.csv``/``.npy``/``.npz`` table. A path's
-    content (not just its name) is part of the config hash.
-    """
-
-    dataset: str = "mnist"
-    #: "unit": x / the data's maximum (x/255 for 8-bit images; a float table as it is).
-    #: "minmax": scikit-learn MinMaxScaler per feature. "standard": StandardScaler (z-score) per feature.
-    scaling: Literal["unit", "minmax", "standard"] = "unit"
-    #: "train": the scaler is fitted on the training split. "per_split": each split is fitted on
-    #: itself, as the seed notebook does (a flaw the report measures).
-    scaler_fit: Literal["train", "per_split"] = "train"
-    #: Denoising: inputs are clip(x + f·N(0,1), 0, 1); targets stay clean.
-    noise_factor: float = Field(default=0.0, ge=0.0, le=100.0)
-    #: "once": noise drawn once before training (the seed's way). "per_epoch": redrawn each epoch.
-    noise_mode: Literal["once", "per_epoch"] = "once"
-    #: What the validation loss is computed on: the seed validates 4.1 on clean → clean.
-    validate_on: Literal["clean", "noisy"] = "clean"
-    #: Use only the first N training (and N//6 test, at least 1) images: quick runs and tests.
-    limit: Optional[int] = Field(default=None, gt=0)
-    test_limit: Optional[int] = Field(default=None, gt=0)
-    #: A folder of images: 1 (grayscale) or 3 (RGB); default: RGB when any image has colour.
-    channels: Optional[Literal[1, 3]] = None
-    #: A folder of images: resize every image to (H, W) (bilinear); "32" or "32x48" on the command line.
-    image_size: Optional[tuple[int, int]] = None
-    #: Data that comes as one pool (digits, a folder without train/ and test/, a table without
-    #: x_test): the share of samples held out for testing, split with ``split_seed``.
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    split_seed: int = 0
-    #: A .csv table: the column that holds the labels (it is not a feature).
-    label_column: Optional[str] = None
-    #: Leave the samples with these labels out of training (and of the validation during training);
-    #: the test split stays whole, so the held-out class can be scored as an anomaly.
-    exclude_labels: tuple[int, ...] = ()
-
-    @field_validator("noise_factor", "test_fraction", mode="before")
-    @classmethod
-    def _int_is_float(cls, v: Any) -> Any:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _dataset(cls, v: Any) -> Any:
-        if isinstance(v, Path):
-            v = str(v)
-        if isinstance(v, str) and not v.strip():
-            raise ValueError("is empty; give a data set name (mnist, fashion-mnist, kmnist, digits, synthetic) or a path")
-        return v
-
-    @field_validator("image_size", mode="before")
-    @classmethod
-    def _size(cls, v: Any) -> Any:
-        return parse_image_size(v) if v is not None else v
-
-    @field_validator("exclude_labels", mode="before")
-    @classmethod
-    def _labels(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):
-            v = (v,)
-        if isinstance(v, str):
-            try:
-                v = tuple(int(p) for p in v.split(",") if p.strip())
-            except ValueError:
-                raise ValueError(f"got {v!r}; give whole-number labels such as 3 or 3,5") from None
-        if isinstance(v, list):
-            v = tuple(v)
-        if isinstance(v, tuple):
-            if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                raise ValueError(f"got {list(v)}; give whole-number labels such as [3] or [3, 5]")
-            if len(set(v)) != len(v):
-                raise ValueError(f"got {list(v)}; a label is listed twice")
-            v = tuple(sorted(v))  # the same set is the same config (and hash), in any order
-        return v
-
-
-def parse_image_size(v: Any) -> Any:
-    """``32`` / ``"32"`` → (32, 32); ``"32x48"`` / ``[32, 48]`` → (32, 48) as (H, W); else a ValueError."""
-    if isinstance(v, bool):
-        raise ValueError(f"got {v!r}; give H or HxW such as 32 or 32x48")
-    if isinstance(v, int):
-        v = (v, v)
-    elif isinstance(v, str):
-        parts = v.lower().replace("×", "x").split("x")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"got {v!r}; give H or HxW such as 32 or 32x48") from None
-        if len(nums) not in (1, 2):
-            raise ValueError(f"got {v!r}; give H or HxW such as 32 or 32x48")
-        v = (nums[0], nums[-1])
-    elif isinstance(v, list):
-        v = tuple(v)
-    if isinstance(v, tuple):
-        if len(v) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) for d in v):
-            raise ValueError(f"got {list(v)}; give H or HxW such as 32 or 32x48")
-        if not all(1 <= d <= 4096 for d in v):
-            raise ValueError(f"got {v[0]}x{v[1]}; each side must be between 1 and 4096 pixels")
-    return v
-
-
-#: Data fields added after run directories existed: left out of the hash while at their defaults, so a
-#: config that does not use them keeps the hash (and the cached runs) it always had.
-_LATER_DATA_DEFAULTS = {"channels": None, "image_size": None, "test_fraction": 0.2, "split_seed": 0,
-                        "label_column": None, "exclude_labels": []}
 
 
 class TrainConfig(_Frozen):
@@ -243,8 +137,10 @@ class RunConfig(_Frozen):
         return cls.from_dict(load_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready in the spelling of config files: layers as text, data options flat."""
         d = self.model_dump(mode="json")
         d["model"] = _model_dict(self.model)
+        d["data"] = self.data.flat()
         return d
 
     def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
@@ -254,17 +150,20 @@ class RunConfig(_Frozen):
         return config_hash(self)
 
 
-def config_hash(cfg: RunConfig) -> str:
+_UNSET: Any = object()
+
+
+def config_hash(cfg: RunConfig, fingerprint: Optional[str] = _UNSET) -> str:
     """A stable hash of everything that determines the result (the name is excluded; starting
-    weights count by their content, so another file at the same path is another run)."""
+    weights count by their content, so another file at the same path is another run).
+
+    The data part is hashed in its flat spelling (``DataConfig.hash_fields``), as it always was, with
+    a path's content fingerprint; pass ``fingerprint`` (``aelab.data.fingerprint(cfg.data)``) when it
+    is known, so a folder of images is not listed again."""
     d = cfg.to_dict()
     d.pop("name", None)
-    for k, default in _LATER_DATA_DEFAULTS.items():
-        if d["data"].get(k) == default:
-            d["data"].pop(k, None)
-    from .data.registry import content_sha256
-
-    content = content_sha256(cfg.data.dataset)
+    d["data"] = cfg.data.hash_fields()
+    content = data_fingerprint(cfg.data) if fingerprint is _UNSET else fingerprint
     if content is not None:  # a folder or table: another content is another data set
         d["data"]["dataset_sha256"] = content
     if d["model"].get("init_weights"):
@@ -295,6 +194,8 @@ def _format_loc(loc: tuple) -> str:
     parts = [str(p) for p in loc if not isinstance(p, int)]
     if len(parts) > 1 and parts[0] == "model" and parts[1] in FAMILIES:  # the union's tag, not a key
         del parts[1]
+    if len(parts) > 2 and parts[0] == "data" and parts[1] == "source":  # options are spelled data.<option>
+        del parts[1]
     return ".".join(parts) or "config"
 
 
@@ -314,6 +215,8 @@ def format_validation_error(err: ValidationError) -> str:
     if e["type"] == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if msg.startswith(f"{loc}."):  # the message names the key itself (data.channels on MNIST)
+        return f"invalid config: {msg}{more}"
     return f"invalid config: {loc}: {msg}{more}"
 
 
@@ -414,6 +317,8 @@ def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
         # another family: start from its defaults, keeping what every family shares
         kept = {k: v for k, v in (out.get("model") or {}).items() if k in ("input_shape", "init")}
         out["model"] = {**defaults["model"], **kept}
+    # any source's options may be set under data (checked against the source's own class when built)
+    defaults["data"] = {**{k: d for k, (d, _) in option_fields().items()}, **defaults["data"]}
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         node, ref = out, defaults

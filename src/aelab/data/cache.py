@@ -6,7 +6,7 @@
 its data (batch size, the model's input shape, the loss's value range, the labels it excludes).
 
 Every cache key is the *whole* data config (its JSON) plus, for a path data set, the SHA-256 of
-its content (:func:`aelab.data.registry.content_sha256`): no hand-listed fields, so two folders,
+its content (:func:`aelab.data.registry.fingerprint`): no hand-listed fields, so two folders,
 or one folder before and after an image changed, never share tensors.
 """
 
@@ -18,23 +18,15 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ..errors import ConfigError
+from .config import DataConfig
+from .dataset import Dataset
 from .prepare import TrainData, scale
-from .registry import Dataset, content_sha256, load
+from .ranges import RunConfig, warn_unreachable
+from .registry import fingerprint, load
+from .source import DataOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from ..config import DataConfig, RunConfig
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """Where the data comes from (not part of a run's identity)."""
-
-    data_dir: Optional[str] = None
-    files: tuple[str, ...] = ()
-    offline: bool = False
-    progress: bool = True
 
 
 #: Data fields each run applies on its own on top of the shared clean tensors (see ``TrainData``):
@@ -42,17 +34,15 @@ class DataOptions:
 PER_RUN_FIELDS = frozenset({"noise_factor", "noise_mode", "validate_on"})
 
 
-def data_key(cfg: "DataConfig") -> tuple:
+def data_key(cfg: DataConfig) -> tuple:
     """What identifies the clean tensors a data config yields: every field but :data:`PER_RUN_FIELDS`
     (so a field added later counts at once), and the content of a path data set."""
-    return (cfg.model_dump_json(exclude=set(PER_RUN_FIELDS)), content_sha256(cfg.dataset))
+    return (cfg.model_dump_json(exclude=set(PER_RUN_FIELDS)), fingerprint(cfg))
 
 
-def _read_key(cfg: "DataConfig") -> tuple:
+def _read_key(cfg: DataConfig) -> tuple:
     """What identifies the data as read (before scaling, noise and label exclusion)."""
-    read = cfg.model_dump(include={"dataset", "limit", "test_limit", "channels", "image_size", "test_fraction",
-                                   "split_seed", "label_column"})
-    return (tuple(sorted(read.items())), content_sha256(cfg.dataset))
+    return (cfg.model_dump_json(include={"dataset", "limit", "test_limit", "source"}), fingerprint(cfg))
 
 
 class DataCache:
@@ -64,7 +54,7 @@ class DataCache:
         self._tensors: dict = {}
 
     # -- the data as read ----------------------------------------------------------------------
-    def dataset(self, cfg: "DataConfig") -> Dataset:
+    def dataset(self, cfg: DataConfig) -> Dataset:
         """The :class:`~aelab.data.registry.Dataset` of ``cfg`` (limits applied; whole, unscaled)."""
         key = _read_key(cfg)
         if key not in self._sets:
@@ -75,23 +65,21 @@ class DataCache:
         """``(x_train, y_train, x_test, y_test, provenance)`` as read (the tuple callers of old use);
         a data config, or a registered name with its limits."""
         if isinstance(cfg_or_name, str):
-            from ..config import DataConfig
-
             cfg_or_name = DataConfig(dataset=cfg_or_name, limit=limit, test_limit=test_limit)
         ds = self.dataset(cfg_or_name)
         return ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.provenance
 
-    def provenance(self, cfg: "DataConfig") -> dict:
+    def provenance(self, cfg: DataConfig) -> dict:
         """Where a DataConfig's samples came from: data set, source and the exact files or their hashes."""
         return self.dataset(cfg).provenance
 
-    def _kept(self, cfg: "DataConfig", y: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    def _kept(self, cfg: DataConfig, y: Optional[np.ndarray]) -> Optional[np.ndarray]:
         """Indices of the samples whose labels ``cfg.exclude_labels`` does not name (None: keep all)."""
         if not cfg.exclude_labels or y is None:
             return None
         return np.flatnonzero(~np.isin(y, np.asarray(cfg.exclude_labels)))
 
-    def labels(self, cfg: "DataConfig") -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    def labels(self, cfg: DataConfig) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         """(train labels, test labels) in the order of :meth:`tensors` (train without the excluded
         labels, test whole); None where the data set has none."""
         ds = self.dataset(cfg)
@@ -100,7 +88,7 @@ class DataCache:
         return ytr, ds.y_test
 
     # -- checks --------------------------------------------------------------------------------
-    def check(self, cfg: "RunConfig") -> None:
+    def check(self, cfg: RunConfig) -> None:
         """Load a run's data and check that the run can train on it; raise before anything is written."""
         d = cfg.data
         ds = self.dataset(d)
@@ -124,11 +112,9 @@ class DataCache:
         if d.noise_factor > 0 and (lo < 0.0 or hi > 1.0):
             raise ConfigError(f"data.noise_factor clips noisy inputs to [0, 1], but {d.dataset} scaled with "
                               f"'{d.scaling}' spans [{lo:.4g}, {hi:.4g}]; use --scaling minmax or unit, or no noise")
-        from .ranges import warn_unreachable
-
         warn_unreachable(cfg, lo, hi)  # a last layer that cannot reach the data: one line, not an error
 
-    def _scaled_range(self, cfg: "DataConfig") -> tuple[float, float]:
+    def _scaled_range(self, cfg: DataConfig) -> tuple[float, float]:
         """The training split's value range after scaling, computed only where it is not known: min–max
         maps onto [0, 1] by construction, and so does ``unit`` for data that declares its range."""
         ds = self.dataset(cfg)
@@ -140,7 +126,7 @@ class DataCache:
         return float(ftr.min()), float(ftr.max())
 
     # -- what training reads ---------------------------------------------------------------------
-    def _scaled(self, cfg: "DataConfig") -> tuple[np.ndarray, np.ndarray]:
+    def _scaled(self, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         """Both splits scaled and flattened, float32 ``(N, D)`` (training split without the excluded labels)."""
         key = ("scaled",) + data_key(cfg)
         if key not in self._tensors:
@@ -151,11 +137,11 @@ class DataCache:
             self._tensors[key] = scale(xtr, ds.x_test, method=cfg.scaling, fit=cfg.scaler_fit, unit_max=unit)
         return self._tensors[key]
 
-    def tensors(self, cfg: "DataConfig", device: "torch.device"):
+    def tensors(self, cfg: DataConfig, device: "torch.device"):
         """(x_train, x_test, y_test) for a DataConfig: float32 (N, D) on ``device``; shared objects.
 
         The training split leaves out ``cfg.exclude_labels``; the test split is whole."""
-        import torch
+        import torch  # deferred: torch is heavy; `aelab data info` reads the cache's data without it
 
         key = data_key(cfg) + (str(device),)
         if key not in self._tensors:
@@ -167,10 +153,10 @@ class DataCache:
             )
         return self._tensors[key]
 
-    def train_data(self, cfg: "RunConfig", device: "torch.device") -> "TrainData":
+    def train_data(self, cfg: RunConfig, device: "torch.device") -> TrainData:
         """What the training loop reads: the training split, and the validation split (the test split
         without ``data.exclude_labels``: validation measures the classes trained on)."""
-        import torch
+        import torch  # deferred: as in tensors()
 
         xtr, xte, yte = self.tensors(cfg.data, device)
         d = cfg.data
@@ -184,7 +170,7 @@ class DataCache:
                          validate_on=d.validate_on, seed=cfg.train.seed)
 
 
-def _check_labels(cfg: "DataConfig", ds: Dataset) -> None:
+def _check_labels(cfg: DataConfig, ds: Dataset) -> None:
     if not cfg.exclude_labels:
         return
     if ds.y_train is None:

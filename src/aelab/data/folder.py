@@ -18,18 +18,64 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
+from pydantic import field_validator
 
 from ..errors import DataError
-from .registry import Dataset, content_sha256, split_indices
+from .dataset import IMAGES, Dataset, split_indices
+from .digits import PoolOptions
+from .content import content_sha256
+from .source import DataOptions, Source
+
+TABLE_SUFFIXES = (".csv", ".npy", ".npz")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-def load_folder(cfg) -> Dataset:
+class FolderOptions(PoolOptions):
+    """A folder of images: ``channels`` 1 (grayscale) or 3 (RGB), by default RGB when any image has
+    colour; ``image_size`` (H, W) to resize every image to (bilinear; ``"32"`` or ``"32x48"`` on the
+    command line); a folder without train/ and test/ is split by ``test_fraction``/``split_seed``."""
+
+    kind: Literal["folder"] = "folder"
+    channels: Optional[Literal[1, 3]] = None
+    image_size: Optional[tuple[int, int]] = None
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        return parse_image_size(v) if v is not None else v
+
+
+def parse_image_size(v: Any) -> Any:
+    """``32`` / ``"32"`` → (32, 32); ``"32x48"`` / ``[32, 48]`` → (32, 48) as (H, W); else a ValueError."""
+    if isinstance(v, bool):
+        raise ValueError(f"got {v!r}; give H or HxW such as 32 or 32x48")
+    if isinstance(v, int):
+        v = (v, v)
+    elif isinstance(v, str):
+        parts = v.lower().replace("×", "x").split("x")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"got {v!r}; give H or HxW such as 32 or 32x48") from None
+        if len(nums) not in (1, 2):
+            raise ValueError(f"got {v!r}; give H or HxW such as 32 or 32x48")
+        v = (nums[0], nums[-1])
+    elif isinstance(v, list):
+        v = tuple(v)
+    if isinstance(v, tuple):
+        if len(v) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) for d in v):
+            raise ValueError(f"got {list(v)}; give H or HxW such as 32 or 32x48")
+        if not all(1 <= d <= 4096 for d in v):
+            raise ValueError(f"got {v[0]}x{v[1]}; each side must be between 1 and 4096 pixels")
+    return v
+
+
+def load_folder(cfg, opts: FolderOptions, data_opts: DataOptions = DataOptions()) -> Dataset:
     root = Path(cfg.dataset).expanduser()
     train_dir, test_dir = root / "train", root / "test"
     if train_dir.is_dir() and test_dir.is_dir():
@@ -44,11 +90,11 @@ def load_folder(cfg) -> Dataset:
         files, labels = _listing(root, root)
         classes = tuple(sorted(set(labels))) if labels is not None else ()
         tr_labels = labels
-    channels = cfg.channels
+    channels = opts.channels
     images = [_open(f, root) for f in files]
     if channels is None:
         channels = 3 if any(im.mode not in _GRAY_MODES for im in images) else 1
-    size = tuple(cfg.image_size) if cfg.image_size is not None else None
+    size = tuple(opts.image_size) if opts.image_size is not None else None
     if size is None:
         sizes = {}
         for f, im in zip(files, images):
@@ -69,13 +115,23 @@ def load_folder(cfg) -> Dataset:
         tr, te = np.arange(n_tr), np.arange(n_tr, len(files))
         split = "train/ and test/"
     else:
-        tr, te = split_indices(len(files), cfg.test_fraction, cfg.split_seed, y_all, str(root))
-        split = f"seeded {cfg.test_fraction:g} test fraction (seed {cfg.split_seed})"
+        tr, te = split_indices(len(files), opts.test_fraction, opts.split_seed, y_all, str(root))
+        split = f"seeded {opts.test_fraction:g} test fraction (seed {opts.split_seed})"
     prov = {"dataset": str(cfg.dataset), "kind": "images", "source": "folder", "path": str(root.resolve()),
             "files": len(files), "sha256": content_sha256(cfg.dataset), "split": split,
             "channels": channels, "image_size": list(size)}
     return Dataset(str(cfg.dataset), "images", arrays[tr], None if y_all is None else y_all[tr], arrays[te],
-                   None if y_all is None else y_all[te], (0, 255), classes, prov)
+                   None if y_all is None else y_all[te], (0, 255), classes, prov, IMAGES)
+
+
+def _claims(dataset: str) -> bool:
+    """Any path that is not a table: a folder (whether it exists is checked when it is read)."""
+    p = Path(dataset).expanduser()
+    return not (p.suffix.lower() in TABLE_SUFFIXES and not p.is_dir())
+
+
+SOURCE = Source("folder", load_folder, FolderOptions, "a folder of images (PNG, JPEG, ...): its own path", IMAGES,
+                what="a folder of images", claims=_claims)
 
 
 def _rel(f: Path, root: Path) -> str:
@@ -126,7 +182,7 @@ def _images_in(paths: list[Path], folder: Path) -> list[Path]:
 
 
 def _open(f: Path, root: Path):
-    from PIL import Image
+    from PIL import Image  # deferred: Pillow is needed only when a folder of images is read
 
     try:
         with warnings.catch_warnings():
@@ -146,7 +202,7 @@ def _open(f: Path, root: Path):
 
 def _pixels(im, f: Path, root: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     """(C, H, W) uint8 pixels of ``im`` in ``channels`` channels, resized to ``size`` = (H, W)."""
-    from PIL import Image
+    from PIL import Image  # deferred: as in _open
 
     try:
         if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):

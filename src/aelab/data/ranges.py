@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Any, Optional
 
 from ..errors import say_once
+from .dataset import Dataset
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..config import RunConfig
-    from .registry import Dataset
+#: a run's config (``aelab.config.RunConfig``, a layer above): only its ``model``, ``data`` and
+#: ``train`` parts are read
+RunConfig = Any
 
 _INF = math.inf
 #: The values each activation of a last layer can produce (selu's floor is −scale·alpha).
@@ -38,11 +39,11 @@ OUTPUT_RANGES: dict[str, tuple[float, float]] = {
 UNIT_LOSSES = ("bce", "torch_bce")
 
 
-def last_activation(cfg: "RunConfig") -> str:
+def last_activation(cfg: RunConfig) -> str:
     return getattr(cfg.model.decoder[-1], "activation", None) or "linear"
 
 
-def output_range(cfg: "RunConfig") -> tuple[float, float]:
+def output_range(cfg: RunConfig) -> tuple[float, float]:
     return OUTPUT_RANGES.get(last_activation(cfg), (-_INF, _INF))
 
 
@@ -50,7 +51,7 @@ def _fmt(r: tuple[float, float]) -> str:
     return "[" + ", ".join("∞" if v == _INF else "−∞" if v == -_INF else f"{v:.4g}" for v in r) + "]"
 
 
-def _linear_hint(cfg: "RunConfig") -> str:
+def _linear_hint(cfg: RunConfig) -> str:
     layers = cfg.model.decoder
     if all(getattr(l, "kind", "") == "dense" for l in layers):
         text = [f"{l.size}:{l.activation}" for l in layers[:-1]] + [f"{layers[-1].size}:linear"]
@@ -58,7 +59,7 @@ def _linear_hint(cfg: "RunConfig") -> str:
     return "a linear last layer and --loss mse"
 
 
-def _needs(cfg: "RunConfig", lo: float, hi: float) -> list[str]:
+def _needs(cfg: RunConfig, lo: float, hi: float) -> list[str]:
     """What in ``cfg`` cannot take values in [lo, hi]: its last layer and/or its loss."""
     out = output_range(cfg)
     why = []
@@ -69,7 +70,7 @@ def _needs(cfg: "RunConfig", lo: float, hi: float) -> list[str]:
     return why
 
 
-def fit_scaling(cfg: "RunConfig", ds: "Dataset") -> "RunConfig":
+def fit_scaling(cfg: RunConfig, ds: Dataset) -> RunConfig:
     """``cfg`` with ``data.scaling = "minmax"`` when its ``unit`` scaling would feed data that declares
     no range, and lies outside [0, 1], to a last layer or loss that cannot take it; else ``cfg``."""
     if cfg.data.scaling != "unit" or ds.value_range is not None or ds.x_train.size == 0:
@@ -86,7 +87,7 @@ def fit_scaling(cfg: "RunConfig", ds: "Dataset") -> "RunConfig":
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"scaling": "minmax"})})
 
 
-def warn_unreachable(cfg: "RunConfig", lo: float, hi: float) -> Optional[str]:
+def warn_unreachable(cfg: RunConfig, lo: float, hi: float) -> Optional[str]:
     """One warning line (once per process) when the scaled training data [lo, hi] leaves the range of
     ``cfg``'s last layer; returns the line, or None when the model can reach its data."""
     out = output_range(cfg)

@@ -7,7 +7,12 @@ structured enough that an autoencoder's loss falls and its reconstructions diffe
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+from .dataset import SAMPLES, Dataset
+from .source import DataOptions, Source, SourceOptions
 
 
 def _prototypes(rng: np.random.Generator) -> np.ndarray:
@@ -46,3 +51,22 @@ def synthetic_digits(n_train: int, n_test: int, seed: int = 0):
     xtr, ytr = make(n_train)
     xte, yte = make(n_test)
     return xtr, ytr, xte, yte
+
+
+class SyntheticOptions(SourceOptions):
+    """No options: its size comes from ``data.limit`` and ``data.test_limit``."""
+
+    kind: Literal["synthetic"] = "synthetic"
+
+
+def _read(cfg, opts: SyntheticOptions, data_opts: DataOptions) -> Dataset:
+    n_tr = cfg.limit or 6000
+    n_te = cfg.test_limit or max(1, n_tr // 6)
+    xtr, ytr, xte, yte = synthetic_digits(n_tr, n_te)
+    return Dataset("synthetic", "synthetic", xtr[:, None], ytr, xte[:, None], yte, (0, 255),
+                   tuple(str(d) for d in range(10)), {"dataset": "synthetic", "source": "built in"}, SOURCE.noun)
+
+
+SOURCE = Source("synthetic", _read, SyntheticOptions, "28×28 stroke 'digits' drawn from a fixed seed, for tests",
+                SAMPLES, tuple(str(d) for d in range(10)), (1, 28, 28), (0, 255), what="the synthetic set",
+                sized_by_limits=True)

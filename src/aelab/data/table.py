@@ -19,27 +19,36 @@ import math
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .registry import Dataset, content_sha256, split_indices
+from .dataset import IMAGES, SAMPLES, Dataset, split_indices
+from .digits import PoolOptions
+from .content import content_sha256
+from .folder import TABLE_SUFFIXES
+from .source import DataOptions, Source
 
 
-def load_table(cfg) -> Dataset:
+class TableOptions(PoolOptions):
+    """A table: ``label_column`` names a .csv column that holds the labels (it is then not a
+    feature); a table without x_test is split by ``test_fraction``/``split_seed``."""
+
+    kind: Literal["table"] = "table"
+    label_column: Optional[str] = None
+
+
+def load_table(cfg, opts: TableOptions, data_opts: DataOptions = DataOptions()) -> Dataset:
     path = Path(cfg.dataset).expanduser()
     suffix = path.suffix.lower()
-    if cfg.channels is not None or cfg.image_size is not None:
-        flag = "--channels" if cfg.channels is not None else "--image-size"
-        raise ConfigError(f"{flag} applies to a folder of images, but data.dataset is the table {path}; drop it")
-    if suffix != ".csv" and cfg.label_column is not None:
+    if suffix != ".csv" and opts.label_column is not None:
         raise ConfigError(f"--label-column applies to a .csv table; {path} is {suffix} (an .npz gives labels as its "
                           "array y); drop it")
     classes: tuple[str, ...] = ()
     x_test = y_test = None
     if suffix == ".csv":
-        x, y, classes = _read_csv(path, cfg.label_column)
+        x, y, classes = _read_csv(path, opts.label_column)
     elif suffix == ".npy":
         x, y = _npy(path), None
     else:
@@ -53,17 +62,17 @@ def load_table(cfg) -> Dataset:
         split = "x / x_test as given"
         xtr, ytr, xte, yte = x, y, x_test, y_test
     else:
-        tr, te = split_indices(len(x), cfg.test_fraction, cfg.split_seed, y, str(path))
+        tr, te = split_indices(len(x), opts.test_fraction, opts.split_seed, y, str(path))
         xtr, xte = x[tr], x[te]
         ytr, yte = (None, None) if y is None else (y[tr], y[te])
-        split = f"seeded {cfg.test_fraction:g} test fraction (seed {cfg.split_seed})"
+        split = f"seeded {opts.test_fraction:g} test fraction (seed {opts.split_seed})"
     vr = (0, 255) if x.dtype == np.uint8 else None
     kind = "images" if x.ndim == 4 else "table"
     prov = {"dataset": str(cfg.dataset), "kind": kind, "source": suffix[1:], "path": str(path.resolve()),
             "sha256": content_sha256(cfg.dataset), "samples": int(len(xtr) + len(xte)), "split": split}
-    if cfg.label_column is not None:
-        prov["label_column"] = cfg.label_column
-    return Dataset(str(cfg.dataset), kind, xtr, ytr, xte, yte, vr, classes, prov)
+    if opts.label_column is not None:
+        prov["label_column"] = opts.label_column
+    return Dataset(str(cfg.dataset), kind, xtr, ytr, xte, yte, vr, classes, prov, IMAGES if kind == "images" else SAMPLES)
 
 
 def _samples(x: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -224,3 +233,12 @@ def _number(cell: str) -> Optional[float]:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _claims(dataset: str) -> bool:
+    p = Path(dataset).expanduser()
+    return p.suffix.lower() in TABLE_SUFFIXES and not p.is_dir()
+
+
+SOURCE = Source("table", load_table, TableOptions, "a table (.csv with a header row, .npy, .npz): its own path",
+                SAMPLES, what="a table (.csv, .npy, .npz)", claims=_claims)
