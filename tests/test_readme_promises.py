@@ -501,3 +501,35 @@ def test_every_choice_aelab_train_offers_trains(flag, value, tmp_path, capsys):
                "--out", str(out), "-q", *extra, flag, value])
     assert rc == 0, capsys.readouterr().err
     finite_history(out)
+
+
+# -- the Python API section ------------------------------------------------------------------------------
+def api_section() -> str:
+    text = README[README.index("## Python API"):]
+    return text[:text.index("\n## ", 1)]
+
+
+def test_the_python_api_example_runs_and_its_comments_hold(tmp_path, monkeypatch):
+    """The README's API example, as written (digits: offline), and what its comments say of the arrays."""
+    import aelab
+
+    monkeypatch.chdir(tmp_path)
+    (code,) = re.findall(r"```python\n(.*?)```", api_section(), re.S)
+    env: dict = {}
+    exec(compile(code, "README.md (Python API)", "exec"), env)
+    x, codes, images, again = env["x"], env["codes"], env["images"], env["again"]
+    assert x.dtype == np.uint8 and x.shape[1:] == (1, 8, 8) and x.max() <= 16
+    assert codes.shape == (len(x), 32) and codes.dtype == np.float32
+    assert images.shape == x.shape and images.dtype == np.float32 and 0 <= images.min() and images.max() <= 16
+    np.testing.assert_allclose(again, images, rtol=1e-5, atol=1e-5)
+    assert isinstance(env["same"], aelab.TrainedRun) and env["same"].history == env["run"].history
+
+
+def test_every_name_the_api_table_lists_is_exported():
+    import aelab
+
+    first_cells = [row.split("|")[1] for row in api_section().splitlines() if row.startswith("| `")]
+    names = [n for cell in first_cells for n in re.findall(r"`(\w+)", cell)]
+    assert len(names) >= 15
+    for name in names:
+        assert name in aelab.__all__, f"README's API table names aelab.{name}, which aelab does not export"
