@@ -133,7 +133,7 @@ def test_same_data_as_written_says_nothing_extra():
 
 # -- sweeps: seeds, held-out classes, value lists -----------------------------------------------
 def test_parse_values_takes_lists():
-    from aelab.study.runner import parse_values
+    from aelab.study import parse_values
 
     assert parse_values("[0],[1],[2]") == [[0], [1], [2]]
     assert parse_values("[3,5], [1]") == [[3, 5], [1]]

@@ -16,6 +16,7 @@ import pytest
 
 from aelab.report import build_report, build_sweep_report
 from aelab.report import prose as P
+from aelab.plots import figures as PF
 from aelab.report import figures as F
 
 from test_report import make_run, metric_docs, parse, write_samples  # noqa: F401  (metric_docs: autouse fixture)
@@ -241,15 +242,15 @@ def test_losses_on_different_scales_are_not_compared(report):
 # ------------------------------------------------------------------------------------------
 def axes_titles(monkeypatch, b, v) -> list[str]:
     seen: list[str] = []
-    real = F._png
+    real = PF.png
 
     def capture(fig):
         seen.extend(ax.get_title() for ax in fig.axes if ax.get_visible())
         return real(fig)
 
-    monkeypatch.setattr(F, "_png", capture)
+    monkeypatch.setattr(PF, "png", capture)
     F.loss_curves(b, v, ("b", "v"))
-    monkeypatch.setattr(F, "_png", real)
+    monkeypatch.setattr(PF, "png", real)
     return seen
 
 

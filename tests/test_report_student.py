@@ -18,6 +18,7 @@ from aelab.errors import ConfigError
 from aelab.report import build_report, build_sweep_report
 from aelab import numfmt as N
 from aelab.report import prose as P
+from aelab.plots import figures as PF
 from aelab.report import figures as F
 from aelab.study.spec import load_study, study_from_dict
 
@@ -297,13 +298,13 @@ def test_sweep_report_has_no_study_notes(tmp_path):
 def panels_of(monkeypatch, **kw) -> list:
     """Draw a sweep plot and return its visible axes (captured before the figure is cleared)."""
     seen = []
-    real = F._png
+    real = PF.png
 
     def capture(fig):
         seen.extend((ax.get_title(), ax.get_ylim(), len(ax.lines)) for ax in fig.axes if ax.get_visible())
         return real(fig)
 
-    monkeypatch.setattr(F, "_png", capture)
+    monkeypatch.setattr(PF, "png", capture)
     F.sweep_plot(**kw)
     return seen
 

@@ -19,6 +19,7 @@ import pytest
 from aelab.report import build_report
 from aelab import numfmt as N
 from aelab.report import prose as P
+from aelab.plots import figures as PF
 from aelab.report import figures as F
 from aelab.plots import latent as LF
 from aelab.report import render as R
@@ -31,17 +32,17 @@ from test_report_student import cfg, q, write_study
 # helpers
 # ------------------------------------------------------------------------------------------
 def capture_figures(monkeypatch, module) -> list[dict]:
-    """Replace ``module._png`` so that what each drawn figure shows is kept before it is rendered (and
+    """Replace ``module.png`` so that what each drawn figure shows is kept before it is rendered (and
     cleared): ``{"colorbars": [their titles], "legends": [[their entries], ...]}``."""
     got = []
-    real = module._png
+    real = module.png
 
     def keep(fig):
         got.append({"colorbars": [ax.get_ylabel() for ax in fig.axes if getattr(ax, "_colorbar", None) is not None],
                     "legends": [[t.get_text() for t in leg.get_texts()] for leg in fig.legends]})
         return real(fig)
 
-    monkeypatch.setattr(module, "_png", keep)
+    monkeypatch.setattr(module, "png", keep)
     return got
 
 
@@ -109,7 +110,7 @@ def test_training_saves_the_class_names_with_the_codes(table_run):
 
 def test_report_maps_name_the_classes(tmp_path, monkeypatch):
     """A study report's code maps read the names saved in codes.npz."""
-    from aelab.latent_io import write_codes
+    from aelab.runs.codes import write_codes
 
     rng = np.random.default_rng(0)
     runs = {k: cfg(make_run(k, 4, 0.3, 0.1)) for k in ("b", "v")}
@@ -133,7 +134,7 @@ def test_report_maps_name_the_classes(tmp_path, monkeypatch):
 # heat strips of a table: a colour bar that says what the colours are
 # ------------------------------------------------------------------------------------------
 def test_table_heat_strips_have_a_titled_colour_bar(monkeypatch):
-    shown = capture_figures(monkeypatch, F)
+    shown = capture_figures(monkeypatch, PF)
     rng = np.random.default_rng(0)
     rows = [("original", rng.random((10, 6))), ("baseline", rng.random((10, 6)))]
     F.feature_error_plot([("baseline", rng.random(6)), ("variant", rng.random(6))], rows)

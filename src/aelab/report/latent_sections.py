@@ -41,7 +41,7 @@ class Codes:
 
     def names(self, *runs: Mapping[str, Any]) -> tuple[str, ...]:
         """The class names saved with the runs' codes (the first run that has them), or ()."""
-        from ..latent_io import names_of
+        from ..runs.codes import names_of
 
         for run in runs:
             arrays = self.get(run)
@@ -50,7 +50,7 @@ class Codes:
         return ()
 
     def get(self, run: Mapping[str, Any]) -> Optional[dict]:
-        from ..latent_io import read_codes
+        from ..runs.codes import read_codes
 
         rel = run.get("dir")
         if not isinstance(rel, str):

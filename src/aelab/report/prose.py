@@ -31,6 +31,7 @@ from ..numfmt import finite as _finite
 from ..numfmt import fmt_setting as _fmt_setting
 from ..numfmt import fmt_value as _fmt_point
 from ..numfmt import fmt_vs as _vs
+from ..models import FAMILIES, Family
 from .claims import history_curve
 from .claims import value_at as _get
 
@@ -81,48 +82,33 @@ RECONSTRUCTION = "reconstruction"
 #: ``history["terms"]``): ``history["penalty"]`` is then all we know.
 LEGACY_PENALTY = "penalty"
 
-#: display names of the loss terms (keys of ``history["terms"]``); an unknown key shows as written.
-TERM_NAMES: dict[str, str] = {
-    RECONSTRUCTION: "reconstruction",
-    "kl": "KL",
-    "activity_l1": "activity L1",
-    "contractive": "contractive",
-    "kl_sparsity": "KL sparsity",
-    LEGACY_PENALTY: "penalty",
-}
-#: what a term asks of the model: "training trades reconstruction quality for <this>".
-TERM_PURPOSE: dict[str, str] = {
-    "kl": "a posterior closer to the prior",
-    "activity_l1": "a smaller code",
-    "contractive": "a code that changes less when the input moves",
-    "kl_sparsity": "code units that fire for only a small fraction of the inputs",
-}
-#: definitions of the loss terms, for the report's appendix.
-TERM_DOCS: dict[str, str] = {
+#: what the report says of the two terms it knows without a family: the reconstruction, and the
+#: penalty of a history without named terms. Every other term is a family's (``Family.terms``).
+_GENERIC_TERM_DOCS: dict[str, str] = {
     RECONSTRUCTION: (
         "The reconstruction error of the loss, as the run's config sets it (binary cross-entropy or MSE): a mean "
         "over pixels for most models, a sum over an image's pixels for those that report a loss per image. The "
         "report judges better or worse reconstructions on this part of the val loss alone."),
-    "kl": (
-        "β·KL(q(z|x) ‖ N(0, I)): the KL divergence of the encoder's posterior from the standard normal prior, in "
-        "nats per image, summed over the latent dimensions and weighted by β. It pulls the code towards the prior; "
-        "a term near 0 means the code carries almost nothing about the image."),
-    "activity_l1": (
-        "λ·Σ|h|, the L1 norm of the code h per image weighted by λ (Keras' activity_regularizer=l1(λ)): it pushes "
-        "code values to 0, making the code sparse and small."),
-    "contractive": (
-        "λ·‖∂h/∂x‖²_F, the squared Frobenius norm of the encoder's Jacobian averaged over the batch (Rifai et al. "
-        "2011): it makes the code change little when the input moves a little."),
-    "kl_sparsity": (
-        "β·Σ_j KL(ρ ‖ ρ̂_j), ρ̂_j the mean activation of code unit j over the batch (Ng's sparse autoencoder): it "
-        "pushes each unit to be active for only a fraction ρ of the inputs."),
     LEGACY_PENALTY: "Everything in the loss besides the reconstruction error (this run recorded no named terms).",
 }
 
 
+def _families_with(attr: str, key: str) -> Any:
+    """``getattr(family, attr)[key]`` of the first registered family that has ``key`` there, else None:
+    a loss term's label, purpose or doc (a term name belongs to the family that adds it)."""
+    for fam in FAMILIES.values():
+        table = getattr(fam, attr)
+        if key in table:
+            return table[key]
+    return None
+
+
 def term_name(key: str) -> str:
     """The display name of a loss term: ``"kl"`` -> ``"KL"``; an unknown key with spaces for underscores."""
-    return TERM_NAMES.get(key, str(key).replace("_", " "))
+    if key in (RECONSTRUCTION, LEGACY_PENALTY):
+        return key
+    label = _families_with("term_labels", key)
+    return str(label) if label is not None else str(key).replace("_", " ")
 
 
 def term_phrase(keys: Sequence[str]) -> str:
@@ -281,62 +267,6 @@ def loss_terms_differ(baseline_run: Mapping[str, Any], variant_run: Mapping[str,
 # --------------------------------------------------------------------------------------------
 # family diagnostics (metrics.family)
 # --------------------------------------------------------------------------------------------
-#: how to show each family diagnostic (a key of ``metrics.family``): ``label``; ``mode``, how the
-#: comparison column compares it (as :func:`fmt_change`; None: not compared); ``of``: a key to show
-#: it out of ("2 / 2"); ``target``: a key to show it beside; ``doc``: its definition for the
-#: appendix; ``table: False``: defined in the appendix only (the reconstruction part of −ELBO is
-#: already the val reconstruction term). Keys folded into another row (``of``/``target``) get no
-#: row of their own. A key not listed here is shown with its name.
-FAMILY_DIAGNOSTICS: dict[str, dict[str, Any]] = {
-    "elbo": {"label": "ELBO per test image", "mode": "diff",
-             "doc": "Evidence lower bound per test image, E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), in nats, with one "
-                    "sample of z per image and the reconstruction as the config's loss: −ELBO is the loss per image "
-                    "of a β = 1 model. Higher (closer to 0) is better."},
-    "reconstruction": {"label": "reconstruction per test image (−ELBO part)", "mode": "ratio", "table": False,
-                       "doc": "The reconstruction part of −ELBO per test image: the config's loss summed over the "
-                              "image's pixels, with one sample of z."},
-    "kl": {"label": "KL to the prior per test image (β not applied)", "mode": "ratio",
-           "doc": "KL(q(z|x) ‖ N(0, I)) per test image in nats, summed over the latent dimensions, unweighted by β: "
-                  "how much the code says about the image. Near 0 the decoder gets nothing from z."},
-    "kl_per_dim": {"label": "KL per latent dimension (min – max)", "mode": None,
-                   "doc": "The mean KL of each latent dimension on the test split; a dimension near 0 carries "
-                          "nothing (shown as its range)."},
-    "active_units": {"label": "active latent dimensions", "mode": "count", "of": "latent",
-                     "doc": "Latent dimensions whose mean μ_j(x) varies across the test images with a variance "
-                            "above 0.01 (Burda et al. 2016), out of the latent size. An inactive dimension is "
-                            "ignored by the decoder."},
-    "latent": {"label": "latent dimensions", "mode": "count", "doc": "The size of the latent code z."},
-    "posterior_collapse": {"label": "posterior collapse", "mode": None,
-                           "doc": "Yes when no latent dimension is active: the posterior equals the prior for "
-                                  "every image, the decoder ignores z and draws the same kind of image whatever "
-                                  "the input."},
-    "jacobian_norm": {"label": "encoder Jacobian norm ‖∂h/∂x‖_F", "mode": "ratio",
-                      "doc": "The mean over test images of ‖∂h/∂x‖_F (not squared): how much the code moves when "
-                             "the input moves. The contractive term pushes it down."},
-    "jacobian_sq": {"label": "squared Jacobian norm ‖∂h/∂x‖²_F", "mode": "ratio",
-                    "doc": "The mean over test images of ‖∂h/∂x‖²_F, the quantity the contractive term weights "
-                           "by λ."},
-    "mean_activation": {"label": "mean code activation ρ̂ (target ρ)", "mode": "ratio", "target": "rho",
-                        "doc": "ρ̂, the mean activation of the code units over the test split (averaged over "
-                               "units), to compare with the target ρ of the KL-sparsity term: a sparse code has "
-                               "ρ̂ near ρ."},
-    "rho": {"label": "target activation ρ", "mode": "ratio",
-            "doc": "ρ, the target mean activation of each code unit that the KL-sparsity term asks for."},
-    "activation_per_unit": {"label": "ρ̂ per code unit (min – max)", "mode": None,
-                            "doc": "ρ̂_j, each code unit's mean activation over the test split (shown as its "
-                                   "range)."},
-    "kl_sparsity": {"label": "Σ KL(ρ ‖ ρ̂_j) on the test split (β not applied)", "mode": "ratio",
-                    "doc": "Σ_j KL(ρ ‖ ρ̂_j) with ρ̂_j measured over the whole test split, unweighted by β: 0 "
-                           "when every unit's mean activation is exactly ρ."},
-    "parameters": {"label": "trained parameters", "mode": "ratio",
-                   "doc": "The number of weights and biases the model trains (tied weights: about half an "
-                          "untied model's)."},
-}
-#: family diagnostics that mark a stochastic encoder, whose code (what the code statistics read) is the
-#: mean μ of its posterior rather than a deterministic code.
-STOCHASTIC_CODE_KEYS = ("latent", "active_units", "posterior_collapse")
-
-
 def family_block(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """``metrics.family`` of a run, or None."""
     metrics = run.get("metrics") if isinstance(run, Mapping) else None
@@ -355,10 +285,50 @@ def family_name(run: Mapping[str, Any]) -> str | None:
     return str(fam) if isinstance(fam, str) else None
 
 
+def family_of_run(run: Mapping[str, Any]) -> Family | None:
+    """The run's :class:`~aelab.models.family.Family` from the registry, or None (no name recorded, or
+    a family not registered in this process)."""
+    name = family_name(run)
+    return FAMILIES.get(name) if name is not None else None
+
+
+def _families(*runs: Mapping[str, Any]) -> list[Family]:
+    """The runs' families, each once, in the runs' order."""
+    out: list[Family] = []
+    for r in runs:
+        fam = family_of_run(r)
+        if fam is not None and fam not in out:
+            out.append(fam)
+    return out
+
+
+def _shown(key: str, *runs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """How diagnostic ``key`` is shown (``Family.shown``): from the runs' families, else any family's."""
+    for fam in _families(*runs) or list(FAMILIES.values()):
+        if key in fam.shown:
+            return fam.shown[key]
+    spec = _families_with("shown", key)
+    return spec if spec is not None else {}
+
+
+def _diagnostic_order(*runs: Mapping[str, Any]) -> list[str]:
+    """Every diagnostic key the runs' families define, in their order."""
+    order: list[str] = []
+    for fam in _families(*runs):
+        order += [k for k in fam.diagnostics if k not in order]
+    return order
+
+
+def diagnostic_mode(key: str, *runs: Mapping[str, Any]) -> str | None:
+    """How two runs' values of diagnostic ``key`` compare (as :func:`fmt_change`; None: not compared)."""
+    return _shown(key, *runs).get("mode", "ratio")
+
+
 def code_is_mean(run: Mapping[str, Any]) -> bool:
-    """True when the run's encoder is stochastic: its code statistics are about the posterior mean μ."""
-    block = family_block(run)
-    return block is not None and any(k in block for k in STOCHASTIC_CODE_KEYS)
+    """True when the run's code is the mean of a posterior (``Family.code == "mean"``): its code
+    statistics are about the posterior mean μ, not a deterministic code."""
+    fam = family_of_run(run)
+    return fam is not None and fam.code == "mean"
 
 
 def family_keys(*runs: Mapping[str, Any]) -> list[str]:
@@ -367,14 +337,16 @@ def family_keys(*runs: Mapping[str, Any]) -> list[str]:
     for r in runs:
         block = family_block(r) or {}
         present += [str(k) for k in block if k != "name" and str(k) not in present]
-    known = [k for k in FAMILY_DIAGNOSTICS if k in present and FAMILY_DIAGNOSTICS[k].get("table", True)]
-    folded = {FAMILY_DIAGNOSTICS[k][f] for k in known for f in ("of", "target") if f in FAMILY_DIAGNOSTICS[k]}
+    order = _diagnostic_order(*runs)
+    known = [k for k in order if k in present and _shown(k, *runs).get("table", True)]
+    folded = {_shown(k, *runs)[f] for k in known for f in ("of", "target") if f in _shown(k, *runs)}
     known = [k for k in known if k not in folded]
-    return known + [k for k in present if k not in FAMILY_DIAGNOSTICS]
+    return known + [k for k in present if k not in order]
 
 
-def family_label(key: str) -> str:
-    return str(FAMILY_DIAGNOSTICS.get(key, {}).get("label", key.replace("_", " ")))
+def family_label(key: str, *runs: Mapping[str, Any]) -> str:
+    """How diagnostic ``key`` is named (its family's ``shown`` label; else the key with spaces)."""
+    return str(_shown(key, *runs).get("label", key.replace("_", " ")))
 
 
 def family_value(run: Mapping[str, Any], key: str) -> Any:
@@ -394,7 +366,7 @@ def family_number(run: Mapping[str, Any], key: str) -> float | None:
 def family_cell(run: Mapping[str, Any], key: str) -> str:
     """A family diagnostic as a table cell: ``"2 / 2"``, ``"no"``, ``"0.0871 (ρ 0.05)"``, ``"0.03 – 0.67"``."""
     v = family_value(run, key)
-    spec = FAMILY_DIAGNOSTICS.get(key, {})
+    spec = _shown(key, run)
     if v is None:
         return "—"
     if isinstance(v, bool):
@@ -410,7 +382,8 @@ def family_cell(run: Mapping[str, Any], key: str) -> str:
             s = f"{s} / {fmt_num(int(of)) if of.is_integer() else fmt_num(of)}"
         target = family_number(run, spec["target"]) if "target" in spec else None
         if target is not None:
-            s += f" (ρ {target:g})" if spec["target"] == "rho" else f" (target {target:g})"
+            symbol = spec.get("target_symbol")
+            s += f" ({symbol} {target:g})" if symbol else f" (target {target:g})"
         return s
     return str(v)
 
@@ -420,9 +393,12 @@ def family_docs(*runs: Mapping[str, Any]) -> list[dict[str, str]]:
     present: list[str] = []
     for r in runs:
         present += [str(k) for k in (family_block(r) or {}) if k != "name" and str(k) not in present]
-    order = [k for k in FAMILY_DIAGNOSTICS if k in present] + [k for k in present if k not in FAMILY_DIAGNOSTICS]
-    return [{"name": k, "text": str(FAMILY_DIAGNOSTICS.get(k, {}).get("doc", "A diagnostic of this model's "
-                                                                               "family (no definition recorded)."))}
+    known = _diagnostic_order(*runs)
+    docs: dict[str, str] = {}
+    for fam in _families(*runs):
+        docs.update({k: d for k, d in fam.diagnostics.items() if k not in docs})
+    order = [k for k in known if k in present] + [k for k in present if k not in known]
+    return [{"name": k, "text": str(docs.get(k, "A diagnostic of this model's family (no definition recorded)."))}
             for k in order]
 
 
@@ -432,7 +408,10 @@ def term_docs(*runs: Mapping[str, Any]) -> list[dict[str, str]]:
     keys = penalty_terms(*runs)
     if not keys:
         return []
-    return [{"key": k, "name": term_phrase([k]), "text": TERM_DOCS.get(k, "A term of this model's loss.")}
+    def doc(k: str) -> str:
+        return str(_GENERIC_TERM_DOCS.get(k) or _families_with("terms", k) or "A term of this model's loss.")
+
+    return [{"key": k, "name": term_phrase([k]), "text": doc(k)}
             for k in [RECONSTRUCTION, *keys]]
 
 
@@ -582,42 +561,11 @@ def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noi
     ``who`` names run ``v`` and ``other`` run ``b`` in the sentences.
     """
     out: list[str] = []
-    # family diagnostics first: a collapsed posterior explains everything else
-    bc, vc = family_value(b, "posterior_collapse"), family_value(v, "posterior_collapse")
-    collapsed = vc is True and bc is not True
-    if collapsed:
-        out.append(f"{who}'s posterior has collapsed: no latent dimension is active, so its decoder ignores the "
-                   "code and cannot tell the classes apart")
-    elif bc is True and vc is False:
-        out.append(f"{other}'s posterior has collapsed (no latent dimension is active), where {who} uses its code")
-    va, vlat = family_number(v, "active_units"), family_number(v, "latent")
-    ba, blat = family_number(b, "active_units"), family_number(b, "latent")
-    if not collapsed and va is not None and vlat and _finite(va, vlat) and va > 0 and va / vlat <= 0.5:
-        bshare = ba / blat if ba is not None and blat and _finite(ba, blat) else None
-        if bshare is None or bshare >= va / vlat + 0.25:
-            out.append(f"only {fmt_num(int(va))} of {who}'s {fmt_num(int(vlat))} latent dimensions are active — the "
-                       "others carry nothing about the image")
-    vk, bk = family_number(v, "kl"), family_number(b, "kl")
-    if not collapsed and vk is not None and bk is not None and _finite(vk, bk) and vk >= 0 and bk > 0:
-        if vk < 0.5 * bk:
-            out.append(f"{who}'s code carries far less information about each image (a much smaller KL to the "
-                       "prior), so its decoder has less to reconstruct from")
-        elif vk > 2 * bk:
-            out.append(f"{who}'s code carries far more information about each image (a much larger KL to the "
-                       "prior)")
-    vm, vr = family_number(v, "mean_activation"), family_number(v, "rho")
-    if vm is not None and vr is not None and _finite(vm, vr) and vr > 0:
-        if vm > 2 * vr:
-            out.append(f"{who}'s code is far less sparse than its target: its mean activation is well above ρ")
-        elif vm < 0.5 * vr:
-            out.append(f"{who}'s code units are active far less often than the target ρ asks (its mean activation "
-                       "is well below ρ)")
-    vj, bj = family_number(v, "jacobian_norm"), family_number(b, "jacobian_norm")
-    if vj is not None and bj is not None and _finite(vj, bj) and vj > 0 and bj > 0:
-        if vj < 0.5 * bj:
-            out.append(f"{who}'s code is much less sensitive to its input (a smaller encoder Jacobian norm)")
-        elif vj > 2 * bj:
-            out.append(f"{who}'s code is much more sensitive to its input (a larger encoder Jacobian norm)")
+    # the families' own reading of their diagnostics first (a collapsed posterior explains everything else)
+    for fam in _families(v, b):
+        said = fam.explain(b, v, who, other) if fam.explain is not None else None
+        if said:
+            out.append(said)
     bdv, vdv = _get(b, "metrics.diversity"), _get(v, "metrics.diversity")
     if bdv is not None and vdv is not None and _finite(bdv, vdv):
         if vdv < 0.5 * bdv and vdv < 0.5:
@@ -658,7 +606,7 @@ def _reasons(b: Mapping[str, Any], v: Mapping[str, Any], worse: bool | None, noi
         vshare = vp / vt
         bshare = bp / bt if bp is not None and bt not in (None, 0) and _finite(bp, bt) else 0.0
         if vshare >= 0.2 and vshare > 2 * bshare:
-            purpose = TERM_PURPOSE.get(key, f"a smaller {term_phrase([key])}")
+            purpose = _families_with("term_purposes", key) or f"a smaller {term_phrase([key])}"
             out.append(f"the {term_phrase([key])} is a large part of {who}'s loss, so training trades "
                        f"reconstruction quality for {purpose}")
     vdrop, bdrop = _late_drop(v, "val_loss"), _late_drop(b, "val_loss")
@@ -740,10 +688,10 @@ def _family_sentence(b: Mapping[str, Any], v: Mapping[str, Any]) -> str | None:
         head = f"The baseline's model diagnostics ({bn})"
     parts = []
     for k in keys:
-        label = family_label(k)
+        label = family_label(k, b, v)
         vc, bc = family_cell(v, k), family_cell(b, k)
         if hb and hv:
-            mode = FAMILY_DIAGNOSTICS.get(k, {}).get("mode", "ratio")
+            mode = diagnostic_mode(k, b, v)
             vx, bx = family_number(v, k), family_number(b, k)
             change = fmt_change(vx, bx, mode) if mode and vx is not None and bx is not None else "—"
             parts.append(f"{label} {vc} vs {bc}" + (f" ({change})" if change != "—" else ""))

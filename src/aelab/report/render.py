@@ -373,8 +373,8 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
         rows.append({"label": "model family", "baseline": P.family_name(b) or "—",
                      "variant": P.family_name(v) or "—", "ratio": "—"})
         for key in P.family_keys(b, v):
-            mode = P.FAMILY_DIAGNOSTICS.get(key, {}).get("mode", "ratio")
-            add(P.family_label(key), P.family_number(b, key), P.family_number(v, key),
+            mode = P.diagnostic_mode(key, b, v)
+            add(P.family_label(key, b, v), P.family_number(b, key), P.family_number(v, key),
                 P.family_cell(b, key), P.family_cell(v, key), mode=mode)
     if _has_noisy(b) or _has_noisy(v):
         add("noise factor", P.noise_factor(b), P.noise_factor(v))
@@ -1285,7 +1285,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     columns = [label + mean_of for label, _ in _SWEEP_COLUMNS] + ["dead code units" + code + first]
     if noisy:
         columns += ["noisy: SSIM" + mean_of, "noisy: PSNR (dB)" + mean_of]
-    columns += [P.family_label(k) + first for k in fam_keys]
+    columns += [P.family_label(k, *every) + first for k in fam_keys]
     columns += ["held-out class ROC-AUC (reconstruction error)" + first, "held-out test images / the rest"]
     if seeded:
         columns += [f"final val loss over {k_seeds} seeds: mean (min – max)"]
