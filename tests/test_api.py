@@ -77,6 +77,30 @@ def test_train_reuses_a_finished_run_and_open_run_refuses_what_is_not_one(digits
         aelab.open_run(tmp_path / "missing")
 
 
+def test_train_tells_every_event_and_a_stop_from_code_checkpoints_and_resumes(tmp_path):
+    from aelab.runs import EpochEnded, Interrupted, Progress, RunFinished, RunFinishing, RunStarted, Stop
+
+    cfg = aelab.fit_config(RunConfig().with_overrides({**DIGITS, "train.epochs": 3}))
+    seen, stop = [], Stop()
+
+    def stop_after_one_epoch(ev):
+        seen.append(ev)
+        if isinstance(ev, EpochEnded):
+            stop.set()
+
+    with pytest.raises(Interrupted):
+        aelab.train(cfg, tmp_path / "r", on_event=stop_after_one_epoch, stop=stop, engine="plain")
+    assert [type(e) for e in seen if not isinstance(e, Progress)] == [RunStarted, EpochEnded]
+    seen.clear()
+    run = aelab.train(cfg, tmp_path / "r", on_event=seen.append, engine="plain")  # the same call resumes
+    kinds = [type(e) for e in seen if not isinstance(e, Progress)]
+    assert kinds[0] is RunStarted and seen[0].start_epoch == 1
+    assert kinds.count(EpochEnded) == 2 and RunFinishing in kinds and kinds[-1] is RunFinished
+    ends = [e for e in seen if isinstance(e, EpochEnded)]
+    assert [e.epoch for e in ends] == [2, 3] and ends[-1].val["loss"] == run.history["val_loss"][-1]
+    assert seen[-1].fraction == 1.0 and len(run.history["loss"]) == 3
+
+
 @pytest.mark.parametrize("scaling, extra", [("minmax", {}), ("standard", {"train.loss": "mse",
                                                                           "model.decoder": ["784:linear"]})])
 def test_a_fitted_scaling_is_the_training_splits_and_is_inverted(scaling, extra, tmp_path):

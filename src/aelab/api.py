@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional
 from ._atomic import check_out_path
 from .artifacts import DataSource
 from .config import RunConfig
-from .data.registry import fit_config, is_registered, with_overrides
+from .data import fit_config, is_registered, with_overrides
 from .engine.steppers import can_stack
 from .errors import AelabError, ConfigError
 from .runs import spec_of

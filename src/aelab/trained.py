@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ from .config import RunConfig
 from .data import DataCache, DataOptions, Dataset
 from .data.prepare import _minmax_apply, _minmax_fit, _standard_apply, _standard_fit, _unit
 from .errors import AelabError, DataError
-from .runs import is_done, load_model, train_runs
+from .runs import Stop, is_done, load_model, train_runs
+from .runs.events import OnEvent
 
 #: samples encoded or decoded per forward pass (bounds the memory of a large array)
 BATCH = 1024
@@ -197,7 +198,7 @@ def open_run(run_dir: str | Path, *, data: "DataCache | DataOptions | None" = No
     return TrainedRun(run_dir, model, cfg, history, metrics, _cache(data), torch.device(device))
 
 
-def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[Callable[[Any], None]] = None,
+def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[OnEvent] = None, stop: Optional[Stop] = None,
           data: "DataCache | DataOptions | None" = None, device: str = "auto", engine: str = "auto",
           progress: bool = False, resume: bool = True, overwrite: bool = False) -> TrainedRun:
     """Train one config into ``run_dir`` and open the finished run (:func:`open_run`).
@@ -206,13 +207,14 @@ def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[Callable[[A
     model was written for another data set (the CLI does that for its flags). A finished run of the
     same config in ``run_dir`` is reused, an interrupted one resumes; a directory holding another
     run is refused unless ``overwrite``. ``on_event``: called with each training event
-    (:mod:`aelab.runs.events`: run started, epoch ended, finishing, finished). ``progress``: tqdm
-    bars on stderr.
+    (:mod:`aelab.runs.events`: run started, epoch ended, finishing, finished, progress).
+    ``stop``: an :class:`aelab.runs.Stop`; ``stop.set()`` (from a callback or another thread)
+    checkpoints the run as Ctrl-C does and raises :class:`~aelab.runs.Interrupted`; the same call
+    again resumes it. ``progress``: the training loop's own output on stderr.
     """
     cache = _cache(data)
-    kw: dict[str, Any] = {"on_event": on_event} if on_event is not None else {}
     train_runs([cfg], [Path(run_dir)], device=device, engine=engine, data=cache, progress=progress, resume=resume,
-               overwrite=overwrite, **kw)
+               overwrite=overwrite, on_event=on_event, stop=stop)
     return open_run(run_dir, data=cache)
 
 
