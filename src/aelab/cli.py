@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("study", nargs="?", default="exercise12", help="a shipped study name or a .toml path (default: exercise12)")
     s.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/<study>[-quick][-<protocol>][-<data set and --set values>])")
     s.add_argument("--quick", action="store_true", help="a slice of MNIST and few epochs: a whole study in seconds")
-    s.add_argument("--protocol", default="seed", help="seed (copy the notebook) or corrected (scaler fitted on the training split)")
+    s.add_argument("--protocol", help="base (the study's own settings, the default; 'seed' is its earlier name) or one "
+                                      "of the study's [protocols], e.g. exercise12's corrected (scaler fitted on the "
+                                      "training split)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every run")
     s.add_argument("--no-report", action="store_true", help="write results.json only")
     s.add_argument("--seeds", type=int, default=1, metavar="K",
