@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from aelab.config import LayerSpec, RunConfig, apply_overrides, config_hash, parse_layers, parse_override
+from aelab.config import (
+    LayerSpec,
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    parse_layers,
+    parse_override,
+)
 from aelab.errors import ConfigError
 
 
@@ -98,3 +106,60 @@ def test_random_configs_either_validate_or_raise_config_error(overrides):
     else:
         assert c.model.decoder[-1].size == c.model.input_dim
         assert c.train.epochs >= 1 and c.model.activity_l1 >= 0 and c.data.noise_factor >= 0
+
+
+# -- config.json files written before data sources had their own options ---------------------------------
+#: (hash, overrides of the non-data parts, the data table exactly as earlier versions wrote it): the hashes
+#: were computed by the version whose DataConfig held every source's options flat
+OLD_DATA_TABLES = [
+    ('31500aa76355857f', {},
+     {"dataset": "mnist", "scaling": "unit", "scaler_fit": "train", "noise_factor": 0.0, "noise_mode": "once", "validate_on": "clean", "limit": None, "test_limit": None, "channels": None, "image_size": None, "test_fraction": 0.2, "split_seed": 0, "label_column": None, "exclude_labels": []}),
+    ('2164254f1bb004fd', {},
+     {"dataset": "digits", "scaling": "unit", "scaler_fit": "train", "noise_factor": 0.0, "noise_mode": "once", "validate_on": "clean", "limit": None, "test_limit": None, "channels": None, "image_size": None, "test_fraction": 0.3, "split_seed": 1, "label_column": None, "exclude_labels": []}),
+    ('7f55a26ba4610c06', {},
+     {"dataset": "fashion-mnist", "scaling": "unit", "scaler_fit": "train", "noise_factor": 0.5, "noise_mode": "per_epoch", "validate_on": "clean", "limit": 100, "test_limit": None, "channels": None, "image_size": None, "test_fraction": 0.2, "split_seed": 0, "label_column": None, "exclude_labels": []}),
+    ('583832daf29b249f', {'model.family': 'vae'},
+     {"dataset": "synthetic", "scaling": "unit", "scaler_fit": "train", "noise_factor": 0.0, "noise_mode": "once", "validate_on": "clean", "limit": 600, "test_limit": None, "channels": None, "image_size": None, "test_fraction": 0.2, "split_seed": 0, "label_column": None, "exclude_labels": [1, 3]}),
+    ('adec68461004d9c7', {},
+     {"dataset": "imgs", "scaling": "unit", "scaler_fit": "train", "noise_factor": 0.0, "noise_mode": "once", "validate_on": "clean", "limit": None, "test_limit": None, "channels": 1, "image_size": [16, 12], "test_fraction": 0.2, "split_seed": 0, "label_column": None, "exclude_labels": []}),
+    ('cc165918913d4018', {'train.loss': 'mse'},
+     {"dataset": "t.csv", "scaling": "minmax", "scaler_fit": "train", "noise_factor": 0.0, "noise_mode": "once", "validate_on": "clean", "limit": None, "test_limit": None, "channels": None, "image_size": None, "test_fraction": 0.2, "split_seed": 0, "label_column": "kind", "exclude_labels": []}),
+]
+
+
+@pytest.mark.parametrize("expected, overrides, data", OLD_DATA_TABLES)
+def test_old_flat_config_json_keeps_its_hash(expected, overrides, data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the path data sets are relative, so their hash is the same anywhere
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "b").mkdir()
+    (tmp_path / "imgs" / "a" / "0.png").write_bytes(b"x")  # config_hash hashes bytes; it reads no image
+    (tmp_path / "imgs" / "b" / "0.png").write_bytes(b"y")
+    (tmp_path / "t.csv").write_text("f1,f2,kind\n0.5,1.5,cat\n2.5,3.5,dog\n")
+    d = RunConfig().with_overrides(overrides).to_dict()
+    d["data"] = data
+    cfg = RunConfig.from_dict(json.loads(json.dumps(d)))
+    assert cfg.hash() == expected
+    assert RunConfig.from_dict(cfg.to_dict()).hash() == expected  # and so does what this version writes
+    # the source's options are validated by its own class; the rest are dropped, being at their defaults
+    own = {k for k in type(cfg.data.source).model_fields if k != "kind"}
+    assert own == {k for k in cfg.to_dict()["data"] if k not in type(cfg.data).model_fields}
+
+
+def test_data_options_nest_or_stay_flat_and_are_checked_against_their_source():
+    flat = RunConfig.from_dict({"data": {"dataset": "digits", "split_seed": 3}})
+    nested = RunConfig.from_dict({"data": {"dataset": "digits", "source": {"kind": "digits", "split_seed": 3}}})
+    assert flat == nested and flat.data.source.split_seed == 3 and flat.to_dict()["data"]["split_seed"] == 3
+    # a source changed by an override keeps the options both read, and drops the others at their defaults
+    folder = flat.with_overrides({"data.dataset": "some/folder"})
+    assert folder.data.source.kind == "folder" and folder.data.source.split_seed == 3
+    assert RunConfig().with_overrides({"data.dataset": "digits"}).with_overrides({"data.dataset": "mnist"}) == RunConfig()
+    for bad, msg in [
+        ({"dataset": "mnist", "channels": 3}, r"data.channels applies to a folder of images, but data.dataset mnist "),
+        ({"dataset": "mnist", "split_seed": 1}, r"data.split_seed applies to scikit-learn's digits, a folder of images or a table"),
+        ({"dataset": "t.csv", "image_size": 8}, r"data.image_size applies to a folder of images, but data.dataset t.csv is a table"),
+        ({"dataset": "digits", "test_fraction": 1.5}, r"data.test_fraction: got 1.5"),
+        ({"dataset": "digits", "source": {"kind": "digits", "colour": 1}}, r"data.colour: unknown key"),
+    ]:
+        with pytest.raises(ConfigError, match=r"^invalid config: " + msg):
+            RunConfig.from_dict({"data": bad})
+

@@ -17,9 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import aelab.data as aelab_data
 from aelab.cli import main
 from aelab.config import DataConfig, RunConfig
-from aelab.data import DATASETS, IDX_SETS, fit_config, load, sample_shape, sources
+from aelab.data import (
+    DATASETS,
+    IDX_SETS,
+    fit_config,
+    load,
+    register_source,
+    sample_shape,
+    sources,
+    unregister_source,
+)
 from aelab.data.cache import DataCache, data_key
 from aelab.data.idx import encode_idx
 from aelab.errors import ConfigError, DataError
@@ -395,8 +405,9 @@ def test_the_real_cli_prints_no_traceback_for_a_broken_image(tmp_path):
 
 
 def test_figures_follow_the_shape_of_the_data():
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     from aelab.report.figures import feature_error_plot, infer_shape, recon_grid
 
@@ -411,3 +422,110 @@ def test_figures_follow_the_shape_of_the_data():
     assert gray8.startswith(b"\x89PNG")
     bars = feature_error_plot([0.1, 0.2, 0.05], [("original", np.zeros((2, 3))), ("reconstruction", np.ones((2, 3)))])
     assert bars.startswith(b"\x89PNG")
+
+
+# -- sources registered from code -----------------------------------------------------------------------------
+def _blobs(cfg):
+    """Two Gaussian blobs of 6 features in [0, 1], 40 + 12 samples, labelled by blob."""
+    rng = np.random.default_rng(0)
+    y = np.arange(52) % 2
+    x = np.clip(0.3 + 0.4 * y[:, None] + 0.05 * rng.standard_normal((52, 6)), 0, 1).astype(np.float32)
+    return x[:40], y[:40], x[40:], y[40:]
+
+
+@pytest.fixture
+def blobs():
+    name = "blobs-test"
+    src = register_source(name, _blobs, noun=("blob", "blobs"), classes=("low", "high"), value_range=(0.0, 1.0),
+                          sample_shape=(6,))
+    yield src
+    unregister_source(name)
+
+
+def test_a_source_registered_from_test_code_is_read_through_a_run_config(blobs):
+    import torch
+
+    cfg = aelab_data.with_overrides(RunConfig(), {"data.dataset": "blobs-test", "train.batch_size": 8,
+                                                  "model.encoder": "4:relu", "model.decoder": "6:sigmoid"})
+    assert cfg.model.input_shape == (6,) and cfg.data.source.kind == "plain"
+    cache = DataCache()
+    cache.check(cfg)
+    ds = cache.dataset(cfg.data)
+    assert ds.sample_shape == (6,) and len(ds.x_train) == 40 and ds.classes == ("low", "high")
+    assert ds.noun == ("blob", "blobs") and ds.noun.count(1) == "1 blob"
+    d = cache.train_data(cfg, torch.device("cpu"))
+    assert tuple(d.x_train.shape) == (40, 6) and tuple(d.x_val.shape) == (12, 6)
+    # the name round-trips through config.json and hashes like any registered set (no content fingerprint)
+    again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.hash() == cfg.hash()
+    assert aelab_data.fingerprint(cfg.data) is None
+    assert aelab_data.nouns(cfg) == ("blob", "blobs") and aelab_data.nouns("blobs-test").plural == "blobs"
+
+
+def test_a_source_with_its_own_options_validates_them(blobs):
+    from typing import Literal
+
+    from aelab.data import SourceOptions
+
+    class SpreadOptions(SourceOptions):
+        kind: Literal["spread-test"] = "spread-test"
+        spread: float = 0.05
+
+    seen = []
+
+    def read(cfg):
+        seen.append(cfg.source.spread)
+        return _blobs(cfg)
+
+    register_source("spread-test", read, options=SpreadOptions)
+    try:
+        cfg = RunConfig().with_overrides({"data.dataset": "spread-test", "data.spread": 0.5})
+        assert cfg.data.source == SpreadOptions(spread=0.5) and cfg.to_dict()["data"]["spread"] == 0.5
+        load(cfg.data)
+        assert seen == [0.5]
+        with pytest.raises(ConfigError, match=r"^invalid config: data.spread: got 'x'"):
+            RunConfig().with_overrides({"data.dataset": "spread-test", "data.spread": "x"})
+        # another source's option, set, is refused in one line; left at its default it is dropped
+        with pytest.raises(ConfigError, match=r"^invalid config: data.spread applies to the data source spread-test, "
+                                              r"but data.dataset mnist is MNIST"):
+            RunConfig().with_overrides({"data.spread": 0.5})
+        assert RunConfig.from_dict({"data": {"dataset": "mnist", "spread": 0.05}}) == RunConfig()
+    finally:
+        unregister_source("spread-test")
+
+
+def test_a_name_clash_is_refused_in_one_line(blobs):
+    for name in ("blobs-test", "mnist"):
+        with pytest.raises(ConfigError, match=rf"^data source '{name}' is already registered \(.*\); choose another name$"):
+            register_source(name, _blobs)
+    assert DATASETS["mnist"].noun == ("digit", "digits")  # the clash replaced nothing
+
+
+def test_nouns_and_classes_come_from_the_source_without_reading_it(tmp_path):
+    assert aelab_data.nouns("mnist") == ("digit", "digits")
+    assert aelab_data.nouns(DataConfig(dataset="fashion-mnist")) == ("image", "images")
+    assert aelab_data.nouns(RunConfig().with_overrides({"data.dataset": "digits"})).singular == "digit"
+    assert aelab_data.nouns(str(tmp_path / "photos")) == ("image", "images")  # a folder, not read
+    assert aelab_data.nouns(str(tmp_path / "t.csv")) == ("sample", "samples")
+    assert aelab_data.classes("fashion-mnist")[0] == "T-shirt/top"
+    assert load(DataConfig(dataset="digits")).noun == ("digit", "digits")
+
+
+def test_a_fingerprint_is_hashed_once_per_content(tmp_path, monkeypatch):
+    from aelab.config import config_hash
+    from aelab.data import content
+
+    folder = make_png_folder(tmp_path / "f")
+    cfg = fit_config(RunConfig().with_overrides({"data.dataset": str(folder)}))
+    fp = aelab_data.fingerprint(cfg.data)
+    assert len(fp) == 64 and config_hash(cfg, fingerprint=fp) == cfg.hash()
+
+    def no_reading(*a, **k):
+        raise AssertionError("the content was read again")
+
+    monkeypatch.setattr(content, "open", no_reading, raising=False)
+    assert aelab_data.fingerprint(cfg.data) == fp and cfg.hash() == config_hash(cfg, fingerprint=fp)
+    monkeypatch.undo()
+    img = sorted((folder / "circle").iterdir())[0]
+    img.write_bytes(img.read_bytes() + b"\0")  # one image changed: another data set
+    assert aelab_data.fingerprint(cfg.data) != fp

@@ -16,9 +16,16 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -27,14 +34,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from ._schema import ACTIVATIONS, Activation, Frozen as _Frozen  # noqa: F401  (re-exported)
-
-
-from .data import DataConfig, fingerprint as data_fingerprint  # noqa: E402,F401  (the data layer owns its config)
-from .data.registry import option_fields  # noqa: E402
-from .data.folder import parse_image_size  # noqa: E402,F401  (re-exported)
-from .models import FAMILIES, ModelConfig  # noqa: E402  (the families own their config classes)
-from .models.layers import Dense as LayerSpec, parse_layer  # noqa: E402,F401  (the dense short form)
+from ._schema import ACTIVATIONS, Activation  # noqa: F401  (re-exported)
+from ._schema import Frozen as _Frozen
+from .data import DataConfig
+from .data import fingerprint as data_fingerprint
+from .data.folder import parse_image_size  # noqa: F401  (re-exported)
+from .data.registry import option_fields
+from .models import FAMILIES, ModelConfig
+from .models.layers import Dense as LayerSpec  # noqa: F401  (the dense short form)
+from .models.layers import parse_layer
 
 
 def parse_layers(text: str) -> tuple:
@@ -119,7 +127,7 @@ class RunConfig(_Frozen):
         return handler(v)
 
     @model_validator(mode="after")
-    def _batch_fits(self) -> "RunConfig":
+    def _batch_fits(self) -> RunConfig:
         if self.data.limit is not None and self.train.batch_size > self.data.limit:
             raise ValueError(
                 f"train.batch_size {self.train.batch_size} is larger than the data set "
@@ -129,11 +137,11 @@ class RunConfig(_Frozen):
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         return _validate(cls, d)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "RunConfig":
+    def from_toml(cls, path: str | Path) -> RunConfig:
         return cls.from_dict(load_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +151,7 @@ class RunConfig(_Frozen):
         d["data"] = self.data.flat()
         return d
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
+    def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
         return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides))
 
     def hash(self) -> str:
@@ -153,7 +161,7 @@ class RunConfig(_Frozen):
 _UNSET: Any = object()
 
 
-def config_hash(cfg: RunConfig, fingerprint: Optional[str] = _UNSET) -> str:
+def config_hash(cfg: RunConfig, fingerprint: str | None = _UNSET) -> str:
     """A stable hash of everything that determines the result (the name is excluded; starting
     weights count by their content, so another file at the same path is another run).
 

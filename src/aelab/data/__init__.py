@@ -20,7 +20,14 @@ from .config import DataConfig
 from .dataset import Dataset, Nouns
 from .idx import read_idx, write_idx
 from .prepare import TrainData, add_noise, as_flat, as_images, scale
-from .registry import DATASETS, fingerprint, fit_config, load, sample_shape, with_overrides
+from .registry import (
+    DATASETS,
+    fingerprint,
+    fit_config,
+    load,
+    sample_shape,
+    with_overrides,
+)
 from .source import (
     SOURCES,
     DataOptions,
@@ -50,18 +57,18 @@ from .sources import (
 
 __all__ = [
     "DATASETS",
+    "IDX_SETS",
+    "MNIST_FILES",
+    "SHA256",
+    "SOURCES",
     "DataCache",
     "DataConfig",
     "DataOptions",
     "Dataset",
-    "IDX_SETS",
     "IdxSet",
-    "MNIST_FILES",
     "Mnist",
     "Nouns",
     "PlainOptions",
-    "SHA256",
-    "SOURCES",
     "Source",
     "SourceOptions",
     "TrainData",

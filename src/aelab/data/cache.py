@@ -12,8 +12,7 @@ or one folder before and after an image changed, never share tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -61,7 +60,7 @@ class DataCache:
             self._sets[key] = load(cfg, self.opts)
         return self._sets[key]
 
-    def raw(self, cfg_or_name, limit: Optional[int] = None, test_limit: Optional[int] = None):
+    def raw(self, cfg_or_name, limit: int | None = None, test_limit: int | None = None):
         """``(x_train, y_train, x_test, y_test, provenance)`` as read (the tuple callers of old use);
         a data config, or a registered name with its limits."""
         if isinstance(cfg_or_name, str):
@@ -73,13 +72,13 @@ class DataCache:
         """Where a DataConfig's samples came from: data set, source and the exact files or their hashes."""
         return self.dataset(cfg).provenance
 
-    def _kept(self, cfg: DataConfig, y: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    def _kept(self, cfg: DataConfig, y: np.ndarray | None) -> np.ndarray | None:
         """Indices of the samples whose labels ``cfg.exclude_labels`` does not name (None: keep all)."""
         if not cfg.exclude_labels or y is None:
             return None
         return np.flatnonzero(~np.isin(y, np.asarray(cfg.exclude_labels)))
 
-    def labels(self, cfg: DataConfig) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    def labels(self, cfg: DataConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(train labels, test labels) in the order of :meth:`tensors` (train without the excluded
         labels, test whole); None where the data set has none."""
         ds = self.dataset(cfg)
@@ -137,7 +136,7 @@ class DataCache:
             self._tensors[key] = scale(xtr, ds.x_test, method=cfg.scaling, fit=cfg.scaler_fit, unit_max=unit)
         return self._tensors[key]
 
-    def tensors(self, cfg: DataConfig, device: "torch.device"):
+    def tensors(self, cfg: DataConfig, device: torch.device):
         """(x_train, x_test, y_test) for a DataConfig: float32 (N, D) on ``device``; shared objects.
 
         The training split leaves out ``cfg.exclude_labels``; the test split is whole."""
@@ -153,7 +152,7 @@ class DataCache:
             )
         return self._tensors[key]
 
-    def train_data(self, cfg: RunConfig, device: "torch.device") -> TrainData:
+    def train_data(self, cfg: RunConfig, device: torch.device) -> TrainData:
         """What the training loop reads: the training split, and the validation split (the test split
         without ``data.exclude_labels``: validation measures the classes trained on)."""
         import torch  # deferred: as in tensors()

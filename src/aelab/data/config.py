@@ -12,7 +12,7 @@ moves them into ``source`` and drops another source's options left at their defa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
@@ -51,8 +51,8 @@ class DataConfig(Frozen):
     #: What the validation loss is computed on: the seed validates 4.1 on clean → clean.
     validate_on: Literal["clean", "noisy"] = "clean"
     #: Use only the first N training (and N//6 test, at least 1) images: quick runs and tests.
-    limit: Optional[int] = Field(default=None, gt=0)
-    test_limit: Optional[int] = Field(default=None, gt=0)
+    limit: int | None = Field(default=None, gt=0)
+    test_limit: int | None = Field(default=None, gt=0)
     #: Leave the samples with these labels out of training (and of the validation during training);
     #: the test split stays whole, so the held-out class can be scored as an anomaly.
     exclude_labels: tuple[int, ...] = ()

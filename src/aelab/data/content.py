@@ -12,7 +12,6 @@ import hashlib
 import os
 from pathlib import Path
 
-
 _MEMO: dict = {}
 
 

@@ -7,7 +7,7 @@ pool (scikit-learn's digits, a folder without train/ and test/, a table without 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,10 +46,10 @@ class Dataset:
     name: str
     kind: str  # "idx", "digits", "synthetic", "images", "table", or a registered source's kind
     x_train: np.ndarray = field(repr=False)
-    y_train: Optional[np.ndarray] = field(repr=False)
+    y_train: np.ndarray | None = field(repr=False)
     x_test: np.ndarray = field(repr=False)
-    y_test: Optional[np.ndarray] = field(repr=False)
-    value_range: Optional[tuple[float, float]] = None
+    y_test: np.ndarray | None = field(repr=False)
+    value_range: tuple[float, float] | None = None
     classes: tuple[str, ...] = ()
     provenance: dict = field(default_factory=dict)
     noun: Nouns = SAMPLES
@@ -62,7 +62,7 @@ class Dataset:
     def is_image(self) -> bool:
         return len(self.sample_shape) == 3
 
-    def limited(self, limit: Optional[int], test_limit: Optional[int]) -> Dataset:
+    def limited(self, limit: int | None, test_limit: int | None) -> Dataset:
         """The first ``limit`` training samples and ``test_limit`` (default ``limit // 6``, at least 1)
         test samples, as ``data.limit``/``data.test_limit`` ask."""
         xtr, ytr, xte, yte = self.x_train, self.y_train, self.x_test, self.y_test
@@ -76,10 +76,12 @@ class Dataset:
         return replace(self, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
 
 
-def split_indices(n: int, test_fraction: float, seed: int, labels: Optional[np.ndarray], where: str) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, test_fraction: float, seed: int, labels: np.ndarray | None, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/test indices for data that comes as one pool (scikit-learn's ``train_test_split``,
     stratified by label when every class has at least two samples)."""
-    from sklearn.model_selection import train_test_split  # deferred: scikit-learn takes ~0.5 s to import
+    from sklearn.model_selection import (
+        train_test_split,  # deferred: scikit-learn takes ~0.5 s to import
+    )
 
     if n < 2:
         raise DataError(f"{where}: {n} sample{'s' if n != 1 else ''}; a train/test split needs at least 2")

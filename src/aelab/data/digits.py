@@ -37,7 +37,7 @@ class DigitsOptions(PoolOptions):
     kind: Literal["digits"] = "digits"
 
 
-def load_digits(cfg, opts: DigitsOptions, data_opts: DataOptions = DataOptions()) -> Dataset:
+def load_digits(cfg, opts: DigitsOptions, data_opts: DataOptions) -> Dataset:
     """scikit-learn's ``load_digits`` as uint8 ``(N, 1, 8, 8)`` (the values are the integers 0–16),
     split as ``opts`` asks."""
     import sklearn  # deferred: scikit-learn takes ~0.5 s to import
@@ -48,7 +48,7 @@ def load_digits(cfg, opts: DigitsOptions, data_opts: DataOptions = DataOptions()
     y = bunch.target.astype(np.uint8)
     tr, te = split_indices(len(x), opts.test_fraction, opts.split_seed, y, "digits")
     prov = {"dataset": "digits", "kind": "digits", "source": f"scikit-learn {sklearn.__version__} (bundled)",
-            "sha256": hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(), "samples": int(len(x)),
+            "sha256": hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(), "samples": len(x),
             "test_fraction": opts.test_fraction, "split_seed": opts.split_seed}
     return Dataset("digits", "digits", x[tr], y[tr], x[te], y[te], (0, 16), CLASSES, prov, SOURCE.noun)
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import field_validator
 
 from ..errors import DataError
+from .content import content_sha256
 from .dataset import IMAGES, Dataset, split_indices
 from .digits import PoolOptions
-from .content import content_sha256
 from .source import DataOptions, Source
 
 TABLE_SUFFIXES = (".csv", ".npy", ".npz")
@@ -41,8 +41,8 @@ class FolderOptions(PoolOptions):
     command line); a folder without train/ and test/ is split by ``test_fraction``/``split_seed``."""
 
     kind: Literal["folder"] = "folder"
-    channels: Optional[Literal[1, 3]] = None
-    image_size: Optional[tuple[int, int]] = None
+    channels: Literal[1, 3] | None = None
+    image_size: tuple[int, int] | None = None
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -75,7 +75,7 @@ def parse_image_size(v: Any) -> Any:
     return v
 
 
-def load_folder(cfg, opts: FolderOptions, data_opts: DataOptions = DataOptions()) -> Dataset:
+def load_folder(cfg, opts: FolderOptions, data_opts: DataOptions) -> Dataset:
     root = Path(cfg.dataset).expanduser()
     train_dir, test_dir = root / "train", root / "test"
     if train_dir.is_dir() and test_dir.is_dir():
@@ -141,7 +141,7 @@ def _rel(f: Path, root: Path) -> str:
         return str(f)
 
 
-def _listing(folder: Path, root: Path) -> tuple[list[Path], Optional[list[str]]]:
+def _listing(folder: Path, root: Path) -> tuple[list[Path], list[str] | None]:
     """The image files of ``folder`` (sorted) and their class names (sub-folders), or None when flat."""
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -182,7 +182,9 @@ def _images_in(paths: list[Path], folder: Path) -> list[Path]:
 
 
 def _open(f: Path, root: Path):
-    from PIL import Image  # deferred: Pillow is needed only when a folder of images is read
+    from PIL import (
+        Image,  # deferred: Pillow is needed only when a folder of images is read
+    )
 
     try:
         with warnings.catch_warnings():

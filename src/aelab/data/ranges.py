@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import say_once
 from .dataset import Dataset
@@ -87,7 +87,7 @@ def fit_scaling(cfg: RunConfig, ds: Dataset) -> RunConfig:
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"scaling": "minmax"})})
 
 
-def warn_unreachable(cfg: RunConfig, lo: float, hi: float) -> Optional[str]:
+def warn_unreachable(cfg: RunConfig, lo: float, hi: float) -> str | None:
     """One warning line (once per process) when the scaled training data [lo, hi] leaves the range of
     ``cfg``'s last layer; returns the line, or None when the model can reach its data."""
     out = output_range(cfg)

@@ -29,14 +29,23 @@ parts and call its own methods: the data layer imports no config module above it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import ConfigError, DataError
 from . import digits, folder, idxsets, synthetic, table
-from .dataset import Dataset
 from .content import content_sha256
+from .dataset import Dataset
 from .ranges import fit_scaling
-from .source import PATH_SOURCES, SOURCES, DataOptions, Source, SourceOptions, add_source, is_registered, source_for
+from .source import (
+    PATH_SOURCES,
+    SOURCES,
+    DataOptions,
+    Source,
+    SourceOptions,
+    add_source,
+    is_registered,
+    source_for,
+)
 
 for _s in (*idxsets.SOURCES, digits.SOURCE, synthetic.SOURCE, folder.SOURCE, table.SOURCE):
     add_source(_s)
@@ -64,7 +73,7 @@ def option_fields() -> dict[str, tuple[Any, str]]:
         for name, f in s.Options.model_fields.items():
             if name == "kind":
                 continue
-            default, where = seen.setdefault(name, (f.default, []))
+            _, where = seen.setdefault(name, (f.default, []))
             what = s.what or s.name
             if what not in where:
                 where.append(what)
@@ -89,7 +98,7 @@ def path_kind(dataset: str) -> str:
                     "that holds them")
 
 
-def load(cfg: Any, opts: Optional[DataOptions] = None) -> Dataset:
+def load(cfg: Any, opts: DataOptions | None = None) -> Dataset:
     """Read the data set ``cfg.dataset`` names (``cfg``: a :class:`~aelab.data.config.DataConfig`),
     with ``cfg.limit``/``cfg.test_limit`` applied.
 
@@ -143,7 +152,7 @@ def _read(cfg: Any) -> Dataset:
     return _READ_MEMO[key]
 
 
-def fingerprint(cfg: Any) -> Optional[str]:
+def fingerprint(cfg: Any) -> str | None:
     """The fingerprint of ``cfg``'s data (a DataConfig, or a ``data.dataset`` string): the SHA-256 of
     a path's content (:func:`aelab.data.content.content_sha256`), None for a registered name.
     Part of the config hash and of every cache key."""

@@ -14,9 +14,9 @@ A source also says, without reading any data, what its samples are called (:attr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal
 
 from .._schema import Frozen
 from ..errors import ConfigError
@@ -40,7 +40,7 @@ class DataOptions:
     """Where the data comes from (not part of a run's identity): the IDX sets' cache directory and
     local copies, whether the network may be used, and whether downloads show progress."""
 
-    data_dir: Optional[str] = None
+    data_dir: str | None = None
     files: tuple[str, ...] = ()
     offline: bool = False
     progress: bool = True
@@ -67,13 +67,13 @@ class Source:
     description: str = ""
     noun: Nouns = SAMPLES
     classes: tuple[str, ...] = ()
-    sample_shape: Optional[tuple[int, ...]] = None
-    value_range: Optional[tuple[float, float]] = None
+    sample_shape: tuple[int, ...] | None = None
+    value_range: tuple[float, float] | None = None
     #: what it is, for messages: "a folder of images"
     what: str = ""
     uses_files: bool = False
     sized_by_limits: bool = False
-    claims: Optional[Callable[[str], bool]] = None
+    claims: Callable[[str], bool] | None = None
 
     @property
     def kind(self) -> str:
@@ -109,13 +109,13 @@ def add_source(source: Source) -> Source:
 
 def register_source(
     name: str,
-    read: Callable[..., Union[Dataset, tuple]],
+    read: Callable[..., Dataset | tuple],
     *,
     options: type[SourceOptions] = PlainOptions,
-    noun: Union[Nouns, tuple[str, str]] = SAMPLES,
+    noun: Nouns | tuple[str, str] = SAMPLES,
     classes: tuple[str, ...] = (),
-    sample_shape: Optional[tuple[int, ...]] = None,
-    value_range: Optional[tuple[float, float]] = None,
+    sample_shape: tuple[int, ...] | None = None,
+    value_range: tuple[float, float] | None = None,
     description: str = "",
 ) -> Source:
     """Register a named data source from anywhere (test code, a notebook): ``data.dataset = name``

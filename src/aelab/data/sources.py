@@ -43,9 +43,10 @@ import tempfile
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Union
 
 import numpy as np
 from tqdm import tqdm
@@ -117,8 +118,8 @@ class IdxSet:
     sha256: dict = field(repr=False, hash=False, compare=False)
     mirrors: tuple[str, ...] = ()
     pinned: str = "raw"
-    npm_package: Optional[str] = None
-    npz_name: Optional[str] = None
+    npm_package: str | None = None
+    npz_name: str | None = None
     classes: tuple[str, ...] = ()
     #: where the files are published (for the provenance line and the README)
     homepage: str = ""
@@ -204,7 +205,7 @@ class Mnist:
     sha256: dict = field(default_factory=dict)  # file name -> the pinned hash its bytes matched
 
 
-def _set(ds: "IdxSet | str") -> IdxSet:
+def _set(ds: IdxSet | str) -> IdxSet:
     if isinstance(ds, IdxSet):
         return ds
     try:
@@ -213,7 +214,7 @@ def _set(ds: "IdxSet | str") -> IdxSet:
         raise DataError(f"unknown IDX data set {ds!r}; known: {', '.join(IDX_SETS)}") from None
 
 
-def default_cache_dir(ds: "IdxSet | str" = MNIST) -> Path:
+def default_cache_dir(ds: IdxSet | str = MNIST) -> Path:
     """MNIST: ``$AELAB_DATA_DIR``, else ``$XDG_CACHE_HOME/aelab/mnist``, else ``~/.cache/aelab/mnist``.
 
     Another set: ``<name>`` beside MNIST's cache (``$AELAB_DATA_DIR/../<name>`` when that is set).
@@ -237,7 +238,7 @@ def load_mnist(
 
 
 def load_idx_set(
-    ds: "IdxSet | str",
+    ds: IdxSet | str,
     data_dir: PathLike | None = None,
     files: Sequence[PathLike] = (),
     offline: bool = False,
@@ -283,7 +284,7 @@ def fetch_mnist(
 
 
 def fetch_idx_set(
-    ds: "IdxSet | str",
+    ds: IdxSet | str,
     data_dir: PathLike | None = None,
     files: Sequence[PathLike] = (),
     offline: bool = False,
@@ -309,7 +310,7 @@ def mnist_info(data_dir: PathLike | None = None) -> dict:
     return idx_info(MNIST, data_dir)
 
 
-def idx_info(ds: "IdxSet | str", data_dir: PathLike | None = None) -> dict:
+def idx_info(ds: IdxSet | str, data_dir: PathLike | None = None) -> dict:
     """Describe the cache: where it is, which files exist, their sizes, whether they verify
     against the pinned hashes, and where each came from (from ``source.json``).
 
@@ -406,7 +407,7 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
     if new:
         # files the user gave that the cache lacks are cached; those it holds are the same bytes
         new = {n: v for n, v in new.items() if n not in _cached_names(ds, cache_dir)}
-    failed: Optional[str] = None  # the last network source that did not deliver, and why
+    failed: str | None = None  # the last network source that did not deliver, and why
     if missing:
         if offline:
             tried.append("mirrors (skipped: offline)")
@@ -441,7 +442,7 @@ def _resolve(ds: IdxSet, cache_dir: Path, files: Sequence[PathLike], offline: bo
 
 
 def _announce(ds: IdxSet, source: str, missing: Sequence[str], cache_dir: Path, size: int,
-              failed: Optional[str] = None) -> None:
+              failed: str | None = None) -> None:
     """One line on stderr before a network source is asked (even with --quiet: a download of
     megabytes is never silent), naming what is fetched, from where, its size, where it goes, and
     why the source before it did not deliver."""
@@ -500,7 +501,7 @@ def _from_cache(ds: IdxSet, cache_dir: Path, wanted: Sequence[str]) -> dict[str,
 
 def _idx_name(ds: IdxSet, filename: str) -> str | None:
     """The set's file a local file name stands for (``.gz`` and the dotted spelling allowed)."""
-    base = filename[:-3] if filename.endswith(".gz") else filename
+    base = filename.removesuffix(".gz")
     base = base.replace(".idx", "-idx")  # some copies are named "train-images.idx3-ubyte"
     return base if base in ds.sha256 else None
 

@@ -19,14 +19,14 @@ import math
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .content import content_sha256
 from .dataset import IMAGES, SAMPLES, Dataset, split_indices
 from .digits import PoolOptions
-from .content import content_sha256
 from .folder import TABLE_SUFFIXES
 from .source import DataOptions, Source
 
@@ -36,10 +36,10 @@ class TableOptions(PoolOptions):
     feature); a table without x_test is split by ``test_fraction``/``split_seed``."""
 
     kind: Literal["table"] = "table"
-    label_column: Optional[str] = None
+    label_column: str | None = None
 
 
-def load_table(cfg, opts: TableOptions, data_opts: DataOptions = DataOptions()) -> Dataset:
+def load_table(cfg, opts: TableOptions, data_opts: DataOptions) -> Dataset:
     path = Path(cfg.dataset).expanduser()
     suffix = path.suffix.lower()
     if suffix != ".csv" and opts.label_column is not None:
@@ -158,7 +158,7 @@ def _npz(path: Path):
     return x, y, xt, yt
 
 
-def _read_csv(path: Path, label_column: Optional[str]):
+def _read_csv(path: Path, label_column: str | None):
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -224,7 +224,7 @@ def _read_csv(path: Path, label_column: Optional[str]):
     return x.astype(np.float32), y, classes
 
 
-def _number(cell: str) -> Optional[float]:
+def _number(cell: str) -> float | None:
     try:
         return float(cell.strip())
     except ValueError:
