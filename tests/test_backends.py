@@ -102,6 +102,35 @@ def test_every_registered_executor_follows_the_protocol_and_a_new_one_is_used_by
     assert Counting.groups == 1 and Counting.closed and (res.run_dir / "DONE").exists()
 
 
+def test_a_stop_always_ends_as_an_interruption_naming_the_error_that_followed_it(tmp_path, monkeypatch):
+    """A stop during training ends as Interrupted (what each run holds, so the CLI says how to
+    resume) even when an executor then fails, or when every run finished anyway."""
+    from aelab.runs import Interrupted, RunFinished, Stop
+    from aelab.runs.executors.ray import WorkerError
+
+    stop = Stop()
+
+    class FailsAfterTheStop(LocalExecutor):
+        def train_groups(self, groups, job, data, stop_, n_workers, emit):
+            stop_.set("SIGINT")
+            raise WorkerError("the Ray task training x on node y died (lost)")
+
+    monkeypatch.setitem(EXECUTORS, "fails", FailsAfterTheStop)
+    cfg = make_cfg(**{"data.limit": 200, "data.test_limit": 40, "train.epochs": 1})
+    with pytest.raises(Interrupted, match=r"^SIGINT: training stopped; 1 run not started; after the stop: the Ray "
+                                          r"task training x on node y died \(lost\)$"):
+        runs.train_runs([cfg], [tmp_path / "a"], device="cpu", progress=False, backend="fails", stop=stop)
+    assert not (tmp_path / "a").exists()
+
+    stop = Stop()  # a stop that comes while the last run finishes: the run is kept, the call still stops
+    with pytest.raises(Interrupted, match=r"^stop requested: training stopped; 1 finished$"):
+        runs.train_runs([cfg], [tmp_path / "b"], device="cpu", progress=False, stop=stop,
+                        on_event=lambda ev: isinstance(ev, RunFinished) and stop.set())
+    assert (tmp_path / "b" / "DONE").exists()
+    (res,) = runs.train_runs([cfg], [tmp_path / "b"], device="cpu", progress=False)
+    assert res.cached
+
+
 def test_files_a_task_sends_back_are_placed_whole_done_last_and_mirror_its_checkpoint(tmp_path, monkeypatch):
     task_dir = tmp_path / "task" / "0-run"
     (task_dir / "checkpoint").mkdir(parents=True)
@@ -114,10 +143,10 @@ def test_files_a_task_sends_back_are_placed_whole_done_last_and_mirror_its_check
     assert sorted(files) == ["checkpoint/state.json", "checkpoint/state.safetensors", "config.json"]
 
     order = []
-    import aelab._atomic as atomic
+    import aelab.runs.executors.ray as ray_executor
 
-    real = atomic.write_bytes
-    monkeypatch.setattr(atomic, "write_bytes", lambda p, b: (order.append(p.relative_to(rd).as_posix()), real(p, b)))
+    real = ray_executor.write_bytes
+    monkeypatch.setattr(ray_executor, "write_bytes", lambda p, b: (order.append(p.relative_to(rd).as_posix()), real(p, b)))
     rd = tmp_path / "driver" / "run"
     rd.mkdir(parents=True)
     _place(rd, files)

@@ -231,12 +231,14 @@ def test_sigint_to_the_cli_on_a_ray_cluster_checkpoints_says_how_to_resume_and_r
     err = first + rest
     if proc.returncode == 0:
         pytest.skip("the study finished before the signal arrived")
+    runs = list((cut / "runs").iterdir()) if (cut / "runs").exists() else []
+    if "training stopped" not in err and runs and all((rd / "DONE").exists() for rd in runs):
+        pytest.skip("the signal arrived after training had ended (a machine too loaded to send it sooner)")
     assert proc.returncode == 130, err
     assert "aelab: SIGINT: training stopped; " in err and "Traceback" not in err, err
     assert f"resume with: aelab {shlex.join(cmd)}" in err
     # each run finished, holds the checkpoint its task sent back, or left nothing (it never began:
     # under load a fast group may finish, and a task still waiting for a worker, never start)
-    runs = list((cut / "runs").iterdir()) if (cut / "runs").exists() else []
     held = [rd for rd in runs if (rd / "checkpoint" / "state.json").exists()]
     done = [rd for rd in runs if (rd / "DONE").exists()]
     assert not set(held) & set(done) and set(held) | set(done) == set(runs), runs

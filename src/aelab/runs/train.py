@@ -156,7 +156,10 @@ def _train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], ex: Executo
                 write_run_mark(s)  # first, before any other file of the run
             if todo and on_start:
                 on_start([s.run_dir for s in todo])
-            _train_todo(todo, results, ex, opts, dev, data, stop, on_event)
+            with stop:  # from here on SIGINT/SIGTERM stop training in order (a checkpoint, then Interrupted)
+                _train_todo(todo, results, ex, opts, dev, data, stop, on_event)
+                if stop.requested:  # it came too late to stop a run, but the caller asked to stop
+                    raise Interrupted(f"{stop.requested}: stopped after the last run finished")
         except BaseException as err:
             for s in todo:
                 cleanup_unstarted(s.run_dir, s.index in created)

@@ -55,7 +55,8 @@ class Executor(Protocol):
         """Train every group (largest first, as given) with at most ``n_workers`` at once.
 
         Events of every group reach ``emit`` in this process. When ``stop`` is requested (a
-        signal, or from code), running groups checkpoint and nothing new starts. Returns the
+        signal, or from code; the caller has entered ``stop``, so it takes SIGINT/SIGTERM),
+        running groups checkpoint and nothing new starts. Returns the
         results it holds in this process, by run index (the caller reads the others back from
         their directories); raises the first real failure, or else
         :class:`~aelab.engine.loop.Interrupted`."""

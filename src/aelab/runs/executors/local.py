@@ -81,12 +81,11 @@ class LocalExecutor:
             _train_parallel(groups, job, data.opts, stop, n_workers, emit)
             return {}
         results: dict[int, RunResult] = {}
-        with stop:
-            for specs in groups:
-                if stop.requested:  # start nothing new after a stop
-                    raise Interrupted(f"{stop.requested}: stopped before {specs[0].name}")
-                for s, r in zip(specs, train_group(specs, job, data, stop, emit)):
-                    results[s.index] = r
+        for specs in groups:
+            if stop.requested:  # start nothing new after a stop
+                raise Interrupted(f"{stop.requested}: stopped before {specs[0].name}")
+            for s, r in zip(specs, train_group(specs, job, data, stop, emit)):
+                results[s.index] = r
         return results
 
     def close(self) -> None:
@@ -211,7 +210,7 @@ def _train_parallel(groups: Sequence[Sequence[RunSpec]], job: GroupJob, opts: Da
             else:
                 emit(val)
 
-    with stop, ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
+    with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
                                    initargs=(threads, q, os.getpid(), locks)) as ex:
         futs = {ex.submit(_group_worker, list(g), job, opts): g for g in groups}
         pending = set(futs)

@@ -387,6 +387,7 @@ def _train_on_ray(ex: RayExecutor, groups: Sequence[Sequence[RunSpec]], job: Gro
     pending = list(refs)
     errors: list[BaseException] = []
     told = False
+    started: set[int] = set()  # the groups that had begun when the stop was sent (the others never begin)
     held: dict[int, list[Event]] = {}  # RunFinished of a group whose files the driver has not placed yet
 
     def names(gid: int) -> str:
@@ -406,7 +407,14 @@ def _train_on_ray(ex: RayExecutor, groups: Sequence[Sequence[RunSpec]], job: Gro
         except ray.exceptions.TaskCancelledError:
             errors.append(Interrupted(f"{stop.requested}: not started"))
             return
-        except ray.exceptions.RayError as err:  # the task's process or node died
+        except ray.exceptions.RayError as err:
+            if told and gid not in started:
+                # cancelled after the stop while its worker was still starting it (unpickling its
+                # arguments, importing aelab): Ray reports that as a failure of the task, not as a
+                # cancellation, but the group never began: nothing of it is lost
+                errors.append(Interrupted(f"{stop.requested}: not started"))
+                return
+            # the task's process or node died
             node = _safe(lambda: ray.get(channel.node_of.remote(gid), timeout=5)) or "an unknown node"
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             errors.append(WorkerError(f"the Ray task training {names(gid)} on node {node} died ({first}); "
@@ -432,19 +440,18 @@ def _train_on_ray(ex: RayExecutor, groups: Sequence[Sequence[RunSpec]], job: Gro
                                           f"{out['trace'].rstrip()}"))
 
     try:
-        with stop:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1, timeout=0.05 if told else 0.2)
-                for ref in done:
-                    settle(ref)
-                relay()
-                if stop.requested and not told:
-                    told = True
-                    started = set(ray.get(channel.stop.remote(stop.requested)))
-                    for ref in pending:
-                        if refs[ref] not in started:  # queued: never starts (it would be told no anyway)
-                            ray.cancel(ref)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.05 if told else 0.2)
+            for ref in done:
+                settle(ref)
             relay()
+            if stop.requested and not told:
+                told = True
+                started.update(ray.get(channel.stop.remote(stop.requested)))
+                for ref in pending:
+                    if refs[ref] not in started:  # queued: never starts (it would be told no anyway)
+                        ray.cancel(ref)
+        relay()
     finally:
         if pending:  # leaving early (an error here): stop what still runs, politely first
             _safe(lambda: ray.get(channel.stop.remote("driver stopped"), timeout=5))
