@@ -7,11 +7,11 @@ the family adds to the reconstruction; ``reconstruction(out, y, loss)`` is the f
 reconstruction term (Keras' batch mean for most, a per-image sum for the VAEs), so the engine
 trains any family as ``reconstruction + Σ terms`` without knowing which one it is.
 
-A family is one module (``ae.py``, ``vae.py``, …) with:
-``Config`` (a :class:`ModelConfig` subclass whose ``family`` literal is the registry key),
-``build(cfg, generator) -> Autoencoder``, ``supports_fast(cfg) -> bool`` (whether the stacked
-dense fast path implements *every* field of this config; anything else trains on autograd) and
-``diagnostics(model, x, cfg) -> dict`` (its own measurements, for ``metrics.json``).
+A family is one module (``ae.py``, ``vae.py``, …) that defines its ``Config`` (a
+:class:`ModelConfig` subclass whose ``family`` literal is the registry key), its model, and
+``FAMILY``, the :class:`~aelab.models.family.Family` object the registry holds. A config whose
+model the stacked dense fast path trains in full says so with :meth:`ModelConfig.fast_plan`, in
+engine terms (:class:`FastPlan`); every other model trains on autograd.
 """
 
 from __future__ import annotations
