@@ -393,6 +393,34 @@ def test_evaluate_noisy_block():
     json.dumps(res, allow_nan=False)
 
 
+def test_what_depends_on_the_test_images_alone_is_computed_once_to_the_bit(monkeypatch):
+    """The originals' spread, their SSIM moments and the noisy inputs' PSNR/SSIM are kept by the
+    images' content: a second model on the same images reuses them and gets the numbers it would
+    have computed; other images (one value changed) are computed afresh."""
+    x, xn = _data(600)
+    monkeypatch.setattr(M, "_MEMO", type(M._MEMO)())
+    calls = {"spread": 0, "moments": 0, "input": 0}
+    for name, key in (("_mean_offdiag_distance", "spread"), ("_ssim_moments", "moments"), ("_input_quality", "input")):
+        real = getattr(M, name)
+        monkeypatch.setattr(M, name, lambda *a, _r=real, _k=key, **k: calls.__setitem__(_k, calls[_k] + 1) or _r(*a, **k))
+
+    def model(scale):
+        return (lambda b: b[:, :16]), (lambda h: (h.repeat(1, 49) * scale).clamp(0, 1))
+
+    first = M.evaluate(*model(0.9), x, x_test_noisy=xn, sample_shape=(1, 28, 28))
+    # the spread: the originals' once, and the two reconstructions' (clean and noisy inputs)
+    assert calls == {"spread": 3, "moments": 1, "input": 1}
+    second = M.evaluate(*model(0.7), x, x_test_noisy=xn, sample_shape=(1, 28, 28))
+    assert calls == {"spread": 5, "moments": 1, "input": 1}  # only the model's own numbers again
+    monkeypatch.setattr(M, "_MEMO", type(M._MEMO)())
+    assert M.evaluate(*model(0.7), x, x_test_noisy=xn, sample_shape=(1, 28, 28)) == second
+    assert second["noisy"]["input_ssim"] == first["noisy"]["input_ssim"] and second["ssim"] != first["ssim"]
+    x2 = x.clone()
+    x2[0, 300] = 1.0 - x2[0, 300]
+    M.evaluate(*model(0.7), x2, x_test_noisy=xn, sample_shape=(1, 28, 28))
+    assert calls["moments"] == 3 and calls["input"] == 3
+
+
 def test_evaluate_runs_in_inference_mode_and_leaves_grad_mode_alone():
     seen = []
 

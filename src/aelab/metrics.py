@@ -9,6 +9,12 @@ report's appendix.
 
 What does not belong here: file I/O, training losses (``aelab.losses``), plotting, reports.
 
+What depends on the test images alone — not on the model — is computed once per process and set
+of images (:func:`_data_memo`, by the images' content): the spread of the originals that
+:func:`diversity` divides by, SSIM's local moments of the clean images, and a denoising run's
+``input_psnr`` / ``input_ssim`` of its noisy inputs. Every run evaluated on the same test split
+(a study's runs) reuses them; the numbers are the ones computed, to the bit.
+
 Every function takes whole batches (first axis = image) and works without Python loops over
 images, so evaluating a 10 000-image MNIST test set with every metric takes well under a second
 on a small CPU. Images are flat ``(N, 784)`` float tensors with values in ``[0, 1]`` unless a
@@ -17,8 +23,10 @@ docstring says otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Callable
+from collections import OrderedDict
+from typing import Any, Callable
 
 import torch
 
@@ -52,6 +60,51 @@ SSIM_SIGMA = 1.5
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # 5, as scipy.ndimage computes it
 SSIM_WIN = 2 * SSIM_RADIUS + 1  # 11
 _SSIM_CHUNK = 512  # images per SSIM chunk: cache-sized, the fastest on CPU
+#: how many data-only results :func:`_data_memo` keeps, and how many bytes of tensors at most
+_MEMO_ENTRIES = 16
+_MEMO_BYTES = 256 * 2**20
+_MEMO: "OrderedDict[tuple, Any]" = OrderedDict()
+
+
+def _fingerprint(*tensors: torch.Tensor) -> str:
+    """SHA-1 of the tensors' dtypes, shapes and values: the same images, the same fingerprint."""
+    h = hashlib.sha1()
+    for t in tensors:
+        t = t.detach().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}\0".encode())
+        h.update(t.view(torch.uint8).reshape(-1).numpy() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def _data_memo(key: tuple | None, compute: Callable[[], Any]) -> Any:
+    """``compute()`` of something that depends on test images alone, kept under ``key`` (what it is,
+    and the images' :func:`_fingerprint`) for the next call on the same images; ``key`` None: not
+    kept. Kept tensors are never modified by their users."""
+    if key is None:
+        return compute()
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key]
+    value = compute()
+    if _nbytes(value) <= _MEMO_BYTES:
+        _MEMO[key] = value
+        while len(_MEMO) > _MEMO_ENTRIES or sum(_nbytes(v) for v in _MEMO.values()) > _MEMO_BYTES:
+            _MEMO.popitem(last=False)
+    return value
+
+
+def _cpu_fingerprint(x: torch.Tensor) -> str | None:
+    """:func:`_fingerprint` of images on the CPU; None elsewhere (there the arithmetic is cheap, and
+    hashing would copy the images over)."""
+    return _fingerprint(x) if x.device.type == "cpu" else None
 
 
 def _flat(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -213,7 +266,28 @@ def ssim_per_image(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) ->
     Returns:
         ``(N,)`` float64 tensor.
     """
-    a, b = _as_images(x, "x"), _as_images(y, "y")
+    return _ssim_images(_as_images(x, "x"), _as_images(y, "y"), data_range)
+
+
+def _ssim_filters(h: int, w: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return _valid_filter_matrix(h, torch.float64, dev), _valid_filter_matrix(w, torch.float64, dev).T
+
+
+def _ssim_moments(a: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per chunk of :data:`_SSIM_CHUNK` images of ``a`` (N, H, W): the local mean and mean square
+    ``(G*a, G*a²)``, float64 — the half of SSIM's moments that one image set alone determines."""
+    gh, gwt = _ssim_filters(a.shape[1], a.shape[2], a.device)
+    out = []
+    for s in range(0, a.shape[0], _SSIM_CHUNK):
+        xa = a[s : s + _SSIM_CHUNK].to(torch.float64)
+        out.append((gh @ xa @ gwt, gh @ (xa * xa) @ gwt))
+    return out
+
+
+def _ssim_images(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0,
+                 a_moments: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+    """:func:`ssim_per_image` of ``(N, H, W)`` images; ``a_moments``: :func:`_ssim_moments` of ``a``
+    when already at hand."""
     if a.shape != b.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     n, h, w = a.shape
@@ -221,17 +295,18 @@ def ssim_per_image(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) ->
         raise ValueError(f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN}, got {h}x{w}")
     dtype = torch.float64
     dev = a.device
-    gh = _valid_filter_matrix(h, dtype, dev)
-    gwt = _valid_filter_matrix(w, dtype, dev).T
+    gh, gwt = _ssim_filters(h, w, dev)
+    moments = a_moments if a_moments is not None else _ssim_moments(a)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     out = torch.empty(n, dtype=torch.float64, device=dev)
-    for s in range(0, n, _SSIM_CHUNK):
+    for k, s in enumerate(range(0, n, _SSIM_CHUNK)):
         xa = a[s : s + _SSIM_CHUNK].to(dtype)
         ya = b[s : s + _SSIM_CHUNK].to(dtype)
         # Local moments; five separate batched products beat stacking the maps.
-        ux, uy = gh @ xa @ gwt, gh @ ya @ gwt
-        uxx, uyy, uxy = gh @ (xa * xa) @ gwt, gh @ (ya * ya) @ gwt, gh @ (xa * ya) @ gwt
+        ux, uxx = moments[k]
+        uy = gh @ ya @ gwt
+        uyy, uxy = gh @ (ya * ya) @ gwt, gh @ (xa * ya) @ gwt
         vx = uxx - ux * ux
         vy = uyy - uy * uy
         vxy = uxy - ux * uy
@@ -351,7 +426,8 @@ def _reconstruct(encode, decode, x: torch.Tensor, batch_size: int, keep_codes: b
     return (torch.cat(codes) if keep_codes else None), recon
 
 
-def _quality(clean: torch.Tensor, out: torch.Tensor, sample_shape: tuple | None = None) -> tuple[dict, torch.Tensor]:
+def _quality(clean: torch.Tensor, out: torch.Tensor, sample_shape: tuple | None = None,
+             clean_key: str | None = None) -> tuple[dict, torch.Tensor]:
     """bce on the raw output (BCE clips it itself); mse/psnr/ssim on the output clipped to
     [0, 1]. Also returns the clipped output.
 
@@ -360,6 +436,7 @@ def _quality(clean: torch.Tensor, out: torch.Tensor, sample_shape: tuple | None 
     (its window), averaged over the channels. Vectors (a table): no PSNR or SSIM, and when the data
     leaves [0, 1] (a standard-scaled table) no BCE either; MSE on the raw output, and
     ``feature_mse``, the MSE of each feature (what the per-feature error plot shows).
+    ``clean_key``: the clean images' fingerprint, under which their SSIM moments are kept.
     """
     if sample_shape is not None and len(sample_shape) == 1:
         err = (clean - out.to(clean.dtype)).double().square()
@@ -374,25 +451,32 @@ def _quality(clean: torch.Tensor, out: torch.Tensor, sample_shape: tuple | None 
         "mse": float(m.mean()),
         "psnr": float((10.0 * torch.log10(1.0 / m.clamp_min(MSE_FLOOR))).mean()),
     }
-    s = _ssim_shaped(clean, clipped, sample_shape)
+    s = _ssim_shaped(clean, clipped, sample_shape, clean_key)
     if s is not None:
         q["ssim"] = s
     return q, clipped
 
 
-def _ssim_shaped(x: torch.Tensor, y: torch.Tensor, sample_shape: tuple | None) -> float | None:
+def _ssim_shaped(x: torch.Tensor, y: torch.Tensor, sample_shape: tuple | None,
+                 x_key: str | None = None) -> float | None:
     """Mean SSIM of flat images of ``sample_shape`` (each channel on its own, then averaged), or None
-    where SSIM has no meaning (smaller than its 11×11 window, not an image)."""
+    where SSIM has no meaning (smaller than its 11×11 window, not an image). ``x_key``: the
+    fingerprint of ``x``, under which its SSIM moments are kept (:func:`_data_memo`)."""
+    n = x.shape[0]
     if sample_shape is None:  # a run from before shapes were recorded: a flat square image
         side = math.isqrt(x.shape[1])
         if side * side != x.shape[1] or side < SSIM_WIN:
             return None
-        return ssim(x, y)
-    c, h, w = sample_shape
-    if h < SSIM_WIN or w < SSIM_WIN:
-        return None
-    n = x.shape[0]
-    per = ssim_per_image(x.reshape(n * c, h, w), y.reshape(n * c, h, w))
+        c, h, w = 1, side, side
+    else:
+        c, h, w = sample_shape
+        if h < SSIM_WIN or w < SSIM_WIN:
+            return None
+    a, b = _as_images(x.reshape(n * c, h, w), "x"), _as_images(y.reshape(n * c, h, w), "y")
+    moments = _data_memo(None if x_key is None else ("ssim moments", x_key, c, h, w), lambda: _ssim_moments(a))
+    per = _ssim_images(a, b, 1.0, moments)
+    if sample_shape is None:
+        return float(per.mean())
     return float(per.reshape(n, c).mean(dim=1).mean())
 
 
@@ -445,24 +529,35 @@ def evaluate(
             if xn.shape != x.shape:
                 raise ValueError(f"x_test_noisy has shape {tuple(xn.shape)}, expected {tuple(x.shape)}")
         codes, recon = _reconstruct(encode, decode, x, batch_size, keep_codes=True)
+        fx = _cpu_fingerprint(x)  # what depends on the test images alone is kept under it
         result: dict = {"n_test": int(x.shape[0])}
-        quality, recon_c = _quality(x, recon, sample_shape)
+        quality, recon_c = _quality(x, recon, sample_shape, fx)
         result.update(quality)
         result["code"] = code_stats(codes)
-        x_spread = _mean_offdiag_distance(x[:DIVERSITY_N])
+        x_spread = _data_memo(None if fx is None else ("spread", fx, DIVERSITY_N),
+                              lambda: _mean_offdiag_distance(x[:DIVERSITY_N]))
         result["diversity"] = _diversity(x, recon_c, DIVERSITY_N, x_spread)
         if xn is not None:
             _, recon_n = _reconstruct(encode, decode, xn, batch_size, keep_codes=False)
-            noisy, recon_nc = _quality(x, recon_n, sample_shape)
+            noisy, recon_nc = _quality(x, recon_n, sample_shape, fx)
             noisy.pop("feature_mse", None)
             noisy["diversity"] = _diversity(x, recon_nc, DIVERSITY_N, x_spread)
-            xn_c = xn.clamp(0.0, 1.0)
-            noisy["input_psnr"] = psnr(x, xn_c)
-            s_in = _ssim_shaped(x, xn_c, sample_shape) if sample_shape is None or len(sample_shape) == 3 else None
-            if s_in is not None:
-                noisy["input_ssim"] = s_in
+            fxn = _cpu_fingerprint(xn) if fx is not None else None
+            noisy.update(_data_memo(None if fxn is None else ("noisy input", fx, fxn, sample_shape),
+                                    lambda: _input_quality(x, xn, sample_shape, fx)))
             result["noisy"] = noisy
     return result
+
+
+def _input_quality(x: torch.Tensor, xn: torch.Tensor, sample_shape: tuple | None, x_key: str | None) -> dict:
+    """``input_psnr`` and (for images) ``input_ssim``: the noisy inputs against the clean images,
+    the noisy ones clipped to [0, 1] as reconstructions are. Numbers of the data alone."""
+    xn_c = xn.clamp(0.0, 1.0)
+    out = {"input_psnr": psnr(x, xn_c)}
+    s_in = _ssim_shaped(x, xn_c, sample_shape, x_key) if sample_shape is None or len(sample_shape) == 3 else None
+    if s_in is not None:
+        out["input_ssim"] = s_in
+    return out
 
 
 METRIC_DOCS: dict[str, str] = {
