@@ -266,4 +266,7 @@ def test_the_catalog_the_parser_reads_names_what_ships():
     assert sorted(catalog.DATASETS) == sorted(sources) and catalog.DATASETS[0] == RunConfig().data.dataset
     assert set(catalog.IDX_SETS) <= set(catalog.DATASETS) and all(SOURCES[n].uses_files for n in catalog.IDX_SETS)
     assert catalog.studies() == shipped_studies()
+    from aelab.models.layers import ACTIVATION_MODULES
+
+    assert sorted(catalog.ACTIVATIONS) == sorted(ACTIVATION_MODULES)
 

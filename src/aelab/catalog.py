@@ -1,4 +1,4 @@
-"""The names of what ships with aelab — model families, data sets, studies — readable without
+"""The names of what ships with aelab — model families, data sets, activations, studies — readable without
 importing any of them.
 
 The command line's parser names them in its help and choices, and it must be built without
@@ -21,6 +21,8 @@ FAMILIES = ("ae", "vae", "contractive", "kl_sparse", "tied")
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "synthetic")
 #: of those, the IDX sets ``aelab data fetch`` downloads into the cache
 IDX_SETS = ("mnist", "fashion-mnist", "kmnist")
+#: the activations a layer takes (``aelab.models.layers.ACTIVATION_MODULES``)
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "leaky_relu")
 
 
 def studies() -> list[str]:
@@ -28,4 +30,4 @@ def studies() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("aelab.studies").iterdir() if p.name.endswith(".toml"))
 
 
-__all__ = ["DATASETS", "FAMILIES", "IDX_SETS", "studies"]
+__all__ = ["ACTIVATIONS", "DATASETS", "FAMILIES", "IDX_SETS", "studies"]

@@ -25,7 +25,7 @@ from .errors import AelabError, ConfigError
 #: does not import the engine and PyTorch before the arguments are parsed)
 INTERRUPTED_EXIT = 130
 
-ACTS = "relu, sigmoid, tanh, linear, elu, selu, softplus, leaky_relu"
+ACTS = ", ".join(catalog.ACTIVATIONS)
 
 
 # -- shared options ----------------------------------------------------------------------------------

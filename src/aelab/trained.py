@@ -24,7 +24,7 @@ import torch
 
 from .artifacts import HistoryFile, MetricsFile, read_dict, retrain_fix
 from .config import RunConfig
-from .data import DataCache, DataOptions, Dataset
+from .data import SOURCES, DataCache, DataOptions, Dataset
 from .data.prepare import _minmax_apply, _minmax_fit, _standard_apply, _standard_fit, _unit
 from .errors import AelabError, DataError
 from .runs import Stop, is_done, load_model, train_runs
@@ -92,7 +92,8 @@ class TrainedRun:
 
     Open one with :func:`open_run` (or get one from :func:`aelab.train`). The model's weights were
     checked against the SHA-256 its ``run.json`` records; the data is read only when a method first
-    needs the scaling's parameters (``minmax``/``standard``, or the maximum of ``unit``).
+    needs the scaling's parameters (``minmax``/``standard``, or ``unit`` on data whose source does
+    not declare its range).
     """
 
     def __init__(self, run_dir: Path, model: torch.nn.Module, config: RunConfig, history: dict, metrics: dict,
@@ -126,6 +127,10 @@ class TrainedRun:
         an array given here is scaled with the training split's parameters."""
         if self._scaler is None:
             d = self.config.data
+            src = SOURCES.get(d.dataset)
+            if d.scaling == "unit" and src is not None and src.value_range is not None:
+                self._scaler = Scaler("unit", src.value_range[1])  # known without reading the data
+                return self._scaler
             ds = self.dataset
             x = ds.x_train
             if d.exclude_labels and ds.y_train is not None:
