@@ -79,9 +79,8 @@ class Dataset:
 def split_indices(n: int, test_fraction: float, seed: int, labels: np.ndarray | None, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/test indices for data that comes as one pool (scikit-learn's ``train_test_split``,
     stratified by label when every class has at least two samples)."""
-    from sklearn.model_selection import (
-        train_test_split,  # deferred: scikit-learn takes ~0.5 s to import
-    )
+    # deferred: scikit-learn takes ~0.5 s to import
+    from sklearn.model_selection import train_test_split
 
     if n < 2:
         raise DataError(f"{where}: {n} sample{'s' if n != 1 else ''}; a train/test split needs at least 2")

@@ -182,9 +182,8 @@ def _images_in(paths: list[Path], folder: Path) -> list[Path]:
 
 
 def _open(f: Path, root: Path):
-    from PIL import (
-        Image,  # deferred: Pillow is needed only when a folder of images is read
-    )
+    # deferred: Pillow is needed only when a folder of images is read
+    from PIL import Image
 
     try:
         with warnings.catch_warnings():

@@ -10,8 +10,7 @@ one line here (or a :func:`register_source` call from anywhere).
 
 The public function is :func:`load`::
 
-    from aelab.config import DataConfig
-    from aelab.data import load
+    from aelab.data import DataConfig, load
     ds = load(DataConfig(dataset="digits"))    # -> Dataset
     ds.x_train, ds.y_train, ds.x_test, ds.y_test  # (N, *sample_shape) arrays; labels (N,) or None
     ds.sample_shape                              # (C, H, W) for images, (D,) for tables

@@ -74,6 +74,8 @@ class Source:
     uses_files: bool = False
     sized_by_limits: bool = False
     claims: Callable[[str], bool] | None = None
+    #: added from code with :func:`register_source` (not built in)
+    added: bool = False
 
     @property
     def kind(self) -> str:
@@ -128,18 +130,43 @@ def register_source(
     A name already registered is refused (:class:`~aelab.errors.ConfigError`, one line).
     """
     nouns = Nouns(*noun)
-
-    def read_named(cfg: Any, opts: SourceOptions, data_opts: DataOptions) -> Dataset:
-        got = read(cfg)
-        if isinstance(got, Dataset):
-            return got if got.noun != SAMPLES or nouns == SAMPLES else replace(got, noun=nouns)
-        xtr, ytr, xte, yte = got
-        return Dataset(name, opts.kind, xtr, ytr, xte, yte, value_range, tuple(classes),
-                       {"dataset": name, "kind": opts.kind, "source": "registered"}, nouns)
-
-    return add_source(Source(name, read_named, options, description or f"{name} (registered from code)", nouns,
+    wrapped = _Registered(name, read, nouns, tuple(classes), value_range)
+    return add_source(Source(name, wrapped, options, description or f"{name} (registered from code)", nouns,
                              tuple(classes), None if sample_shape is None else tuple(sample_shape), value_range,
-                             what=f"the data source {name}"))
+                             what=f"the data source {name}", added=True))
+
+
+@dataclass(frozen=True)
+class _Registered:
+    """A registered function as a source's reader: a picklable object (not a closure), so the
+    source can travel to a spawned worker process with :func:`added_sources`."""
+
+    name: str
+    read: Callable[..., Dataset | tuple]
+    noun: Nouns
+    classes: tuple[str, ...]
+    value_range: tuple[float, float] | None
+
+    def __call__(self, cfg: Any, opts: SourceOptions, data_opts: DataOptions) -> Dataset:
+        got = self.read(cfg)
+        if isinstance(got, Dataset):
+            return got if got.noun != SAMPLES or self.noun == SAMPLES else replace(got, noun=self.noun)
+        xtr, ytr, xte, yte = got
+        return Dataset(self.name, opts.kind, xtr, ytr, xte, yte, self.value_range, self.classes,
+                       {"dataset": self.name, "kind": opts.kind, "source": "registered"}, self.noun)
+
+
+def added_sources() -> tuple[Source, ...]:
+    """The sources :func:`register_source` added in this process, to hand to a spawned worker
+    (which starts with the built-in ones only) and register there with :func:`add_sources`."""
+    return tuple(s for s in SOURCES.values() if s.added)
+
+
+def add_sources(sources: tuple[Source, ...]) -> None:
+    """Register ``sources`` (from :func:`added_sources` of another process) where not registered yet."""
+    for s in sources:
+        if s.name not in SOURCES:
+            add_source(s)
 
 
 def unregister_source(name: str) -> None:
