@@ -181,3 +181,14 @@ def test_a_named_protocol_trains_its_own_runs_and_the_report_is_the_callers_step
 def test_study_from_dict_takes_protocol_names_as_load_study_does():
     raw = {"defaults": {"data": {"dataset": "synthetic"}}, "baselines": {"a": {}}}
     assert study_from_dict(raw, protocol="seed").protocol == "base"
+
+
+def test_protocol_seed_on_the_command_line_is_the_base_protocol(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tiny(tmp_path)
+    assert main(["study", str(path), "--protocol", "seed", "--no-report", "-q", "--workers", "1"]) == 0
+    assert main(["study", str(path), "--protocol", "longer", "--no-report", "-q", "--workers", "1"]) == 0
+    made = sorted(p.name for p in (tmp_path / "studies-out").iterdir())
+    assert made == ["tiny", "tiny-longer"]  # the base protocol names no folder of its own
+    saved = json.loads((tmp_path / "studies-out" / "tiny" / "results.json").read_text())
+    assert saved["protocol"] == "base" and saved["corrected"]["protocol"] == "fitted"
