@@ -21,6 +21,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
+import torch
+
+from .. import kernels as ckernels
+
 # mkl_cbwr.h: the code branches MKL reports (mkl_cbwr_get / mkl_cbwr_get_auto_branch)
 MKL_BRANCHES = {1: "off", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX",
                 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
@@ -41,8 +45,6 @@ def cpu_model() -> str:
 
 
 def _torch_lib() -> Optional[ctypes.CDLL]:
-    import torch
-
     path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
     try:
         return ctypes.CDLL(str(path)) if path.exists() else None
@@ -54,8 +56,6 @@ def _torch_lib() -> Optional[ctypes.CDLL]:
 def mkl_branch() -> Optional[str]:
     """The code branch MKL runs in this process: the one set by ``MKL_CBWR``, else the one it
     chose for this CPU (``AVX512_E1``, ``AVX2`` …); None where PyTorch has no MKL."""
-    import torch
-
     if not torch.backends.mkl.is_available():
         return None
     lib = _torch_lib()
@@ -71,10 +71,6 @@ def mkl_branch() -> Optional[str]:
 
 def fingerprint() -> dict:
     """What a CPU result's bits depend on (beside the run's thread count, recorded on its own)."""
-    import torch
-
-    from .. import kernels as ckernels
-
     return {
         "cpu": cpu_model(),
         "torch": torch.__version__,

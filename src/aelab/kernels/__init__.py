@@ -33,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -299,8 +300,6 @@ def _split(n: int, fn) -> None:
         fn(0, n)
         return
     if _pool_size < parts - 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         if _pool is not None:
             _pool.shutdown(wait=False)
         _pool, _pool_size = ThreadPoolExecutor(parts - 1, thread_name_prefix="aelab-conv1"), parts - 1
