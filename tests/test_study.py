@@ -10,8 +10,20 @@ import pytest
 
 from aelab.cli import main
 from aelab.errors import ConfigError
-from aelab.study import (BASE_PROTOCOL, CLAIM_KINDS, RESULTS_FORMAT, RESULTS_VERSION, ClaimError, load_study,
-                         parse_claim, parse_metric_path, protocol_name, run_study, shipped_studies, study_from_dict)
+from aelab.study import (
+    BASE_PROTOCOL,
+    CLAIM_KINDS,
+    RESULTS_FORMAT,
+    RESULTS_VERSION,
+    ClaimError,
+    load_study,
+    parse_claim,
+    parse_metric_path,
+    protocol_name,
+    run_study,
+    shipped_studies,
+    study_from_dict,
+)
 from aelab.study.claims import ABSOLUTE_KINDS
 
 TINY = """

@@ -6,14 +6,33 @@ one output directory (:mod:`.output`) and write its results.json; building the r
 the caller's step.
 """
 
-from .claims import CLAIM_KINDS, Claim, ClaimError, ClaimParams, parse_claim, parse_metric_path, register_claim_kind
+from .claims import (
+    CLAIM_KINDS,
+    Claim,
+    ClaimError,
+    ClaimParams,
+    parse_claim,
+    parse_metric_path,
+    register_claim_kind,
+)
 from .output import run_dir_for
 from .runner import RESULTS_FORMAT, RESULTS_VERSION, run_study
-from .spec import (BASE_PROTOCOL, Protocol, Question, Study, find_study, load_study, protocol_name, shipped_studies,
-                   study_from_dict)
+from .spec import (
+    BASE_PROTOCOL,
+    Protocol,
+    Question,
+    Study,
+    find_study,
+    load_study,
+    protocol_name,
+    shipped_studies,
+    study_from_dict,
+)
 from .sweep import parse_values, run_sweep, sweep_configs
 
-__all__ = ["Question", "Study", "Protocol", "find_study", "load_study", "shipped_studies", "study_from_dict",
-           "BASE_PROTOCOL", "protocol_name", "RESULTS_FORMAT", "RESULTS_VERSION", "run_dir_for",
-           "CLAIM_KINDS", "Claim", "ClaimError", "ClaimParams", "parse_claim", "parse_metric_path",
-           "register_claim_kind", "parse_values", "run_study", "run_sweep", "sweep_configs"]
+__all__ = [
+    "BASE_PROTOCOL", "CLAIM_KINDS", "RESULTS_FORMAT", "RESULTS_VERSION", "Claim", "ClaimError", "ClaimParams",
+    "Protocol", "Question", "Study", "find_study", "load_study", "parse_claim", "parse_metric_path", "parse_values",
+    "protocol_name", "register_claim_kind", "run_dir_for", "run_study", "run_sweep", "shipped_studies",
+    "study_from_dict", "sweep_configs",
+]

@@ -43,10 +43,17 @@ A metric path (:func:`parse_metric_path`) names one number of a run record:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping, NamedTuple, Optional
+from typing import Any, ClassVar, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import ConfigError
 
@@ -84,8 +91,8 @@ class MetricPath(NamedTuple):
 
     source: Literal["final", "first", "history", "metrics"]
     key: str
-    block: Optional[str] = None
-    index: Optional[int] = None
+    block: str | None = None
+    index: int | None = None
 
 
 def parse_metric_path(path: Any) -> MetricPath:
@@ -131,7 +138,7 @@ class ValueNear(ClaimParams):
     rel_tol: float
 
     @model_validator(mode="after")
-    def _tolerance(self) -> "ValueNear":
+    def _tolerance(self) -> ValueNear:
         if self.rel_tol < 0:
             raise ValueError(f"rel_tol must be >= 0, got {self.rel_tol}")
         return self
@@ -148,7 +155,7 @@ class RatioBetween(ClaimParams):
     max: float
 
     @model_validator(mode="after")
-    def _order(self) -> "RatioBetween":
+    def _order(self) -> RatioBetween:
         if self.min > self.max:
             raise ValueError(f"min {self.min:g} is above max {self.max:g}")
         return self
@@ -170,7 +177,7 @@ class Plateau(ClaimParams):
         return v
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Plateau":
+    def _bounds(self) -> Plateau:
         if self.after < 2:
             raise ValueError(f"param 'after' must be an epoch number >= 2, got {self.after!r}")
         if self.max_rel_drop < 0:
@@ -292,7 +299,7 @@ def _one_line(kind: str, model: type[ClaimParams], err: ValidationError) -> str:
     name = str(e["loc"][0]) if e["loc"] else ""
     if e["type"] == "value_error":
         msg = str(e["msg"]).removeprefix("Value error, ")
-        if msg.startswith("unknown metric path") or msg.startswith("param "):
+        if msg.startswith(("unknown metric path", "param ")):
             return f"claim {kind!r}: {msg}"
         return f"claim {kind!r}: {msg}" if not name else f"claim {kind!r}: param {name!r}: {msg}"
     if name in model.model_fields:

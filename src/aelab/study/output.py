@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .._atomic import ensure_dir
 from .._lock import LOCK_NAME, dir_lock, is_lock_file
@@ -36,7 +36,7 @@ def run_dir_for(out: Path, cfg: RunConfig) -> Path:
 
 
 @contextlib.contextmanager
-def owned_output(out: Path, cfgs: Sequence[RunConfig], data: DataCache, mark: Optional[dict] = None):
+def owned_output(out: Path, cfgs: Sequence[RunConfig], data: DataCache, mark: dict | None = None):
     """Validate every run's data, then create ``out`` and own it (a lock) for the block.
 
     Nothing is written before the checks pass; a second process on the same ``out`` gets one line.
@@ -95,7 +95,7 @@ def _same_output(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in ("kind", "name", "config_hashes"))
 
 
-def _legacy_mark(out: Path) -> Optional[dict]:
+def _legacy_mark(out: Path) -> dict | None:
     """What an output directory written before marks holds, from its results.json; None if it has none."""
     try:
         res = json.loads((out / "results.json").read_text(encoding="utf-8"))

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -67,8 +68,8 @@ def results_head() -> dict:
 
 
 def train_all(out: Path, cfgs: Sequence[RunConfig], *, device: str, engine: str, data: DataCache,
-              progress: bool, stop: Optional[StopFlag], workers: Optional[int], backend,
-              on_event: Optional[OnEvent]) -> list[Path]:
+              progress: bool, stop: StopFlag | None, workers: int | None, backend,
+              on_event: OnEvent | None) -> list[Path]:
     """Train ``cfgs`` into their directories under ``out`` (finished ones are reused); their directories."""
     dirs = [run_dir_for(out, c) for c in cfgs]
     todo = sum(not is_done(d) for d in dirs)
@@ -79,7 +80,7 @@ def train_all(out: Path, cfgs: Sequence[RunConfig], *, device: str, engine: str,
     return dirs
 
 
-def reevaluated(study: Study, dirs: dict[str, Path], data: DataCache, device: str) -> Optional[dict]:
+def reevaluated(study: Study, dirs: dict[str, Path], data: DataCache, device: str) -> dict | None:
     """Each trained run evaluated again under the study's ``reevaluate`` protocol, without retraining.
 
     Such a protocol changes only how the test split is prepared (exercise 12's: the test split
@@ -125,10 +126,10 @@ def reevaluated(study: Study, dirs: dict[str, Path], data: DataCache, device: st
 
 
 def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "auto", progress: bool = True,
-              data_opts: DataOptions = DataOptions(), report: Union[Report, bool, None] = None,
-              stop: Optional[StopFlag] = None, workers: Optional[int] = None, seeds: int = 1,
-              backend: str = "local", address: Optional[str] = None, shared_fs: Optional[bool] = None,
-              on_event: Optional[OnEvent] = None) -> dict:
+              data_opts: DataOptions | None = None, report: Report | bool | None = None,
+              stop: StopFlag | None = None, workers: int | None = None, seeds: int = 1,
+              backend: str = "local", address: str | None = None, shared_fs: bool | None = None,
+              on_event: OnEvent | None = None) -> dict:
     """Train a study's runs into ``out/runs`` (each distinct config once) and write results.json.
 
     ``out`` is owned by this process while it runs (a second process writing the same study gets
@@ -143,7 +144,7 @@ def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "a
     """
     out = Path(out)
     report = report_step(report)
-    data = DataCache(data_opts)
+    data = DataCache(data_opts or DataOptions())
     study = fit_study(study)  # every model takes its input shape from its data (before any hash is taken)
     cfgs = study_configs(study, seeds)
     parts = (["quick"] if study.quick else []) + ([f"protocol {study.protocol}"] if study.protocol != BASE_PROTOCOL else [])
@@ -158,7 +159,7 @@ def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "a
         return results
 
 
-def report_step(report: Union[Report, bool, None]) -> Optional[Report]:
+def report_step(report: Report | bool | None) -> Report | None:
     """The ``report`` argument of :func:`run_study`/``run_sweep`` as a function, or None."""
     if report is None or report is False:
         return None
@@ -168,7 +169,7 @@ def report_step(report: Union[Report, bool, None]) -> Optional[Report]:
 
 
 @contextlib.contextmanager
-def opened(backend: str, address: Optional[str], shared_fs: Optional[bool], out: Path, cfgs: Sequence[RunConfig]):
+def opened(backend: str, address: str | None, shared_fs: bool | None, out: Path, cfgs: Sequence[RunConfig]):
     """The executor, connected before ``out`` is touched (an unreachable cluster writes nothing);
     this machine when every run is already trained (a cached study starts no Ray instance)."""
     with open_executor(backend, address=address, shared_fs=shared_fs) as be:

@@ -20,7 +20,7 @@ import copy
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..config import RunConfig, load_toml
 from ..errors import ConfigError
@@ -40,7 +40,7 @@ BASE_PROTOCOL = "base"
 PROTOCOL_ALIASES = {"seed": BASE_PROTOCOL}
 
 
-def protocol_name(name: Optional[str]) -> str:
+def protocol_name(name: str | None) -> str:
     """The protocol's name as results.json and the runner use it: None and the base protocol's
     earlier names are :data:`BASE_PROTOCOL`; any other name is returned as it is."""
     if name is None:
@@ -83,7 +83,7 @@ class Study:
     protocols: dict[str, Protocol] = field(default_factory=dict)
     #: under the base protocol, the protocol whose settings change only the evaluation data, with each
     #: run's config under it: the runner evaluates the trained runs again on that data (no retraining)
-    reevaluate: Optional[tuple[Protocol, dict[str, RunConfig]]] = None
+    reevaluate: tuple[Protocol, dict[str, RunConfig]] | None = None
     #: method notes of this study (``[[notes]]`` tables: ``title``, ``text``); its report lists them
     notes: list[dict[str, str]] = field(default_factory=list)
 
@@ -115,8 +115,8 @@ def find_study(name_or_path: str) -> Path:
     return Path(str(res))
 
 
-def load_study(name_or_path: str, *, protocol: Optional[str] = None, quick: bool = False,
-               overrides: Optional[dict[str, Any]] = None) -> Study:
+def load_study(name_or_path: str, *, protocol: str | None = None, quick: bool = False,
+               overrides: dict[str, Any] | None = None) -> Study:
     path = find_study(name_or_path)
     raw = load_toml(path, "study file")
     return study_from_dict(raw, name=path.stem, protocol=protocol, quick=quick, overrides=overrides, source=str(path))
@@ -134,12 +134,12 @@ def _nest(dotted: dict[str, Any]) -> dict:
     return out
 
 
-def study_from_dict(raw: dict, *, name: str = "study", protocol: Optional[str] = None, quick: bool = False,
-                    overrides: Optional[dict[str, Any]] = None, source: str = "") -> Study:
+def study_from_dict(raw: dict, *, name: str = "study", protocol: str | None = None, quick: bool = False,
+                    overrides: dict[str, Any] | None = None, source: str = "") -> Study:
     where = source or name
     unknown = set(raw) - TOP_KEYS
     if unknown:
-        raise ConfigError(f"study {where}: unknown top-level key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
+        raise ConfigError(f"study {where}: unknown top-level key {min(unknown)!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
     protocol = protocol_name(protocol)
     defaults = raw.get("defaults", {})
     protocols = _protocols(raw.get("protocols", {}), where)
@@ -166,7 +166,7 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: Optional[str] =
     for i, q in enumerate(raw.get("questions", [])):
         bad = set(q) - QUESTION_KEYS
         if bad:
-            raise ConfigError(f"study {where}: question {i + 1}: unknown key {sorted(bad)[0]!r}; allowed: {', '.join(sorted(QUESTION_KEYS))}")
+            raise ConfigError(f"study {where}: question {i + 1}: unknown key {min(bad)!r}; allowed: {', '.join(sorted(QUESTION_KEYS))}")
         for k in ("baseline", "variant"):
             if q.get(k) not in runs:
                 raise ConfigError(f"study {where}: question {q.get('id', i + 1)}: {k} {q.get(k)!r} is not a run of the study")
@@ -220,7 +220,7 @@ def _protocols(raw: Any, where: str) -> dict[str, Protocol]:
             raise ConfigError(f"study {where}: protocols.{pname}.reevaluate must be true or false")
         if reevaluate and set(table) - {"data"}:
             raise ConfigError(f"study {where}: protocols.{pname}: reevaluate = true re-evaluates trained runs on other "
-                              f"data, so its settings may change only data.*, not {sorted(set(table) - {'data'})[0]}.*")
+                              f"data, so its settings may change only data.*, not {min(set(table) - {'data'})}.*")
         out[pname] = Protocol(pname, table, " ".join(description.split()), reevaluate)
     return out
 
@@ -265,7 +265,7 @@ def _notes(raw: Any, where: str) -> list[dict[str, str]]:
             raise ConfigError(f"study {where}: note {i + 1} must be a table with 'text' (and optional 'title'), got {n!r}")
         bad = set(n) - NOTE_KEYS
         if bad:
-            raise ConfigError(f"study {where}: note {i + 1}: unknown key {sorted(bad)[0]!r}; allowed: {', '.join(sorted(NOTE_KEYS))}")
+            raise ConfigError(f"study {where}: note {i + 1}: unknown key {min(bad)!r}; allowed: {', '.join(sorted(NOTE_KEYS))}")
         text = n.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"study {where}: note {i + 1} needs a non-empty 'text'")

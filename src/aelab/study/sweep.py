@@ -8,8 +8,9 @@ list of lists (:func:`parse_values`); each point's config is the baseline with t
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 from .. import __version__
 from .._atomic import write_json
@@ -19,7 +20,7 @@ from ..engine.loop import StopFlag
 from ..errors import ConfigError
 from ..runs.events import OnEvent
 from .output import check_output, data_text, output_mark, owned_output
-from .runner import Report, report_step, opened, results_head, run_record, train_all
+from .runner import Report, opened, report_step, results_head, run_record, train_all
 
 
 def parse_values(text: str) -> list[Any]:
@@ -44,7 +45,7 @@ def parse_values(text: str) -> list[Any]:
             raise ConfigError(f"--values {text!r}: a range needs 0 < LO < HI and COUNT ≥ 2 ({wrong})")
         vals = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)]
         if lo_s.strip().lstrip("-").isdigit() and hi_s.strip().lstrip("-").isdigit():
-            return sorted({int(round(v)) for v in vals})
+            return sorted({round(v) for v in vals})
         return [float(f"{v:.6g}") for v in vals]
     vals = [parse_value(p.strip()) for p in _split_top(text) if p.strip()]
     if not vals:
@@ -91,11 +92,11 @@ def sweep_configs(base: RunConfig, parameter: str, values: Sequence[Any]) -> lis
 
 
 def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path, *, device: str = "auto",
-              engine: str = "auto", progress: bool = True, data_opts: DataOptions = DataOptions(),
-              report: Union[Report, bool, None] = None, stop: Optional[StopFlag] = None,
-              workers: Optional[int] = None, quick: bool = False, backend: str = "local",
-              address: Optional[str] = None, shared_fs: Optional[bool] = None, seeds: int = 1,
-              on_event: Optional[OnEvent] = None) -> dict:
+              engine: str = "auto", progress: bool = True, data_opts: DataOptions | None = None,
+              report: Report | bool | None = None, stop: StopFlag | None = None,
+              workers: int | None = None, quick: bool = False, backend: str = "local",
+              address: str | None = None, shared_fs: bool | None = None, seeds: int = 1,
+              on_event: OnEvent | None = None) -> dict:
     """Train ``base`` once per value of ``parameter`` into ``out`` and write results.json;
     ``backend``/``address``/``shared_fs``, ``on_event`` and ``report`` (e.g.
     :func:`aelab.report.build_sweep_report`) as for :func:`aelab.study.run_study`. ``seeds`` K > 1:
@@ -108,7 +109,7 @@ def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path,
     cfgs = [fit_config(c) for c in sweep_configs(base, parameter, values)]
     extra = [c.with_overrides({"train.seed": c.train.seed + k}).model_copy(
                  update={"name": f"{c.name}@seed{c.train.seed + k}"}) for k in range(1, seeds) for c in cfgs]
-    data = DataCache(data_opts)
+    data = DataCache(data_opts or DataOptions())
     vals = ",".join(str(v) for v in values)
     mark = output_mark("sweep", f"{base.name}: {parameter}", cfgs,
                        f"sweep {base.name}: {parameter} over {vals if len(vals) <= 60 else vals[:57] + '...'} "
