@@ -321,7 +321,7 @@ def test_method_notes_and_corrected_effect(study):
     assert "fitted on the test set itself" in html
     assert "validates on clean" in html
     assert "sparse autoencoder" in html
-    rows = parse(html).tables["corrected"][1:]
+    rows = parse(html).tables["reevaluated"][1:]
     assert len(rows) == 3  # denoising_06 has no corrected twin
     for row in rows:
         run = results["runs"][row[0]]

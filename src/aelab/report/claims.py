@@ -326,7 +326,7 @@ def evaluate_claim(claim: Any, baseline_run: Mapping[str, Any], variant_run: Map
 # --------------------------------------------------------------------------------------------
 # claims on other data
 # --------------------------------------------------------------------------------------------
-#: numbers whose scale is the data's own (a loss per pixel on 8×8 digits or on a table is not one on
+#: numbers whose scale is the data's own (a loss per pixel on 8×8 images or on a table is not one on
 #: 28×28 images): a claim quoting such a number for one data set cannot be judged on another
 _DATA_SCALED = re.compile(r"^(final\.|first\.|history\.|metrics\.(noisy\.)?(bce|mse|psnr)$)")
 

@@ -18,46 +18,20 @@ Generic: nothing here knows a study, a family or a data set.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import latent as L
 from .. import numfmt as N
 from . import claims as C
+from . import figures as F
 from . import prose as P
+from .records import Codes, sample_shape
 from ..plots import latent as LF
 
 #: test codes drawn per map (a seeded subsample; PCA of a few thousand points takes milliseconds)
 MAP_POINTS = 2000
-
-
-class Codes:
-    """Loads each run's codes.npz once; a run without one (trained before codes were saved) has None."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.cache: dict[str, Optional[dict]] = {}
-
-    def names(self, *runs: Mapping[str, Any]) -> tuple[str, ...]:
-        """The class names saved with the runs' codes (the first run that has them), or ()."""
-        from ..runs.codes import names_of
-
-        for run in runs:
-            arrays = self.get(run)
-            if arrays is not None and names_of(arrays):
-                return names_of(arrays)
-        return ()
-
-    def get(self, run: Mapping[str, Any]) -> Optional[dict]:
-        from ..runs.codes import read_codes
-
-        rel = run.get("dir")
-        if not isinstance(rel, str):
-            return None
-        if rel not in self.cache:
-            self.cache[rel] = read_codes(self.directory / rel)
-        return self.cache[rel]
 
 
 def _stochastic(run: Mapping[str, Any]) -> bool:
@@ -65,8 +39,6 @@ def _stochastic(run: Mapping[str, Any]) -> bool:
 
 
 def _panel(run: Mapping[str, Any], arrays: dict, title: str) -> dict:
-    from .. import latent as L
-
     z = arrays["test_codes"]
     idx = L.subsample(len(z), MAP_POINTS, 0)
     labels = arrays["test_labels"][idx] if "test_labels" in arrays else np.zeros(len(idx), dtype=int)
@@ -224,8 +196,6 @@ def series_figures(runs: Mapping[str, Mapping[str, Any]], key: str, pts: list, s
                    bkey: str, vkey: str) -> dict[str, Any]:
     """The curve over ``key`` (val loss or its reconstruction part, SSIM, denoised SSIM and the noisy
     input's own SSIM, probe accuracy) and a reconstruction row per value."""
-    from . import figures as F
-
     values = [x for x, _ in pts]
     rs = [runs[k] for _, k in pts]
     penal = P.has_penalty(*rs)
@@ -258,8 +228,6 @@ ACCURACY_AXIS = (0.0, 1.02)
 
 
 def _shape(*runs: Mapping[str, Any]) -> Optional[tuple[int, ...]]:
-    from .render import sample_shape
-
     return sample_shape(*runs)
 
 
@@ -268,8 +236,6 @@ def _series_recon(runs: Mapping[str, Mapping[str, Any]], pts: list, samples: Cal
     """The reconstructions over a series: for denoising runs one compact row per value (the noisy
     inputs of the first test images beside what the model made of them), else one row per value;
     for vectors (a table) the per-feature error of each value instead. ``(png or None, caption)``."""
-    from . import figures as F
-
     got = [(x, k, samples(runs[k])) for x, k in pts]
     got = [(x, k, smp) for x, k, smp in got if smp is not None]
     if not got:

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +27,10 @@ import jinja2
 import numpy as np
 
 from .. import _atomic
+from .. import latent as L
+from ..data.registry import DATASETS
+from ..metrics import METRIC_DOCS
+from ..study.spec import find_study, load_study, shipped_studies
 from ..errors import ConfigError, DataError
 from ..numfmt import fmt_seconds, fmt_value
 from .. import numfmt as N
@@ -33,8 +38,10 @@ from . import claims as C
 from . import prose as P
 from . import figures as F
 from . import latent_sections as LS
+from .records import Codes, Results, Samples, load_results, results_of, sample_shape
 
-__all__ = ["build_report", "build_sweep_report"]
+__all__ = ["Report", "build_report", "build_sweep_report", "compose_report", "study_report", "sweep_report",
+           "write_report"]
 
 _TEMPLATES = jinja2.PackageLoader("aelab.report", "templates")
 
@@ -42,50 +49,47 @@ _TEMPLATES = jinja2.PackageLoader("aelab.report", "templates")
 # --------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------
-def _load_results(directory: Path) -> dict[str, Any]:
-    path = directory / "results.json"
-    if not path.is_file():
-        raise DataError(f"{path} not found: run the study (or sweep) first, or point at its output directory")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is not readable JSON ({exc}); re-run the study to rewrite it") from exc
-    from ..artifacts import ResultsFile, validate
+@dataclass(frozen=True)
+class Report:
+    """A report's content, built from saved results without writing anything.
 
-    validate(ResultsFile, results, path, "re-run the study (or sweep) to rewrite it", DataError)
-    return results
+    ``kind``: ``"study"`` or ``"sweep"``. ``context``: the sections, as the templates read them (one
+    model for both renderings). ``figures``: file name under the output directory (``figures/…png``)
+    → PNG bytes. :meth:`html` and :meth:`markdown` render it; :func:`write_report` writes it."""
+
+    kind: str
+    context: Mapping[str, Any]
+    figures: Mapping[str, bytes] = field(default_factory=dict)
+
+    def html(self) -> str:
+        """The self-contained HTML page (figures embedded as data URIs)."""
+        return _environment(True).get_template("report.html.j2").render(**self.context)
+
+    def markdown(self) -> str:
+        """The Markdown page (figures linked as ``figures/*.png`` beside it)."""
+        return _environment(False).get_template("report.md.j2").render(**self.context)
 
 
-class _Samples:
-    """Loads each run's samples.npz once; a missing file is reported in the page, not fatal."""
+def _results(source: Any) -> Results:
+    if isinstance(source, Results):
+        return source
+    if isinstance(source, Mapping):
+        return results_of(source)
+    return load_results(source)
 
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.cache: dict[str, dict[str, np.ndarray] | None] = {}
-        self.missing: list[str] = []
 
-    def get(self, run: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
-        rel = run.get("dir")
-        if not isinstance(rel, str):
-            self._note(f"run {run.get('name', '?')!r} has no 'dir' in results.json")
-            return None
-        if rel in self.cache:
-            return self.cache[rel]
-        path = self.directory / rel / "samples.npz"
-        arrays: dict[str, np.ndarray] | None = None
-        if not path.is_file():
-            self._note(f"{Path(rel) / 'samples.npz'} not found: reconstructions of this run are not shown")
-        else:
-            from ..artifacts import read_samples
+def compose_report(source: str | Path | Mapping[str, Any] | Results) -> Report:
+    """The content of the report on ``source``: a study's or sweep's output directory (its
+    results.json and each run's saved arrays), a results.json's content (no saved arrays: no
+    reconstructions or code maps), or :class:`~aelab.report.records.Results`. Never writes a file."""
+    results = _results(source)
+    return sweep_report(results) if results.kind == "sweep" else study_report(results)
 
-            arrays = {k: v.astype(np.float32) for k, v in
-                      read_samples(path, "re-run that run to rewrite it", DataError).items()}
-        self.cache[rel] = arrays
-        return arrays
 
-    def _note(self, msg: str) -> None:
-        if msg not in self.missing:
-            self.missing.append(msg)
+def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
+    """Write ``figures/*.png``, then ``report.md``, then ``report.html`` into ``out_dir``, each atomically.
+    Returns ``{"html": Path, "md": Path, "figures": [Path, ...]}``."""
+    return _write(Path(out_dir), report)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,8 +226,6 @@ def _dead_units(run: Mapping[str, Any]) -> str:
 
 def _metric_docs() -> list[dict[str, str]]:
     """The metric definitions of :mod:`aelab.metrics`, as (name, text) rows for the appendix."""
-    from aelab.metrics import METRIC_DOCS  # imported here: the metrics module pulls in torch
-
     rows = []
     for name, doc in METRIC_DOCS.items():
         if isinstance(doc, Mapping):
@@ -476,20 +478,6 @@ def _recon_caption(shape: tuple[int, ...] | None, per_value: str | None = None) 
     return s + ", all on one brightness scale."
 
 
-def sample_shape(*runs: Mapping[str, Any]) -> tuple[int, ...] | None:
-    """The sample shape the runs trained on, from their configs' ``model.input_shape`` ((C, H, W)
-    or (D,)); None when no run recorded one (results written before shapes were saved: the figures
-    then guess from the row width, :func:`aelab.report.figures.infer_shape`)."""
-    for run in runs:
-        cfg = run.get("config") if isinstance(run, Mapping) else None
-        model = cfg.get("model") if isinstance(cfg, Mapping) else None
-        shape = model.get("input_shape") if isinstance(model, Mapping) else None
-        if (isinstance(shape, (list, tuple)) and shape
-                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-            return tuple(shape)
-    return None
-
-
 def _feature_errors(run: Mapping[str, Any]) -> list[float] | None:
     errs = (run.get("metrics") or {}).get("feature_mse") if isinstance(run.get("metrics"), Mapping) else None
     if isinstance(errs, list) and errs and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in errs):
@@ -563,11 +551,10 @@ def _environment(html: bool) -> jinja2.Environment:
     return env
 
 
-def _write(directory: Path, context: dict[str, Any], figures: dict[str, bytes]) -> dict[str, Any]:
-    html_text = _environment(True).get_template("report.html.j2").render(**context)
-    md_text = _environment(False).get_template("report.md.j2").render(**context)
+def _write(directory: Path, report: Report) -> dict[str, Any]:
+    html_text, md_text = report.html(), report.markdown()
     fig_paths = []
-    for name, png in figures.items():
+    for name, png in report.figures.items():
         path = directory / name
         _write_file(path, png)
         fig_paths.append(path)
@@ -757,8 +744,6 @@ def _cache_origin(cache_dir: Any) -> str:
 def _describe_data(name: str, runs: list[Mapping[str, Any]]) -> str:
     """One data set in plain words: its name, what it is (the registry's line, or what the run
     recorded of a folder or a table) and where the samples came from (``run.json`` data_source)."""
-    from ..data.registry import DATASETS  # the registered data sets' one-line descriptions
-
     src = next((r["run"]["data_source"] for r in runs if isinstance(r.get("run"), Mapping)
                 and isinstance(r["run"].get("data_source"), Mapping)), {})
     shape = sample_shape(*runs)
@@ -790,8 +775,6 @@ def _written_for(results: Mapping[str, Any]) -> list[str]:
     if not name or "questions" not in results:
         return []
     try:
-        from ..study.spec import find_study, load_study, shipped_studies
-
         if str(name) not in shipped_studies():
             return []
         spec = load_study(str(find_study(str(name))))
@@ -864,8 +847,6 @@ def _notes(results: Mapping[str, Any]) -> list[dict[str, str]]:
     raw = results.get("notes")
     if raw is None and results.get("study") and "questions" in results:
         try:
-            from ..study.spec import find_study, load_study, shipped_studies
-
             name = str(results["study"])
             if name in shipped_studies():
                 spec = load_study(str(find_study(name)))
@@ -897,59 +878,62 @@ def _runs_appendix(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]
     return out
 
 
-def _corrected_effect(results: Mapping[str, Any]) -> dict[str, Any] | None:
-    block = results.get("corrected")
+def _protocol_effect(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The runs' final val loss under the study's protocol beside the same trained runs evaluated
+    again under another (``results["reevaluated"]``, a study's ``reevaluate`` protocol)."""
+    block = results.get("reevaluated")
     if not isinstance(block, Mapping) or not isinstance(block.get("runs"), Mapping):
         return None
-    runs, corrected = results["runs"], block["runs"]
+    runs, again = results["runs"], block["runs"]
+    other = str(block.get("protocol") or "other")
     rows, rels = [], []
     for key, run in runs.items():
-        other = corrected.get(key)
-        if not isinstance(other, Mapping):
+        rerun = again.get(key)
+        if not isinstance(rerun, Mapping):
             continue
-        a, c = _get(run, "final.val_loss"), _get(other, "final.val_loss")
+        a, c = _get(run, "final.val_loss"), _get(rerun, "final.val_loss")
         rel = None if a is None or c is None or a == 0 else (c - a) / abs(a)
         if rel is not None and math.isfinite(rel):
             rels.append(rel)
         rows.append({
             "key": str(key), "name": str(run.get("name", key)),
-            "seed": N.fmt_num(a), "corrected": N.fmt_num(c), "rel": N.fmt_pct(rel),
+            "base": N.fmt_num(a), "other": N.fmt_num(c), "rel": N.fmt_pct(rel),
         })
-    missing = [str(k) for k in runs if k not in corrected]
+    missing = [str(k) for k in runs if k not in again]
     if rels:
         summary = (
-            f"Over {len(rels)} run(s), fitting the scaler on the training split changes the final val loss "
+            f"Over {len(rels)} run(s), evaluating under the {other} protocol changes the final val loss "
             f"by {N.fmt_pct(min(rels))} to {N.fmt_pct(max(rels))} "
             f"(median {N.fmt_pct(statistics.median(rels))}, median size {N.fmt_num(100 * statistics.median(map(abs, rels)), 3)}%)."
         )
     else:
         summary = "No run has a final val loss under both protocols."
-    description = block.get("description") or (
-        "the same runs under the corrected protocol, with the min–max scaler fitted on the training split only"
-    )
+    description = block.get("description") or f"each trained run evaluated again under protocol {other}"
     return {"rows": rows, "summary": summary, "missing": missing, "description": str(description),
-            "label": str(results.get("protocol") or "seed")}
+            "label": str(results.get("protocol") or "base"), "other": other}
 
 
 # --------------------------------------------------------------------------------------------
 # study report
 # --------------------------------------------------------------------------------------------
 def build_report(study_dir: str | Path) -> dict[str, Any]:
-    """Build ``report.html``, ``report.md`` and ``figures/*.png`` for the study in ``study_dir``.
+    """Build and write ``report.html``, ``report.md`` and ``figures/*.png`` for the study in
+    ``study_dir`` (:func:`study_report`, then :func:`write_report`). Returns ``{"html": Path, "md":
+    Path, "figures": [Path, ...]}``."""
+    return write_report(study_report(load_results(study_dir)), study_dir)
 
-    Reads ``<study_dir>/results.json`` and every run's ``samples.npz`` (paths relative to
-    ``study_dir``); never trains. Returns ``{"html": Path, "md": Path, "figures": [Path, ...]}``.
-    Raises :class:`DataError` for a missing/corrupt results.json or samples file and
-    :class:`ConfigError` for a malformed claim.
-    """
-    study_dir = Path(study_dir)
-    results = _load_results(study_dir)
+
+def study_report(results: Results) -> Report:
+    """The content of a study's report: reads ``results`` and every run's ``samples.npz`` and
+    ``codes.npz`` (paths relative to ``results.directory``); never trains or writes. Raises
+    :class:`DataError` for a malformed results or samples file and :class:`ConfigError` for a
+    malformed claim."""
     runs: dict[str, dict[str, Any]] = results["runs"]
     questions = results.get("questions") or []
     if not isinstance(questions, list):
-        raise DataError(f"{study_dir / 'results.json'}: 'questions' is not a list; re-run the study")
-    samples = _Samples(study_dir)
-    codes = LS.Codes(study_dir)
+        raise DataError(f"{results.path}: 'questions' is not a list; re-run the study")
+    samples = Samples(results.directory)
+    codes = Codes(results.directory)
     figures: dict[str, bytes] = {}
     taken: set[str] = set()
     sections, summary = [], []
@@ -961,7 +945,7 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         for role, key in (("baseline", bkey), ("variant", vkey)):
             if key not in runs:
                 raise DataError(
-                    f"{study_dir / 'results.json'}: question {qid} names {role} run {key!r}, which is not "
+                    f"{results.path}: question {qid} names {role} run {key!r}, which is not "
                     f"in 'runs'; re-run the study"
                 )
         b, v = runs[bkey], runs[vkey]
@@ -1050,12 +1034,12 @@ def build_report(study_dir: str | Path) -> dict[str, Any]:
         "summary": summary,
         "sections": sections,
         "notes": _notes(results),
-        "effect": _corrected_effect(results),
+        "effect": _protocol_effect(results),
         "missing": samples.missing,
         **_appendix(runs),
         "runs": _runs_appendix(runs),
     }
-    return _write(study_dir, context, figures)
+    return Report("study", context, figures)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1072,7 +1056,7 @@ _SWEEP_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
-def _anomaly(run: Mapping[str, Any], codes: "LS.Codes") -> dict[str, Any] | None:
+def _anomaly(run: Mapping[str, Any], codes: Codes) -> dict[str, Any] | None:
     """A run trained without some classes (``data.exclude_labels``): how well its reconstruction error
     tells those classes' test images from the rest (:func:`aelab.latent.anomaly_scores`), from
     ``metrics.json["latent"]["anomaly"]`` when recorded, else from the run's ``codes.npz`` (the
@@ -1088,8 +1072,6 @@ def _anomaly(run: Mapping[str, Any], codes: "LS.Codes") -> dict[str, Any] | None
     arrays = codes.get(run)
     if arrays is None or "test_errors" not in arrays or "test_labels" not in arrays:
         return None
-    from .. import latent as L
-
     try:
         return L.anomaly_scores(arrays["test_errors"], arrays["test_labels"], held)
     except ValueError:  # the test subsample holds no image of the held-out class (or only those)
@@ -1165,17 +1147,22 @@ def _seed_sentence(short: str, values: list, reps: list[list[Mapping[str, Any]]]
 
 
 def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
-    """Build ``report.html``, ``report.md`` and ``figures/*.png`` for the sweep in ``sweep_dir``.
+    """Build and write ``report.html``, ``report.md`` and ``figures/*.png`` for the sweep in
+    ``sweep_dir`` (:func:`sweep_report`, then :func:`write_report`). Returns ``{"html": Path, "md":
+    Path, "figures": [Path, ...]}``."""
+    return write_report(sweep_report(load_results(sweep_dir)), sweep_dir)
+
+
+def sweep_report(results: Results) -> Report:
+    """The content of a sweep's report (reads the runs' saved arrays; never trains or writes).
 
     ``results.json`` of a sweep: ``{"sweep", "parameter", "values", "runs", "points": [{"value",
     "run"}], "baseline": run key or null}``. The report shows a sweep plot (final train/val loss,
     SSIM, diversity, dead units against the value), one table row per point and reconstruction rows
-    per value. Returns ``{"html": Path, "md": Path, "figures": [Path, ...]}``.
+    per value.
     """
-    sweep_dir = Path(sweep_dir)
-    results = _load_results(sweep_dir)
     runs: dict[str, dict[str, Any]] = results["runs"]
-    where = sweep_dir / "results.json"
+    where = results.path
     points = results.get("points")
     if not isinstance(points, list) or not points:
         raise DataError(f"{where} has no 'points' list: it is not an aelab sweep results.json")
@@ -1210,7 +1197,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     series["diversity"] = [_get(r, "metrics.diversity") for r in point_runs]
     series["dead code units"] = [_get(r, "metrics.code.dead_units") for r in point_runs]
     series["linear-probe accuracy"] = [_get(r, "metrics.latent.probe_accuracy") for r in point_runs]
-    codes = LS.Codes(sweep_dir)
+    codes = Codes(results.directory)
     anomaly = [_anomaly(r, codes) for r in point_runs]
     # a setting whose values are labels (held-out classes) is shown with the classes' own names
     names = codes.names(*point_runs) if P.names_labels(short) else ()
@@ -1321,7 +1308,7 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
     for r in table:
         r["cells"] = [r["cells"][i] for i in keep]
 
-    samples = _Samples(sweep_dir)
+    samples = Samples(results.directory)
     recon_rows: list[tuple[str, np.ndarray]] = []
     for p, r in zip(points, point_runs):
         s = samples.get(r)
@@ -1366,9 +1353,9 @@ def build_sweep_report(sweep_dir: str | Path) -> dict[str, Any]:
         "band_text": band_text,
         "min_span": f"{100 * F.MIN_REL_SPAN:g}%",
         "notes": _notes(results),
-        "effect": _corrected_effect(results),
+        "effect": _protocol_effect(results),
         "missing": samples.missing,
         **_appendix(runs),
         "runs": _runs_appendix(runs),
     }
-    return _write(sweep_dir, context, figures)
+    return Report("sweep", context, figures)
