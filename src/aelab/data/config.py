@@ -14,12 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .._schema import Frozen
 from ..errors import ConfigError
 from .idxsets import IdxOptions
-from .registry import option_fields, options_classes
+from .registry import option_fields
 from .source import SourceOptions, source_for
 
 #: Options added after run directories existed: left out of the hash while at their defaults, so a
@@ -74,10 +80,10 @@ class DataConfig(Frozen):
         if not isinstance(dataset, str) or not dataset.strip():
             return d  # the field's own validator says what is wrong
         src = d.pop("source", None)
-        opts = src.model_dump() if isinstance(src, SourceOptions) else dict(src) if isinstance(src, dict) else {}
         if src is not None and not isinstance(src, (dict, SourceOptions)):
             d["source"] = src  # not a table: the field says so
             return d
+        opts = src.model_dump() if isinstance(src, SourceOptions) else dict(src or {})
         opts.pop("kind", None)
         common = set(cls.model_fields)
         for k in [k for k in d if k not in common]:
@@ -103,10 +109,11 @@ class DataConfig(Frozen):
 
     @field_validator("source", mode="wrap")
     @classmethod
-    def _source(cls, v: Any, handler: Any) -> Any:
-        # the source's own class, whichever source was registered last (the union is the registry)
-        if isinstance(v, dict):
-            return _options_class(v.get("kind")).model_validate(v)
+    def _source(cls, v: Any, handler: Any, info: ValidationInfo) -> Any:
+        # the class of the source ``dataset`` names, registered at any time: the registry is the union
+        dataset = info.data.get("dataset")
+        if isinstance(v, dict) and isinstance(dataset, str):
+            return source_for(dataset).Options.model_validate(v)
         return handler(v)
 
     @field_validator("noise_factor", mode="before")
@@ -159,9 +166,3 @@ class DataConfig(Frozen):
                 del d[k]
         return d
 
-
-def _options_class(kind: Any) -> type[SourceOptions]:
-    classes = options_classes()
-    if kind not in classes:
-        raise ValueError(f"data.source.kind: unknown kind {kind!r}; allowed: {', '.join(classes)}")
-    return classes[kind]

@@ -40,7 +40,6 @@ from .source import (
     SOURCES,
     DataOptions,
     Source,
-    SourceOptions,
     add_source,
     is_registered,
     source_for,
@@ -55,13 +54,7 @@ DATASETS: dict[str, Source] = SOURCES
 
 TABLE_SUFFIXES = folder.TABLE_SUFFIXES
 
-__all__ = ["DATASETS", "describe", "fingerprint", "fit_config", "is_registered", "load", "option_fields",
-           "options_classes", "path_kind", "sample_shape", "with_overrides"]
-
-
-def options_classes() -> dict[str, type[SourceOptions]]:
-    """Every registered source's options class by its ``kind`` tag."""
-    return {s.kind: s.Options for s in (*SOURCES.values(), *PATH_SOURCES)}
+__all__ = ["DATASETS", "describe", "fingerprint", "fit_config", "is_registered", "load", "option_fields", "path_kind", "sample_shape", "with_overrides"]
 
 
 def option_fields() -> dict[str, tuple[Any, str]]:

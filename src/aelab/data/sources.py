@@ -8,7 +8,7 @@ the ``.gz`` files exactly as their publishers serve them (the hashes other loade
 their cache holds those ``.gz`` files and a local copy must be the ``.gz`` files too.
 
 This module returns uint8 arrays exactly as published; scaling and noise belong in
-:mod:`aelab.data.transforms`, and the IDX byte format in :mod:`aelab.data.idx`.
+:mod:`aelab.data.prepare`, and the IDX byte format in :mod:`aelab.data.idx`.
 
 Sources, in order, each asked only for the files still missing:
 

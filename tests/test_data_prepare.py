@@ -1,4 +1,4 @@
-"""aelab.data.transforms: scaling (checked by hand and against scikit-learn), reshaping and
+"""aelab.data.prepare: scaling (checked by hand and against scikit-learn), reshaping and
 noise (checked by hand against the same random draws)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aelab.data import add_noise, as_flat, as_images, scale
-from aelab.data import prepare as transforms
+from aelab.data import prepare
 
 
 def two_pixel_images(values) -> np.ndarray:
@@ -54,7 +54,7 @@ def test_minmax_per_split_by_hand():
 @pytest.mark.parametrize("fit", ["train", "per_split"])
 def test_minmax_matches_sklearn_bit_for_bit(fit, monkeypatch):
     preprocessing = pytest.importorskip("sklearn.preprocessing")
-    monkeypatch.setattr(transforms, "_BLOCK_ROWS", 7)  # cross block boundaries, ragged last block
+    monkeypatch.setattr(prepare, "_BLOCK_ROWS", 7)  # cross block boundaries, ragged last block
     rng = np.random.default_rng(1)
     # Ragged value ranges per pixel (some constant) so the division and the zero-range rule matter.
     train = (rng.integers(0, 256, (300, 28, 28)) * rng.random((28, 28))).astype(np.uint8)
