@@ -9,7 +9,7 @@ the optimiser state and knows how to take a step on a batch of row indices.
   side: weights stacked into ``(M, in, out)`` tensors that live in one flat buffer, forward and
   backward written out by hand with batched matmuls, and one Keras-Adam update over the whole
   flat buffer. On a CPU the elementwise work around the matmuls (output loss and gradient, hidden
-  backward with the L1 penalty, Adam) runs in the fused C kernels of ``ckernels``. Per step it
+  backward with the L1 penalty, Adam) runs in the fused C kernels of ``aelab.kernels``. Per step it
   issues a fixed, small number of calls whatever M is, so the per-step overhead of eager PyTorch
   is paid once for M models, and there is no autograd graph to build. Its gradients are
   autograd's, operation for operation: it trains to the plain path's bits (tested).
