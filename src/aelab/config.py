@@ -38,7 +38,6 @@ from ._schema import ACTIVATIONS, Activation  # noqa: F401  (re-exported)
 from ._schema import Frozen as _Frozen
 from .data import DataConfig
 from .data import fingerprint as data_fingerprint
-from .data.folder import parse_image_size  # noqa: F401  (re-exported)
 from .data.registry import option_fields
 from .models import FAMILIES, ModelConfig
 from .models.layers import Dense as LayerSpec  # noqa: F401  (the dense short form)

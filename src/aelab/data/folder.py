@@ -49,6 +49,11 @@ class FolderOptions(PoolOptions):
     def _size(cls, v: Any) -> Any:
         return parse_image_size(v) if v is not None else v
 
+    def sample_shape(self) -> tuple[int, ...] | None:
+        if self.channels is None or self.image_size is None:
+            return None
+        return (self.channels, *self.image_size)
+
 
 def parse_image_size(v: Any) -> Any:
     """``32`` / ``"32"`` → (32, 32); ``"32x48"`` / ``[32, 48]`` → (32, 48) as (H, W); else a ValueError."""

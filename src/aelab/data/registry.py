@@ -119,16 +119,15 @@ def load(cfg: Any, opts: DataOptions | None = None) -> Dataset:
 def sample_shape(cfg: Any) -> tuple[int, ...]:
     """The shape of one sample of ``cfg``'s data (a DataConfig): (C, H, W) or (D,).
 
-    Registered sets know theirs; a folder given ``channels`` and ``image_size`` too; any other path
-    is read (once per process, see :func:`_read`).
+    Registered sets know theirs; a folder given ``channels`` and ``image_size`` too (the options'
+    own ``sample_shape()``); any other path is read (once per process, see :func:`_read`).
     """
     source = source_for(cfg.dataset)
     if source.sample_shape is not None:
         return source.sample_shape
-    o = cfg.source
-    if getattr(o, "channels", None) is not None and getattr(o, "image_size", None) is not None \
-            and path_kind(cfg.dataset) == "images":
-        return (o.channels, *o.image_size)
+    known = cfg.source.sample_shape()
+    if known is not None and (not source.is_path or path_kind(cfg.dataset)):  # a missing path: one line
+        return known
     return _read(cfg).sample_shape
 
 

@@ -28,6 +28,11 @@ class SourceOptions(Frozen):
 
     kind: str
 
+    def sample_shape(self) -> tuple[int, ...] | None:
+        """The shape of one sample these options fix without reading the data (a folder's
+        ``channels`` and ``image_size``), or None."""
+        return None
+
 
 class PlainOptions(SourceOptions):
     """No options: a source that reads nothing but its name (a registered function's)."""
