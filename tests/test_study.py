@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,12 +123,19 @@ BAD_CLAIMS = [
     ('{ text = "x", kind = "ratio_between", params = { metric = "final.loss", min = 2, max = 1 } }', "above max"),
     ('{ text = "x", kind = "ratio_at_least", params = { metric = "final.loss", min = 2, of = "baseline" } }',
      "only works with"),
+    # names a family declares: the runs here are plain autoencoders
+    ('{ text = "x", kind = "below", params = { metric = "metrics.family.elbo", value = 1 } }',
+     "run 'b' (ae) has no diagnostic 'elbo'; its diagnostics: none"),
+    ('{ text = "x", kind = "less_than_baseline", params = { metric = "final.val_terms.kl" } }',
+     "run 'a' (ae) has no loss term 'kl'; its terms: reconstruction, activity_l1"),
+    ('{ text = "x", kind = "plateau", params = { history = "terms.kl", after = 2, max_rel_drop = 0.1 } }',
+     "no loss term 'kl'"),
 ]
 
 
 @pytest.mark.parametrize("claim, match", BAD_CLAIMS)
 def test_a_bad_claim_is_refused_when_the_study_loads(tmp_path, claim, match):
-    with pytest.raises(ConfigError, match=match) as info:
+    with pytest.raises(ConfigError, match=re.escape(match)) as info:
         load_study(str(tiny(tmp_path, claim)))
     msg = str(info.value)
     assert "question 1: claim 1:" in msg and "\n" not in msg
@@ -143,6 +151,14 @@ def test_aelab_study_refuses_a_bad_claim_before_training(tmp_path, monkeypatch, 
     assert err.startswith("aelab: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert match in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, not even the output folder
+
+
+def test_claims_may_name_the_terms_and_diagnostics_their_runs_have(tmp_path):
+    ok = ('{ text = "x", kind = "less_than_baseline", params = { metric = "final.terms.activity_l1" } }, '
+          '{ text = "y", kind = "below", params = { metric = "final.val_terms.reconstruction", value = 1 } }')
+    assert len(load_study(str(tiny(tmp_path, ok))).questions[0].claims) == 2
+    assert any(getattr(c.params, "metric", "") == "metrics.family.active_units" for name in shipped_studies()
+               for q in load_study(name).questions for c in q.claims)
 
 
 def test_claims_parse_to_typed_parameters():

@@ -24,8 +24,9 @@ from typing import Any
 
 from ..config import RunConfig, load_toml
 from ..errors import ConfigError
+from ..models import family_of
 from ..presets import load_preset
-from .claims import Claim, ClaimError, parse_claim
+from .claims import Claim, ClaimError, parse_claim, parse_metric_path
 
 TOP_KEYS = {"title", "description", "defaults", "quick", "protocols", "baselines", "variants", "questions", "notes"}
 NOTE_KEYS = {"title", "text"}
@@ -172,7 +173,8 @@ def study_from_dict(raw: dict, *, name: str = "study", protocol: str | None = No
                 raise ConfigError(f"study {where}: question {q.get('id', i + 1)}: {k} {q.get(k)!r} is not a run of the study")
         questions.append(Question(id=str(q.get("id", i + 1)), section=str(q.get("section", "")),
                                   question=str(q.get("question", "")), baseline=q["baseline"],
-                                  variant=q["variant"], claims=_claims(q.get("claims", []), where, q.get("id", i + 1))))
+                                  variant=q["variant"], claims=_claims(q.get("claims", []), where, q.get("id", i + 1),
+                                                 runs[q["baseline"]], runs[q["variant"]])))
     return Study(name=name, title=str(raw.get("title", name)), description=str(raw.get("description", "")),
                  runs=runs, questions=questions, protocol=protocol, quick=quick, source=source,
                  protocols=protocols, reevaluate=reevaluate, notes=_notes(raw.get("notes", []), where))
@@ -225,17 +227,48 @@ def _protocols(raw: Any, where: str) -> dict[str, Protocol]:
     return out
 
 
-def _claims(raw: Any, where: str, qid: Any) -> tuple[Claim, ...]:
-    """A question's claims, each validated against its kind (:func:`aelab.study.claims.parse_claim`)."""
+def _claims(raw: Any, where: str, qid: Any, baseline: RunConfig, variant: RunConfig) -> tuple[Claim, ...]:
+    """A question's claims, each validated against its kind (:func:`aelab.study.claims.parse_claim`)
+    and against the runs it reads (:func:`_check_names`)."""
     if not isinstance(raw, (list, tuple)):
         raise ConfigError(f"study {where}: question {qid}: 'claims' must be a list of {{text, kind, params}} tables")
     out = []
     for j, c in enumerate(raw):
         try:
-            out.append(parse_claim(c))
+            claim = parse_claim(c)
+            _check_names(claim, baseline, variant)
         except ClaimError as err:
             raise ConfigError(f"study {where}: question {qid}: claim {j + 1}: {err}") from None
+        out.append(claim)
     return tuple(out)
+
+
+def _check_names(claim: Claim, baseline: RunConfig, variant: RunConfig) -> None:
+    """A loss term (``final.terms.<name>``) or family diagnostic (``metrics.family.<key>``) that a
+    claim names must be one the family of every run it reads declares; ClaimError otherwise. Other
+    names depend on the data and the run (a metric a table has no SSIM for is "not judged" later)."""
+    p = claim.params
+    of = getattr(p, "of", "variant")
+    runs = [baseline] if of == "baseline" else [variant] if p.one_run else [baseline, variant]
+    for field_name in ("metric", "history"):
+        path = getattr(p, field_name, None)
+        if not isinstance(path, str):
+            continue
+        mp = parse_metric_path(path) if field_name == "metric" else None
+        key = mp.key if mp else path
+        history = mp is None or mp.source != "metrics"
+        term = key.split(".", 1)[1] if history and key.startswith(("terms.", "val_terms.")) else None
+        diagnostic = mp.key if mp is not None and mp.block == "family" else None
+        for cfg in runs:
+            fam = family_of(cfg.model)
+            if term is not None and term != "reconstruction" and term not in fam.terms:
+                known = ", ".join(["reconstruction", *fam.terms])
+                raise ClaimError(f"{field_name} {path!r}: run {cfg.name!r} ({fam.name}) has no loss term {term!r}; "
+                                 f"its terms: {known}")
+            if diagnostic is not None and diagnostic not in fam.diagnostics:
+                known = ", ".join(fam.diagnostics) or "none"
+                raise ClaimError(f"{field_name} {path!r}: run {cfg.name!r} ({fam.name}) has no diagnostic "
+                                 f"{diagnostic!r}; its diagnostics: {known}")
 
 
 def _from_preset(table: dict, where: str, rname: str) -> dict:
