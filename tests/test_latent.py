@@ -17,7 +17,9 @@ from aelab.analysis import latent as A
 from aelab.cli import main
 from aelab.errors import DataError
 from aelab.runs import codes as C
+from aelab.report import build_report
 from aelab.runs import train_runs
+from aelab.study import load_study, run_study
 from conftest import make_cfg
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -266,6 +268,25 @@ def test_analyse_writes_figures_and_latent_json(trained, tmp_path):
     assert set(vae["quality"]) == {"code"}
 
 
+def test_analyse_computes_the_data_baselines_once(trained, tmp_path, monkeypatch):
+    """The raw-input and PCA rows of a second analysis of the same data come from the cache, the
+    same numbers as computing the whole table."""
+    monkeypatch.setattr(C, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(C, "_BASELINES", {})
+    calls = []
+    real = L.input_baselines
+    monkeypatch.setattr(L, "input_baselines", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = A.analyse(trained[0], tmp_path / "a", methods=["code"])
+    monkeypatch.setattr(C, "_BASELINES", {})  # another process: the cache file answers
+    second = A.analyse(trained[0], tmp_path / "b", methods=["code"])
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / C.BASELINE_DIR).glob("*.json"))) == 1
+    assert first["quality"] == second["quality"]
+    arrays = C.read_codes(trained[0])
+    ref = L.quality_table(arrays["train_codes"], arrays["test_codes"], arrays["train_labels"], arrays["test_labels"],
+                          *calls[0][:2])
+    assert second["quality"] == ref
+
+
 def test_cli_latent(trained, tmp_path, capsys):
     assert main(["latent", str(trained[0]), "--out", str(tmp_path / "o"), "--methods", "code", "-q"]) == 0
     out = capsys.readouterr().out
@@ -335,11 +356,9 @@ variant = "collapsed"
 
 
 def test_study_report_shows_codes_side_by_side_a_curve_and_every_run(tmp_path):
-    from aelab.study import load_study, run_study
-
     spec = tmp_path / "s.toml"
     spec.write_text(STUDY)
-    run_study(load_study(str(spec)), tmp_path / "out", device="cpu", progress=False, workers=1)
+    run_study(load_study(str(spec)), tmp_path / "out", device="cpu", progress=False, workers=1, report=build_report)
     figs = {p.name for p in (tmp_path / "out" / "figures").iterdir()}
     assert {"q1-latent.png", "q2-latent.png", "q1-series.png", "q1-series-recon.png", "latent-all.png"} <= figs
     assert "q2-series.png" not in figs  # activity_l1: only two runs differ in it
