@@ -49,9 +49,9 @@ _EXPORTS = {
     "fit_config": "data",
     "build_model": "models",
     "train_runs": "runs", "load_model": "runs", "RunResult": "runs",
-    "train": "trained", "open_run": "trained", "TrainedRun": "trained",
+    "train": "runs.trained", "open_run": "runs.trained", "TrainedRun": "runs.trained",
     "load_study": "study", "run_study": "study", "run_sweep": "study",
-    "sweep_base": "api",
+    "sweep_base": "study.plan",
     "build_report": "report",
 }
 

@@ -201,7 +201,8 @@ class Console:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import api, artifacts, config, data, runs, trained  # deferred: keeps --help and argument errors free of PyTorch
+    from . import artifacts, config, data, runs  # deferred: keeps --help and argument errors free of PyTorch
+    from .runs import plan, trained  # deferred: keeps --help and argument errors free of PyTorch
 
     if args.resume:
         rd = Path(args.resume)
@@ -225,12 +226,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             base = load_preset(args.preset)
         else:
             base = config.RunConfig.from_toml(args.config) if args.config else config.RunConfig()
-        cfg = api.run_config(base, _flag_overrides(args), name=args.name)  # fitted to its data (784 → 64 for digits)
-        out, note = api.fresh_run_dir(Path(args.out) if args.out else Path("runs") / cfg.name, args.overwrite)
+        cfg = plan.run_config(base, _flag_overrides(args), name=args.name)  # fitted to its data (784 → 64 for digits)
+        out, note = plan.fresh_run_dir(Path(args.out) if args.out else Path("runs") / cfg.name, args.overwrite)
         overwrite = args.overwrite
     args.resume_hint = f"aelab train --resume {shlex.quote(str(out))}"
     if args.engine == "fast":
-        line = api.fast_engine_note(cfg)
+        line = plan.fast_engine_note(cfg)
         if line:
             print(f"aelab: {line}", file=sys.stderr)
 
@@ -246,7 +247,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         console.close()
     h = res.history
-    print(f"{cfg.name}: {len(h['loss'])} epochs on {api.data_source_text(out)}: final loss {h['loss'][-1]:.4f}, "
+    print(f"{cfg.name}: {len(h['loss'])} epochs on {plan.data_source_text(out)}: final loss {h['loss'][-1]:.4f}, "
           f"val_loss {h['val_loss'][-1]:.4f}, {sum(h['epoch_seconds']) / len(h['epoch_seconds']):.2f} s/epoch -> {out}")
     return 0
 
@@ -272,20 +273,22 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from . import api, report, study as studies  # deferred: keeps --help and argument errors free of PyTorch
+    from . import report, study as studies  # deferred: keeps --help and argument errors free of PyTorch
+    from .runs.plan import data_source_text  # deferred: keeps --help and argument errors free of PyTorch
+    from .study.plan import study_out  # deferred: keeps --help and argument errors free of PyTorch
 
     ov = _flag_overrides(args)  # the study command's only config flag is --set
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     study = studies.load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
-    out = Path(args.out) if args.out else api.study_out(study, ov)
+    out = Path(args.out) if args.out else study_out(study, ov)
     args.resume_hint = _same_command(args)
     res = studies.run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=None if args.no_report else report.build_report,
                     workers=args.workers, seeds=args.seeds,
                     **_backend_kw(args))
     _print_summary(res)
-    sources = sorted({api.data_source_text(r.get("run", {})) for r in res["runs"].values()})
+    sources = sorted({data_source_text(r.get("run", {})) for r in res["runs"].values()})
     print(f"study {study.name}: {len(res['runs'])} runs on {'; '.join(sources)}, training {res['wall_seconds']:.1f} s, "
           f"total {res['wall_seconds_total']:.1f} s -> {out / ('results.json' if args.no_report else 'report.html')}")
     return 0
@@ -311,15 +314,16 @@ def _print_summary(res: dict) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from . import api, report, study  # deferred: keeps --help and argument errors free of PyTorch
+    from . import report, study  # deferred: keeps --help and argument errors free of PyTorch
+    from .study.plan import sweep_base, sweep_out  # deferred: keeps --help and argument errors free of PyTorch
 
     if not args.config:
         args.study = args.study or "exercise12"
         args.baseline = args.baseline or "lab_undercomplete"
     ov = _flag_overrides(args)
-    base = api.sweep_base(study=args.study, baseline=args.baseline, config=args.config, quick=args.quick, overrides=ov)
+    base = sweep_base(study=args.study, baseline=args.baseline, config=args.config, quick=args.quick, overrides=ov)
     values = study.parse_values(args.values)
-    out = Path(args.out) if args.out else api.sweep_out(base, args.param, quick=args.quick, overrides=ov)
+    out = Path(args.out) if args.out else sweep_out(base, args.param, quick=args.quick, overrides=ov)
     args.resume_hint = _same_command(args)
     res = study.run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
                     data_opts=_data_opts(args), report=None if args.no_report else report.build_sweep_report,

@@ -22,13 +22,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .artifacts import HistoryFile, MetricsFile, read_dict, retrain_fix
-from .config import RunConfig
-from .data import SOURCES, DataCache, DataOptions, Dataset
-from .data.prepare import _minmax_apply, _minmax_fit, _standard_apply, _standard_fit, _unit
-from .errors import AelabError, DataError
-from .runs import Stop, is_done, load_model, train_runs
-from .runs.events import OnEvent
+from ..artifacts import HistoryFile, MetricsFile, read_dict, retrain_fix
+from ..config import RunConfig
+from ..data import SOURCES, DataCache, DataOptions, Dataset
+from ..data.prepare import _minmax_apply, _minmax_fit, _standard_apply, _standard_fit, _unit
+from ..errors import AelabError, DataError
+from .directory import is_done, load_model
+from .events import OnEvent, Stop
+from .train import train_runs
 
 #: samples encoded or decoded per forward pass (bounds the memory of a large array)
 BATCH = 1024
