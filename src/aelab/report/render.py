@@ -70,6 +70,59 @@ class Report:
         return _environment(False).get_template("report.md.j2").render(**self.context)
 
 
+@dataclass(frozen=True)
+class ClaimRow:
+    """One claim of a question, judged: its sentence and kind, the :class:`~aelab.report.claims.Verdict`'s
+    ``status``/``measured``/``detail``, and how it fares across seed replicates (``seeds``, "" without)."""
+
+    text: str
+    kind: str
+    status: str
+    measured: str
+    detail: str
+    seeds: str = ""
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """A question's line in the summary table: the two final val losses, their comparison, the claims'
+    tally (``claims``) and its colour (``status``: ``ok``, ``no``, ``nj`` (only unjudged), ``none``)."""
+
+    id: str
+    anchor: str
+    question: str
+    baseline_val: str
+    variant_val: str
+    ratio: str
+    claims: str
+    all_ok: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class QuestionSection:
+    """One question of a study, as both renderings show it: its two runs, the comparison table
+    (``rows``), the figures (each ``{"file", "data_uri", "alt", "caption"}`` or None), the observation
+    (``{"lead", "evidence"}``) and the judged claims."""
+
+    id: str
+    anchor: str
+    section: str
+    question: str
+    baseline_key: str
+    variant_key: str
+    baseline_name: str
+    variant_name: str
+    rows: list
+    curves: Mapping[str, Any]
+    recon: Mapping[str, Any] | None
+    latent: Mapping[str, Any] | None
+    series: Mapping[str, Any] | None
+    observation: Mapping[str, Any]
+    claims: list[ClaimRow]
+    time_note: str
+
+
 def _results(source: Any) -> Results:
     if isinstance(source, Results):
         return source
@@ -810,7 +863,7 @@ def _data_block(results: Mapping[str, Any]) -> dict[str, Any]:
     return {"sentence": sentence, "datasets": list(by), "written_for": written, "moved": moved}
 
 
-def _claims_sentence(block: Mapping[str, Any], sections: list[Mapping[str, Any]]) -> str:
+def _claims_sentence(block: Mapping[str, Any], sections: list[QuestionSection]) -> str:
     """On other data than the study's own: which of its claims still hold, which do not, which cannot
     be judged, in one sentence (question ids, with how many of each question's claims)."""
     if not block.get("moved"):
@@ -818,9 +871,9 @@ def _claims_sentence(block: Mapping[str, Any], sections: list[Mapping[str, Any]]
     groups: dict[str, dict[str, int]] = {C.CONFIRMED: {}, C.NOT_CONFIRMED: {}, C.NOT_JUDGED: {}}
     total = 0
     for sec in sections:
-        for c in sec["claims"]:
-            groups.setdefault(c["status"], {})
-            groups[c["status"]][sec["id"]] = groups[c["status"]].get(sec["id"], 0) + 1
+        for c in sec.claims:
+            groups.setdefault(c.status, {})
+            groups[c.status][sec.id] = groups[c.status].get(sec.id, 0) + 1
             total += 1
     if not total:
         return ""
@@ -960,11 +1013,11 @@ def study_report(results: Results) -> Report:
                 raise ConfigError(f"question {qid}: bad claim {claim.get('text', '')!r}: {exc}") from exc
             if data["moved"] and C.data_bound(claim):
                 verdict = C.not_judged_elsewhere(claim, verdict, data["written_for"], data["datasets"])
-            verdicts.append({"text": str(claim.get("text", "")), "kind": str(claim.get("kind")), **verdict,
-                             "seeds": "" if verdict["status"] == C.NOT_JUDGED
-                             else _across_seeds(results, claim, bkey, vkey)})
-        n_ok = sum(1 for x in verdicts if x["status"] == C.CONFIRMED)
-        n_nj = sum(1 for x in verdicts if x["status"] == C.NOT_JUDGED)
+            verdicts.append(ClaimRow(text=str(claim.get("text", "")), kind=str(claim.get("kind")), **verdict,
+                                     seeds="" if verdict["status"] == C.NOT_JUDGED
+                                     else _across_seeds(results, claim, bkey, vkey)))
+        n_ok = sum(1 for x in verdicts if x.status == C.CONFIRMED)
+        n_nj = sum(1 for x in verdicts if x.status == C.NOT_JUDGED)
 
         curves = _figure(figures, f"figures/{slug}-loss.png", F.loss_curves(b, v, labels),
                          f"Loss curves for question {qid}")
@@ -992,29 +1045,29 @@ def study_report(results: Results) -> Report:
                                                         [x for x, _ in found[1]], [runs[k] for _, k in found[1]])}
 
         bval, vval = _get(b, "final.val_loss"), _get(v, "final.val_loss")
-        summary.append({
-            "id": qid, "anchor": slug, "question": str(q.get("question", "")),
-            "baseline_val": N.fmt_num(bval), "variant_val": N.fmt_num(vval),
-            "ratio": P.val_loss_change(b, v),
-            "claims": (f"{n_ok}/{len(verdicts)}" + (f" ({n_nj} cannot be judged)" if n_nj else "")
-                       if verdicts else "none stated"),
-            "all_ok": bool(verdicts) and n_ok == len(verdicts),
+        summary.append(SummaryRow(
+            id=qid, anchor=slug, question=str(q.get("question", "")),
+            baseline_val=N.fmt_num(bval), variant_val=N.fmt_num(vval),
+            ratio=P.val_loss_change(b, v),
+            claims=(f"{n_ok}/{len(verdicts)}" + (f" ({n_nj} cannot be judged)" if n_nj else "")
+                    if verdicts else "none stated"),
+            all_ok=bool(verdicts) and n_ok == len(verdicts),
             # the cell's colour: green all confirmed, red any not confirmed, gray none stated or only unjudged
-            "status": ("none" if not verdicts else "ok" if n_ok == len(verdicts)
-                       else "no" if n_ok + n_nj < len(verdicts) else "nj"),
-        })
+            status=("none" if not verdicts else "ok" if n_ok == len(verdicts)
+                    else "no" if n_ok + n_nj < len(verdicts) else "nj"),
+        ))
         reps = [r for r in (_replicates(results, bkey), _replicates(results, vkey)) if len(r) >= 2]
         noise = P.noise_level([b, v], reps or None)
-        sections.append({
-            "id": qid, "anchor": slug, "section": str(q.get("section", "")),
-            "question": str(q.get("question", "")),
-            "baseline_key": str(bkey), "variant_key": str(vkey),
-            "baseline_name": str(b.get("name", bkey)), "variant_name": str(v.get("name", vkey)),
-            "rows": _compare_rows(b, v) + LS.quality_rows(b, v) + _seed_rows(results, bkey, vkey),
-            "curves": curves, "recon": recon, "latent": latent, "series": curve,
-            "observation": P.observation(q, b, v, noise), "claims": verdicts,
-            "time_note": _time_rows(b, v)[1],
-        })
+        sections.append(QuestionSection(
+            id=qid, anchor=slug, section=str(q.get("section", "")),
+            question=str(q.get("question", "")),
+            baseline_key=str(bkey), variant_key=str(vkey),
+            baseline_name=str(b.get("name", bkey)), variant_name=str(v.get("name", vkey)),
+            rows=_compare_rows(b, v) + LS.quality_rows(b, v) + _seed_rows(results, bkey, vkey),
+            curves=curves, recon=recon, latent=latent, series=curve,
+            observation=P.observation(q, b, v, noise), claims=verdicts,
+            time_note=_time_rows(b, v)[1],
+        ))
 
     gallery_png = LS.gallery(codes, runs)
     gallery = (_figure(figures, "figures/latent-all.png", gallery_png, "Test codes of every run in 2-D")
