@@ -23,6 +23,7 @@ import ctypes
 import dataclasses
 import multiprocessing as mp
 import os
+import queue as queue_mod
 import signal
 import sys
 import threading
@@ -99,6 +100,8 @@ _WORKER_IDLE = threading.Event()  # set while the worker trains no group (it may
 _WORKER_IDLE.set()
 #: seconds between a worker's looks at whether its parent still lives
 PARENT_POLL_S = 0.5
+#: seconds between the parent's looks at the workers' pipe when it is empty
+READ_POLL_S = 0.02
 
 
 class _LockFds:
@@ -194,24 +197,57 @@ def _signal_of(why: str) -> int:
 def _train_parallel(groups: Sequence[Sequence[RunSpec]], job: GroupJob, opts: DataOptions, stop: StopFlag,
                     n_workers: int, emit: Callable[[Event], None]) -> None:
     ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
-    # a SimpleQueue writes each message into its pipe in put() itself (no feeder thread), so every
-    # event of a group is in the pipe before its future completes, and the last drain finds them all
+    # A SimpleQueue writes each message into its pipe in put() itself (no feeder thread), so every
+    # event of a group is in the pipe before its future completes. A thread here reads the pipe for
+    # as long as the pool lives, so a worker never blocks on a full pipe (not even while this
+    # thread waits for the pool to shut down after an error); the events reach ``emit`` on this
+    # thread, in drain(). Once the pool is gone (every worker has exited, so every message is
+    # whole in the pipe), the reader reads what is left and ends.
     q = ctx.SimpleQueue()
+    inbox: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
+    pool_gone = threading.Event()
+    reader = threading.Thread(target=_read_all, args=(q, inbox, pool_gone), name="aelab-events", daemon=True)
+    reader.start()
     threads = threads_per_worker(os.cpu_count() or 1, n_workers)
     pids: set[int] = set()
     told: set[int] = set()
     locks = _LockFds(held_fds(s.run_dir for g in groups for s in g))
 
     def drain() -> None:
-        while not q.empty():
-            kind, val = q.get()
+        while True:
+            try:
+                kind, val = inbox.get_nowait()
+            except queue_mod.Empty:
+                return
             if kind == "pid":
                 pids.add(val)
-            else:
+            elif kind == "event":
                 emit(val)
 
+    try:
+        _run_pool(ctx, q, threads, locks, groups, job, opts, stop, n_workers, drain, pids, told)
+    finally:
+        pool_gone.set()
+        reader.join()
+        drain()  # the last events, before the error or the return
+
+
+def _read_all(q, inbox: "queue_mod.SimpleQueue", pool_gone: threading.Event) -> None:
+    """The parent's reader of the workers' pipe (see _train_parallel)."""
+    while not pool_gone.is_set():
+        if q.empty():
+            time.sleep(READ_POLL_S)
+        else:
+            inbox.put(q.get())
+    while not q.empty():  # what the last workers wrote before they exited
+        inbox.put(q.get())
+
+
+def _run_pool(ctx, q, threads: int, locks: _LockFds, groups: Sequence[Sequence[RunSpec]], job: GroupJob,
+              opts: DataOptions, stop: StopFlag, n_workers: int, drain: Callable[[], None], pids: set[int],
+              told: set[int]) -> None:
     with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(threads, q, os.getpid(), locks)) as ex:
+                             initargs=(threads, q, os.getpid(), locks)) as ex:
         futs = {ex.submit(_group_worker, list(g), job, opts): g for g in groups}
         pending = set(futs)
         while pending:
