@@ -44,6 +44,9 @@ def test_import_aelab_does_no_work_and_help_lists_the_api():
     assert r.stdout.splitlines() == ["[]", "[]"]  # nothing heavy on import; help(aelab) documents every name
     for name in aelab.__all__:
         assert getattr(aelab, name) is not None, name
+    r = subprocess.run([sys.executable, "-c", "import aelab; print(aelab.data.load.__module__)"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("aelab.data"), r.stderr  # a subpackage, before anything imported it
 
 
 def test_open_run_takes_and_gives_arrays_in_the_datas_shape_and_range(digits_run):

@@ -55,13 +55,18 @@ _EXPORTS = {
     "build_report": "report",
 }
 
+#: subpackages reachable as attributes before anything imported them (``aelab.data.load``)
+_SUBPACKAGES = ("data", "models", "runs", "study", "report")
+
 __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name):  # lazy re-exports keep `import aelab` (and `aelab --help`) free of PyTorch
-    if name in _EXPORTS:
+    if name in _EXPORTS or name in _SUBPACKAGES:
         import importlib  # deferred: a standard module, needed only when a name is first used
 
+        if name in _SUBPACKAGES:
+            return importlib.import_module(f".{name}", __name__)  # the import binds it as an attribute
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value  # the next use is a plain attribute
         return value
