@@ -119,3 +119,26 @@ def test_run_progress_is_a_plain_consumer(capsys):
     bar.close()
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 10 and lines[-1].startswith("work: 10/10 steps (100 %)") and "finishing a" in lines[-1]
+
+
+def test_a_run_spec_computes_the_fingerprint_once_and_carries_it_to_other_processes(tmp_path, monkeypatch):
+    import pickle
+
+    import aelab.config
+    from aelab.data import fingerprint
+    from aelab.data.cache import data_key
+    from aelab.runs import RunSpec
+    from aelab.runs import spec as spec_mod
+
+    cfg = make_cfg(**SMALL)
+    spec = RunSpec.of(cfg, tmp_path / "r", 3)
+    assert spec.fingerprint == aelab.config.config_hash(cfg) and spec.data_key == data_key(cfg.data)
+    assert spec.data_key[-1] == fingerprint(cfg.data)  # what RunSpec.of passes to config_hash
+    calls = []
+    real = spec_mod.config_hash
+    monkeypatch.setattr(spec_mod, "config_hash", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(aelab.config, "config_hash", spec_mod.config_hash)
+    again = pickle.loads(pickle.dumps(spec))  # as a worker process or a Ray task gets it
+    assert again == spec and not calls
+    train_runs([cfg], [tmp_path / "r"], device="cpu", progress=False)
+    assert len(calls) == 1  # one run, one fingerprint, for the whole trip

@@ -45,8 +45,11 @@ class RunSpec:
 
     @classmethod
     def of(cls, cfg: RunConfig, run_dir: str | Path, index: int = 0) -> "RunSpec":
-        """The spec of ``cfg`` trained into ``run_dir``: the one place a run's fingerprint is computed."""
-        return cls(cfg, Path(run_dir), config_hash(cfg), data_key(cfg.data), index)
+        """The spec of ``cfg`` trained into ``run_dir``: the one place a run's fingerprint is computed
+        (with its data's content fingerprint, which for a folder of images lists every file, taken
+        once for both the config hash and the data key)."""
+        key = data_key(cfg.data)  # (the clean data's settings, the data's fingerprint)
+        return cls(cfg, Path(run_dir), config_hash(cfg, fingerprint=key[-1]), key, index)
 
     @property
     def name(self) -> str:
