@@ -81,13 +81,25 @@ def _quiet():
         yield
 
 
+_MEASURING = [0]  # how deep inside _measuring this process is (the pools are the process's)
+
+
 @contextlib.contextmanager
 def _measuring():
-    """:func:`_quiet`, with every thread pool (OpenMP, BLAS) at one thread: see the module's docstring."""
+    """:func:`_quiet`, with every thread pool (OpenMP, BLAS) at one thread: see the module's docstring.
+    Nested inside another, only :func:`_quiet` (the pools are already set)."""
+    if _MEASURING[0]:
+        with _quiet():
+            yield
+        return
     from threadpoolctl import threadpool_limits  # deferred: scikit-learn's dependency, loaded with it
 
     with threadpool_limits(limits=1), _quiet():
-        yield
+        _MEASURING[0] += 1
+        try:
+            yield
+        finally:
+            _MEASURING[0] -= 1
 
 
 def subsample(n: int, k: int | None, seed: int) -> np.ndarray:
@@ -247,13 +259,14 @@ def code_quality(train_codes: Any, train_labels: Any, test_codes: Any, test_labe
     if len(xtr) == 0 or len(xte) == 0:
         raise ValueError("code_quality needs at least one training and one test code")
     values, counts = np.unique(ytr, return_counts=True)
-    out = {
-        "probe_accuracy": linear_probe(xtr, ytr, xte, yte, seed),
-        "knn_accuracy": knn_accuracy(xtr, ytr, xte, yte),
-        **cluster_agreement(xte, yte, seed=seed),
-        "dims": int(xtr.shape[1]), "n_train": int(len(xtr)), "n_test": int(len(xte)),
-        "classes": int(_classes(ytr, yte)), "chance": float(np.mean(yte == values[np.argmax(counts)])),
-    }
+    with _measuring():
+        out = {
+            "probe_accuracy": linear_probe(xtr, ytr, xte, yte, seed),
+            "knn_accuracy": knn_accuracy(xtr, ytr, xte, yte),
+            **cluster_agreement(xte, yte, seed=seed),
+            "dims": int(xtr.shape[1]), "n_train": int(len(xtr)), "n_test": int(len(xte)),
+            "classes": int(_classes(ytr, yte)), "chance": float(np.mean(yte == values[np.argmax(counts)])),
+        }
     return out
 
 
@@ -273,9 +286,10 @@ def input_baselines(train_x: Any, test_x: Any, train_labels: Any, test_labels: A
     """The rows of :func:`quality_table` that depend on the data alone, not on any model:
     :func:`code_quality` of the raw inputs (``"pixels"``) and of PCA with ``dims`` dimensions
     (``"pca"``). (:func:`aelab.runs.codes.input_baselines` computes them once per data set.)"""
-    ptr, pte = pca_features(train_x, test_x, dims, seed)
-    return {"pixels": code_quality(train_x, train_labels, test_x, test_labels, seed),
-            "pca": code_quality(ptr, train_labels, pte, test_labels, seed)}
+    with _measuring():
+        ptr, pte = pca_features(train_x, test_x, dims, seed)
+        return {"pixels": code_quality(train_x, train_labels, test_x, test_labels, seed),
+                "pca": code_quality(ptr, train_labels, pte, test_labels, seed)}
 
 
 def active_dims(codes: Any, threshold: float = ACTIVE_VARIANCE, relative: bool = False) -> int:
