@@ -121,6 +121,20 @@ def test_a_fitted_scaling_is_the_training_splits_and_is_inverted(scaling, extra,
     assert np.array_equal(run.encode(ds.x_test), ref)
 
 
+def test_a_reports_content_is_built_without_writing_a_file(tmp_path):
+    base = aelab.fit_config(RunConfig().with_overrides({**DIGITS, "name": "tiny"}))
+    out = tmp_path / "sweep"
+    res = aelab.run_sweep(base, "model.activity_l1", [0.0, 1e-3], out, progress=False)
+    assert [p["value"] for p in res["points"]] == [0.0, 1e-3]
+    before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    rep = aelab.compose_report(out)
+    assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*")) == before  # nothing written
+    assert isinstance(rep, aelab.Report) and rep.kind == "sweep" and rep.figures
+    assert "activity_l1" in rep.markdown() and "<html" in rep.html().lower()
+    paths = aelab.write_report(rep, out)
+    assert paths["md"].read_text() == rep.markdown() and not (out / "report.html").read_text() == ""
+
+
 def test_fit_config_fits_a_models_shapes_to_its_data():
     cfg = RunConfig().with_overrides({"data.dataset": "digits"})  # the default model is MNIST's: 784 wide
     fitted = aelab.fit_config(cfg)

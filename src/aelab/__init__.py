@@ -28,8 +28,10 @@ Finished runs
     ``build_model(model_config)``: an untrained model.
 
 Reports
-    ``build_report(...)``: a study's or sweep's report content, built from its saved results
-    without writing files.
+    ``compose_report(dir_or_results) -> Report``: a study's or sweep's report content (its
+    sections as typed objects, its figures as PNG bytes; ``.html()``, ``.markdown()``), built from
+    the saved results without writing a file. ``write_report(report, dir)`` writes it;
+    ``build_report(study_dir)`` does both for a study (``aelab report``).
 
 Example::
 
@@ -52,7 +54,7 @@ _EXPORTS = {
     "train": "runs.trained", "open_run": "runs.trained", "TrainedRun": "runs.trained",
     "load_study": "study", "run_study": "study", "run_sweep": "study",
     "sweep_base": "study.plan",
-    "build_report": "report",
+    "compose_report": "report", "write_report": "report", "Report": "report", "build_report": "report",
 }
 
 #: subpackages reachable as attributes before anything imported them (``aelab.data.load``)

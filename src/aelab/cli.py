@@ -351,7 +351,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     res = artifacts.read_dict(artifacts.ResultsFile, d / "results.json", fix)
     if not ("sweep" in res or "study" in res):
         raise AelabError(f"{d / 'results.json'} is not an aelab study or sweep result; {fix}")
-    paths = report.build_sweep_report(d) if "sweep" in res else report.build_report(d)
+    paths = report.write_report(report.compose_report(d), d)
     for kind, path in (paths.items() if isinstance(paths, dict) else enumerate(paths)):
         if isinstance(path, (list, tuple)):
             print(f"{kind}: {len(path)} file{'s' if len(path) != 1 else ''} in {Path(path[0]).parent if path else d}")
