@@ -531,17 +531,17 @@ def test_a_fingerprint_is_hashed_once_per_content(tmp_path, monkeypatch):
     assert aelab_data.fingerprint(cfg.data) != fp
 
 
-def _shape_in_worker(sources, name):
-    aelab_data.add_sources(sources)
-    ds = load(DataConfig(dataset=name))
+def _shape_in_worker(opts, name):
+    ds = DataCache(opts).dataset(DataConfig(dataset=name))
     return len(ds.x_train), tuple(ds.noun)
 
 
 def test_an_added_source_travels_to_a_spawned_worker(blobs):
-    """A spawned worker starts with the built-in sources; the executor hands it the added ones."""
+    """A spawned worker starts with the built-in sources; the data options an executor sends it take
+    along the ones added from code (a registered function is pickled by reference, not as a closure)."""
     import multiprocessing as mp
 
     assert aelab_data.added_sources() == (blobs,)
     with mp.get_context("spawn").Pool(1) as pool:
-        got = pool.apply(_shape_in_worker, (aelab_data.added_sources(), "blobs-test"))
+        got = pool.apply(_shape_in_worker, (aelab_data.DataOptions(progress=False), "blobs-test"))
     assert got == (40, ("blob", "blobs"))

@@ -47,8 +47,8 @@ def _read_key(cfg: DataConfig) -> tuple:
 class DataCache:
     """Loads each data set once per process and each scaled split once per device."""
 
-    def __init__(self, opts: DataOptions = DataOptions()) -> None:
-        self.opts = opts
+    def __init__(self, opts: DataOptions | None = None) -> None:
+        self.opts = opts or DataOptions()
         self._sets: dict = {}
         self._tensors: dict = {}
 

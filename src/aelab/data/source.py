@@ -50,6 +50,16 @@ class DataOptions:
     offline: bool = False
     progress: bool = True
 
+    def __reduce__(self):
+        # sent to another process (a spawned or Ray worker), the options take along the sources
+        # added from code here, which the worker registers on arrival: it starts with the built-in ones
+        return (_arrive, ((self.data_dir, self.files, self.offline, self.progress), added_sources()))
+
+
+def _arrive(fields: tuple, sources: tuple[Source, ...]) -> DataOptions:
+    add_sources(sources)
+    return DataOptions(*fields)
+
 
 Reader = Callable[[Any, SourceOptions, DataOptions], Dataset]
 
