@@ -201,17 +201,13 @@ class Console:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import artifacts, config, data, runs  # deferred: keeps --help and argument errors free of PyTorch
-    from .runs import plan, trained  # deferred: keeps --help and argument errors free of PyTorch
+    from . import config, data, runs  # deferred: keeps --help and argument errors free of PyTorch
+    from .runs import plan  # deferred: keeps --help and argument errors free of PyTorch
 
     if args.resume:
         rd = Path(args.resume)
-        if not (rd / "config.json").is_file():
-            raise AelabError(f"{rd / 'config.json'} does not exist; {rd} is not a run directory aelab train wrote: "
-                             "give the directory that holds its config.json")
-        cfg, _ = artifacts.read_config(rd, f"the run cannot be resumed; {artifacts.retrain_fix(rd)}")
-        if runs.is_done(rd):  # finished: said so only once its record, weights and results verify
-            trained.open_run(rd)
+        cfg, finished = plan.resume_target(rd)
+        if finished:
             print(f"{rd} already finished (its weights verify against run.json); nothing to resume")
             return 0
         if _flag_overrides(args) or args.name or args.out or args.config:

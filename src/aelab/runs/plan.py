@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .._atomic import check_out_path
-from ..artifacts import DataSource
+from ..artifacts import DataSource, read_config, retrain_fix
 from ..config import RunConfig
 from ..data import fit_config, is_registered, with_overrides
 from ..engine.steppers import can_stack
 from ..errors import AelabError
+from .directory import is_done
 from .spec import spec_of
+from .trained import open_run
 
 #: layer kinds written short in a default run name
 _SHORT = {"conv2d": "c", "conv2d-transpose": "t", "max-pool": "pool", "up-sample": "up"}
@@ -70,6 +72,21 @@ def run_config(base: RunConfig, overrides: Optional[Mapping[str, Any]] = None, *
     return cfg
 
 
+def resume_target(run_dir: str | Path) -> tuple[RunConfig, bool]:
+    """``(config, finished)`` of a run directory to resume: its saved config, and whether it is already
+    finished — said only once its record, weights, history and metrics verify (:func:`open_run`).
+    A directory that is not a run aelab wrote, or whose config does not load, is one error line."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise AelabError(f"{run_dir / 'config.json'} does not exist; {run_dir} is not a run directory aelab train "
+                         "wrote: give the directory that holds its config.json")
+    cfg, _ = read_config(run_dir, f"the run cannot be resumed; {retrain_fix(run_dir)}")
+    if is_done(run_dir):
+        open_run(run_dir)
+        return cfg, True
+    return cfg, False
+
+
 def fast_engine_note(cfg: RunConfig) -> Optional[str]:
     """What to tell a user who asked for the fast engine on a config it does not implement (the run
     then trains on the autograd path, recorded in run.json), or None when the fast engine takes it."""
@@ -116,4 +133,4 @@ def data_source_text(run: str | Path | Mapping[str, Any]) -> str:
     return f"{name} ({kind})"
 
 
-__all__ = ["data_name", "data_source_text", "default_run_name", "fast_engine_note", "fresh_run_dir", "run_config"]
+__all__ = ["data_name", "data_source_text", "default_run_name", "fast_engine_note", "fresh_run_dir", "resume_target", "run_config"]
