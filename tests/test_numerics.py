@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from aelab import kernels as ckernels
+from aelab.engine import numerics
 
 EXE = [sys.executable, "-m", "aelab.cli"]
 # q2_2's architecture (relu code, relu output) on a slice of the synthetic data: 3 epochs are
@@ -65,6 +66,8 @@ def test_run_json_records_what_the_bits_depend_on(runs):
     assert num["switches"] == {}
     if torch.backends.mkl.is_available():
         assert num["mkl_branch"] not in (None, "unknown", "AUTO", "off")
+        # Intel's CPUs get a named branch (AVX512_E1, AVX2 ...); on another vendor's MKL says only AUTO
+        assert ("AUTO" in num["mkl_branch"]) == (numerics.cpu_vendor() not in ("GenuineIntel", "unknown"))
         pinned = runs["compatible"]["numerics"]
         assert pinned["mkl_branch"] == "COMPATIBLE" and pinned["switches"] == {"MKL_CBWR": "COMPATIBLE"}
 

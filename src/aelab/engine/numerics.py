@@ -44,6 +44,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor (``GenuineIntel``, ``AuthenticAMD`` …, from ``/proc/cpuinfo``), or ``unknown``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _torch_lib() -> Optional[ctypes.CDLL]:
     path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
     try:
@@ -66,6 +77,10 @@ def mkl_branch() -> Optional[str]:
             chosen = lib.mkl_serv_cbwr_get_auto_branch()
     except (AttributeError, OSError):
         return "unknown"
+    if chosen in (1, 2):
+        # MKL names a branch only on Intel's CPUs; on others (AMD EPYC) it answers AUTO and runs a path
+        # of its own choosing, which this record can only call by that name
+        return "AUTO (MKL names no branch on this CPU)"
     return MKL_BRANCHES.get(chosen, f"branch {chosen}")
 
 
