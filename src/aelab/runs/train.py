@@ -33,7 +33,7 @@ from .directory import (RUN_LAYOUT, RunResult, checkpoint_position, cleanup_unst
                         interruption_summary, read_result, run_dir_state, write_run_mark)
 from .events import OnEvent, Tracker
 from .executors import Executor, open_executor
-from .executors.schedule import _group_cost, balance_groups
+from .executors.schedule import group_cost, balance_groups
 from .finish import FINISH_STEPS
 from .group import GroupJob, group_key
 from .progress import RunProgress, fan_out
@@ -190,7 +190,7 @@ def _train_todo(todo: Sequence[RunSpec], results: dict[int, RunResult], ex: Exec
                   "the same results, about half the speed", file=sys.stderr)
 
     def cost(g: Sequence[RunSpec]) -> float:
-        return _group_cost([s.config for s in g])
+        return group_cost([s.config for s in g])
 
     if n_workers > 1:
         groups = balance_groups(groups, cost, n_workers)

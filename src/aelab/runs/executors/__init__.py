@@ -98,7 +98,3 @@ def open_executor(backend: "str | Executor" = "local", *, address: Optional[str]
         yield ex
     finally:
         ex.close()
-
-
-#: the command line's word for an executor is a backend (``--backend``)
-open_backend = open_executor

@@ -1,6 +1,6 @@
 """Scheduling groups on workers: how many at once, what each costs, when to split one.
 
-Shared by every backend: a group is the unit a worker takes; the driver plans the number of
+Shared by every executor: a group is the unit a worker takes; the driver plans the number of
 workers, estimates each group's cost, and splits stacked groups while that shortens the parallel
 schedule (longest-processing-time first). Pure functions of configs and counts; no I/O.
 """
@@ -24,7 +24,7 @@ def plan_workers(workers: Optional[int], dev: torch.device, n_groups: int, cpus:
     return max(1, min(int(workers), n_groups))
 
 
-def _group_cost(cfgs: Sequence) -> float:
+def group_cost(cfgs: Sequence) -> float:
     """Estimated CPU milliseconds of a group's training: what the scheduler balances.
 
     Per model and step ≈ 0.24 ms of element-wise work on the batch + 3.2 ns per multiply-
@@ -49,7 +49,7 @@ def lpt_makespan(costs: Sequence[float], workers: int) -> float:
 SPLIT_PENALTY = 1.1
 
 
-def balance_groups(groups: list[list[int]], cost, workers: int) -> list[list[int]]:
+def balance_groups(groups: list[list], cost, workers: int) -> list[list]:
     """Split stacked groups in two while that shortens the parallel schedule.
 
     Groups are the unit a worker takes; with fewer (or lopsided) groups than workers some cores
