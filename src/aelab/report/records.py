@@ -32,7 +32,7 @@ from ..errors import DataError
 from ..runs.codes import names_of, read_codes
 from ..study import RESULTS_FORMAT, RESULTS_VERSION
 
-__all__ = ["Codes", "nouns_of", "RESULTS_FORMAT", "RESULTS_VERSION", "Results", "Samples", "load_results", "migrate",
+__all__ = ["Codes", "nouns_of", "setting", "RESULTS_FORMAT", "RESULTS_VERSION", "Results", "Samples", "load_results", "migrate",
            "results_of", "sample_shape"]
 
 _REWRITE = "re-run the study (or sweep) to rewrite it"
@@ -107,14 +107,23 @@ def load_results(directory: str | Path) -> Results:
     return results_of(raw, directory, path)
 
 
+def setting(run: Mapping[str, Any], *path: str, default: Any = None) -> Any:
+    """The run's config value at ``path`` (``setting(run, "data", "scaling")``), or ``default`` where
+    the config does not record it: every section reads a run's settings through this one accessor."""
+    node: Any = run.get("config") if isinstance(run, Mapping) else None
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
 def sample_shape(*runs: Mapping[str, Any]) -> tuple[int, ...] | None:
     """The sample shape the runs trained on, from their configs' ``model.input_shape`` ((C, H, W)
     or (D,)); None when no run recorded one (results written before shapes were saved: the figures
     then guess from the row width, :func:`aelab.plots.infer_shape`)."""
     for run in runs:
-        cfg = run.get("config") if isinstance(run, Mapping) else None
-        model = cfg.get("model") if isinstance(cfg, Mapping) else None
-        shape = model.get("input_shape") if isinstance(model, Mapping) else None
+        shape = setting(run, "model", "input_shape")
         if (isinstance(shape, (list, tuple)) and shape
                 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
             return tuple(shape)
@@ -126,9 +135,7 @@ def nouns_of(*runs: Mapping[str, Any]) -> Nouns:
     ``("sample", "samples")``), from the first run whose config names its data set: the one place the
     report asks the data layer for its words."""
     for run in runs:
-        cfg = run.get("config") if isinstance(run, Mapping) else None
-        data = cfg.get("data") if isinstance(cfg, Mapping) else None
-        name = data.get("dataset") if isinstance(data, Mapping) else None
+        name = setting(run, "data", "dataset")
         if isinstance(name, str) and name:
             return nouns(name)
     return SAMPLES

@@ -38,7 +38,7 @@ from . import claims as C
 from . import prose as P
 from . import figures as F
 from . import latent_sections as LS
-from .records import Codes, Results, Samples, load_results, results_of, sample_shape
+from .records import Codes, Results, Samples, load_results, results_of, sample_shape, setting
 
 __all__ = ["Report", "build_report", "build_sweep_report", "compose_report", "study_report", "sweep_report",
            "write_report"]
@@ -295,12 +295,10 @@ _LOSS_NAMES = {"bce": "binary cross-entropy (Keras' definition)", "torch_bce": "
 
 def _loss_intro(runs: Mapping[str, Mapping[str, Any]]) -> str:
     """The appendix's first sentence: what the reported losses are, read from the runs."""
-    records = [r for r in runs.values() if isinstance(r, Mapping)]
+    records = list(runs.values())
     kinds = []
     for r in records:
-        cfg = r.get("config")
-        train = cfg.get("train") if isinstance(cfg, Mapping) else None
-        loss = train.get("loss") if isinstance(train, Mapping) else None
+        loss = setting(r, "train", "loss")
         if isinstance(loss, str) and _LOSS_NAMES.get(loss, loss) not in kinds:
             kinds.append(_LOSS_NAMES.get(loss, loss))
     error = " or ".join(kinds) if kinds else "the reconstruction error"
@@ -319,7 +317,7 @@ def _loss_intro(runs: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _appendix(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The appendix's definitions: metrics, the loss terms and the family diagnostics the runs have."""
-    records = [r for r in runs.values() if isinstance(r, Mapping)]
+    records = list(runs.values())
     return {"metric_docs": _metric_docs(), "loss_intro": _loss_intro(runs), "term_docs": P.term_docs(*records),
             "family_docs": P.family_docs(*records)}
 
@@ -562,9 +560,7 @@ def strip_value_label(*runs: Mapping[str, Any]) -> str:
     the runs' scaling (one wording when they share it)."""
     found = set()
     for r in runs:
-        cfg = r.get("config") if isinstance(r, Mapping) else None
-        data = cfg.get("data") if isinstance(cfg, Mapping) else None
-        found.add(data.get("scaling") if isinstance(data, Mapping) else None)
+        found.add(setting(r, "data", "scaling"))
     return _STRIP_VALUE.get(found.pop(), F.STRIP_VALUE) if len(found) == 1 else F.STRIP_VALUE
 
 
@@ -677,8 +673,7 @@ def _protocol_from_configs(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, s
     seen: dict[tuple, int] = {}
     limits: set[tuple] = set()
     for run in runs.values():
-        cfg = run.get("config") if isinstance(run, Mapping) else None
-        data = cfg.get("data") if isinstance(cfg, Mapping) else None
+        data = setting(run, "data")
         if not isinstance(data, Mapping) or "scaling" not in data:
             continue
         scaling = str(data.get("scaling"))
@@ -724,9 +719,7 @@ def _protocol_sentence(header: Mapping[str, Any]) -> str:
 
 
 def _dataset_of(run: Mapping[str, Any]) -> str | None:
-    cfg = run.get("config") if isinstance(run, Mapping) else None
-    data = cfg.get("data") if isinstance(cfg, Mapping) else None
-    name = data.get("dataset") if isinstance(data, Mapping) else None
+    name = setting(run, "data", "dataset")
     return str(name) if name is not None else None
 
 
@@ -833,7 +826,7 @@ def _written_for(results: Mapping[str, Any]) -> list[str]:
         spec = load_study(str(find_study(str(name))))
     except (ConfigError, OSError, ValueError):
         return []
-    ids = [str(q.get("id")) for q in results["questions"] if isinstance(q, Mapping)]
+    ids = [str(q.get("id")) for q in results["questions"]]
     if [q.id for q in spec.questions] != ids:  # a namesake, not this study
         return []
     return sorted({str(c.data.dataset) for c in spec.runs.values()})
@@ -842,7 +835,7 @@ def _written_for(results: Mapping[str, Any]) -> list[str]:
 def _data_block(results: Mapping[str, Any]) -> dict[str, Any]:
     """What the report says about its data at the top: ``{"sentence", "datasets", "written_for",
     "moved"}``; ``moved`` when the runs are on other data than the study was written for."""
-    runs = [r for r in results["runs"].values() if isinstance(r, Mapping)]
+    runs = list(results["runs"].values())
     by: dict[str, list] = {}
     for r in runs:
         name = _dataset_of(r)
@@ -903,7 +896,7 @@ def _notes(results: Mapping[str, Any]) -> list[dict[str, str]]:
             name = str(results["study"])
             if name in shipped_studies():
                 spec = load_study(str(find_study(name)))
-                ids = [str(q.get("id")) for q in results["questions"] if isinstance(q, Mapping)]
+                ids = [str(q.get("id")) for q in results["questions"]]
                 if [q.id for q in spec.questions] == ids:  # the same study, not a namesake
                     raw = spec.notes
         except (ConfigError, OSError, ValueError):
@@ -920,12 +913,11 @@ def _notes(results: Mapping[str, Any]) -> list[dict[str, str]]:
 def _runs_appendix(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
     out = []
     for key, run in runs.items():
-        cfg = run.get("config") or {}
         out.append({
             "key": str(key),
             "name": str(run.get("name", "—")),
             "dir": str(run.get("dir", "—")),
-            "hash": str(cfg.get("config_hash", "—")) if isinstance(cfg, Mapping) else "—",
+            "hash": str(setting(run, "config_hash", default="—")),
             "epochs": N.fmt_num(_epochs(run)),
         })
     return out
@@ -1114,8 +1106,7 @@ def _anomaly(run: Mapping[str, Any], codes: Codes) -> dict[str, Any] | None:
     tells those classes' test images from the rest (:func:`aelab.latent.anomaly_scores`), from
     ``metrics.json["latent"]["anomaly"]`` when recorded, else from the run's ``codes.npz`` (the
     test errors and labels of its seeded test subsample). None for other runs or without codes."""
-    cfg = run.get("config") if isinstance(run.get("config"), Mapping) else {}
-    held = (cfg.get("data") or {}).get("exclude_labels") if isinstance(cfg.get("data"), Mapping) else None
+    held = setting(run, "data", "exclude_labels")
     if not held:
         return None
     got = ((run.get("metrics") or {}).get("latent") or {}).get("anomaly") if isinstance(run.get("metrics"), Mapping) \
