@@ -158,7 +158,7 @@ class TrainedRun:
         (the code flattened; a VAE's posterior mean μ)."""
         t = self._inputs(x)
         with torch.no_grad():
-            out = [self.model(t[s:s + BATCH]).code.reshape(len(t[s:s + BATCH]), -1) for s in range(0, len(t), BATCH)]
+            out = [self.model.encode(t[s:s + BATCH]).reshape(len(t[s:s + BATCH]), -1) for s in range(0, len(t), BATCH)]
         return torch.cat(out).float().cpu().numpy() if out else np.zeros((0, 0), np.float32)
 
     def decode(self, z: Any) -> np.ndarray:
