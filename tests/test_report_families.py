@@ -281,3 +281,48 @@ def test_sweep_table_has_family_columns(tmp_path):
     obs = md.split("### Observation")[1]
     assert "reconstruction part of the final val loss" in obs and "with the KL term" in obs
     assert "activity penalty" not in md.lower()
+
+
+def test_a_family_registered_from_test_code_speaks_in_the_report_in_its_own_words(tmp_path):
+    """Everything the report says about a family comes from its Family object: a family the report
+    code has never heard of gets its term's label, purpose and doc, its diagnostic's label and doc,
+    its comparison mode and its own sentences."""
+    from typing import Any, Literal
+
+    from aelab.models import FAMILIES, Family, register_family
+    from aelab.models.base import ModelConfig
+
+    class WobbleConfig(ModelConfig):
+        family: Literal["wobble"] = "wobble"
+        encoder: tuple[Any, ...] = ("8:tanh",)
+
+    def explain(b, v, who="the variant", other="the baseline"):
+        return f"{who}'s code wobbles" if v["metrics"]["family"]["wobble_rms"] > 0.5 else None
+
+    fam = register_family(Family(
+        name="wobble", Config=WobbleConfig, build=lambda cfg, generator=None: None,
+        terms={"wobble_l2": "λ·wobble², the wobble of the code weighted by λ."},
+        term_labels={"wobble_l2": "wobble-L2"}, term_purposes={"wobble_l2": "a code that wobbles less"},
+        diagnostics={"wobble_rms": "How much the code wobbles on the test split."},
+        shown={"wobble_rms": {"label": "code wobble (rms)", "mode": "diff"}},
+        explain=explain, label="wobbly AE"))
+    try:
+        b = with_terms(make_run("calm", 8, 0.3, 0.10), "wobble", {"wobble_l2": 0.001}, {"wobble_rms": 0.1})
+        v = with_terms(make_run("wobbly", 8, 0.3, 0.14), "wobble", {"wobble_l2": 0.2}, {"wobble_rms": 0.9})
+        root = write_study(tmp_path, {"calm": b, "wobbly": v}, [q("1", "calm", "wobbly")])
+        from aelab.report import compose_report
+
+        report = compose_report(root)
+        section = report.context["sections"][0]
+        rows = {r["label"]: r for r in section.rows}
+        assert rows["code wobble (rms)"]["ratio"] == "Δ +0.800"  # the family's mode: a difference
+        lead = section.observation["lead"]
+        assert "the variant's code wobbles" in lead
+        assert "the wobble-L2 term is a large part of the variant's loss" in lead
+        assert "reconstruction quality for a code that wobbles less" in lead
+        docs = {d["name"]: d["text"] for d in report.context["family_docs"]}
+        assert docs == {"wobble_rms": "How much the code wobbles on the test split."}
+        assert {d["key"]: d["text"] for d in report.context["term_docs"]}["wobble_l2"].startswith("λ·wobble²")
+        assert P.code_is_mean(v) is False
+    finally:
+        del FAMILIES[fam.name]
