@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import safetensors.torch  # called through the module, so a test can stand in for it (a full disk)
 import torch
-from safetensors.torch import save_file
 
 from .._atomic import atomic_path, write_json
 from .._lock import LOCK_NAME, is_lock_file
@@ -26,8 +26,8 @@ from ..artifacts import (CheckpointMeta, HistoryFile, MetricsFile, check_model_t
 from ..config import RunConfig
 from ..engine.loop import LoopState
 from ..errors import AelabError, WeightsError
-from .codes import CODES_FILE, LATENT_LAYOUT
 from ..models import build_model
+from .codes import CODES_FILE, LATENT_LAYOUT
 from .spec import RunSpec
 
 CHECKPOINT = "checkpoint"
@@ -171,7 +171,7 @@ def save_checkpoint(spec: RunSpec, tensors: dict[str, torch.Tensor], st: LoopSta
         if st.term_rows is not None:
             t["loop.term_rows"] = st.term_rows[:, m].to("cpu").contiguous()
     with atomic_path(ck / "state.safetensors") as tmp:
-        save_file(t, str(tmp))
+        safetensors.torch.save_file(t, str(tmp))
     write_json(ck / "state.json", {
         "config_hash": spec.fingerprint, "epoch": st.epoch, "batch": st.batch, "elapsed": st.elapsed,
         "history": st.histories[m].to_dict(), "threads": threads,

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+import safetensors.torch  # called through the module, so a test can stand in for it (a full disk)
 import torch
-from safetensors.torch import save_file
 
 from .. import __version__
 from .._atomic import atomic_path, write_bytes, write_json
@@ -110,7 +110,7 @@ def save_weights(path: Path, model: torch.nn.Module) -> str:
     with atomic_path(path) as tmp:
         # one metadata key: safetensors writes them from a hash map, in another order in each process,
         # so two keys made equal weights differ in their header bytes (the version is in run.json)
-        save_file(sd, str(tmp), metadata={"format": "pt"})
+        safetensors.torch.save_file(sd, str(tmp), metadata={"format": "pt"})
     return sha256_file(path)
 
 
