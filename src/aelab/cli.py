@@ -159,7 +159,8 @@ class Console:
     A line per epoch with every loss term, one when the finishing steps begin (so the time spent
     evaluating and writing the run is named, not silent), and on a terminal the whole call's
     progress — epochs and finishing steps — as :class:`aelab.runs.RunProgress`'s bar (a log gets
-    the lines only). All on stderr; nothing when not ``enabled`` (``--quiet``).
+    the lines only). The lines on stdout (as the training loop wrote them), the bar on stderr;
+    nothing when not ``enabled`` (``--quiet``).
     ``runs``: the :mod:`aelab.runs` module, passed in so that this class costs no import.
     """
 
@@ -190,10 +191,10 @@ class Console:
         return text
 
     def write(self, line: str) -> None:
-        if self.bar.bar is not None:
-            self.bar.bar.write(line, file=sys.stderr)
+        if self.bar.bar is not None:  # the bar (stderr) is cleared and redrawn around the line
+            self.bar.bar.write(line, file=sys.stdout)
         else:
-            print(line, file=sys.stderr, flush=True)
+            print(line, flush=True)
 
     def close(self) -> None:
         self.bar.close()
