@@ -90,15 +90,17 @@ def test_events_from_worker_processes_reach_the_callback_and_a_stop_reaches_the_
     assert events[-1].done == events[-1].total == 2 * (3 + len(FINISH_STEPS))
 
     stop = Stop()
-    dirs = [tmp_path / "b" / c.name for c in cfgs]
+    long = [c.with_overrides({"train.epochs": 200}) for c in cfgs]  # long enough to be stopped on a loaded machine
+    dirs = [tmp_path / "b" / c.name for c in long]
 
     def stop_after_first_epoch(ev):
         if isinstance(ev, EpochEnded):
             stop.set()
 
-    with pytest.raises(Interrupted, match="^stop requested: training stopped"):
-        train_runs(cfgs, dirs, device="cpu", progress=False, workers=2, stop=stop, on_event=stop_after_first_epoch)
-    assert all(not (d / "DONE").exists() for d in dirs)
+    with pytest.raises(Interrupted, match="^stop requested: training stopped; checkpoint saved for "):
+        train_runs(long, dirs, device="cpu", progress=False, workers=2, stop=stop, on_event=stop_after_first_epoch)
+    # the run that sent the first epoch checkpointed; the other checkpointed too, or never began
+    assert not any((d / "DONE").exists() for d in dirs)
     assert any((d / "checkpoint" / "state.json").exists() for d in dirs)
 
 
