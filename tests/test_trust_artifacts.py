@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from aelab.cli import main
 from aelab.errors import AelabError, WeightsError
-from aelab.runs import load_model, read_result, train_runs
+from aelab.runs import RunSpec, load_model, read_result, train_runs
 
 from conftest import make_cfg
 
@@ -165,7 +165,7 @@ def test_a_run_json_of_an_earlier_version_keeps_loading(run):
     (run / "run.json").write_text(json.dumps(old))
     model, cfg = load_model(run)
     assert cfg.name == _cfg().name
-    assert read_result(run, _cfg()).metrics["n_test"] == 80
+    assert read_result(RunSpec.of(_cfg(), run)).metrics["n_test"] == 80
 
 
 # -- starting weights -----------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_a_history_with_wrong_values_is_refused(run, field, value):
     h[field] = value
     (run / "history.json").write_text(json.dumps(h))
     with pytest.raises(AelabError, match=r"history\.json is not a valid training history"):
-        read_result(run, _cfg())
+        read_result(RunSpec.of(_cfg(), run))
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", '{"runs": {"a": [1]}}', '{"runs": {"a": {"history": {"loss": "x"}}}}',
