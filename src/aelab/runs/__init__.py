@@ -2,10 +2,13 @@
 
 One concept per module:
 
+* ``plan.py`` — one run planned from what a client gives (its config fitted to its data, its name
+  and directory), as ``aelab train`` and the API do;
 * ``spec.py`` — :class:`RunSpec`: a run's config, directory, fingerprint and data key, computed once;
 * ``directory.py`` — a run directory: layout, state, mark, checkpoints, reading a finished run back;
 * ``group.py`` — the unit of work: a group of same-shape runs trained side by side (:func:`train_group`);
 * ``finish.py`` — finishing a run: evaluation and artifacts, ``DONE`` last;
+* ``codes.py`` — a run's codes (``codes.npz``) and the data's own baselines of the latent table;
 * ``events.py`` — typed events for any callback, and :class:`Stop` (stop from code, as Ctrl-C);
 * ``progress.py`` — :class:`RunProgress`, the progress display (a consumer of the events);
 * ``executors/`` — where groups train (local process pool, Ray), behind one protocol with a registry;
