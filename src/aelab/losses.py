@@ -9,6 +9,7 @@ references sum over pixels (the VAEs). The regularisers each cite their formula.
 from __future__ import annotations
 
 import torch
+from torch.func import jacrev, vmap
 import torch.nn.functional as F
 
 #: Keras' ``backend.epsilon()``: probabilities are clipped to [EPS, 1 - EPS].
@@ -200,8 +201,6 @@ def contractive_autograd(encode, x: torch.Tensor) -> torch.Tensor:
     (``torch.func.jacrev`` under ``vmap``; differentiable, so it can be trained on).
     ``encode``: ``(B, D) → (B, K)``; ``x: (B, D)`` → scalar.
     """
-    from torch.func import jacrev, vmap
-
     jac = vmap(jacrev(lambda xi: encode(xi.unsqueeze(0)).squeeze(0)))(x)  # (B, K, D)
     return jac.square().sum(dim=(1, 2)).mean()
 
