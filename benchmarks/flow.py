@@ -8,10 +8,11 @@ Command (on an idle machine; MNIST in the cache: ``aelab data fetch``)::
 What it measures, each in a fresh process so nothing is warm that a user's first call would not have:
 
 1. **The trip of one RunConfig** from ``aelab.train_runs`` to its finished run (in-process, one run,
-   the lab model on a 2,000-image slice of MNIST, 1 epoch): the aelab modules whose functions run,
-   how many times the flow enters a module of a higher layer than the caller's (a callback climbing
-   back up), and how many times a run's fingerprint (``config_hash`` and the data fingerprint) is
-   computed.
+   1 epoch on a folder of 600 PNG images, the kind of data whose fingerprint lists and stats every
+   file): the aelab modules whose functions run (module bodies run by imports not counted), how many
+   times the flow enters a module of a higher layer than the caller's (a callback climbing back up),
+   how many times ``config_hash`` runs, and how many times the folder is listed and its content
+   fingerprint looked up (``content_sha256``: a listing each, the hashing memoised by the listing).
 2. ``aelab --help`` wall time (median of 5 fresh processes).
 3. A 1-epoch ``aelab train`` of the lab model on full MNIST, split into start-up (process start to the
    first epoch), training (the epoch as the history records it) and finishing (evaluation, codes,
@@ -59,25 +60,34 @@ def _python(code: str, env: dict | None = None, timeout: float = 1800) -> tuple[
 # -- 1. the trip ------------------------------------------------------------------------------------
 TRACE = r"""
 import json, sys, tempfile, collections
+import numpy as np
+from PIL import Image
 import aelab
 from aelab import RunConfig
-cfg = RunConfig().with_overrides({"train.epochs": 1, "data.limit": 2000, "data.test_limit": 500})
+# a folder of 600 small images (the digits set as PNGs): the kind of data set whose fingerprint costs
+# a listing and a stat of every file, so how often it is taken shows
+root = tempfile.mkdtemp()
+x, _, _, _, _ = aelab.data.DataCache().raw("digits")
+for i, img in enumerate(x[:600]):
+    Image.fromarray((np.asarray(img).reshape(8, 8) * 255 / 16).astype(np.uint8)).save(f"{root}/{i:04d}.png")
+cfg = aelab.fit_config(RunConfig().with_overrides({"train.epochs": 1, "data.dataset": root,
+                                                   "model.encoder": ["8:relu"]}))
 out = tempfile.mkdtemp()
 seen, order, climbs, counts = set(), [], 0, collections.Counter()
 LAYERS = %r
 def layer(m):
     p = m.split(".")
     return LAYERS.get(p[1], 1) if len(p) > 1 else 7
-FINGERPRINTS = {"config_hash", "fingerprint", "content_sha256", "data_fingerprint"}
+COUNTED = {("aelab.config", "config_hash"), ("aelab.data.content", "content_sha256")}
 def prof(frame, event, arg):
     global climbs
     if event != "call":
         return
     m = frame.f_globals.get("__name__", "")
-    if not m.startswith("aelab"):
-        return
     name = frame.f_code.co_name
-    if name in FINGERPRINTS:
+    if not m.startswith("aelab") or name == "<module>":
+        return
+    if (m, name) in COUNTED:
         counts[m + "." + name] += 1
     if m not in seen:
         seen.add(m); order.append(m)
@@ -192,7 +202,7 @@ def main(argv=None) -> None:
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "",
         f"- One RunConfig, `train_runs` → finished run: {len(t['modules'])} aelab modules, {t['climbs']} calls "
-        f"into a higher layer (callbacks), fingerprint computed: "
+        f"into a higher layer (callbacks), calls: "
         f"{', '.join(f'{k} ×{v}' for k, v in t['fingerprints'].items()) or 'never'}.",
         f"  Modules: {', '.join(m.removeprefix('aelab.') for m in t['modules'])}.",
         f"- `aelab --help`: {h:.2f} s (median of 5).",

@@ -12,7 +12,7 @@ or one folder before and after an image changed, never share tensors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,15 +33,19 @@ if TYPE_CHECKING:  # pragma: no cover
 PER_RUN_FIELDS = frozenset({"noise_factor", "noise_mode", "validate_on"})
 
 
-def data_key(cfg: DataConfig) -> tuple:
+_UNSET = object()
+
+
+def data_key(cfg: DataConfig, content: Any = _UNSET) -> tuple:
     """What identifies the clean tensors a data config yields: every field but :data:`PER_RUN_FIELDS`
-    (so a field added later counts at once), and the content of a path data set."""
-    return (cfg.model_dump_json(exclude=set(PER_RUN_FIELDS)), fingerprint(cfg))
+    (so a field added later counts at once), and the content of a path data set (``content``: its
+    fingerprint when known already, else taken now)."""
+    return (cfg.model_dump_json(exclude=set(PER_RUN_FIELDS)), fingerprint(cfg) if content is _UNSET else content)
 
 
-def _read_key(cfg: DataConfig) -> tuple:
+def _read_key(cfg: DataConfig, content: Any) -> tuple:
     """What identifies the data as read (before scaling, noise and label exclusion)."""
-    return (cfg.model_dump_json(include={"dataset", "limit", "test_limit", "source"}), fingerprint(cfg))
+    return (cfg.model_dump_json(include={"dataset", "limit", "test_limit", "source"}), content)
 
 
 class DataCache:
@@ -51,11 +55,20 @@ class DataCache:
         self.opts = opts or DataOptions()
         self._sets: dict = {}
         self._tensors: dict = {}
+        self._contents: dict = {}
+
+    def content(self, cfg: DataConfig) -> str | None:
+        """The fingerprint of ``cfg``'s data, taken once per cache (a folder of images is listed and
+        its files stat'ed once, not at every lookup): a cache lives for one training call, and what
+        it holds was read under this fingerprint."""
+        if cfg.dataset not in self._contents:
+            self._contents[cfg.dataset] = fingerprint(cfg)
+        return self._contents[cfg.dataset]
 
     # -- the data as read ----------------------------------------------------------------------
     def dataset(self, cfg: DataConfig) -> Dataset:
         """The :class:`~aelab.data.registry.Dataset` of ``cfg`` (limits applied; whole, unscaled)."""
-        key = _read_key(cfg)
+        key = _read_key(cfg, self.content(cfg))
         if key not in self._sets:
             self._sets[key] = load(cfg, self.opts)
         return self._sets[key]
@@ -127,7 +140,7 @@ class DataCache:
     # -- what training reads ---------------------------------------------------------------------
     def _scaled(self, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         """Both splits scaled and flattened, float32 ``(N, D)`` (training split without the excluded labels)."""
-        key = ("scaled",) + data_key(cfg)
+        key = ("scaled",) + data_key(cfg, self.content(cfg))
         if key not in self._tensors:
             ds = self.dataset(cfg)
             keep = self._kept(cfg, ds.y_train)
@@ -142,7 +155,7 @@ class DataCache:
         The training split leaves out ``cfg.exclude_labels``; the test split is whole."""
         import torch  # deferred: torch is heavy; `aelab data info` reads the cache's data without it
 
-        key = data_key(cfg) + (str(device),)
+        key = data_key(cfg, self.content(cfg)) + (str(device),)
         if key not in self._tensors:
             ftr, fte = self._scaled(cfg)
             self._tensors[key] = (
@@ -161,7 +174,7 @@ class DataCache:
         d = cfg.data
         keep = self._kept(d, yte)
         if keep is not None:
-            key = data_key(d) + (str(device), "val")
+            key = data_key(d, self.content(d)) + (str(device), "val")
             if key not in self._tensors:
                 self._tensors[key] = xte[torch.from_numpy(keep).to(xte.device)]
             xte = self._tensors[key]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import RunConfig, config_hash
-from ..data.cache import data_key
+from ..data.cache import DataCache, data_key
 from ..engine.steppers import ModelSpec
 from ..streams import STREAM_INIT, derived_seed
 
@@ -44,11 +44,13 @@ class RunSpec:
     index: int = 0
 
     @classmethod
-    def of(cls, cfg: RunConfig, run_dir: str | Path, index: int = 0) -> "RunSpec":
+    def of(cls, cfg: RunConfig, run_dir: str | Path, index: int = 0, data: DataCache | None = None) -> "RunSpec":
         """The spec of ``cfg`` trained into ``run_dir``: the one place a run's fingerprint is computed
         (with its data's content fingerprint, which for a folder of images lists every file, taken
-        once for both the config hash and the data key)."""
-        key = data_key(cfg.data)  # (the clean data's settings, the data's fingerprint)
+        once for both the config hash and the data key — and, given the ``data`` cache the run
+        reads, the same one the cache keys its arrays by)."""
+        # (the clean data's settings, the data's fingerprint)
+        key = data_key(cfg.data) if data is None else data_key(cfg.data, data.content(cfg.data))
         return cls(cfg, Path(run_dir), config_hash(cfg, fingerprint=key[-1]), key, index)
 
     @property

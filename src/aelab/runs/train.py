@@ -113,7 +113,7 @@ def _train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], ex: Executo
             raise AelabError(f"runs {cfgs[seen[key]].name!r} and {cfgs[i].name!r} were given the same directory "
                              f"{rd}; give each run its own")
         seen[key] = i
-    specs = [RunSpec.of(c, rd, i) for i, (c, rd) in enumerate(zip(cfgs, run_dirs))]
+    specs = [RunSpec.of(c, rd, i, data) for i, (c, rd) in enumerate(zip(cfgs, run_dirs))]
     for s in specs:
         if run_dir_state(s, opts.overwrite) != "done":
             data.check(s.config)  # data problems surface here, before any directory is touched
