@@ -183,7 +183,7 @@ def run_torch_loop(cfg, x_in: torch.Tensor, x_tr: torch.Tensor, x_te: torch.Tens
     init = build_initial_model(spec).linears()  # the same initial weights as aelab's runs
     lin_acts = [l.activation for l in list(m.encoder) + list(m.decoder)]
     mods: list[nn.Module] = []
-    for lin, act in zip(init, lin_acts):
+    for lin, _act in zip(init, lin_acts):
         new = nn.Linear(lin.in_features, lin.out_features)
         with torch.no_grad():
             new.weight.copy_(lin.weight)

@@ -56,7 +56,6 @@ likewise). Per-epoch train and validation losses of the two must then agree to f
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 

@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     for group, rows in groups.items():
         bad += sum(not (d <= tol) for *_, d in rows)
         singles = rows if group == "stacks" else [(group, None, rows[0][2], rows[0][3], None)]
-        for label, _, ks, ts, d in singles:
+        for label, _, _ks, _ts, _d in singles:
             sub = [r for r in rows if r[0] == label] if group == "stacks" else rows
             shapes_ok = all(r[2] == r[3] for r in sub)
             dmax = max(r[4] for r in sub)

@@ -166,7 +166,7 @@ def test_single_host_steps_and_graph_runs_mix():
     graph, ref = _make(GraphedDenseStepper, cfgs), _make(StackedDenseStepper, cfgs)
     nb = 7
     lg, pg, lr_, pr = (torch.zeros(nb, 1) for _ in range(4))
-    for epoch in range(2):
+    for _epoch in range(2):
         for b in range(nb):
             ref.train_step([y], y, slice(b * 100, (b + 1) * 100), lr_[b], pr[b])
         graph.train_step([y], y, slice(0, 100), lg[0], pg[0])

@@ -114,7 +114,8 @@ question = "A penalty on code values beyond ±1: what does it cost the reconstru
 baseline = "plain"
 variant = "boxed"
 claims = [
-  {{ text = "the box penalty is reported as a loss term", kind = "above", params = {{ metric = "final.terms.outside_box", value = -1.0 }} }},
+  {{ text = "the box penalty is reported as a loss term", kind = "above",
+     params = {{ metric = "final.terms.outside_box", value = -1.0 }} }},
 ]
 """
 

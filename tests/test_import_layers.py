@@ -59,7 +59,7 @@ def _imports(mods: dict[str, Path]):
 def test_function_level_imports_say_why_they_are_deferred():
     mods = _modules()
     bare = []
-    for name, target, node, in_func, path in _imports(mods):
+    for _name, target, node, in_func, path in _imports(mods):
         if not in_func:
             continue
         lines = path.read_text(encoding="utf-8").splitlines()

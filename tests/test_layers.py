@@ -290,7 +290,8 @@ def test_layout_and_state_dict_names():
     assert kinds == [KerasConv2d, nn.ReLU, KerasMaxPool2d, nn.Identity, FlattenHWC, nn.Identity, nn.Linear, nn.ReLU]
     assert list(seq.state_dict()) == ["0.weight", "0.bias", "6.weight", "6.bias"]
     seq, _ = build_stack([convT(2)], (1, 3, 3))
-    assert isinstance(seq[0], nn.ConvTranspose2d) and "conv" not in "".join(seq.state_dict()) and list(seq.state_dict()) == ["0.weight", "0.bias"]
+    assert isinstance(seq[0], nn.ConvTranspose2d) and "conv" not in "".join(seq.state_dict())
+    assert list(seq.state_dict()) == ["0.weight", "0.bias"]
 
 
 def _dense_cfg(enc, dec, init="keras"):

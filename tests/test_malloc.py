@@ -48,7 +48,8 @@ def test_training_gives_the_same_bits_with_and_without(tmp_path):
     code = ("import sys, torch; from aelab._malloc import keep_freed_memory as k; "
             "sys.argv[1] == '1' and k(); "
             "from aelab.engine.steppers import ModelSpec, PlainStepper; from aelab.presets import load_preset; "
-            "cfg = load_preset('keras-blog-conv'); st = PlainStepper(ModelSpec(cfg.model, 'bce', 1), 1e-3, 0.9, 0.999, 1e-7, 'cpu', num_threads=1); "
+            "cfg = load_preset('keras-blog-conv'); "
+            "st = PlainStepper(ModelSpec(cfg.model, 'bce', 1), 1e-3, 0.9, 0.999, 1e-7, 'cpu', num_threads=1); "
             "x = torch.rand(32, 784, generator=torch.Generator().manual_seed(0)); l, p = torch.zeros(1), torch.zeros(1); "
             "[st.train_step([x], x, slice(0, 32), l, p) for _ in range(3)]; "
             "torch.save(st.model.state_dict(), sys.argv[2])")

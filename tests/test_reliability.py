@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -98,11 +97,11 @@ def test_interrupted_study_resumes_to_the_same_results(tmp_path):
     with pytest.raises(Interrupted):
         run_study(study, cut, device="cpu", progress=False, report=False, stop=StopAfter(7), workers=1)
     res = run_study(study, cut, device="cpu", progress=False, report=False)  # resumed with parallel workers
-    for name, cfg in study.runs.items():
+    for _name, cfg in study.runs.items():
         _same_run(run_dir_for(full, cfg), run_dir_for(cut, cfg))
     # results.json agrees with the run directories
     on_disk = json.loads((cut / "results.json").read_text())
-    for name, rec in on_disk["runs"].items():
+    for _name, rec in on_disk["runs"].items():
         assert rec["history"] == json.loads((cut / rec["dir"] / "history.json").read_text())
     # a finished study trains nothing the second time
     t0 = time.perf_counter()

@@ -127,7 +127,7 @@ def make_results() -> dict:
     ]
     corrected = {"description": "each trained model evaluated on the train-scaled test split",
                  "runs": {k: json.loads(json.dumps(v)) for k, v in runs.items() if k != "denoising_06"}}
-    for k, run in corrected["runs"].items():
+    for _k, run in corrected["runs"].items():
         run["history"]["val_loss"] = [x * 1.05 for x in run["history"]["val_loss"]]
     return {
         "study": "exercise12", "title": "Exercise 12 – Autoencoders <reproduction>", "protocol": "seed",

@@ -156,7 +156,7 @@ def test_seed_sentence_separates_noise_from_change():
 
 def test_sweep_with_seeds_and_held_out_classes(tmp_path):
     runs, reps, points = {}, {}, []
-    for i, (cls, v1, v2) in enumerate([(0, 0.40, 0.41), (1, 0.405, 0.415)]):
+    for _i, (cls, v1, v2) in enumerate([(0, 0.40, 0.41), (1, 0.405, 0.415)]):
         a = _run(f"x{cls}", [1, 8, 8], [0.5, v1], exclude=[cls])
         b = _run(f"x{cls}@seed2", [1, 8, 8], [0.5, v2], exclude=[cls], seed=2)
         runs[a["name"]], runs[b["name"]] = a, b

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from aelab.cli import main
-from aelab.config import RunConfig, config_hash
+from aelab.config import config_hash
 from aelab.data import MNIST_FILES, SHA256, sources, write_idx
 from aelab.data.idx import encode_idx
 from aelab.errors import AelabError

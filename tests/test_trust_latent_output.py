@@ -10,7 +10,6 @@ it writes inside it), so a second process gets the one-line "in use by" error.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
