@@ -11,9 +11,34 @@ line above.
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "aelab"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "aelab"
+
+
+def _tool(name: str) -> str:
+    """A console script of the test extra, beside this Python (the venv's bin), else on PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    assert found, f"{name} is not installed: pip install -e '.[test]'"
+    return found
+
+
+def test_the_layers_import_only_downward():
+    """import-linter's contracts (.importlinter): each layer imports only the layers below it."""
+    out = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "0 broken" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+def test_the_linter_passes():
+    """ruff, as configured in pyproject.toml, on the sources, the tests and the benchmarks."""
+    out = subprocess.run([_tool("ruff"), "check", "--no-cache", "src", "tests", "benchmarks"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
 
 
 def _modules() -> dict[str, Path]:

@@ -96,7 +96,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                         "scaled with minmax when the last layer or the loss needs [0, 1]); minmax: scikit-learn "
                         "MinMaxScaler per feature; standard: z-score per feature, fitted on the training split "
                         "(with --loss mse and a linear last layer)")
-    d.add_argument("--scaler-fit", choices=["train", "per_split"], help="fit min–max on the training split, or on each split (the seed's way)")
+    d.add_argument("--scaler-fit", choices=["train", "per_split"],
+                   help="fit min–max on the training split, or on each split (the seed's way)")
     d.add_argument("--noise-factor", type=float, metavar="F", help="denoising: inputs clip(x + F·N(0,1), 0, 1)")
     d.add_argument("--noise-mode", choices=["once", "per_epoch"], help="draw the noise once (the seed) or every epoch")
     d.add_argument("--validate-on", choices=["clean", "noisy"], help="validation inputs for a denoising run (the seed: clean)")
@@ -121,11 +122,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 FLAG_KEYS = {
-    "family": "model.family", "encoder": "model.encoder", "decoder": "model.decoder", "activity_l1": "model.activity_l1", "init": "model.init", "init_weights": "model.init_weights",
+    "family": "model.family", "encoder": "model.encoder", "decoder": "model.decoder",
+    "activity_l1": "model.activity_l1", "init": "model.init", "init_weights": "model.init_weights",
     "dataset": "data.dataset", "channels": "data.channels", "image_size": "data.image_size",
     "test_fraction": "data.test_fraction", "label_column": "data.label_column", "scaling": "data.scaling", "scaler_fit": "data.scaler_fit",
     "noise_factor": "data.noise_factor", "noise_mode": "data.noise_mode", "validate_on": "data.validate_on",
-    "limit": "data.limit", "test_limit": "data.test_limit", "exclude_labels": "data.exclude_labels", "epochs": "train.epochs", "batch_size": "train.batch_size",
+    "limit": "data.limit", "test_limit": "data.test_limit", "exclude_labels": "data.exclude_labels",
+    "epochs": "train.epochs", "batch_size": "train.batch_size",
     "lr": "train.lr", "loss": "train.loss", "seed": "train.seed",
 }
 
@@ -432,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "report.html and report.md.")
     s.add_argument("study", nargs="?", default="exercise12",
                    help=f"a shipped study ({', '.join(catalog.studies())}) or a .toml path (default: exercise12)")
-    s.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/<study>[-quick][-<protocol>][-<data set and --set values>])")
+    s.add_argument("--out", metavar="DIR",
+                   help="output directory (default: studies-out/<study>[-quick][-<protocol>][-<data set and --set values>])")
     s.add_argument("--quick", action="store_true", help="a slice of MNIST and few epochs: a whole study in seconds")
     s.add_argument("--protocol", help="base (the study's own settings, the default; 'seed' is its earlier name) or one "
                                       "of the study's [protocols], e.g. exercise12's corrected (scaler fitted on the "
@@ -461,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list (0.1,0.3,0.6), log range LO..HI:COUNT (1e-6..1e-1:6), or a list of lists "
                         "'[a],[b,c]' for a key that takes a list, e.g. --param data.exclude_labels --values "
                         "'[0],[1],[3,5]' (quote it for the shell)")
-    w.add_argument("--out", metavar="DIR", help="output directory (default: studies-out/sweep-<baseline>-<param>[-quick][-<data set and other flags>])")
+    w.add_argument("--out", metavar="DIR",
+                   help="output directory (default: studies-out/sweep-<baseline>-<param>[-quick][-<data set and other flags>])")
     w.add_argument("--quick", action="store_true", help="use the study's quick settings")
     w.add_argument("--no-report", action="store_true", help="write results.json only")
     w.add_argument("--seeds", type=int, default=1, metavar="K",

@@ -54,7 +54,8 @@ DATASETS: dict[str, Source] = SOURCES
 
 TABLE_SUFFIXES = folder.TABLE_SUFFIXES
 
-__all__ = ["DATASETS", "describe", "fingerprint", "fit_config", "is_registered", "load", "option_fields", "path_kind", "sample_shape", "with_overrides"]
+__all__ = ["DATASETS", "describe", "fingerprint", "fit_config", "is_registered", "load", "option_fields", "path_kind",
+           "sample_shape", "with_overrides"]
 
 
 def option_fields() -> dict[str, tuple[Any, str]]:

@@ -116,7 +116,8 @@ def add_source(source: Source) -> Source:
         PATH_SOURCES.append(source)
         return source
     if source.name in SOURCES:
-        raise ConfigError(f"data source {source.name!r} is already registered ({SOURCES[source.name].description or 'a registered source'}); "
+        have = SOURCES[source.name].description or "a registered source"
+        raise ConfigError(f"data source {source.name!r} is already registered ({have}); "
                           "choose another name")
     if not source.name or not source.name.strip() or "/" in source.name or source.name != source.name.strip():
         raise ConfigError(f"data source name {source.name!r}: give a plain name such as my-set (no '/', no spaces around it)")

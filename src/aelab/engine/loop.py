@@ -208,7 +208,7 @@ def fit(stepper, datas: Sequence[TrainData], **kw) -> LoopState:
 
 
 def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, seed: int, shuffle: bool,
-         state: Optional[LoopState] = None, hooks: Hooks = Hooks(), stop: Optional[StopFlag] = None,
+         state: Optional[LoopState] = None, hooks: Optional[Hooks] = None, stop: Optional[StopFlag] = None,
          progress: bool = True, desc: str = "train", names: Sequence[str] = (),
          terms: Optional[Sequence[Sequence[str]]] = None) -> LoopState:
     """Train the stepper's models on ``datas`` (one per model, same N) for ``epochs`` epochs.
@@ -217,6 +217,7 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
     Returns the final LoopState (histories filled). Raises :class:`Interrupted` after
     ``hooks.on_interrupt`` when ``stop`` is requested, and :class:`TrainingError` on a NaN/inf loss.
     """
+    hooks = hooks or Hooks()
     M = stepper.n_models
     if len(datas) != M:
         raise ValueError("one TrainData per model")

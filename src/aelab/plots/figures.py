@@ -143,7 +143,7 @@ def loss_curves(
         shown: list[float] = []
         for i, key in enumerate(terms):
             marker = _TERM_MARKERS[i % len(_TERM_MARKERS)]
-            for run, label, color in runs:
+            for run, _label, color in runs:
                 for val, style in ((False, "-"), (True, "--")):
                     c = _term_curve(run, key, val)
                     if c is None:
