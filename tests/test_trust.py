@@ -26,7 +26,7 @@ from aelab.errors import AelabError
 from aelab.runs import train_runs
 
 from conftest import make_cfg
-from test_reliability import _same_run
+from conftest import StopAfter, same_run
 
 EXE = [sys.executable, "-m", "aelab.cli"]
 SYN = ["--dataset", "synthetic", "--limit", "400", "--test-limit", "80"]
@@ -134,7 +134,6 @@ def test_a_run_directory_is_reused_only_by_its_own_config(tmp_path):
 
 
 def test_a_checkpointed_run_is_resumed_only_by_its_own_config(tmp_path):
-    from test_reliability import StopAfter
     from aelab.engine.loop import Interrupted
 
     rd = tmp_path / "run"
@@ -300,7 +299,7 @@ def test_sigint_to_train_names_it_and_its_resume_command_resumes(tmp_path):
     assert hint == f"aelab train --resume {shlex.quote(str(cut))}"
     r = subprocess.run([*EXE, *shlex.split(hint)[1:], "-q"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    _same_run(ref, cut)
+    same_run(ref, cut)
 
 
 STUDY = """

@@ -8,7 +8,7 @@ channels and runs this shape at ~6 GFLOP/s — measured here at 20–30 % of the
 step. ``_kernels.c``'s ``conv1_*`` kernels vectorise over the input channels instead: on this
 project's VM, one thread, a 128-image batch of 28×28, C = 16 → 1: forward 4.3 → 1.4 ms, both
 backward passes 6.3 → 2.2 ms; C = 32: 8.0 → 1.9 and 8.3 → 2.6 ms (``/tmp``-free check:
-``tests/test_conv1.py`` compares them with PyTorch's convolution).
+``tests/models/test_conv1.py`` compares them with PyTorch's convolution).
 
 The values are the same convolution summed in another order: they agree with oneDNN's to float
 rounding, not bit for bit (and do not depend on the thread count). Used only where it applies (a

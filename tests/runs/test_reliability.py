@@ -8,35 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from aelab.config import RunConfig, config_hash
-from aelab.engine.loop import Interrupted, StopFlag
+from aelab.engine.loop import Interrupted
 from aelab.errors import WeightsError
 from aelab.runs import load_model, train_runs
 from aelab.study import load_study, run_study
 from aelab.study import run_dir_for
 
+from conftest import StopAfter, same_run
 
-class StopAfter(StopFlag):
-    """Requests a stop after ``n`` training steps (the loop asks once per step)."""
-
-    def __init__(self, n: int) -> None:
-        self._n, self._asked, self._req = n, 0, None
-        self._old = {}
-
-    @property
-    def requested(self):
-        self._asked += 1
-        return "test stop" if self._asked > self._n else None
-
-    @requested.setter
-    def requested(self, value):
-        self._req = value
 
 
 def _cfg(**over):
@@ -45,21 +28,6 @@ def _cfg(**over):
     d.update(over)
     return RunConfig().with_overrides(d)
 
-
-def _same_run(a: Path, b: Path, exact: bool = True) -> None:
-    wa, wb = load_file(str(a / "weights.safetensors")), load_file(str(b / "weights.safetensors"))
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        if exact:
-            assert (wa[k] == wb[k]).all(), k  # bit for bit
-        else:
-            assert torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-5), k
-    ha, hb = json.loads((a / "history.json").read_text()), json.loads((b / "history.json").read_text())
-    for k in ("epoch", "loss", "val_loss", "penalty", "val_penalty"):
-        if exact:
-            assert ha[k] == hb[k], k
-        else:
-            assert ha[k] == pytest.approx(hb[k], rel=1e-5), k
 
 
 @pytest.mark.parametrize("engine", ["fast", "plain"])
@@ -73,7 +41,7 @@ def test_interrupt_and_resume_gives_identical_weights_and_history(tmp_path, engi
     assert (cut / "checkpoint" / "state.safetensors").exists() and not (cut / "DONE").exists()
     train_runs([cfg], [cut], device="cpu", engine=engine, progress=False)
     assert (cut / "DONE").exists() and not (cut / "checkpoint").exists()
-    _same_run(ref, cut)
+    same_run(ref, cut)
 
 
 def test_checkpoint_is_portable_between_engines(tmp_path):
@@ -86,7 +54,7 @@ def test_checkpoint_is_portable_between_engines(tmp_path):
     with pytest.raises(Interrupted):
         train_runs([cfg], [cut], device="cpu", engine="fast", progress=False, stop=StopAfter(12))
     train_runs([cfg], [cut], device="cpu", engine="plain", progress=False)
-    _same_run(ref, cut, exact=False)
+    same_run(ref, cut, exact=False)
 
 
 def test_interrupted_study_resumes_to_the_same_results(tmp_path):
@@ -98,7 +66,7 @@ def test_interrupted_study_resumes_to_the_same_results(tmp_path):
         run_study(study, cut, device="cpu", progress=False, report=False, stop=StopAfter(7), workers=1)
     res = run_study(study, cut, device="cpu", progress=False, report=False)  # resumed with parallel workers
     for _name, cfg in study.runs.items():
-        _same_run(run_dir_for(full, cfg), run_dir_for(cut, cfg))
+        same_run(run_dir_for(full, cfg), run_dir_for(cut, cfg))
     # results.json agrees with the run directories
     on_disk = json.loads((cut / "results.json").read_text())
     for _name, rec in on_disk["runs"].items():
@@ -129,7 +97,7 @@ def test_sigterm_midway_then_resume_matches_uninterrupted(tmp_path):
     assert "SIGTERM" in err and "checkpoint" in err and "Traceback" not in err
     r = subprocess.run(exe + ["--resume", str(cut), "-q"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    _same_run(ref, cut)
+    same_run(ref, cut)
 
 
 def test_sigterm_to_a_parallel_study_then_rerun_matches_uninterrupted(tmp_path):
@@ -152,7 +120,7 @@ def test_sigterm_to_a_parallel_study_then_rerun_matches_uninterrupted(tmp_path):
     r = subprocess.run(exe + args + ["--out", str(cut)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     for rd in (ref / "runs").iterdir():
-        _same_run(rd, cut / "runs" / rd.name)
+        same_run(rd, cut / "runs" / rd.name)
 
 
 def test_weights_tampered_truncated_or_mismatched_are_refused(tmp_path):
@@ -235,4 +203,4 @@ def test_nan_keeps_the_last_good_checkpoint_and_says_where(tmp_path, monkeypatch
     train_runs([cfg], [rd], device="cpu", progress=False)
     ref = tmp_path / "ref"
     train_runs([cfg], [ref], device="cpu", progress=False)
-    _same_run(ref, rd)
+    same_run(ref, rd)

@@ -33,6 +33,8 @@ import pytest
 from aelab.engine import numerics
 from aelab.study import load_study, run_study
 
+from conftest import mnist_available
+
 # name: (final train loss, final val loss) of `aelab study exercise12 --quick --set data.dataset=…`
 SYNTHETIC = {
     "lab_undercomplete": (0.1830969980955124, 0.17762485146522522),
@@ -102,9 +104,8 @@ def test_the_quick_study_on_synthetic_data_keeps_its_nine_final_losses(tmp_path)
 
 @pytest.mark.slow
 def test_the_quick_study_on_mnist_keeps_its_nine_final_losses(tmp_path):
-    from test_cli import _mnist_available
 
-    if not _mnist_available():
+    if not mnist_available():
         pytest.skip("no verified MNIST in the cache (the end-to-end CLI test fetches it)")
     _check(_pinned(_finals("mnist", tmp_path)), MNIST)
 

@@ -31,7 +31,7 @@ from aelab.models.ae import LayerAutoencoder
 from aelab.models.base import ACTIVATION_MODULES, ModelConfig
 from aelab.runs import spec_of, train_runs
 
-from test_reliability import StopAfter, _same_run
+from conftest import StopAfter, same_run
 
 CONV_ENC = [{"kind": "conv2d", "filters": 4, "kernel": 3, "padding": "same", "activation": "relu"},
             {"kind": "max-pool", "pool": 2, "padding": "same"},
@@ -239,7 +239,7 @@ def test_interrupt_and_resume_is_bitwise_and_the_run_directory_is_complete(tmp_p
     with pytest.raises(Interrupted):
         train_runs([cfg], [cut], device="cpu", progress=False, stop=StopAfter(5))  # mid epoch 2 (4 steps each)
     train_runs([cfg], [cut], device="cpu", progress=False)
-    _same_run(ref, cut)
+    same_run(ref, cut)
     hist = json.loads((cut / "history.json").read_text())
     assert set(hist["terms"]) == {"reconstruction", *cfg.model.term_names()} == set(hist["val_terms"])
     for k in hist["terms"]:
@@ -373,5 +373,5 @@ def test_a_conv_run_resumes_with_the_thread_count_it_started_with(tmp_path):
         train_runs([cfg], [cut], device="cpu", progress=False)
     finally:
         torch.set_num_threads(old)
-    _same_run(ref, cut)
+    same_run(ref, cut)
     assert json.loads((cut / "run.json").read_text())["threads"] == json.loads((ref / "run.json").read_text())["threads"]

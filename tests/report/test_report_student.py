@@ -1,7 +1,7 @@
 """The report a student reads: ratio cells, training time, observations in words, sweep reports, notes.
 
 Each test builds a small synthetic results.json (no training) in tmp_path, in the style of
-tests/test_report.py, and checks what the reader sees.
+tests/report/test_report.py, and checks what the reader sees.
 """
 
 from __future__ import annotations
@@ -22,38 +22,12 @@ from aelab.plots import figures as PF
 from aelab.report import figures as F
 from aelab.study.spec import load_study, study_from_dict
 
-from test_report import make_run, metric_docs, parse, write_samples  # noqa: F401  (metric_docs: autouse fixture)
+from conftest import cfg, make_run, parse, q, write_samples, write_study
 
-REPORT_SRC = Path(__file__).resolve().parents[1] / "src" / "aelab" / "report"
-
-
-def cfg(run: dict, **data) -> dict:
-    """Give a make_run() record a realistic config (model/data/train blocks)."""
-    run = copy.deepcopy(run)
-    run["config"] = {
-        "name": run["name"],
-        "model": {"encoder": ["32:relu"], "decoder": ["784:sigmoid"], "activity_l1": 0.0},
-        "data": {"dataset": "mnist", "scaling": "minmax", "scaler_fit": "per_split", "noise_factor": 0.0,
-                 "limit": None, "test_limit": None, **data},
-        "train": {"epochs": len(run["history"]["loss"]), "batch_size": 64, "seed": 2022},
-        "config_hash": "0123abcd" * 2,
-    }
-    return run
+REPORT_SRC = Path(__file__).resolve().parents[2] / "src" / "aelab" / "report"
 
 
-def write_study(root: Path, runs: dict, questions: list, **extra) -> Path:
-    rng = np.random.default_rng(0)
-    for run in runs.values():
-        write_samples(root, run, rng, noisy="noisy" in run["metrics"])
-    results = {"study": "toy", "title": "Toy study", "protocol": "seed", "quick": False, "wall_seconds": 3.0,
-               "runs": runs, "questions": questions, **extra}
-    (root / "results.json").write_text(json.dumps(results))
-    return root
 
-
-def q(qid, b, v, claims=()):
-    return {"id": qid, "section": "S", "question": f"Question {qid}?", "baseline": b, "variant": v,
-            "claims": list(claims)}
 
 
 def compare_tables(html: str) -> list[list[list[str]]]:

@@ -1,6 +1,6 @@
 """The report for model families: named loss terms, family diagnostics, the code of a stochastic encoder.
 
-Synthetic results.json files in the style of tests/test_report.py (no training): runs whose
+Synthetic results.json files in the style of tests/report/test_report.py (no training): runs whose
 history has ``terms``/``val_terms`` and whose metrics have a ``family`` block, as the engine writes
 them for a VAE, a contractive, a KL-sparse and a tied autoencoder.
 """
@@ -19,7 +19,7 @@ from aelab.report import prose as P
 from aelab.plots import figures as PF
 from aelab.report import figures as F
 
-from test_report import make_run, metric_docs, parse, write_samples  # noqa: F401  (metric_docs: autouse fixture)
+from conftest import make_run, parse, write_samples
 
 
 def with_terms(run: dict, family: str, terms: dict[str, float], diagnostics: dict | None = None,

@@ -18,7 +18,7 @@ from aelab.cli import main
 from aelab.runs import train_runs
 
 from conftest import make_cfg
-from test_trust_ownership import one_line, tree
+from conftest import one_line, tree
 
 LATENT_MARK = ".aelab-latent.json"  # docs/formats.md
 FAST = ["--methods", "code", "--no-baselines", "-q"]

@@ -12,8 +12,6 @@ import math
 import re
 import sys
 import time
-import types
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -26,71 +24,21 @@ from aelab.report import claims as C
 from aelab.report import prose as P
 from aelab.report import figures as F
 
+from conftest import make_run, parse, write_samples
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------------------------
 # fixtures
 # ------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def metric_docs(monkeypatch):
-    """aelab.metrics is written in parallel: stand in for it only when it cannot be imported yet."""
-    try:
-        from aelab.metrics import METRIC_DOCS  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("aelab.metrics")
-        stub.METRIC_DOCS = {"bce": "Binary cross-entropy (stub).", "ssim": "Structural similarity (stub)."}
-        monkeypatch.setitem(sys.modules, "aelab.metrics", stub)
 
-
-def curve(start: float, end: float, epochs: int, shape: float = 3.0) -> list[float]:
-    """An exponential-looking decay from start to end."""
-    return [end + (start - end) * math.exp(-shape * i / max(epochs - 1, 1)) for i in range(epochs)]
-
-
-def make_run(name, epochs, loss0, loss1, val_gap=0.002, noise=0.0, penalty=0.0, ssim=0.8, psnr=20.0,
-             dead=2, diversity=0.9, noisy=None):
-    loss = curve(loss0, loss1, epochs)
-    history = {
-        "epoch": list(range(1, epochs + 1)),
-        "loss": loss,
-        "val_loss": [x - val_gap for x in loss],
-        "penalty": [penalty] * epochs,
-        "val_penalty": [penalty] * epochs,
-        "epoch_seconds": [1.5] * epochs,
-        "images_per_second": [40000.0] * epochs,
-    }
-    metrics = {
-        "n_test": 10000, "bce": loss1 - val_gap, "mse": loss1 / 9, "psnr": psnr, "ssim": ssim,
-        "code": {"units": 32, "dead_units": dead, "dead_fraction": dead / 32,
-                 "mean_activation": 2.3, "zero_fraction": 0.41},
-        "diversity": diversity,
-    }
-    if noisy is not None:
-        metrics["noisy"] = noisy
-    return {
-        "name": name,
-        "dir": f"runs/{name}-0123abcd",
-        "config": {"config_hash": "0123abcd" * 8, "data": {"noise_factor": noise}, "train": {"epochs": epochs}},
-        "history": history,
-        "metrics": metrics,
-    }
 
 
 def noisy_block(ssim, input_ssim):
     return {"bce": 0.11, "mse": 0.015, "psnr": 18.0, "ssim": ssim, "diversity": 0.85,
             "input_psnr": 10.0, "input_ssim": input_ssim}
 
-
-def write_samples(root: Path, run: dict, rng: np.random.Generator, noisy: bool) -> None:
-    d = root / run["dir"]
-    d.mkdir(parents=True, exist_ok=True)
-    arrays = {"original": rng.random((10, 784), dtype=np.float32),
-              "recon": rng.random((10, 784), dtype=np.float32)}
-    if noisy:
-        arrays["noisy"] = rng.random((10, 784), dtype=np.float32)
-        arrays["recon_noisy"] = rng.random((10, 784), dtype=np.float32)
-    np.savez(d / "samples.npz", **arrays)
 
 
 def make_results() -> dict:
@@ -183,49 +131,6 @@ def test_compose_report_takes_results_without_a_directory():
     assert "<h2" in report.html() and report.markdown().startswith("#")
 
 
-class Tables(HTMLParser):
-    """Collects every <table id=...> as a list of rows of cell texts, and every <img src>."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.tables: dict[str, list[list[str]]] = {}
-        self.imgs: list[str] = []
-        self._table: str | None = None
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.imgs.append(a.get("src", ""))
-        elif tag == "table":
-            self._table = a.get("id") or f"anon{len(self.tables)}"
-            self.tables[self._table] = []
-        elif tag == "tr" and self._table:
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None and self._row is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
-            self._cell = None
-        elif tag == "tr" and self._row is not None and self._table:
-            self.tables[self._table].append(self._row)
-            self._row = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def parse(html: str) -> Tables:
-    p = Tables()
-    p.feed(html)
-    p.close()
-    return p
 
 
 def close(text: str, value: float, rel: float = 5e-4) -> bool:

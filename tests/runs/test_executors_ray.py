@@ -133,7 +133,7 @@ def _study(tmp_path: Path, text: str, name: str):
     return load_study(str(path))
 
 
-def _same_run(a: Path, b: Path) -> None:
+def same_run(a: Path, b: Path) -> None:
     """Weights byte for byte; history and metrics exactly, all but the wall-clock timings."""
     assert (a / "weights.safetensors").read_bytes() == (b / "weights.safetensors").read_bytes(), a.name
     ha, hb = (json.loads((d / "history.json").read_text()) for d in (a, b))
@@ -168,7 +168,7 @@ def test_a_quick_study_on_ray_is_bit_identical_to_the_local_backend(ray_address,
     for cfg in study.runs.values():
         rd = run_dir_for(out, cfg)
         assert (rd / "DONE").exists() and not (rd / "checkpoint").exists()
-        _same_run(run_dir_for(ref, cfg), rd)
+        same_run(run_dir_for(ref, cfg), rd)
     # the conv AE trains on its worker's share of the cores, whichever backend runs it
     runs = [json.loads((run_dir_for(d, study.runs["conv"]) / "run.json").read_text()) for d in (ref, out)]
     assert runs[0]["threads"] == runs[1]["threads"] == 1
@@ -205,7 +205,7 @@ def test_stopped_on_ray_then_resumed_on_ray_gives_the_uninterrupted_bits(ray_add
     # resumed without a shared filesystem: the driver ships each checkpoint to its task
     run_study(study, cut, device="cpu", progress=False, report=False, backend="ray", shared_fs=False)
     for cfg in study.runs.values():
-        _same_run(run_dir_for(ref, cfg), run_dir_for(cut, cfg))
+        same_run(run_dir_for(ref, cfg), run_dir_for(cut, cfg))
 
 
 def test_sigint_to_the_cli_on_a_ray_cluster_checkpoints_says_how_to_resume_and_resumes(ray_address, long_ref,
@@ -246,7 +246,7 @@ def test_sigint_to_the_cli_on_a_ray_cluster_checkpoints_says_how_to_resume_and_r
     r = subprocess.run([*EXE, *cmd, "-q"], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     for rd in (ref / "runs").iterdir():
-        _same_run(rd, cut / "runs" / rd.name)
+        same_run(rd, cut / "runs" / rd.name)
 
 
 def test_a_nan_on_a_ray_node_names_the_run_and_node_and_keeps_the_last_good_checkpoint(ray_address, tmp_path):

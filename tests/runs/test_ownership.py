@@ -9,7 +9,6 @@ apart quick runs, protocols and other data. Temporary files of a killed write ar
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -26,22 +25,12 @@ from aelab.errors import AelabError
 from aelab.runs import RUN_MARK, train_runs
 
 from conftest import make_cfg
-from test_reliability import StopAfter
+from conftest import StopAfter, one_line, tree
 
 EXE = [sys.executable, "-m", "aelab.cli"]
 SYN = ["--dataset", "synthetic", "--limit", "400", "--test-limit", "80", "--epochs", "1", "-q"]
 
 
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert err.startswith("aelab: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every file under ``root`` (hidden ones included) → the SHA-256 of its bytes."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def killed_write(directory: Path, target: str, suffix: str = ".tmp") -> Path:

@@ -24,8 +24,7 @@ from aelab.report import figures as F
 from aelab.plots import latent as LF
 from aelab.report import render as R
 
-from test_report import make_run, metric_docs, parse  # noqa: F401  (metric_docs: autouse fixture)
-from test_report_student import cfg, q, write_study
+from conftest import cfg, make_run, parse, q, write_study
 
 
 # ------------------------------------------------------------------------------------------
