@@ -87,6 +87,10 @@ def stripes(data_cfg):
     return xtr, ytr, xte, yte
 
 
+#: one claim, an inline table (TOML keeps an inline table on one line)
+CLAIM = ('{ text = "the box penalty is reported as a loss term", kind = "above", '
+         'params = { metric = "final.terms.outside_box", value = -1.0 } }')
+
 STUDY = f"""
 title = "Extended from outside"
 description = "A family and a data source aelab does not ship."
@@ -114,8 +118,7 @@ question = "A penalty on code values beyond ±1: what does it cost the reconstru
 baseline = "plain"
 variant = "boxed"
 claims = [
-  {{ text = "the box penalty is reported as a loss term", kind = "above",
-     params = {{ metric = "final.terms.outside_box", value = -1.0 }} }},
+  {CLAIM},
 ]
 """
 
