@@ -22,24 +22,8 @@ and returns a :class:`Verdict`.
   ``final.terms.<name>``        a named loss term's last epoch (``final.val_terms.<name>``, ...)
   ============================  =====================================================
 
-* The kinds (the variant run is the one judged; "ratio" is variant / baseline):
-
-  =========================  ===========================================  ==========================
-  kind                       params                                       confirmed when
-  =========================  ===========================================  ==========================
-  ``value_near``             metric, value, rel_tol                       ``|v - value| <= rel_tol·|value|``
-  ``ratio_at_least``         metric, min                                  ``ratio >= min``
-  ``ratio_between``          metric, min, max                             ``min <= ratio <= max``
-  ``plateau``                history, after, max_rel_drop                 the curve fell from epoch 1 to
-                                                                          epoch ``after`` (1-based), then
-                                                                          fell by less than
-                                                                          ``max_rel_drop`` (relative) from
-                                                                          ``after`` to the last epoch
-  ``less_than_baseline``     metric                                       ``v < baseline``
-  ``greater_than_baseline``  metric                                       ``v > baseline``
-  ``below``                  metric, value                                ``v < value``
-  ``above``                  metric, value                                ``v > value``
-  =========================  ===========================================  ==========================
+* The kinds, their parameters and when each is confirmed: :mod:`aelab.study.claims` (where a study
+  validates them on load); this module judges each kind (``JUDGES``, ``register_judge``).
 
   Optional in every claim: ``"of": "baseline"`` judges the baseline run instead of the variant
   (only for the one-run kinds ``value_near``, ``below``, ``above``, ``plateau``; e.g. the lab
