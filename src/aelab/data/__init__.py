@@ -19,7 +19,7 @@ from .cache import DataCache, data_key
 from .config import DataConfig
 from .dataset import Dataset, Nouns
 from .idx import read_idx, write_idx
-from .prepare import TrainData, add_noise, as_flat, as_images, scale
+from .prepare import Scaler, TrainData, add_noise, as_flat, as_images, scale
 from .registry import (
     DATASETS,
     fingerprint,
@@ -96,6 +96,7 @@ __all__ = [
     "read_idx",
     "register_source",
     "sample_shape",
+    "Scaler",
     "scale",
     "unregister_source",
     "with_overrides",

@@ -62,17 +62,60 @@ def scale(
     test = _flatten(x_test_u8, "x_test")
     if train.shape[1] != test.shape[1]:
         raise ValueError(f"x_train has {train.shape[1]} features per sample but x_test has {test.shape[1]}")
-    if method == "unit":
-        return _unit(train, unit_max), _unit(test, unit_max)
-    if method == "standard":
-        if fit == "train":
-            params = _standard_fit(train)
-            return _standard_apply(train, *params), _standard_apply(test, *params)
-        return _standard_apply(train, *_standard_fit(train)), _standard_apply(test, *_standard_fit(test))
-    if fit == "train":
-        params = _minmax_fit(train)
-        return _minmax_apply(train, *params), _minmax_apply(test, *params)
-    return _minmax_apply(train, *_minmax_fit(train)), _minmax_apply(test, *_minmax_fit(test))
+    fitted = Scaler.fit(method, train, unit_max)
+    return fitted.apply(train), (fitted if fit == "train" else Scaler.fit(method, test, unit_max)).apply(test)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """The scaling a run applied to its data, fitted once, applied to any array and inverted.
+
+    ``method`` is ``data.scaling``: ``unit`` divides by ``unit_max`` (the data's declared maximum,
+    255 for 8-bit images; None: values kept as they are), ``minmax`` and ``standard`` use the
+    per-feature parameters ``a``/``b`` fitted on the run's training split (scikit-learn's
+    ``MinMaxScaler`` ``scale_``/``min_``; ``StandardScaler`` mean/std), computed by the same
+    functions as the training arrays (:func:`scale` is built on it), so the values are the same bits.
+    """
+
+    method: str
+    unit_max: float | None = None
+    a: np.ndarray | None = None
+    b: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, method: str, x_train: np.ndarray, unit_max: float | None) -> Scaler:
+        """The scaler of ``method`` fitted on ``x_train`` ``(N, ...)`` (the training split as trained on)."""
+        flat = _flat(x_train)
+        if method == "minmax":
+            return cls(method, None, *_minmax_fit(flat))
+        if method == "standard":
+            return cls(method, None, *_standard_fit(flat))
+        return cls("unit", unit_max)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ``(N, ...)`` as the model sees it: scaled, float32, flat ``(N, D)``."""
+        flat = _flat(x)
+        if self.method == "minmax":
+            return _minmax_apply(flat, self.a, self.b)
+        if self.method == "standard":
+            return _standard_apply(flat, self.a, self.b)
+        return _unit(flat, self.unit_max)
+
+    def invert(self, s: np.ndarray) -> np.ndarray:
+        """Scaled values ``(N, D)`` back in the data's range (float32): the inverse of :meth:`apply`."""
+        s64 = np.asarray(s, dtype=np.float64)
+        if self.method == "minmax":
+            out = (s64 - self.b) / self.a
+        elif self.method == "standard":
+            out = s64 * self.b + self.a
+        else:
+            out = s64 * self.unit_max if self.unit_max is not None else s64
+        return out.astype(np.float32)
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x.reshape(len(x), math.prod(x.shape[1:]))
 
 
 def _unit(x: np.ndarray, unit_max: float | None = 255) -> np.ndarray:

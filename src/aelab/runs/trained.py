@@ -15,7 +15,6 @@ posterior mean of a VAE; nothing is sampled, so encoding twice gives the same co
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,7 +24,7 @@ import torch
 from ..artifacts import HistoryFile, MetricsFile, read_dict, retrain_fix
 from ..config import RunConfig
 from ..data import SOURCES, DataCache, DataOptions, Dataset
-from ..data.prepare import _minmax_apply, _minmax_fit, _standard_apply, _standard_fit, _unit
+from ..data.prepare import Scaler
 from ..errors import AelabError, DataError
 from .directory import is_done, load_model
 from .events import OnEvent, Stop
@@ -33,58 +32,6 @@ from .train import train_runs
 
 #: samples encoded or decoded per forward pass (bounds the memory of a large array)
 BATCH = 1024
-
-
-@dataclass(frozen=True)
-class Scaler:
-    """The scaling a run applied to its data, fitted once, applied to any array and inverted.
-
-    ``method`` is ``data.scaling``: ``unit`` divides by ``unit_max`` (the data's declared maximum,
-    255 for 8-bit images; None: values kept as they are), ``minmax`` and ``standard`` use the
-    per-feature parameters ``a``/``b`` fitted on the run's training split (scikit-learn's
-    ``MinMaxScaler`` ``scale_``/``min_``; ``StandardScaler`` mean/std), computed by the same
-    functions as the training arrays (:func:`aelab.data.scale`), so the values are the same bits.
-    """
-
-    method: str
-    unit_max: Optional[float] = None
-    a: Optional[np.ndarray] = None
-    b: Optional[np.ndarray] = None
-
-    @classmethod
-    def fit(cls, method: str, x_train: np.ndarray, unit_max: Optional[float]) -> "Scaler":
-        """The scaler of ``method`` fitted on ``x_train`` ``(N, ...)`` (the training split as trained on)."""
-        flat = _flat(x_train)
-        if method == "minmax":
-            return cls(method, None, *_minmax_fit(flat))
-        if method == "standard":
-            return cls(method, None, *_standard_fit(flat))
-        return cls("unit", unit_max)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """``x`` ``(N, ...)`` as the model sees it: scaled, float32, flat ``(N, D)``."""
-        flat = _flat(x)
-        if self.method == "minmax":
-            return _minmax_apply(flat, self.a, self.b)
-        if self.method == "standard":
-            return _standard_apply(flat, self.a, self.b)
-        return _unit(flat, self.unit_max)
-
-    def invert(self, s: np.ndarray) -> np.ndarray:
-        """Scaled values ``(N, D)`` back in the data's range (float32): the inverse of :meth:`apply`."""
-        s64 = np.asarray(s, dtype=np.float64)
-        if self.method == "minmax":
-            out = (s64 - self.b) / self.a
-        elif self.method == "standard":
-            out = s64 * self.b + self.a
-        else:
-            out = s64 * self.unit_max if self.unit_max is not None else s64
-        return out.astype(np.float32)
-
-
-def _flat(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    return x.reshape(len(x), math.prod(x.shape[1:]))
 
 
 class TrainedRun:
