@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import json
 import os
 import shlex
@@ -26,6 +27,10 @@ from .errors import AelabError, ConfigError
 INTERRUPTED_EXIT = 130
 
 ACTS = ", ".join(catalog.ACTIVATIONS)
+
+#: commands defined beside their feature (the browser lab, export): each module has
+#: ``add_parser(subparsers)`` and imports nothing heavy until its command runs
+PLUGGED_COMMANDS = ("aelab.serve.command", "aelab.export.command")
 
 
 # -- shared options ----------------------------------------------------------------------------------
@@ -503,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     _add_data_source(lt)
     lt.set_defaults(func=cmd_latent)
+
+    for module in PLUGGED_COMMANDS:
+        importlib.import_module(module).add_parser(sub)
     return p
 
 

@@ -195,6 +195,10 @@ class PlainStepper(_Stepper):
         self.t = 0
         self.term_names = list(spec.term_names())
         self.needs_rng = bool(getattr(self.model, "stochastic", False))
+        #: a model's update that is not a gradient step (a VQ-VAE's EMA codebook), run after each
+        #: optimiser step under no_grad with that step's AEOutput; its state lives in the model's
+        #: buffers, so checkpoints carry it and a resume continues it bit for bit
+        self._after_step = getattr(self.model, "after_step", None)
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                     loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
@@ -208,6 +212,9 @@ class PlainStepper(_Stepper):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self._after_step is not None:
+            with torch.no_grad():
+                self._after_step(out)
         self.t += 1
         div = self.model.report_divisor(yb.shape[0])
         loss_out[0].copy_(loss.detach() / div)

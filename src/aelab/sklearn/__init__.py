@@ -1,0 +1,1 @@
+"""scikit-learn estimators on aelab's runs: ``AutoencoderTransformer``, ``AutoencoderOutlierDetector``."""

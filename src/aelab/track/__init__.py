@@ -1,0 +1,1 @@
+"""Experiment trackers (``--track tensorboard|mlflow``): event consumers, nothing imported unless asked."""
