@@ -57,6 +57,16 @@ class DataSource(_Artifact):
     files: dict[str, str] = Field(default_factory=dict)
 
 
+#: The version of each file format in a run directory, recorded in its ``run.json`` as ``formats``.
+#: A file's layout changes → its number goes up, and the reader that knows both migrates the older
+#: one; a run written by an aelab whose formats are newer than these is refused in one line rather
+#: than misread. Runs from before the record (no ``formats``) are version 1 throughout.
+RUN_FORMATS: dict[str, int] = {
+    "config.json": 1, "history.json": 1, "metrics.json": 1, "codes.npz": 1, "samples.npz": 1,
+    "weights.safetensors": 1, "recon.png": 1, "run.json": 1,
+}
+
+
 class RunRecord(_Artifact):
     """``run.json``: written last but ``DONE``; its hashes are what a finished run is checked against."""
 
@@ -73,6 +83,12 @@ class RunRecord(_Artifact):
     n_train: Optional[int] = None
     threads: Optional[int] = None
     finished: Optional[str] = None
+    #: each file's format version (:data:`RUN_FORMATS` of the writing aelab); None: written before the record
+    formats: Optional[dict[str, int]] = None
+
+    def format_version(self, name: str) -> int:
+        """The format version of the run directory's file ``name`` (1 for a run from before the record)."""
+        return int((self.formats or {}).get(name, 1))
 
     @field_validator("weights_sha256", "config_sha256")
     @classmethod
@@ -313,6 +329,11 @@ def verify_run(run_dir: str | Path, recorded_config: Optional[str] = None) -> Ru
     if not rpath.is_file():
         raise WeightsError(f"{rpath} does not exist, so its weights cannot be verified; {fix}")
     rec = read(RunRecord, rpath, f"its weights cannot be verified; {fix}", WeightsError)
+    newer = sorted(n for n, v in (rec.formats or {}).items() if n in RUN_FORMATS and v > RUN_FORMATS[n])
+    if newer:
+        raise WeightsError(f"{rpath}: {', '.join(newer)} {'is' if len(newer) == 1 else 'are'} in a newer format than "
+                           f"this aelab ({rec.aelab_version or 'a later version'} wrote the run) reads; upgrade aelab "
+                           f"(pip install -U aelab) or {fix}")
     actual = sha256_file(wpath)
     if actual != rec.weights_sha256:
         raise WeightsError(f"{wpath} was modified after training (SHA-256 {actual[:12]}… ≠ recorded "

@@ -14,9 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from aelab.artifacts import RUN_FORMATS
 from aelab.cli import main
 from aelab.errors import AelabError, WeightsError
 from aelab.runs import RunSpec, load_model, read_result, train_runs
+from aelab.runs.directory import RUN_LAYOUT
 
 from conftest import make_cfg
 
@@ -166,6 +168,19 @@ def test_a_run_json_of_an_earlier_version_keeps_loading(run):
     model, cfg = load_model(run)
     assert cfg.name == _cfg().name
     assert read_result(RunSpec.of(_cfg(), run)).metrics["n_test"] == 80
+
+
+def test_a_run_records_each_file_format_and_one_from_a_newer_aelab_is_refused(run):
+    """run.json says which version of each file's format the run was written in; a reader that does not
+    know a newer version refuses the run in one line instead of misreading it."""
+    rec = json.loads((run / "run.json").read_text())
+    assert rec["formats"] == RUN_FORMATS and all(name in RUN_LAYOUT for name in RUN_FORMATS)
+    rec["formats"]["metrics.json"] = RUN_FORMATS["metrics.json"] + 1
+    (run / "run.json").write_text(json.dumps(rec))
+    with pytest.raises(WeightsError) as err:
+        load_model(run)
+    msg = str(err.value)
+    assert "\n" not in msg and "metrics.json is in a newer format" in msg and "upgrade aelab" in msg
 
 
 # -- starting weights -----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 from .. import __version__
 from .._atomic import atomic_path, write_bytes, write_json
 from .._owned import clean_temps
-from ..artifacts import sha256_file
+from ..artifacts import RUN_FORMATS, sha256_file
 from .. import kernels as ckernels
 from ..engine import numerics
 from ..data.prepare import TrainData
@@ -95,6 +95,7 @@ def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, eng
         "cpu_kernels": ckernels.status() if dev.type == "cpu" else None,
         "numerics": numerics.fingerprint() if dev.type == "cpu" else None,  # what the bits depend on
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "formats": dict(RUN_FORMATS),  # each file's format version: a later aelab knows what it reads
     })
     write_bytes(run_dir / "DONE", b"ok\n")  # atomic too: an empty DONE left by a full disk would mark the run done
     with contextlib.suppress(OSError):
