@@ -1,0 +1,55 @@
+"""The lab's ASGI app: ``create_app(workspace, token=...)``.
+
+Routes: the workspace (home, run files, study reports: ``workspace_routes``), training
+(``training.py``), studies (``studies.py``) and serve-lab's draw and explore pages
+(``lab.routes``); ``/static`` serves ``aelab/serve/static``. Every request passes
+:class:`~aelab.serve.security.Security` first (Host, Origin, token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterable, Optional
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from .security import LOCAL_HOSTS, Security
+from .workspace import Workspace
+
+HERE = Path(__file__).parent
+
+
+def create_app(workspace: Workspace, *, token: Optional[str] = None, allowed_hosts: Iterable[str] = LOCAL_HOSTS,
+               data_dir: Optional[Path] = None) -> Starlette:
+    """The lab for ``workspace``. ``token``: required on every request when given (a bind other than
+    loopback); ``allowed_hosts``: the host names the server answers to (see ``security.py``).
+    ``data_dir``: where uploads are kept (default: ``<workspace>/uploads``)."""
+    from . import home, studies, training  # the page modules (they import PyTorch only when they train)
+
+    try:  # serve-lab's pages (draw, explore): plainly imported once lab.py exists
+        from . import lab
+        lab_routes = lab.routes(workspace)
+    except ImportError:
+        lab_routes = []
+
+    trainer = training.Trainer(workspace)
+    launcher = studies.StudyLauncher(workspace)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        # the server stops (Ctrl-C, SIGTERM, a test's should_exit): checkpoint what trains, then wait for it
+        trainer.close()
+        launcher.close()
+
+    routes = [*home.routes(workspace), *training.routes(trainer), *studies.routes(launcher),
+              *lab_routes,
+              Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(Security, allowed_hosts=allowed_hosts, token=token)])
+    app.state.workspace, app.state.trainer, app.state.launcher = workspace, trainer, launcher
+    return app
