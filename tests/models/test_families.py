@@ -47,6 +47,12 @@ VAE_CONV_DEC = ["196:relu", {"kind": "reshape", "shape": [7, 7, 4]},
                  "activation": "relu"},
                 {"kind": "conv2d-transpose", "filters": 1, "kernel": 3, "stride": 2, "padding": "same",
                  "activation": "sigmoid"}]
+VQ_CONV_ENC = [{"kind": "conv2d", "filters": 4, "kernel": 3, "stride": 2, "padding": "same", "activation": "relu"},
+               {"kind": "conv2d", "filters": 2, "kernel": 3, "stride": 2, "padding": "same", "activation": "linear"}]
+VQ_CONV_DEC = [{"kind": "conv2d-transpose", "filters": 4, "kernel": 3, "stride": 2, "padding": "same",
+                "activation": "relu"},
+               {"kind": "conv2d-transpose", "filters": 1, "kernel": 3, "stride": 2, "padding": "same",
+                "activation": "sigmoid"}]
 
 CASES = {
     "ae": [{}, {"encoder": ["64:relu", "16:tanh"], "decoder": ["64:relu", "784:relu"], "activity_l1": 1e-3},
@@ -57,6 +63,11 @@ CASES = {
                     {"encoder": ["32:relu", "8:tanh"], "decoder": ["32:relu", "784:sigmoid"], "lam": 0.1}],
     "kl_sparse": [{"encoder": ["16:sigmoid"], "rho": 0.1, "beta": 1.0}],
     "tied": [{"encoder": ["64:relu", "16:relu"], "decoder": ["64:relu", "784:sigmoid"]}],
+    "vqvae": [{"encoder": ["64:relu", "16:linear"], "decoder": ["64:relu", "784:sigmoid"], "codebook_size": 16,
+               "embedding_dim": 4},
+              {"encoder": ["64:relu", "16:linear"], "decoder": ["64:relu", "784:sigmoid"], "codebook_size": 16,
+               "embedding_dim": 4, "ema": True, "decay": 0.9},  # the EMA update: not a gradient step
+              {"encoder": VQ_CONV_ENC, "decoder": VQ_CONV_DEC, "codebook_size": 8, "embedding_dim": 2}],
 }
 DATA = {"dataset": "synthetic", "limit": 256, "test_limit": 64}
 
@@ -168,6 +179,8 @@ def test_builds_from_config_and_toml(tmp_path, family, model):
 
 
 def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, (int, float)):
