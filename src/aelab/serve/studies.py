@@ -1,15 +1,278 @@
-"""Studies from the page (being built)."""
+"""Studies from the page: launch a shipped study (``--quick`` by default), watch each of its runs,
+open the report when it is written.
+
+A study trains with :func:`aelab.run_study` in a worker thread, into the same folder ``aelab study``
+would use (``studies-out/<study>[-quick][-<overrides>]`` of the workspace), so the CLI and the page
+resume each other's studies; its events (every run's epochs, one progress over the whole study)
+are kept by a :class:`StudyJob` and streamed to the page as server-sent events, like a training's.
+Stop checkpoints every running run (Ctrl-C's stop); launching the same study again resumes it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import catalog
+from ..errors import AelabError
+from .pages import page
+from .training import _sse
+from .workspace import PathRefused, Workspace
+
+#: the data a study may be switched to from the page ("": as the study is written)
+DATA_CHOICES = ("", "digits", "synthetic", "mnist")
+_serial = itertools.count(1)
+
+
+@dataclass
+class StudyJob:
+    """One study training in this server: ``runs`` by index (name, epoch, epochs, state, val loss)."""
+
+    name: str
+    rel: str
+    out: Path
+    stop: Any
+    serial: int = field(default_factory=lambda: next(_serial))
+    state: str = "starting"
+    message: str = ""
+    done: int = 0
+    total: int = 0
+    runs: dict[int, dict] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    thread: Optional[threading.Thread] = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def push(self, msg: dict) -> None:
+        with self.lock:
+            self.events.append(msg)
+
+    def set_state(self, state: str, message: str = "") -> None:
+        self.state, self.message = state, message
+        self.push({"type": "state", "state": state, "message": message})
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def snapshot(self) -> dict:
+        return {"type": "snapshot", "name": self.name, "rel": self.rel, "state": self.state, "message": self.message,
+                "done": self.done, "total": self.total, "runs": {str(k): v for k, v in self.runs.items()},
+                "report": f"/files/{self.rel}/report.html" if (self.out / "report.html").is_file() else None}
+
 
 class StudyLauncher:
-    def __init__(self, ws) -> None:
-        self.ws = ws
+    """The server's studies: one thread each, at most one per output folder."""
 
-    def close(self) -> None:
-        pass
+    def __init__(self, ws: Workspace, *, workers: Optional[int] = None) -> None:
+        self.ws = ws
+        self.workers = workers
+        self.jobs: dict[str, StudyJob] = {}
+        self.closing = threading.Event()
+        self._lock = threading.Lock()
+
+    def launch(self, name: str, *, quick: bool = True, dataset: str = "") -> StudyJob:
+        """Start study ``name`` (a shipped one) with ``--quick`` settings, on ``dataset`` if given."""
+        from ..study import load_study  # deferred: PyTorch
+        from ..study.plan import study_out  # deferred: as above
+
+        if self.closing.is_set():
+            raise AelabError("the server is shutting down; launch the study again after it restarts")
+        if name not in catalog.studies():
+            raise AelabError(f"unknown study {name!r}; shipped studies: {', '.join(catalog.studies())}")
+        if dataset not in DATA_CHOICES:
+            raise AelabError(f"data {dataset!r}: choose one of {', '.join(d or 'as written' for d in DATA_CHOICES)}")
+        ov = {"data.dataset": dataset} if dataset else {}
+        study = load_study(name, quick=quick, overrides=ov)
+        out = self.ws.root / study_out(study, ov)
+        from ..runs import Stop  # deferred: PyTorch
+
+        with self._lock:
+            rel = out.relative_to(self.ws.root).as_posix()
+            old = self.jobs.get(rel)
+            if old is not None and old.alive:
+                raise AelabError(f"{rel} is running already; watch it below")
+            self.ws.claim(out)
+            job = StudyJob(study.name, rel, out, Stop())
+            self.jobs[rel] = job
+            job.set_state("starting", f"reading the data and checking {len(study.runs)} runs")
+            job.thread = threading.Thread(target=self._run, args=(job, study), name=f"aelab-study-{rel}", daemon=True)
+            job.thread.start()
+        return job
+
+    def _run(self, job: StudyJob, study) -> None:
+        from ..data import DataOptions  # deferred: PyTorch
+        from ..report import build_report  # deferred: matplotlib
+        from ..runs import Interrupted  # deferred: PyTorch
+        from ..runs.events import EpochEnded, Progress, RunFinished, RunFinishing, RunStarted  # deferred: as above
+        from ..study import run_study  # deferred: as above
+
+        def on_event(ev) -> None:
+            if isinstance(ev, Progress):
+                job.done, job.total = ev.done, ev.total
+                job.push({"type": "progress", "done": ev.done, "total": ev.total})
+                return
+            r = job.runs.setdefault(ev.index, {"name": ev.run, "epoch": 0, "epochs": 0, "state": "queued",
+                                               "val_loss": None})
+            if isinstance(ev, RunStarted):
+                r.update(epochs=ev.epochs, epoch=ev.start_epoch, state="training")
+            elif isinstance(ev, EpochEnded):
+                r.update(epoch=ev.epoch, epochs=ev.epochs, val_loss=float(ev.val.get("loss", float("nan"))))
+            elif isinstance(ev, RunFinishing):
+                r.update(state="finishing")
+            elif isinstance(ev, RunFinished):
+                r.update(state="finished")
+            job.push({"type": "run", "index": ev.index, **r})
+
+        try:
+            job.set_state("training")
+            run_study(study, job.out, progress=False, data_opts=DataOptions(progress=False), stop=job.stop,
+                      workers=self.workers, on_event=on_event, report=lambda out: self._report(job, out, build_report))
+        except Interrupted as exc:
+            job.set_state("stopped", f"{exc} — launch it again to resume")
+        except AelabError as exc:
+            job.set_state("failed", str(exc))
+        except Exception as exc:  # a bug must reach the page, not only the server's log
+            job.set_state("failed", f"{type(exc).__name__}: {exc}")
+        else:
+            job.push({"type": "report", "report": f"/files/{job.rel}/report.html"})
+            job.set_state("finished", "the report is written")
+        finally:
+            self.ws.release(job.out)
+
+    @staticmethod
+    def _report(job: StudyJob, out: Path, build) -> None:
+        job.set_state("reporting", "writing the report and its figures")
+        build(out)
+
+    def stop(self, rel: str) -> StudyJob:
+        job = self.jobs.get(rel)
+        if job is None or not job.alive:
+            raise AelabError(f"{rel} is not running in this server")
+        job.stop.set("stopped from the page")
+        job.set_state("stopping", "every running run checkpoints after its current step")
+        return job
+
+    def stop_all(self, why: str = "the server stopped") -> None:
+        self.closing.set()
+        for job in list(self.jobs.values()):
+            if job.alive:
+                job.stop.set(why)
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Stop every study (a checkpoint per running run) and wait for them."""
+        self.stop_all()
+        for job in list(self.jobs.values()):
+            if job.thread is not None:
+                job.thread.join(timeout)
+
+
+def _study_list() -> list[dict]:
+    """The shipped studies: name and what they hold (read from their TOML files, nothing trained)."""
+    from ..study import load_study  # deferred: PyTorch
+
+    out = []
+    for name in catalog.studies():
+        try:
+            s = load_study(name, quick=True)
+            desc = getattr(s, "description", "") or ""
+            out.append({"name": name, "runs": len(s.runs), "description": desc})
+        except AelabError as exc:
+            out.append({"name": name, "runs": 0, "description": f"cannot load: {exc}"})
+    return out
 
 
 def routes(launcher: StudyLauncher) -> list:
-    return []
+    ws = launcher.ws
+    cache: dict[str, list] = {}
+
+    async def studies_page(request: Request, error: str = "", status: int = 200) -> Response:
+        if "list" not in cache:
+            cache["list"] = await asyncio.to_thread(_study_list)
+        jobs = sorted(launcher.jobs.values(), key=lambda j: -j.serial)
+        done = [s for s in ws.studies()]
+        return page(request, "studies.html", status_code=status, title="Studies", studies=cache["list"], jobs=jobs,
+                    outputs=done, error=error, data_choices=DATA_CHOICES)
+
+    async def launch(request: Request) -> Response:
+        form = await request.form()
+        name = str(form.get("study", ""))
+        try:
+            job = await asyncio.to_thread(launcher.launch, name, quick=form.get("quick") is not None,
+                                          dataset=str(form.get("dataset", "")))
+        except AelabError as exc:
+            return await studies_page(request, str(exc), 409)
+        return RedirectResponse(f"/studies/job/{job.rel}", 303)
+
+    def _rel(request: Request) -> str:
+        return ws.rel(ws.resolve(request.path_params["path"], must_exist=False))
+
+    async def job_page(request: Request) -> Response:
+        try:
+            rel = _rel(request)
+        except PathRefused as exc:
+            return page(request, "message.html", 404, title="Not found", message=str(exc))
+        job = launcher.jobs.get(rel)
+        if job is None:
+            return page(request, "message.html", 404, title="Not found",
+                        message=f"{rel} was not launched in this server; its report, if any, is on the workspace page")
+        return page(request, "study.html", title=job.name, job=job)
+
+    async def stop(request: Request) -> Response:
+        try:
+            job = launcher.stop(_rel(request))
+        except AelabError as exc:
+            return JSONResponse({"ok": False, "message": str(exc)}, 409)
+        return JSONResponse({"ok": True, "state": job.state})
+
+    async def events(request: Request) -> Response:
+        try:
+            rel = _rel(request)
+        except PathRefused as exc:
+            return JSONResponse({"message": str(exc)}, 404)
+        job = launcher.jobs.get(rel)
+        if job is None:
+            return JSONResponse({"message": f"{rel} was not launched in this server"}, 404)
+
+        async def stream():
+            yield "retry: 2000\n\n"
+            with job.lock:
+                seen = len(job.events)
+                snap = job.snapshot()
+            yield _sse(snap)
+            quiet = 0.0
+            while not launcher.closing.is_set():
+                with job.lock:
+                    new = job.events[seen:]
+                    seen += len(new)
+                for msg in new:
+                    yield _sse(msg)
+                if new:
+                    quiet = 0.0
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.2)
+                quiet += 0.2
+                if quiet >= 15:
+                    quiet = 0.0
+                    yield ": still here\n\n"
+            with job.lock:
+                new = job.events[seen:]
+            for msg in new:
+                yield _sse(msg)
+            yield _sse({"type": "state", "state": "server-stopped", "message": "the server stopped"})
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return [Route("/studies", studies_page, methods=["GET"]), Route("/studies", launch, methods=["POST"]),
+            Route("/studies/job/{path:path}/events", events),
+            Route("/studies/job/{path:path}/stop", stop, methods=["POST"]),
+            Route("/studies/job/{path:path}", job_page)]

@@ -104,6 +104,22 @@ class Workspace:
         """``path`` (inside the root) relative to it, "/"-separated."""
         return Path(path).resolve().relative_to(self.root).as_posix()
 
+    def claim(self, path: Path) -> None:
+        """Mark ``path`` as written by this server (a training, a study) until :meth:`release`; one
+        that overlaps a claimed one (the same, inside it, or holding it) is refused: aelab's locks are
+        re-entrant within a process, so they would not stop a second writer here."""
+        p = Path(path).resolve()
+        with self._lock:
+            for a in self.active:
+                if a == p or a in p.parents or p in a.parents:
+                    raise AelabError(f"{self.rel(p)} is being written by this server already ({self.rel(a)}); "
+                                     "wait for it to finish, or stop it first")
+            self.active.add(p)
+
+    def release(self, path: Path) -> None:
+        with self._lock:
+            self.active.discard(Path(path).resolve())
+
     # -- listing --------------------------------------------------------------------------------
     def _walk(self):
         """(dir, names) of every folder below the root, at most MAX_DEPTH deep, no link followed."""

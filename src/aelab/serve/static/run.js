@@ -1,0 +1,148 @@
+// A run's page: loss curves that grow epoch by epoch, a reconstruction row, and the controls.
+// Progress arrives by server-sent events; closing the tab stops nothing on the server.
+import { drawCurves } from "/static/chart.js";
+
+const root = document.querySelector(".run-page");
+const rel = root.dataset.run;
+const base = "/train/run/" + rel.split("/").map(encodeURIComponent).join("/");
+const $ = (id) => document.getElementById(id);
+const LIVE = new Set(["starting", "training", "finishing", "pausing", "stopping", "running"]);
+
+let history = {};
+let epochs = 0;
+let state = "";
+
+function setState(s, message) {
+  state = s;
+  const badge = $("run-state");
+  badge.textContent = s;
+  const cls = LIVE.has(s) ? "running" : (s === "paused" || s === "stopped" ? "interrupted" : s);
+  badge.className = "status " + cls;
+  const live = LIVE.has(s);
+  const resumable = s === "paused" || s === "stopped" || s === "interrupted";
+  $("btn-pause").disabled = !(s === "training");
+  $("btn-stop").disabled = !(live && s !== "stopping" && s !== "finishing");
+  $("btn-resume").disabled = !resumable;
+  $("btn-step").disabled = !(resumable || s === "training");
+  $("link-draw").classList.toggle("hidden", s !== "finished");
+  $("link-explore").classList.toggle("hidden", s !== "finished");
+  if (message !== undefined) say(message, s === "failed" || s === "damaged");
+}
+
+function say(text, error) {
+  const m = $("message");
+  m.textContent = text || "";
+  m.classList.toggle("hidden", !text);
+  m.className = "message " + (error ? "error" : "info") + (text ? "" : " hidden");
+}
+
+function setEpoch(e, of) {
+  if (of) epochs = of;
+  $("epoch-text").textContent = `epoch ${e} of ${epochs}`;
+  $("bar").style.width = epochs ? `${(100 * e) / epochs}%` : "0";
+}
+
+function redraw() {
+  drawCurves($("charts"), history, epochs);
+}
+
+function drawRecon(r) {
+  const [c, h, w] = r.shape;
+  const n = r.n;
+  const scale = Math.max(2, Math.floor(56 / h));
+  const box = $("recon");
+  let cv = box.querySelector("canvas");
+  if (!cv) {
+    box.innerHTML = "";
+    cv = document.createElement("canvas");
+    cv.id = "recon-canvas";
+    box.appendChild(cv);
+  }
+  cv.width = n * (w + 2) * scale;
+  cv.height = 2 * (h + 2) * scale;
+  const ctx = cv.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, cv.width, cv.height);
+  const rows = [atob(r.orig), atob(r.recon)];
+  const img = ctx.createImageData(w, h);
+  const tmp = document.createElement("canvas");
+  tmp.width = w; tmp.height = h;
+  const tctx = tmp.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  rows.forEach((bytes, row) => {
+    for (let k = 0; k < n; k++) {
+      const off = k * c * h * w;
+      for (let p = 0; p < h * w; p++) {
+        const g = [0, 1, 2].map((ch) => bytes.charCodeAt(off + (c === 3 ? ch * h * w : 0) + p));
+        // dark ink on white, as the report draws them
+        img.data[4 * p] = 255 - g[0]; img.data[4 * p + 1] = 255 - g[1]; img.data[4 * p + 2] = 255 - g[2];
+        img.data[4 * p + 3] = 255;
+      }
+      tctx.putImageData(img, 0, 0);
+      ctx.drawImage(tmp, (k * (w + 2) + 1) * scale, (row * (h + 2) + 1) * scale, w * scale, h * scale);
+    }
+  });
+  $("recon-note").textContent = `after epoch ${r.epoch} · top: test images · bottom: the model's reconstructions`;
+}
+
+function showFinalPng(src) {
+  if (!src) return;
+  const box = $("recon");
+  box.innerHTML = "";
+  const img = document.createElement("img");
+  img.id = "recon-png";
+  img.alt = "test images (top) and their reconstructions (bottom)";
+  img.src = src + "?t=" + Date.now();
+  box.appendChild(img);
+  $("recon-note").textContent = "the finished run's recon.png · top: test images · bottom: reconstructions";
+}
+
+const es = new EventSource(base + "/events");
+es.addEventListener("snapshot", (ev) => {
+  const s = JSON.parse(ev.data);
+  history = s.history || {};
+  setEpoch(s.epoch, s.epochs);
+  setState(s.state, s.message);
+  redraw();
+  if (s.recon) drawRecon(s.recon);
+  else if (s.state === "finished" && s.recon_png) showFinalPng(s.recon_png);
+});
+es.addEventListener("history", (ev) => {
+  history = JSON.parse(ev.data).history || {};
+  redraw();
+});
+es.addEventListener("epoch", (ev) => {
+  const e = JSON.parse(ev.data);
+  for (const [k, v] of Object.entries(e.train)) (history[k] ||= []).push(v);
+  for (const [k, v] of Object.entries(e.val)) (history["val_" + k] ||= []).push(v);
+  setEpoch(e.epoch, e.epochs);
+  redraw();
+});
+es.addEventListener("recon", (ev) => drawRecon(JSON.parse(ev.data)));
+es.addEventListener("state", (ev) => {
+  const s = JSON.parse(ev.data);
+  if (s.state === "server-stopped") { es.close(); setState("stopped", s.message); return; }
+  setState(s.state, s.message);
+});
+es.addEventListener("finish-step", (ev) => {
+  const f = JSON.parse(ev.data);
+  say(`finishing: ${f.step} (${f.done} of ${f.of})`);
+});
+es.addEventListener("final", (ev) => showFinalPng(JSON.parse(ev.data).recon_png));
+
+async function act(what) {
+  for (const b of document.querySelectorAll(".controls button")) b.disabled = true;
+  let r;
+  try {
+    r = await fetch(`${base}/${what}`, { method: "POST" });
+  } catch (err) {
+    say(`the server did not answer (${err})`, true);
+    return;
+  }
+  const body = await r.json();
+  if (!body.ok) { say(body.message, true); setState(state); }
+}
+$("btn-pause").addEventListener("click", () => act("pause"));
+$("btn-step").addEventListener("click", () => act("step"));
+$("btn-resume").addEventListener("click", () => act("resume"));
+$("btn-stop").addEventListener("click", () => act("stop"));
