@@ -14,6 +14,8 @@ posterior mean of a VAE; nothing is sampled, so encoding twice gives the same co
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -21,11 +23,15 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..artifacts import HistoryFile, MetricsFile, read_dict, retrain_fix
+from .. import _display as D
+from .. import numfmt as N
+from .. import plots
+from ..artifacts import HistoryFile, MetricsFile, read_dict, read_samples, retrain_fix
 from ..config import RunConfig
 from ..data import SOURCES, DataCache, DataOptions, Dataset
 from ..data.prepare import Scaler
 from ..errors import AelabError, DataError
+from ..models import family_of
 from .directory import is_done, load_model
 from .events import OnEvent, Stop
 from .train import train_runs
@@ -57,6 +63,106 @@ class TrainedRun:
 
     def __repr__(self) -> str:
         return f"TrainedRun({str(self.run_dir)!r}, {self.config.name!r}, {len(self.history['loss'])} epochs)"
+
+    # -- rich display (a notebook shows a run by itself) ---------------------------------------
+    def _repr_html_(self) -> str:
+        """The run as a notebook shows it: its name, family, data and key numbers (final losses, each
+        loss term, the test-set diagnostics, the family's own), the reconstructions and the loss
+        curves. Self-contained (:mod:`aelab._display`): figures inline, no script, no network."""
+        training, test = self.key_numbers()
+        return D.card(self.config.name, self._meta(),
+                      '<div class="row">' + D.key_table(training, caption="training")
+                      + D.key_table(test, caption="test-set diagnostics") + "</div>",
+                      D.figure(self.recon_png(), f"{self.config.name}: test images and their reconstructions",
+                               "top: test images; below: their reconstructions (the seed's compare_digits)"),
+                      D.figure(self.curves_png(), f"{self.config.name}: loss per epoch",
+                               "loss per epoch: train solid, validation dashed", width=560))
+
+    def _repr_png_(self) -> Optional[bytes]:
+        """The run's reconstruction figure (test images above their reconstructions), as PNG bytes."""
+        return self.recon_png()
+
+    def recon_png(self) -> Optional[bytes]:
+        """The reconstruction figure: the run's ``recon.png`` as training wrote it, or drawn again from
+        its ``samples.npz`` (None when neither is there)."""
+        path = self.run_dir / "recon.png"
+        with contextlib.suppress(OSError):
+            data = path.read_bytes()
+            if data.startswith(D.PNG_SIGNATURE):
+                return data
+        with contextlib.suppress(AelabError, OSError, KeyError, ValueError):
+            arrays = read_samples(self.run_dir / "samples.npz", "retrain the run to redraw its reconstructions")
+            return plots.recon_grid([("original", arrays["original"]), ("reconstructed", arrays["reconstructed"])],
+                                    shape=self.sample_shape)
+        return None
+
+    def curves_png(self) -> bytes:
+        """Train (solid) and validation (dashed) loss per epoch and, when the family adds terms to the
+        loss (a KL, a penalty), those terms in a panel of their own, as PNG bytes."""
+        fam = family_of(self.config.model)
+        terms = [k for k, v in (self.history.get("terms") or {}).items()
+                 if k != "reconstruction" and any(isinstance(x, (int, float)) and x != 0 for x in v)]
+        return plots.loss_curves({"history": self.history}, {}, (self.config.name, ""), terms=terms,
+                                 term_names={k: fam.term_label(k) for k in terms},
+                                 terms_title="loss terms" if terms else None)
+
+    def _record(self) -> dict:
+        with contextlib.suppress(OSError, ValueError):
+            rec = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
+            if isinstance(rec, dict):
+                return rec
+        return {}
+
+    def _meta(self) -> str:
+        cfg, rec = self.config, self._record()
+        fam = family_of(cfg.model)
+        src = rec.get("data_source") if isinstance(rec.get("data_source"), dict) else {}
+        n_train = rec.get("n_train")
+        data = f"data {cfg.data.dataset} ({'×'.join(map(str, self.sample_shape))}"
+        data += f", {n_train:,} training samples)" if isinstance(n_train, int) else ")"
+        if src.get("source"):
+            data += f" from {src['source']}"
+        arch = " → ".join(_layer_text(layer) for part in ("encoder", "decoder")
+                          for layer in (getattr(cfg.model, part, None) or ()))
+        epochs = len(self.history.get("loss") or [])
+        return (f"family {cfg.model.family} ({fam.label})" + (f": {arch}" if arch else "")
+                + f" · {data} · {epochs} epochs, batch {cfg.train.batch_size} · {self.run_dir}")
+
+    def key_numbers(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+        """The run's key numbers as (label, value) pairs, those of training and those of the test set
+        (``metrics.json``: reconstruction, code, latent and the family's own diagnostics); a value is
+        None where the run does not have it."""
+        h, m = self.history, self.metrics
+        fam = family_of(self.config.model)
+
+        def last(values: Any) -> Any:
+            return values[-1] if isinstance(values, list) and values else None
+
+        train: list[tuple[str, Any]] = [("final loss (train)", last(h.get("loss"))),
+                                        ("final loss (validation)", last(h.get("val_loss")))]
+        for k, v in (h.get("val_terms") or {}).items():
+            if k != "reconstruction" or len(h.get("val_terms") or {}) > 1:
+                train.append((f"{fam.term_label(k)} (validation, final)", last(v)))
+        secs = h.get("epoch_seconds")
+        train.append(("training time (s)", float(sum(secs)) if isinstance(secs, list) and secs else None))
+        code = m.get("code") if isinstance(m.get("code"), dict) else {}
+        lat = m.get("latent") if isinstance(m.get("latent"), dict) else {}
+        test: list[tuple[str, Any]] = [
+            ("test BCE per pixel", m.get("bce")), ("test MSE", m.get("mse")), ("PSNR (dB)", m.get("psnr")),
+            ("SSIM", m.get("ssim")), ("reconstruction diversity", m.get("diversity")),
+            ("dead code units", f"{code['dead_units']} of {code['units']}" if "units" in code else None),
+            ("linear-probe accuracy of the code", lat.get("probe_accuracy")),
+            ("5-NN accuracy of the code", lat.get("knn_accuracy")),
+            ("k-means ARI / NMI", f"{N.fmt_num(lat['ari'], 3)} / {N.fmt_num(lat['nmi'], 3)}" if "ari" in lat else None),
+        ]
+        anomaly = lat.get("anomaly") if isinstance(lat.get("anomaly"), dict) else {}
+        test.append(("anomaly ROC-AUC (held-out classes)", anomaly.get("auc")))
+        noisy = m.get("noisy") if isinstance(m.get("noisy"), dict) else {}
+        test.append(("PSNR on noisy inputs (dB)", noisy.get("psnr")))
+        for k, v in (m.get("family") or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                test.append((fam.diagnostic_label(k), v))
+        return train, test
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -124,6 +230,16 @@ class TrainedRun:
         with torch.no_grad():
             out = [self.model(t[s:s + BATCH]).recon for s in range(0, len(t), BATCH)]
         return self._outputs(torch.cat(out) if out else t)
+
+
+def _layer_text(layer: Any) -> str:
+    """A layer as a person reads it in one line: ``32:relu`` for a dense layer, else its kind
+    (with its filters for a convolution)."""
+    kind = getattr(layer, "kind", type(layer).__name__)
+    if kind == "dense":
+        return str(layer)
+    filters = getattr(layer, "filters", None)
+    return f"{kind} {filters}" if filters else str(kind)
 
 
 def _cache(data: "DataCache | DataOptions | None") -> DataCache:
