@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import jinja2
 import numpy as np
 
-from .. import _atomic
+from .. import _atomic, _display
 from .. import latent as L
 from ..data.registry import DATASETS
 from ..metrics import METRIC_DOCS
@@ -68,6 +68,20 @@ class Report:
     def markdown(self) -> str:
         """The Markdown page (figures linked as ``figures/*.png`` beside it)."""
         return _environment(False).get_template("report.md.j2").render(**self.context)
+
+    def _repr_html_(self) -> str:
+        """The report inline in a notebook: :meth:`html`'s body with its figures (data URIs) and its
+        styles scoped to the report's own ``<div>`` (a page's ``body``/``h2`` rules would restyle the
+        notebook around it). Self-contained: no script, no network resource."""
+        page = self.html()
+        css = "\n".join(re.findall(r"<style[^>]*>(.*?)</style>", page, flags=re.S))
+        body = re.search(r"<body[^>]*>(.*)</body>", page, flags=re.S)
+        return (f'<div class="aelab-report"><style>{_display.scope_css(css, ".aelab-report")}</style>'
+                f'{body.group(1) if body else page}</div>')
+
+    def _repr_png_(self) -> bytes | None:
+        """The report's first figure (a study's first question's loss curves, a sweep's panel), as PNG bytes."""
+        return next(iter(self.figures.values()), None)
 
 
 @dataclass(frozen=True)
