@@ -16,6 +16,7 @@ from .claims import (
     register_claim_kind,
 )
 from .output import run_dir_for
+from .result import StudyResult
 from .runner import RESULTS_FORMAT, RESULTS_VERSION, run_study
 from .spec import (
     BASE_PROTOCOL,
@@ -32,7 +33,7 @@ from .sweep import parse_values, run_sweep, sweep_configs
 
 __all__ = [
     "BASE_PROTOCOL", "CLAIM_KINDS", "RESULTS_FORMAT", "RESULTS_VERSION", "Claim", "ClaimError", "ClaimParams",
-    "Protocol", "Question", "Study", "find_study", "load_study", "parse_claim", "parse_metric_path", "parse_values",
+    "Protocol", "Question", "Study", "StudyResult", "find_study", "load_study", "parse_claim", "parse_metric_path", "parse_values",
     "protocol_name", "register_claim_kind", "run_dir_for", "run_study", "run_sweep", "shipped_studies",
     "study_from_dict", "sweep_configs",
 ]

@@ -28,6 +28,7 @@ from ..runs import is_done, load_model, open_executor, resolve_device, train_run
 from ..runs.events import OnEvent
 from ..runs.executors.local import LocalExecutor
 from .output import check_output, data_text, output_mark, owned_output, run_dir_for
+from .result import StudyResult
 from .spec import BASE_PROTOCOL, Study
 
 #: results.json says what it is and which version of the format it follows (docs/formats.md);
@@ -129,7 +130,7 @@ def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "a
               data_opts: DataOptions | None = None, report: Report | bool | None = None,
               stop: StopFlag | None = None, workers: int | None = None, seeds: int = 1,
               backend: str = "local", address: str | None = None, shared_fs: bool | None = None,
-              on_event: OnEvent | None = None) -> dict:
+              on_event: OnEvent | None = None) -> StudyResult:
     """Train a study's runs into ``out/runs`` (each distinct config once) and write results.json.
 
     ``out`` is owned by this process while it runs (a second process writing the same study gets
@@ -140,7 +141,8 @@ def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "a
     event of the study's training, one stream (:mod:`aelab.runs.events`). ``seeds`` K > 1: every
     run trained again with seeds seed+1 … seed+K−1 (results.json ``replicates``). ``report``: called
     with ``out`` once results.json is written (the CLI passes :func:`aelab.report.build_report`);
-    None or False: nothing more is written. Returns what results.json holds.
+    None or False: nothing more is written. Returns what results.json holds, as a
+    :class:`~aelab.study.result.StudyResult` (a dict that also opens its runs and shows itself in a notebook).
     """
     out = Path(out)
     report = report_step(report)
@@ -156,7 +158,7 @@ def run_study(study: Study, out: Path, *, device: str = "auto", engine: str = "a
                              workers=workers, seeds=seeds, backend=be, on_event=on_event)
         if report:
             report(out)
-        return results
+        return StudyResult(results, out)
 
 
 def report_step(report: Report | bool | None) -> Report | None:

@@ -20,6 +20,7 @@ from ..engine.loop import StopFlag
 from ..errors import ConfigError
 from ..runs.events import OnEvent
 from .output import check_output, data_text, output_mark, owned_output
+from .result import StudyResult
 from .runner import Report, opened, report_step, results_head, run_record, train_all
 
 
@@ -96,12 +97,13 @@ def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path,
               report: Report | bool | None = None, stop: StopFlag | None = None,
               workers: int | None = None, quick: bool = False, backend: str = "local",
               address: str | None = None, shared_fs: bool | None = None, seeds: int = 1,
-              on_event: OnEvent | None = None) -> dict:
+              on_event: OnEvent | None = None) -> StudyResult:
     """Train ``base`` once per value of ``parameter`` into ``out`` and write results.json;
     ``backend``/``address``/``shared_fs``, ``on_event`` and ``report`` (e.g.
     :func:`aelab.report.build_sweep_report`) as for :func:`aelab.study.run_study`. ``seeds`` K > 1:
     each value is trained again with seeds seed+1 … seed+K−1 (results.json ``replicates``, as a
-    study's), so the report can show the spread the seed alone causes."""
+    study's), so the report can show the spread the seed alone causes. Returns what results.json
+    holds, as a :class:`~aelab.study.result.StudyResult`."""
     out = Path(out)
     report = report_step(report)
     if seeds < 1:
@@ -121,7 +123,7 @@ def run_sweep(base: RunConfig, parameter: str, values: Sequence[Any], out: Path,
                              on_event=on_event)
         if report:
             report(out)
-        return results
+        return StudyResult(results, out)
 
 
 def _run_sweep(base, parameter, values, cfgs, out, *, device, engine, progress, data, stop, workers,
