@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from .. import _display as D
 from .. import latent as L
 from .._atomic import atomic_path, ensure_dir, write_json
 from .._lock import dir_lock, is_lock_file
@@ -31,10 +32,73 @@ from ..runs import DataCache, is_done, load_model
 from ..runs.codes import (CODES_FILE, FIGURES, LATENT_FORMAT, LATENT_LAYOUT, LATENT_MARK, class_names, code_arrays,
                           decode, encode, input_baselines, labels_for, names_of, read_codes, write_codes)
 
-__all__ = ["analyse", "check_latent_out", "latent_mark", "quality_lines", "dumps", "MAP_POINTS"]
+__all__ = ["LatentAnalysis", "analyse", "check_latent_out", "latent_mark", "quality_lines", "dumps", "MAP_POINTS"]
 
 #: the test points a t-SNE / UMAP map lays out (t-SNE's cost grows faster than linearly)
 MAP_POINTS = 2000
+
+
+#: the figures of an analysis in the order a display shows them, each with what to look at
+FIGURE_CAPTIONS = {
+    "map": "test codes in 2-D, coloured by class, with one image per class at its point: separate colour "
+           "groups mean the code keeps what tells the classes apart",
+    "interpolation": "decoding the path between the codes of two test images (the images themselves at both ends)",
+    "traversal": "one code dimension changed at a time around a test image (the most variable dimensions)",
+    "manifold": "the 2-D code decoded on a grid",
+    "prior": "decoded samples from the prior z ~ N(0, I)",
+}
+
+
+class LatentAnalysis(dict):
+    """What :func:`analyse` returns: ``latent.json``'s content (this dict, as the CLI and the file hold
+    it) with ``figures``, the PNG bytes of each figure by name (``"map"``, ``"interpolation"``, …), and
+    a notebook display: the quality table (the code against the raw inputs and PCA of the same size)
+    and the figures inline (``_repr_html_``, self-contained), the map as ``_repr_png_``."""
+
+    def __init__(self, report: dict[str, Any], figures: Optional[dict[str, bytes]] = None) -> None:
+        super().__init__(report)
+        if figures is None:  # read back from the files latent.json names
+            figures = {}
+            for name, path in (report.get("figures") or {}).items():
+                with contextlib.suppress(OSError):
+                    figures[f"{name}.png"] = Path(path).read_bytes()
+        self.figures = {name.rsplit(".", 1)[0]: png for name, png in figures.items()}
+
+    def __repr__(self) -> str:
+        return (f"LatentAnalysis({self.get('run')!r}, {self.get('code_dims')}-D code, "
+                f"figures: {', '.join(self.figures) or 'none'})")
+
+    def _repr_png_(self) -> Optional[bytes]:
+        return self.figures.get("map")
+
+    def _quality(self) -> str:
+        q = self.get("quality")
+        if not q:
+            return f'<p class="meta">{D.escape(self.get("quality_note", "no labels: no probe numbers"))}</p>'
+        names = {"code": "code" + (" (μ)" if self.get("code_is_mean") else ""),
+                 "pixels": f"raw {self.get('inputs') or 'pixels'}", "pca": "PCA, as many dimensions as the code"}
+        rows = [[names[k], q[k]["dims"], q[k]["probe_accuracy"], q[k]["knn_accuracy"], q[k]["ari"], q[k]["nmi"]]
+                for k in ("code", "pixels", "pca") if k in q]
+        code = q["code"]
+        note = (f"chance (the most frequent class): {code['chance']:.3f}; {code['n_train']:,} training and "
+                f"{code['n_test']:,} test codes. A code is a useful feature when it beats the PCA of the same size.")
+        return (D.table(["features", "dims", "linear-probe accuracy", "5-NN accuracy", "k-means ARI", "NMI"], rows,
+                        digits=3) + f'<p class="meta">{D.escape(note)}</p>')
+
+    def _repr_html_(self) -> str:
+        """The analysis as a notebook shows it: key numbers, the quality table, every figure inline."""
+        parts = [D.key_table([("code dimensions", self.get("code_dims")),
+                              ("dimensions that vary over the test codes", self.get("active_dims")),
+                              ("2-D maps", ", ".join(self.get("map_methods") or []) or None),
+                              ("anomaly ROC-AUC (held-out classes)", (self.get("anomaly") or {}).get("auc"))]),
+                 "<h4>What the code tells about the classes</h4>", self._quality()]
+        for name, png in self.figures.items():
+            parts.append(D.figure(png, f"{self.get('run')}: {name}", FIGURE_CAPTIONS.get(name, name)))
+        family = self.get("family")
+        meta = " · ".join(str(x) for x in (f"family {family}" if family else "",
+                                           f"{self.get('n_test_codes', 0):,} test codes", self.get("run_dir"))
+                          if x)
+        return D.card(f"{self.get('run')}: its code space", meta, *parts)
 
 
 # -- aelab latent RUN_DIR ------------------------------------------------------------------------------
@@ -53,7 +117,7 @@ def _class_name(y: Any, names: Sequence[str] = ()) -> str:
 
 def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None, baselines: bool = True,
             recompute: bool = False, methods: Optional[list[str]] = None, seed: int = 0,
-            log=None) -> dict[str, Any]:
+            log=None) -> "LatentAnalysis":
     """Write a finished run's latent figures and ``latent.json`` into ``out`` (default ``RUN_DIR/latent``).
 
     Figures: ``map.png`` (test codes in 2-D, coloured by label: the code itself when it has two
@@ -67,7 +131,8 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     classes (``data.exclude_labels``); ``class_names`` when the data set names its classes.
 
     ``data``: a :class:`~aelab.runs.DataCache` (the images are needed for the baselines, and for
-    runs trained before codes were saved). Returns the ``latent.json`` dict.
+    runs trained before codes were saved). Returns the ``latent.json`` dict as a
+    :class:`LatentAnalysis` (the same dict, with the figures' PNG bytes and a notebook display).
     """
     say = log or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -238,7 +303,7 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
                 p.unlink()
     report["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(out / "latent.json", report)
-    return report
+    return LatentAnalysis(report, figures)
 
 
 # -- the latent output directory: aelab's, one run's ---------------------------------------------------
