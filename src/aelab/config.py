@@ -16,7 +16,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -74,6 +74,162 @@ def _model_dict(m: ModelConfig) -> dict[str, Any]:
     return d
 
 
+class _Settings(_Frozen):
+    """A validated table of settings whose float fields also take a TOML integer (``rho = 1``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ints_are_floats(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            floats = {k for k, f in cls.model_fields.items() if f.annotation in (float, "float", Optional[float],
+                                                                                  "Optional[float]")}
+            data = {k: (float(v) if k in floats and isinstance(v, int) and not isinstance(v, bool) else v)
+                    for k, v in data.items()}
+        return data
+
+
+# -- optimizers ------------------------------------------------------------------------------------
+# Each is one framework's optimizer, its defaults that framework's; the learning rate is train.lr for
+# all of them (so a schedule scales one value). The update rules: aelab.engine.optimizers.
+class KerasAdamOptimizer(_Settings):
+    """Keras' Adam (the default, as the seed notebook): its β1, β2 and ε are ``train.beta1``,
+    ``train.beta2`` and ``train.eps`` (where they always were, so every existing config keeps its hash)."""
+
+    name: Literal["keras_adam"] = "keras_adam"
+
+
+class TorchAdamOptimizer(_Settings):
+    """``torch.optim.Adam`` (pytorch/examples): ε added to the bias-corrected ``sqrt(v̂)``, ε 1e-8."""
+
+    name: Literal["torch_adam"] = "torch_adam"
+    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    eps: float = Field(default=1e-8, gt=0.0)
+
+
+class KerasAdadeltaOptimizer(_Settings):
+    """Keras' Adadelta (rho 0.95, ε 1e-7 in Keras ≥ 2.1.3; Keras 1.0 used ε 1e-6). Its learning rate is
+    train.lr: 1.0 in Keras 1/2 and in Zeiler's paper, 0.001 in tf.keras ≥ 2.3 and Keras 3."""
+
+    name: Literal["keras_adadelta"] = "keras_adadelta"
+    rho: float = Field(default=0.95, ge=0.0, le=1.0)
+    eps: float = Field(default=1e-7, gt=0.0)
+
+
+class TorchAdadeltaOptimizer(_Settings):
+    """``torch.optim.Adadelta`` (rho 0.9, ε 1e-6; its own default learning rate is 1.0)."""
+
+    name: Literal["torch_adadelta"] = "torch_adadelta"
+    rho: float = Field(default=0.9, ge=0.0, le=1.0)
+    eps: float = Field(default=1e-6, gt=0.0)
+
+
+class KerasSGDOptimizer(_Settings):
+    """Keras' SGD: the velocity holds the learning rate (``m ← μm − lr·g; p ← p + m``)."""
+
+    name: Literal["keras_sgd"] = "keras_sgd"
+    momentum: float = Field(default=0.0, ge=0.0, le=1.0)
+    nesterov: bool = False
+
+
+class TorchSGDOptimizer(_Settings):
+    """``torch.optim.SGD``: the buffer holds gradients (``b ← μb + (1−d)g; p ← p − lr·b``), b = g at first."""
+
+    name: Literal["torch_sgd"] = "torch_sgd"
+    momentum: float = Field(default=0.0, ge=0.0)
+    dampening: float = Field(default=0.0, ge=0.0, le=1.0)
+    nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _nesterov(self) -> "TorchSGDOptimizer":
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("train.optimizer.nesterov needs a momentum above 0 and dampening 0 (as torch.optim.SGD)")
+        return self
+
+
+class KerasRMSpropOptimizer(_Settings):
+    """Keras 3's RMSprop: rho 0.9, ε 1e-7 added *inside* the square root."""
+
+    name: Literal["keras_rmsprop"] = "keras_rmsprop"
+    rho: float = Field(default=0.9, ge=0.0, le=1.0)
+    momentum: float = Field(default=0.0, ge=0.0, le=1.0)
+    eps: float = Field(default=1e-7, gt=0.0)
+    centered: bool = False
+
+
+class TorchRMSpropOptimizer(_Settings):
+    """``torch.optim.RMSprop``: alpha 0.99, ε 1e-8 added *outside* the square root."""
+
+    name: Literal["torch_rmsprop"] = "torch_rmsprop"
+    alpha: float = Field(default=0.99, ge=0.0, le=1.0)
+    eps: float = Field(default=1e-8, gt=0.0)
+    momentum: float = Field(default=0.0, ge=0.0)
+    centered: bool = False
+
+
+OPTIMIZER_CLASSES = {c.model_fields["name"].default: c for c in (
+    KerasAdamOptimizer, TorchAdamOptimizer, KerasAdadeltaOptimizer, TorchAdadeltaOptimizer, KerasSGDOptimizer,
+    TorchSGDOptimizer, KerasRMSpropOptimizer, TorchRMSpropOptimizer)}
+#: the optimizer names ``train.optimizer`` takes
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
+OptimizerConfig = Annotated[Union[tuple(OPTIMIZER_CLASSES.values())], Field(discriminator="name")]
+
+
+# -- early stopping and learning-rate schedules ----------------------------------------------------
+class EarlyStoppingConfig(_Settings):
+    """Keras' ``EarlyStopping`` (Keras 3): stop when ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` epochs (see aelab.engine.schedules for the exact rule)."""
+
+    monitor: str = "val_loss"
+    min_delta: float = Field(default=0.0, ge=0.0)
+    patience: int = Field(default=0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+    baseline: Optional[float] = None
+    restore_best_weights: bool = False
+    start_from_epoch: int = Field(default=0, ge=0)
+
+
+class StepSchedule(_Settings):
+    """``torch.optim.lr_scheduler.StepLR`` per epoch: lr · gamma^⌊epoch / step_size⌋ (epochs from 0)."""
+
+    kind: Literal["step"] = "step"
+    step_size: int = Field(default=10, ge=1)
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0)
+
+
+class CosineSchedule(_Settings):
+    """Cosine decay per epoch (Keras' ``CosineDecay`` with ``alpha = min_lr / lr``, PyTorch's
+    ``CosineAnnealingLR``): min_lr + (lr − min_lr)·(1 + cos(π·min(epoch, t_max)/t_max))/2; t_max
+    defaults to the run's epochs."""
+
+    kind: Literal["cosine"] = "cosine"
+    t_max: Optional[int] = Field(default=None, ge=1)
+    min_lr: float = Field(default=0.0, ge=0.0)
+
+
+class PlateauSchedule(_Settings):
+    """Keras' ``ReduceLROnPlateau``: lr × factor after ``patience`` epochs without an improvement of
+    more than ``min_delta`` (absolute), then ``cooldown`` epochs of rest, never below ``min_lr``."""
+
+    kind: Literal["plateau"] = "plateau"
+    monitor: str = "val_loss"
+    factor: float = Field(default=0.1, gt=0.0, lt=1.0)
+    patience: int = Field(default=10, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+    min_delta: float = Field(default=1e-4)
+    cooldown: int = Field(default=0, ge=0)
+    min_lr: float = Field(default=0.0, ge=0.0)
+
+
+SCHEDULE_CLASSES = {c.model_fields["kind"].default: c for c in (StepSchedule, CosineSchedule, PlateauSchedule)}
+LRScheduleConfig = Annotated[Union[StepSchedule, CosineSchedule, PlateauSchedule], Field(discriminator="kind")]
+
+#: TrainConfig's fields that are left out of the config hash at their defaults: added after runs were
+#: first hashed, so a config that does not use them keeps the hash it always had
+_HASH_IF_SET = ("optimizer", "early_stopping", "lr_schedule")
+_ADAM_FIELDS = ("beta1", "beta2", "eps")
+
+
 class TrainConfig(_Frozen):
     """Optimiser and loop settings (Keras' Adam defaults)."""
 
@@ -85,15 +241,80 @@ class TrainConfig(_Frozen):
     #: "torch_bce": PyTorch's F.binary_cross_entropy (probabilities, logs clamped at −100), as
     #: pytorch/examples' VAE; "mse": mean squared error.
     loss: Literal["bce", "torch_bce", "mse"] = "bce"
+    #: the learning rate of whichever optimizer (a schedule scales it)
     lr: float = Field(default=1e-3, gt=0.0)
+    #: Keras Adam's β1, β2, ε (the default optimizer's; another optimizer has its own in its table)
     beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
     beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
     eps: float = Field(default=1e-7, gt=0.0)
+    #: the optimizer: a name (``"torch_adam"``) or a table (``{ name = "keras_adadelta", eps = 1e-6 }``)
+    optimizer: OptimizerConfig = KerasAdamOptimizer()
+    #: Keras' EarlyStopping (``true``: its defaults); none by default
+    early_stopping: Optional[EarlyStoppingConfig] = None
+    #: a per-epoch learning-rate schedule (step, cosine or Keras' reduce-on-plateau); none by default
+    lr_schedule: Optional[LRScheduleConfig] = None
 
     @field_validator("lr", "beta1", "beta2", "eps", mode="before")
     @classmethod
     def _int_is_float(cls, v: Any) -> Any:
         return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer_name(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"name": v}
+        if isinstance(v, dict):
+            name = v.get("name", "keras_adam")
+            if name not in OPTIMIZER_CLASSES:
+                raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+            v = {**v, "name": name}
+        return v
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _early_stopping_flag(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # TOML has no null: true = Keras' defaults, false = none
+            return {} if v else None
+        return v
+
+    @field_validator("lr_schedule", mode="before")
+    @classmethod
+    def _schedule_kind(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"kind": v}
+        if isinstance(v, bool) and not v:
+            return None
+        if isinstance(v, dict) and v.get("kind") not in SCHEDULE_CLASSES:
+            raise ValueError(f"unknown schedule kind {v.get('kind')!r}; allowed: {', '.join(SCHEDULE_CLASSES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _adam_fields_belong_to_keras_adam(self) -> "TrainConfig":
+        if self.optimizer.name != "keras_adam":
+            for k in _ADAM_FIELDS:
+                if getattr(self, k) != TrainConfig.model_fields[k].default:
+                    own = k if k in type(self.optimizer).model_fields else None
+                    fix = (f"set train.optimizer.{own} instead" if own else f"{self.optimizer.name} has no {k}")
+                    raise ValueError(f"train.{k} is Keras Adam's (the default optimizer) but train.optimizer is "
+                                     f"{self.optimizer.name}; {fix}")
+        return self
+
+    def hash_fields(self) -> dict[str, Any]:
+        """The dict the config hash reads: every field, but the optimizer, early stopping and schedule
+        only when set (so configs that do not use them keep the hashes they always had)."""
+        d = self.model_dump(mode="json")
+        for k in _HASH_IF_SET:
+            if getattr(self, k) == TrainConfig.model_fields[k].default:
+                d.pop(k)
+        return d
+
+    def monitored(self) -> list[tuple[str, str]]:
+        """(setting, monitored value) for early stopping and reduce-on-plateau."""
+        out = [("early_stopping", self.early_stopping.monitor)] if self.early_stopping else []
+        if isinstance(self.lr_schedule, PlateauSchedule):
+            out.append(("lr_schedule", self.lr_schedule.monitor))
+        return out
 
 
 class RunConfig(_Frozen):
@@ -124,6 +345,20 @@ class RunConfig(_Frozen):
         if isinstance(v, dict):
             return FAMILIES[v.get("family", DEFAULT_FAMILY)].Config.model_validate(v)
         return handler(v)
+
+    @model_validator(mode="after")
+    def _monitors_exist(self) -> RunConfig:
+        allowed = self.monitorable()
+        for where, m in self.train.monitored():
+            if m not in allowed:
+                raise ValueError(f"train.{where}.monitor: {m!r} is not a value this run records; allowed: "
+                                 f"{', '.join(allowed)}")
+        return self
+
+    def monitorable(self) -> list[str]:
+        """What early stopping and reduce-on-plateau may monitor: the history's losses and terms."""
+        terms = ["reconstruction", *self.model.term_names()]
+        return [p + k for k in ("loss", "penalty", *terms) for p in ("val_", "")]
 
     @model_validator(mode="after")
     def _batch_fits(self) -> RunConfig:
@@ -170,6 +405,7 @@ def config_hash(cfg: RunConfig, fingerprint: str | None = _UNSET) -> str:
     d = cfg.to_dict()
     d.pop("name", None)
     d["data"] = cfg.data.hash_fields()
+    d["train"] = cfg.train.hash_fields()
     content = data_fingerprint(cfg.data) if fingerprint is _UNSET else fingerprint
     if content is not None:  # a folder or table: another content is another data set
         d["data"]["dataset_sha256"] = content
@@ -203,6 +439,10 @@ def _format_loc(loc: tuple) -> str:
         del parts[1]
     if len(parts) > 2 and parts[0] == "data" and parts[1] == "source":  # options are spelled data.<option>
         del parts[1]
+    if len(parts) > 2 and parts[0] == "train" and (  # the optimizer's or schedule's tag, not a key
+            (parts[1] == "optimizer" and parts[2] in OPTIMIZER_CLASSES)
+            or (parts[1] == "lr_schedule" and parts[2] in SCHEDULE_CLASSES)):
+        del parts[2]
     return ".".join(parts) or "config"
 
 
@@ -326,6 +566,19 @@ def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
         out["model"] = {**defaults["model"], **kept}
     # any source's options may be set under data (checked against the source's own class when built)
     defaults["data"] = {**{k: d for k, (d, _) in option_fields().items()}, **defaults["data"]}
+    # any optimizer's or schedule's settings under train.optimizer / train.lr_schedule (checked against the
+    # chosen one's class when built); early stopping's, though it is off by default
+    defaults["train"]["optimizer"] = {k: f.default for c in OPTIMIZER_CLASSES.values() for k, f in c.model_fields.items()}
+    defaults["train"]["lr_schedule"] = {k: f.default for c in SCHEDULE_CLASSES.values() for k, f in c.model_fields.items()}
+    defaults["train"]["early_stopping"] = EarlyStoppingConfig().model_dump()
+    train = out.get("train")
+    if isinstance(train, dict):  # the short forms (a name, true) as tables, so their keys can be set
+        if isinstance(train.get("optimizer"), str):
+            train["optimizer"] = {"name": train["optimizer"]}
+        if isinstance(train.get("lr_schedule"), str):
+            train["lr_schedule"] = {"kind": train["lr_schedule"]}
+        if train.get("early_stopping") is True:
+            train["early_stopping"] = {}
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         node, ref = out, defaults
@@ -335,6 +588,8 @@ def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
             if i == len(parts) - 1:
                 node[p] = value
             else:
-                node = node.setdefault(p, {})
+                if not isinstance(node.get(p), dict):  # absent, none or a short form: a table of its own
+                    node[p] = {}
+                node = node[p]
                 ref = ref[p]
     return out

@@ -96,10 +96,27 @@ class History:
     #: every named loss term per epoch, the reconstruction first: {"reconstruction": [...], "kl": [...]}
     terms: dict[str, list[float]] = field(default_factory=dict)
     val_terms: dict[str, list[float]] = field(default_factory=dict)
+    #: the learning rate each epoch trained with (a schedule's; constant without one)
+    lr: list[float] = field(default_factory=list)
+    #: the epoch (from 1) after which early stopping stopped training, as Keras' ``stopped_epoch + 1``;
+    #: None when it did not stop
+    stopped_epoch: Optional[int] = None
+    #: the epoch (from 1) whose weights the run ends with when early stopping restored its best
+    restored_epoch: Optional[int] = None
+
+    _SCALARS = ("stopped_epoch", "restored_epoch")
 
     def to_dict(self) -> dict:
-        return {k: ({n: list(x) for n, x in v.items()} if isinstance(v, dict) else list(v))
-                for k, v in self.__dict__.items()}
+        out = {}
+        for k, v in self.__dict__.items():
+            if k in self._SCALARS:
+                if v is not None:  # only when it happened: histories of before keep their keys
+                    out[k] = v
+            elif k == "lr" and not v:
+                continue
+            else:
+                out[k] = {n: list(x) for n, x in v.items()} if isinstance(v, dict) else list(v)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
@@ -108,9 +125,20 @@ class History:
             v = d.get(k)
             if k in ("terms", "val_terms"):
                 out[k] = {n: list(x) for n, x in (v or {}).items()}
+            elif k in cls._SCALARS:
+                out[k] = int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
             else:
                 out[k] = list(v or [])
         return cls(**out)
+
+
+def epoch_logs(h: History) -> dict[str, float]:
+    """The values the last epoch recorded, by the names early stopping monitors (Keras' logs):
+    ``loss``, ``val_loss``, ``penalty``, ``val_penalty`` and every term and ``val_`` term."""
+    logs = {"loss": h.loss[-1], "val_loss": h.val_loss[-1], "penalty": h.penalty[-1], "val_penalty": h.val_penalty[-1]}
+    logs.update({k: v[-1] for k, v in h.terms.items()})
+    logs.update({f"val_{k}": v[-1] for k, v in h.val_terms.items()})
+    return logs
 
 
 # -- interruption -------------------------------------------------------------------------------------
@@ -210,15 +238,22 @@ def fit(stepper, datas: Sequence[TrainData], **kw) -> LoopState:
 def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, seed: int, shuffle: bool,
          state: Optional[LoopState] = None, hooks: Optional[Hooks] = None, stop: Optional[StopFlag] = None,
          progress: bool = True, desc: str = "train", names: Sequence[str] = (),
-         terms: Optional[Sequence[Sequence[str]]] = None) -> LoopState:
+         terms: Optional[Sequence[Sequence[str]]] = None, controls=None) -> LoopState:
     """Train the stepper's models on ``datas`` (one per model, same N) for ``epochs`` epochs.
 
     ``terms[m]``: the term names model m records in its history (default: all the stepper's).
+    ``controls``: an :class:`aelab.engine.schedules.Controls` (early stopping, a learning-rate
+    schedule; its state already loaded when resuming): the learning rate of each epoch is set from it
+    and recorded in the history (``lr``), and after each epoch it may stop training (``stopped_epoch``);
+    at the end it restores the best weights when early stopping says so (``restored_epoch``). With
+    early stopping or a schedule the stepper trains one model.
     Returns the final LoopState (histories filled). Raises :class:`Interrupted` after
     ``hooks.on_interrupt`` when ``stop`` is requested, and :class:`TrainingError` on a NaN/inf loss.
     """
     hooks = hooks or Hooks()
     M = stepper.n_models
+    if controls is not None and controls.active and M != 1:
+        raise ValueError("early stopping and learning-rate schedules train one model per stepper")
     if len(datas) != M:
         raise ValueError("one TrainData per model")
     n = datas[0].x_train.shape[0]
@@ -256,8 +291,13 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
     def _epochs(rows: _EpochRows, st: LoopState) -> LoopState:
         from tqdm.auto import tqdm  # deferred: tqdm only once a loop runs, so importing aelab stays cheap
 
-        while st.epoch < epochs:
+        while st.epoch < epochs and not (controls is not None and controls.stopped):
             epoch = st.epoch
+            lr = None
+            if controls is not None:
+                lr = controls.epoch_lr(epoch)
+                if controls.changes_lr:
+                    stepper.set_lr(lr)
             x_in, y_rows = rows.get(epoch)
             start_b = st.batch
             loss_buf.zero_()
@@ -342,9 +382,16 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                     t = term_names.index(name)
                     h.terms.setdefault(name, []).append(float(train_terms[m][t]))
                     h.val_terms.setdefault(name, []).append(float(val_terms[m][t]))
+                if lr is not None:
+                    h.lr.append(float(lr))
             if not all(math.isfinite(v) for v in val_loss):
                 bad_m = next(i for i, v in enumerate(val_loss) if not math.isfinite(v))
                 raise TrainingError(f"the validation loss of {names[bad_m]} became {val_loss[bad_m]} at epoch {epoch + 1}; {NAN_HINT}")
+            early_stop = False
+            if controls is not None and controls.active:
+                early_stop = controls.epoch_end(epoch, epoch_logs(st.histories[0]), stepper)
+                if early_stop:
+                    st.histories[0].stopped_epoch = epoch + 1
             st.epoch, st.batch, st.loss_rows, st.pen_rows, st.elapsed = epoch + 1, 0, None, None, 0.0
             st.term_rows = None
             if progress:
@@ -360,6 +407,13 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                 tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}  {msg}  {n * M / secs:,.0f} img/s")
             if hooks.on_epoch_end:
                 hooks.on_epoch_end(st)
+            if early_stop:
+                if progress:
+                    tqdm.write(f"{desc} epoch {epoch + 1}: early stopping ({controls.early.monitor} has not improved "
+                               f"for {controls.early.patience} epochs)")
+                break
+        if controls is not None and controls.finish(stepper):
+            st.histories[0].restored_epoch = controls.early.best_epoch + 1
         return st
 
     rows = _EpochRows(datas, y, seed, shuffle, epochs)

@@ -3,8 +3,9 @@
 The training loop (``loop.py``) is the same for every model; a stepper owns the parameters and
 the optimiser state and knows how to take a step on a batch of row indices.
 
-* :class:`PlainStepper` — any :class:`~aelab.models.Autoencoder`, autograd + Keras Adam. The
-  reference path: obviously right, and what every faster path is tested against.
+* :class:`PlainStepper` — any :class:`~aelab.models.Autoencoder`, autograd + any optimizer of
+  ``optimizers.py`` (Keras Adam by default). The reference path: obviously right, and what every
+  faster path is tested against.
 * :class:`StackedDenseStepper` — M dense autoencoders of the same layer sizes trained side by
   side: weights stacked into ``(M, in, out)`` tensors that live in one flat buffer, forward and
   backward written out by hand with batched matmuls, and one Keras-Adam update over the whole
@@ -18,8 +19,9 @@ Both write each model's batch loss into caller-provided buffers on the device: n
 no host synchronisation inside an epoch.
 
 The canonical per-model state (for checkpoints and weights files) is the model's
-``state_dict()`` plus ``adam.m.<name>`` / ``adam.v.<name>`` and ``adam.t`` — identical for both
-steppers, so a run checkpointed by one can be resumed by the other.
+``state_dict()`` plus, for Keras Adam, ``adam.m.<name>`` / ``adam.v.<name>`` and ``adam.t`` — identical
+for both steppers, so a run checkpointed by one can be resumed by the other; another optimizer's
+state is ``opt.<slot>.<name>`` and ``opt.t`` (plain path only; ``optimizers.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from .. import kernels as ckernels
 from ..losses import EPS
 from ..models import build_model, family_of
 from ..models.base import FastPlan, load_weights_into
-from .adam import KerasAdam, keras_adam_step_, keras_lr_t
+from .adam import keras_adam_step_, keras_lr_t
+from .optimizers import build_optimizer, load_state_tensors, set_lr, state_tensors
 from .loop import STREAM_EVAL, generator
 
 #: Rows per evaluation chunk, the same for every group size and both steppers: a chunk's loss is
@@ -57,9 +60,24 @@ class ModelSpec:
     loss: str  # "bce" | "torch_bce" | "mse"
     init_seed: int
     sample_seed: int = 0  # the run's seed: a stochastic model's sampling streams derive from it
+    #: the run's optimizer (an ``aelab.config`` optimizer table); None: Keras Adam, the only one the
+    #: fast path implements
+    optimizer: object = None
 
     def term_names(self) -> tuple[str, ...]:
         return tuple(self.model_cfg.term_names())
+
+
+@dataclass(frozen=True)
+class _OptimizerSettings:
+    """What ``optimizers.py`` reads of a TrainConfig: the learning rate, Keras Adam's β1/β2/ε, the
+    optimizer's table (None: Keras Adam)."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    optimizer: object = None
 
 
 def _init_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -173,7 +191,8 @@ class _Stepper:
 
 
 class PlainStepper(_Stepper):
-    """One model of any family, autograd, Keras Adam. ``n_models == 1``.
+    """One model of any family, autograd, Keras Adam or the optimizer ``optimizer`` names (an
+    ``aelab.config`` optimizer table; its learning rate is ``lr``, β1/β2/ε are Keras Adam's). ``n_models == 1``.
 
     The loss is the family's ``reconstruction`` plus the terms its ``forward`` names; a model that
     samples (a VAE) gets the generator the loop seeds per (epoch, batch), and evaluates with one
@@ -183,7 +202,7 @@ class PlainStepper(_Stepper):
     n_models = 1
 
     def __init__(self, spec: ModelSpec, lr: float, beta1: float, beta2: float, eps: float, device,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, optimizer: object = None) -> None:
         self.spec = spec
         self.device = torch.device(device)
         # the thread policy (see _default_threads): a dense model gets the fast path's one thread
@@ -191,7 +210,10 @@ class PlainStepper(_Stepper):
         # give the same result); a model with image layers, the process's setting (all cores)
         self.threads = _Threads(_default_threads(self.device, spec.model_cfg) if num_threads is None else num_threads)
         self.model = build_initial_model(spec).to(self.device)
-        self.opt = KerasAdam(self.model.parameters(), lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+        # what optimizers.py reads: the learning rate, Keras Adam's β1/β2/ε, and the optimizer's table
+        self.train_cfg = _OptimizerSettings(lr, beta1, beta2, eps, optimizer if optimizer is not None else spec.optimizer)
+        self.opt = build_optimizer(self.model.parameters(), self.train_cfg)
+        self.lr = lr
         self.t = 0
         self.term_names = list(spec.term_names())
         self.needs_rng = bool(getattr(self.model, "stochastic", False))
@@ -251,27 +273,29 @@ class PlainStepper(_Stepper):
     def export_models(self) -> list[torch.nn.Module]:
         return [self.model]
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the steps from now on (a schedule's)."""
+        self.lr = lr
+        set_lr(self.opt, lr)
+
+    def weights(self) -> list[dict[str, torch.Tensor]]:
+        """A copy of each model's state dict (early stopping's best weights)."""
+        return [{k: v.detach().clone() for k, v in self.model.state_dict().items()}]
+
+    def set_weights(self, weights: list[dict[str, torch.Tensor]]) -> None:
+        """Put back weights :meth:`weights` copied (the optimizer's state is left as it is, as Keras does)."""
+        (w,) = weights
+        self.model.load_state_dict(w)
+
     def state(self) -> list[dict[str, torch.Tensor]]:
         d = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        names = dict(self.model.named_parameters())
-        for name, p in names.items():
-            st = self.opt.state.get(p, {})
-            d[f"adam.m.{name}"] = st["m"].clone() if st else torch.zeros_like(p)
-            d[f"adam.v.{name}"] = st["v"].clone() if st else torch.zeros_like(p)
-        d["adam.t"] = torch.tensor(self.t, dtype=torch.int64)
+        d.update(state_tensors(self.opt, self.model, self.train_cfg, self.t))
         return [d]
 
     def load_state(self, states: list[dict[str, torch.Tensor]]) -> None:
         (d,) = states
-        self.model.load_state_dict({k: v for k, v in d.items() if not k.startswith("adam.")})
-        self.t = int(d["adam.t"])
-        for name, p in self.model.named_parameters():
-            self.opt.state[p] = {
-                "m": d[f"adam.m.{name}"].to(self.device).clone(),
-                "v": d[f"adam.v.{name}"].to(self.device).clone(),
-                "step": torch.tensor(float(self.t)),
-                "t": self.t,
-            }
+        self.model.load_state_dict({k: v for k, v in d.items() if not k.startswith(("adam.", "opt."))})
+        self.t = load_state_tensors(self.opt, self.model, self.train_cfg, d)
 
 
 # -- the fast path ------------------------------------------------------------------------------
@@ -385,8 +409,11 @@ FAST_LOSSES = ("bce", "mse")
 
 
 def can_stack(spec: ModelSpec) -> bool:
-    """Whether the fast path implements every field of this model (its family says which) and its
-    loss; anything else trains on the plain autograd path, never with a field ignored."""
+    """Whether the fast path implements every field of this model (its family says which), its
+    loss and its optimizer (Keras Adam only); anything else trains on the plain autograd path,
+    never with a field ignored."""
+    if spec.optimizer is not None and getattr(spec.optimizer, "name", "keras_adam") != "keras_adam":
+        return False  # the fast path implements Keras Adam only
     return spec.loss in FAST_LOSSES and bool(family_of(spec.model_cfg).supports_fast(spec.model_cfg))
 
 
@@ -795,6 +822,19 @@ class StackedDenseStepper(_Stepper):
             d["adam.t"] = torch.tensor(self.t, dtype=torch.int64)
             out.append(d)
         return out
+
+    def weights(self) -> list[dict[str, torch.Tensor]]:
+        """A copy of each model's weights, as its state dict names them (early stopping's best weights)."""
+        return [{k: v for k, v in d.items() if not k.startswith("adam.")} for d in self.state()]
+
+    def set_weights(self, weights: list[dict[str, torch.Tensor]]) -> None:
+        """Put back weights :meth:`weights` copied; Adam's moments are left as they are (as Keras does)."""
+        names = self._names()
+        with torch.no_grad():
+            for m, d in enumerate(weights):
+                for l, (wn, bn) in enumerate(names):
+                    self.W[l][m].copy_(d[wn].t())
+                    self.b[l][m, 0].copy_(d[bn])
 
     def load_state(self, states: list[dict[str, torch.Tensor]]) -> None:
         names = self._names()

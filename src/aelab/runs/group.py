@@ -11,7 +11,7 @@ in this process, a worker process or a Ray task, so the results are the same bit
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -19,7 +19,8 @@ import torch
 from ..data.cache import DataCache
 from ..engine.graphs import dense_stepper_class
 from ..engine.loop import History, Hooks, LoopState, StopFlag, fit
-from ..engine.steppers import PlainStepper, can_stack, stack_key
+from ..engine.schedules import Controls
+from ..engine.steppers import ModelSpec, PlainStepper, can_stack, stack_key
 from .codes import class_names, labels_for
 from .directory import CHECKPOINT, RunResult, drop_checkpoint, load_checkpoint, prepare_run_dir, save_checkpoint
 from .events import EpochEnded, Event, RunFinished, RunStarted
@@ -41,10 +42,22 @@ class GroupJob:
     progress: bool = False
 
 
+def model_spec(spec: RunSpec) -> ModelSpec:
+    """The engine's view of the run's model, with its optimizer (the fast path takes Keras Adam only)."""
+    return replace(spec.model_spec, optimizer=spec.config.train.optimizer)
+
+
+def fast_ok(spec: RunSpec) -> bool:
+    """Whether the run may train on the fast (stacked) path: its model, loss and optimizer are ones
+    it implements (``can_stack``) and its learning rate is constant (a schedule trains plain)."""
+    return can_stack(model_spec(spec)) and spec.config.train.lr_schedule is None
+
+
 def group_key(spec: RunSpec, engine: str) -> tuple:
-    """Runs with equal keys are trained side by side in one stepper."""
+    """Runs with equal keys are trained side by side in one stepper; a run with early stopping or a
+    schedule trains alone (its epochs and learning rate are its own)."""
     t = spec.config.train
-    if engine == "plain" or not can_stack(spec.model_spec):
+    if engine == "plain" or not fast_ok(spec) or t.early_stopping is not None:
         return ("solo", spec.index)
     return (stack_key(spec.model_spec), t.epochs, t.batch_size, t.seed, t.shuffle, t.lr, t.beta1, t.beta2, t.eps,
             spec.data_key)
@@ -62,21 +75,25 @@ def train_group(specs: Sequence[RunSpec], job: GroupJob, data: DataCache, stop: 
     dev = job.device
     cfgs = [s.config for s in specs]
     t = cfgs[0].train
-    models = [s.model_spec for s in specs]
+    models = [model_spec(s) for s in specs]
     cks = [load_checkpoint(s) for s in specs] if job.resume else []
     usable = bool(cks) and all(ck is not None for ck in cks) and len({(ck[1]["epoch"], ck[1]["batch"]) for ck in cks}) == 1
-    if job.engine == "plain" or not can_stack(models[0]):
+    if job.engine == "plain" or not fast_ok(specs[0]):
         # A resumed run takes the intra-op thread count it started with: where that count is the
         # process's (models with image layers, see steppers._default_threads), a study resumed with
         # other worker counts would otherwise round its convolutions differently from then on.
         threads = cks[0][1].get("threads") if usable else None
-        stepper = PlainStepper(models[0], t.lr, t.beta1, t.beta2, t.eps, dev, num_threads=threads)
+        stepper = PlainStepper(models[0], t.lr, t.beta1, t.beta2, t.eps, dev, num_threads=threads, optimizer=t.optimizer)
     else:  # on CUDA, the CUDA-graph step (AELAB_CUDA_GRAPHS=0: off)
         stepper = dense_stepper_class(dev)(models, t.lr, t.beta1, t.beta2, t.eps, dev)
+    # early stopping and the learning rate per epoch (a group of several runs has neither: constant lr)
+    controls = Controls(t)
     datas = [data.train_data(c, dev) for c in cfgs]
     state = None
     if usable:
         stepper.load_state([{k: v for k, v in ck[0].items() if not k.startswith("loop.")} for ck in cks])
+        if len(specs) == 1:
+            controls.load_state_tensors(cks[0][0], dev)
         meta = cks[0][1]
         state = LoopState(epoch=meta["epoch"], batch=meta["batch"], elapsed=meta["elapsed"],
                           histories=[History.from_dict(ck[1]["history"]) for ck in cks])
@@ -96,8 +113,9 @@ def train_group(specs: Sequence[RunSpec], job: GroupJob, data: DataCache, stop: 
         emit(RunStarted(s.name, s.index, s.run_dir, t.epochs, state.epoch if state else 0, tuple(names)))
 
     def checkpoint(st: LoopState) -> None:
+        extra = controls.state_tensors() if controls.active else {}
         for m, (s, tensors) in enumerate(zip(specs, stepper.state())):
-            save_checkpoint(s, tensors, st, m, threads=threads_used)
+            save_checkpoint(s, {**tensors, **extra}, st, m, threads=threads_used)
 
     def epoch_end(st: LoopState) -> None:
         checkpoint(st)
@@ -107,7 +125,8 @@ def train_group(specs: Sequence[RunSpec], job: GroupJob, data: DataCache, stop: 
     desc = names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1}"
     st = fit(stepper, datas, epochs=t.epochs, batch_size=t.batch_size, seed=t.seed, shuffle=t.shuffle,
              state=state, hooks=Hooks(on_epoch_end=epoch_end, on_interrupt=checkpoint), stop=stop,
-             progress=job.progress, desc=desc, names=names, terms=[m.term_names() for m in models])
+             progress=job.progress, desc=desc, names=names, terms=[m.term_names() for m in models],
+             controls=controls)
     wall = time.perf_counter() - t0
     out = []
     for m, (model, s, d) in enumerate(zip(stepper.export_models(), specs, datas)):
