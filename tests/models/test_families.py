@@ -68,6 +68,8 @@ CASES = {
               {"encoder": ["64:relu", "16:linear"], "decoder": ["64:relu", "784:sigmoid"], "codebook_size": 16,
                "embedding_dim": 4, "ema": True, "decay": 0.9},  # the EMA update: not a gradient step
               {"encoder": VQ_CONV_ENC, "decoder": VQ_CONV_DEC, "codebook_size": 8, "embedding_dim": 2}],
+    "iwae": [{"encoder": ["64:relu"], "decoder": ["64:relu", "784:sigmoid"], "latent": 4, "samples": 5},
+             {"encoder": VAE_CONV_ENC, "decoder": VAE_CONV_DEC, "latent": 2, "samples": 3, "reduction": "sum"}],
 }
 DATA = {"dataset": "synthetic", "limit": 256, "test_limit": 64}
 

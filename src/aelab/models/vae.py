@@ -21,6 +21,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from .. import likelihood as LH
 from ..losses import kl_normal_elementwise, reconstruction_elementwise, reduce_per_sample
 from .ae import ShapedSequential, last_activation
 from .base import AEOutput, Autoencoder, ModelConfig, float_field, output
@@ -116,6 +117,72 @@ def build(cfg: Config, generator: Optional[torch.Generator] = None) -> VAE:
 
 #: Burda et al. 2016: a latent unit is active when Cov_x(E[z_j | x]) exceeds this.
 ACTIVE_UNIT_THRESHOLD = 0.01
+#: the test NLL a finished run records: importance samples per image, and the first test images it
+#: is computed on (a bound on its cost: 500 images × 200 samples decode 100,000 codes)
+NLL_K = LH.DEFAULT_K
+NLL_IMAGES = 500
+#: the losses under which the decoder is a likelihood: a Bernoulli per pixel (BCE)
+LIKELIHOOD_LOSSES = ("bce", "torch_bce")
+
+
+@torch.no_grad()
+def test_nll(model: "VAE", x: torch.Tensor, loss: str = "bce", k: int = NLL_K, n: Optional[int] = NLL_IMAGES,
+             seed: int = 0, labels: Optional[torch.Tensor] = None) -> Optional[LH.NLL]:
+    """The importance-sampled −log p(x) of a VAE-like model (Burda et al. 2016) on the first ``n`` images
+    of ``x`` (all with ``n=None``), ``k`` samples each from a generator seeded with ``seed``, in nats per
+    image with its standard error (:class:`aelab.likelihood.NLL`). None when ``loss`` is not a
+    likelihood (MSE has no normalised density here). The decoder is a Bernoulli per value: on
+    binarised images (dynamic binarisation, as the papers) this is the usual test NLL; on grey
+    values it is the same formula applied to them, comparable only between runs on the same data.
+    ``labels``: for a conditional model, the images' labels (its ``condition``)."""
+    if loss not in LIKELIHOOD_LOSSES:
+        return None
+    model.eval()
+    x = x if n is None else x[:n]
+    g = torch.Generator().manual_seed(seed)
+    parts = []
+    for s in range(0, x.shape[0], 25):
+        xb = x[s:s + 25]
+        cond = None if labels is None else labels[s:s + 25]
+        mu, logvar = (model.encoder.distribution(xb) if cond is None else model.posterior(xb, cond))
+
+        def log_lik(xx: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            m, b, l = z.shape
+            flat = z.reshape(m * b, l)
+            pre = model.decoder.pre(flat) if cond is None else model.decoder_logits(flat, cond.repeat(m))
+            out = model.decoder[-1](pre) if cond is None else model.output(pre)
+            logits = pre if model.output_activation == "sigmoid" else None
+            rec = reconstruction_elementwise(loss, xx.repeat(m, 1), out, logits).sum(-1)
+            return -rec.reshape(m, b)
+
+        parts.append(LH.log_weights(xb, mu, logvar, log_lik, k, g))
+    return LH.estimate(torch.cat(parts))
+
+
+def nll_diagnostics(model: "VAE", x: torch.Tensor, loss: str, labels: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """``nll``, ``nll_stderr``, ``nll_k``, ``nll_images`` for a run's metrics (nothing for a loss that is no
+    likelihood)."""
+    est = test_nll(model, x, loss, labels=labels)
+    if est is None:
+        return {}
+    return {"nll": est.nats, "nll_stderr": est.stderr, "nll_k": est.k, "nll_images": est.n}
+
+
+NLL_DOCS = {
+    "nll": ("The test negative log-likelihood −log p(x) per image in nats, importance-sampled with K samples from "
+            "the encoder's posterior (Burda et al. 2016: log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)), under a "
+            "Bernoulli decoder (the BCE loss), on the first test images (nll_images). An upper bound of the true "
+            "NLL that tightens with K; lower is better."),
+    "nll_stderr": "The standard error of the NLL estimate over the test images it is computed on.",
+    "nll_k": "K, the importance samples per image of the NLL estimate.",
+    "nll_images": "The test images the NLL estimate is computed on (the first ones of the test split).",
+}
+NLL_SHOWN = {
+    "nll": {"label": "test NLL per image (nats, importance-sampled)", "mode": "diff"},
+    "nll_stderr": {"label": "standard error of the test NLL", "mode": None, "table": False},
+    "nll_k": {"label": "importance samples K of the test NLL", "mode": None, "table": False},
+    "nll_images": {"label": "test images of the NLL", "mode": None, "table": False},
+}
 
 
 @torch.no_grad()
@@ -128,7 +195,9 @@ def diagnostics(model: VAE, x: torch.Tensor, cfg: Config, loss: str = "bce") -> 
     - ``reconstruction`` and ``kl``: its two parts (KL in closed form, unweighted by β);
     - ``kl_per_dim``: the mean KL of each latent dimension — a dimension near 0 carries nothing;
     - ``active_units``: latent units with Cov_x(μ_j(x)) > 0.01 (Burda et al. 2016), of ``latent``;
-    - ``posterior_collapse``: true when no unit is active (the decoder ignores z).
+    - ``posterior_collapse``: true when no unit is active (the decoder ignores z);
+    - ``nll`` (with ``nll_stderr``, ``nll_k``, ``nll_images``): the importance-sampled test NLL
+      (:func:`test_nll`, K = :data:`NLL_K` on the first :data:`NLL_IMAGES` images), for BCE only.
     """
     model.eval()
     g = torch.Generator().manual_seed(0)
@@ -148,7 +217,8 @@ def diagnostics(model: VAE, x: torch.Tensor, cfg: Config, loss: str = "bce") -> 
     kl_per_dim = (kl_dims / n).tolist()
     rec_per, kl_per = rec_sum / n, float(kl_dims.sum()) / n
     return {"elbo": -(rec_per + kl_per), "reconstruction": rec_per, "kl": kl_per, "kl_per_dim": kl_per_dim,
-            "active_units": active, "latent": cfg.latent, "posterior_collapse": active == 0}
+            "active_units": active, "latent": cfg.latent, "posterior_collapse": active == 0,
+            **nll_diagnostics(model, x, loss)}
 
 
 def explain(b: Mapping[str, Any], v: Mapping[str, Any], who: str = "the variant",
@@ -209,6 +279,7 @@ FAMILY = Family(
         "posterior_collapse": ("Yes when no latent dimension is active: the posterior equals the prior for "
                                "every image, the decoder ignores z and draws the same kind of image whatever "
                                "the input."),
+        **NLL_DOCS,
     },
     shown={
         "elbo": {"label": "ELBO per test image", "mode": "diff"},
@@ -218,6 +289,7 @@ FAMILY = Family(
         "active_units": {"label": "active latent dimensions", "mode": "count", "of": "latent"},
         "latent": {"label": "latent dimensions", "mode": "count"},
         "posterior_collapse": {"label": "posterior collapse", "mode": None},
+        **NLL_SHOWN,
     },
     code="mean",
     stochastic=True,
