@@ -70,6 +70,8 @@ CASES = {
               {"encoder": VQ_CONV_ENC, "decoder": VQ_CONV_DEC, "codebook_size": 8, "embedding_dim": 2}],
     "iwae": [{"encoder": ["64:relu"], "decoder": ["64:relu", "784:sigmoid"], "latent": 4, "samples": 5},
              {"encoder": VAE_CONV_ENC, "decoder": VAE_CONV_DEC, "latent": 2, "samples": 3, "reduction": "sum"}],
+    "tcvae": [{"encoder": ["64:relu"], "decoder": ["64:relu", "784:sigmoid"], "latent": 4, "beta": 4.0,
+               "dataset_size": 256}],
 }
 DATA = {"dataset": "synthetic", "limit": 256, "test_limit": 64}
 

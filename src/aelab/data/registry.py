@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from . import digits, folder, idxsets, synthetic, table
+from . import digits, folder, idxsets, shapes, synthetic, table
 from .content import content_sha256
 from .dataset import Dataset
 from .ranges import fit_scaling
@@ -45,7 +45,7 @@ from .source import (
     source_for,
 )
 
-for _s in (*idxsets.SOURCES, digits.SOURCE, synthetic.SOURCE, folder.SOURCE, table.SOURCE):
+for _s in (*idxsets.SOURCES, digits.SOURCE, synthetic.SOURCE, shapes.SOURCE, folder.SOURCE, table.SOURCE):
     add_source(_s)
 
 #: Registered data sets by name (the same dict as :data:`aelab.data.source.SOURCES`). A path (a
