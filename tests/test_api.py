@@ -80,6 +80,15 @@ def test_train_reuses_a_finished_run_and_open_run_refuses_what_is_not_one(digits
         aelab.open_run(tmp_path / "missing")
 
 
+def test_a_run_trained_without_figures_is_the_same_run_and_draws_its_figure_when_asked(digits_run, tmp_path):
+    """figures=False skips recon.png while finishing (the scikit-learn estimator's runs): the same
+    weights and numbers, and the opened run draws the figure on demand."""
+    run = aelab.train(digits_run.config, tmp_path / "nofig", figures=False)
+    assert not (run.run_dir / "recon.png").exists() and (digits_run.run_dir / "recon.png").is_file()
+    assert run.history["loss"] == digits_run.history["loss"] and run.metrics == digits_run.metrics
+    assert run.recon_png()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_train_tells_every_event_and_a_stop_from_code_checkpoints_and_resumes(tmp_path):
     from aelab.runs import EpochEnded, Interrupted, Progress, RunFinished, RunFinishing, RunStarted, Stop
 

@@ -58,7 +58,7 @@ _EXPORTS = {
 }
 
 #: subpackages reachable as attributes before anything imported them (``aelab.data.load``)
-_SUBPACKAGES = ("data", "models", "runs", "study", "report")
+_SUBPACKAGES = ("data", "models", "runs", "study", "report", "track", "export", "sklearn")
 
 __all__ = ["__version__", *_EXPORTS]
 

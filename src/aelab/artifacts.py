@@ -391,38 +391,45 @@ def check_model_tensors(tensors: dict, model, path: Path, fix: str, error: type[
         raise error(f"{head} holds tensors {kind} ({k}: {_dt(tensors[k])}, the model's is {_dt(want[k])}); {fix}")
 
 
-def checkpoint_problem(tensors: dict, model, meta: CheckpointMeta, epochs: Optional[int] = None) -> Optional[str]:
+def checkpoint_problem(tensors: dict, model, meta: CheckpointMeta, epochs: Optional[int] = None,
+                       optimizer_state: Optional[tuple[dict, str]] = None) -> Optional[str]:
     """Why a checkpoint cannot continue ``model``'s training (of ``epochs`` epochs), or None when it
     can: a position inside the run, a history of as many epochs as it has finished, the model's
-    state dict, Adam's m and v for each parameter, its step count ``adam.t`` and, in the middle of
-    an epoch, the epoch's batch losses so far (``loop.*``), each in its dtype."""
+    state dict, the optimizer's state for each parameter and its step count and, in the middle of
+    an epoch, the epoch's batch losses so far (``loop.*``), each in its dtype.
+
+    ``optimizer_state``: ``({key: the parameter it matches in shape and dtype}, step-count key)`` of the
+    run's optimizer (``aelab.engine.optimizers.state_shapes``); None: Keras Adam's ``adam.m.<name>``,
+    ``adam.v.<name>`` and ``adam.t``."""
     if epochs is not None and (meta.epoch > epochs or (meta.epoch == epochs and meta.batch > 0)):
         return f"epoch {meta.epoch}, batch {meta.batch} is past the run's {epochs} epochs"
     if len(meta.history.loss) != meta.epoch:
         return f"its history holds {len(meta.history.loss)} epochs, not the {meta.epoch} it has finished"
     want = model.state_dict()
     params = dict(model.named_parameters())
+    if optimizer_state is None:
+        slots, t_key = {f"adam.{s}.{name}": p for name, p in params.items() for s in ("m", "v")}, "adam.t"
+    else:
+        slots, t_key = optimizer_state
     shapes = {k: tuple(v.shape) for k, v in want.items()}
-    for name, p in params.items():
-        shapes[f"adam.m.{name}"] = shapes[f"adam.v.{name}"] = tuple(p.shape)
+    shapes.update({k: tuple(p.shape) for k, p in slots.items()})
     missing = sorted(set(shapes) - set(tensors))
     if missing:
         return f"no tensor {missing[0]}"
     for k, shape in shapes.items():
         if tuple(tensors[k].shape) != shape:
             return f"{k} has shape {list(tensors[k].shape)}, the model needs {list(shape)}"
-    t = tensors.get("adam.t")
+    t = tensors.get(t_key)
     if t is None or t.dim() != 0 or t.is_floating_point() or t.is_complex() or int(t) < 0:
-        return "no valid step count adam.t"
+        return f"no valid step count {t_key}"
     loop = {k for k in tensors if k.startswith("loop.")}
-    extra = sorted(set(tensors) - set(shapes) - loop - {"adam.t"})
+    extra = sorted(set(tensors) - set(shapes) - loop - {t_key})
     if extra:
         return f"unexpected tensor {extra[0]}"
     if meta.batch > 0 and not {"loop.loss_rows", "loop.pen_rows"} <= loop:
         return "the epoch's batch losses are missing"
     dtypes = {k: v.dtype for k, v in want.items()}
-    for name, p in params.items():
-        dtypes[f"adam.m.{name}"] = dtypes[f"adam.v.{name}"] = p.dtype
+    dtypes.update({k: p.dtype for k, p in slots.items()})
     for k, dt in dtypes.items():
         if tensors[k].dtype != dt:
             return f"{k} is {_dt(tensors[k])}, the model's is {str(dt).replace('torch.', '')}"

@@ -25,6 +25,7 @@ from ..artifacts import (CheckpointMeta, HistoryFile, MetricsFile, check_model_t
                          read_config, read_dict, retrain_fix, sha256_file, verify_run, load_tensors, warn)
 from ..config import RunConfig
 from ..engine.loop import LoopState
+from ..engine.optimizers import state_shapes
 from ..errors import AelabError, WeightsError
 from ..models import build_model
 from .codes import CODES_FILE, LATENT_LAYOUT
@@ -198,8 +199,9 @@ def load_checkpoint(spec: RunSpec):
         if not spath.is_file() or sha256_file(spath) != meta["state_sha256"]:
             raise AelabError(f"{spath} is missing or was modified after it was saved; {again}")
         tensors = load_tensors(spath, "checkpoint", again)
-        why = checkpoint_problem(tensors, build_model(spec.config.model), CheckpointMeta.model_validate(meta),
-                                 spec.config.train.epochs)
+        model = build_model(spec.config.model)
+        why = checkpoint_problem(tensors, model, CheckpointMeta.model_validate(meta), spec.config.train.epochs,
+                                 optimizer_state=state_shapes(spec.config.train, model))
         if why:
             raise AelabError(f"{spath} does not fit the run ({why}); {again}")
     except AelabError as err:

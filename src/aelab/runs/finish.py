@@ -40,13 +40,14 @@ FINISH_STEPS = ("metrics", "diagnostics", "codes", "samples", "weights", "figure
 def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, engine_name: str,
                wall: float, group: Sequence[str], data_source: Optional[dict] = None,
                threads: Optional[int] = None, labels=None, x_test=None, classes: Sequence[str] = (),
-               emit: Optional[Callable[[Event], None]] = None) -> RunResult:
+               emit: Optional[Callable[[Event], None]] = None, figures: bool = True) -> RunResult:
     """Evaluate a trained model and write its artifacts; ``DONE`` last, then drop the checkpoint.
 
     ``labels``: (train labels, test labels) of the run's splits, or None: saved with the codes.
     ``x_test``: the whole test split when it differs from the validation split (a run trained without
     ``data.exclude_labels``): its codes and errors go into codes.npz, so the held-out classes can be scored.
-    ``emit``: receives :class:`RunFinishing` first, then a :class:`FinishStep` as each step is done."""
+    ``emit``: receives :class:`RunFinishing` first, then a :class:`FinishStep` as each step is done.
+    ``figures``: False skips recon.png (an optional file: :meth:`TrainedRun.recon_png` draws it on demand)."""
     cfg, run_dir = spec.config, spec.run_dir
     emit = emit or (lambda ev: None)
     emit(RunFinishing(spec.name, spec.index, run_dir, FINISH_STEPS))
@@ -84,8 +85,9 @@ def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, eng
     done()
     sha = save_weights(run_dir / "weights.safetensors", model)
     done()
-    write_recon_png(run_dir / "recon.png", samples, shape=tuple(cfg.model.input_shape),
-                    feature_mse=metrics.get("feature_mse"))
+    if figures:
+        write_recon_png(run_dir / "recon.png", samples, shape=tuple(cfg.model.input_shape),
+                        feature_mse=metrics.get("feature_mse"))
     done()
     write_json(run_dir / "run.json", {
         "config_hash": spec.fingerprint, "weights_sha256": sha,

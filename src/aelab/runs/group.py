@@ -34,12 +34,16 @@ class GroupJob:
 
     ``device``: where the groups train; ``engine``: "auto"/"fast" (stack what can be stacked) or
     "plain"; ``resume``: continue from checkpoints; ``progress``: the loop's own per-batch bar and
-    per-epoch lines (a single run's display; a whole call's is :class:`~aelab.runs.RunProgress`)."""
+    per-epoch lines (a single run's display; a whole call's is :class:`~aelab.runs.RunProgress`);
+    ``figures``: draw each run's recon.png (off for runs nobody looks at, as the scikit-learn
+    estimator's: the figure is most of a small run's finishing time, and an opened run draws it
+    again on demand)."""
 
     device: torch.device
     engine: str = "auto"
     resume: bool = True
     progress: bool = False
+    figures: bool = True
 
 
 def model_spec(spec: RunSpec) -> ModelSpec:
@@ -132,6 +136,7 @@ def train_group(specs: Sequence[RunSpec], job: GroupJob, data: DataCache, stop: 
     for m, (model, s, d) in enumerate(zip(stepper.export_models(), specs, datas)):
         c = s.config
         res = finish_run(s, model, st.histories[m], d, dev, engine_name=type(stepper).__name__, wall=wall,
+                         figures=job.figures,
                          group=names, data_source=data.provenance(c.data), threads=threads_used,
                          labels=labels_for(data, c.data), classes=class_names(data, c.data),
                          # trained without some classes: codes of the whole test split, held-out classes included

@@ -21,7 +21,8 @@ from ..streams import STREAM_INIT, derived_seed
 
 def spec_of(cfg: RunConfig) -> ModelSpec:
     """The engine's view of a run's model: its config, loss, initialisation seed and run seed."""
-    return ModelSpec(cfg.model, cfg.train.loss, derived_seed(cfg.train.seed, STREAM_INIT), cfg.train.seed)
+    return ModelSpec(cfg.model, cfg.train.loss, derived_seed(cfg.train.seed, STREAM_INIT), cfg.train.seed,
+                     optimizer=cfg.train.optimizer)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ class TrainOptions:
     show progress on stderr. ``overall_progress``: one bar over the whole call
     (:class:`~aelab.runs.RunProgress`, a study's) instead of the loop's per-epoch output.
     ``resume``: continue from checkpoints. ``workers``: groups trained at once (default: one per
-    core on a CPU). ``overwrite``: replace run directories that hold another run."""
+    core on a CPU). ``overwrite``: replace run directories that hold another run. ``figures``: draw
+    each run's recon.png (False: skipped; an opened run draws it on demand)."""
 
     device: str = "auto"
     engine: str = "auto"
@@ -58,6 +59,7 @@ class TrainOptions:
     resume: bool = True
     workers: Optional[int] = None
     overwrite: bool = False
+    figures: bool = True
 
 
 def train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], *, device: str = "auto", engine: str = "auto",
@@ -200,7 +202,7 @@ def _train_todo(todo: Sequence[RunSpec], results: dict[int, RunResult], ex: Exec
     total = sum(s.config.train.epochs + len(FINISH_STEPS) for s in todo)
     bar = RunProgress("training") if opts.progress and opts.overall_progress and total > 0 else None
     emit = Tracker(fan_out(on_event, bar), {s.index: s.run_dir for s in todo}, total)
-    job = GroupJob(dev, opts.engine, opts.resume, opts.progress and not opts.overall_progress)
+    job = GroupJob(dev, opts.engine, opts.resume, opts.progress and not opts.overall_progress, opts.figures)
     try:
         results.update(ex.train_groups(groups, job, data, stop, n_workers, emit))
     finally:

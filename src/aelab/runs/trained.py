@@ -34,7 +34,7 @@ from ..errors import AelabError, DataError
 from ..models import family_of
 from .directory import is_done, load_model
 from .events import OnEvent, Stop
-from .train import train_runs
+from .train import TrainOptions, train_runs
 
 #: samples encoded or decoded per forward pass (bounds the memory of a large array)
 BATCH = 1024
@@ -92,8 +92,8 @@ class TrainedRun:
                 return data
         with contextlib.suppress(AelabError, OSError, KeyError, ValueError):
             arrays = read_samples(self.run_dir / "samples.npz", "retrain the run to redraw its reconstructions")
-            return plots.recon_grid([("original", arrays["original"]), ("reconstructed", arrays["reconstructed"])],
-                                    shape=self.sample_shape)
+            return plots.recon_grid([("original", arrays["original"]), ("reconstruction", arrays["recon"])],
+                                    n=len(arrays["original"]), shape=self.sample_shape)
         return None
 
     def curves_png(self) -> bytes:
@@ -269,7 +269,7 @@ def open_run(run_dir: str | Path, *, data: "DataCache | DataOptions | None" = No
 
 def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[OnEvent] = None, stop: Optional[Stop] = None,
           data: "DataCache | DataOptions | None" = None, device: str = "auto", engine: str = "auto",
-          progress: bool = False, resume: bool = True, overwrite: bool = False) -> TrainedRun:
+          progress: bool = False, resume: bool = True, overwrite: bool = False, figures: bool = True) -> TrainedRun:
     """Train one config into ``run_dir`` and open the finished run (:func:`open_run`).
 
     ``cfg`` trains as given: fit its shapes to its data first with :func:`aelab.fit_config` when its
@@ -279,11 +279,13 @@ def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[OnEvent] = 
     (:mod:`aelab.runs.events`: run started, epoch ended, finishing, finished, progress).
     ``stop``: an :class:`aelab.runs.Stop`; ``stop.set()`` (from a callback or another thread)
     checkpoints the run as Ctrl-C does and raises :class:`~aelab.runs.Interrupted`; the same call
-    again resumes it. ``progress``: the training loop's own output on stderr.
+    again resumes it. ``progress``: the training loop's own output on stderr. ``figures``: False
+    skips drawing recon.png while finishing (``TrainedRun.recon_png()`` draws it when asked).
     """
     cache = _cache(data)
-    train_runs([cfg], [Path(run_dir)], device=device, engine=engine, data=cache, progress=progress, resume=resume,
-               overwrite=overwrite, on_event=on_event, stop=stop)
+    opts = TrainOptions(device=device, engine=engine, progress=progress, resume=resume, overwrite=overwrite,
+                        figures=figures)
+    train_runs([cfg], [Path(run_dir)], data=cache, on_event=on_event, stop=stop, options=opts)
     return open_run(run_dir, data=cache)
 
 
