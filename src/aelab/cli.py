@@ -20,6 +20,7 @@ from . import __version__, _signals, catalog
 from ._atomic import check_out_path, is_disk_full
 from ._malloc import keep_freed_memory
 from .errors import AelabError, ConfigError
+from .track import TRACKERS, open_tracker
 
 #: the exit code of a command whose training was stopped by a signal after saving its checkpoints (the
 #: ``exit_code`` of :class:`aelab.engine.loop.Interrupted`, told apart by it so that catching it here
@@ -60,6 +61,28 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shared-fs", action="store_true",
                    help="the cluster's nodes see --out at the same path, so tasks write their runs there "
                         "(default: only with a Ray instance started here; otherwise files travel back to this machine)")
+
+
+def _add_track_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("experiment tracking (pip install 'aelab[track]')")
+    g.add_argument("--track", choices=TRACKERS,
+                   help="also log every run to TensorBoard (event files, figures and an Embedding Projector "
+                        "folder of the codes) or MLflow (parameters, metrics per epoch, artifacts, tags)")
+    g.add_argument("--track-dir", metavar="DIR",
+                   help="tensorboard: the log directory (default: tb-logs); mlflow: where the local SQLite "
+                        "store and its artifacts go (default: mlruns, i.e. sqlite:///mlruns/mlflow.db)")
+    g.add_argument("--track-uri", metavar="URI",
+                   help="mlflow: the tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store in --track-dir)")
+
+
+def _tracker(args: argparse.Namespace, output: Optional[Path] = None):
+    """The tracker ``--track`` asks for (None without it); ``output``: a study's or sweep's directory."""
+    if not args.track:
+        if args.track_dir or args.track_uri:
+            raise ConfigError(f"{'--track-dir' if args.track_dir else '--track-uri'} goes with --track "
+                              f"{'|'.join(TRACKERS)}; add --track or drop it")
+        return None
+    return open_tracker(args.track, dir=args.track_dir, uri=args.track_uri, output=output)
 
 
 def _backend_kw(args: argparse.Namespace) -> dict:
@@ -244,13 +267,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{note}: {cfg.name} -> {out}" if note == "resuming" else f"training {cfg.name} -> {out}{note}")
 
+    tracker = _tracker(args)
     console = Console(runs, enabled=not args.quiet)
+
+    def both(ev) -> None:  # the console's lines and the tracker's log, from the same events
+        console(ev)
+        tracker(ev)
+
     try:
         (res,) = runs.train_runs([cfg], [out], device=args.device, engine=args.engine,
                                  data=data.DataCache(_data_opts(args)), progress=False, resume=True,
-                                 overwrite=overwrite, on_start=started, on_event=console)
+                                 overwrite=overwrite, on_start=started, on_event=console if tracker is None else both)
     finally:
         console.close()
+        if tracker is not None:
+            tracker.close()
     h = res.history
     print(f"{cfg.name}: {len(h['loss'])} epochs on {plan.data_source_text(out)}: final loss {h['loss'][-1]:.4f}, "
           f"val_loss {h['val_loss'][-1]:.4f}, {sum(h['epoch_seconds']) / len(h['epoch_seconds']):.2f} s/epoch -> {out}")
@@ -288,10 +319,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     study = studies.load_study(args.study, protocol=args.protocol, quick=args.quick, overrides=ov)
     out = Path(args.out) if args.out else study_out(study, ov)
     args.resume_hint = _same_command(args)
-    res = studies.run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=None if args.no_report else report.build_report,
-                    workers=args.workers, seeds=args.seeds,
-                    **_backend_kw(args))
+    tracker = _tracker(args, out)
+    try:
+        res = studies.run_study(study, out, device=args.device, engine=args.engine, progress=not args.quiet,
+                        data_opts=_data_opts(args), report=None if args.no_report else report.build_report,
+                        workers=args.workers, seeds=args.seeds,
+                        **_backend_kw(args), on_event=tracker)
+    finally:
+        if tracker is not None:
+            tracker.close()
     _print_summary(res)
     sources = sorted({data_source_text(r.get("run", {})) for r in res["runs"].values()})
     print(f"study {study.name}: {len(res['runs'])} runs on {'; '.join(sources)}, training {res['wall_seconds']:.1f} s, "
@@ -330,10 +366,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     values = study.parse_values(args.values)
     out = Path(args.out) if args.out else sweep_out(base, args.param, quick=args.quick, overrides=ov)
     args.resume_hint = _same_command(args)
-    res = study.run_sweep(base, args.param, values, out, device=args.device, engine=args.engine, progress=not args.quiet,
-                    data_opts=_data_opts(args), report=None if args.no_report else report.build_sweep_report,
-                    workers=args.workers, quick=args.quick,
-                    seeds=args.seeds, **_backend_kw(args))
+    tracker = _tracker(args, out)
+    try:
+        res = study.run_sweep(base, args.param, values, out, device=args.device, engine=args.engine,
+                        progress=not args.quiet, data_opts=_data_opts(args),
+                        report=None if args.no_report else report.build_sweep_report,
+                        workers=args.workers, quick=args.quick,
+                        seeds=args.seeds, **_backend_kw(args), on_event=tracker)
+    finally:
+        if tracker is not None:
+            tracker.close()
     for p in res["points"]:
         r = res["runs"][p["run"]]
         print(f"  {args.param}={p['value']!s:<10} loss {r['history']['loss'][-1]:.4f}  val {r['history']['val_loss'][-1]:.4f}"
@@ -415,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     _add_config_flags(t)
     _add_run_options(t)
+    _add_track_options(t)
     _add_data_source(t)
     t.set_defaults(func=cmd_train)
 
@@ -455,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --backend ray: Ray tasks at once, default one per CPU of the cluster, one per GPU)")
     _add_run_options(s)
     _add_backend_options(s)
+    _add_track_options(s)
     _add_data_source(s)
     s.set_defaults(func=cmd_study)
 
@@ -482,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(w)
     _add_run_options(w)
     _add_backend_options(w)
+    _add_track_options(w)
     _add_data_source(w)
     w.set_defaults(func=cmd_sweep)
 
