@@ -25,6 +25,10 @@ many cores the machine has.
   does), :func:`prior_samples` for a VAE.
 - **Anomaly detection** (:func:`anomaly_scores`): ROC-AUC of the reconstruction error of held-out
   classes against the rest.
+- **Discrete codes** (a VQ-VAE's codebook indices, ``Family.code == "discrete"``): an index is a
+  name, not a position — indices 3 and 4 are no nearer than 3 and 40 — so nothing is interpolated
+  between them, and what one looks at is how often each codebook entry is used
+  (:func:`code_usage`); measures that need distances see them one-hot (:func:`one_hot`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ __all__ = [
     "subsample", "embed_2d", "map_methods", "have_umap", "linear_probe", "knn_accuracy", "cluster_agreement",
     "pca_features", "code_quality", "quality_table", "lerp", "slerp", "interpolate", "traversal_values",
     "traversal", "manifold_grid", "prior_samples", "reconstruction_errors", "anomaly_scores", "active_dims",
-    "input_noun", "input_baselines",
+    "input_noun", "input_baselines", "code_usage", "one_hot",
 ]
 
 #: k of the k-NN classifier (scikit-learn's default).
@@ -416,3 +420,25 @@ def anomaly_scores(errors: Any, labels: Any, held_out: Iterable[int]) -> dict[st
     return {"auc": float(roc_auc_score(positive, e)), "held_out": held, "n_held_out": int(positive.sum()),
             "n_rest": int((~positive).sum()), "mean_error_held_out": float(e[positive].mean()),
             "mean_error_rest": float(e[~positive].mean())}
+
+
+# -- discrete codes --------------------------------------------------------------------------------------
+def code_usage(codes: Any, k: int | None = None) -> np.ndarray:
+    """How often each codebook entry appears in discrete ``codes`` (N, M) of indices (floats holding
+    integers, as ``codes.npz`` keeps them), over every position: ``(K,)`` int64, K = ``k`` or the
+    largest index + 1."""
+    idx = np.rint(_flat(codes)).astype(np.int64).ravel()
+    if idx.size and idx.min() < 0:
+        raise ValueError("discrete codes are codebook indices, >= 0; these hold negative values")
+    size = int(k) if k is not None else (int(idx.max()) + 1 if idx.size else 0)
+    return np.bincount(idx, minlength=size)[:max(size, 0)] if size else np.zeros(0, np.int64)
+
+
+def one_hot(codes: Any, k: int) -> np.ndarray:
+    """Discrete ``codes`` (N, M) as (N, M·K) float32 one-hot rows, position by position: two codes
+    are as far apart as the positions where they differ, whatever the indices' values."""
+    idx = np.rint(_flat(codes)).astype(np.int64)
+    n, m = idx.shape
+    out = np.zeros((n, m * int(k)), np.float32)
+    out[np.arange(n)[:, None], np.arange(m)[None, :] * int(k) + np.clip(idx, 0, int(k) - 1)] = 1.0
+    return out

@@ -21,7 +21,8 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
 from .figures import DPI, png
 
-__all__ = ["image_like", "legend_name", "map_panel", "latent_maps", "image_rows", "manifold"]
+__all__ = ["image_like", "legend_name", "map_panel", "usage_panel", "latent_maps", "image_rows", "manifold",
+           "code_histogram"]
 
 _METHOD_TITLES = {"code": "the code itself", "pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
@@ -65,6 +66,33 @@ def map_panel(method: str, points: np.ndarray, labels: np.ndarray, dims: int, st
         xl, yl = (f"{name} 1", f"{name} 2") if method == "pca" else (f"{name} 1 (no units)", f"{name} 2 (no units)")
     return {"method": method, "points": np.asarray(points), "labels": np.asarray(labels),
             "title": f"{title}\n{what}" if title else what, "xlabel": xl, "ylabel": yl}
+
+
+def usage_panel(counts: Sequence[int], positions: int, title: Optional[str] = None) -> dict[str, Any]:
+    """A panel of :func:`latent_maps` for a *discrete* code (codebook indices): instead of a map, the
+    histogram of how often each codebook entry is used over the test codes (``positions`` indices per
+    image). Indices are names, not coordinates, so they are never laid out in 2-D."""
+    c = np.asarray(counts, dtype=np.int64)
+    used = int((c > 0).sum())
+    what = f"codebook entries used: {used} of {len(c)} ({positions} indices per image)"
+    return {"method": "usage", "counts": c, "points": np.zeros((0, 2)), "labels": np.zeros(0, dtype=int),
+            "title": f"{title}\n{what}" if title else what, "xlabel": "codebook entry (index)",
+            "ylabel": "uses over the test codes"}
+
+
+def _draw_usage(ax, c: np.ndarray) -> None:
+    ax.bar(np.arange(len(c)), c, width=1.0, color="#4c72b0", linewidth=0)
+    dead = np.flatnonzero(c == 0)
+    if len(dead):
+        ax.plot(dead, np.zeros(len(dead)), "|", color="#aa2222", markersize=6, label="never used")
+        ax.text(0.98, 0.95, f"{len(dead)} dead entries (red ticks)", transform=ax.transAxes, ha="right", va="top",
+                fontsize=8, color="#aa2222")
+    ax.set_xlim(-0.5, len(c) - 0.5)
+
+
+def code_histogram(counts: Sequence[int], positions: int, title: Optional[str] = None) -> bytes:
+    """The histogram of codebook usage (:func:`usage_panel`) alone, as PNG bytes."""
+    return latent_maps([usage_panel(counts, positions)], title=title, panel_size=4.5)
 
 
 def _thumb_points(points: np.ndarray, labels: np.ndarray, per_class: int = 1) -> list[int]:
@@ -126,6 +154,9 @@ def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndar
     for k, p in enumerate(panels):
         ax = axes[k // ncols][k % ncols]
         pts, lab = np.asarray(p["points"], dtype=float), np.asarray(p["labels"])
+        if p.get("method") == "usage":  # a discrete code: its codebook histogram, not a map
+            _draw_usage(ax, np.asarray(p["counts"]))
+            pts = np.zeros((0, 2))
         ax.scatter(pts[:, 0], pts[:, 1], c=[colors[x] for x in lab.tolist()], s=5 if len(pts) > 500 else 12,
                    alpha=0.7, linewidths=0, rasterized=True)
         if draw_thumbs and len(pts) == len(thumbs):
@@ -150,7 +181,7 @@ def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndar
                                      arrowprops={"arrowstyle": "-", "color": colors[lab[i].item()], "linewidth": 1}
                                      if moved else None)
                 ax.add_artist(box)
-        if np.ptp(pts[:, 0]) == 0 and np.ptp(pts[:, 1]) == 0 and len(pts):
+        if len(pts) and np.ptp(pts[:, 0]) == 0 and np.ptp(pts[:, 1]) == 0:
             ax.text(0.5, 0.08, "every image has the same code", transform=ax.transAxes, ha="center", fontsize=9,
                     color="#aa2222")
         t = p["title"] + (f"\n{notes[k]}" if notes and k < len(notes) and notes[k] else "")
@@ -158,13 +189,14 @@ def latent_maps(panels: Sequence[Mapping[str, Any]], *, thumbs: Optional[np.ndar
         ax.set_xlabel(p["xlabel"], fontsize=8)
         ax.set_ylabel(p["ylabel"], fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.grid(True, alpha=0.25)
+        ax.grid(True, alpha=0.25, axis="y" if p.get("method") == "usage" else "both")
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     handles = [Line2D([], [], marker="o", linestyle="", color=c, markersize=6, label=legend_name(lab, class_names))
                for lab, c in colors.items()]
-    fig.legend(handles=handles, title="class" if class_names else "label", loc="outside right center", fontsize=8,
-               title_fontsize=8)
+    if handles:  # none when every panel is a codebook histogram
+        fig.legend(handles=handles, title="class" if class_names else "label", loc="outside right center", fontsize=8,
+                   title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return png(fig)

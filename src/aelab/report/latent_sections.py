@@ -40,11 +40,26 @@ def _stochastic(run: Mapping[str, Any]) -> bool:
 
 def _panel(run: Mapping[str, Any], arrays: dict, title: str) -> dict:
     z = arrays["test_codes"]
+    if P.code_is_discrete(run):  # codebook indices: how often each entry is used, never a map of indices
+        return LF.usage_panel(L.code_usage(z, _int(_family_number(run, "codebook_size"))), int(z.shape[1]),
+                              title=title)
     idx = L.subsample(len(z), MAP_POINTS, 0)
     labels = arrays["test_labels"][idx] if "test_labels" in arrays else np.zeros(len(idx), dtype=int)
     dims = int(z.shape[1])
     method = "code" if dims <= 2 else "pca"
     return LF.map_panel(method, L.embed_2d(z[idx], method, 0), labels, dims, _stochastic(run), title=title)
+
+
+def _family_number(run: Mapping[str, Any], key: str) -> Optional[float]:
+    try:
+        x = C.resolve(run, f"metrics.family.{key}")
+    except ValueError:
+        return None
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _int(x: Optional[float]) -> Optional[int]:
+    return None if x is None else int(x)
 
 
 def _note(run: Mapping[str, Any]) -> str:

@@ -331,6 +331,13 @@ def code_is_mean(run: Mapping[str, Any]) -> bool:
     return fam is not None and fam.code == "mean"
 
 
+def code_is_discrete(run: Mapping[str, Any]) -> bool:
+    """True when the run's code is discrete (``Family.code == "discrete"``, a VQ-VAE's codebook
+    indices): its values are names of codebook entries, not coordinates — no map, no distances."""
+    fam = family_of_run(run)
+    return fam is not None and fam.code == "discrete"
+
+
 def family_keys(*runs: Mapping[str, Any]) -> list[str]:
     """The family diagnostics any of the runs has, each once: the known ones in table order, then the rest."""
     present: list[str] = []
