@@ -138,5 +138,5 @@ def scope_css(css: str, scope: str) -> str:
             else:
                 scoped.append(f"{scope} {_PAGE_ROOT.sub('', sel)}")
         if scoped:
-            out.append(f"{', '.join(scoped)} {{{body.strip()}}}")
+            out.append(f"{', '.join(scoped)} {{{' '.join(body.split())}}}")
     return "\n".join(out)
