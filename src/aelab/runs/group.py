@@ -11,7 +11,7 @@ in this process, a worker process or a Ray task, so the results are the same bit
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -20,7 +20,7 @@ from ..data.cache import DataCache
 from ..engine.graphs import dense_stepper_class
 from ..engine.loop import History, Hooks, LoopState, StopFlag, fit
 from ..engine.schedules import Controls
-from ..engine.steppers import ModelSpec, PlainStepper, can_stack, stack_key
+from ..engine.steppers import PlainStepper, can_stack, stack_key
 from .codes import class_names, labels_for
 from .directory import CHECKPOINT, RunResult, drop_checkpoint, load_checkpoint, prepare_run_dir, save_checkpoint
 from .events import EpochEnded, Event, RunFinished, RunStarted
@@ -46,15 +46,10 @@ class GroupJob:
     figures: bool = True
 
 
-def model_spec(spec: RunSpec) -> ModelSpec:
-    """The engine's view of the run's model, with its optimizer (the fast path takes Keras Adam only)."""
-    return replace(spec.model_spec, optimizer=spec.config.train.optimizer)
-
-
 def fast_ok(spec: RunSpec) -> bool:
     """Whether the run may train on the fast (stacked) path: its model, loss and optimizer are ones
     it implements (``can_stack``) and its learning rate is constant (a schedule trains plain)."""
-    return can_stack(model_spec(spec)) and spec.config.train.lr_schedule is None
+    return can_stack(spec.model_spec) and spec.config.train.lr_schedule is None
 
 
 def group_key(spec: RunSpec, engine: str) -> tuple:
@@ -79,7 +74,7 @@ def train_group(specs: Sequence[RunSpec], job: GroupJob, data: DataCache, stop: 
     dev = job.device
     cfgs = [s.config for s in specs]
     t = cfgs[0].train
-    models = [model_spec(s) for s in specs]
+    models = [s.model_spec for s in specs]
     cks = [load_checkpoint(s) for s in specs] if job.resume else []
     usable = bool(cks) and all(ck is not None for ck in cks) and len({(ck[1]["epoch"], ck[1]["batch"]) for ck in cks}) == 1
     if job.engine == "plain" or not fast_ok(specs[0]):
