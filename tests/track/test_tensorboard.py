@@ -20,6 +20,7 @@ import aelab.track  # noqa: E402
 from aelab.cli import main  # noqa: E402
 from aelab.runs.events import EpochEnded, RunStarted  # noqa: E402
 from aelab.study import load_study, run_study  # noqa: E402
+from aelab.track.tensorboard_tracker import projector_folder  # noqa: E402
 
 STUDY = """
 title = "tiny"
@@ -139,7 +140,7 @@ def test_the_projector_folder_opens_the_codes_with_their_images(study):
 
     out, _, tracker = study
     for rd in _run_dirs(out):
-        folder = tracker.run_path(rd) / "plugins" / "projector"
+        folder = projector_folder(tracker.run_path(rd))
         cfg = text_format.Parse((folder / "projector_config.pbtxt").read_text(), ProjectorConfig())
         (emb,) = cfg.embeddings
         codes = np.load(rd / "codes.npz")
@@ -163,6 +164,27 @@ def test_the_projector_folder_opens_the_codes_with_their_images(study):
         np.testing.assert_allclose(sprite[:8, :8], first, atol=1 / 255)
 
 
+def test_tensorboards_projector_plugin_finds_each_runs_embedding(study):
+    """What ``tensorboard --logdir`` serves at /data/plugin/projector/runs, from the plugin's own code."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
+
+    out, logs, _ = study
+    mux = pem.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logs))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(logs))
+    plugin = ProjectorPlugin(base_plugin.TBContext(logdir=str(logs), data_provider=provider, multiplexer=mux))
+    plugin._update_configs()  # what its /runs route does first
+    assert sorted(plugin._configs) == ["out/a", "out/b"]
+    assert [r.run_name for r in provider.list_runs(context.RequestContext(), experiment_id="")]
+    (emb,) = plugin._configs["out/a"].embeddings
+    assert list(emb.tensor_shape) == list(np.load(next((out / "runs").glob("a-*/codes.npz")))["test_codes"].shape)
+
+
 def test_the_study_report_goes_to_the_group(study):
     out, logs, _ = study
     ea = _events(logs / "out")
@@ -182,7 +204,7 @@ def test_aelab_train_track_tensorboard(tmp_path, monkeypatch, capsys):
     ea = _events(tmp_path / "logs" / "d")
     hist = json.loads((tmp_path / "runs" / "d" / "history.json").read_text())
     assert [e.value for e in ea.Scalars("val/loss")] == [float(np.float32(v)) for v in hist["val_loss"]]
-    assert (tmp_path / "logs" / "d" / "plugins" / "projector" / "sprite.png").is_file()
+    assert (projector_folder(tmp_path / "logs" / "d") / "sprite.png").is_file()
 
 
 def test_track_flags_without_track_and_a_missing_package_are_one_line(tmp_path, monkeypatch, capsys):

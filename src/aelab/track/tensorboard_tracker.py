@@ -12,7 +12,8 @@ format and protos; no TensorFlow needed). Per run, ``<log_dir>/[<study or sweep>
   set, seed, aelab version, config hash) as text;
 * images: ``recon.png``, a latent map of the test codes (PCA, or the code itself in 2-D, one
   thumbnail per class) and ``aelab latent``'s figures when present;
-* ``plugins/projector/``: ``tensors.tsv`` (the test codes of codes.npz), ``metadata.tsv`` (label,
+* ``plugins/org_tensorflow_tensorboard_projector/`` (the projector plugin's own asset folder):
+  ``tensors.tsv`` (the test codes of codes.npz), ``metadata.tsv`` (label,
   class, reconstruction error, test index; a header row), ``sprite.png`` (the test images in the
   codes' order) and ``projector_config.pbtxt`` — the folder TensorBoard's projector plugin reads,
   so its Projector tab opens the codes with their images.
@@ -125,7 +126,7 @@ class TensorBoardTracker(EventTracker):
         if png is not None:
             self._image(w, "figures/latent_map", png, step)
         if self.projector and files.codes is not None and "test_codes" in files.codes:
-            write_projector(Path(w.log_dir) / "plugins" / "projector", files, images)
+            write_projector(projector_folder(Path(w.log_dir)), files, images)
         w.flush()
 
     def _image(self, w, tag: str, png: bytes, step: int) -> None:
@@ -171,6 +172,14 @@ class TensorBoardTracker(EventTracker):
     def _release(self) -> None:
         for w in self._writers:
             w.close()
+
+
+def projector_folder(run_path: Path) -> Path:
+    """Where TensorBoard's projector plugin reads a run's projector files:
+    ``<run>/plugins/org_tensorflow_tensorboard_projector/`` (its asset directory, named by the plugin)."""
+    from tensorboard.plugins.projector import metadata  # deferred: tensorboard is optional (aelab[track])
+
+    return run_path / metadata.PLUGINS_DIR / metadata.PLUGIN_ASSETS_NAME
 
 
 def write_projector(folder: Path, files: RunFiles, images: Optional[np.ndarray]) -> None:
