@@ -217,22 +217,29 @@ def image_rows(rows: Sequence[tuple[str, np.ndarray]], shape: Sequence[int], *, 
     width, height = label_w + cols * cell, len(rows) * cell + head + 0.1
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(left=label_w / width, right=0.995, top=1 - head / height, bottom=0.05 / height,
-                        wspace=0.05, hspace=0.05)
-    axes = fig.subplots(len(rows), cols, squeeze=False)
-    gray = shape[0] == 1
+                        hspace=0.05)
+    # one Axes per row, its pictures side by side in one array (white gaps): a grid of one Axes per picture
+    # spent most of aelab latent's time building and laying out Axes (111 of them for two figures)
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    c, h, w = shape
+    gap = max(1, round(h / 14))
     for i, (label, imgs) in enumerate(rows):
-        for j in range(cols):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j < len(imgs):
-                ax.imshow(_picture(imgs[j], shape), cmap="gray" if gray else None, vmin=0.0, vmax=1.0,
-                          interpolation="nearest")
-            else:
-                ax.set_axis_off()
-            if i == 0 and columns and j < len(columns) and columns[j]:
-                ax.set_title(columns[j], fontsize=8)
-        axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        canvas = np.ones((h, cols * w + (cols - 1) * gap) if c == 1 else (h, cols * w + (cols - 1) * gap, 3),
+                         dtype=np.float32)
+        for j in range(min(cols, len(imgs))):
+            canvas[:, j * (w + gap):j * (w + gap) + w] = _picture(imgs[j], shape)
+        ax = axes[i]
+        ax.imshow(canvas, cmap="gray" if c == 1 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_yticks([])
+        ax.set_xticks([])
+        if i == 0 and columns:
+            ticks = [(j * (w + gap) + (w - 1) / 2, columns[j]) for j in range(min(cols, len(columns))) if columns[j]]
+            ax.set_xticks([t for t, _ in ticks], [n for _, n in ticks], fontsize=8)
+            ax.xaxis.tick_top()
+            ax.tick_params(axis="x", length=0, pad=2)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.05 / height, va="top")
     return png(fig)
