@@ -6,7 +6,9 @@ show themselves (their rich HTML), and no cell may fail."""
 from __future__ import annotations
 
 import os
+import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,22 @@ def test_committed_without_outputs():
     names = [name for name in ("QUICK", "DATASET", "EPOCHS", "NOISE_VALUES", "WORKERS", "MAP_RUNS", "OUT")]
     src = nb.cells[_parameters(nb)].source
     assert all(f"{n} =" in src for n in names)
+
+
+def test_in_notebook_only_inside_a_kernel(monkeypatch):
+    from aelab.runs.progress import RunProgress, in_notebook
+
+    assert not in_notebook() and not RunProgress().notebook  # pytest: no kernel
+
+    class Shell:
+        config: dict = {}
+
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: Shell()
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert not in_notebook()  # a terminal IPython
+    Shell.config = {"IPKernelApp": {}}
+    assert in_notebook() and RunProgress().notebook and not RunProgress(enabled=False).notebook
 
 
 def _html(output) -> str:
@@ -68,4 +86,7 @@ def test_notebook_runs_on_a_small_slice(tmp_path):
     # the printed comparisons and claims are there too
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "final val loss: lab_undercomplete" in text and "Reconstructions" in text
+    # progress: tqdm's notebook bar (a widget), not the milestone lines a log gets
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) >= 9 and "steps (100 %)" not in text
     assert took < 240

@@ -55,7 +55,7 @@ class RunProgress:
             self.bar.set_postfix_str(what[:60], refresh=self.notebook)
             if self.notebook and self.n >= self.total:
                 self.close()  # a widget bar turns "done" when closed; given as on_event, nobody else closes it
-        elif self.total and self.n / self.total >= self._next - 1e-9:
+        elif self.total and not self.notebook and self.n / self.total >= self._next - 1e-9:
             while self._next <= self.n / self.total + 1e-9:
                 self._next += 0.1
             tail = f"; finishing {', '.join(ev.finishing)}"[:70] if ev.finishing else ""

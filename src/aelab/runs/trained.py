@@ -76,7 +76,7 @@ class TrainedRun:
                       D.figure(self.recon_png(), f"{self.config.name}: test images and their reconstructions",
                                "top: test images; below: their reconstructions (the seed's compare_digits)"),
                       D.figure(self.curves_png(), f"{self.config.name}: loss per epoch",
-                               "loss per epoch: train solid, validation dashed", width=560))
+                               "loss per epoch: train solid, validation dashed"))
 
     def _repr_png_(self) -> Optional[bytes]:
         """The run's reconstruction figure (test images above their reconstructions), as PNG bytes."""
@@ -104,7 +104,7 @@ class TrainedRun:
                  if k != "reconstruction" and any(isinstance(x, (int, float)) and x != 0 for x in v)]
         return plots.loss_curves({"history": self.history}, {}, (self.config.name, ""), terms=terms,
                                  term_names={k: fam.term_label(k) for k in terms},
-                                 terms_title="loss terms" if terms else None)
+                                 terms_title=f"{', '.join(fam.term_label(k) for k in terms)} (in the loss)" if terms else None)
 
     def _record(self) -> dict:
         with contextlib.suppress(OSError, ValueError):
