@@ -161,6 +161,8 @@ class MetricsFile(_Artifact):
     noisy: Optional[NoisyMetrics] = None
     family: Optional[FamilyMetrics] = None
     latent: Optional[dict[str, Any]] = None
+    #: a generative run's prior samples against test images (aelab.quality): frechet, precision, recall …
+    samples: Optional[dict[str, Any]] = None
 
 
 class CheckpointMeta(_Artifact):

@@ -613,4 +613,15 @@ METRIC_DOCS: dict[str, str] = {
         "input_psnr and input_ssim compare the noisy input itself with the clean image, so the gain of "
         "denoising is psnr - input_psnr (and ssim - input_ssim)."
     ),
+    "samples": (
+        "Sample quality of a generative model (a VAE-like family), present when the data has labels: up to 2,000 "
+        "decodings of z ~ N(0, I) against as many test images, on the 64 features of a small classifier aelab "
+        "trains itself on the data set (an MLP, fixed seed, kept in aelab's cache; aelab.quality), not on "
+        "Inception's: the numbers compare runs within aelab only, and are not FID values. frechet: the Fréchet "
+        "distance between Gaussians fitted to the two feature sets (0 for identical statistics; lower is "
+        "better). precision: the share of samples inside the test images' feature manifold (k = 3 nearest "
+        "neighbours, Kynkäänniemi et al. 2019): are samples realistic. recall: the share of test images inside "
+        "the samples' manifold: do samples cover the data's variety. confidence: the classifier's mean top-class "
+        "probability on the samples, to read against real_confidence, the same on test images."
+    ),
 }

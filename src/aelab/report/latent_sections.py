@@ -149,12 +149,20 @@ def _cell(run: Mapping[str, Any], path: str, digits: int = 4) -> str:
     return N.fmt_num(x, digits)
 
 
+def _precision_recall(run: Mapping[str, Any]) -> str:
+    p, r = _cell(run, "metrics.samples.precision", 2), _cell(run, "metrics.samples.recall", 2)
+    return "—" if p == "—" else f"{p} / {r}"
+
+
 def overview(runs: Mapping[str, Mapping[str, Any]], seconds: Callable[[Mapping[str, Any]], Optional[float]],
              group: Callable[[Mapping[str, Any]], Optional[list]]) -> dict[str, Any]:
     """One row per run: family, data set, epochs, final val loss, test BCE per pixel, SSIM, probe
-    and k-NN accuracy, active code dimensions, training time (its group's; marked when shared)."""
+    and k-NN accuracy, active code dimensions, the quality of a generative model's prior samples
+    (``metrics.samples``: Fréchet distance, precision / recall), training time (its group's; marked
+    when shared). A column no run has a value in is left out."""
     columns = ["run", "family", "data", "epochs", "final val loss", "test BCE (per pixel)", "SSIM",
-               "linear probe", "k-NN", "active code dims", "training time (s)"]
+               "linear probe", "k-NN", "active code dims", "prior samples: Fréchet distance",
+               "prior samples: precision / recall", "training time (s)"]
     rows = []
     for key, run in runs.items():
         cfg = run.get("config") if isinstance(run.get("config"), Mapping) else {}
@@ -173,7 +181,8 @@ def overview(runs: Mapping[str, Mapping[str, Any]], seconds: Callable[[Mapping[s
             str(len(hist.get("loss") or [])) if hist.get("loss") else "—",
             _cell(run, "final.val_loss"), _cell(run, "metrics.bce"), _cell(run, "metrics.ssim", 3),
             _cell(run, "metrics.latent.probe_accuracy", 3), _cell(run, "metrics.latent.knn_accuracy", 3),
-            "—" if active is None else f"{int(active)}" + (f" of {units}" if units else ""), t]})
+            "—" if active is None else f"{int(active)}" + (f" of {units}" if units else ""),
+            _cell(run, "metrics.samples.frechet", 3), _precision_recall(run), t]})
     keep = [i for i in range(len(columns)) if any(r["cells"][i] != "—" for r in rows)]
     return {"columns": [columns[i] for i in keep],
             "rows": [{"key": r["key"], "cells": [r["cells"][i] for i in keep]} for r in rows]}

@@ -22,11 +22,16 @@ from .._atomic import atomic_path, write_bytes, write_json
 from .._owned import clean_temps
 from ..artifacts import RUN_FORMATS, sha256_file
 from .. import kernels as ckernels
+from .. import latent as L
+from .. import quality as Q
+from .._paths import cache_root
 from ..engine import numerics
 from ..data.prepare import TrainData
 from ..engine.loop import History
 from ..metrics import evaluate
 from ..models import family_of
+from .codes import decode as decode_codes
+from .codes import encode as encode_codes
 from .codes import record as record_codes
 from .directory import RUN_LAYOUT, RunResult, drop_checkpoint
 from .events import Event, FinishStep, RunFinishing
@@ -62,9 +67,12 @@ def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, eng
     metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy,
                        sample_shape=tuple(cfg.model.input_shape))
     done()
-    diag = family_of(cfg.model).diagnose(model, d.x_val, cfg.model, cfg.train.loss)
+    fam = family_of(cfg.model)
+    diag = fam.diagnose(model, d.x_val, cfg.model, cfg.train.loss)
     if diag:
         metrics["family"] = {"name": cfg.model.family, **diag}
+    if fam.stochastic and fam.code == "mean" and labels is not None and labels[0] is not None:
+        metrics["samples"] = prior_sample_quality(model, d, labels[0], cfg.train.seed)
     done()
     latent = record_codes(run_dir, model, cfg, d.x_train, d.x_val if x_test is None else x_test,
                           labels, classes)  # codes.npz, with the classes' names
@@ -105,6 +113,25 @@ def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, eng
         clean_temps(run_dir, RUN_LAYOUT)  # a killed write's temporary files, from before a resume
     done()
     return RunResult(run_dir, cfg, history.to_dict(), metrics)
+
+
+#: test images and prior samples the sample-quality numbers compare
+SAMPLE_QUALITY_N = 2000
+
+
+def prior_sample_quality(model, d: TrainData, train_labels, seed: int, n: int = SAMPLE_QUALITY_N) -> dict:
+    """``metrics.json["samples"]``: how good a generative model's samples from its prior z ~ N(0, I)
+    are, on the features of aelab's own classifier of the data set (:mod:`aelab.quality`; trained
+    once per data set and kept in aelab's cache): Fréchet distance, precision and recall against
+    (up to ``n``) test images, and the classifier's confidence on the samples."""
+    x_train = d.x_train.detach().cpu().numpy()
+    real = d.x_val[:n]
+    net = Q.fit_classifier(x_train, np.asarray(train_labels)[: x_train.shape[0]], seed=0,
+                           cache=cache_root() / Q.CACHE_DIR)
+    dims = encode_codes(model, real[:1]).shape[1]
+    fake = decode_codes(model, L.prior_samples(real.shape[0], dims, seed), device=real.device)
+    return {**Q.sample_quality(net, real.detach().cpu().numpy(), fake.reshape(real.shape)),
+            "classifier": "aelab MLP features (comparable only within aelab)"}
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> str:

@@ -36,7 +36,7 @@ A metric path (:func:`parse_metric_path`) names one number of a run record:
 ``final.terms.<name>``        a named loss term's last epoch (``final.val_terms.kl``, ...)
 ``history.<key>[i]``          epoch *i* of a history key, 0-based; negative counts from the end
 ``metrics.<key>``             a top-level metric (``bce``, ``mse``, ``psnr``, ``ssim``, ``diversity``)
-``metrics.<block>.<key>``     a metric of the ``code``, ``noisy``, ``family`` or ``latent`` block
+``metrics.<block>.<key>``     a metric of the ``code``, ``noisy``, ``family``, ``latent`` or ``samples`` block
 ============================  =====================================================
 """
 
@@ -71,7 +71,7 @@ class ClaimError(ConfigError, ValueError):
 
 # -- metric paths ------------------------------------------------------------------------------------
 #: the blocks of ``metrics.json`` a path may name (``metrics.<block>.<key>``)
-METRIC_BLOCKS = ("code", "noisy", "family", "latent")
+METRIC_BLOCKS = ("code", "noisy", "family", "latent", "samples")
 
 _HISTORY_KEY = r"(?:(?:terms|val_terms)\.)?[A-Za-z_][A-Za-z0-9_]*"
 _HISTORY_INDEX = re.compile(r"^history\.([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+)\]$")
