@@ -9,6 +9,8 @@ Routes: the workspace (home, run files, study reports: ``workspace_routes``), tr
 from __future__ import annotations
 
 import contextlib
+import importlib
+import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -28,28 +30,31 @@ def create_app(workspace: Workspace, *, token: Optional[str] = None, allowed_hos
     """The lab for ``workspace``. ``token``: required on every request when given (a bind other than
     loopback); ``allowed_hosts``: the host names the server answers to (see ``security.py``).
     ``data_dir``: where uploads are kept (default: ``<workspace>/uploads``)."""
-    from . import home, studies, training  # the page modules (they import PyTorch only when they train)
-
-    try:  # serve-lab's pages (draw, explore): plainly imported once lab.py exists
-        from . import lab
-        lab_routes = lab.routes(workspace)
-    except ImportError:
-        lab_routes = []
+    from . import home, lab, studies, training  # the page modules (they import PyTorch only when they work)
 
     trainer = training.Trainer(workspace)
     launcher = studies.StudyLauncher(workspace)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        # PyTorch takes seconds to import on a small machine: load it now, not when the first form arrives
+        threading.Thread(target=_preload, name="aelab-preload", daemon=True).start()
         yield
         # the server stops (Ctrl-C, SIGTERM, a test's should_exit): checkpoint what trains, then wait for it
         trainer.close()
         launcher.close()
 
     routes = [*home.routes(workspace), *training.routes(trainer), *studies.routes(launcher),
-              *lab_routes,
+              *lab.routes(workspace),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(Security, allowed_hosts=allowed_hosts, token=token)])
     app.state.workspace, app.state.trainer, app.state.launcher = workspace, trainer, launcher
     return app
+
+
+def _preload() -> None:
+    try:
+        importlib.import_module("aelab.runs.trained")
+    except Exception:  # noqa: BLE001 - only a head start: the first training imports it again and says why
+        pass

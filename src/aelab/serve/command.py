@@ -85,6 +85,7 @@ def _cmd(args: argparse.Namespace) -> int:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host.strip("[]"), args.port))
+        sock.listen(128)  # a browser that comes before uvicorn is ready waits in the queue, never refused
     except OSError as exc:
         raise AelabError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port "
                          "(0: any free one)") from None

@@ -358,6 +358,10 @@ class Trainer:
         try:
             train(job.cfg, job.run_dir, on_event=on_event, stop=job.stop, data=self.data(), progress=False)
         except Interrupted as exc:
+            if (job.run_dir / "DONE").is_file():  # the stop came while the run was finishing: it finished
+                job.push({"type": "final", "recon_png": f"/files/{job.rel}/recon.png"})
+                job.set_state("finished", f"finished {job.epoch} epochs (the stop came after the last one)")
+                return
             paused = job.stop.requested == "paused"
             job.set_state("paused" if paused else "stopped",
                           (f"paused after epoch {job.epoch}: resume or step on" if paused else str(exc)))
@@ -388,12 +392,12 @@ class Trainer:
         """Resume the interrupted run at ``rel`` (its saved config), to the end or for ``steps`` epochs."""
         from ..artifacts import read_config  # deferred: pydantic schemas
 
-        run_dir = self.ws.resolve(rel)
-        job = self.jobs.get(self.ws.rel(run_dir))
+        job = self.jobs.get(self.ws.rel(self.ws.resolve(rel, must_exist=False)))
         if job is not None and job.alive:
             if steps is not None and job.state in ("training", "pausing"):
                 return self.pause(job.rel)
             raise AelabError(f"{rel} is training already")
+        run_dir = self.ws.resolve(rel)
         if (run_dir / "DONE").is_file():
             raise AelabError(f"{rel} is finished; nothing to resume")
         cfg, _ = read_config(run_dir, "the run cannot be resumed; train it again")
@@ -542,14 +546,20 @@ def routes(trainer: Trainer) -> list:
         return RedirectResponse(f"/train/run/{job.rel}", 303)
 
     def _rel(request: Request) -> str:
-        return ws.rel(ws.resolve(request.path_params["path"]))
+        """The run directory the URL names, relative to the root: an existing one, or one a job of
+        this server is about to create (training creates it a moment after the page is answered)."""
+        path = ws.resolve(request.path_params["path"], must_exist=False)
+        rel = ws.rel(path)
+        if not path.is_dir() and rel not in trainer.jobs:
+            raise PathRefused(f"{request.path_params['path']!r} is not a run in this workspace")
+        return rel
 
     async def run_page(request: Request) -> Response:
         try:
             rel = _rel(request)
         except PathRefused as exc:
             return page(request, "message.html", 404, title="Not found", message=str(exc))
-        entry = ws.run_entry(ws.resolve(rel))
+        entry = ws.run_entry(ws.resolve(rel, must_exist=False))
         return page(request, "run.html", title=entry.name, run=entry, rel=rel)
 
     def action(kind: str):
@@ -577,8 +587,11 @@ def routes(trainer: Trainer) -> list:
         except PathRefused as exc:
             return JSONResponse({"message": str(exc)}, 404)
 
-        def disk_snapshot() -> dict:
-            e = ws.run_entry(ws.resolve(rel))
+        def disk_snapshot() -> Optional[dict]:
+            path = ws.resolve(rel, must_exist=False)
+            if not path.is_dir():
+                return None
+            e = ws.run_entry(path)
             return {"type": "snapshot", "rel": rel, "name": e.name, "state": e.status, "message": e.problem,
                     "epoch": e.epochs_done, "epochs": e.epochs, "history": history_series(_history(ws.resolve(rel))),
                     "recon": None, "family": e.family, "data": e.data,
@@ -589,7 +602,7 @@ def routes(trainer: Trainer) -> list:
             yield "retry: 2000\n\n"
             snap = await asyncio.to_thread(disk_snapshot)
             job = trainer.jobs.get(rel)
-            if job is None:
+            if job is None and snap is not None:
                 yield _sse(snap)
             while not trainer.closing.is_set():
                 job = trainer.jobs.get(rel)

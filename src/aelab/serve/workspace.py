@@ -178,7 +178,11 @@ class Workspace:
 
     def run_entry(self, d: Path, names: Optional[set] = None) -> RunEntry:
         """What the workspace page says about one run directory (never raises for a damaged one)."""
-        names = names if names is not None else {p.name for p in d.iterdir()}
+        if names is None:
+            try:
+                names = {p.name for p in d.iterdir()}
+            except OSError:  # not created yet (a training about to start), or gone
+                names = set()
         e = RunEntry(self.rel(d), d.name, "interrupted", mtime=_mtime(d), has_recon="recon.png" in names)
         try:
             cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
