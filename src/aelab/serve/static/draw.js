@@ -80,12 +80,12 @@ function drawBars(canvas, values, sigma) {
     lo = Math.min(lo, values[i] - s); hi = Math.max(hi, values[i] + s);
   }
   if (hi - lo < 1e-6) hi = lo + 1;
-  const pad = 6 * dpr, y = v => pad + (H - 2 * pad) * (hi - v) / (hi - lo);
-  const bw = (W - 2 * pad) / n;
+  const pad = 6 * dpr, left = 44 * dpr, y = v => pad + (H - 2 * pad) * (hi - v) / (hi - lo);
+  const bw = (W - left - pad) / n;
   ctx.strokeStyle = "#4a5563"; ctx.lineWidth = dpr;
-  ctx.beginPath(); ctx.moveTo(pad, y(0)); ctx.lineTo(W - pad, y(0)); ctx.stroke();
+  ctx.beginPath(); ctx.moveTo(left, y(0)); ctx.lineTo(W - pad, y(0)); ctx.stroke();
   for (let i = 0; i < n; i++) {
-    const x = pad + i * bw, v = values[i];
+    const x = left + i * bw, v = values[i];
     ctx.fillStyle = v >= 0 ? "#1f5fbf" : "#b3261e";
     ctx.fillRect(x + bw * 0.1, Math.min(y(0), y(v)), Math.max(1, bw * 0.8), Math.max(1, Math.abs(y(v) - y(0))));
     if (sigma) {
@@ -95,9 +95,12 @@ function drawBars(canvas, values, sigma) {
       ctx.stroke();
     }
   }
-  ctx.fillStyle = "#1b1f24"; ctx.font = `${12 * dpr}px system-ui, sans-serif`;
-  ctx.fillText(hi.toFixed(2), pad, pad + 10 * dpr);
-  ctx.fillText(lo.toFixed(2), pad, H - pad);
+  // the scale: top, zero and bottom, right-aligned left of the bars
+  ctx.fillStyle = "#1b1f24"; ctx.font = `${12 * dpr}px system-ui, sans-serif`; ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  const ticks = [[hi, y(hi)], [lo, y(lo)]];
+  if (Math.abs(y(0) - y(hi)) > 14 * dpr && Math.abs(y(0) - y(lo)) > 14 * dpr) ticks.push([0, y(0)]);
+  for (const [v, py] of ticks) ctx.fillText(v === 0 ? "0" : v.toFixed(2), left - 6 * dpr, Math.min(H - 7 * dpr, Math.max(7 * dpr, py)));
 }
 
 function initDraw(root) {
@@ -175,6 +178,7 @@ function initDraw(root) {
       show(res);
       st.paintedGen = gen;
       st.timings.push(performance.now() - t0);
+      if (st.onPaint) st.onPaint(gen);
       showError(err, null);
     } catch (e) {
       showError(err, e);
@@ -237,7 +241,8 @@ function initDraw(root) {
       showError(err, "No finished run on 28×28 grey images in this workspace: train one first (the Train page, or " +
                      "aelab train --limit 2000 --epochs 1), then reload.");
     }
-    const want = [params.get("run"), params.get("b")];
+    // ?run=A&b=B choose the models (an empty b: none); else the first two runs
+    const keys = ["run", "b"];
     panels.forEach((p, i) => {
       const sel = p.querySelector("select");
       const none = document.createElement("option");
@@ -248,7 +253,8 @@ function initDraw(root) {
         o.value = r.run; o.textContent = runLabel(r);
         sel.append(o);
       }
-      const pick = want[i] && st.runs.some(r => r.run === want[i]) ? want[i]
+      const want = params.get(keys[i]);
+      const pick = want !== null && (want === "" || st.runs.some(r => r.run === want)) ? want
         : (st.runs[i] ? st.runs[i].run : "");
       sel.value = pick;
       describe(p);
