@@ -128,7 +128,7 @@ def test_kept_run_directory_is_reused(tmp_path, digits):
     x = digits[0][:300] / 16.0
     a = AutoencoderTransformer(code_size=4, epochs=2, run_dir=tmp_path).fit(x)
     assert a.run_dir_.parent == tmp_path and (a.run_dir_ / "DONE").is_file() and (a.run_dir_ / "recon.png").is_file()
-    assert a.run_dir_.name == json.loads((a.run_dir_ / "run.json").read_text())["config_hash"]  # named by its identity
+    assert a.run_dir_.name == a.config_hash_ == json.loads((a.run_dir_ / "run.json").read_text())["config_hash"]
     mtime = (a.run_dir_ / "weights.safetensors").stat().st_mtime_ns
     b = AutoencoderTransformer(code_size=4, epochs=2, run_dir=tmp_path).fit(x)  # the finished run, reused
     assert b.run_dir_ == a.run_dir_ and (b.run_dir_ / "weights.safetensors").stat().st_mtime_ns == mtime
@@ -223,7 +223,8 @@ def test_html_display_shows_the_parameters_given():
 
 
 def test_import_aelab_imports_no_sklearn():
-    code = ("import sys, aelab; aelab.RunConfig; import aelab.data; "
+    """Neither ``import aelab`` nor its data layer (whose digits source defers scikit-learn) loads it."""
+    code = ("import sys, aelab, aelab.data; "
             "assert not [m for m in sys.modules if m == 'sklearn' or m.startswith('sklearn.')], 'sklearn imported'; "
             "assert 'aelab.sklearn' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

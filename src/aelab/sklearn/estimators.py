@@ -178,6 +178,9 @@ class AutoencoderBase(BaseEstimator):
     def _keep(self, run, run_dir: Optional[Path]) -> None:
         """The fitted attributes, from the finished run (while its data source is registered)."""
         self.config_ = run.config
+        # the run's identity, taken while its data source is registered: once the source is gone,
+        # config_.hash() can no longer see that the data set was registered arrays
+        self.config_hash_ = run.config.hash()
         self.model_ = run.model.to("cpu").eval()
         self.scaler_ = run.scaler
         self.scaling_ = run.config.data.scaling
@@ -297,7 +300,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     run_dir:       keep each fit's run directory under this folder, named by its config hash.
     device:        where to train ("auto", "cpu", "cuda"); the fitted model is kept on the CPU.
 
-    Fitted attributes: ``config_``, ``model_``, ``scaler_``, ``scaling_``, ``history_``,
+    Fitted attributes: ``config_``, ``config_hash_`` (the run's identity), ``model_``, ``scaler_``, ``scaling_``, ``history_``,
     ``metrics_``, ``loss_curve_``, ``n_iter_``, ``n_components_``, ``n_features_in_``,
     ``input_shape_``, ``run_dir_`` (None for a temporary run directory).
     """
