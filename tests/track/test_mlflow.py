@@ -129,6 +129,24 @@ def test_a_study_is_one_parent_run_with_its_runs_as_children(store):
     assert exp.artifact_location == (out.parent / "mlruns" / "artifacts").resolve().as_uri()
 
 
+def test_a_study_trained_earlier_is_logged_whole(store):
+    """Every run reused from its directory (nothing trains, so no event comes): the tracker told the
+    output directory logs the study's runs from their directories, and its report."""
+    root, out, first, client = store
+    with aelab.track.mlflow(dir=root / "mlruns", output=out, strict=True) as again:
+        run_study(load_study(root / "tiny.toml"), out, progress=False, workers=1, on_event=again)
+    runs = client.search_runs([again.experiment_id], filter_string=f"tags.`aelab.call` = '{again.call_id}'")
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and sorted(r.info.run_name for r in children) == ["a", "b"]
+    for r in children:
+        rd = Path(r.data.tags["aelab.run_dir"])
+        hist = json.loads((rd / "history.json").read_text())
+        assert r.info.status == "FINISHED"
+        got = sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val/loss"))
+        assert got == list(enumerate(hist["val_loss"], start=1))
+        assert r.data.params == client.get_run(first.run_id(rd)).data.params
+
+
 def test_aelab_train_track_mlflow_and_an_interrupted_run_resumed(store, tmp_path, monkeypatch, capsys):
     """The CLI flag into the same store (one run, not grouped); then from Python a run stopped after
     its first epoch (KILLED, one epoch logged) and resumed: the resumed run logs both epochs, the first

@@ -189,6 +189,7 @@ def test_the_study_report_goes_to_the_group(study):
     out, logs, _ = study
     ea = _events(logs / "out")
     assert _text(ea, "report") == (out / "report.md").read_text()
+    assert _text(ea, "study").startswith("study tiny (")  # the output mark's description: study, data
     assert "| a | 2 |" in _text(ea, "runs")
     figures = sorted(p.stem for p in (out / "figures").glob("*.png"))
     assert figures and sorted(t.removeprefix("report/") for t in ea.Tags()["images"]) == figures

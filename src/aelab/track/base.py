@@ -373,8 +373,7 @@ class EventTracker:
             self._runs[key] = t
             if t.group is not None:
                 t.group.runs.append(t)
-                if t.group.handle is None:
-                    self._open_group(t.group)
+                self._open_group_once(t.group)
             self._open(t)
         return t
 
@@ -408,13 +407,21 @@ class EventTracker:
     def _group_for(self, out: Path) -> Group:
         key = str(out.resolve())
         if key not in self._groups:
-            describe = ""
-            try:
-                describe = str(json.loads((out / OUTPUT_MARK).read_text(encoding="utf-8")).get("describe", ""))
-            except (OSError, ValueError, AttributeError):
-                pass
-            self._groups[key] = Group(self._group_name or out.resolve().name, out, describe)
+            self._groups[key] = Group(self._group_name or out.resolve().name, out)
         return self._groups[key]
+
+    def _open_group_once(self, g: Group) -> None:
+        """Open the group's tracked record the first time it is needed, saying what the output
+        directory holds (its mark's description: the study or sweep, its data) once it exists."""
+        if g.handle is not None:
+            return
+        if g.output is not None and not g.describe:
+            try:
+                mark = json.loads((g.output / OUTPUT_MARK).read_text(encoding="utf-8"))
+                g.describe = str(mark.get("describe", "")) if isinstance(mark, dict) else ""
+            except (OSError, ValueError):
+                pass
+        self._open_group(g)
 
     def _finish_group(self, g: Group) -> None:
         """At close: the group's runs this call did not train (reused), then its report."""
@@ -432,11 +439,8 @@ class EventTracker:
                 continue
             rd = g.output / rel
             if str(rd.resolve()) not in self._runs and (rd / "DONE").is_file():
-                if g.handle is None:
-                    self._open_group(g)
                 self.log_run(rd)
-        if g.handle is None:
-            self._open_group(g)
+        self._open_group_once(g)
         self._group_report(g, res)
 
     # -- closing -----------------------------------------------------------------------------------
