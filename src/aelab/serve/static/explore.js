@@ -55,7 +55,7 @@ function initExplore() {
     ctx.globalAlpha = 1;
     const m = st.map.method;
     const ax = m === "code" ? ["z₁", "z₂"] : m === "pca" ? ["PC 1", "PC 2"] : ["t-SNE 1", "t-SNE 2"];
-    ctx.fillStyle = "#4a5563"; ctx.font = `${13 * dpr}px system-ui, sans-serif`;
+    ctx.fillStyle = "#4a5563"; ctx.font = `${15 * dpr}px system-ui, sans-serif`;
     ctx.fillText(`${ax[0]} →`, W - 70 * dpr, H - 8 * dpr);
     ctx.save(); ctx.translate(14 * dpr, 70 * dpr); ctx.rotate(-Math.PI / 2); ctx.fillText(`${ax[1]} →`, 0, 0); ctx.restore();
     drawOverlay();
