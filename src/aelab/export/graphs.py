@@ -197,7 +197,7 @@ def pytorch_convolutions():
 def _quiet():
     """The exporter's progress lines, warnings and log records kept off the user's terminal."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript",
-                                             "torch.fx.experimental.symbolic_shapes")]
+                                             "torch.fx.experimental.symbolic_shapes", "torch.__trace")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
