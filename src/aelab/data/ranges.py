@@ -40,6 +40,9 @@ UNIT_LOSSES = ("bce", "torch_bce")
 
 
 def last_activation(cfg: RunConfig) -> str:
+    own = getattr(cfg.model, "output_activation", None)  # a model without layer specs says it itself
+    if callable(own):
+        return own()
     return getattr(cfg.model.decoder[-1], "activation", None) or "linear"
 
 

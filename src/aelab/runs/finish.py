@@ -106,6 +106,8 @@ def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, eng
         "numerics": numerics.fingerprint() if dev.type == "cpu" else None,  # what the bits depend on
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "formats": dict(RUN_FORMATS),  # each file's format version: a later aelab knows what it reads
+        # what the run cannot keep and opening it asks for (your own modules' classes), when anything
+        "outside_code": cfg.model.outside_code() if hasattr(cfg.model, "outside_code") else None,
     })
     write_bytes(run_dir / "DONE", b"ok\n")  # atomic too: an empty DONE left by a full disk would mark the run done
     with contextlib.suppress(OSError):

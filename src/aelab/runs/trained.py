@@ -30,8 +30,9 @@ from ..artifacts import HistoryFile, MetricsFile, read_dict, read_samples, retra
 from ..config import RunConfig
 from ..data import SOURCES, DataCache, DataOptions, Dataset
 from ..data.prepare import Scaler
-from ..errors import AelabError, DataError
-from ..models import family_of
+from ..errors import AelabError, ConfigError, DataError
+from ..models import custom, family_of
+from ..models.custom import CUSTOM_FAMILIES
 from .directory import is_done, load_model
 from .events import OnEvent, Stop
 from .train import TrainOptions, train_runs
@@ -248,15 +249,48 @@ def _cache(data: "DataCache | DataOptions | None") -> DataCache:
     return DataCache(data or DataOptions(progress=False))
 
 
+def _given_modules(modules: Any) -> tuple[Any, Any]:
+    if not (isinstance(modules, (tuple, list)) and len(modules) == 2):
+        raise ConfigError("modules: give your encoder and decoder as a pair, modules=(encoder, decoder)")
+    return modules[0], modules[1]
+
+
+def _run_modules(run_dir: Path, modules: Any) -> None:
+    """Before a run of your own modules is read: make its family known and its modules this process's,
+    checking that they are the run's (their classes and parameter shapes); one line when they are
+    missing or other ones."""
+    try:
+        model = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("model") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # read_config says what is wrong with the file
+    if not isinstance(model, dict) or model.get("family") not in CUSTOM_FAMILIES:
+        if modules is not None:
+            raise ConfigError(f"modules: {run_dir} is a run of the {model.get('family')!r} family, which builds "
+                              "its model from its config; open it without modules=")
+        return
+    if modules is None:
+        raise ConfigError(f"{run_dir}: " + custom.missing_modules_line(str(model.get("encoder_class")),
+                                                                       str(model.get("decoder_class"))))
+    encoder, decoder = _given_modules(modules)
+    key = custom.use_modules(encoder, decoder)
+    if key != model.get("modules"):
+        raise ConfigError(f"modules: these are not the modules {run_dir} was trained with (theirs: "
+                          f"{model.get('encoder_class')}, {model.get('decoder_class')}; the classes or the "
+                          f"parameter shapes differ: given {custom.class_name(encoder)}, {custom.class_name(decoder)})")
+
+
 def open_run(run_dir: str | Path, *, data: "DataCache | DataOptions | None" = None,
-             device: str | torch.device = "cpu") -> TrainedRun:
+             device: str | torch.device = "cpu", modules: Any = None) -> TrainedRun:
     """Open a finished run directory (written by ``aelab train``, a study, a sweep or :func:`train`).
 
     ``data``: where the run's data comes from when the scaling needs it (:class:`~aelab.data.DataOptions`,
     or a :class:`~aelab.data.DataCache` to share one already read). A directory that is not a
     finished run, or whose weights or files do not verify, is one :class:`~aelab.errors.AelabError` line.
+    ``modules``: ``(encoder, decoder)`` for a run of your own modules (:mod:`aelab.models.custom`),
+    which a run cannot keep; modules of other classes or shapes are refused.
     """
     run_dir = Path(run_dir)
+    _run_modules(run_dir, modules)
     if run_dir.is_dir() and (run_dir / "config.json").is_file() and not is_done(run_dir):
         raise AelabError(f"{run_dir} is not a finished run (no DONE mark): resume it (aelab train --resume "
                          f"{run_dir}) or train it again")
@@ -269,7 +303,8 @@ def open_run(run_dir: str | Path, *, data: "DataCache | DataOptions | None" = No
 
 def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[OnEvent] = None, stop: Optional[Stop] = None,
           data: "DataCache | DataOptions | None" = None, device: str = "auto", engine: str = "auto",
-          progress: bool = False, resume: bool = True, overwrite: bool = False, figures: bool = True) -> TrainedRun:
+          progress: bool = False, resume: bool = True, overwrite: bool = False, figures: bool = True,
+          modules: Any = None) -> TrainedRun:
     """Train one config into ``run_dir`` and open the finished run (:func:`open_run`).
 
     ``cfg`` trains as given: fit its shapes to its data first with :func:`aelab.fit_config` when its
@@ -281,12 +316,23 @@ def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[OnEvent] = 
     checkpoints the run as Ctrl-C does and raises :class:`~aelab.runs.Interrupted`; the same call
     again resumes it. ``progress``: the training loop's own output on stderr. ``figures``: False
     skips drawing recon.png while finishing (``TrainedRun.recon_png()`` draws it when asked).
+    ``modules``: ``(encoder, decoder)``, your own ``torch.nn.Module`` instances, for a config of the
+    ``custom`` or ``custom_vae`` family (:mod:`aelab.models.custom`): trained from their weights as
+    given, in this process; the config records their classes and fingerprint.
     """
     cache = _cache(data)
+    if modules is not None:
+        if not isinstance(cfg.model, custom.Config):
+            raise ConfigError(f"modules: a config of the {cfg.model.family!r} family builds its own model; set "
+                              "model.family to 'custom' or 'custom_vae' to train your modules")
+        encoder, decoder = _given_modules(modules)
+        cfg = cfg.model_copy(update={"model": custom.fit_modules(cfg.model, encoder, decoder)})
+    elif isinstance(cfg.model, custom.Config) and cfg.model.modules not in custom.PAIRS:
+        raise ConfigError(custom.missing_modules_line(cfg.model.encoder_class, cfg.model.decoder_class))
     opts = TrainOptions(device=device, engine=engine, progress=progress, resume=resume, overwrite=overwrite,
                         figures=figures)
     train_runs([cfg], [Path(run_dir)], data=cache, on_event=on_event, stop=stop, options=opts)
-    return open_run(run_dir, data=cache)
+    return open_run(run_dir, data=cache, modules=modules)
 
 
 __all__ = ["Scaler", "TrainedRun", "open_run", "train"]
