@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -111,8 +112,6 @@ def test_vae_codes_are_the_posterior_mean_and_scores_the_elbo(digits):
     est = AutoencoderTransformer(family="vae", hidden=(32,), code_size=3, epochs=2).fit(x)
     z = est.transform(x)
     np.testing.assert_array_equal(z, est.transform(x))  # nothing sampled
-    import torch
-
     with torch.no_grad():
         mu, logvar = est.model_.encoder.distribution(torch.from_numpy(x[:2].astype(np.float32)))
         recon = est.model_.decoder(mu)  # the decoding of μ
