@@ -156,7 +156,7 @@ def test_data_options_nest_or_stay_flat_and_are_checked_against_their_source():
     for bad, msg in [
         ({"dataset": "mnist", "channels": 3}, r"data.channels applies to a folder of images, but data.dataset mnist "),
         ({"dataset": "mnist", "split_seed": 1}, r"data.split_seed applies to scikit-learn's digits, a folder of images or a table"),
-        ({"dataset": "t.csv", "image_size": 8}, r"data.image_size applies to a folder of images, but data.dataset t.csv is a table"),
+        ({"dataset": "t.csv", "image_size": 8}, r"data.image_size applies to the shapes set or a folder of images, but data.dataset t.csv is a table"),
         ({"dataset": "digits", "test_fraction": 1.5}, r"data.test_fraction: got 1.5"),
         ({"dataset": "digits", "source": {"kind": "digits", "colour": 1}}, r"data.colour: unknown key"),
     ]:

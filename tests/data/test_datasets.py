@@ -82,7 +82,7 @@ def train(tmp_path, *args) -> int:
 
 # -- the registry -------------------------------------------------------------------------------------
 def test_registered_names_and_their_shapes():
-    assert list(DATASETS) == ["mnist", "fashion-mnist", "kmnist", "digits", "synthetic"]
+    assert list(DATASETS) == ["mnist", "fashion-mnist", "kmnist", "digits", "synthetic", "shapes"]
     assert sample_shape(DataConfig(dataset="digits")) == (1, 8, 8)
     assert sample_shape(DataConfig(dataset="fashion-mnist")) == (1, 28, 28)
 

@@ -27,6 +27,7 @@ from .._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, w
 from ..artifacts import read_samples
 from ..config import config_hash
 from ..errors import AelabError, DataError
+from ..models import family_of
 from ..plots import latent as LF
 from ..runs import DataCache, is_done, load_model
 from ..runs.codes import (CODES_FILE, FIGURES, LATENT_FORMAT, LATENT_LAYOUT, LATENT_MARK, class_names, code_arrays,
@@ -196,12 +197,16 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
     dims = int(z_test.shape[1])
     family = cfg.model.family
     stochastic = bool(getattr(model, "stochastic", False))
+    # a discrete code (codebook indices) is a name per position, not a point: measured one-hot, shown as the
+    # histogram of the entries it uses, and never laid out in 2-D, interpolated or traversed
+    discrete = family_of(cfg.model).code == "discrete"
+    book = int(getattr(cfg.model, "codebook_size", 0) or 0) or (L.code_usage(z_test).size if discrete else 0)
     shape = tuple(cfg.model.input_shape)
     report: dict[str, Any] = {"run": cfg.name, "run_dir": str(run_dir), "family": family, "code_dims": dims,
                               "code_is_mean": stochastic, "active_dims": L.active_dims(z_test, relative=not stochastic),
                               "n_train_codes": int(len(arrays["train_codes"])), "n_test_codes": int(len(z_test)),
                               # what the raw baseline is made of: an image's pixels or a table's features
-                              "inputs": L.input_noun(shape), "figures": {}}
+                              "inputs": L.input_noun(shape), "figures": {}, "code_kind": family_of(cfg.model).code}
     if names:
         report["class_names"] = list(names)
     figures: dict[str, bytes] = {}
@@ -213,8 +218,10 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
         if baselines and tensors is not None:
             xtr = tensors[0][torch.as_tensor(arrays["train_index"])].cpu().numpy()
             xte = tensors[1][torch.as_tensor(arrays["test_index"])].cpu().numpy()
-        report["quality"] = {"code": L.code_quality(arrays["train_codes"], arrays["train_labels"], z_test, y_test,
-                                                    seed)}
+        ztr, zte = arrays["train_codes"], z_test
+        if discrete:
+            ztr, zte = L.one_hot(ztr, book), L.one_hot(zte, book)
+        report["quality"] = {"code": L.code_quality(ztr, arrays["train_labels"], zte, y_test, seed)}
         if xtr is not None and xte is not None:  # the data's own rows: once per data set
             report["quality"].update(input_baselines(xtr, xte, arrays["train_labels"], y_test,
                                                      int(arrays["train_codes"].shape[1]), seed))
@@ -228,70 +235,77 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
         except ValueError as err:
             report["anomaly"] = {"error": str(err)}
 
-    # the map
-    idx = L.subsample(len(z_test), MAP_POINTS, seed)
-    labels = y_test[idx] if y_test is not None else np.zeros(len(idx), dtype=int)
-    panels = []
-    for m in (methods or L.map_methods(dims)):
-        say(f"2-D map: {m}")
-        if m == "code" and dims > 2:
-            raise AelabError(f"--methods code needs a code of at most 2 dimensions; this run's has {dims}; "
-                             "use pca, tsne or umap")
-        if m == "umap" and not L.have_umap():
-            raise AelabError("--methods umap needs umap-learn; install it with pip install 'aelab[umap]'")
-        pts = L.embed_2d(z_test[idx], m, seed)
-        panels.append(LF.map_panel(m, pts, labels, dims, stochastic))
-    thumbs = None
-    if tensors is not None and LF.image_like(shape):
-        thumbs = tensors[1][torch.as_tensor(arrays["test_index"][idx])].cpu().numpy()
-    figures["map.png"] = LF.latent_maps(panels, thumbs=thumbs, image_shape=shape, class_names=names,
-                                        title=f"{cfg.name}: test codes, coloured by class")
-    report["map_methods"] = [p["method"] for p in panels]
-    report["map_points"] = int(len(idx))
+    if discrete:
+        counts = L.code_usage(z_test, book)
+        figures["map.png"] = LF.code_histogram(counts, dims, title=f"{cfg.name}: how often each codebook entry is "
+                                                                  "used by the test codes")
+        report.update({"map_methods": ["usage"], "codebook_used": int((counts > 0).sum()),
+                       "codebook_size": int(len(counts))})
+    else:  # a map of the codes, and walks through the code space
+        # the map
+        idx = L.subsample(len(z_test), MAP_POINTS, seed)
+        labels = y_test[idx] if y_test is not None else np.zeros(len(idx), dtype=int)
+        panels = []
+        for m in (methods or L.map_methods(dims)):
+            say(f"2-D map: {m}")
+            if m == "code" and dims > 2:
+                raise AelabError(f"--methods code needs a code of at most 2 dimensions; this run's has {dims}; "
+                                 "use pca, tsne or umap")
+            if m == "umap" and not L.have_umap():
+                raise AelabError("--methods umap needs umap-learn; install it with pip install 'aelab[umap]'")
+            pts = L.embed_2d(z_test[idx], m, seed)
+            panels.append(LF.map_panel(m, pts, labels, dims, stochastic))
+        thumbs = None
+        if tensors is not None and LF.image_like(shape):
+            thumbs = tensors[1][torch.as_tensor(arrays["test_index"][idx])].cpu().numpy()
+        figures["map.png"] = LF.latent_maps(panels, thumbs=thumbs, image_shape=shape, class_names=names,
+                                            title=f"{cfg.name}: test codes, coloured by class")
+        report["map_methods"] = [p["method"] for p in panels]
+        report["map_points"] = int(len(idx))
 
-    # walking the code space (needs images to show)
-    if LF.image_like(shape):
-        if tensors is not None:
-            x_show = tensors[1][torch.as_tensor(arrays["test_index"][:10])]
-            y_show = y_test[:10] if y_test is not None else None
-        else:
-            x_show, y_show = _first_test_images(run_dir), None
-        if x_show is not None and x_show.shape[0] >= 2:
-            z_show = encode(model, x_show)
-            rows = []
-            originals = x_show.cpu().numpy()
-            for a, b in [(0, 1), (2, 3), (4, 5)][: x_show.shape[0] // 2]:
-                path = decode(model, L.interpolate(z_show[a], z_show[b], 8, spherical=stochastic))
-                name = (f"{_class_name(y_show[a], names)} → {_class_name(y_show[b], names)}" if y_show is not None
-                        else f"image {a + 1} → {b + 1}")
-                rows.append((name, np.concatenate([originals[a:a + 1], path, originals[b:b + 1]])))
-            figures["interpolation.png"] = LF.image_rows(
-                rows, shape, title=("spherical" if stochastic else "linear") + " interpolation between the codes "
-                                   "of two test images (outer columns: the images themselves)",
-                columns=["image A", "decoded A"] + [""] * 6 + ["decoded B", "image B"])
-            order = np.argsort(-z_test.var(axis=0))[: min(8, dims)]
-            trows = []
-            for d in order:
-                vals = L.traversal_values(z_test, int(d), 9, prior=stochastic)
-                trows.append((f"dimension {int(d) + 1}", np.concatenate(
-                    [originals[:1], decode(model, L.traversal(z_show[0], int(d), vals))])))
-            figures["traversal.png"] = LF.image_rows(
-                trows, shape, title="one code dimension changed at a time, the others kept at the image's code "
-                                    + ("(−2.5 … +2.5, the prior's σ)" if stochastic
-                                       else "(from its 2nd to its 98th percentile over the test codes)"),
-                columns=["image", "low"] + [""] * 7 + ["high"])
-            report["traversal_dims"] = [int(d) for d in order]
-        if dims == 2:
-            if stochastic:
-                pts, xs, ys = L.manifold_grid(15, prior=True)
+        # walking the code space (needs images to show)
+        if LF.image_like(shape):
+            if tensors is not None:
+                x_show = tensors[1][torch.as_tensor(arrays["test_index"][:10])]
+                y_show = y_test[:10] if y_test is not None else None
             else:
-                lo, hi = np.percentile(z_test, 2, axis=0), np.percentile(z_test, 98, axis=0)
-                pts, xs, ys = L.manifold_grid(15, prior=False, lo=lo, hi=hi)
-            figures["manifold.png"] = LF.manifold(decode(model, pts), xs, ys, shape, prior=stochastic)
-        if stochastic:
-            figures["prior.png"] = LF.image_rows(
-                [(f"row {i + 1}", decode(model, L.prior_samples(10, dims, seed + i))) for i in range(4)], shape,
-                title="decoded samples z ~ N(0, I) from the prior")
+                x_show, y_show = _first_test_images(run_dir), None
+            if x_show is not None and x_show.shape[0] >= 2:
+                z_show = encode(model, x_show)
+                rows = []
+                originals = x_show.cpu().numpy()
+                for a, b in [(0, 1), (2, 3), (4, 5)][: x_show.shape[0] // 2]:
+                    path = decode(model, L.interpolate(z_show[a], z_show[b], 8, spherical=stochastic))
+                    name = (f"{_class_name(y_show[a], names)} → {_class_name(y_show[b], names)}" if y_show is not None
+                            else f"image {a + 1} → {b + 1}")
+                    rows.append((name, np.concatenate([originals[a:a + 1], path, originals[b:b + 1]])))
+                figures["interpolation.png"] = LF.image_rows(
+                    rows, shape, title=("spherical" if stochastic else "linear") + " interpolation between the codes "
+                                       "of two test images (outer columns: the images themselves)",
+                    columns=["image A", "decoded A"] + [""] * 6 + ["decoded B", "image B"])
+                order = np.argsort(-z_test.var(axis=0))[: min(8, dims)]
+                trows = []
+                for d in order:
+                    vals = L.traversal_values(z_test, int(d), 9, prior=stochastic)
+                    trows.append((f"dimension {int(d) + 1}", np.concatenate(
+                        [originals[:1], decode(model, L.traversal(z_show[0], int(d), vals))])))
+                figures["traversal.png"] = LF.image_rows(
+                    trows, shape, title="one code dimension changed at a time, the others kept at the image's code "
+                                        + ("(−2.5 … +2.5, the prior's σ)" if stochastic
+                                           else "(from its 2nd to its 98th percentile over the test codes)"),
+                    columns=["image", "low"] + [""] * 7 + ["high"])
+                report["traversal_dims"] = [int(d) for d in order]
+            if dims == 2:
+                if stochastic:
+                    pts, xs, ys = L.manifold_grid(15, prior=True)
+                else:
+                    lo, hi = np.percentile(z_test, 2, axis=0), np.percentile(z_test, 98, axis=0)
+                    pts, xs, ys = L.manifold_grid(15, prior=False, lo=lo, hi=hi)
+                figures["manifold.png"] = LF.manifold(decode(model, pts), xs, ys, shape, prior=stochastic)
+            if stochastic:
+                figures["prior.png"] = LF.image_rows(
+                    [(f"row {i + 1}", decode(model, L.prior_samples(10, dims, seed + i))) for i in range(4)], shape,
+                    title="decoded samples z ~ N(0, I) from the prior")
     for name, png in figures.items():
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(png)

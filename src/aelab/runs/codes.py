@@ -34,6 +34,7 @@ from .._atomic import atomic_path, write_json
 from .._paths import cache_root
 from ..artifacts import codes_problem, load_npz
 from ..errors import AelabError, DataError
+from ..models import family_of
 
 CODES_FILE = "codes.npz"
 #: the mark aelab latent writes first into its output directory (docs/formats.md): the directory
@@ -156,15 +157,20 @@ def read_codes(run_dir: Path) -> Optional[dict[str, np.ndarray]]:
     return arrays
 
 
-def summary(arrays: dict[str, np.ndarray], seed: int = 0, stochastic: bool = False) -> Optional[dict[str, Any]]:
+def summary(arrays: dict[str, np.ndarray], seed: int = 0, stochastic: bool = False,
+            codebook: Optional[int] = None) -> Optional[dict[str, Any]]:
     """What ``metrics.json["latent"]`` records: :func:`aelab.latent.code_quality` of the saved codes
     plus ``active_dims`` (:func:`aelab.latent.active_dims` of the test codes: variance above 0.01
     for a VAE's μ, above 1 % of the most variable dimension's for a deterministic code); None
-    without labels."""
+    without labels. ``codebook``: K for a discrete code (codebook indices): the probes, k-NN and
+    k-means then see it one-hot (:func:`aelab.latent.one_hot`), since an index is a name, not a
+    coordinate."""
     if "train_labels" not in arrays or "test_labels" not in arrays or len(arrays["train_codes"]) == 0:
         return None
-    q = L.code_quality(arrays["train_codes"], arrays["train_labels"], arrays["test_codes"], arrays["test_labels"],
-                       seed)
+    ztr, zte = arrays["train_codes"], arrays["test_codes"]
+    if codebook:
+        ztr, zte = L.one_hot(ztr, codebook), L.one_hot(zte, codebook)
+    q = L.code_quality(ztr, arrays["train_labels"], zte, arrays["test_labels"], seed)
     q["active_dims"] = L.active_dims(arrays["test_codes"], relative=not stochastic)
     return q
 
@@ -175,7 +181,9 @@ def record(run_dir: Path, model, cfg, x_train: torch.Tensor, x_test: torch.Tenso
     y_train, y_test = labels if labels is not None else (None, None)
     arrays = code_arrays(model, cfg, x_train, x_test, y_train, y_test, classes)
     write_codes(run_dir, arrays)
-    out = summary(arrays, stochastic=bool(getattr(model, "stochastic", False)))
+    discrete = family_of(cfg.model).code == "discrete"
+    book = (int(getattr(cfg.model, "codebook_size", 0) or 0) or L.code_usage(arrays["test_codes"]).size) if discrete else None
+    out = summary(arrays, stochastic=bool(getattr(model, "stochastic", False)), codebook=book)
     held = getattr(cfg.data, "exclude_labels", None)
     if out is not None and held and "test_labels" in arrays:
         try:  # trained without these classes: how well the reconstruction error finds them

@@ -42,6 +42,8 @@ RUN_LAYOUT = {
     "weights.safetensors": None, "recon.png": None, "run.json": None, "DONE": None, CODES_FILE: None,
     CHECKPOINT: {"state.safetensors": None, "state.json": None},
     "latent": dict(LATENT_LAYOUT),  # aelab latent's default output
+    # aelab export's default output (aelab.export.layout.EXPORT_LAYOUT, a layer above: the same names)
+    "onnx": {".aelab-export.json": None, "encoder.onnx": None, "decoder.onnx": None, "export.json": None},
 }
 
 

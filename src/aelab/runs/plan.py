@@ -90,10 +90,12 @@ def resume_target(run_dir: str | Path) -> tuple[RunConfig, bool]:
 def fast_engine_note(cfg: RunConfig) -> Optional[str]:
     """What to tell a user who asked for the fast engine on a config it does not implement (the run
     then trains on the autograd path, recorded in run.json), or None when the fast engine takes it."""
-    if can_stack(spec_of(cfg)):
+    if can_stack(spec_of(cfg)) and cfg.train.lr_schedule is None:
         return None
-    return (f"--engine fast implements dense ae models with the bce or mse loss; {cfg.name} (family "
-            f"{cfg.model.family}, loss {cfg.train.loss}) trains on the autograd path (recorded as the engine in run.json)")
+    return (f"--engine fast implements dense ae models with the bce or mse loss, Keras Adam and a constant learning "
+            f"rate; {cfg.name} (family {cfg.model.family}, loss {cfg.train.loss}, optimizer {cfg.train.optimizer.name}"
+            f"{', a learning-rate schedule' if cfg.train.lr_schedule is not None else ''}) trains on the autograd path "
+            "(recorded as the engine in run.json)")
 
 
 def fresh_run_dir(out: str | Path, overwrite: bool = False) -> tuple[Path, str]:
