@@ -41,6 +41,7 @@ from ..artifacts import ConfigFile, HistoryFile, MetricsFile, RunRecord, load_np
 from ..config import RunConfig
 from ..data import DataCache, DataOptions
 from ..errors import AelabError
+from ..models import FAMILIES
 from ..runs.events import EpochEnded, Event, RunFinished, RunStarted
 
 #: a study's or sweep's output mark (aelab.study.output.OUTPUT_MARK; named here, not imported, since
@@ -186,6 +187,13 @@ def sample_shape(config: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(int(d) for d in (config.get("model", {}).get("input_shape") or ()))
 
 
+def code_kind(config: Mapping[str, Any]) -> str:
+    """What the run's ``encode()`` gives (``Family.code``): "deterministic", "mean" (a posterior's μ)
+    or "discrete" (codebook indices: names, not coordinates — no map, no projector)."""
+    fam = FAMILIES.get(str(config.get("model", {}).get("family") or "ae"))
+    return str(getattr(fam, "code", "deterministic"))
+
+
 def code_images(files: RunFiles, data) -> Optional[np.ndarray]:
     """The test images behind codes.npz's test codes, ``(N, H, W)`` gray or ``(N, H, W, 3)`` colour in
     [0, 1]; None for data that is not images (a table) or when the data cannot be read now."""
@@ -211,13 +219,13 @@ def latent_map_png(files: RunFiles, images: Optional[np.ndarray]) -> Optional[by
     from ..plots.latent import latent_maps, map_panel  # deferred: matplotlib, only when a run finishes
 
     codes = files.codes
-    if codes is None or "test_codes" not in codes or "test_labels" not in codes:
+    if codes is None or "test_codes" not in codes or "test_labels" not in codes or code_kind(files.config) == "discrete":
         return None
     z = np.asarray(codes["test_codes"])[:MAX_PROJECTOR]
     labels = np.asarray(codes["test_labels"])[:MAX_PROJECTOR]
     dims = z.shape[1]
     method = "code" if dims <= 2 else "pca"
-    stochastic = files.config.get("model", {}).get("family") not in (None, "ae")
+    stochastic = code_kind(files.config) == "mean"
     panel = map_panel(method, embed_2d(z, method), labels, dims, stochastic=stochastic, title=files.name)
     shape = sample_shape(files.config)
     thumbs = None

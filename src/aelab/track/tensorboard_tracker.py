@@ -33,7 +33,8 @@ from typing import Optional
 import numpy as np
 
 from .._atomic import check_out_path
-from .base import (MAX_PROJECTOR, EventTracker, Group, RunFiles, Tracked, TrackerError, code_images, diagnostics,
+from .base import (MAX_PROJECTOR, EventTracker, Group, RunFiles, Tracked, TrackerError, code_images, code_kind,
+                   diagnostics,
                    flat_config, latent_map_png, metadata_rows, missing, png_bytes, png_size, sprite)
 
 #: the projector's largest sprite side in pixels (its WebGL texture)
@@ -125,7 +126,8 @@ class TensorBoardTracker(EventTracker):
         png = latent_map_png(files, images)
         if png is not None:
             self._image(w, "figures/latent_map", png, step)
-        if self.projector and files.codes is not None and "test_codes" in files.codes:
+        if (self.projector and files.codes is not None and "test_codes" in files.codes
+                and code_kind(files.config) != "discrete"):
             write_projector(projector_folder(Path(w.log_dir)), files, images)
         w.flush()
 
