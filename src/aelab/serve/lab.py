@@ -333,16 +333,18 @@ class Lab:
 
         run = st.run
         x = (x8.astype(np.float32) * np.float32(st.unit / 255.0)).reshape(1, *run.sample_shape)
-        recon = run.reconstruct(x)
-        res: dict[str, Any] = {"recon": b64(to_uint8(recon, st.unit))}
-        if st.stochastic:
-            t = torch.from_numpy(np.ascontiguousarray(run.scaler.apply(x))).to(run.device)
-            with torch.no_grad():
-                mu, logvar = run.model.encoder.distribution(t)
-            res["mu"] = [round(float(v), 5) for v in mu.reshape(-1)]
-            res["sigma"] = [round(float(v), 5) for v in torch.exp(0.5 * logvar).reshape(-1)]
-        else:
-            res["code"] = [round(float(v), 5) for v in run.encode(x).reshape(-1)]
+        t = torch.from_numpy(np.ascontiguousarray(run.scaler.apply(x))).to(run.device)
+        with torch.no_grad():  # one forward pass: TrainedRun.reconstruct's (model(x).recon) and the code
+            out = run.model(t)
+            recon = run.scaler.invert(out.recon.float().cpu().numpy())
+            res: dict[str, Any] = {"recon": b64(to_uint8(recon, st.unit))}
+            code = out.code.reshape(-1).float().cpu().tolist()
+            if st.stochastic:
+                _, logvar = run.model.encoder.distribution(t)
+                res["mu"] = [round(v, 5) for v in code]
+                res["sigma"] = [round(float(v), 5) for v in torch.exp(0.5 * logvar).reshape(-1)]
+            else:
+                res["code"] = [round(v, 5) for v in code]
         return res
 
     # -- explore --
