@@ -5,6 +5,7 @@ importance-sampled NLL (``aelab.likelihood``) on a model whose likelihood is kno
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -215,3 +216,84 @@ def test_mutual_information_by_hand():
     a = np.array([0, 0, 1, 1])
     assert mutual_information(a, a) == pytest.approx(math.log(2))
     assert mutual_information(a, np.array([0, 1, 0, 1])) == pytest.approx(0.0)
+
+
+# -- β-TCVAE ------------------------------------------------------------------------------------------------
+def test_the_tcvae_terms_are_the_minibatch_weighted_estimates_and_sum_to_the_sampled_kl():
+    from aelab.models import tcvae
+
+    g = torch.Generator().manual_seed(6)
+    z, mu, logvar = (torch.randn(3, 2, generator=g, dtype=torch.float64) * s for s in (1.0, 1.0, 0.3))
+    n = 50
+    parts = tcvae.decomposition(z, mu, logvar, n)
+
+    def logn(x, m, lv):  # log N(x; m, exp(lv)) of one value
+        return -0.5 * (math.log(2 * math.pi) + lv + (x - m) ** 2 / math.exp(lv))
+
+    for i in range(3):  # by hand, loops over the batch and the dimensions
+        log_qzx = sum(logn(z[i, d], mu[i, d], logvar[i, d]) for d in range(2))
+        log_qz = math.log(sum(math.exp(sum(logn(z[i, d], mu[j, d], logvar[j, d]) for d in range(2)))
+                              for j in range(3)) / (n * 3))
+        log_qzd = sum(math.log(sum(math.exp(logn(z[i, d], mu[j, d], logvar[j, d])) for j in range(3)) / (n * 3))
+                      for d in range(2))
+        log_pz = sum(logn(z[i, d], 0.0, 0.0) for d in range(2))
+        assert float(parts["mi"][i]) == pytest.approx(float(log_qzx - log_qz), rel=1e-9)
+        assert float(parts["tc"][i]) == pytest.approx(float(log_qz - log_qzd), rel=1e-9)
+        assert float(parts["dim_kl"][i]) == pytest.approx(float(log_qzd - log_pz), rel=1e-9)
+    cfg = tcvae.Config.model_validate({"input_shape": (64,), "encoder": ("16:relu",), "decoder": ("16:relu", "64:sigmoid"),
+                                       "latent": 3, "alpha": 1.0, "beta": 1.0, "gamma": 1.0, "dataset_size": 100})
+    m = build_model(cfg, torch.Generator().manual_seed(0))
+    x = torch.rand(8, 64)
+    out = m(x, rng=torch.Generator().manual_seed(7))
+    mu, logvar = m.encoder.distribution(x)
+    zz = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=torch.Generator().manual_seed(7))
+    sampled_kl = (LH.log_normal(zz, mu, logvar) - LH.log_standard_normal(zz)).mean()
+    assert float(sum(out.terms.values()).detach()) == pytest.approx(float(sampled_kl.detach()), rel=1e-5)
+    heavy = build_model(cfg.model_copy(update={"beta": 5.0}), torch.Generator().manual_seed(0))
+    o5 = heavy(x, rng=torch.Generator().manual_seed(7))
+    assert float(o5.terms["tc"].detach()) == pytest.approx(5 * float(out.terms["tc"].detach()), rel=1e-5)
+
+
+# -- the shapes data set ------------------------------------------------------------------------------------
+def test_shapes_are_drawn_from_the_seed_with_their_factors():
+    from aelab.data import DataConfig, load
+    from aelab.data import shapes
+
+    cfg = DataConfig(dataset="shapes", limit=60, test_limit=20)
+    a, b = load(cfg), load(cfg)
+    assert a.x_train.shape == (60, 1, 32, 32) and a.x_test.shape == (20, 1, 32, 32) and a.classes == shapes.SHAPES
+    assert np.array_equal(a.x_train, b.x_train) and set(np.unique(a.x_train)) <= {0, 255}
+    f = shapes.factors(cfg, "test")
+    assert f.shape == (20, 5) and np.array_equal(f[:, 0], a.y_test)
+    other = load(DataConfig.model_validate({"dataset": "shapes", "limit": 60, "source": {"kind": "shapes", "seed": 1,
+                                                                                      "image_size": 48}}))
+    assert other.x_train.shape == (60, 1, 48, 48) and not np.array_equal(shapes.factors(other_cfg := DataConfig.model_validate(
+        {"dataset": "shapes", "limit": 60, "source": {"kind": "shapes", "seed": 1}}), "train"), shapes.factors(
+        DataConfig(dataset="shapes", limit=60), "train"))
+    assert other_cfg.source.seed == 1
+    # one square, unrotated, at a known place: its centre pixel is on, a far corner off, its area as drawn
+    idx = np.array([[0, 5, 0, 7, 7]])
+    img = shapes.render(idx, 32)[0]
+    cx = shapes.factor_values(32)["x"][7]
+    assert img[int(cx), int(cx)] == 255 and img[0, 0] == 0
+    half = 0.8 * 1.0 * 0.25 * 32  # the square's half-side: 0.8 of the half-size at scale 1
+    assert abs((img > 0).sum() - (2 * half) ** 2) <= 4 * 2 * half
+
+
+def test_a_tcvae_trains_on_shapes_from_python_and_its_mig_is_read_from_the_run(tmp_path):
+    import aelab
+    from aelab.analysis.disentangle import mig_curve, run_mig
+    from aelab.config import RunConfig
+
+    cfg = aelab.fit_config(RunConfig.from_dict({
+        "name": "tc", "model": {"family": "tcvae", "encoder": ["32:relu"], "decoder": ["32:relu", "784:sigmoid"],
+                                "latent": 4, "dataset_size": 256},
+        "data": {"dataset": "shapes", "limit": 256, "test_limit": 64}, "train": {"epochs": 1, "batch_size": 64}}))
+    run = aelab.train(cfg, tmp_path / "tc", figures=False)
+    fam = json.loads((tmp_path / "tc" / "metrics.json").read_text())["family"]
+    assert {"mutual_information", "total_correlation", "dimension_kl", "nll"} <= set(fam)
+    m = run_mig(tmp_path / "tc")
+    assert 0 <= m["mig"] <= 1 and set(m["per_factor"]) == {"shape", "scale", "rotation", "x", "y"} and m["n"] == 64
+    curve = mig_curve(tmp_path, "model.beta")
+    assert [r["value"] for r in curve] == [6.0] and curve[0]["mig"] == m["mig"]
+    assert run is not None

@@ -13,11 +13,11 @@ of the β-TCVAE (or the β-VAE) shows the trade-off between reconstruction and d
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..artifacts import read_config
 from ..config import RunConfig
 from ..data import shapes
 from ..disentangle import mig
@@ -30,10 +30,9 @@ FACTOR_SOURCES = {"shapes": (shapes.factors, shapes.FACTOR_NAMES)}
 
 
 def run_config(run_dir: Path) -> RunConfig:
-    try:
-        return RunConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError) as err:
-        raise AelabError(f"{run_dir}: cannot read its config.json ({err}); give a run directory written by aelab") from None
+    """The config a run directory records (its config.json, read as aelab reads it)."""
+    cfg, _ = read_config(Path(run_dir), "give a run directory written by aelab", AelabError)
+    return cfg
 
 
 def run_mig(run_dir: str | Path, bins: int = 20) -> dict[str, Any]:
