@@ -345,7 +345,29 @@ def _curves_caption(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
               + ("; each term with its own marker" if len(terms) > 1 else ""))
     if not P.comparable_losses(b, v):
         s += ". The two runs' losses are on different scales (log axis)"
-    return s + "."
+    notes = [n for n in (_training_control(b), _training_control(v)) if n]
+    return s + "." + "".join(f" {n}" for n in dict.fromkeys(notes))
+
+
+def _training_control(run: Mapping[str, Any]) -> str:
+    """What early stopping and a learning-rate schedule did to a run, from its history (``stopped_epoch``,
+    ``restored_epoch``, ``lr``) and config; "" when neither acted."""
+    hist = run.get("history") if isinstance(run.get("history"), Mapping) else {}
+    train = ((run.get("config") or {}).get("train") or {}) if isinstance(run.get("config"), Mapping) else {}
+    name, out = str(run.get("name") or "the run"), []
+    stopped, restored = hist.get("stopped_epoch"), hist.get("restored_epoch")
+    es = train.get("early_stopping") if isinstance(train.get("early_stopping"), Mapping) else {}
+    if isinstance(stopped, int):
+        out.append(f"Early stopping ({es.get('monitor', 'val_loss')}, patience {es.get('patience', '?')}) stopped "
+                   f"{name} after epoch {stopped} of {train.get('epochs', '?')}")
+    if isinstance(restored, int):
+        out.append(f"{name} ends with the weights of epoch {restored}, its best")
+    lr = [x for x in (hist.get("lr") or []) if isinstance(x, (int, float))]
+    if lr and max(lr) != min(lr):
+        sched = train.get("lr_schedule") if isinstance(train.get("lr_schedule"), Mapping) else {}
+        out.append(f"{name}'s learning rate went from {fmt_value(lr[0])} to {fmt_value(lr[-1])}"
+                   + (f" ({sched.get('kind')} schedule)" if sched.get("kind") else ""))
+    return "; ".join(out) + "." if out else ""
 
 
 # --------------------------------------------------------------------------------------------
