@@ -86,7 +86,7 @@ def _draw_usage(ax, c: np.ndarray) -> None:
     if len(dead):
         ax.plot(dead, np.zeros(len(dead)), "|", color="#aa2222", markersize=6, label="never used")
         ax.text(0.98, 0.95, f"{len(dead)} dead entries (red ticks)", transform=ax.transAxes, ha="right", va="top",
-                fontsize=8, color="#aa2222")
+                fontsize=8, color="#aa2222", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
     ax.set_xlim(-0.5, len(c) - 0.5)
 
 
