@@ -137,8 +137,12 @@ def ws(tmp_path_factory):
     vae = aelab.fit_config(aelab.RunConfig().with_overrides(
         {**base, "name": "vae", "model.family": "vae", "model.latent": 2, "model.encoder": ["64:relu"],
          "model.decoder": ["64:relu", "784:sigmoid"]}))
+    vq = aelab.fit_config(aelab.RunConfig().with_overrides(
+        {**base, "name": "vq", "model.family": "vqvae", "model.encoder": ["64:relu", "16:linear"],
+         "model.decoder": ["64:relu", "784:sigmoid"], "model.codebook_size": 16, "model.embedding_dim": 8}))
     aelab.train(ae, root / "runs" / "ae")
     aelab.train(vae, root / "runs" / "vae")
+    aelab.train(vq, root / "runs" / "vq")
     return Workspace(root)
 
 
@@ -163,7 +167,7 @@ def draw(client, runs, **kw):
 
 def test_runs_lists_the_finished_drawable_runs(client):
     runs = {r["run"]: r for r in client.get("/api/lab/runs").json()["runs"]}
-    assert set(runs) == {"runs/ae", "runs/vae"}
+    assert set(runs) == {"runs/ae", "runs/vae", "runs/vq"}
     assert runs["runs/vae"]["family"] == "vae" and runs["runs/ae"]["drawable"] and runs["runs/ae"]["shape"] == [1, 28, 28]
 
 
@@ -288,6 +292,17 @@ def test_interpolation_and_prior(client):
     assert p1["decoded"]["shape"] == [4, 1, 28, 28]
     r = client.post("/api/lab/prior", json={"run": "runs/ae"})
     assert r.status_code == 400 and "not a VAE" in r.json()["error"]
+
+
+def test_a_discrete_code_is_drawn_but_has_no_map(client, ws):
+    res = draw(client, ["runs/vq"])["results"][0]
+    x = mnist_preprocess(draw_ink(STROKES, 336, 336, 22)).astype(np.float32)[None, None]
+    run = ws.open_run("runs/vq")
+    want = to_uint8(run.reconstruct(x), 255).ravel()
+    assert res["discrete"] and np.abs(b64u8(res["recon"]).astype(int) - want).max() <= 1
+    assert res["code"] == run.encode(x)[0].tolist() and all(float(v).is_integer() for v in res["code"])
+    r = client.get("/api/lab/map", params={"run": "runs/vq"})
+    assert r.status_code == 400 and "codebook indices" in r.json()["error"] and "\n" not in r.json()["error"]
 
 
 def test_pages_render_with_the_nav(client):

@@ -263,8 +263,17 @@ class _RunState:
         return self.unit_
 
     @property
+    def code_kind(self) -> str:
+        """The family's kind of code: "deterministic", "mean" (a posterior's μ) or "discrete" (indices)."""
+        from ..models import family_of  # deferred: the model registry (loaded with the run anyway)
+
+        return family_of(self.run.config.model).code
+
+    @property
     def stochastic(self) -> bool:
-        return bool(getattr(self.run.model, "stochastic", False)) and hasattr(self.run.model.encoder, "distribution")
+        """A VAE-like run: its code is a posterior's mean, its encoder gives μ and log σ², its prior is N(0, I)."""
+        return (self.code_kind == "mean" and bool(getattr(self.run.model, "stochastic", False))
+                and hasattr(self.run.model.encoder, "distribution"))
 
 
 class Lab:
@@ -345,12 +354,18 @@ class Lab:
                 res["sigma"] = [round(float(v), 5) for v in torch.exp(0.5 * logvar).reshape(-1)]
             else:
                 res["code"] = [round(v, 5) for v in code]
+                if st.code_kind == "discrete":
+                    res["discrete"] = True
         return res
 
     # -- explore --
     def codes(self, st: _RunState) -> dict:
         """The test codes the map shows: the run's codes.npz (its test subsample, ≤ 5,000), else
-        the same subsample encoded now (kept in memory; the run directory is not written)."""
+        the same subsample encoded now (kept in memory; the run directory is not written). A discrete
+        code (a VQ-VAE's indices) has none to explore: one BadRequest line."""
+        if st.code_kind == "discrete":
+            raise BadRequest(f"{self.ws.rel(st.run.run_dir)}'s code is codebook indices (names, not coordinates): it has "
+                             "no map to explore; aelab latent shows how often each codebook entry is used")
         with st.lock:
             if st.codes is not None:
                 return st.codes

@@ -201,6 +201,7 @@ function initDraw(root) {
         const active = vals.filter(v => Math.abs(v) > 1e-6).length;
         p.querySelector(".bars-caption").textContent = vae
           ? `the code: μ of each of the ${vals.length} latent dimensions (bar) ± σ (black line)`
+          : r.discrete ? `the code: ${vals.length} codebook indices (bar height = the entry's number)`
           : `the code: ${vals.length} units, ${active} non-zero for this drawing`;
       }
     }
