@@ -1,9 +1,10 @@
 """The MLflow tracker, read back with MlflowClient from the local SQLite store: parameters equal the
 config, each metric's history equals history.json (steps = epochs), the diagnostics metrics.json,
 the tags name the data's fingerprint, seed and version, the artifacts are listed; a study's two runs
-are two children of one parent run holding the report; an interrupted run ends KILLED and its resume
-logs every epoch. Tiny runs on scikit-learn's digits (offline). One store for the module: creating
-MLflow's SQLite schema alone takes seconds."""
+are two children of one parent run holding the report, also when reused; an interrupted run ends
+KILLED and its resume logs every epoch. Tiny runs on scikit-learn's digits (offline). One store for
+the module: creating MLflow's SQLite schema alone takes seconds. (The CLI's --track wiring, common to
+both trackers, is tested in test_tensorboard.py.)"""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy i
 
 import aelab  # noqa: E402
 import aelab.track  # noqa: E402
-from aelab.cli import main  # noqa: E402
 from aelab.config import RunConfig  # noqa: E402
 from aelab.runs import Interrupted, Stop  # noqa: E402
 from aelab.runs.events import EpochEnded  # noqa: E402
@@ -147,21 +147,11 @@ def test_a_study_trained_earlier_is_logged_whole(store):
         assert r.data.params == client.get_run(first.run_id(rd)).data.params
 
 
-def test_aelab_train_track_mlflow_and_an_interrupted_run_resumed(store, tmp_path, monkeypatch, capsys):
-    """The CLI flag into the same store (one run, not grouped); then from Python a run stopped after
-    its first epoch (KILLED, one epoch logged) and resumed: the resumed run logs both epochs, the first
-    from history.json, equal to the history."""
-    root = store[0]
-    monkeypatch.chdir(tmp_path)
-    assert main(["train", "--dataset", "digits", "--epochs", "2", "--name", "d", "--track", "mlflow",
-                 "--track-dir", str(root / "mlruns")]) == 0
-    assert "d epoch 2/2" in capsys.readouterr().out
-    client = store[3]
-    (run,) = client.search_runs([client.get_experiment_by_name("aelab").experiment_id],
-                                filter_string="attributes.run_name = 'd'")
-    assert run.info.status == "FINISHED" and "mlflow.parentRunId" not in run.data.tags
-    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 2
-
+def test_an_interrupted_run_ends_killed_and_its_resume_logs_every_epoch(store, tmp_path):
+    """A run stopped after its first epoch is a KILLED MLflow run with that epoch; resumed by another
+    call, it is a new MLflow run (a lone run: no parent) holding both epochs, the first read from
+    history.json, equal to the history."""
+    root, client = store[0], store[3]
     cfg = aelab.fit_config(RunConfig(name="e").with_overrides({"data.dataset": "digits", "train.epochs": 2}))
     stop = Stop()
     with aelab.track.mlflow(dir=root / "mlruns", strict=True) as first:
@@ -178,7 +168,7 @@ def test_aelab_train_track_mlflow_and_an_interrupted_run_resumed(store, tmp_path
     with aelab.track.mlflow(dir=root / "mlruns", strict=True) as again:
         trained = aelab.train(cfg, tmp_path / "e", on_event=again)
     resumed = client.get_run(again.run_id(tmp_path / "e"))
-    assert resumed.info.status == "FINISHED"
+    assert resumed.info.status == "FINISHED" and "mlflow.parentRunId" not in resumed.data.tags
     got = sorted((m.step, m.value) for m in client.get_metric_history(resumed.info.run_id, "train/loss"))
     assert got == list(enumerate(trained.history["loss"], start=1))
 
