@@ -241,3 +241,10 @@ def test_importing_the_trackers_imports_no_tracker_package():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mlflow', 'tensorboard'}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_a_named_group_holds_every_run_of_the_tracker(tmp_path):
+    with aelab.track.tensorboard(tmp_path / "logs", group="g", strict=True) as tracker:
+        for i, name in enumerate("xy"):
+            tracker(RunStarted(name, i, tmp_path / name, 1))
+        assert [tracker.run_path(tmp_path / n) for n in "xy"] == [tmp_path / "logs" / "g" / n for n in "xy"]

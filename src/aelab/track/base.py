@@ -400,23 +400,24 @@ class EventTracker:
         a run trained earlier, or one this tracker's events did not reach."""
         run_dir = Path(run_dir)
         files = RunFiles.read(run_dir)
-        self._finished(self._started(files.name, run_dir, 0))
+        self._finished(self._started(files.name, run_dir, 0, fresh=True))
 
     # -- groups ------------------------------------------------------------------------------------
     def _group_of(self, run_dir: Path) -> Optional[Group]:
         out = output_of(run_dir)
-        if self._group_name is not None:
-            key = f"name:{self._group_name}"
-            if key not in self._groups:
-                self._groups[key] = Group(self._group_name, out)
-            return self._groups[key]
-        return self._group_for(out) if out is not None else None
+        if out is None and self._group_name is None:
+            return None  # a lone run
+        return self._group_for(out)
 
-    def _group_for(self, out: Path) -> Group:
-        key = str(out.resolve())
-        if key not in self._groups:
-            self._groups[key] = Group(self._group_name or out.resolve().name, out)
-        return self._groups[key]
+    def _group_for(self, out: Optional[Path]) -> Group:
+        """The group of a study's output directory ``out``; with ``group=`` given, the one named group."""
+        key = f"name:{self._group_name}" if self._group_name is not None else str(out.resolve())
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = Group(self._group_name or out.resolve().name, out)
+        elif g.output is None:
+            g.output = out
+        return g
 
     def _open_group_once(self, g: Group) -> None:
         """Open the group's tracked record the first time it is needed, saying what the output
