@@ -176,6 +176,12 @@ def images_json(x: np.ndarray, unit: float) -> dict:
 
 
 # -- request parsing ---------------------------------------------------------------------------------
+def _short(v: Any, n: int = 60) -> str:
+    """``repr(v)`` cut to ``n`` characters (an error line quotes what was sent, not all of it)."""
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 1] + "…"
+
+
 async def _body(request: Request) -> dict:
     raw = await request.body()
     if len(raw) > 4_000_000:
@@ -192,14 +198,14 @@ async def _body(request: Request) -> dict:
 def _number(body: dict, key: str, default: Optional[float] = None, lo: float = -math.inf, hi: float = math.inf) -> float:
     v = body.get(key, default)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise BadRequest(f"{key!r} must be a number between {lo:g} and {hi:g}, got {v!r}")
+        raise BadRequest(f"{key!r} must be a number between {lo:g} and {hi:g}, got {_short(v)}")
     return float(v)
 
 
 def _int(body: dict, key: str, default: Optional[int] = None, lo: int = 0, hi: int = 2**31) -> int:
     v = body.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise BadRequest(f"{key!r} must be a whole number between {lo} and {hi}, got {v!r}")
+        raise BadRequest(f"{key!r} must be a whole number between {lo} and {hi}, got {_short(v)}")
     return int(v)
 
 
@@ -208,7 +214,7 @@ def parse_strokes(body: dict) -> tuple[list, int, int, float]:
     size = body.get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
                                                               and 8 <= v <= MAX_CANVAS for v in size)):
-        raise BadRequest(f"'size' must be the canvas's [width, height] in pixels (8…{MAX_CANVAS}), got {size!r}")
+        raise BadRequest(f"'size' must be the canvas's [width, height] in pixels (8…{MAX_CANVAS}), got {_short(size)}")
     pen = _number(body, "pen", 16, 1, 256)
     strokes = body.get("strokes")
     if not isinstance(strokes, list) or len(strokes) > MAX_STROKES:
@@ -223,7 +229,7 @@ def parse_strokes(body: dict) -> tuple[list, int, int, float]:
         for p in s:
             if not (isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                                 and math.isfinite(v) for v in p)):
-                raise BadRequest(f"a point must be [x, y] with two finite numbers, got {p!r}")
+                raise BadRequest(f"a point must be [x, y] with two finite numbers, got {_short(p)}")
     return strokes, size[0], size[1], pen
 
 
@@ -283,17 +289,18 @@ class Lab:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self._lock = threading.Lock()
-        self._states: dict[int, _RunState] = {}
+        self._states: dict[str, _RunState] = {}  # by the run's path: a run reopened (its files changed) replaces it
 
     # -- runs --
     def state(self, rel: Any) -> _RunState:
         if not isinstance(rel, str) or not rel:
             raise BadRequest("'run' must name a run by its path in the workspace (as the run list gives it)")
         run = self.ws.open_run(rel)  # PathRefused / AelabError: one line
+        key = self.ws.rel(run.run_dir)
         with self._lock:
-            st = self._states.get(id(run))
+            st = self._states.get(key)
             if st is None or st.run is not run:
-                st = self._states[id(run)] = _RunState(run)
+                st = self._states[key] = _RunState(run)
         return st
 
     def run_list(self) -> list[dict]:

@@ -96,7 +96,7 @@ function drawBars(canvas, values, sigma) {
     }
   }
   // the scale: top, zero and bottom, right-aligned left of the bars
-  ctx.fillStyle = "#1b1f24"; ctx.font = `${12 * dpr}px system-ui, sans-serif`; ctx.textAlign = "right";
+  ctx.fillStyle = "#1b1f24"; ctx.font = `${14 * dpr}px system-ui, sans-serif`; ctx.textAlign = "right";
   ctx.textBaseline = "middle";
   const ticks = [[hi, y(hi)], [lo, y(lo)]];
   if (Math.abs(y(0) - y(hi)) > 14 * dpr && Math.abs(y(0) - y(lo)) > 14 * dpr) ticks.push([0, y(0)]);
