@@ -6,20 +6,9 @@ cloning, pickling, errors, invariances), not the model's quality.
 
 from __future__ import annotations
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from aelab.sklearn import AutoencoderOutlierDetector, AutoencoderTransformer
-
-@pytest.fixture(autouse=True)
-def _no_recon_png(monkeypatch):
-    """The checks fit ~60 times into temporary run directories deleted right after; drawing each
-    run's recon.png (matplotlib, ~1.5 s on the project's slow CPU, most of a fit) is skipped here,
-    and only here: the other tests fit with it (a request for a real option is with the lead)."""
-    import aelab.runs.finish as finish
-
-    monkeypatch.setattr(finish, "write_recon_png", lambda *a, **k: None)
-
 
 #: check name -> why it is expected to fail (scikit-learn's expected_failed_checks)
 EXPECTED_FAILURES: dict[str, str] = {}

@@ -26,17 +26,6 @@ from aelab.errors import ConfigError
 from aelab.sklearn import AutoencoderOutlierDetector, AutoencoderTransformer, InputError
 
 
-@pytest.fixture(autouse=True)
-def _no_recon_png(request, monkeypatch):
-    """Fits here go into temporary run directories deleted right after; drawing each run's recon.png
-    (matplotlib, ~1.5 s of a fit on the project's slow CPU) is skipped, except in the test of a kept
-    run directory, which is complete. A request for a real option is with the lead."""
-    if request.node.name != "test_kept_run_directory_is_reused":
-        import aelab.runs.finish as finish
-
-        monkeypatch.setattr(finish, "write_recon_png", lambda *a, **k: None)
-
-
 @pytest.fixture(scope="module")
 def digits():
     d = load_digits()

@@ -150,9 +150,11 @@ class AutoencoderBase(BaseEstimator):
             cfg = self._config(base, self._overrides(base, dataset, len(x), tuple(x.shape[1:])), x)
             cache = DataCache(DataOptions(progress=False))
             if self.run_dir is None:
+                # no recon.png in a directory removed right after: drawing it is most of a small fit
                 with tempfile.TemporaryDirectory(prefix="aelab-sklearn-") as tmp:
-                    self._keep(train(cfg, Path(tmp) / "run", data=cache, device=self.device or "auto"), None)
-            else:
+                    self._keep(train(cfg, Path(tmp) / "run", data=cache, device=self.device or "auto",
+                                     figures=False), None)
+            else:  # a kept run directory is complete, as aelab train writes it
                 run_dir = Path(self.run_dir) / cfg.hash()
                 self._keep(train(cfg, run_dir, data=cache, device=self.device or "auto"), run_dir)
         return self
