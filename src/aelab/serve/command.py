@@ -144,7 +144,7 @@ def _server_class():
                 self.why = signal.Signals(sig).name
             self.trainer.closing.set()
             for job in list(self.trainer.jobs.values()):
-                if job.alive:
+                if job.alive and not job.stop.is_set():
                     job.stop.set(f"the server stopped ({self.why})")
             self.launcher.stop_all(self.why)
             self.should_exit = True

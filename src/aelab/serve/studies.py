@@ -78,8 +78,10 @@ class StudyLauncher:
         self.closing = threading.Event()
         self._lock = threading.Lock()
 
-    def launch(self, name: str, *, quick: bool = True, dataset: str = "") -> StudyJob:
-        """Start study ``name`` (a shipped one) with ``--quick`` settings, on ``dataset`` if given."""
+    def launch(self, name: str, *, quick: bool = True, dataset: str = "",
+               overrides: Optional[dict[str, Any]] = None) -> StudyJob:
+        """Start study ``name`` (a shipped one) with ``--quick`` settings, on ``dataset`` if given;
+        ``overrides``: more dotted settings, as ``aelab study --set`` (the page gives none)."""
         from ..study import load_study  # deferred: PyTorch
         from ..study.plan import study_out  # deferred: as above
 
@@ -89,7 +91,7 @@ class StudyLauncher:
             raise AelabError(f"unknown study {name!r}; shipped studies: {', '.join(catalog.studies())}")
         if dataset not in DATA_CHOICES:
             raise AelabError(f"data {dataset!r}: choose one of {', '.join(d or 'as written' for d in DATA_CHOICES)}")
-        ov = {"data.dataset": dataset} if dataset else {}
+        ov = {**({"data.dataset": dataset} if dataset else {}), **(overrides or {})}
         study = load_study(name, quick=quick, overrides=ov)
         out = self.ws.root / study_out(study, ov)
         from ..runs import Stop  # deferred: PyTorch
@@ -163,7 +165,7 @@ class StudyLauncher:
     def stop_all(self, why: str = "the server stopped") -> None:
         self.closing.set()
         for job in list(self.jobs.values()):
-            if job.alive:
+            if job.alive and not job.stop.is_set():
                 job.stop.set(why)
 
     def close(self, timeout: float = 120.0) -> None:

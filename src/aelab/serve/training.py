@@ -218,6 +218,8 @@ def _beside(key: str, msg: str) -> str:
 
 # -- jobs --------------------------------------------------------------------------------------------
 _serial = itertools.count(1)
+#: the states a job ends in
+FINAL = ("paused", "stopped", "finished", "failed")
 
 
 @dataclass
@@ -254,11 +256,22 @@ class Job:
 
     @property
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        """Training or about to: its thread runs and has not said its final state (once said, the
+        directory is released and the thread only returns)."""
+        return self.thread is not None and self.thread.is_alive() and self.state not in FINAL
+
+    def add_epoch(self, msg: dict) -> None:
+        """An epoch's losses into the history and the events at once: a page that connects meanwhile
+        gets it in its snapshot or as an event, never both."""
+        with self.lock:
+            _add_epoch(self.history, msg["train"], msg["val"])
+            self.events.append(msg)
 
     def snapshot(self) -> dict:
+        """Everything a page needs to draw the run so far (call under ``lock``: copies, not references)."""
         return {"type": "snapshot", "rel": self.rel, "name": self.cfg.name, "state": self.state,
-                "message": self.message, "epoch": self.epoch, "epochs": self.epochs, "history": self.history,
+                "message": self.message, "epoch": self.epoch, "epochs": self.epochs,
+                "history": {k: list(v) for k, v in self.history.items()},
                 "recon": self.recon, "family": self.cfg.model.family, "data": self.cfg.data.dataset}
 
 
@@ -336,16 +349,15 @@ class Trainer:
         def on_event(ev) -> None:
             if isinstance(ev, RunStarted):
                 job.epochs, job.epoch = ev.epochs, ev.start_epoch
-                if ev.start_epoch:
-                    h = history_series(_history(job.run_dir))
+                h = history_series(_history(job.run_dir)) if ev.start_epoch else {}
+                with job.lock:
                     job.history = {k: v[:ev.start_epoch] for k, v in h.items()}
-                job.push({"type": "history", "history": job.history})
+                    job.events.append({"type": "history", "history": {k: list(v) for k, v in job.history.items()}})
                 job.set_state("training", f"resumed at epoch {ev.start_epoch + 1}" if ev.start_epoch else "")
             elif isinstance(ev, EpochEnded):
                 job.epoch = ev.epoch
-                _add_epoch(job.history, dict(ev.train), dict(ev.val))
-                job.push({"type": "epoch", "epoch": ev.epoch, "epochs": ev.epochs, "train": dict(ev.train),
-                          "val": dict(ev.val), "seconds": ev.seconds})
+                job.add_epoch({"type": "epoch", "epoch": ev.epoch, "epochs": ev.epochs, "train": dict(ev.train),
+                               "val": dict(ev.val), "seconds": ev.seconds})
                 if job.pause_after is not None and ev.epoch >= job.pause_after and ev.epoch < ev.epochs:
                     job.stop.set("paused")
                     job.set_state("pausing", f"pausing after epoch {ev.epoch}")
@@ -355,26 +367,29 @@ class Trainer:
             elif isinstance(ev, FinishStep):
                 job.push({"type": "finish-step", "step": ev.step, "done": ev.done, "of": ev.of})
 
+        final: tuple[str, str] = ("failed", "training ended without a word")
         try:
             train(job.cfg, job.run_dir, on_event=on_event, stop=job.stop, data=self.data(), progress=False)
         except Interrupted as exc:
             if (job.run_dir / "DONE").is_file():  # the stop came while the run was finishing: it finished
                 job.push({"type": "final", "recon_png": f"/files/{job.rel}/recon.png"})
-                job.set_state("finished", f"finished {job.epoch} epochs (the stop came after the last one)")
-                return
-            paused = job.stop.requested == "paused"
-            job.set_state("paused" if paused else "stopped",
-                          (f"paused after epoch {job.epoch}: resume or step on" if paused else str(exc)))
+                final = ("finished", f"finished {job.epoch} epochs (the stop came after the last one)")
+            elif job.stop.requested == "paused":
+                final = ("paused", f"paused after epoch {job.epoch}: resume or step on")
+            else:
+                final = ("stopped", str(exc))
         except AelabError as exc:
-            job.set_state("failed", str(exc))
+            final = ("failed", str(exc))
         except Exception as exc:  # a bug must reach the page, not only the server's log
-            job.set_state("failed", f"{type(exc).__name__}: {exc}")
+            final = ("failed", f"{type(exc).__name__}: {exc}")
         else:
             job.push({"type": "final", "recon_png": f"/files/{job.rel}/recon.png"})
-            job.set_state("finished", f"finished {job.epoch} epochs")
+            final = ("finished", f"finished {job.epoch} epochs")
         finally:
             preview.close()
             self.ws.release(job.run_dir)
+            # said last: a page told "stopped" finds the directory free (resumable, listed as interrupted)
+            job.set_state(*final)
 
     def stop(self, rel: str, why: str = "stopped from the page") -> Job:
         job = self._live(rel)
@@ -416,7 +431,8 @@ class Trainer:
         jobs = list(self.jobs.values())
         for job in jobs:
             if job.alive:
-                job.stop.set("the server stopped")
+                if not job.stop.is_set():  # the first reason stays (Ctrl-C's, given by the server)
+                    job.stop.set("the server stopped")
                 job.set_state("stopping", "the server is stopping: checkpointing")
         end = time.monotonic() + timeout
         for job in jobs:

@@ -15,6 +15,7 @@ function setState(s, message) {
   $("study-state").textContent = s;
   $("study-state").className = "status " + (LIVE.has(s) ? "running" : s === "stopped" ? "interrupted" : s);
   $("btn-stop").disabled = !LIVE.has(s) || s === "stopping";
+  $("btn-stop").classList.toggle("hidden", !LIVE.has(s));
   if (message !== undefined) say(message, s === "failed");
 }
 
