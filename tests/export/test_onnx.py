@@ -14,9 +14,10 @@ layer is non-trivial. Cases whose graphs are necessarily the same — the same e
 modules (``repr``-equal: classes, layers, shapes) and the same ``encode``/``decode`` methods, as
 keras-blog-dense and keras-blog-sparse, which differ only in a loss term — share one graph pair. All graphs
 come from one ``export_graphs`` call, the function ``to_onnx`` itself uses (the exporter's fixed
-cost, its operator registry, is paid once). One real run is trained and exported end to end through
-the CLI (``aelab train`` then ``aelab export --raw-input``), exported twice (byte-identical graphs),
-and its decoder decodes a code the way a web page would.
+cost, its operator registry, is paid once). One real run — a VAE, the family with two encoder
+outputs and sampling left outside — is trained and exported end to end through the CLI (``aelab
+train`` then ``aelab export --raw-input``), exported twice (byte-identical graphs), and its decoder
+decodes a code the way a web page would.
 """
 
 from __future__ import annotations
@@ -167,10 +168,11 @@ def test_raw_input_graphs_scale_inside_exactly_as_the_run_does(zoo, method):
 # -- one real run, end to end through the CLI ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A digits run trained for one epoch by ``aelab train``, exported by ``aelab export --raw-input``."""
+    """A VAE trained for one epoch on digits by ``aelab train``, exported by ``aelab export --raw-input``."""
     root = tmp_path_factory.mktemp("export")
     run = root / "run"
-    assert main(["train", "--dataset", "digits", "--epochs", "1", "--encoder", "16:relu", "--out", str(run), "-q"]) == 0
+    assert main(["train", "--dataset", "digits", "--family", "vae", "--encoder", "32:relu", "--decoder",
+                 "32:relu,64:sigmoid", "--set", "model.latent=4", "--epochs", "1", "--out", str(run), "-q"]) == 0
     assert main(["export", str(run), "--format", "onnx", "--raw-input"]) == 0
     return run
 
@@ -179,13 +181,15 @@ def test_cli_export_writes_checked_graphs_with_their_metadata(exported, capsys):
     out = exported / "onnx"
     assert sorted(p.name for p in out.iterdir()) == sorted(layout.EXPORT_LAYOUT)
     rec = json.loads((out / "export.json").read_text())
-    assert rec["family"] == "ae" and rec["code"] == "deterministic" and rec["opset"] == layout.OPSET
+    assert rec["family"] == "vae" and rec["code"] == "mean" and rec["opset"] == layout.OPSET
     assert rec["raw_input"] is True and rec["scaling"] == {"method": "unit", "in_graph": True, "unit_max": 16.0,
                                                             "formula": "scaled = raw / unit_max, raw = scaled * unit_max"}
     assert rec["encoder"]["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
-    assert rec["encoder"]["outputs"] == [{"name": "code", "dtype": "float32", "shape": ["batch", 16]}]
-    assert rec["decoder"]["inputs"] == [{"name": "z", "dtype": "float32", "shape": ["batch", 16]}]
-    assert rec["sampling"] is None and rec["check"]["images"] == 10
+    assert rec["encoder"]["outputs"] == [{"name": "mu", "dtype": "float32", "shape": ["batch", 4]},
+                                         {"name": "logvar", "dtype": "float32", "shape": ["batch", 4]}]
+    assert rec["decoder"]["inputs"] == [{"name": "z", "dtype": "float32", "shape": ["batch", 4]}]
+    assert "sampling stays outside the graph" in rec["sampling"] and rec["check"]["images"] == 10
+    assert set(rec["check"]) >= {"encoder.mu", "encoder.logvar", "decoder.x_hat"}
     for role in ("encoder", "decoder"):
         blob = (out / f"{role}.onnx").read_bytes()
         assert hashlib.sha256(blob).hexdigest() == rec[role]["sha256"]
@@ -195,15 +199,18 @@ def test_cli_export_writes_checked_graphs_with_their_metadata(exported, capsys):
         assert props["aelab.graph"] == role and props["aelab.run"] == rec["run"]
         assert props["aelab.weights_sha256"] == json.loads((exported / "run.json").read_text())["weights_sha256"]
         assert json.loads(props["aelab.inputs"]) == rec[role]["inputs"]
-        assert json.loads(props["aelab.scaling"])["in_graph"] is True
+        assert json.loads(props["aelab.scaling"])["in_graph"] is True and props["aelab.sampling"] == rec["sampling"]
     # raw values in, raw values out: the run's own test images as aelab.data.load gives them
     from aelab import open_run
 
     run = open_run(exported)
     x = run.dataset.x_test.astype(np.float32)
     sess = ort.InferenceSession(str(out / "encoder.onnx"), providers=["CPUExecutionProvider"])
-    code = sess.run(None, {"x": x})[0]
-    _differences_ok(code, run.encode(x), "trained run encoder")
+    code, logvar = sess.run(None, {"x": x})
+    _differences_ok(code, run.encode(x), "trained run encoder (mu)")
+    with torch.no_grad():
+        want = run.model.encoder.distribution(torch.from_numpy(run.scaler.apply(x)))[1].numpy()
+    _differences_ok(logvar, want, "trained run encoder (logvar)")
     dec = ort.InferenceSession(str(out / "decoder.onnx"), providers=["CPUExecutionProvider"])
     _differences_ok(dec.run(None, {"z": code})[0], run.decode(code), "trained run decoder")
     # the same export again into its own (marked) directory: replaced, the graphs byte for byte the same
@@ -211,7 +218,8 @@ def test_cli_export_writes_checked_graphs_with_their_metadata(exported, capsys):
     capsys.readouterr()
     assert main(["export", str(exported), "--raw-input", "--out", str(out)]) == 0
     said = capsys.readouterr().out
-    assert "encoder.onnx: x (batch, 1, 8, 8) -> code (batch, 16)" in said and "-> " + str(out) in said
+    assert "encoder.onnx: x (batch, 1, 8, 8) -> mu (batch, 4), logvar (batch, 4)" in said and "-> " + str(out) in said
+    assert "sampling stays outside the graph" in said
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".onnx"} == before
     again = json.loads((out / "export.json").read_text())
     assert {k: v for k, v in again.items() if k != "check"} == {k: v for k, v in rec.items() if k != "check"}
@@ -226,7 +234,7 @@ def test_the_decoder_is_what_a_web_page_can_load_and_feed_a_code(exported):
     assert not g.functions and {n.domain for n in g.graph.node} <= {"", "ai.onnx"}
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in g.graph.initializer)
     sig = G.graph_signature(g)
-    assert sig == {"inputs": [{"name": layout.DECODER_INPUT, "dtype": "float32", "shape": ["batch", 16]}],
+    assert sig == {"inputs": [{"name": layout.DECODER_INPUT, "dtype": "float32", "shape": ["batch", 4]}],
                    "outputs": [{"name": layout.DECODER_OUTPUT, "dtype": "float32", "shape": ["batch", 1, 8, 8]}]}
     codes = np.load(exported / "codes.npz", allow_pickle=False)["test_codes"][:5].astype(np.float32)
     sess = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
