@@ -125,6 +125,42 @@ def test_kept_run_directory_is_reused(tmp_path, digits):
     assert c.run_dir_ != a.run_dir_
 
 
+class _Enc(torch.nn.Module):
+    """A user's own convolutional encoder of 8×8 digits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 8 * 8, 6)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+@pytest.fixture
+def _forget_custom_families():
+    yield
+    from aelab.models import FAMILIES, custom
+
+    for name in custom.CUSTOM_FAMILIES:  # the shipped registry lists what builds from a config alone
+        FAMILIES.pop(name, None)
+
+
+def test_your_own_modules(digits, _forget_custom_families):
+    """modules=(encoder, decoder): the custom family under aelab's objective, inside the estimator."""
+    images = digits[2][:300] / 16.0
+    torch.manual_seed(0)
+    enc, dec = _Enc(), torch.nn.Linear(6, 64)
+    est = AutoencoderTransformer(modules=(enc, dec), output="logits", epochs=3, batch_size=32).fit(images)
+    assert est.config_.model.family == "custom" and est.config_.model.encoder_class.endswith("_Enc")
+    z = est.transform(images)
+    assert z.shape == (300, 6) and est.inverse_transform(z[:2]).shape == (2, 8, 8)
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+    assert est.score(images) == pytest.approx(-est.history_["val_loss"][-1], rel=1e-5)
+    with pytest.raises(ConfigError, match="code_size builds aelab's own layers"):
+        AutoencoderTransformer(modules=(enc, dec), code_size=4).fit(images)
+
+
 # -- Pipeline and GridSearchCV ------------------------------------------------------------------------
 def test_pipeline_in_grid_search(digits):
     x, y, _ = digits

@@ -42,7 +42,8 @@ from ..data.arrays import array_source, samples
 from ..data.ranges import UNIT_LOSSES, output_range
 from ..errors import ConfigError, DataError
 from ..losses import kl_normal_elementwise, reconstruction_elementwise
-from ..models import FAMILIES
+from ..models import FAMILIES, family_of
+from ..models.custom import CUSTOM_FAMILIES, use_modules
 from ..presets import load_preset
 from ..runs.trained import train
 
@@ -75,6 +76,8 @@ class AutoencoderBase(BaseEstimator):
         """The dotted overrides of ``base`` that the parameters ask for, the data source included."""
         ov: dict[str, Any] = {"data.dataset": dataset, "data.limit": None, "data.test_limit": None}
         family = base.model.family if self.family is None else self.family
+        if self.modules is not None:
+            return self._module_overrides(ov, base, n_samples)
         if family not in FAMILIES:
             raise _parameter_error("family", self.family, f"unknown family; give one of {', '.join(FAMILIES)}")
         if family != base.model.family:
@@ -99,6 +102,31 @@ class AutoencoderBase(BaseEstimator):
         if isinstance(batch, int) and not isinstance(batch, bool) and batch > n_samples:
             batch = n_samples  # as scikit-learn's MLP: a batch never exceeds the samples there are
         ov["train.batch_size"] = batch
+        return ov
+
+    def _module_overrides(self, ov: dict, base: RunConfig, n_samples: int) -> dict:
+        """The overrides for your own ``modules=(encoder, decoder)``: the ``custom`` family (the plain
+        autoencoder's objective) or ``custom_vae``, whose layers are the modules themselves."""
+        if not isinstance(self.modules, (tuple, list)) or len(self.modules) != 2:
+            raise _parameter_error("modules", self.modules, "give (encoder, decoder), two torch.nn.Module instances")
+        use_modules(*self.modules)  # checks them and makes the custom families known
+        family = "custom" if self.family is None else self.family
+        if family not in CUSTOM_FAMILIES:
+            raise _parameter_error("family", self.family, f"your own modules train as {' or '.join(CUSTOM_FAMILIES)}")
+        given = [n for n in ("hidden", "code_size", "activation", "preset") if getattr(self, n) is not None]
+        if given:
+            raise ConfigError(f"{given[0]} builds aelab's own layers, but modules= gives your own; leave it None")
+        ov["model.family"] = family
+        if self.output is not None:
+            ov["model.decoder_output"] = self.output
+        for name, key in (("activity_l1", "model.activity_l1"), ("beta", "model.beta"),
+                          ("noise_factor", "data.noise_factor"), ("scaling", "data.scaling"),
+                          ("epochs", "train.epochs"), ("loss", "train.loss"), ("lr", "train.lr"),
+                          ("seed", "train.seed")):
+            if getattr(self, name) is not None:
+                ov[key] = getattr(self, name)
+        batch = base.train.batch_size if self.batch_size is None else self.batch_size
+        ov["train.batch_size"] = min(batch, n_samples) if isinstance(batch, int) and not isinstance(batch, bool) else batch
         return ov
 
     def _layer_overrides(self, base: RunConfig, family: str, n_features: int) -> dict:
@@ -153,10 +181,11 @@ class AutoencoderBase(BaseEstimator):
                 # no recon.png in a directory removed right after: drawing it is most of a small fit
                 with tempfile.TemporaryDirectory(prefix="aelab-sklearn-") as tmp:
                     self._keep(train(cfg, Path(tmp) / "run", data=cache, device=self.device or "auto",
-                                     figures=False), None)
+                                     figures=False, modules=self.modules), None)
             else:  # a kept run directory is complete, as aelab train writes it
                 run_dir = Path(self.run_dir) / cfg.hash()
-                self._keep(train(cfg, run_dir, data=cache, device=self.device or "auto"), run_dir)
+                self._keep(train(cfg, run_dir, data=cache, device=self.device or "auto", modules=self.modules),
+                           run_dir)
         return self
 
     @staticmethod
@@ -186,6 +215,7 @@ class AutoencoderBase(BaseEstimator):
         self.model_ = run.model.to("cpu").eval()
         self.scaler_ = run.scaler
         self.scaling_ = run.config.data.scaling
+        self.code_kind_ = family_of(run.config.model).code  # "deterministic", "mean" (a posterior) or "discrete"
         self.history_ = run.history
         self.metrics_ = run.metrics
         self.loss_curve_ = list(run.history["loss"])
@@ -256,7 +286,9 @@ class AutoencoderBase(BaseEstimator):
         sample's score does not depend on the others beside it."""
         t = self._scaled(X)
         loss = self.config_.train.loss
-        posterior = getattr(self.model_.encoder, "distribution", None)
+        posterior = None
+        if self.code_kind_ == "mean":  # a posterior: the VAE's encoder, or your own modules' model, gives μ, log σ²
+            posterior = getattr(self.model_.encoder, "distribution", None) or self.model_.distribution
         out = []
         with torch.no_grad():
             for s in range(0, len(t), BATCH):
@@ -301,6 +333,10 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     preset:        start from a preset (``aelab presets``), e.g. "keras-blog-sparse".
     run_dir:       keep each fit's run directory under this folder, named by its config hash.
     device:        where to train ("auto", "cpu", "cuda"); the fitted model is kept on the CPU.
+    modules:       ``(encoder, decoder)``, your own ``torch.nn.Module`` pair, trained under the plain
+                   autoencoder's objective (family "custom", the default with modules) or the VAE's
+                   ("custom_vae": the encoder gives μ and log σ²); ``output`` is then the decoder's
+                   ``"sigmoid"``, ``"logits"`` or ``"linear"`` (:mod:`aelab.models.custom`).
 
     Fitted attributes: ``config_``, ``config_hash_`` (the run's identity), ``model_``, ``scaler_``, ``scaling_``, ``history_``,
     ``metrics_``, ``loss_curve_``, ``n_iter_``, ``n_components_``, ``n_features_in_``,
@@ -309,7 +345,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def __init__(self, family=None, hidden=None, code_size=None, activation=None, output=None, activity_l1=None,
                  beta=None, noise_factor=None, epochs=None, batch_size=None, loss=None, lr=None, seed=None,
-                 scaling=None, preset=None, run_dir=None, device=None):
+                 scaling=None, preset=None, run_dir=None, device=None, modules=None):
         self.family = family
         self.hidden = hidden
         self.code_size = code_size
@@ -327,6 +363,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.preset = preset
         self.run_dir = run_dir
         self.device = device
+        self.modules = modules
 
     def fit(self, X, y=None) -> AutoencoderTransformer:
         """Train an aelab run on ``X`` ``(N, D)`` or images ``(N, H, W)``/``(N, C, H, W)``; ``y`` is ignored."""

@@ -41,7 +41,7 @@ class AutoencoderOutlierDetector(AutoencoderBase):
 
     def __init__(self, contamination=0.1, family=None, hidden=None, code_size=None, activation=None, output=None,
                  activity_l1=None, beta=None, noise_factor=None, epochs=None, batch_size=None, loss=None, lr=None,
-                 seed=None, scaling=None, preset=None, run_dir=None, device=None):
+                 seed=None, scaling=None, preset=None, run_dir=None, device=None, modules=None):
         self.contamination = contamination
         self.family = family
         self.hidden = hidden
@@ -60,6 +60,7 @@ class AutoencoderOutlierDetector(AutoencoderBase):
         self.preset = preset
         self.run_dir = run_dir
         self.device = device
+        self.modules = modules
 
     def fit(self, X, y=None) -> AutoencoderOutlierDetector:
         """Fit the autoencoder on ``X`` (``y`` is ignored: unsupervised), then score ``X`` and set
