@@ -318,7 +318,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     Every parameter is ``None`` by default: the preset's setting, or aelab's default (the Keras
     blog's 32-unit relu code and sigmoid output, 20 epochs of batch 64, BCE, Adam 1e-3, seed 2022).
 
-    family:        "ae", "vae", "contractive", "kl_sparse", "tied" (``aelab.models.FAMILIES``).
+    family:        a name in ``aelab.models.FAMILIES`` ("ae", "vae", "contractive", "kl_sparse", "tied", …).
     hidden:        sizes of the hidden layers between input and code, e.g. ``(128, 64)``; the decoder
                    mirrors them. A VAE's code heads follow the last one (it needs one).
     code_size:     the code's size (a VAE's latent dimensions).
