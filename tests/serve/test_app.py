@@ -312,6 +312,30 @@ def test_studies_page_lists_and_refuses(client):
     assert r.status_code == 409 and "choose one of" in r.text
 
 
+def test_a_study_launched_from_the_page_streams_its_runs_and_stops(client, ws):
+    launcher = client.app.state.launcher
+    launcher.workers = 1  # in this process: the test's budget has no room for worker start-ups
+    job = launcher.launch("exercise12", quick=True, dataset="synthetic",
+                          overrides={"data.limit": 128, "data.test_limit": 32, "train.epochs": 3})
+    assert job.rel == "studies-out/exercise12-quick-synthetic-limit128-test_limit32-epochs3"
+    with pytest.raises(aelab.errors.AelabError, match="running already"):
+        launcher.launch("exercise12", quick=True, dataset="synthetic",
+                        overrides={"data.limit": 128, "data.test_limit": 32, "train.epochs": 3})
+    events = read_events(client, f"/studies/job/{job.rel}/events",
+                         lambda ev: ev["type"] == "run" and ev["epoch"] >= 1)
+    assert events[0]["type"] == "snapshot"
+    assert any(ev["type"] == "progress" and ev["total"] > 0 for ev in events)
+    r = client.post(f"/studies/job/{job.rel}/stop")
+    assert r.json()["ok"]
+    wait(lambda: not job.alive and job.state in ("stopped", "finished"), "the study to stop")
+    assert job.state == "stopped" and "launch it again to resume" in job.message
+    assert client.get(f"/studies/job/{job.rel}").status_code == 200
+    assert not (ws.root / job.rel / "results.json").exists()
+    # the workspace lists the study's runs, interrupted, under the study
+    runs = [r for r in client.get("/api/runs").json()["runs"] if r["study"] == job.rel]
+    assert runs and {r["status"] for r in runs} <= {"interrupted", "finished"}
+
+
 # -- the command -------------------------------------------------------------------------------------------
 def test_ctrl_c_on_the_server_checkpoints_what_trains(ws):
     """uvicorn's SIGINT handler, as ``aelab serve`` installs it: every training checkpoints, the server

@@ -60,7 +60,8 @@ class StudyJob:
 
     @property
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        """Running: its thread runs and has not said its final state."""
+        return self.thread is not None and self.thread.is_alive() and self.state not in ("stopped", "finished", "failed")
 
     def snapshot(self) -> dict:
         return {"type": "snapshot", "name": self.name, "rel": self.rel, "state": self.state, "message": self.message,
@@ -133,21 +134,23 @@ class StudyLauncher:
                 r.update(state="finished")
             job.push({"type": "run", "index": ev.index, **r})
 
+        final = ("failed", "the study ended without a word")
         try:
             job.set_state("training")
             run_study(study, job.out, progress=False, data_opts=DataOptions(progress=False), stop=job.stop,
                       workers=self.workers, on_event=on_event, report=lambda out: self._report(job, out, build_report))
         except Interrupted as exc:
-            job.set_state("stopped", f"{exc} — launch it again to resume")
+            final = ("stopped", f"{exc} — launch it again to resume")
         except AelabError as exc:
-            job.set_state("failed", str(exc))
+            final = ("failed", str(exc))
         except Exception as exc:  # a bug must reach the page, not only the server's log
-            job.set_state("failed", f"{type(exc).__name__}: {exc}")
+            final = ("failed", f"{type(exc).__name__}: {exc}")
         else:
             job.push({"type": "report", "report": f"/files/{job.rel}/report.html"})
-            job.set_state("finished", "the report is written")
+            final = ("finished", "the report is written")
         finally:
             self.ws.release(job.out)
+            job.set_state(*final)  # said last: the folder is free again
 
     @staticmethod
     def _report(job: StudyJob, out: Path, build) -> None:

@@ -28,7 +28,9 @@ export function terms(history) {
     if (same(v, history.loss) && same(history["val_" + k], history.val_loss)) continue;
     out.push(k);
   }
-  return out;
+  // the penalty is the family's own term when it has one (a VAE's KL): drawn once, under its name
+  const named = out.filter((k) => k !== "loss" && k !== "reconstruction" && k !== "penalty");
+  return out.filter((k) => k !== "penalty" || !named.some((n) => same(history[n], history.penalty)));
 }
 
 export function drawCurves(box, history, epochs) {

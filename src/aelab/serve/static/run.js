@@ -49,7 +49,7 @@ function redraw() {
 function drawRecon(r) {
   const [c, h, w] = r.shape;
   const n = r.n;
-  const scale = Math.max(2, Math.floor(56 / h));
+  const scale = Math.max(2, Math.floor(84 / h));  // about 84 px an image: readable on a projector
   const box = $("recon");
   let cv = box.querySelector("canvas");
   if (!cv) {
@@ -101,6 +101,7 @@ const es = new EventSource(base + "/events");
 es.addEventListener("snapshot", (ev) => {
   const s = JSON.parse(ev.data);
   history = s.history || {};
+  if (s.family && s.family !== "?") $("run-what").textContent = `${s.family} on ${s.data}`;
   setEpoch(s.epoch, s.epochs);
   setState(s.state, s.message);
   redraw();
