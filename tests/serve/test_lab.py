@@ -294,6 +294,22 @@ def test_interpolation_and_prior(client):
     assert r.status_code == 400 and "not a VAE" in r.json()["error"]
 
 
+def test_a_run_without_codes_npz_is_mapped_from_its_model(ws, tmp_path):
+    # a run trained before codes were saved: the same test subsample is encoded in memory, nothing written
+    import shutil
+
+    from aelab.runs.codes import read_codes
+
+    shutil.copytree(ws.resolve("runs/ae"), tmp_path / "runs" / "old", ignore=shutil.ignore_patterns("codes.npz"))
+    before = sorted(p.name for p in (tmp_path / "runs" / "old").iterdir())
+    with TestClient(Starlette(routes=routes(Workspace(tmp_path)))) as c:
+        m = c.get("/api/lab/map", params={"run": "runs/old"}).json()
+        res = c.post("/api/lab/point", json={"run": "runs/old", "index": 7}).json()
+    saved = read_codes(ws.resolve("runs/ae"))
+    assert m["n"] == N_TEST and np.allclose(res["code"], saved["test_codes"][7], atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "runs" / "old").iterdir()) == before
+
+
 def test_a_discrete_code_is_drawn_but_has_no_map(client, ws):
     res = draw(client, ["runs/vq"])["results"][0]
     x = mnist_preprocess(draw_ink(STROKES, 336, 336, 22)).astype(np.float32)[None, None]
