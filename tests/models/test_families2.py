@@ -287,13 +287,13 @@ def test_a_tcvae_trains_on_shapes_from_python_and_its_mig_is_read_from_the_run(t
 
     cfg = aelab.fit_config(RunConfig.from_dict({
         "name": "tc", "model": {"family": "tcvae", "encoder": ["32:relu"], "decoder": ["32:relu", "784:sigmoid"],
-                                "latent": 4, "dataset_size": 256},
-        "data": {"dataset": "shapes", "limit": 256, "test_limit": 64}, "train": {"epochs": 1, "batch_size": 64}}))
+                                "latent": 4, "dataset_size": 128},
+        "data": {"dataset": "shapes", "limit": 128, "test_limit": 48}, "train": {"epochs": 1, "batch_size": 64}}))
     run = aelab.train(cfg, tmp_path / "tc", figures=False)
     fam = json.loads((tmp_path / "tc" / "metrics.json").read_text())["family"]
     assert {"mutual_information", "total_correlation", "dimension_kl", "nll"} <= set(fam)
     m = run_mig(tmp_path / "tc")
-    assert 0 <= m["mig"] <= 1 and set(m["per_factor"]) == {"shape", "scale", "rotation", "x", "y"} and m["n"] == 64
+    assert 0 <= m["mig"] <= 1 and set(m["per_factor"]) == {"shape", "scale", "rotation", "x", "y"} and m["n"] == 48
     curve = mig_curve(tmp_path, "model.beta")
     assert [r["value"] for r in curve] == [6.0] and curve[0]["mig"] == m["mig"]
     assert run is not None
