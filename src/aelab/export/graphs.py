@@ -298,19 +298,22 @@ ATOL = 1e-6
 
 def differences(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """``max_abs`` |got − ref|; ``max_rel`` |got − ref| / |ref| over the entries with |ref| ≥ 1e-3
-    (below that the absolute floor is what holds them); ``excess``: the largest |got − ref| over its
+    (below that the absolute floor is what holds them); ``max_rel_to_max``: ``max_abs`` / max |ref|,
+    the difference at the scale of the whole output; ``excess``: the largest |got − ref| over its
     tolerance (≤ 1 passes)."""
     got = np.asarray(got, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if got.shape != ref.shape:
         raise ValueError(f"shapes differ: {got.shape} and {ref.shape}")
     if ref.size == 0:
-        return {"max_abs": 0.0, "max_rel": 0.0, "excess": 0.0}
+        return {"max_abs": 0.0, "max_rel": 0.0, "max_rel_to_max": 0.0, "excess": 0.0}
     d = np.abs(got - ref)
     big = np.abs(ref) >= 1e-3
     rel = float((d[big] / np.abs(ref[big])).max()) if big.any() else 0.0
     tol = RTOL * np.abs(ref) + ATOL * max(1.0, float(np.abs(ref).max()))
-    return {"max_abs": float(d.max()), "max_rel": rel, "excess": float((d / tol).max())}
+    top = float(np.abs(ref).max())
+    return {"max_abs": float(d.max()), "max_rel": rel, "max_rel_to_max": float(d.max()) / top if top > 0 else 0.0,
+            "excess": float((d / tol).max())}
 
 
 def run_graph(model: onnx.ModelProto, feed: np.ndarray) -> list[np.ndarray]:
