@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from . import home, lab, studies, training  # the page modules (they import PyTorch only when they work)
 from .security import LOCAL_HOSTS, Security
 from .workspace import Workspace
 
@@ -30,7 +31,6 @@ def create_app(workspace: Workspace, *, token: Optional[str] = None, allowed_hos
     """The lab for ``workspace``. ``token``: required on every request when given (a bind other than
     loopback); ``allowed_hosts``: the host names the server answers to (see ``security.py``).
     ``data_dir``: where uploads are kept (default: ``<workspace>/uploads``)."""
-    from . import home, lab, studies, training  # the page modules (they import PyTorch only when they work)
 
     trainer = training.Trainer(workspace)
     launcher = studies.StudyLauncher(workspace)
