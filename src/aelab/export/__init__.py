@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from .checks import OnnxMissing
+from .checks import OnnxMissing, check_opset, require_onnx
 from .layout import (DECODER_FILE, DECODER_INPUT, DECODER_OUTPUT, ENCODER_FILE, ENCODER_INPUT, ENCODER_OUTPUTS,
                      EXPORT_JSON, OPSET)
 
@@ -33,8 +33,6 @@ def to_onnx(run_or_dir: Any, out_dir: Optional[str | Path] = None, *, opset: int
     and gives ``x_hat`` ``(batch, *sample_shape)``. Both are checked against PyTorch by ONNX Runtime
     on the run's test images before anything is written (see :mod:`aelab.export.writer`).
     """
-    from .checks import check_opset, require_onnx
-
     require_onnx()  # one line naming the extra, not an ImportError from inside PyTorch's exporter
     check_opset(opset)
     from .writer import to_onnx as write  # deferred: PyTorch and ONNX load only when a graph is written
