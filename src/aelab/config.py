@@ -39,7 +39,7 @@ from ._schema import Frozen as _Frozen
 from .data import DataConfig
 from .data import fingerprint as data_fingerprint
 from .data.registry import option_fields
-from .models import FAMILIES, ModelConfig
+from .models import FAMILIES, ModelConfig, custom
 from .models.layers import Dense as LayerSpec  # noqa: F401  (the dense short form)
 from .models.layers import parse_layer
 
@@ -59,8 +59,15 @@ AnyModelConfig = SerializeAsAny[ModelConfig]
 DEFAULT_FAMILY = "ae"
 
 
+def _make_known(family: Any) -> None:
+    """Your own modules' families (``custom``, ``custom_vae``) are known once a config names them."""
+    if family in custom.CUSTOM_FAMILIES:
+        custom.register()
+
+
 def model_defaults(family: str) -> dict[str, Any]:
     """A family's default model config as a dict (what a config file may override)."""
+    _make_known(family)
     if family not in FAMILIES:
         raise ConfigError(f"invalid config: model.family: unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
     return _model_dict(FAMILIES[family].Config())
@@ -333,6 +340,7 @@ class RunConfig(_Frozen):
             m = dict(data["model"])
             fam = m.get("family", DEFAULT_FAMILY)
             m["family"] = DEFAULT_FAMILY if fam == "dense" else fam
+            _make_known(m["family"])  # your own modules' families: known by name, built only with the modules
             if m["family"] not in FAMILIES:
                 raise ValueError(f"model.family: unknown family {m['family']!r}; allowed: {', '.join(FAMILIES)}")
             data = {**data, "model": m}

@@ -17,8 +17,8 @@ and opening it asks for the modules explicitly: modules of other classes or shap
 one line. The training starts from the modules' weights as given (their own initialisation);
 the modules train in the calling process (a study's worker processes do not have them).
 
-These families are registered when modules are first given (:func:`use_modules`), not with the
-shipped ones: ``FAMILIES`` lists what builds from a config alone.
+These families are registered when a config names them or modules are first given
+(:func:`register`), not with the shipped ones: ``FAMILIES`` lists what builds from a config alone.
 """
 
 from __future__ import annotations
@@ -209,16 +209,21 @@ def missing_modules_line(encoder_class: str, decoder_class: str) -> str:
 def use_modules(encoder: Any, decoder: Any) -> str:
     """Keep a copy of the pair for this process (building a model of it copies it again) and register
     the custom families; the pair's fingerprint."""
-    from . import register_family  # deferred: the registry imports this package's family files first
-
     for role, m in (("encoder", encoder), ("decoder", decoder)):
         if not isinstance(m, nn.Module):
             raise ConfigError(f"modules: the {role} must be a torch.nn.Module, got {type(m).__name__}")
     key = fingerprint(encoder, decoder)
     PAIRS[key] = (copy.deepcopy(encoder).cpu(), copy.deepcopy(decoder).cpu())
+    register()
+    return key
+
+
+def register() -> None:
+    """Make ``custom`` and ``custom_vae`` known to configs (a config naming them registers them)."""
+    from . import register_family  # deferred: the registry imports this package's family files first
+
     register_family(FAMILY)
     register_family(VAE_FAMILY)
-    return key
 
 
 @torch.no_grad()
