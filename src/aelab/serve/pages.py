@@ -28,5 +28,6 @@ def _section(path: str) -> str:
 def page(request: Request, name: str, status_code: int = 200, **ctx) -> HTMLResponse:
     """Render template ``name`` (which extends base.html) with ``ctx``; the nav marks the current page."""
     ctx.setdefault("title", "")
+    # a page shows live state (runs, trainings): never from a cache
     return templates.TemplateResponse(request, name, {"nav": NAV, "current": _section(request.url.path), **ctx},
-                                      status_code=status_code)
+                                      status_code=status_code, headers={"Cache-Control": "no-store"})
