@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 import aelab
+import aelab.export
 from aelab.errors import ConfigError
 from aelab.models import FAMILIES, custom
 from aelab.runs import Stop
@@ -72,6 +74,10 @@ def test_your_modules_train_with_aelabs_objective_and_open_again_only_with_the_s
     x = aelab.data.load(run.config.data).x_test[:5]
     assert run.encode(x).shape == (5, 6) and run.reconstruct(x).shape == x.shape
     assert ("samples" in run.metrics) == vae  # a VAE objective's prior samples are measured
+    if not vae:  # and the run leaves Python as any other: ONNX Runtime's graphs agree with the modules
+        paths = aelab.export.to_onnx(run)
+        z = ort.InferenceSession(str(paths["encoder"])).run(None, {"x": x.astype(np.float32) / 16})[0]
+        np.testing.assert_allclose(z, run.encode(x), rtol=1e-5, atol=1e-5)
 
     again = aelab.open_run(tmp_path / "r", modules=_pair(vae=vae))  # other weights, same classes and shapes
     np.testing.assert_array_equal(again.encode(x), run.encode(x))
