@@ -377,7 +377,7 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--dataset", "fasion-mnist"], "neither a registered name"),
         (["--dataset", "digits", "--test-fraction", "1.5"], "data.test_fraction"),
         (["--dataset", "digits", "--test-fraction", "0"], "data.test_fraction"),
-        (["--dataset", "digits", "--image-size", "16"], "applies to a folder of images"),
+        (["--dataset", "digits", "--image-size", "16"], "applies to the shapes set or a folder of images"),
         (["--dataset", str(good), "--image-size", "2x"], "data.image_size"),
     ]
 

@@ -332,7 +332,7 @@ def code_is_mean(run: Mapping[str, Any]) -> bool:
 
 
 def code_is_discrete(run: Mapping[str, Any]) -> bool:
-    """True when the run's code is discrete (``Family.code == "discrete"``, a VQ-VAE's codebook
+    """True when the run's code is discrete (``Family.code == "discrete"``, codebook
     indices): its values are names of codebook entries, not coordinates — no map, no distances."""
     fam = family_of_run(run)
     return fam is not None and fam.code == "discrete"
