@@ -13,6 +13,7 @@ from torch import nn
 
 import aelab
 import aelab.export
+from aelab.analysis.latent import analyse
 from aelab.errors import ConfigError
 from aelab.models import FAMILIES, custom
 from aelab.runs import Stop
@@ -78,6 +79,8 @@ def test_your_modules_train_with_aelabs_objective_and_open_again_only_with_the_s
         paths = aelab.export.to_onnx(run)
         z = ort.InferenceSession(str(paths["encoder"])).run(None, {"x": x.astype(np.float32) / 16})[0]
         np.testing.assert_allclose(z, run.encode(x), rtol=1e-5, atol=1e-5)
+        latent = analyse(tmp_path / "r", modules=_pair(), methods=["pca"], baselines=False)  # aelab latent's
+        assert latent["code_dims"] == 6 and "map" in latent["figures"]
 
     again = aelab.open_run(tmp_path / "r", modules=_pair(vae=vae))  # other weights, same classes and shapes
     np.testing.assert_array_equal(again.encode(x), run.encode(x))
@@ -87,6 +90,8 @@ def test_your_modules_train_with_aelabs_objective_and_open_again_only_with_the_s
         aelab.open_run(tmp_path / "r")
     with pytest.raises(ConfigError, match="not the modules"):
         aelab.open_run(tmp_path / "r", modules=(Enc(7), Dec(7)))
+    with pytest.raises(ConfigError, match="your own modules"):  # aelab latent on it says what it needs
+        analyse(tmp_path / "r")
 
 
 def test_a_run_of_your_modules_resumes_bit_for_bit_after_a_stop(tmp_path):

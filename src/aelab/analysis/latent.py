@@ -30,6 +30,7 @@ from ..errors import AelabError, DataError
 from ..models import family_of
 from ..plots import latent as LF
 from ..runs import DataCache, is_done, load_model
+from ..runs.trained import check_run_modules
 from ..runs.codes import (CODES_FILE, FIGURES, LATENT_FORMAT, LATENT_LAYOUT, LATENT_MARK, class_names, code_arrays,
                           decode, encode, input_baselines, labels_for, names_of, read_codes, write_codes)
 
@@ -118,7 +119,7 @@ def _class_name(y: Any, names: Sequence[str] = ()) -> str:
 
 def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None, baselines: bool = True,
             recompute: bool = False, methods: Optional[list[str]] = None, seed: int = 0,
-            log=None) -> "LatentAnalysis":
+            log=None, modules=None) -> "LatentAnalysis":
     """Write a finished run's latent figures and ``latent.json`` into ``out`` (default ``RUN_DIR/latent``).
 
     Figures: ``map.png`` (test codes in 2-D, coloured by label: the code itself when it has two
@@ -134,6 +135,7 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     ``data``: a :class:`~aelab.runs.DataCache` (the images are needed for the baselines, and for
     runs trained before codes were saved). Returns the ``latent.json`` dict as a
     :class:`LatentAnalysis` (the same dict, with the figures' PNG bytes and a notebook display).
+    ``modules``: ``(encoder, decoder)`` for a run of your own modules (``aelab.models.custom``).
     """
     say = log or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -145,6 +147,7 @@ def analyse(run_dir: str | Path, out: Optional[str | Path] = None, *, data=None,
     if not is_done(run_dir):
         raise AelabError(f"{run_dir} has not finished training; resume it with aelab train --resume {run_dir}")
     t0 = time.perf_counter()
+    check_run_modules(run_dir, modules)  # your own modules' run: they are given, and they are the run's
     model, cfg = load_model(run_dir, "cpu")
     given = out is not None and str(out) != ""
     out = Path(out) if given else run_dir / "latent"

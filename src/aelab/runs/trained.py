@@ -255,7 +255,7 @@ def _given_modules(modules: Any) -> tuple[Any, Any]:
     return modules[0], modules[1]
 
 
-def _run_modules(run_dir: Path, modules: Any) -> None:
+def check_run_modules(run_dir: Path, modules: Any) -> None:
     """Before a run of your own modules is read: make its family known and its modules this process's,
     checking that they are the run's (their classes and parameter shapes); one line when they are
     missing or other ones."""
@@ -290,7 +290,7 @@ def open_run(run_dir: str | Path, *, data: "DataCache | DataOptions | None" = No
     which a run cannot keep; modules of other classes or shapes are refused.
     """
     run_dir = Path(run_dir)
-    _run_modules(run_dir, modules)
+    check_run_modules(run_dir, modules)
     if run_dir.is_dir() and (run_dir / "config.json").is_file() and not is_done(run_dir):
         raise AelabError(f"{run_dir} is not a finished run (no DONE mark): resume it (aelab train --resume "
                          f"{run_dir}) or train it again")
@@ -335,5 +335,5 @@ def train(cfg: RunConfig, run_dir: str | Path, *, on_event: Optional[OnEvent] = 
     return open_run(run_dir, data=cache, modules=modules)
 
 
-__all__ = ["Scaler", "TrainedRun", "open_run", "train"]
+__all__ = ["Scaler", "TrainedRun", "check_run_modules", "open_run", "train"]
 
