@@ -493,8 +493,9 @@ _WITH = {("--scaling", "standard"): ["--loss", "mse", "--decoder", "784:linear"]
 
 
 @pytest.mark.parametrize("flag, value", _train_choices())
-def test_every_choice_aelab_train_offers_trains(flag, value, tmp_path, capsys):
+def test_every_choice_aelab_train_offers_trains(flag, value, tmp_path, capsys, monkeypatch):
     """A choice the parser offers is a run that trains (not a traceback later, as --loss torch_bce was)."""
+    monkeypatch.chdir(tmp_path)  # --track writes its default folders (tb-logs/, mlruns/) where it runs
     extra = _WITH.get((flag, value), _WITH.get((flag, "*"), []))
     out = tmp_path / "r"
     rc = main(["train", "--dataset", "synthetic", "--limit", "256", "--test-limit", "64", "--epochs", "1",
