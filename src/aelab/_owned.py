@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 
 from ._atomic import PROBE_PREFIX, temp_target, write_json
 from ._lock import is_lock_file
+from .errors import AelabError
 
 Layout = Mapping[str, Any]  # name or glob → None (a file) or the Layout of a sub-directory
 
@@ -134,6 +135,27 @@ def read_mark(directory: Path, name: str) -> Optional[dict]:
     except (OSError, ValueError):
         return None
     return mark if isinstance(mark, dict) and isinstance(mark.get("format"), str) else None
+
+
+def output_contents(out: Path, layout: Layout, mark: str, fmt: str,
+                    where: str) -> Optional[tuple[list[str], list[str], Optional[dict]]]:
+    """What an output directory aelab is about to write into holds: ``(entries, foreign names, its
+    mark when it is one of ``fmt``)``; None when ``out`` is absent, or holds nothing but locks, this
+    layout's temporary files and the bare mark (free to use). A file in its place, or a directory
+    that cannot be listed, is one :class:`~aelab.errors.AelabError` line naming ``where``."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise AelabError(f"{where} is a file, not a directory; give --out a directory path")
+    try:
+        entries = sorted(p.name for p in out.iterdir() if not is_lock_file(p.name) and not is_own_temp(p.name, layout))
+        others = foreign(out, layout)
+    except OSError as exc:
+        raise AelabError(f"{where}: cannot list it ({exc.strerror}); check its permissions") from None
+    if not entries or entries == [mark]:
+        return None
+    theirs = read_mark(out, mark)
+    return entries, others, (theirs if theirs is not None and theirs.get("format") == fmt else None)
 
 
 def write_mark(directory: Path, name: str, mark: dict) -> None:

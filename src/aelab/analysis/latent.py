@@ -23,7 +23,7 @@ from .. import _display as D
 from .. import latent as L
 from .._atomic import atomic_path, ensure_dir, write_json
 from .._lock import dir_lock, is_lock_file
-from .._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, write_mark
+from .._owned import clean_temps, names_text, output_contents, write_mark
 from ..artifacts import read_samples
 from ..config import config_hash
 from ..errors import AelabError, DataError
@@ -354,20 +354,10 @@ def check_latent_out(out: Path, mark: dict, run_dir: Path, given: bool = True) -
     latent.json naming this run, with nothing else), are fine."""
     out, run_dir = Path(out), Path(run_dir)
     where = f"--out {out}" if given else str(out)
-    if not out.exists():
+    contents = output_contents(out, LATENT_LAYOUT, LATENT_MARK, LATENT_FORMAT, where)
+    if contents is None:
         return
-    if not out.is_dir():
-        raise AelabError(f"{where} is a file, not a directory; give --out a directory path")
-    try:
-        entries = sorted(p.name for p in out.iterdir()
-                         if not is_lock_file(p.name) and not is_own_temp(p.name, LATENT_LAYOUT))
-        others = foreign(out, LATENT_LAYOUT)
-    except OSError as exc:
-        raise AelabError(f"{where}: cannot list it ({exc.strerror}); check its permissions") from None
-    if not entries or entries == [LATENT_MARK]:
-        return
-    theirs = read_mark(out, LATENT_MARK)
-    theirs = theirs if theirs is not None and theirs.get("format") == LATENT_FORMAT else None
+    entries, others, theirs = contents
     if theirs is not None and theirs.get("config_hash") != mark["config_hash"]:
         what = (f"holds the latent output of another run (run {theirs.get('run', '?')}, config hash "
                 f"{theirs.get('config_hash', '?')}; this is run {mark['run']}, {mark['config_hash']})")

@@ -46,7 +46,7 @@ import torch
 from .. import __version__
 from .._atomic import atomic_path, check_out_path, ensure_dir, write_json
 from .._lock import dir_lock, is_lock_file
-from .._owned import clean_temps, foreign, is_own_temp, names_text, read_mark, write_mark
+from .._owned import clean_temps, names_text, output_contents, write_mark
 from ..artifacts import read_json, read_samples, retrain_fix
 from ..config import config_hash
 from ..errors import AelabError
@@ -75,20 +75,10 @@ def check_export_out(out: Path, mark: dict, given: bool = True) -> None:
     ``encoder.onnx`` included: without the mark it is not known to be aelab's), another run's
     export, or a run directory."""
     where = f"--out {out}" if given else str(out)
-    if not out.exists():
+    contents = output_contents(out, EXPORT_LAYOUT, EXPORT_MARK, EXPORT_FORMAT, where)
+    if contents is None:
         return
-    if not out.is_dir():
-        raise AelabError(f"{where} is a file, not a directory; give --out a directory path")
-    try:
-        entries = sorted(p.name for p in out.iterdir()
-                         if not is_lock_file(p.name) and not is_own_temp(p.name, EXPORT_LAYOUT))
-        others = foreign(out, EXPORT_LAYOUT)
-    except OSError as exc:
-        raise AelabError(f"{where}: cannot list it ({exc.strerror}); check its permissions") from None
-    if not entries or entries == [EXPORT_MARK]:
-        return
-    theirs = read_mark(out, EXPORT_MARK)
-    theirs = theirs if theirs is not None and theirs.get("format") == EXPORT_FORMAT else None
+    entries, others, theirs = contents
     if theirs is None:
         if (out / ".aelab-run.json").exists() or (out / "config.json").exists():
             what = "is a run directory"
