@@ -226,3 +226,36 @@ def mnist_available() -> bool:
         return False
     files = info.get("files", {})
     return bool(files) and all(f.get("verified") for f in files.values()) if isinstance(files, dict) else False
+
+
+# -- headless Chromium (the report's and the lab's browser tests) --------------------------------------
+def chromium():
+    """The path of Debian's chromium (or another Chrome), or None."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def chrome_driver(extra_flags=(), performance_log: bool = False):
+    """A headless Chrome driven by chromedriver, its console log kept (and Chrome's performance log, to
+    see every request); the test is skipped where either is not installed (.ci/run installs them)."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chrome, driver_path = chromium(), shutil.which("chromedriver")
+    if not chrome or not driver_path:
+        pytest.skip("headless Chromium and chromedriver are not installed (.ci/run installs them)")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", *extra_flags):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", **({"performance": "ALL"} if performance_log else {})})
+    return webdriver.Chrome(service=Service(driver_path), options=opts)

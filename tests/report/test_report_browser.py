@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import pytest
 
+from conftest import chrome_driver
+
 pytestmark = pytest.mark.browser
-
-
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -53,20 +46,7 @@ def digits_dir(tmp_path_factory):
 
 
 def _driver():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    chrome, driver_path = _chromium(), shutil.which("chromedriver")
-    if not chrome or not driver_path:
-        pytest.skip("headless Chromium and chromedriver are not installed (.ci/run installs them)")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver_path), options=opts)
+    return chrome_driver()
 
 
 def _check_page(directory, min_images: int) -> str:

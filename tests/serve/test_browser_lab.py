@@ -25,24 +25,16 @@ from aelab.serve.app import create_app  # noqa: E402
 from aelab.serve.lab import to_uint8  # noqa: E402
 from aelab.serve.workspace import Workspace  # noqa: E402
 
-from conftest import mnist_available  # noqa: E402
+from conftest import chrome_driver, chromium, mnist_available  # noqa: E402
 
 WAIT = 60  # seconds any page state may take on a loaded 2-core machine before the test fails by name
-
-
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A lab AE (32-unit code) and a small dense VAE (2-D code), 1 epoch on a slice of MNIST (the
     synthetic 28×28 digits without MNIST), 5,000 test images each: the map's 5,000 points."""
-    if not _chromium() or not shutil.which("chromedriver"):
+    if not chromium() or not shutil.which("chromedriver"):
         pytest.skip("headless Chromium and chromedriver are not installed (.ci/run installs them)")
     root = tmp_path_factory.mktemp("ws")
     data = "mnist" if mnist_available() else "synthetic"
@@ -76,16 +68,7 @@ def server(ws):
 
 @pytest.fixture
 def driver():
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = _chromium()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1366,900"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    d = chrome_driver(["--window-size=1366,900"], performance_log=True)
     d.set_page_load_timeout(WAIT)
     d.set_script_timeout(WAIT)
     try:

@@ -5,7 +5,6 @@ request and no request to any host but the lab server (Chrome's performance log)
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -19,17 +18,10 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from aelab.serve.app import create_app  # noqa: E402
 from aelab.serve.workspace import Workspace  # noqa: E402
+from conftest import chrome_driver  # noqa: E402
 
 pytestmark = pytest.mark.browser
 LIMIT_S = 150  # the most one wait takes before the test fails by name
-
-
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @pytest.fixture
@@ -57,20 +49,7 @@ def server(tmp_path):
 
 @pytest.fixture
 def driver():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    chrome, driver_path = _chromium(), shutil.which("chromedriver")
-    if not chrome or not driver_path:
-        pytest.skip("headless Chromium and chromedriver are not installed (.ci/run installs them)")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1366,900"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    d = webdriver.Chrome(service=Service(driver_path), options=opts)
+    d = chrome_driver(["--window-size=1366,900"], performance_log=True)
     d.set_page_load_timeout(LIMIT_S)
     d.set_script_timeout(30)
     try:
