@@ -10,6 +10,7 @@ import json
 import math
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def cfg_factory():
 
 # -- training: stop after n steps, compare two runs bit for bit ------------------------------------
 class StopAfter(StopFlag):
-    """Requests a stop after ``n`` training steps (the loop asks once per step)."""
+    """Requests a stop when the flag is asked for the (n+1)-th time (the loop asks before each step)."""
 
     def __init__(self, n: int) -> None:
         self._n, self._asked, self._req = n, 0, None
@@ -59,6 +60,29 @@ class StopAfter(StopFlag):
     @requested.setter
     def requested(self, value):
         self._req = value
+
+
+class StopAfterNextStep(StopFlag):
+    """Once armed (``arm()``, from an epoch-end hook for instance), requests a stop after one more
+    training step: the loop asks before each step, so the first ask lets a step through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._asks: Optional[int] = None
+
+    def arm(self) -> None:
+        self._asks = 0
+
+    @property
+    def requested(self):
+        if self._asks is None:
+            return None
+        self._asks += 1
+        return "test stop" if self._asks > 1 else None
+
+    @requested.setter
+    def requested(self, value):
+        pass
 
 
 

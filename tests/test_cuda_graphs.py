@@ -291,11 +291,13 @@ class _StopOnCall(StopFlag):
         stepper.train_steps = counted
 
 
-@pytest.mark.parametrize("k, batch", [(3, 3), (5, 6)], ids=["mid-epoch", "before-the-ragged-batch"])
+@pytest.mark.parametrize("k, batch", [(3, 0), (4, 3), (5, 6)],
+                         ids=["at-the-epoch-end", "mid-epoch", "before-the-ragged-batch"])
 def test_stop_and_resume_mid_epoch_equals_an_uninterrupted_run(monkeypatch, k, batch):
     """The loop takes runs of at most STEPS_PER_CALL steps (3 here; 7 batches an epoch: runs 0–2,
-    3–5, 6) and checks the stop flag between them: a stop asked during call k lands at the end of
-    that run, in epoch 2, and the resumed run is bit for bit the uninterrupted one."""
+    3–5, 6) and checks the stop flag before each: a stop asked during call k lands at the end of
+    that run (call 3 ends epoch 1, so its stop is taken at batch 0 of epoch 2), and the resumed run
+    is bit for bit the uninterrupted one."""
     monkeypatch.setattr(loop, "STEPS_PER_CALL", 3)
     cfgs = [_cfg(**{"train.batch_size": 100, **v}) for v in THREE]
     datas = _data(cfgs)

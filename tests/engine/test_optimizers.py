@@ -15,11 +15,13 @@ import torch
 
 import aelab
 from aelab.config import OPTIMIZERS, RunConfig, TrainConfig
-from aelab.engine.loop import Hooks, LoopState, StopFlag, fit, History
+from aelab.engine.loop import Hooks, LoopState, fit, History
 from aelab.engine.optimizers import build_optimizer, set_lr, state_keys
 from aelab.engine.steppers import PlainStepper, can_stack
 from aelab.errors import ConfigError
 from aelab.runs import DataCache, EpochEnded, Interrupted, Stop, spec_of
+
+from conftest import StopAfterNextStep
 
 STEPS = 25
 
@@ -309,14 +311,15 @@ def test_each_optimizer_resumes_bit_for_bit_from_the_middle_of_an_epoch(name):
     whole = _stepper(cfg)
     h_whole = _loop(cfg, whole, datas).histories[0]
     # interrupted after the first batch of epoch 2: the checkpoint is state() and the loop's state
-    first, flag, saved = _stepper(cfg), StopFlag(), {}
+    first, saved = _stepper(cfg), {}
+    flag = StopAfterNextStep()
 
     def interrupt(st):
         saved["tensors"] = first.state()
         saved["loop"] = copy.deepcopy(st)
 
     with pytest.raises(Interrupted):
-        _loop(cfg, first, datas, stop=flag, hooks=Hooks(on_epoch_end=lambda st: flag.request(), on_interrupt=interrupt))
+        _loop(cfg, first, datas, stop=flag, hooks=Hooks(on_epoch_end=lambda st: flag.arm(), on_interrupt=interrupt))
     assert saved["loop"].epoch == 1 and saved["loop"].batch == 1
     keys, t_key = state_keys(cfg.train, dict(first.model.named_parameters()))
     assert set(keys) | {t_key} == {k for k in saved["tensors"][0] if k.startswith(("adam.", "opt."))}

@@ -13,11 +13,13 @@ import torch
 
 import aelab
 from aelab.config import RunConfig
-from aelab.engine.loop import Hooks, StopFlag, fit
+from aelab.engine.loop import Hooks, fit
 from aelab.engine.schedules import Controls, EarlyStopping, ReduceLROnPlateau, cosine_lr, step_lr
 from aelab.engine.steppers import PlainStepper
 from aelab.errors import ConfigError
 from aelab.runs import DataCache, EpochEnded, Interrupted, Stop, spec_of
+
+from conftest import StopAfterNextStep
 
 
 def _stops_at(values, **kw):
@@ -166,13 +168,14 @@ def test_interrupted_in_the_middle_of_a_patience_and_a_plateau_resumes_bit_for_b
     whole, h_whole = _run(cfg)
     assert h_whole.stopped_epoch == 4 and h_whole.lr[0] > h_whole.lr[2] > h_whole.lr[3]
     # stopped after batch 1 of epoch 3: early stopping waits (2 of 3), the rate was cut once
-    ctl, flag, saved = Controls(cfg.train), StopFlag(), {}
+    ctl, saved = Controls(cfg.train), {}
     t = cfg.train
     first = PlainStepper(spec_of(cfg), t.lr, t.beta1, t.beta2, t.eps, "cpu")
+    flag = StopAfterNextStep()
 
     def end(st):
         if st.epoch == 2:
-            flag.request()
+            flag.arm()
 
     def interrupt(st):
         saved.update(tensors={**first.state()[0], **ctl.state_tensors()}, loop=copy.deepcopy(st))

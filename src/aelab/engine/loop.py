@@ -153,7 +153,8 @@ class StopFlag:
 
     The first signal names the stop; a repeated one (a second Ctrl-C, a SIGTERM after it) changes
     nothing: the running step ends, the checkpoint is written and the message names the first
-    signal, what each run holds and how to resume (``aelab._signals``). A stop takes one step."""
+    signal, what each run holds and how to resume (``aelab._signals``). The loop checks the flag
+    before each step: a stop waits for the step under way, never for a whole epoch."""
 
     def __init__(self) -> None:
         self.requested: Optional[str] = None
@@ -317,6 +318,21 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
             b = start_b
             update_every = 64
             while b < nb:
+                # checked before each step (or run of steps): a stop asked for between epochs (a pause
+                # at an epoch's end) is taken at batch 0 of the next, and the CUDA-graph path's runs of
+                # up to STEPS_PER_CALL steps cannot carry a short run past it to the end
+                if stop.requested:
+                    st.batch = b
+                    st.elapsed += time.perf_counter() - t0
+                    st.loss_rows = loss_buf[:b].clone()
+                    st.pen_rows = pen_buf[:b].clone()
+                    st.term_rows = term_buf[:b].clone() if term_buf is not None else None
+                    bar.close()
+                    if hooks.on_interrupt:
+                        hooks.on_interrupt(st)
+                    raise Interrupted(
+                        f"{stop.requested}: stopped at epoch {epoch + 1}, batch {b} of {nb}; a checkpoint was saved"
+                    )
                 if train_steps is not None:
                     b_next = min(nb, (b // STEPS_PER_CALL + 1) * STEPS_PER_CALL)
                     train_steps(x_in, y_rows, b, b_next, batch_size, loss_buf, pen_buf,
@@ -330,18 +346,6 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                     b += 1
                     if b % update_every == 0:
                         bar.update(update_every)
-                if stop.requested and b < nb:
-                    st.batch = b
-                    st.elapsed += time.perf_counter() - t0
-                    st.loss_rows = loss_buf[:b].clone()
-                    st.pen_rows = pen_buf[:b].clone()
-                    st.term_rows = term_buf[:b].clone() if term_buf is not None else None
-                    bar.close()
-                    if hooks.on_interrupt:
-                        hooks.on_interrupt(st)
-                    raise Interrupted(
-                        f"{stop.requested}: stopped at epoch {epoch + 1}, batch {b} of {nb}; a checkpoint was saved"
-                    )
             bar.update(nb - bar.n)
             bar.close()
             # one host sync per epoch: the whole epoch's losses at once
