@@ -230,11 +230,16 @@ def test_stop_pause_step_resume_give_the_uninterrupted_weights(client, ws, tmp_p
     job = trainer.start(cfg, run_dir, pause_after=1)  # pauses at the end of epoch 1
     wait_job(client, "runs/sr")
     assert job.state == "paused" and job.epoch == 1
+    # the engine checks its flag before each step: the pause is taken at batch 0 of epoch 2
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["batch"]) == (1, 0), state
     assert client.get("/api/runs").json()["runs"][0]["status"] in ("interrupted", "finished")
     r = client.post("/train/run/runs/sr/step")  # one more epoch, then pause again
     assert r.status_code == 200 and r.json()["ok"]
     job = wait_job(client, "runs/sr")
     assert job.state == "paused" and job.epoch == 2, job.message
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["batch"]) == (2, 0), state
     assert not (run_dir / "DONE").exists()
     r = client.post("/train/run/runs/sr/resume")
     assert r.json()["ok"]

@@ -8,9 +8,10 @@ of the workspace, its events kept by a :class:`Job`; the page follows them by se
 opened again gets the whole history first.
 
 Stop is :meth:`aelab.runs.Stop.set`, exactly Ctrl-C's checkpoint; resume is :func:`aelab.train` on
-the same directory (bit for bit, from the CLI too). Pause stops at the end of the current epoch
-(the checkpoint is taken one step into the next: the loop checks its flag between steps); step
-resumes and pauses after one more epoch. One writer per run directory: this server refuses a second
+the same directory (bit for bit, from the CLI too). Pause stops at the end of the current epoch:
+the flag is set when the epoch's event arrives, and the loop checks it before each step, so the
+checkpoint is taken at batch 0 of the next epoch (no step of it taken); step resumes and pauses
+after one more epoch. One writer per run directory: this server refuses a second
 job on a directory it trains (aelab's locks are re-entrant within a process), and another process's
 lock arrives as its one-line message.
 """
