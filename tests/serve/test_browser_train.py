@@ -170,3 +170,35 @@ def test_train_watch_stop_and_resume_in_the_browser(server, driver):
              "the thumbnail to load")
     assert not console_errors(driver), console_errors(driver)
     net.check(base)
+
+
+def test_a_bad_upload_shows_its_message_and_a_good_one_is_offered(server, driver):
+    base, app, root = server
+    net = Network(driver)
+    bad = root.parent / "scores.csv"
+    bad.write_text("a,b\n1,2\n3,three\n")
+    good = root.parent / "points.csv"
+    good.write_text("x,y,z\n" + "".join(f"{i % 7},{i % 5},{i % 3}\n" for i in range(40)))
+    driver.get(base + "/train")
+    driver.find_element("id", "upload-file").send_keys(str(bad))
+    driver.find_element("id", "upload-send").click()
+    msg = wait_for(driver, lambda d: d.find_elements("id", "upload-error"), "the upload's message")[0]
+    assert msg.text == ("scores.csv: row 3, column 'b' holds 'three', not a number; every feature must be a number "
+                        "(name a label column with --label-column)")
+    # beside the upload field, and the field marked
+    field = driver.find_element("id", "upload-file").find_element("xpath", "..")
+    assert "invalid" in field.get_attribute("class") and msg.find_element("xpath", "..") == field
+    assert not (root / "uploads").exists() or not any((root / "uploads").iterdir())
+    driver.find_element("id", "upload-file").send_keys(str(good))
+    driver.find_element("id", "upload-send").click()
+    wait_for(driver, lambda d: d.find_elements("id", "upload-ok"), "the upload's confirmation")
+    chosen = driver.find_element("id", "f-data-dataset").get_attribute("value")
+    assert chosen == "upload:points"
+    assert "40 rows × 3 columns" in driver.find_element("css selector", "#f-data-dataset option:checked").text
+    # the refused upload's page is answered 400 on purpose (Chrome logs that status): that one, and nothing else
+    errors = console_errors(driver)
+    assert [e["source"] for e in errors] == ["network"] and "/train/upload" in errors[0]["message"], errors
+    net.read()
+    assert [u.split("?")[0] for s, u in net.bad_status] == [base + "/train/upload"], net.bad_status
+    net.bad_status.clear()
+    net.check(base)

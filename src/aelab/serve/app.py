@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from . import home, lab, studies, training  # the page modules (they import PyTorch only when they work)
+from . import home, lab, studies, training, uploads  # the page modules (they import PyTorch only when they work)
 from .security import LOCAL_HOSTS, Security
 from .workspace import Workspace
 
@@ -27,12 +27,15 @@ HERE = Path(__file__).parent
 
 
 def create_app(workspace: Workspace, *, token: Optional[str] = None, allowed_hosts: Iterable[str] = LOCAL_HOSTS,
-               data_dir: Optional[Path] = None) -> Starlette:
+               data_dir: Optional[Path] = None, max_upload_bytes: int = uploads.DEFAULT_MAX_BYTES) -> Starlette:
     """The lab for ``workspace``. ``token``: required on every request when given (a bind other than
     loopback); ``allowed_hosts``: the host names the server answers to (see ``security.py``).
-    ``data_dir``: where uploads are kept (default: ``<workspace>/uploads``)."""
+    ``data_dir``: where uploads are kept (default: ``<workspace>/uploads``); ``max_upload_bytes``:
+    the largest upload request (``aelab serve --max-upload-mb``)."""
 
-    trainer = training.Trainer(workspace)
+    kept = uploads.Uploads(data_dir if data_dir is not None else workspace.root / "uploads",
+                           max_bytes=max_upload_bytes)
+    trainer = training.Trainer(workspace, kept)
     launcher = studies.StudyLauncher(workspace)
 
     @contextlib.asynccontextmanager

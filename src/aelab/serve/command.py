@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the port (default {DEFAULT_PORT}; 0: any free one)")
     s.add_argument("--token", help="the secret every request must carry (default: none on 127.0.0.1, a random "
                                    "one printed at start-up on any other address)")
+    s.add_argument("--max-upload-mb", type=float, default=50, metavar="MB",
+                   help="the largest upload (a CSV or a zip of images) the Train page accepts, in MB (default 50)")
     s.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     s.set_defaults(func=_cmd)
 
@@ -79,7 +81,10 @@ def _cmd(args: argparse.Namespace) -> int:
     token = args.token or (None if local else secrets.token_urlsafe(24))
     if args.token is not None and len(args.token) < 8:
         raise ConfigError("--token: give at least 8 characters (or leave it out for a random one)")
-    app = create_app(ws, token=token, allowed_hosts=allowed_hosts(args.host))
+    if not 0 < args.max_upload_mb <= 100_000:
+        raise ConfigError(f"--max-upload-mb {args.max_upload_mb:g}: give a size in MB above 0, such as 50")
+    app = create_app(ws, token=token, allowed_hosts=allowed_hosts(args.host),
+                     max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     try:
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

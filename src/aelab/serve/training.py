@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -36,6 +37,7 @@ from starlette.routing import Route
 from .. import catalog
 from ..errors import AelabError
 from .pages import page
+from .uploads import UploadRefused, Uploads
 from .workspace import PathRefused, Workspace, _history
 
 #: the training images a recon row shows
@@ -149,10 +151,11 @@ def _parse(f: Field, text: str) -> Any:
     return text
 
 
-def config_from_form(form: dict[str, str]):
+def config_from_form(form: dict[str, str], uploads: Optional[Uploads] = None):
     """``(config, errors)`` from the submitted form: the preset (or default) config with every field
     the learner changed applied as ``aelab train`` applies its flags. ``errors``: field key → one
-    line (``""``: an error of the whole config)."""
+    line (``""``: an error of the whole config). The data set is a registered name or
+    ``upload:<name>``, an upload of ``uploads`` (never a path: a request does not name files)."""
     from ..runs import plan  # deferred: PyTorch
 
     preset, family = form.get("preset", ""), form.get("family", "")
@@ -172,7 +175,9 @@ def config_from_form(form: dict[str, str]):
             continue
         try:
             v = _parse(f, given)
-        except ValueError as exc:
+            if f.key == "data.dataset":
+                v = _dataset(v, uploads)
+        except (ValueError, UploadRefused) as exc:
             errors[f.key] = str(exc)
             continue
         if f.key == "code_size":
@@ -198,6 +203,15 @@ def config_from_form(form: dict[str, str]):
         key = _field_of(str(exc))
         return None, {key: _beside(key, str(exc))}
     return cfg, {}
+
+
+def _dataset(value: str, uploads: Optional[Uploads]) -> str:
+    """The data set a form's select names: a registered one, or an upload's path."""
+    if value.startswith("upload:") and uploads is not None:
+        return uploads.dataset(value)
+    if value not in catalog.DATASETS:
+        raise ValueError(f"{value!r} is not a data set here; choose one from the list, or upload your own")
+    return value
 
 
 def _field_of(msg: str) -> str:
@@ -303,8 +317,9 @@ def history_series(h: dict) -> dict[str, list]:
 class Trainer:
     """The server's trainings: at most one job per run directory, each in its own thread."""
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, uploads: Optional[Uploads] = None) -> None:
         self.ws = ws
+        self.uploads = uploads if uploads is not None else Uploads(ws.root / "uploads")
         self.jobs: dict[str, Job] = {}
         self.closing = threading.Event()
         self._lock = threading.Lock()
@@ -523,7 +538,8 @@ class _Preview:
 def routes(trainer: Trainer) -> list:
     ws = trainer.ws
 
-    def form_page(request: Request, preset: str, family: str, values: dict, errors: dict, status: int = 200):
+    def form_page(request: Request, preset: str, family: str, values: dict, errors: dict, status: int = 200,
+                  uploaded: str = ""):
         from ..presets import preset_description, preset_names  # deferred: pydantic
 
         fam = family
@@ -536,7 +552,8 @@ def routes(trainer: Trainer) -> list:
         jobs = sorted(trainer.jobs.values(), key=lambda j: -j.serial)
         return page(request, "train.html", status_code=status, title="Train", fields=FIELDS, values=values,
                     errors=errors, preset=preset, family=fam, presets=presets, families=catalog.FAMILIES,
-                    jobs=jobs)
+                    jobs=jobs, uploads=trainer.uploads.list(), uploaded=uploaded,
+                    max_upload_mb=trainer.uploads.max_bytes / (1 << 20))
 
     async def train_form(request: Request) -> Response:
         preset = request.query_params.get("preset", "")
@@ -545,11 +562,38 @@ def routes(trainer: Trainer) -> list:
             values = form_values(base_config(preset, family))
         except AelabError as exc:
             return form_page(request, "", "", form_values(base_config()), {"preset": str(exc)}, 400)
-        return form_page(request, preset, family, values, {})
+        data = request.query_params.get("data", "")
+        uploaded = ""
+        if data.startswith("upload:") and trainer.uploads.get(data.removeprefix("upload:")) is not None:
+            values["data.dataset"] = data
+            uploaded = data.removeprefix("upload:")
+        return form_page(request, preset, family, values, {}, uploaded=uploaded)
+
+    async def upload(request: Request) -> Response:
+        """A CSV or a zip of images from the upload form: checked, kept, then chosen in the form."""
+        preset, family = request.query_params.get("preset", ""), request.query_params.get("family", "")
+        try:
+            body = await trainer.uploads.read_body(request)
+            request._body = body  # the form is parsed from the body read (and counted) above
+            async with request.form(max_files=1, max_fields=8) as form:  # its spooled files closed on leaving
+                f = form.get("file")
+                if f is None or isinstance(f, str) or not f.filename:
+                    raise UploadRefused("choose a file first: a .csv table or a .zip of images")
+                data, filename = await f.read(), f.filename
+                name = str(form.get("name") or "")
+            up = await asyncio.to_thread(trainer.uploads.add, filename, data, name)
+        except UploadRefused as exc:
+            values = form_values(await asyncio.to_thread(base_config, preset, family))
+            return form_page(request, preset, family, values, {"upload": str(exc)}, exc.status)
+        except HTTPException as exc:  # the multipart framing itself
+            values = form_values(await asyncio.to_thread(base_config, preset, family))
+            return form_page(request, preset, family, values,
+                             {"upload": f"the upload did not arrive whole ({exc.detail}); send it again"}, 400)
+        return RedirectResponse(f"/train?data=upload:{up.name}", 303)
 
     async def train_submit(request: Request) -> Response:
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        cfg, errors = await asyncio.to_thread(config_from_form, form)
+        cfg, errors = await asyncio.to_thread(config_from_form, form, trainer.uploads)
         preset, family = form.get("preset", ""), form.get("family", "")
         if cfg is None:
             return form_page(request, preset, family, form, errors, 400)
@@ -650,6 +694,7 @@ def routes(trainer: Trainer) -> list:
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return [Route("/train", train_form, methods=["GET"]), Route("/train", train_submit, methods=["POST"]),
+            Route("/train/upload", upload, methods=["POST"]),
             Route("/train/run/{path:path}/events", events),
             Route("/train/run/{path:path}/stop", action("stop"), methods=["POST"]),
             Route("/train/run/{path:path}/pause", action("pause"), methods=["POST"]),

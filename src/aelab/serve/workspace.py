@@ -23,7 +23,8 @@ from ..errors import AelabError
 #: how deep below the root runs and studies are looked for (runs/<name>, studies-out/<s>/runs/<r>)
 MAX_DEPTH = 5
 #: folders never walked into (they hold no runs and can be huge)
-SKIP = {".git", ".venv", "venv", "node_modules", "__pycache__", "checkpoint", "latent", "figures", ".cache"}
+SKIP = {".git", ".venv", "venv", "node_modules", "__pycache__", "checkpoint", "latent", "figures", ".cache",
+        "uploads"}
 RUN_MARK = ".aelab-run.json"  # aelab.runs.directory.RUN_MARK (read here without importing PyTorch)
 OUTPUT_MARK = ".aelab-output.json"  # aelab.study.output.OUTPUT_MARK
 LOCK_NAME = ".aelab.lock"  # aelab._lock.LOCK_NAME
