@@ -11,6 +11,12 @@
   move over the map to the hovered image and markers drawn (the handler is synchronous: what it
   draws is on screen at the next frame); a frame is 16.7 ms at 60 Hz.
 
+* **Training through the page vs ``aelab train``** (``--what train``): the same run (the lab AE on
+  ``--train-limit`` MNIST images, ``--train-epochs`` epochs) trained by :func:`aelab.train` and by
+  the lab's trainer (events, the per-epoch reconstruction row and the map of 300 test codes, in the
+  preview's own thread), alternated ``--rounds`` times; the median seconds per epoch of each, and
+  the preview's own time per epoch (issue 20: the page no slower per epoch than ``aelab train``).
+
 The server's share is measured too: the same requests handled in-process (no HTTP, no browser),
 in wall time and in CPU time (what a request costs whatever else the machine runs).
 
@@ -114,6 +120,37 @@ def _train(root: Path, limit: int) -> dict[str, str]:
     return out
 
 
+def train_speed(limit: int, epochs: int, rounds: int) -> list[str]:
+    """Seconds per epoch: :func:`aelab.train` alone, and the lab's trainer with its per-epoch preview."""
+    import aelab  # deferred: only when measured
+    from aelab.serve.training import Trainer  # deferred: the serve extra
+    from aelab.serve.workspace import Workspace  # deferred: the serve extra
+
+    cfg = aelab.fit_config(aelab.RunConfig().with_overrides(
+        {"data.limit": limit, "data.test_limit": 1000, "train.epochs": epochs, "name": "speed"}))
+    tmp = Path(tempfile.mkdtemp(prefix="aelab-serve-speed-"))
+    cli, page, frames = [], [], []
+    try:
+        trainer = Trainer(Workspace(tmp))
+        for r in range(rounds):
+            res = aelab.train(cfg, tmp / f"cli-{r}", data=trainer.data(), progress=False)
+            cli += list(res.history["epoch_seconds"])[1:]  # the first epoch warms up in both
+            job = trainer.start(cfg, tmp / "runs" / f"page-{r}")
+            job.thread.join(600)
+            if job.state != "finished":
+                raise SystemExit(f"the page's training ended {job.state}: {job.message}")
+            secs = [ev["seconds"] for ev in job.events if ev["type"] == "epoch"]
+            page += secs[1:]
+            frames += job.frame_seconds
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ms = [1000 * s for s in frames]
+    return [f"{'seconds per epoch, aelab.train':<34} n={len(cli):<4} median {statistics.median(cli):6.3f} s",
+            f"{'seconds per epoch, the lab page':<34} n={len(page):<4} median {statistics.median(page):6.3f} s   "
+            f"({100 * (statistics.median(page) / statistics.median(cli) - 1):+.1f} %)",
+            _line("  the page's preview per epoch", ms) + "   (recon row + 300-code map, its own thread)"]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workspace", help="measure the runs of this workspace (default: train them in a temporary one)")
@@ -125,7 +162,18 @@ def main(argv=None) -> int:
     ap.add_argument("--hovers", type=int, default=300, help="pointer moves measured on the map")
     ap.add_argument("--limit", type=int, default=2000, help="training images when training the runs")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads of the server (default 1)")
+    ap.add_argument("--what", default="draw,hover,train", help="what to measure: draw, hover, train (comma-separated)")
+    ap.add_argument("--train-limit", type=int, default=12000, help="MNIST images of the training-speed runs")
+    ap.add_argument("--train-epochs", type=int, default=5, help="epochs of each training-speed run")
+    ap.add_argument("--rounds", type=int, default=2, help="training-speed runs of each kind, alternated")
     args = ap.parse_args(argv)
+    what = set(args.what.split(","))
+    if what == {"train"}:
+        for line in train_speed(args.train_limit, args.train_epochs, args.rounds):
+            print(line, flush=True)
+        load = os.getloadavg()
+        print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+        return 0
 
     import torch  # deferred: --help answers without the heavy imports
     import uvicorn  # deferred: the serve extra
@@ -215,6 +263,9 @@ def main(argv=None) -> int:
         th.join(timeout=15)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    if "train" in what:
+        for line in train_speed(args.train_limit, args.train_epochs, args.rounds):
+            print(line, flush=True)
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min); "
           f"server: PyTorch {torch.__version__}, {args.threads} thread(s)")

@@ -211,6 +211,10 @@ def test_train_from_the_page_streams_epochs(client, ws):
     assert epochs[-1]["val"]["loss"] < epochs[0]["val"]["loss"]  # it learns
     recon = [ev for ev in events if ev["type"] == "recon"]
     assert recon and recon[-1]["shape"] == [1, 8, 8] and recon[-1]["n"] == 10
+    # the test codes' map, redrawn each epoch: 300 digits, their 16-D codes on the PCA plane
+    codes = [ev for ev in events if ev["type"] == "codes"]
+    assert codes and codes[-1]["method"] == "pca" and codes[-1]["dims"] == 16 and codes[-1]["n"] == 300
+    assert len(codes[-1]["xy"]) == 600 and len(codes[-1]["labels"]) == 300 and set(codes[-1]["labels"]) == set(range(10))
     run_dir = ws.root / "runs" / "16relu-64sigmoid-digits"
     assert (run_dir / "DONE").is_file()
     assert json.loads((run_dir / "history.json").read_text())["val_loss"][-1] == pytest.approx(epochs[-1]["val"]["loss"])
@@ -221,6 +225,34 @@ def test_train_from_the_page_streams_epochs(client, ws):
     r = client.post("/train", data={"family": "ae", "train.epochs": "3", "code_size": "16"}, follow_redirects=False)
     assert r.headers["location"].startswith(url + "-")
     wait_job(client, r.headers["location"].removeprefix("/train/run/"))
+
+
+def test_the_code_map_is_the_code_or_its_pca_plane_turned_to_the_last_epoch():
+    import numpy as np
+
+    from aelab.serve.training import map_points
+
+    z2 = np.array([[1.0, 2.0], [3.0, -1.0]])
+    xy, how = map_points(z2)
+    assert how == "code" and xy.tolist() == z2.tolist()
+    xy, how = map_points(np.array([[1.0], [-2.0]]))
+    assert how == "code" and xy.tolist() == [[1.0, 0.0], [-2.0, 0.0]]
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 5)) * np.array([5.0, 3.0, 0.1, 0.1, 0.1])
+    first, how = map_points(z)
+    assert how == "pca" and first.shape == (200, 2)
+    for j in range(2):  # the plane of the two wide axes, in their order
+        assert abs(np.corrcoef(first[:, j], z[:, j])[0, 1]) > 0.99
+    # PCA's axes have no sign or order of their own: whatever the last map's turn (a flip, a swap, a
+    # rotation), the same codes are turned onto it exactly, without a stretch — no jump on the page
+    for turn in ([[0.0, 1.0], [1.0, 0.0]], [[-1.0, 0.0], [0.0, 1.0]], [[0.6, -0.8], [0.8, 0.6]]):
+        last = first @ np.array(turn)
+        again, _ = map_points(z, last)
+        assert np.allclose(again, last, atol=1e-9)
+    # codes that moved a little stay close to where they were
+    moved = z + rng.normal(size=z.shape) * 0.05
+    nxt, _ = map_points(moved, first @ np.array([[0.0, 1.0], [1.0, 0.0]]))
+    assert np.abs(nxt - first @ np.array([[0.0, 1.0], [1.0, 0.0]])).max() < 0.5
 
 
 def test_stop_pause_step_resume_give_the_uninterrupted_weights(client, ws, tmp_path):

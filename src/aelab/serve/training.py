@@ -42,6 +42,8 @@ from .workspace import PathRefused, Workspace, _history
 
 #: the training images a recon row shows
 RECON_N = 10
+#: the test codes the Train page's map shows each epoch
+MAP_N = 300
 
 
 # -- the form ----------------------------------------------------------------------------------------
@@ -257,6 +259,9 @@ class Job:
     pause_after: Optional[int] = None
     history: dict[str, list] = field(default_factory=dict)
     recon: Optional[dict] = None
+    codes: Optional[dict] = None
+    #: each epoch's preview (recon row and code map) in seconds, in the preview's thread
+    frame_seconds: list[float] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     thread: Optional[threading.Thread] = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -287,7 +292,8 @@ class Job:
         return {"type": "snapshot", "rel": self.rel, "name": self.cfg.name, "state": self.state,
                 "message": self.message, "epoch": self.epoch, "epochs": self.epochs,
                 "history": {k: list(v) for k, v in self.history.items()},
-                "recon": self.recon, "family": self.cfg.model.family, "data": self.cfg.data.dataset}
+                "recon": self.recon, "codes": self.codes, "family": self.cfg.model.family,
+                "data": self.cfg.data.dataset}
 
 
 def _add_epoch(history: dict[str, list], train: dict, val: dict) -> None:
@@ -464,15 +470,24 @@ def _checkpoint_epoch(run_dir: Path) -> int:
 
 
 class _Preview:
-    """A reconstruction row per epoch, from the checkpoint the run writes at each epoch's end, in a
-    thread of its own (the training thread never waits for it); only the latest epoch is drawn."""
+    """What the page shows of each epoch besides its losses — a reconstruction row and the map of
+    :data:`MAP_N` test codes — computed from the checkpoint the run writes at each epoch's end, in a
+    thread of its own: the training thread never waits for it (``benchmarks/serve.py`` measures
+    that the page trains as fast per epoch as ``aelab train``). Only the latest epoch is drawn.
+
+    The map is the code itself when it has two dimensions, else its PCA plane, turned (a rotation
+    or reflection in the plane, never a stretch) to lie closest to the previous epoch's map: a PCA
+    axis has no sign or order of its own, and without this the cloud would flip and swap from
+    epoch to epoch instead of moving. The page keeps one frame for the whole run (it only grows),
+    so what moves on screen is the codes."""
 
     def __init__(self, job: Job, data) -> None:
         self.job, self.data = job, data
         self.wanted: Optional[int] = None
         self.cv = threading.Condition()
         self.done = False
-        self.x = None
+        self.x = self.xm = self.ym = None
+        self.prev = None  # (N, 2): the previous epoch's map
         self.thread = threading.Thread(target=self._loop, name=f"aelab-preview-{job.rel}", daemon=True)
         self.thread.start()
 
@@ -495,21 +510,39 @@ class _Preview:
                 if self.done:
                     return
                 epoch, self.wanted = self.wanted, None
+            t0 = time.perf_counter()
             try:
-                row = self._row(epoch)
+                run = self._open()
             except Exception:  # noqa: BLE001 - a preview is a nicety: a checkpoint replaced or dropped meanwhile
-                row = None
-            if row is not None:
-                self.job.recon = row
-                self.job.push({"type": "recon", **row})
+                continue
+            for make, kind in ((self._row, "recon"), (self._codes, "codes")):
+                try:
+                    got = make(run, epoch)
+                except Exception:  # noqa: BLE001 - as above; one view failing does not drop the other
+                    got = None
+                if got is not None:
+                    setattr(self.job, kind, got)
+                    self.job.push({"type": kind, **got})
+            self.job.frame_seconds.append(time.perf_counter() - t0)
 
-    def _row(self, epoch: int) -> Optional[dict]:
-        import numpy as np  # deferred: only once a run trains
-        import torch  # deferred: as above
+    def _open(self):
+        """The model as the checkpoint holds it (the end of the latest epoch), as a TrainedRun."""
+        import torch  # deferred: only once a run trains
         from safetensors.torch import load_file  # deferred: as above
 
         from ..models import build_model  # deferred: as above
         from ..runs.trained import TrainedRun  # deferred: as above
+
+        cfg = self.job.cfg
+        tensors = load_file(str(self.job.run_dir / "checkpoint" / "state.safetensors"))
+        model = build_model(cfg.model)
+        sd = model.state_dict()
+        model.load_state_dict({k: v for k, v in tensors.items() if k in sd})
+        model.eval()
+        return TrainedRun(self.job.run_dir, model, cfg, {}, {}, self.data, torch.device("cpu"))
+
+    def _row(self, run, epoch: int) -> Optional[dict]:
+        import numpy as np  # deferred: only once a run trains
 
         cfg = self.job.cfg
         if len(cfg.model.input_shape) != 3:
@@ -517,13 +550,8 @@ class _Preview:
         ds = self.data.dataset(cfg.data)
         if self.x is None:
             self.x = ds.x_test[:RECON_N]
-        tensors = load_file(str(self.job.run_dir / "checkpoint" / "state.safetensors"))
-        model = build_model(cfg.model)
-        sd = model.state_dict()
-        model.load_state_dict({k: v for k, v in tensors.items() if k in sd})
-        model.eval()
-        with torch.no_grad():
-            rec = TrainedRun(self.job.run_dir, model, cfg, {}, {}, self.data, torch.device("cpu")).reconstruct(self.x)
+        labels = ds.y_test[:RECON_N] if run.conditional else None
+        rec = run.reconstruct(self.x, labels)
         hi = float(ds.value_range[1]) if ds.value_range else float(max(np.max(self.x), 1))
 
         def b64(a) -> str:
@@ -532,6 +560,41 @@ class _Preview:
 
         return {"epoch": epoch, "shape": [int(s) for s in self.x.shape[1:]], "n": int(len(self.x)),
                 "orig": b64(self.x), "recon": b64(rec)}
+
+    def _codes(self, run, epoch: int) -> Optional[dict]:
+        """The map of the first :data:`MAP_N` test samples' codes after ``epoch``."""
+        import numpy as np  # deferred: only once a run trains
+
+        ds = self.data.dataset(self.job.cfg.data)
+        if self.xm is None:
+            self.xm = ds.x_test[:MAP_N]
+            self.ym = None if ds.y_test is None else np.asarray(ds.y_test[:MAP_N])
+        z = np.asarray(run.encode(self.xm, self.ym if run.conditional else None), np.float64)
+        if z.ndim != 2 or z.shape[1] == 0 or not np.all(np.isfinite(z)):
+            return None
+        xy, method = map_points(z, self.prev)
+        self.prev = xy
+        return {"epoch": epoch, "dims": int(z.shape[1]), "method": method, "n": int(len(xy)),
+                "xy": [round(float(v), 4) for v in xy.reshape(-1)],
+                "labels": None if self.ym is None else [int(v) for v in self.ym],
+                "classes": list(ds.classes) if ds.classes else None}
+
+
+def map_points(z, prev=None):
+    """``(points (N, 2), method)``: a code of one or two dimensions as it is ("code"), a wider one
+    projected on its PCA plane ("pca") and turned by the orthogonal 2×2 map (Procrustes) that
+    brings it closest to ``prev``, the previous epoch's points of the same samples."""
+    import numpy as np  # deferred: only once a run trains
+
+    if z.shape[1] <= 2:
+        return (z if z.shape[1] == 2 else np.concatenate([z, np.zeros_like(z)], axis=1)), "code"
+    c = z - z.mean(axis=0)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    xy = c @ vt[:2].T
+    if prev is not None and prev.shape == xy.shape:
+        u, _, wt = np.linalg.svd(xy.T @ prev)
+        xy = xy @ (u @ wt)
+    return xy, "pca"
 
 
 # -- routes ------------------------------------------------------------------------------------------
@@ -655,7 +718,7 @@ def routes(trainer: Trainer) -> list:
             e = ws.run_entry(path)
             return {"type": "snapshot", "rel": rel, "name": e.name, "state": e.status, "message": e.problem,
                     "epoch": e.epochs_done, "epochs": e.epochs, "history": history_series(_history(ws.resolve(rel))),
-                    "recon": None, "family": e.family, "data": e.data,
+                    "recon": None, "codes": None, "family": e.family, "data": e.data,
                     "recon_png": f"/files/{rel}/recon.png" if e.has_recon else None}
 
         async def stream():

@@ -85,6 +85,61 @@ function drawRecon(r) {
   $("recon-note").textContent = `after epoch ${r.epoch} · top: test images · bottom: the model's reconstructions`;
 }
 
+// Matplotlib's tab10, as aelab latent's map.png and the Explore page colour the classes
+const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+let frame = null;  // the map's axes: one frame per run that only grows, so what moves is the codes
+
+function drawCodes(c) {
+  const cv = $("codes-canvas");
+  const xy = c.xy;
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (let i = 0; i < xy.length; i += 2) {
+    x0 = Math.min(x0, xy[i]); x1 = Math.max(x1, xy[i]);
+    y0 = Math.min(y0, xy[i + 1]); y1 = Math.max(y1, xy[i + 1]);
+  }
+  const pad = (a, b) => Math.max(1e-6, (b - a) * 0.08);
+  if (!frame || x0 < frame[0] || x1 > frame[1] || y0 < frame[2] || y1 > frame[3]) {
+    const [px, py] = [pad(x0, x1), pad(y0, y1)];
+    frame = frame ? [Math.min(frame[0], x0 - px), Math.max(frame[1], x1 + px), Math.min(frame[2], y0 - py),
+                     Math.max(frame[3], y1 + py)]
+                  : [x0 - px, x1 + px, y0 - py, y1 + py];
+  }
+  const dpr = window.devicePixelRatio || 1;
+  const w = cv.clientWidth || 480, h = cv.clientHeight || 360;
+  cv.width = Math.round(w * dpr); cv.height = Math.round(h * dpr);
+  const ctx = cv.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, w, h);
+  ctx.strokeStyle = "#d5dbe1"; ctx.lineWidth = 1;
+  const sx = (v) => 8 + ((v - frame[0]) / (frame[1] - frame[0])) * (w - 16);
+  const sy = (v) => h - 8 - ((v - frame[2]) / (frame[3] - frame[2])) * (h - 16);
+  if (frame[0] < 0 && frame[1] > 0) { ctx.beginPath(); ctx.moveTo(sx(0), 0); ctx.lineTo(sx(0), h); ctx.stroke(); }
+  if (frame[2] < 0 && frame[3] > 0) { ctx.beginPath(); ctx.moveTo(0, sy(0)); ctx.lineTo(w, sy(0)); ctx.stroke(); }
+  const r = Math.max(2.5, Math.min(5, w / 130));
+  for (let i = 0; i < xy.length / 2; i++) {
+    const lab = c.labels ? c.labels[i] : 0;
+    ctx.fillStyle = COLOURS[((lab % 10) + 10) % 10];
+    ctx.globalAlpha = 0.8;
+    ctx.beginPath(); ctx.arc(sx(xy[2 * i]), sy(xy[2 * i + 1]), r, 0, 2 * Math.PI); ctx.fill();
+  }
+  ctx.globalAlpha = 1;
+  const how = c.method === "code" ? `the ${c.dims}-D code itself` : `PCA plane of the ${c.dims}-D code`;
+  $("codes-note").textContent = `after epoch ${c.epoch} · ${c.n} test ${c.labels ? "samples, coloured by label" : "samples"} · ${how}`;
+  const legend = $("codes-legend");
+  if (c.labels && !legend.childElementCount) {
+    const seen = [...new Set(c.labels)].sort((a, b) => a - b).slice(0, 10);
+    for (const lab of seen) {
+      const span = document.createElement("span");
+      span.style.setProperty("--c", COLOURS[((lab % 10) + 10) % 10]);
+      span.textContent = c.classes ? c.classes[lab] : String(lab);
+      legend.appendChild(span);
+    }
+  }
+  $("codes-empty").classList.add("hidden");
+  cv.classList.remove("hidden");
+  cv.dataset.epoch = String(c.epoch);
+}
+
 function showFinalPng(src) {
   if (!src) return;
   const box = $("recon");
@@ -106,6 +161,7 @@ es.addEventListener("snapshot", (ev) => {
   setState(s.state, s.message);
   redraw();
   if (s.recon) drawRecon(s.recon);
+  if (s.codes) drawCodes(s.codes);
   else if (s.state === "finished" && s.recon_png) showFinalPng(s.recon_png);
 });
 es.addEventListener("history", (ev) => {
@@ -120,6 +176,7 @@ es.addEventListener("epoch", (ev) => {
   redraw();
 });
 es.addEventListener("recon", (ev) => drawRecon(JSON.parse(ev.data)));
+es.addEventListener("codes", (ev) => drawCodes(JSON.parse(ev.data)));
 es.addEventListener("state", (ev) => {
   const s = JSON.parse(ev.data);
   if (s.state === "server-stopped") { es.close(); setState("stopped", s.message); return; }
