@@ -373,6 +373,37 @@ def test_a_study_launched_from_the_page_streams_its_runs_and_stops(client, ws):
     assert runs and {r["status"] for r in runs} <= {"interrupted", "finished"}
 
 
+def test_a_sweep_from_the_page_trains_each_value_and_links_its_report(client, ws):
+    page = client.get("/studies").text
+    assert '<option value="exercise12:lab_denoising" selected>lab_denoising</option>' in page
+    # every field's error is the CLI's one line, beside the form
+    for form, needle in (({"baseline": "exercise12:nope", "param": "train.lr", "values": "0.1"}, "is not a run of study"),
+                         ({"baseline": "exercise12:lab_undercomplete", "param": "train.lr", "values": "1..2"},
+                          "the range has no COUNT"),
+                         ({"baseline": "exercise12:lab_undercomplete", "param": "model.nope", "values": "1,2"}, "nope"),
+                         ({"baseline": "nostudy:x", "param": "train.lr", "values": "1,2"}, "unknown study")):
+        r = client.post("/studies/sweep", data={**form, "quick": "1", "dataset": "digits"})
+        assert r.status_code == 400, r.status_code
+        m = re.search(r'id="sweep-error"[^>]*>(.*?)</p>', r.text, re.S)
+        assert m and needle in html_lib.unescape(m.group(1)), (needle, m and m.group(1))
+    assert not client.app.state.launcher.jobs
+    launcher = client.app.state.launcher
+    launcher.workers = 1  # in this process: the test's budget has no room for worker start-ups
+    job = launcher.launch_sweep("exercise12", "lab_undercomplete", "train.lr", "0.001,0.01", quick=True,
+                                dataset="digits", overrides={"train.epochs": 2})
+    assert job.kind == "sweep" and job.rel == "studies-out/sweep-lab_undercomplete-lr-quick-digits-epochs2"
+    events = read_events(client, f"/studies/job/{job.rel}/events",
+                         lambda ev: ev["type"] == "state" and ev["state"] in ("finished", "failed", "stopped"), 240)
+    assert events[-1]["state"] == "finished", events[-1]
+    runs = {ev["index"]: ev for ev in events if ev["type"] == "run"}
+    assert len(runs) == 2 and all(r["state"] == "finished" and r["epoch"] == 2 for r in runs.values())
+    assert any(ev["type"] == "report" for ev in events)
+    res = json.loads((ws.root / job.rel / "results.json").read_text())
+    assert [p["value"] for p in res["points"]] == [0.001, 0.01]
+    assert client.get(f"/files/{job.rel}/report.html").status_code == 200
+    assert client.get(f"/studies/job/{job.rel}").status_code == 200
+
+
 # -- the command -------------------------------------------------------------------------------------------
 def test_ctrl_c_on_the_server_checkpoints_what_trains(ws):
     """uvicorn's SIGINT handler, as ``aelab serve`` installs it: every training checkpoints, the server

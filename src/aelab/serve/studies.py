@@ -1,11 +1,16 @@
-"""Studies from the page: launch a shipped study (``--quick`` by default), watch each of its runs,
-open the report when it is written.
+"""Studies and sweeps from the page: launch a shipped study (``--quick`` by default) or a sweep of
+one parameter of a study's run, watch each of its runs, open the report when it is written.
 
 A study trains with :func:`aelab.run_study` in a worker thread, into the same folder ``aelab study``
 would use (``studies-out/<study>[-quick][-<overrides>]`` of the workspace), so the CLI and the page
 resume each other's studies; its events (every run's epochs, one progress over the whole study)
 are kept by a :class:`StudyJob` and streamed to the page as server-sent events, like a training's.
 Stop checkpoints every running run (Ctrl-C's stop); launching the same study again resumes it.
+
+A sweep is what ``aelab sweep --study S --baseline RUN --param KEY --values V [--quick]`` takes
+(:func:`aelab.study.plan.sweep_base`, :func:`aelab.study.parse_values`, the same default folder
+``studies-out/sweep-<baseline>-<param>[-quick]…``), trained by :func:`aelab.run_sweep` with its
+sweep report; every error of its fields is the CLI's one line.
 """
 
 from __future__ import annotations
@@ -18,17 +23,22 @@ from pathlib import Path
 from typing import Any, Optional
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .. import catalog
 from ..errors import AelabError
 from .pages import page
-from .training import _sse
+from .stream import follow
 from .workspace import PathRefused, Workspace
 
 #: the data a study may be switched to from the page ("": as the study is written)
 DATA_CHOICES = ("", "digits", "synthetic", "mnist")
+#: the most values a sweep launched from the page may have
+MAX_SWEEP_VALUES = 12
+#: what the sweep form suggests varying (any dotted key of the baseline's config is taken)
+SWEEP_PARAMS = ("data.noise_factor", "model.activity_l1", "model.beta", "model.lam", "model.rho", "train.lr",
+                "train.epochs", "train.batch_size", "data.exclude_labels")
 _serial = itertools.count(1)
 
 
@@ -40,6 +50,7 @@ class StudyJob:
     rel: str
     out: Path
     stop: Any
+    kind: str = "study"
     serial: int = field(default_factory=lambda: next(_serial))
     state: str = "starting"
     message: str = ""
@@ -64,7 +75,8 @@ class StudyJob:
         return self.thread is not None and self.thread.is_alive() and self.state not in ("stopped", "finished", "failed")
 
     def snapshot(self) -> dict:
-        return {"type": "snapshot", "name": self.name, "rel": self.rel, "state": self.state, "message": self.message,
+        return {"type": "snapshot", "name": self.name, "kind": self.kind, "rel": self.rel, "state": self.state,
+                "message": self.message,
                 "done": self.done, "total": self.total, "runs": {str(k): v for k, v in self.runs.items()},
                 "report": f"/files/{self.rel}/report.html" if (self.out / "report.html").is_file() else None}
 
@@ -95,6 +107,56 @@ class StudyLauncher:
         ov = {**({"data.dataset": dataset} if dataset else {}), **(overrides or {})}
         study = load_study(name, quick=quick, overrides=ov)
         out = self.ws.root / study_out(study, ov)
+
+        def work(job: StudyJob, on_event, data_opts) -> None:
+            from ..report import build_report  # deferred: matplotlib
+            from ..study import run_study  # deferred: PyTorch
+
+            run_study(study, job.out, progress=False, data_opts=data_opts, stop=job.stop, workers=self.workers,
+                      on_event=on_event, report=lambda o: self._report(job, o, build_report))
+
+        return self._start(study.name, "study", out, work, f"reading the data and checking {len(study.runs)} runs")
+
+    def launch_sweep(self, study: str, baseline: str, param: str, values: str, *, quick: bool = True,
+                     dataset: str = "", overrides: Optional[dict[str, Any]] = None) -> StudyJob:
+        """Start a sweep as ``aelab sweep --study STUDY --baseline BASELINE --param PARAM --values
+        VALUES [--quick] [--dataset D]`` would, into the same default folder (so each resumes the
+        other's); ``overrides``: more dotted settings, as its config flags (the page gives none)."""
+        from ..study import parse_values  # deferred: PyTorch
+        from ..study.plan import sweep_base, sweep_out  # deferred: as above
+
+        if self.closing.is_set():
+            raise AelabError("the server is shutting down; launch the sweep again after it restarts")
+        if study not in catalog.studies():
+            raise AelabError(f"unknown study {study!r}; shipped studies: {', '.join(catalog.studies())}")
+        if dataset not in DATA_CHOICES:
+            raise AelabError(f"data {dataset!r}: choose one of {', '.join(d or 'as written' for d in DATA_CHOICES)}")
+        param = param.strip()
+        if not param:
+            raise AelabError("--param is empty: give the dotted key to vary, e.g. data.noise_factor or model.beta")
+        ov = {**({"data.dataset": dataset} if dataset else {}), **(overrides or {})}
+        base = sweep_base(study=study, baseline=baseline.strip(), quick=quick, overrides=ov)
+        vals = parse_values(values)
+        if len(vals) > MAX_SWEEP_VALUES:
+            raise AelabError(f"--values gives {len(vals)} values; the page launches at most {MAX_SWEEP_VALUES} "
+                             "(run a longer sweep with aelab sweep)")
+        from ..study.sweep import sweep_configs  # deferred: as above
+
+        sweep_configs(base, param, vals)  # the key and every value checked now, as a one-line refusal
+        out = self.ws.root / sweep_out(base, param, quick=quick, overrides=ov)
+
+        def work(job: StudyJob, on_event, data_opts) -> None:
+            from ..report import build_sweep_report  # deferred: matplotlib
+            from ..study import run_sweep  # deferred: PyTorch
+
+            run_sweep(base, param, vals, job.out, progress=False, data_opts=data_opts, stop=job.stop,
+                      workers=self.workers, quick=quick, on_event=on_event,
+                      report=lambda o: self._report(job, o, build_sweep_report))
+
+        return self._start(f"sweep {base.name}: {param}", "sweep", out, work,
+                           f"reading the data and checking {len(vals)} runs ({param} = {values.strip()})")
+
+    def _start(self, name: str, kind: str, out: Path, work, message: str) -> StudyJob:
         from ..runs import Stop  # deferred: PyTorch
 
         with self._lock:
@@ -103,19 +165,17 @@ class StudyLauncher:
             if old is not None and old.alive:
                 raise AelabError(f"{rel} is running already; watch it below")
             self.ws.claim(out)
-            job = StudyJob(study.name, rel, out, Stop())
+            job = StudyJob(name, rel, out, Stop(), kind=kind)
             self.jobs[rel] = job
-            job.set_state("starting", f"reading the data and checking {len(study.runs)} runs")
-            job.thread = threading.Thread(target=self._run, args=(job, study), name=f"aelab-study-{rel}", daemon=True)
+            job.set_state("starting", message)
+            job.thread = threading.Thread(target=self._run, args=(job, work), name=f"aelab-{kind}-{rel}", daemon=True)
             job.thread.start()
         return job
 
-    def _run(self, job: StudyJob, study) -> None:
+    def _run(self, job: StudyJob, work) -> None:
         from ..data import DataOptions  # deferred: PyTorch
-        from ..report import build_report  # deferred: matplotlib
         from ..runs import Interrupted  # deferred: PyTorch
         from ..runs.events import EpochEnded, Progress, RunFinished, RunFinishing, RunStarted  # deferred: as above
-        from ..study import run_study  # deferred: as above
 
         def on_event(ev) -> None:
             if isinstance(ev, Progress):
@@ -137,8 +197,7 @@ class StudyLauncher:
         final = ("failed", "the study ended without a word")
         try:
             job.set_state("training")
-            run_study(study, job.out, progress=False, data_opts=DataOptions(progress=False), stop=job.stop,
-                      workers=self.workers, on_event=on_event, report=lambda out: self._report(job, out, build_report))
+            work(job, on_event, DataOptions(progress=False))
         except Interrupted as exc:
             final = ("stopped", f"{exc} — launch it again to resume")
         except AelabError as exc:
@@ -188,9 +247,10 @@ def _study_list() -> list[dict]:
         try:
             s = load_study(name, quick=True)
             desc = getattr(s, "description", "") or ""
-            out.append({"name": name, "runs": len(s.runs), "description": desc})
+            out.append({"name": name, "runs": len(s.runs), "description": desc,
+                        "baselines": list(s.runs)})
         except AelabError as exc:
-            out.append({"name": name, "runs": 0, "description": f"cannot load: {exc}"})
+            out.append({"name": name, "runs": 0, "description": f"cannot load: {exc}", "baselines": []})
     return out
 
 
@@ -198,13 +258,32 @@ def routes(launcher: StudyLauncher) -> list:
     ws = launcher.ws
     cache: dict[str, list] = {}
 
-    async def studies_page(request: Request, error: str = "", status: int = 200) -> Response:
+    async def studies_page(request: Request, error: str = "", status: int = 200, sweep_error: str = "",
+                           sweep: Optional[dict] = None) -> Response:
         if "list" not in cache:
             cache["list"] = await asyncio.to_thread(_study_list)
         jobs = sorted(launcher.jobs.values(), key=lambda j: -j.serial)
         done = [s for s in ws.studies()]
         return page(request, "studies.html", status_code=status, title="Studies", studies=cache["list"], jobs=jobs,
-                    outputs=done, error=error, data_choices=DATA_CHOICES)
+                    outputs=done, error=error, data_choices=DATA_CHOICES, sweep_error=sweep_error,
+                    sweep=sweep or {"baseline": "exercise12:lab_denoising", "param": "data.noise_factor",
+                                    "values": "0.1,0.3,0.6", "quick": True, "dataset": "digits"},
+                    sweep_params=SWEEP_PARAMS)
+
+    async def launch_sweep(request: Request) -> Response:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        given = {"baseline": form.get("baseline", ""), "param": form.get("param", ""), "values": form.get("values", ""),
+                 "quick": "quick" in form, "dataset": form.get("dataset", "")}
+        study, _, baseline = given["baseline"].partition(":")
+        try:
+            if not baseline:
+                raise AelabError("choose the run to start from (a study's run)")
+            job = await asyncio.to_thread(launcher.launch_sweep, study, baseline, given["param"], given["values"],
+                                          quick=given["quick"], dataset=given["dataset"])
+        except AelabError as exc:
+            return await studies_page(request, status=409 if "running already" in str(exc) else 400,
+                                      sweep_error=str(exc), sweep=given)
+        return RedirectResponse(f"/studies/job/{job.rel}", 303)
 
     async def launch(request: Request) -> Response:
         form = await request.form()
@@ -246,38 +325,10 @@ def routes(launcher: StudyLauncher) -> list:
         if job is None:
             return JSONResponse({"message": f"{rel} was not launched in this server"}, 404)
 
-        async def stream():
-            yield "retry: 2000\n\n"
-            with job.lock:
-                seen = len(job.events)
-                snap = job.snapshot()
-            yield _sse(snap)
-            quiet = 0.0
-            while not launcher.closing.is_set():
-                with job.lock:
-                    new = job.events[seen:]
-                    seen += len(new)
-                for msg in new:
-                    yield _sse(msg)
-                if new:
-                    quiet = 0.0
-                if await request.is_disconnected():
-                    return
-                await asyncio.sleep(0.2)
-                quiet += 0.2
-                if quiet >= 15:
-                    quiet = 0.0
-                    yield ": still here\n\n"
-            with job.lock:
-                new = job.events[seen:]
-            for msg in new:
-                yield _sse(msg)
-            yield _sse({"type": "state", "state": "server-stopped", "message": "the server stopped"})
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return follow(request, lambda: launcher.jobs.get(rel), launcher.closing, poll=0.2)
 
     return [Route("/studies", studies_page, methods=["GET"]), Route("/studies", launch, methods=["POST"]),
+            Route("/studies/sweep", launch_sweep, methods=["POST"]),
             Route("/studies/job/{path:path}/events", events),
             Route("/studies/job/{path:path}/stop", stop, methods=["POST"]),
             Route("/studies/job/{path:path}", job_page)]

@@ -31,12 +31,13 @@ from typing import Any, Optional
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .. import catalog
 from ..errors import AelabError
 from .pages import page
+from .stream import follow
 from .uploads import UploadRefused, Uploads
 from .workspace import PathRefused, Workspace, _history
 
@@ -721,40 +722,8 @@ def routes(trainer: Trainer) -> list:
                     "recon": None, "codes": None, "family": e.family, "data": e.data,
                     "recon_png": f"/files/{rel}/recon.png" if e.has_recon else None}
 
-        async def stream():
-            serial, seen, quiet = None, 0, 0.0
-            yield "retry: 2000\n\n"
-            snap = await asyncio.to_thread(disk_snapshot)
-            job = trainer.jobs.get(rel)
-            if job is None and snap is not None:
-                yield _sse(snap)
-            while not trainer.closing.is_set():
-                job = trainer.jobs.get(rel)
-                if job is not None and job.serial != serial:  # a new job for this run (started, resumed)
-                    serial, seen = job.serial, 0
-                    with job.lock:
-                        seen = len(job.events)
-                        snap = job.snapshot()
-                    yield _sse(snap)
-                if job is not None:
-                    with job.lock:
-                        new = job.events[seen:]
-                        seen += len(new)
-                    for msg in new:
-                        yield _sse(msg)
-                    if new:
-                        quiet = 0.0
-                if await request.is_disconnected():
-                    return
-                await asyncio.sleep(0.15)
-                quiet += 0.15
-                if quiet >= 15:
-                    quiet = 0.0
-                    yield ": still here\n\n"
-            yield _sse({"type": "state", "state": "server-stopped", "message": "the server stopped"})
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        snap = await asyncio.to_thread(disk_snapshot)
+        return follow(request, lambda: trainer.jobs.get(rel), trainer.closing, before=snap)
 
     return [Route("/train", train_form, methods=["GET"]), Route("/train", train_submit, methods=["POST"]),
             Route("/train/upload", upload, methods=["POST"]),
@@ -764,18 +733,3 @@ def routes(trainer: Trainer) -> list:
             Route("/train/run/{path:path}/resume", action("resume"), methods=["POST"]),
             Route("/train/run/{path:path}/step", action("step"), methods=["POST"]),
             Route("/train/run/{path:path}", run_page)]
-
-
-def _sse(msg: dict) -> str:
-    """One server-sent event; a NaN or infinite loss travels as null (JSON has no NaN)."""
-    return f"event: {msg['type']}\ndata: {json.dumps(_finite(msg), allow_nan=False, default=str)}\n\n"
-
-
-def _finite(v: Any) -> Any:
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
