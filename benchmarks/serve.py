@@ -32,7 +32,6 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -93,6 +92,10 @@ const rnd = () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 214748
   done([out, st.pts.length / 2, document.getElementById("hover").style.display]);
 })().catch(e => done(String(e)));
 """
+
+
+RESOURCE_SCRIPT = """return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/lab/draw'))
+  .map(e => [e.startTime, e.requestStart, e.responseStart, e.responseEnd])"""
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -181,6 +184,7 @@ def main(argv=None) -> int:
     from selenium.webdriver.chrome.service import Service  # deferred: the test extra
 
     from aelab.serve.app import create_app  # deferred: the serve extra
+    from aelab.serve.command import listen_socket  # deferred: the serve extra
     from aelab.serve.lab import Lab  # deferred: the serve extra
     from aelab.serve.workspace import Workspace  # deferred: the serve extra
 
@@ -194,8 +198,7 @@ def main(argv=None) -> int:
         root = Path(tmp)
         runs = _train(root, args.limit)
     ws = Workspace(root)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listen_socket("127.0.0.1", 0)  # as aelab serve listens (its connections without Nagle's delay)
     port = sock.getsockname()[1]
     srv = uvicorn.Server(uvicorn.Config(create_app(ws), log_level="warning", lifespan="on"))
     th = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -222,11 +225,18 @@ def main(argv=None) -> int:
                 if time.monotonic() - t0 > 120:
                     raise SystemExit(f"the draw page did not load the runs for {rel}")
                 time.sleep(0.05)
+            d.execute_script("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(10000)")
             ms = d.execute_async_script(DRAW_SCRIPT, args.strokes, args.warmup, 12345)
             if isinstance(ms, str):
                 raise SystemExit(f"draw benchmark failed on {rel}: {ms}")
             lines.append(_line(f"draw → reconstruction, {labels[key]}", ms))
-            print(lines[-1], flush=True)
+            # where a round trip goes, from the browser's Resource Timing of the measured requests
+            ents = d.execute_script(RESOURCE_SCRIPT)[args.warmup:]
+            if ents:
+                lines.append(f"  {'of which':<32} request sent {statistics.median(e[1] - e[0] for e in ents):.1f} ms, "
+                             f"to its first byte {statistics.median(e[2] - e[1] for e in ents):.1f} ms, "
+                             f"to its end {statistics.median(e[3] - e[2] for e in ents):.1f} ms (p50 each)")
+            print("\n".join(lines[-2:]), flush=True)
         d.get(f"{base}/explore?run={runs['ae']}")
         t0 = time.monotonic()
         while not d.execute_script("return !!(window.aelabExplore && window.aelabExplore.loaded)"):
