@@ -19,6 +19,7 @@ import pytest
 
 from aelab.errors import ConfigError, DataError
 from aelab.report import build_report, build_sweep_report, compose_report, evaluate_claim, write_report
+from aelab.report.sections import MethodNotes, StudySummary
 from aelab import numfmt as N
 from aelab.report import claims as C
 from aelab.report import prose as P
@@ -107,15 +108,16 @@ def test_compose_report_builds_sections_and_writes_nothing(study: Path):
     report = compose_report(study)
     assert sorted(p.relative_to(study) for p in study.rglob("*")) == before
     assert report.kind == "study" and set(report.figures) >= {"figures/q2_1-loss.png", "figures/q4_1-recon.png"}
-    sections = report.context["sections"]
+    sections = report.questions
     assert [s.id for s in sections] == ["2.1", "4.1"]
     first = sections[0]
     assert (first.baseline_key, first.variant_key) == ("lab_undercomplete", "swapped")
     assert [c.kind for c in first.claims] == ["value_near", "ratio_at_least", "less_than_baseline", "above"]
     assert first.claims[3].status == "not confirmed" and first.claims[0].status == "confirmed"
-    assert [r.status for r in report.context["summary"]] == ["no", "ok"]
-    assert first.observation["lead"]
-    assert report.context["effect"]["other"] == "corrected" and report.context["effect"]["label"] == "base"
+    assert [r.status for r in report.section(StudySummary).rows] == ["no", "ok"]
+    assert first.observation.lead
+    effect = report.section(MethodNotes).effect
+    assert effect.other == "corrected" and effect.label == "base"
     # the same content, written: the files carry what the object holds
     paths = write_report(report, study)
     assert paths["html"].read_text(encoding="utf-8") == report.html()
@@ -125,9 +127,9 @@ def test_compose_report_builds_sections_and_writes_nothing(study: Path):
 
 def test_compose_report_takes_results_without_a_directory():
     report = compose_report(make_results())
-    assert [s.id for s in report.context["sections"]] == ["2.1", "4.1"]
-    assert all(s.recon is None for s in report.context["sections"])  # no saved arrays to draw from
-    assert "samples.npz not found" in " ".join(report.context["missing"])
+    assert [s.id for s in report.questions] == ["2.1", "4.1"]
+    assert all(s.recon is None for s in report.questions)  # no saved arrays to draw from
+    assert "samples.npz not found" in " ".join(report.header.missing)
     assert "<h2" in report.html() and report.markdown().startswith("#")
 
 

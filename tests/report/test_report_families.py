@@ -18,6 +18,7 @@ from aelab.report import build_report, build_sweep_report
 from aelab.report import prose as P
 from aelab.plots import figures as PF
 from aelab.report import figures as F
+from aelab.report.sections import Appendix
 
 from conftest import make_run, parse, write_samples
 
@@ -313,16 +314,17 @@ def test_a_family_registered_from_test_code_speaks_in_the_report_in_its_own_word
         from aelab.report import compose_report
 
         report = compose_report(root)
-        section = report.context["sections"][0]
-        rows = {r["label"]: r for r in section.rows}
-        assert rows["code wobble (rms)"]["ratio"] == "Δ +0.800"  # the family's mode: a difference
-        lead = section.observation["lead"]
+        section = report.questions[0]
+        rows = {r.label: r for r in section.rows}
+        assert rows["code wobble (rms)"].ratio == "Δ +0.800"  # the family's mode: a difference
+        lead = section.observation.lead
         assert "the variant's code wobbles" in lead
         assert "the wobble-L2 term is a large part of the variant's loss" in lead
         assert "reconstruction quality for a code that wobbles less" in lead
-        docs = {d["name"]: d["text"] for d in report.context["family_docs"]}
-        assert docs == {"wobble_rms": "How much the code wobbles on the test split."}
-        assert {d["key"]: d["text"] for d in report.context["term_docs"]}["wobble_l2"].startswith("λ·wobble²")
+        appendix = report.section(Appendix)
+        assert {d.key: d.text for d in appendix.family_docs} == {
+            "wobble_rms": "How much the code wobbles on the test split."}
+        assert {d.key: d.text for d in appendix.term_docs}["wobble_l2"].startswith("λ·wobble²")
         assert P.code_is_mean(v) is False
     finally:
         del FAMILIES[fam.name]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aelab.report import blocks as B
 from aelab.report import build_report
 from aelab import numfmt as N
 from aelab.report import prose as P
@@ -167,9 +168,9 @@ def test_markdown_report_is_not_html_escaped_and_no_claims_is_neutral(tmp_path):
 
 
 def test_markdown_escapes_only_what_would_be_markup():
-    assert R._md_text("a > b and c < d, <1%") == "a > b and c < d, <1%"
-    assert R._md_text("<script>x</script>") == "\\<script>x\\</script>"
-    assert R._md_text("> quoted") == "\\> quoted"
+    assert B.inline_md("a > b and c < d, <1%") == "a > b and c < d, <1%"
+    assert B.inline_md("<script>x</script>") == "\\<script>x\\</script>"
+    assert B.inline_md("> quoted") == "\\> quoted"
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ migrated there alone) with each run's saved arrays; :mod:`~aelab.report.claims` 
 claims (their kinds are :mod:`aelab.study.claims`'); :mod:`~aelab.report.prose` says what the numbers
 show in sentences, with the vocabulary of each family (``aelab.models.FAMILIES``);
 :mod:`~aelab.report.latent_sections` and :mod:`~aelab.report.figures` compose the code maps and
-curves; :mod:`~aelab.report.render` builds a :class:`Report` (content only, no file written) and
-renders it to HTML and Markdown.
+curves; :mod:`~aelab.report.render` builds a :class:`Report` (content only, no file written) of typed
+sections (:mod:`~aelab.report.sections`), each of which turns itself into blocks
+(:mod:`~aelab.report.blocks`) that render as HTML and as Markdown from the same objects.
 
 * :func:`compose_report` — the content of the report on a study/sweep directory or a results.json's content;
 * :func:`write_report` — write a :class:`Report`'s figures, report.md and report.html into a directory;

@@ -165,7 +165,7 @@ def overview(runs: Mapping[str, Mapping[str, Any]], seconds: Callable[[Mapping[s
                "prior samples: precision / recall", "training time (s)"]
     rows = []
     for key, run in runs.items():
-        cfg = run.get("config") if isinstance(run.get("config"), Mapping) else {}
+        cfg = run.get("config") or {}  # a JSON object where recorded (checked as results were read)
         model, data = cfg.get("model") or {}, cfg.get("data") or {}
         hist = run.get("history") or {}
         secs, grp = seconds(run), group(run)

@@ -34,17 +34,14 @@ from ..numfmt import fmt_vs as _vs
 from ..models import FAMILIES, Family
 from .claims import history_curve
 from .claims import value_at as _get
+from .records import setting
 
 
 def noise_factor(run: Mapping[str, Any]) -> float | None:
     """The run's noise factor from its config (``data.noise_factor``), or None."""
-    config = run.get("config")
-    if isinstance(config, Mapping):
-        for block in (config.get("data"), config):
-            if isinstance(block, Mapping):
-                nf = block.get("noise_factor")
-                if isinstance(nf, (int, float)) and not isinstance(nf, bool):
-                    return float(nf)
+    for nf in (setting(run, "data", "noise_factor"), setting(run, "noise_factor")):  # the latter: flat, older configs
+        if isinstance(nf, (int, float)) and not isinstance(nf, bool):
+            return float(nf)
     return None
 
 
@@ -135,14 +132,10 @@ def term_path(key: str, val: bool = False) -> str:
 
 def _term_keys(run: Mapping[str, Any]) -> list[str] | None:
     """The named terms a run's history records (reconstruction included), or None when it has none."""
-    history = run.get("history") if isinstance(run, Mapping) else None
-    if not isinstance(history, Mapping):
-        return None
+    history = run.get("history") or {}  # terms and val_terms: dicts of series (checked as results were read)
     keys: list[str] = []
     for block in ("terms", "val_terms"):
-        terms = history.get(block)
-        if isinstance(terms, Mapping):
-            keys += [str(k) for k in terms if str(k) not in keys]
+        keys += [str(k) for k in history.get(block) or {} if str(k) not in keys]
     return keys or None
 
 
@@ -269,9 +262,7 @@ def loss_terms_differ(baseline_run: Mapping[str, Any], variant_run: Mapping[str,
 # --------------------------------------------------------------------------------------------
 def family_block(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """``metrics.family`` of a run, or None."""
-    metrics = run.get("metrics") if isinstance(run, Mapping) else None
-    block = metrics.get("family") if isinstance(metrics, Mapping) else None
-    return block if isinstance(block, Mapping) else None
+    return (run.get("metrics") or {}).get("family")  # a {"name", ...} object (checked as results were read)
 
 
 def family_name(run: Mapping[str, Any]) -> str | None:
@@ -279,10 +270,8 @@ def family_name(run: Mapping[str, Any]) -> str | None:
     block = family_block(run)
     if block is not None and isinstance(block.get("name"), str):
         return block["name"]
-    cfg = run.get("config") if isinstance(run, Mapping) else None
-    model = cfg.get("model") if isinstance(cfg, Mapping) else None
-    fam = model.get("family") if isinstance(model, Mapping) else None
-    return str(fam) if isinstance(fam, str) else None
+    fam = setting(run, "model", "family")
+    return fam if isinstance(fam, str) else None
 
 
 def family_of_run(run: Mapping[str, Any]) -> Family | None:
@@ -527,7 +516,7 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_changes(baseline_run: Mapping[str, Any], variant_run: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """The settings the variant changes: ``[(dotted key, baseline value, variant value), ...]``."""
     bc, vc = baseline_run.get("config"), variant_run.get("config")
-    if not isinstance(bc, Mapping) or not isinstance(vc, Mapping):
+    if not bc or not vc:  # a config is a JSON object where recorded (checked as results were read)
         return []
     b, v = _flat(bc), _flat(vc)
 

@@ -83,12 +83,35 @@ class Results(Mapping[str, Any]):
         return len(self.data)
 
 
+#: the blocks of a run record, each a JSON object (checked by :class:`~aelab.artifacts.ResultsFile`)
+_RUN_BLOCKS = ("config", "history", "metrics", "run")
+
+
+def _run(run: Mapping[str, Any]) -> dict[str, Any]:
+    return {**run, **{k: run.get(k) or {} for k in _RUN_BLOCKS}}
+
+
+def _complete(data: dict[str, Any]) -> dict[str, Any]:
+    """Every run record (and every replicate's and re-evaluated run's) with all of its blocks, empty where
+    the file has none: past this point a section reads ``run["metrics"]`` without asking whether it is there."""
+    data["runs"] = {k: _run(r) for k, r in data["runs"].items()}
+    if data.get("replicates") is not None:
+        reps = dict(data["replicates"])
+        reps["runs"] = {k: [_run(r) for r in rs] for k, rs in (reps.get("runs") or {}).items()}
+        data["replicates"] = reps
+    if data.get("reevaluated") is not None:
+        block = dict(data["reevaluated"])
+        block["runs"] = {k: _run(r) for k, r in (block.get("runs") or {}).items()}
+        data["reevaluated"] = block
+    return data
+
+
 def results_of(raw: Mapping[str, Any], directory: Optional[Path] = None, path: Optional[Path] = None) -> Results:
     """:class:`Results` from a results.json's content: checked (one :class:`DataError` line naming the
     file) and migrated."""
     path = path or (directory / "results.json" if directory is not None else Path("results.json"))
     validate(ResultsFile, raw, path, _REWRITE, DataError)
-    data = migrate(raw)
+    data = _complete(migrate(raw))
     return Results(data=data, directory=directory, kind="sweep" if data.get("points") is not None else "study",
                    path=path)
 

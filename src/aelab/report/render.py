@@ -1,9 +1,11 @@
 """Report assembly: read a study's (or sweep's) saved artifacts and write report.html + report.md.
 
-What belongs here: loading ``results.json`` and each run's ``samples.npz`` (paths relative to the
-study directory, never training anything), arranging numbers into tables, asking
-:mod:`aelab.report.claims` for verdicts and observations and :mod:`aelab.report.figures` for
-PNGs, and rendering the Jinja2 templates in ``report/templates/``. Every output is written
+What belongs here: reading the records :mod:`aelab.report.records` loaded (``results.json`` and each
+run's saved arrays, paths relative to the study directory, never training anything), arranging
+numbers into the typed sections of :mod:`aelab.report.sections`, asking :mod:`aelab.report.claims`
+for verdicts, :mod:`aelab.report.prose` for sentences and :mod:`aelab.report.figures` for PNGs. Each
+section turns itself into :mod:`aelab.report.blocks`, which render as HTML and as Markdown: one
+source for both formats, and the page's shell (CSS) here. Every output is written
 atomically (:mod:`aelab._atomic`): ``figures/*.png`` first, then ``report.md``, then the single
 self-contained ``report.html`` (figures embedded as ``data:image/png;base64`` URIs, inline CSS,
 no scripts, no external resources).
@@ -14,7 +16,6 @@ sweep directory. Both return ``{"html": Path, "md": Path, "figures": [Path, ...]
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -23,12 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import jinja2
 import numpy as np
+from markupsafe import escape
 
 from .. import _atomic, _display
 from .. import latent as L
+from ..config import RunConfig
+from ..data import shapes
 from ..data.registry import DATASETS
+from ..disentangle import mig
 from ..metrics import METRIC_DOCS
 from ..study.spec import find_study, load_study, shipped_studies
 from ..errors import ConfigError, DataError
@@ -38,111 +42,104 @@ from . import claims as C
 from . import prose as P
 from . import figures as F
 from . import latent_sections as LS
+from . import blocks as B
+from . import sections as S
 from .records import Codes, Results, Samples, load_results, results_of, sample_shape, setting
 
 __all__ = ["Report", "build_report", "build_sweep_report", "compose_report", "study_report", "sweep_report",
            "write_report"]
 
-_TEMPLATES = jinja2.PackageLoader("aelab.report", "templates")
-
-
 # --------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------
+_CSS = """
+  body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;
+         margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+  h1 { margin-bottom: 0.2em; }
+  h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+  table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+  th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+  th { background: #f3f3f3; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+  tr.baseline td { background: #f7f7ff; }
+  .meta { color: #555; font-size: 0.92em; }
+  .warn { background: #fff4e0; border: 1px solid #e0b060; padding: 0.6em 1em; border-radius: 4px; }
+  .notes { background: #f6f8fa; border: 1px solid #c8d0d8; padding: 0.4em 1.2em 0.8em; border-radius: 4px; }
+  .question { font-size: 1.08em; }
+  .ok { color: #116611; font-weight: bold; }
+  .no { color: #aa2222; font-weight: bold; }
+  .nj { color: #666; font-weight: bold; }
+  .none { color: #555; }
+  .measured { color: #444; font-size: 0.92em; }
+  figure { margin: 1em 0; }
+  figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+  figcaption { color: #555; font-size: 0.9em; }
+  ul.claims li { margin-bottom: 0.5em; }
+  p.lead { font-size: 1.04em; }
+  ul.evidence { color: #333; font-size: 0.94em; }
+  code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def _page(title: str, body: str) -> str:
+    """One self-contained page: inline CSS, images as data URIs, no scripts, no external resources."""
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
 @dataclass(frozen=True)
 class Report:
     """A report's content, built from saved results without writing anything.
 
-    ``kind``: ``"study"`` or ``"sweep"``. ``context``: the sections, as the templates read them (one
-    model for both renderings). ``figures``: file name under the output directory (``figures/…png``)
-    → PNG bytes. :meth:`html` and :meth:`markdown` render it; :func:`write_report` writes it."""
+    ``kind``: ``"study"`` or ``"sweep"``. ``header`` and ``sections``: typed objects
+    (:mod:`aelab.report.sections`), each of which turns itself into blocks that render as HTML and as
+    Markdown (:mod:`aelab.report.blocks`): one source for both. ``figures``: file name under the output
+    directory (``figures/…png``) → PNG bytes. :meth:`html` and :meth:`markdown` render it;
+    :func:`write_report` writes it."""
 
     kind: str
-    context: Mapping[str, Any]
+    header: S.Header
+    sections: tuple = ()
     figures: Mapping[str, bytes] = field(default_factory=dict)
+
+    def blocks(self) -> list[B.Block]:
+        """The whole report as blocks, in page order."""
+        return self.header.blocks() + S.all_blocks(self.sections)
 
     def html(self) -> str:
         """The self-contained HTML page (figures embedded as data URIs)."""
-        return _environment(True).get_template("report.html.j2").render(**self.context)
+        return _page(self.header.title, B.html(self.blocks()))
 
     def markdown(self) -> str:
         """The Markdown page (figures linked as ``figures/*.png`` beside it)."""
-        return _environment(False).get_template("report.md.j2").render(**self.context)
+        return B.markdown(self.blocks()) + "\n"
+
+    def section(self, kind: type) -> Any:
+        """The first section of type ``kind`` (``report.section(SweepSection)``), or None."""
+        return next((s for s in self.sections if isinstance(s, kind)), None)
+
+    @property
+    def questions(self) -> list[S.QuestionSection]:
+        """A study's question sections, in order."""
+        return [s for s in self.sections if isinstance(s, S.QuestionSection)]
 
     def _repr_html_(self) -> str:
         """The report inline in a notebook: :meth:`html`'s body with its figures (data URIs) and its
         styles scoped to the report's own ``<div>`` (a page's ``body``/``h2`` rules would restyle the
         notebook around it). Self-contained: no script, no network resource."""
-        page = self.html()
-        css = "\n".join(re.findall(r"<style[^>]*>(.*?)</style>", page, flags=re.S))
-        body = re.search(r"<body[^>]*>(.*)</body>", page, flags=re.S)
-        return (f'<div class="aelab-report"><style>{_display.scope_css(css, ".aelab-report")}</style>'
-                f'{body.group(1) if body else page}</div>')
+        return (f'<div class="aelab-report"><style>{_display.scope_css(_CSS, ".aelab-report")}</style>'
+                f"{B.html(self.blocks())}</div>")
 
     def _repr_png_(self) -> bytes | None:
         """The report's first figure (a study's first question's loss curves, a sweep's panel), as PNG bytes."""
         return next(iter(self.figures.values()), None)
 
 
-@dataclass(frozen=True)
-class ClaimRow:
-    """One claim of a question, judged: its sentence and kind, the :class:`~aelab.report.claims.Verdict`'s
-    ``status``/``measured``/``detail``, and how it fares across seed replicates (``seeds``, "" without)."""
-
-    text: str
-    kind: str
-    status: str
-    measured: str
-    detail: str
-    seeds: str = ""
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """A question's line in the summary table: the two final val losses, their comparison, the claims'
-    tally (``claims``) and its colour (``status``: ``ok``, ``no``, ``nj`` (only unjudged), ``none``)."""
-
-    id: str
-    anchor: str
-    question: str
-    baseline_val: str
-    variant_val: str
-    ratio: str
-    claims: str
-    all_ok: bool
-    status: str
-
-
-@dataclass(frozen=True)
-class QuestionSection:
-    """One question of a study, as both renderings show it: its two runs, the comparison table
-    (``rows``), the figures (each ``{"file", "data_uri", "alt", "caption"}`` or None), the observation
-    (``{"lead", "evidence"}``) and the judged claims."""
-
-    id: str
-    anchor: str
-    section: str
-    question: str
-    baseline_key: str
-    variant_key: str
-    baseline_name: str
-    variant_name: str
-    rows: list
-    curves: Mapping[str, Any]
-    recon: Mapping[str, Any] | None
-    latent: Mapping[str, Any] | None
-    series: Mapping[str, Any] | None
-    observation: Mapping[str, Any]
-    claims: list[ClaimRow]
-    time_note: str
-
-
 def _results(source: Any) -> Results:
     if isinstance(source, Results):
         return source
-    if isinstance(source, Mapping):
-        return results_of(source)
-    return load_results(source)
+    return load_results(source) if isinstance(source, (str, Path)) else results_of(source)
 
 
 def compose_report(source: str | Path | Mapping[str, Any] | Results) -> Report:
@@ -178,17 +175,13 @@ def _slug(text: str, taken: set[str]) -> str:
     return slug
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 def _ratio_str(v: float | None, b: float | None, mode: str | None = "ratio", unit: str = "") -> str:
     """The comparison cell: a ratio where it means something, else a difference or "—" (:func:`N.fmt_change`)."""
     return N.fmt_change(v, b, mode, unit)
 
 
 def _has_noisy(run: Mapping[str, Any]) -> bool:
-    return isinstance((run.get("metrics") or {}).get("noisy"), Mapping)
+    return run["metrics"].get("noisy") is not None
 
 
 def _epochs(run: Mapping[str, Any]) -> int | None:
@@ -204,7 +197,7 @@ def _train_seconds(run: Mapping[str, Any]) -> float | None:
     secs = (run.get("history") or {}).get("epoch_seconds")
     if isinstance(secs, list) and secs and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in secs):
         return float(sum(secs))
-    wall = (run.get("run") or {}).get("group_wall_seconds") if isinstance(run.get("run"), Mapping) else None
+    wall = run["run"].get("group_wall_seconds")
     if isinstance(wall, (int, float)) and not isinstance(wall, bool) and math.isfinite(wall):
         return float(wall)
     return None
@@ -212,8 +205,7 @@ def _train_seconds(run: Mapping[str, Any]) -> float | None:
 
 def _group(run: Mapping[str, Any]) -> list[str] | None:
     """The names of the models trained side by side with this one (itself included), if recorded."""
-    info = run.get("run")
-    names = info.get("trained_with") if isinstance(info, Mapping) else None
+    names = run["run"].get("trained_with")
     if isinstance(names, list) and names:
         return [str(n) for n in names]
     return None
@@ -266,8 +258,7 @@ def _time_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> tuple[list[dict[st
 def _term_cell(run: Mapping[str, Any], key: str, value: float | None) -> str:
     """A loss term's cell: its number, "none" when the run's loss has named terms but not this one."""
     if value is None and key != P.LEGACY_PENALTY and P.penalty_terms(run) != [P.LEGACY_PENALTY]:
-        history = run.get("history")
-        if isinstance(history, Mapping) and isinstance(history.get("terms"), Mapping):
+        if "terms" in run["history"]:  # a dict of series when present (checked as the file was read)
             return "none"
     return N.fmt_num(value)
 
@@ -291,16 +282,14 @@ def _dead_units(run: Mapping[str, Any]) -> str:
     return N.units_text(d, u).replace(" of ", " / ")
 
 
-def _metric_docs() -> list[dict[str, str]]:
-    """The metric definitions of :mod:`aelab.metrics`, as (name, text) rows for the appendix."""
+def _metric_docs() -> tuple[S.Doc, ...]:
+    """The metric definitions of :mod:`aelab.metrics`, for the appendix."""
     rows = []
     for name, doc in METRIC_DOCS.items():
-        if isinstance(doc, Mapping):
-            text = "; ".join(f"{k}: {v}" for k, v in doc.items())
-        else:
-            text = " ".join(str(doc).split())
-        rows.append({"name": str(name), "text": text})
-    return rows
+        text = ("; ".join(f"{k}: {v}" for k, v in doc.items()) if isinstance(doc, dict)
+                else " ".join(str(doc).split()))
+        rows.append(S.Doc(str(name), text))
+    return tuple(rows)
 
 
 _LOSS_NAMES = {"bce": "binary cross-entropy (Keras' definition)", "torch_bce": "binary cross-entropy (PyTorch's)",
@@ -329,11 +318,17 @@ def _loss_intro(runs: Mapping[str, Mapping[str, Any]]) -> str:
     return s + " All metrics are on the test split."
 
 
-def _appendix(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The appendix's definitions: metrics, the loss terms and the family diagnostics the runs have."""
+def _appendix(runs: Mapping[str, Mapping[str, Any]]) -> S.Appendix:
+    """The appendix: what the losses are, the definitions of the metrics, loss terms and family
+    diagnostics the runs have, and every run's directory."""
     records = list(runs.values())
-    return {"metric_docs": _metric_docs(), "loss_intro": _loss_intro(runs), "term_docs": P.term_docs(*records),
-            "family_docs": P.family_docs(*records)}
+    return S.Appendix(
+        loss_intro=_loss_intro(runs), metric_docs=_metric_docs(),
+        term_docs=tuple(S.Doc(d["key"], d["text"], d["name"]) for d in P.term_docs(*records)),
+        family_docs=tuple(S.Doc(d["name"], d["text"]) for d in P.family_docs(*records)),
+        runs=tuple(S.RunRow(key=str(key), name=str(run.get("name", "—")), dir=str(run.get("dir", "—")),
+                            hash=str(setting(run, "config_hash", default="—")), epochs=N.fmt_num(_epochs(run)))
+                   for key, run in runs.items()))
 
 
 def _curves_caption(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
@@ -352,19 +347,18 @@ def _curves_caption(b: Mapping[str, Any], v: Mapping[str, Any]) -> str:
 def _training_control(run: Mapping[str, Any]) -> str:
     """What early stopping and a learning-rate schedule did to a run, from its history (``stopped_epoch``,
     ``restored_epoch``, ``lr``) and config; "" when neither acted."""
-    hist = run.get("history") if isinstance(run.get("history"), Mapping) else {}
-    train = ((run.get("config") or {}).get("train") or {}) if isinstance(run.get("config"), Mapping) else {}
+    hist = run["history"]
     name, out = str(run.get("name") or "the run"), []
     stopped, restored = hist.get("stopped_epoch"), hist.get("restored_epoch")
-    es = train.get("early_stopping") if isinstance(train.get("early_stopping"), Mapping) else {}
+    es = setting(run, "train", "early_stopping", default=None) or {}
     if isinstance(stopped, int):
         out.append(f"Early stopping ({es.get('monitor', 'val_loss')}, patience {es.get('patience', '?')}) stopped "
-                   f"{name} after epoch {stopped} of {train.get('epochs', '?')}")
+                   f"{name} after epoch {stopped} of {setting(run, 'train', 'epochs', default='?')}")
     if isinstance(restored, int):
         out.append(f"{name} ends with the weights of epoch {restored}, its best")
     lr = [x for x in (hist.get("lr") or []) if isinstance(x, (int, float))]
     if lr and max(lr) != min(lr):
-        sched = train.get("lr_schedule") if isinstance(train.get("lr_schedule"), Mapping) else {}
+        sched = setting(run, "train", "lr_schedule", default=None) or {}
         out.append(f"{name}'s learning rate went from {fmt_value(lr[0])} to {fmt_value(lr[-1])}"
                    + (f" ({sched.get('kind')} schedule)" if sched.get("kind") else ""))
     return "; ".join(out) + "." if out else ""
@@ -476,10 +470,7 @@ def _compare_rows(b: Mapping[str, Any], v: Mapping[str, Any]) -> list[dict[str, 
 
 def _replicates(results: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     block = results.get("replicates")
-    if not isinstance(block, Mapping) or not isinstance(block.get("runs"), Mapping):
-        return []
-    reps = block["runs"].get(key)
-    return list(reps) if isinstance(reps, list) else []
+    return list((block.get("runs") or {}).get(key) or []) if block is not None else []
 
 
 def _across_seeds(results: Mapping[str, Any], claim: Mapping[str, Any], bkey: str, vkey: str) -> str:
@@ -566,8 +557,8 @@ def _recon_caption(shape: tuple[int, ...] | None, per_value: str | None = None) 
 
 
 def _feature_errors(run: Mapping[str, Any]) -> list[float] | None:
-    errs = (run.get("metrics") or {}).get("feature_mse") if isinstance(run.get("metrics"), Mapping) else None
-    if isinstance(errs, list) and errs and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in errs):
+    errs = run["metrics"].get("feature_mse")
+    if errs and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in errs):
         return [float(e) for e in errs]
     return None
 
@@ -603,39 +594,6 @@ def strip_value_label(*runs: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------------------------
-def _md_cell(value: Any) -> str:
-    return " ".join(str(value).split()).replace("|", "\\|")
-
-
-#: a "<" that a Markdown renderer would read as the start of raw HTML or an autolink
-_MD_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
-#: a ">" that opens a line: a block quote
-_MD_QUOTE = re.compile(r"^([ \t]*)>", re.MULTILINE)
-
-
-def _md_text(value: Any) -> Any:
-    """Markdown output is Markdown, not HTML: no entities in the raw text ("variance > 0.01", not
-    "&gt;"). Only what a renderer would take for markup is backslash-escaped (CommonMark): a "<"
-    that opens a tag or an autolink, and a ">" that opens a line (a block quote)."""
-    if value is None:
-        return value
-    return _MD_QUOTE.sub(r"\1\\>", _MD_TAG_OPEN.sub(r"\\<", str(value)))
-
-
-def _environment(html: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=_TEMPLATES,
-        autoescape=html,
-        finalize=None if html else _md_text,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["cell"] = _md_cell
-    return env
-
-
 def _write(directory: Path, report: Report) -> dict[str, Any]:
     html_text, md_text = report.html(), report.markdown()
     fig_paths = []
@@ -656,30 +614,40 @@ def _write_file(path: Path, data: bytes) -> None:
         tmp.chmod(0o644)
 
 
-def _figure(figures: dict[str, bytes], name: str, png: bytes, alt: str) -> dict[str, str]:
+def _figure(figures: dict[str, bytes], name: str, png: bytes, alt: str, caption: B.Text = "") -> B.Figure:
+    """A figure of the report: its PNG kept under ``name`` for writing, and the block that shows it."""
     figures[name] = png
-    return {"file": name, "data_uri": _data_uri(png), "alt": alt}
+    return B.Figure(name, png, alt, caption)
 
 
-def _header(results: Mapping[str, Any], default_title: str) -> dict[str, Any]:
+def _header(results: Results, kind: str, default_title: str, missing: list[str], data_sentence: str = "",
+            claims_sentence: str = "") -> S.Header:
     derived = _protocol_from_configs(results["runs"])
     named = results.get("protocol")
-    return {
-        "title": str(results.get("title") or default_title),
-        "study": str(results.get("study") or results.get("sweep") or ""),
-        "protocol": str(named) if named else derived["label"],
-        "protocol_derived": not named,
-        "protocol_detail": derived,
-        "quick": bool(results.get("quick", False)),
-        "wall_time": fmt_seconds(results.get("wall_seconds")),
-        "wall_total": (fmt_seconds(results["wall_seconds_total"])
-                       if isinstance(results.get("wall_seconds_total"), (int, float)) else None),
-        "description": str(results.get("description") or ""),
-        "device": str(results.get("device") or ""),
-        "engine": str(results.get("engine") or ""),
-        "created": str(results.get("created") or "—"),
-        "version": str(results.get("aelab_version") or "—"),
-    }
+    protocol_derived = not named
+    head = "Protocol (read from the runs' configs)" if protocol_derived else f"Protocol {named}"
+    sentence = f"{head}: {derived['scaling']}" + (f"; {derived['data']}" if derived["data"] else "") + "."
+    total = results.get("wall_seconds_total")
+    return S.Header(
+        kind=kind,
+        title=str(results.get("title") or default_title),
+        study=str(results.get("study") or results.get("sweep") or ""),
+        protocol=str(named) if named else derived["label"],
+        protocol_derived=protocol_derived,
+        protocol_sentence=sentence,
+        quick=bool(results.get("quick", False)),
+        wall_time=fmt_seconds(results.get("wall_seconds")),
+        wall_total=fmt_seconds(total) if isinstance(total, (int, float)) else None,
+        n_runs=len(results["runs"]),
+        description=str(results.get("description") or ""),
+        data_sentence=data_sentence,
+        claims_sentence=claims_sentence,
+        device=str(results.get("device") or ""),
+        engine=str(results.get("engine") or ""),
+        created=str(results.get("created") or "—"),
+        version=str(results.get("aelab_version") or "—"),
+        missing=tuple(missing),
+    )
 
 
 _SCALING_TEXT = {
@@ -716,10 +684,8 @@ def _protocol_from_configs(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, s
         key = (scaling, str(data.get("scaler_fit")) if scaling == "minmax" else None)
         seen[key] = seen.get(key, 0) + 1
         # held-out classes shrink the recorded sizes below a limit that did cut: then trust the limit
-        rec, mets = run.get("run"), run.get("metrics")
         sizes = ((None, None) if data.get("exclude_labels") else
-                 (rec.get("n_train") if isinstance(rec, Mapping) else None,
-                  mets.get("n_test") if isinstance(mets, Mapping) else None))
+                 (run["run"].get("n_train"), run["metrics"].get("n_test")))
         limits.add((_bites(data.get("limit"), sizes[0]), _bites(data.get("test_limit"), sizes[1])))
     if not seen:
         return {"label": "not recorded", "scaling": "the runs' configs do not record the data scaling", "data": ""}
@@ -742,16 +708,6 @@ def _protocol_from_configs(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, s
     elif limits:
         data = "the runs use different slices of the data"
     return {"label": label, "scaling": scaling, "data": data}
-
-
-def _protocol_sentence(header: Mapping[str, Any]) -> str:
-    d = header["protocol_detail"]
-    head = ("Protocol (read from the runs' configs)" if header["protocol_derived"]
-            else f"Protocol {header['protocol']}")
-    s = f"{head}: {d['scaling']}"
-    if d["data"]:
-        s += f"; {d['data']}"
-    return s + "."
 
 
 def _dataset_of(run: Mapping[str, Any]) -> str | None:
@@ -892,7 +848,7 @@ def _data_block(results: Mapping[str, Any]) -> dict[str, Any]:
     return {"sentence": sentence, "datasets": list(by), "written_for": written, "moved": moved}
 
 
-def _claims_sentence(block: Mapping[str, Any], sections: list[QuestionSection]) -> str:
+def _claims_sentence(block: Mapping[str, Any], sections: list[S.QuestionSection]) -> str:
     """On other data than the study's own: which of its claims still hold, which do not, which cannot
     be judged, in one sentence (question ids, with how many of each question's claims)."""
     if not block.get("moved"):
@@ -920,7 +876,7 @@ def _claims_sentence(block: Mapping[str, Any], sections: list[QuestionSection]) 
             "loss value quoted for the other data, whose scale differs); the claims under each question say which.")
 
 
-def _notes(results: Mapping[str, Any]) -> list[dict[str, str]]:
+def _notes(results: Mapping[str, Any]) -> tuple[S.Note, ...]:
     """The study's own method notes: ``results["notes"]`` (written from the study spec's ``[[notes]]``).
 
     results.json files written before that field existed: the notes of the shipped study spec named
@@ -940,47 +896,31 @@ def _notes(results: Mapping[str, Any]) -> list[dict[str, str]]:
     out = []
     for n in raw if isinstance(raw, list) else []:
         if isinstance(n, str) and n.strip():
-            out.append({"title": "", "text": n})
-        elif isinstance(n, Mapping) and str(n.get("text") or "").strip():
-            out.append({"title": str(n.get("title") or ""), "text": str(n["text"])})
-    return out
+            out.append(S.Note("", n))
+        elif isinstance(n, dict) and str(n.get("text") or "").strip():
+            out.append(S.Note(str(n.get("title") or ""), str(n["text"])))
+    return tuple(out)
 
 
-def _runs_appendix(runs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
-    out = []
-    for key, run in runs.items():
-        out.append({
-            "key": str(key),
-            "name": str(run.get("name", "—")),
-            "dir": str(run.get("dir", "—")),
-            "hash": str(setting(run, "config_hash", default="—")),
-            "epochs": N.fmt_num(_epochs(run)),
-        })
-    return out
-
-
-def _protocol_effect(results: Mapping[str, Any]) -> dict[str, Any] | None:
+def _protocol_effect(results: Results) -> S.ProtocolEffect | None:
     """The runs' final val loss under the study's protocol beside the same trained runs evaluated
     again under another (``results["reevaluated"]``, a study's ``reevaluate`` protocol)."""
     block = results.get("reevaluated")
-    if not isinstance(block, Mapping) or not isinstance(block.get("runs"), Mapping):
+    if block is None:
         return None
-    runs, again = results["runs"], block["runs"]
+    runs, again = results["runs"], block.get("runs") or {}
     other = str(block.get("protocol") or "other")
     rows, rels = [], []
     for key, run in runs.items():
         rerun = again.get(key)
-        if not isinstance(rerun, Mapping):
+        if rerun is None:
             continue
         a, c = _get(run, "final.val_loss"), _get(rerun, "final.val_loss")
         rel = None if a is None or c is None or a == 0 else (c - a) / abs(a)
         if rel is not None and math.isfinite(rel):
             rels.append(rel)
-        rows.append({
-            "key": str(key), "name": str(run.get("name", key)),
-            "base": N.fmt_num(a), "other": N.fmt_num(c), "rel": N.fmt_pct(rel),
-        })
-    missing = [str(k) for k in runs if k not in again]
+        rows.append(S.ReevaluatedRow(key=str(key), name=str(run.get("name", key)), base=N.fmt_num(a),
+                                     other=N.fmt_num(c), rel=N.fmt_pct(rel)))
     if rels:
         summary = (
             f"Over {len(rels)} run(s), evaluating under the {other} protocol changes the final val loss "
@@ -990,8 +930,8 @@ def _protocol_effect(results: Mapping[str, Any]) -> dict[str, Any] | None:
     else:
         summary = "No run has a final val loss under both protocols."
     description = block.get("description") or f"each trained run evaluated again under protocol {other}"
-    return {"rows": rows, "summary": summary, "missing": missing, "description": str(description),
-            "label": str(results.get("protocol") or "base"), "other": other}
+    return S.ProtocolEffect(label=str(results.get("protocol") or "base"), other=other, description=str(description),
+                            rows=tuple(rows), summary=summary, missing=tuple(str(k) for k in runs if k not in again))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1011,13 +951,12 @@ def study_report(results: Results) -> Report:
     malformed claim."""
     runs: dict[str, dict[str, Any]] = results["runs"]
     questions = results.get("questions") or []
-    if not isinstance(questions, list):
-        raise DataError(f"{results.path}: 'questions' is not a list; re-run the study")
     samples = Samples(results.directory)
     codes = Codes(results.directory)
     figures: dict[str, bytes] = {}
     taken: set[str] = set()
-    sections, summary = [], []
+    sections: list[S.QuestionSection] = []
+    summary: list[S.SummaryRow] = []
     data = _data_block(results)
 
     for q in questions:
@@ -1041,39 +980,39 @@ def study_report(results: Results) -> Report:
                 raise ConfigError(f"question {qid}: bad claim {claim.get('text', '')!r}: {exc}") from exc
             if data["moved"] and C.data_bound(claim):
                 verdict = C.not_judged_elsewhere(claim, verdict, data["written_for"], data["datasets"])
-            verdicts.append(ClaimRow(text=str(claim.get("text", "")), kind=str(claim.get("kind")), **verdict,
-                                     seeds="" if verdict["status"] == C.NOT_JUDGED
-                                     else _across_seeds(results, claim, bkey, vkey)))
+            verdicts.append(S.ClaimRow(text=str(claim.get("text", "")), kind=str(claim.get("kind")), **verdict,
+                                       seeds="" if verdict["status"] == C.NOT_JUDGED
+                                       else _across_seeds(results, claim, bkey, vkey)))
         n_ok = sum(1 for x in verdicts if x.status == C.CONFIRMED)
         n_nj = sum(1 for x in verdicts if x.status == C.NOT_JUDGED)
 
         curves = _figure(figures, f"figures/{slug}-loss.png", F.loss_curves(b, v, labels),
-                         f"Loss curves for question {qid}")
-        curves["caption"] = _curves_caption(b, v)
+                         f"Loss curves for question {qid}", _curves_caption(b, v))
         rows = _recon_rows(samples.get(b), samples.get(v), b, v)
         recon = (_figure(figures, f"figures/{slug}-recon.png", _recon_png(rows, [("baseline", b), ("variant", v)]),
-                         f"Reconstructions for question {qid}") if rows else None)
-        if recon:
-            recon["caption"] = _recon_caption(sample_shape(b, v))
-
+                         f"Reconstructions for question {qid}", _recon_caption(sample_shape(b, v)))
+                 if rows else None)
         latent_png = LS.pair_map(codes, b, v, labels)
-        latent = (_figure(figures, f"figures/{slug}-latent.png", latent_png, f"Test codes in 2-D for question {qid}")
+        latent = (_figure(figures, f"figures/{slug}-latent.png", latent_png, f"Test codes in 2-D for question {qid}",
+                          "Inside the code, baseline and variant side by side. " + LS.map_caption([b, v]))
                   if latent_png else None)
-        if latent:
-            latent["caption"] = LS.map_caption([b, v])
         curve = None
         found = LS.series(runs, bkey, vkey)
         if found:
             got = LS.series_figures(runs, *found, samples.get, bkey, vkey)
-            curve = {**got, "plot": _figure(figures, f"figures/{slug}-series.png", got["plot"],
-                                            f"Results against {got['key']} for question {qid}"),
-                     "recon": (_figure(figures, f"figures/{slug}-series-recon.png", got["recon"],
-                                       f"Reconstructions for each {got['key']}") if got["recon"] else None),
-                     "observation": P.sweep_observation(got["key"].rsplit(".", 1)[-1],
-                                                        [x for x, _ in found[1]], [runs[k] for _, k in found[1]])}
+            seen = P.sweep_observation(got["key"].rsplit(".", 1)[-1], [x for x, _ in found[1]],
+                                       [runs[k] for _, k in found[1]])
+            curve = S.Series(
+                key=got["key"], n=got["n"], value_list=got["value_list"],
+                plot=_figure(figures, f"figures/{slug}-series.png", got["plot"],
+                             f"Results against {got['key']} for question {qid}", got["caption"]),
+                recon=(_figure(figures, f"figures/{slug}-series-recon.png", got["recon"],
+                               f"Reconstructions for each {got['key']}", got["recon_caption"])
+                       if got["recon"] else None),
+                observation=S.Observation(seen["lead"], tuple(seen["evidence"])))
 
         bval, vval = _get(b, "final.val_loss"), _get(v, "final.val_loss")
-        summary.append(SummaryRow(
+        summary.append(S.SummaryRow(
             id=qid, anchor=slug, question=str(q.get("question", "")),
             baseline_val=N.fmt_num(bval), variant_val=N.fmt_num(vval),
             ratio=P.val_loss_change(b, v),
@@ -1086,41 +1025,65 @@ def study_report(results: Results) -> Report:
         ))
         reps = [r for r in (_replicates(results, bkey), _replicates(results, vkey)) if len(r) >= 2]
         noise = P.noise_level([b, v], reps or None)
-        sections.append(QuestionSection(
+        seen = P.observation(q, b, v, noise)
+        sections.append(S.QuestionSection(
             id=qid, anchor=slug, section=str(q.get("section", "")),
             question=str(q.get("question", "")),
             baseline_key=str(bkey), variant_key=str(vkey),
             baseline_name=str(b.get("name", bkey)), variant_name=str(v.get("name", vkey)),
-            rows=_compare_rows(b, v) + LS.quality_rows(b, v) + _seed_rows(results, bkey, vkey),
+            rows=tuple(S.CompareRow(**r) for r in
+                       _compare_rows(b, v) + LS.quality_rows(b, v) + _seed_rows(results, bkey, vkey)),
             curves=curves, recon=recon, latent=latent, series=curve,
-            observation=P.observation(q, b, v, noise), claims=verdicts,
+            observation=S.Observation(seen["lead"], tuple(seen["evidence"])), claims=tuple(verdicts),
             time_note=_time_rows(b, v)[1],
         ))
 
     gallery_png = LS.gallery(codes, runs)
-    gallery = (_figure(figures, "figures/latent-all.png", gallery_png, "Test codes of every run in 2-D")
+    gallery = (_figure(figures, "figures/latent-all.png", gallery_png, "Test codes of every run in 2-D",
+                       "Inside every run's code. " + LS.map_caption(list(runs.values())))
                if gallery_png else None)
-    if gallery:
-        gallery["caption"] = LS.map_caption(list(runs.values()))
-    header = _header(results, "aelab study report")
-    context = {
-        "data_sentence": data["sentence"],
-        "claims_sentence": _claims_sentence(data, sections),
-        "overview": LS.overview(runs, _train_seconds, _group),
-        "gallery": gallery,
-        "kind": "study",
-        **header,
-        "protocol_sentence": _protocol_sentence(header),
-        "n_runs": len(runs),
-        "summary": summary,
-        "sections": sections,
-        "notes": _notes(results),
-        "effect": _protocol_effect(results),
-        "missing": samples.missing,
-        **_appendix(runs),
-        "runs": _runs_appendix(runs),
-    }
-    return Report("study", context, figures)
+    overview = LS.overview(runs, _train_seconds, _group)
+    family = _family_figures(results, figures)
+    header = _header(results, "study", "aelab study report", samples.missing, data["sentence"],
+                     _claims_sentence(data, sections))
+    return Report("study", header, (
+        S.StudySummary(tuple(summary), S.Overview(tuple(overview["columns"]),
+                                                  tuple(tuple(r["cells"]) for r in overview["rows"]),
+                                                  tuple(r["key"] for r in overview["rows"])), gallery),
+        *sections,
+        family,
+        S.MethodNotes(_notes(results), _protocol_effect(results)),
+        _appendix(runs),
+    ), figures)
+
+
+def _family_figures(results: Results, figures: dict[str, bytes]) -> S.ModelFigures:
+    """Every run's own figures (``metrics.json["figures"]``: ``{name: {"file", "caption"}}``, files relative
+    to the run's directory, drawn by its model family when it finished), copied under the report's
+    ``figures/``; a figure whose file is missing or not a PNG is left out."""
+    out = []
+    taken: set[str] = set()
+    for key, run in results["runs"].items():
+        declared = run["metrics"].get("figures")
+        rel = run.get("dir")
+        if not isinstance(declared, dict) or not declared or results.directory is None or not isinstance(rel, str):
+            continue
+        slug = _slug(str(run.get("name", key)), taken)[1:]
+        shown = []
+        for name, entry in declared.items():
+            file = entry.get("file") if isinstance(entry, dict) else None
+            path = results.directory / rel / str(file) if file else None
+            try:
+                png = path.read_bytes() if path is not None else b""
+            except OSError:
+                png = b""
+            if not png.startswith(b"\x89PNG"):
+                continue
+            shown.append(_figure(figures, f"figures/run-{slug}-{_slug(str(name), set())[1:]}.png", png,
+                                 f"{name} of run {run.get('name', key)}", str(entry.get("caption") or name)))
+        if shown:
+            out.append(S.FamilyFigures(str(run.get("name", key)), str(key), tuple(shown)))
+    return S.ModelFigures(tuple(out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1145,8 +1108,7 @@ def _anomaly(run: Mapping[str, Any], codes: Codes) -> dict[str, Any] | None:
     held = setting(run, "data", "exclude_labels")
     if not held:
         return None
-    got = ((run.get("metrics") or {}).get("latent") or {}).get("anomaly") if isinstance(run.get("metrics"), Mapping) \
-        else None
+    got = (run["metrics"].get("latent") or {}).get("anomaly")
     if isinstance(got, Mapping) and isinstance(got.get("auc"), (int, float)):
         return dict(got)
     arrays = codes.get(run)
@@ -1247,7 +1209,7 @@ def sweep_report(results: Results) -> Report:
     if not isinstance(points, list) or not points:
         raise DataError(f"{where} has no 'points' list: it is not an aelab sweep results.json")
     for p in points:
-        if not isinstance(p, Mapping) or p.get("run") not in runs or "value" not in p:
+        if p["run"] not in runs:  # each point is {"value", "run"} (checked as the file was read)
             raise DataError(f"{where}: sweep point {p!r} does not name a run in 'runs'; re-run the sweep")
     parameter = str(results.get("parameter") or "value")
     short = parameter.rsplit(".", 1)[-1]
@@ -1317,7 +1279,6 @@ def sweep_report(results: Results) -> Report:
     # with seeds, a difference inside the seeds' spread is no finding: then that is the answer
     lead = (seed_words if seed_words and seed_words.startswith(_ALL_INSIDE)
             else seen["lead"] + (" " + seed_words if seed_words else ""))
-    observation = {"lead": lead, "evidence": seen["evidence"]}
     # "noise" only where seeds measured it; else the band is the 1% under which a change is read as none
     within = "change within noise" if noise.get("measured") else f"change under {N.fmt_pct(noise['rel']).lstrip('+')}"
     panel_notes = ({"loss": f"{judged.split('/')[1]}: {within}"} if seen["within_noise"] else None)
@@ -1327,6 +1288,15 @@ def sweep_report(results: Results) -> Report:
                  f"±{band_pct} around the {band_of}, under which a change is read as none (run-to-run noise was "
                  "not measured: no replicate seeds)")
     figures: dict[str, bytes] = {}
+    k_seeds = len(reps[0]) if seeded else 0
+    plot_caption = (
+        f"Final losses and diagnostics against {parameter}; "
+        + (f"each line is the mean over {k_seeds} seeds per value and the shaded band around it their range (lowest "
+           "to highest): a change between two values whose bands overlap could come from the seed alone"
+           if seeded else f"shaded: {band_text}")
+        + ("; dotted lines: the baseline run" if base_lines else "")
+        + ". Accuracies and ROC-AUC are drawn on their whole range, 0 to 1; every other y-axis spans at least "
+        f"{100 * F.MIN_REL_SPAN:g}% of its values, so a wiggle of a few percent stays small.")
     plot = (_figure(figures, "figures/sweep.png",
                     F.sweep_plot([P.point_text(x, names) for x in values] if names else values, series, parameter,
                                  results.get("log_x"), baselines=baselines,
@@ -1335,7 +1305,7 @@ def sweep_report(results: Results) -> Report:
                                  panel_notes=panel_notes, spreads=spreads or None,
                                  ylims={"linear-probe accuracy": LS.ACCURACY_AXIS,
                                         "held-out class ROC-AUC": LS.ACCURACY_AXIS}),
-                    f"Final losses and diagnostics against {parameter}") if series else None)
+                    f"Final losses and diagnostics against {parameter}", plot_caption) if series else None)
 
     every = point_runs + ([base] if base is not None else [])
     # the model's own diagnostics (metrics.family), one column each; ranges of per-unit lists are left to
@@ -1344,7 +1314,6 @@ def sweep_report(results: Results) -> Report:
                 if not any(isinstance(P.family_value(r, k), (list, tuple)) for r in every)]
     stochastic = [P.code_is_mean(r) for r in every]
     code = " (of μ)" if all(stochastic) else " (of μ where the encoder is stochastic)" if any(stochastic) else ""
-    k_seeds = len(reps[0]) if seeded else 0
     # with seeds, the metric columns are each value's mean over its seeds (as the plot's lines); the
     # columns that are one run's own (its code units, diagnostics, held-out AUC) show the first seed
     mean_of = f" (mean of {k_seeds} seeds)" if seeded else ""
@@ -1356,7 +1325,11 @@ def sweep_report(results: Results) -> Report:
     columns += ["held-out class ROC-AUC (reconstruction error)" + first, "held-out test images / the rest"]
     if seeded:
         columns += [f"final val loss over {k_seeds} seeds: mean (min – max)"]
-    table = []
+    # on data whose factors of variation are known: how disentangled each run's code is (MIG)
+    migs = [_mig(r, codes) for r in point_runs]
+    base_mig = _mig(base, codes) if base is not None and bkey not in [p["run"] for p in points] else None
+    columns += ["MIG (known factors)" + first]
+    table: list[S.SweepRow] = []
 
     def metric(run: Mapping[str, Any], path: str, i: int | None) -> str:
         """A metric's cell: the run's value, or with seeds the mean over the point's seed runs."""
@@ -1364,7 +1337,7 @@ def sweep_report(results: Results) -> Report:
             return N.fmt_num(_get(run, path))
         return N.fmt_num(_seed_stats([reps[i]], lambda r: _get(r, path))[0][0])
 
-    def row(label: str, run: Mapping[str, Any], key: str, is_base: bool, i: int | None = None) -> dict[str, Any]:
+    def row(label: str, run: Mapping[str, Any], key: str, is_base: bool, i: int | None = None) -> S.SweepRow:
         cells = [metric(run, path, i) for _, path in _SWEEP_COLUMNS] + [_dead_units(run)]
         if noisy:
             cells += [metric(run, "metrics.noisy.ssim", i), metric(run, "metrics.noisy.psnr", i)]
@@ -1376,17 +1349,18 @@ def sweep_report(results: Results) -> Report:
             vals = [x for x in (_get(r, "final.val_loss") for r in reps[i]) if x is not None] if i is not None else []
             cells.append(f"{N.fmt_num(sum(vals) / len(vals))} ({N.fmt_num(min(vals))} – {N.fmt_num(max(vals))})"
                          if vals else "—")
-        return {"value": label, "run": str(run.get("name", key)), "cells": cells, "baseline": is_base}
+        m = migs[i] if i is not None else base_mig
+        cells.append(N.fmt_num(m, 3))
+        return S.SweepRow(value=label, run=str(run.get("name", key)), cells=tuple(cells), baseline=is_base)
 
     for i, (p, r) in enumerate(zip(points, point_runs)):
         table.append(row(P.point_text(p["value"], names), r, p["run"], p["run"] == bkey, i))
     if base is not None and all(p["run"] != bkey for p in points):
         table.append(row("baseline", base, bkey, True))
     # a column no run has a number for is left out
-    keep = [i for i in range(len(columns)) if any(r["cells"][i] != "—" for r in table)]
+    keep = [i for i in range(len(columns)) if any(r.cells[i] != "—" for r in table)]
     columns = [columns[i] for i in keep]
-    for r in table:
-        r["cells"] = [r["cells"][i] for i in keep]
+    table = [S.SweepRow(r.value, r.run, tuple(r.cells[i] for i in keep), r.baseline) for r in table]
 
     samples = Samples(results.directory)
     recon_rows: list[tuple[str, np.ndarray]] = []
@@ -1405,37 +1379,90 @@ def sweep_report(results: Results) -> Report:
     recon = (_figure(figures, "figures/sweep-recon.png",
                      _recon_png(recon_rows, [(f"{short}={fmt_value(p['value'])}", r)
                                              for p, r in zip(points, point_runs)]),
-                     f"Reconstructions for each value of {parameter}") if recon_rows else None)
-    if recon:
-        recon["caption"] = _recon_caption(sample_shape(*point_runs), per_value=parameter)
+                     f"Reconstructions for each value of {parameter}",
+                     _recon_caption(sample_shape(*point_runs), per_value=parameter)) if recon_rows else None)
+
+    mig_fig, mig_sentence = None, ""
+    if sum(m is not None for m in migs) >= 2:
+        recon_name = ("val loss, reconstruction part" if penalised else "val loss")
+        recon_vals = [P.recon_val_loss(r) for r in point_runs]
+        mig_fig = _figure(
+            figures, "figures/sweep-mig.png",
+            F.sweep_plot([P.point_text(x, names) for x in values] if names else values,
+                         {"MIG (known factors)": migs, recon_name: recon_vals}, parameter, results.get("log_x"),
+                         ylims={"MIG (known factors)": (0.0, min(1.02, max(0.1, 1.25 * max(
+                             m for m in migs if m is not None))))}),
+            f"MIG and reconstruction against {parameter}",
+            f"Left: the mutual information gap (MIG, Chen et al. 2018) of each run's test codes against the data's "
+            f"known factors of variation, from 0 (no code dimension holds a factor alone) to 1 (each factor in one "
+            f"dimension of its own), its axis from 0; right: the {recon_name}, against {parameter}, its axis spanning "
+            f"at least {100 * F.MIN_REL_SPAN:g}% of its values.")
+        mig_sentence = _mig_sentence(short, values, migs, recon_vals,
+                                     "reconstruction part of the val loss" if penalised else "val loss", noise["rel"])
 
     name = str(results.get("sweep") or "")
-    header = _header(results, f"Sweep {name}" + ("" if parameter in name else f" over {parameter}"))
-    context = {
-        "data_sentence": _data_block(results)["sentence"],
-        "claims_sentence": "",
-        "kind": "sweep",
-        **header,
-        "protocol_sentence": _protocol_sentence(header),
-        "n_runs": len(runs),
-        "parameter": parameter,
-        "values": [P.point_text(x, names) for x in values],
-        "plot": plot,
-        "seeded": k_seeds,
-        "anomaly_note": _anomaly_note(anomaly, names),
-        "baseline_lines": base_lines,
-        "columns": columns,
-        "table": table,
-        "recon": recon,
-        "observation": observation,
-        "noise_rel": N.fmt_pct(noise["rel"]).lstrip("+"),
-        "band_of": band_of,
-        "band_text": band_text,
-        "min_span": f"{100 * F.MIN_REL_SPAN:g}%",
-        "notes": _notes(results),
-        "effect": _protocol_effect(results),
-        "missing": samples.missing,
-        **_appendix(runs),
-        "runs": _runs_appendix(runs),
-    }
-    return Report("sweep", context, figures)
+    header = _header(results, "sweep", f"Sweep {name}" + ("" if parameter in name else f" over {parameter}"),
+                     samples.missing, _data_block(results)["sentence"])
+    sweep = S.SweepSection(
+        parameter=parameter, values=tuple(P.point_text(x, names) for x in values), plot=plot,
+        columns=tuple(columns), table=tuple(table), observation=S.Observation(lead, tuple(seen["evidence"])),
+        anomaly_note=_anomaly_note(anomaly, names), recon=recon, mig=mig_fig, mig_sentence=mig_sentence)
+    return Report("sweep", header, (sweep, _family_figures(results, figures),
+                                    S.MethodNotes(_notes(results), _protocol_effect(results)), _appendix(runs)), figures)
+
+
+#: data sets whose factors of variation are known, by ``data.dataset``: how to get a split's factors from a
+#: data config, and their names
+_FACTORS = {"shapes": (shapes.factors, shapes.FACTOR_NAMES)}
+
+
+def _mig(run: Mapping[str, Any], codes: Codes) -> float | None:
+    """MIG (:func:`aelab.disentangle.mig`) of a run's saved test codes against the known factors of the same
+    test images; None where the data's factors are unknown or the run saved no codes."""
+    known = _FACTORS.get(str(setting(run, "data", "dataset")))
+    arrays = codes.get(run) if known is not None else None
+    if arrays is None or "test_codes" not in arrays or "test_index" not in arrays:
+        return None
+    try:
+        data = RunConfig.from_dict({k: v for k, v in run["config"].items() if k != "config_hash"}).data
+        factors = known[0](data, "test")[np.asarray(arrays["test_index"])]
+        return float(mig(np.asarray(arrays["test_codes"]), factors, names=known[1])["mig"])
+    except (ConfigError, ValueError, IndexError):  # a config this version cannot read, codes of other images
+        return None
+
+
+def _mig_sentence(short: str, values: list, migs: list, recon: list, recon_name: str, noise: float) -> str:
+    """What the sweep shows about disentanglement against reconstruction, in plain words, from the numbers:
+    MIG and the reconstruction error at the lowest and the highest value of the setting (and MIG's peak)."""
+    pts = [(x, m, r) for x, m, r in zip(values, migs, recon)
+           if m is not None and isinstance(x, (int, float)) and not isinstance(x, bool)]
+    if len(pts) < 2:
+        return ""
+    pts.sort(key=lambda t: t[0])
+    (x0, m0, r0), (x1, m1, r1) = pts[0], pts[-1]
+    dm = m1 - m0
+    mig_words = ("rises" if dm > MIG_STEP else "falls" if dm < -MIG_STEP else "stays about the same")
+    s = (f"As {short} goes from {fmt_value(x0)} to {fmt_value(x1)}, MIG {mig_words} "
+         f"({N.fmt_num(m0, 3)} → {N.fmt_num(m1, 3)})")
+    top = max(pts, key=lambda t: t[1])
+    if top not in (pts[0], pts[-1]) and top[1] - max(m0, m1) > MIG_STEP:
+        s += f", highest at {short}={fmt_value(top[0])} ({N.fmt_num(top[1], 3)})"
+    worse = None
+    if r0 is not None and r1 is not None and r0 > 0:
+        rel = (r1 - r0) / r0
+        worse = True if rel > noise else False if rel < -noise else None
+        s += (f", and the {recon_name} {'gets worse' if worse else 'improves' if worse is False else 'barely moves'}"
+              f" ({N.fmt_num(r0)} → {N.fmt_num(r1)})")
+    s += "."
+    if dm > MIG_STEP and worse:
+        s += (f" That is the trade-off between disentanglement and reconstruction: as {short} rises, the code's "
+              "dimensions each hold one factor of the data more cleanly, and the reconstructions pay for it.")
+    elif dm > MIG_STEP:
+        s += " Here the code grows more disentangled without a reconstruction cost larger than the noise."
+    else:
+        s += f" This sweep does not show a code growing more disentangled as {short} rises."
+    return s
+
+
+#: the change of MIG (on its 0–1 scale) read as a change: below it, the plug-in estimate's noise could explain it
+MIG_STEP = 0.02
