@@ -375,7 +375,7 @@ def test_a_study_launched_from_the_page_streams_its_runs_and_stops(client, ws):
 
 def test_a_sweep_from_the_page_trains_each_value_and_links_its_report(client, ws):
     page = client.get("/studies").text
-    assert '<option value="exercise12:lab_denoising" selected>lab_denoising</option>' in page
+    assert '<option value="exercise12:lab_denoising" selected>lab_denoising (exercise12)</option>' in page
     # every field's error is the CLI's one line, beside the form
     for form, needle in (({"baseline": "exercise12:nope", "param": "train.lr", "values": "0.1"}, "is not a run of study"),
                          ({"baseline": "exercise12:lab_undercomplete", "param": "train.lr", "values": "1..2"},
