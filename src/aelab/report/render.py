@@ -100,7 +100,7 @@ class Report:
 
     kind: str
     header: S.Header
-    sections: tuple = ()
+    sections: tuple[S.Section, ...] = ()
     figures: Mapping[str, bytes] = field(default_factory=dict)
 
     def blocks(self) -> list[B.Block]:

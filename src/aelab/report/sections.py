@@ -9,14 +9,14 @@ beyond a few checks that the blocks come out right.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 from .blocks import (Block, Bold, Box, Break, Cell, Code, DefinitionList, Em, Figure, Heading, Link, ListBlock,
                      Paragraph, Row, Span, Table, Text)
 
-__all__ = ["Appendix", "ClaimRow", "CompareRow", "Doc", "FamilyFigures", "Header", "MethodNotes", "Note",
-           "Observation", "Overview", "ProtocolEffect", "QuestionSection", "ReevaluatedRow", "RunRow", "Section",
-           "Series", "StudySummary", "SummaryRow", "SweepRow", "SweepSection"]
+__all__ = ["Appendix", "ClaimRow", "CompareRow", "Doc", "FamilyFigures", "Header", "MethodNotes", "ModelFigures",
+           "Note", "Observation", "Overview", "ProtocolEffect", "QuestionSection", "ReevaluatedRow", "RunRow",
+           "Section", "Series", "StudySummary", "SummaryRow", "SweepRow", "SweepSection", "all_blocks"]
 
 
 @dataclass(frozen=True)
@@ -439,12 +439,15 @@ class Appendix:
         return out
 
 
-Section = object  # any of the above: a dataclass with ``blocks() -> list[Block]``
+class Section(Protocol):
+    """What every section above is: an object that says itself as blocks."""
+
+    def blocks(self) -> list[Block]: ...
 
 
-def all_blocks(sections: Sequence[object]) -> list[Block]:
+def all_blocks(sections: Sequence[Section]) -> list[Block]:
     """Every section's blocks, in order."""
     out: list[Block] = []
     for s in sections:
-        out += s.blocks()  # type: ignore[attr-defined]
+        out += s.blocks()
     return out
