@@ -16,7 +16,7 @@ from __future__ import annotations
 from importlib import resources
 
 #: the model families aelab ships (``aelab.models.FAMILIES``), the default first
-FAMILIES = ("ae", "vae", "contractive", "kl_sparse", "tied", "vqvae", "iwae", "tcvae")
+FAMILIES = ("ae", "vae", "contractive", "kl_sparse", "tied", "vqvae", "iwae", "tcvae", "cvae")
 #: the registered data sets aelab ships (``aelab.data.SOURCES``, besides paths), the default first
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "synthetic", "shapes")
 #: of those, the IDX sets ``aelab data fetch`` downloads into the cache

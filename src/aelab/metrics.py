@@ -410,13 +410,16 @@ def diversity(x: torch.Tensor, recon: torch.Tensor, n: int = 1000) -> float:
 DIVERSITY_N = 1000
 
 
-def _reconstruct(encode, decode, x: torch.Tensor, batch_size: int, keep_codes: bool):
-    """Run ``decode(encode(.))`` over ``x`` in chunks; flat codes (or None) and flat recon."""
+def _reconstruct(encode, decode, x: torch.Tensor, batch_size: int, keep_codes: bool,
+                 labels: torch.Tensor | None = None):
+    """Run ``decode(encode(.))`` over ``x`` in chunks; flat codes (or None) and flat recon. With
+    ``labels`` (a conditional model's), each chunk's labels go to both as their second argument."""
     codes, recons = [], []
     for s in range(0, x.shape[0], batch_size):
         xb = x[s : s + batch_size]
-        h = torch.as_tensor(encode(xb))
-        r = torch.as_tensor(decode(h))
+        extra = () if labels is None else (labels[s : s + batch_size],)
+        h = torch.as_tensor(encode(xb, *extra))
+        r = torch.as_tensor(decode(h, *extra))
         if keep_codes:
             codes.append(h.reshape(xb.shape[0], -1))
         recons.append(r.reshape(xb.shape[0], -1))
@@ -488,6 +491,7 @@ def evaluate(
     x_test_noisy: torch.Tensor | None = None,
     batch_size: int = 2000,
     sample_shape: tuple | None = None,
+    labels: torch.Tensor | None = None,
 ) -> dict:
     """Evaluate an autoencoder on a test set; returns the ``metrics.json`` dict.
 
@@ -501,6 +505,9 @@ def evaluate(
         batch_size: images per encode/decode call.
         sample_shape: what one flat row is, (C, H, W) or (D,) (see :func:`_quality`); None: a
             flat square grayscale image (``(N, 784)`` → 28×28), as before.
+        labels: ``(N,)`` class labels of ``x_test`` for a conditional model: ``encode(x, labels)``
+            and ``decode(h, labels)`` get each chunk's labels as their second argument (the noisy
+            images too). None: both are called with the images or codes alone, as before.
 
     Output handling: BCE is computed from the raw reconstruction (BCE clips it to
     ``[1e-7, 1 - 1e-7]``, as Keras does); MSE, PSNR and SSIM compare the clean image with the
@@ -528,7 +535,9 @@ def evaluate(
             xn = _flat(x_test_noisy, "x_test_noisy").float()
             if xn.shape != x.shape:
                 raise ValueError(f"x_test_noisy has shape {tuple(xn.shape)}, expected {tuple(x.shape)}")
-        codes, recon = _reconstruct(encode, decode, x, batch_size, keep_codes=True)
+        if labels is not None and len(labels) != x.shape[0]:
+            raise ValueError(f"{len(labels)} labels for {x.shape[0]} test images")
+        codes, recon = _reconstruct(encode, decode, x, batch_size, keep_codes=True, labels=labels)
         fx = _cpu_fingerprint(x)  # what depends on the test images alone is kept under it
         result: dict = {"n_test": int(x.shape[0])}
         quality, recon_c = _quality(x, recon, sample_shape, fx)
@@ -538,7 +547,7 @@ def evaluate(
                               lambda: _mean_offdiag_distance(x[:DIVERSITY_N]))
         result["diversity"] = _diversity(x, recon_c, DIVERSITY_N, x_spread)
         if xn is not None:
-            _, recon_n = _reconstruct(encode, decode, xn, batch_size, keep_codes=False)
+            _, recon_n = _reconstruct(encode, decode, xn, batch_size, keep_codes=False, labels=labels)
             noisy, recon_nc = _quality(x, recon_n, sample_shape, fx)
             noisy.pop("feature_mse", None)
             noisy["diversity"] = _diversity(x, recon_nc, DIVERSITY_N, x_spread)

@@ -73,6 +73,9 @@ CASES = {
               "reduction": "sum"}],
     "tcvae": [{"encoder": ["64:relu"], "decoder": ["64:relu", "784:sigmoid"], "latent": 4, "beta": 4.0,
                "dataset_size": 256}],
+    # conditioned on the label: one-hot beside a dense input, or as label channels beside a conv one
+    "cvae": [{"encoder": ["64:relu"], "decoder": ["64:relu", "784:sigmoid"], "latent": 4},
+             {"encoder": VAE_CONV_ENC, "decoder": VAE_CONV_DEC, "latent": 2, "classes": 12, "reduction": "sum"}],
 }
 DATA = {"dataset": "synthetic", "limit": 256, "test_limit": 64}
 
@@ -119,6 +122,13 @@ def tiny_family():
     del FAMILIES[TINY.name]
 
 
+def labels_kw(family: str, n: int, cfg=None) -> dict:
+    """``{"labels": …}`` (n classes, cycling) for a conditional family's calls, ``{}`` for any other."""
+    if not FAMILIES[family].conditional:
+        return {}
+    return {"labels": torch.arange(n) % int(getattr(cfg, "classes", 10))}
+
+
 def run_cfg(family: str, model: dict, **train) -> RunConfig:
     return RunConfig.from_dict({"name": f"{family}", "model": {"family": family, **model}, "data": DATA,
                                 "train": {"epochs": 2, "batch_size": 64, **train}})
@@ -159,7 +169,7 @@ def test_the_family_object_documents_what_it_produces(family, model):
     m = build_model(cfg, torch.Generator().manual_seed(0))
     assert bool(getattr(m, "stochastic", False)) == fam.stochastic
     assert fam.code in ("deterministic", "mean", "discrete")
-    diag = fam.diagnose(m, torch.rand(16, cfg.input_dim), cfg, "bce")
+    diag = fam.diagnose(m, torch.rand(16, cfg.input_dim), cfg, "bce", **labels_kw(family, 16, cfg))
     assert set(diag) <= set(fam.diagnostics), "every diagnostic has a doc"
     assert all(fam.diagnostics[k] and fam.diagnostic_label(k) for k in diag)
     assert fam.supports_fast(cfg) == (cfg.fast_plan() is not None)
@@ -202,7 +212,8 @@ def test_shapes_terms_and_split_encoder_decoder(family, model):
     cfg = run_cfg(family, model).model
     m = build_model(cfg, torch.Generator().manual_seed(0))
     x = torch.rand(5, cfg.input_dim)
-    out = m(x, rng=torch.Generator().manual_seed(1))
+    kw = labels_kw(family, 5, cfg)  # a conditional family's labels; its halves take them too
+    out = m(x, rng=torch.Generator().manual_seed(1), **kw)
     assert out.recon.shape == (5, cfg.input_dim)
     assert out.code.shape == (5, cfg.code_dim)
     assert set(out.terms) == set(cfg.term_names())
@@ -210,9 +221,9 @@ def test_shapes_terms_and_split_encoder_decoder(family, model):
     assert math.isfinite(m.reconstruction(out, x, "bce").item())
     m.eval()
     with torch.no_grad():
-        det = m(x)  # no generator: deterministic (a VAE decodes μ)
-        assert torch.allclose(m.decoder(m.encoder(x)), det.recon, atol=1e-6)  # the halves work alone
-        assert torch.equal(m.encode(x), det.code)
+        det = m(x, **kw)  # no generator: deterministic (a VAE decodes μ)
+        assert torch.allclose(m.decoder(m.encoder(x, *kw.values()), *kw.values()), det.recon, atol=1e-6)
+        assert torch.equal(m.encode(x, **kw), det.code)
     if out.logits is not None:
         assert torch.allclose(torch.sigmoid(out.logits), out.recon, atol=1e-6)
 
@@ -222,15 +233,16 @@ def test_a_step_changes_the_weights_and_evaluation_changes_nothing(family, model
     cfg = run_cfg(family, model)
     stepper = PlainStepper(spec_of(cfg), 1e-3, 0.9, 0.999, 1e-7, "cpu")
     x = torch.rand(64, cfg.model.input_dim)
+    kw = labels_kw(family, 64, cfg.model)
     before = {k: v.clone() for k, v in stepper.model.state_dict().items()}
-    ev1 = stepper.evaluate([x], x)
-    ev2 = stepper.evaluate([x], x)
+    ev1 = stepper.evaluate([x], x, **kw)
+    ev2 = stepper.evaluate([x], x, **kw)
     assert all(torch.equal(a, b) for a, b in zip(ev1, ev2))  # deterministic, sampling included
     assert all(torch.equal(before[k], v) for k, v in stepper.model.state_dict().items())
     T = len(stepper.term_names)
     loss, pen, terms = torch.zeros(1), torch.zeros(1), torch.zeros(1, T)
     stepper.train_step([x], x, slice(0, 64), loss, pen, terms if T else None,
-                       torch.Generator().manual_seed(0) if stepper.needs_rng else None)
+                       torch.Generator().manual_seed(0) if stepper.needs_rng else None, **kw)
     assert math.isfinite(float(loss)) and torch.isfinite(terms).all()
     assert float(pen) == pytest.approx(float(terms.sum()), rel=1e-5, abs=1e-7)
     assert any(not torch.equal(before[k], v) for k, v in stepper.model.state_dict().items())
@@ -244,9 +256,10 @@ def test_weights_round_trip_through_safetensors(family, model):
     m2 = build_model(cfg, torch.Generator().manual_seed(1))
     m2.load_state_dict(load(blob))
     x = torch.rand(3, cfg.input_dim)
+    kw = labels_kw(family, 3, cfg)
     m.eval(), m2.eval()
     with torch.no_grad():
-        assert torch.equal(m(x).recon, m2(x).recon)
+        assert torch.equal(m(x, **kw).recon, m2(x, **kw).recon)
 
 
 @pytest.mark.parametrize("family, model", list(_cases()))

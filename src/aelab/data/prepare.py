@@ -223,6 +223,10 @@ class TrainData:
     noise_mode: str = "once"  # "once" | "per_epoch"
     validate_on: str = "clean"  # "clean" | "noisy"
     seed: int = 0
+    #: a conditional model's class labels, int64 on the device, row for row with ``x_train`` / ``x_val``
+    #: (the loop shuffles them with the same permutation); None for every other model
+    y_train: "torch.Tensor | None" = None
+    y_val: "torch.Tensor | None" = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def train_inputs(self, epoch: int) -> torch.Tensor:

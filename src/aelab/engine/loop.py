@@ -53,8 +53,12 @@ class _EpochRows:
     def _make(self, epoch: int):
         perm = permutation(self.n, self.seed, epoch, self.shuffle, self.y.device)
         x_in = [d.train_inputs(epoch) for d in self.datas]
+        # x_train, or the epoch's binary sample (dynamic binarisation: TrainData.train_targets)
+        targets = getattr(self.datas[0], "train_targets", None)
+        y = self.y if targets is None else targets(epoch)
+        labels = self.datas[0].y_train  # a conditional model's class labels, shuffled with the same rows
         if not self.shuffle:
-            return x_in, self.y
+            return x_in, y, labels
         done: dict[int, torch.Tensor] = {}  # one copy per distinct tensor (inputs often are targets)
 
         def rows(t: torch.Tensor) -> torch.Tensor:
@@ -62,10 +66,11 @@ class _EpochRows:
                 done[id(t)] = gather_rows(t, perm)
             return done[id(t)]
 
-        return [rows(t) for t in x_in], rows(self.y)
+        return [rows(t) for t in x_in], rows(y), (None if labels is None else labels.index_select(0, perm))
 
     def get(self, epoch: int):
-        """(inputs per model, targets) for ``epoch``, rows in the epoch's order; starts on the next."""
+        """(inputs per model, targets, labels or None) for ``epoch``, rows in the epoch's order; starts on
+        the next."""
         if self.pending is not None and self.pending[0] == epoch:
             out = self.pending[1].result()
         else:
@@ -288,6 +293,13 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
     # so the stop flag is still checked that often. A stepper that samples takes single steps.
     train_steps = None if needs_rng else getattr(stepper, "train_steps", None)
     val_in = [d.val_inputs() for d in datas]  # drawn before the background thread touches datas
+    # labels (a conditional model's) travel beside the inputs: the stepper trains one model, step by step
+    labelled = datas[0].y_train is not None
+    if labelled and (M != 1 or datas[0].y_val is None or datas[0].y_train.shape[0] != n):
+        raise ValueError("labels need one model per stepper and one label per training and validation row")
+    if labelled:
+        train_steps = None
+    val_labels = {"labels": datas[0].y_val} if labelled else {}
 
     def _epochs(rows: _EpochRows, st: LoopState) -> LoopState:
         from tqdm.auto import tqdm  # deferred: tqdm only once a loop runs, so importing aelab stays cheap
@@ -299,7 +311,10 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                 lr = controls.epoch_lr(epoch)
                 if controls.changes_lr:
                     stepper.set_lr(lr)
-            x_in, y_rows = rows.get(epoch)
+            x_in, y_rows, label_rows = rows.get(epoch)
+            # a conditional model's labels go beside the inputs, sliced with the same batch; other
+            # steppers are called exactly as before
+            with_labels = {} if label_rows is None else {"labels": label_rows}
             start_b = st.batch
             loss_buf.zero_()
             pen_buf.zero_()
@@ -342,7 +357,7 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
                 else:
                     stepper.train_step(x_in, y_rows, slice(b * batch_size, (b + 1) * batch_size), loss_buf[b],
                                        pen_buf[b], term_buf[b] if writes_terms else None,
-                                       generator(seed, STREAM_SAMPLE, epoch, b) if needs_rng else None)
+                                       generator(seed, STREAM_SAMPLE, epoch, b) if needs_rng else None, **with_labels)
                     b += 1
                     if b % update_every == 0:
                         bar.update(update_every)
@@ -369,7 +384,7 @@ def _fit(stepper, datas: Sequence[TrainData], *, epochs: int, batch_size: int, s
             if term_buf is not None and not writes_terms:  # the stepper's one term is its penalty
                 term_buf[:, :, 0] = pen_buf
             train_terms = ((term_buf.double() * w.unsqueeze(2)).sum(0) / n).tolist() if term_buf is not None else None
-            val_loss, val_pen, val_terms = stepper.evaluate(val_in, y_val)
+            val_loss, val_pen, val_terms = stepper.evaluate(val_in, y_val, **val_labels)
             val_loss, val_pen, val_terms = val_loss.tolist(), val_pen.tolist(), val_terms.tolist()
             secs = st.elapsed + (time.perf_counter() - t0)
             for m, h in enumerate(st.histories):

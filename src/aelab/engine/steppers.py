@@ -182,12 +182,13 @@ class _Stepper:
 
     def train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor | slice,
                    loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
-                   rng: torch.Generator | None = None) -> None:
+                   rng: torch.Generator | None = None, **labels: torch.Tensor) -> None:
         """One optimisation step on rows ``idx`` (indices, or a slice of rows already shuffled);
         each model's batch loss into ``loss_out[m]``, the sum of its terms into ``pen_out[m]`` and,
-        for a stepper that names several, each term into ``terms_out[m, t]``."""
+        for a stepper that names several, each term into ``terms_out[m, t]``. ``labels=``: a
+        conditional model's class labels, rows as ``y`` (only :class:`PlainStepper` takes them)."""
         with self.threads:
-            self._train_step(x_in, y, idx, loss_out, pen_out, terms_out, rng)
+            self._train_step(x_in, y, idx, loss_out, pen_out, terms_out, rng, **labels)
 
 
 class PlainStepper(_Stepper):
@@ -224,11 +225,12 @@ class PlainStepper(_Stepper):
 
     def _train_step(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, idx: torch.Tensor,
                     loss_out: torch.Tensor, pen_out: torch.Tensor, terms_out: torch.Tensor | None = None,
-                    rng: torch.Generator | None = None) -> None:
+                    rng: torch.Generator | None = None, labels: torch.Tensor | None = None) -> None:
         xb = _rows(x_in[0], idx)
         yb = _rows(y, idx)
         self.model.train()
-        out = self.model(xb, rng=rng)
+        # a conditional model gets its batch's labels (the same rows); every other model is called as ever
+        out = self.model(xb, rng=rng) if labels is None else self.model(xb, rng=rng, labels=_rows(labels, idx))
         rec = self.model.reconstruction(out, yb, self.spec.loss)
         loss = rec + out.penalty
         self.opt.zero_grad(set_to_none=True)
@@ -244,14 +246,16 @@ class PlainStepper(_Stepper):
         if terms_out is not None and self.term_names:
             terms_out[0].copy_(torch.stack([out.terms[n].detach() for n in self.term_names]) / div)
 
-    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = EVAL_CHUNK):
+    def evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int = EVAL_CHUNK,
+                 labels: torch.Tensor | None = None):
         """Mean loss (terms included), mean penalty and mean of each term over the whole set:
-        ``(1,)``, ``(1,)``, ``(1, T)``."""
+        ``(1,)``, ``(1,)``, ``(1, T)``. ``labels``: a conditional model's class labels, rows as ``y``."""
         with self.threads:
-            return self._evaluate(x_in, y, chunk)
+            return self._evaluate(x_in, y, chunk, labels)
 
     @torch.no_grad()  # not inference_mode: a contractive term differentiates the encoder inside
-    def _evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int):
+    def _evaluate(self, x_in: Sequence[torch.Tensor], y: torch.Tensor, chunk: int,
+                  labels: torch.Tensor | None = None):
         self.model.eval()
         rng = generator(self.spec.sample_seed, STREAM_EVAL) if self.needs_rng else None
         n = y.shape[0]
@@ -260,7 +264,7 @@ class PlainStepper(_Stepper):
         terms = torch.zeros(len(self.term_names), device=self.device, dtype=torch.float64)
         for s in range(0, n, chunk):
             xb, yb = x_in[0][s:s + chunk], y[s:s + chunk]
-            out = self.model(xb, rng=rng)
+            out = self.model(xb, rng=rng) if labels is None else self.model(xb, rng=rng, labels=labels[s:s + chunk])
             b = yb.shape[0]
             w = b / self.model.report_divisor(b)  # a batch mean × its size, or a batch sum as it is
             tot += (self.model.reconstruction(out, yb, self.spec.loss) + out.penalty).double() * w

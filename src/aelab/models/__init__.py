@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any, Union
 
 from ..errors import ConfigError
-from . import ae, contractive, iwae, kl_sparse, tcvae, tied, vae, vqvae
+from . import ae, contractive, cvae, iwae, kl_sparse, tcvae, tied, vae, vqvae
 from .base import ACTIVATION_MODULES, AEOutput, Autoencoder, ModelConfig, make_activation
 from .dense import DenseAutoencoder
 from .family import Family
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (ae.FAMILY, vae.FAMILY, contractive.FAMILY, kl_sparse.FAMILY,
                                                     tied.FAMILY, vqvae.FAMILY, iwae.FAMILY,
-                                                    tcvae.FAMILY)}
+                                                    tcvae.FAMILY, cvae.FAMILY)}
 
 
 def register_family(family: Family) -> Family:

@@ -64,6 +64,16 @@ class Family:
                    values compare (``"ratio"``, ``"diff"``, ``"count"``, or None: not compared);
                    ``of``: a key to show it out of ("2 / 2"); ``target``: a key to show it beside,
                    written with ``target_symbol``; ``table: False``: defined in the appendix only.
+    conditional:   whether the model is conditioned on each sample's class label (a conditional
+                   VAE): its ``forward``, ``encode`` and ``decode`` take ``labels=`` ((B,) int64), the
+                   engine passes the training labels beside the inputs, row for row, ``diagnose``
+                   gets ``labels=`` too, and a data set without labels is refused before training.
+    figures:       optional ``figures(model, data, cfg, names=()) -> {name: (image, caption)}``: the
+                   family's own figures of a finished run (``data``: its
+                   :class:`~aelab.data.prepare.TrainData`, the validation split and, for a conditional
+                   family, its labels; ``names``: the data set's class names). ``image``: PNG bytes, a
+                   NumPy array or a PIL image. Finishing writes each as ``figures/<name>.png`` and
+                   records it in ``metrics.json["figures"]`` with its caption.
     """
 
     name: str
@@ -80,6 +90,8 @@ class Family:
     term_labels: Mapping[str, str] = field(default_factory=dict)
     term_purposes: Mapping[str, str] = field(default_factory=dict)
     shown: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    conditional: bool = False
+    figures: Optional[Callable[..., Mapping[str, tuple[Any, str]]]] = None
 
     def __post_init__(self) -> None:
         if self.code not in CODE_KINDS:

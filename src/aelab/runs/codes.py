@@ -58,30 +58,41 @@ BASELINE_VERSION = 1
 
 
 # -- codes from a model ------------------------------------------------------------------------------
+def _labelled(labels: Any, device, s: int, batch: int) -> dict[str, torch.Tensor]:
+    """``{"labels": rows s … s + batch}`` of a conditional model's labels, or ``{}`` without them."""
+    if labels is None:
+        return {}
+    return {"labels": torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels),
+                                      dtype=torch.long)[s:s + batch].to(device)}
+
+
 @torch.no_grad()
-def encode(model, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
-    """``model.encode`` over ``x`` (N, D) in batches → (N, K) float32 (the code flattened)."""
+def encode(model, x: torch.Tensor, batch: int = 1024, labels: Any = None) -> np.ndarray:
+    """``model.encode`` over ``x`` (N, D) in batches → (N, K) float32 (the code flattened). ``labels``
+    (N,): a conditional model's class labels, passed as ``labels=`` row for row."""
     model.eval()
-    out = [model.encode(x[s:s + batch]).reshape(min(batch, x.shape[0] - s), -1).float().cpu()
-           for s in range(0, x.shape[0], batch)]
+    out = [model.encode(x[s:s + batch], **_labelled(labels, x.device, s, batch)).reshape(min(batch, x.shape[0] - s), -1)
+           .float().cpu() for s in range(0, x.shape[0], batch)]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
 @torch.no_grad()
-def decode(model, z: np.ndarray, device: torch.device | str = "cpu", batch: int = 1024) -> np.ndarray:
-    """``model.decode`` of flat codes ``z`` (M, K) → images (M, D) float32 (the decoder reshapes its input)."""
+def decode(model, z: np.ndarray, device: torch.device | str = "cpu", batch: int = 1024, labels: Any = None) -> np.ndarray:
+    """``model.decode`` of flat codes ``z`` (M, K) → images (M, D) float32 (the decoder reshapes its input).
+    ``labels`` (M,): a conditional model's class labels, one per code."""
     model.eval()
     t = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=device)
-    out = [model.decode(t[s:s + batch]).float().cpu() for s in range(0, t.shape[0], batch)]
+    out = [model.decode(t[s:s + batch], **_labelled(labels, device, s, batch)).float().cpu()
+           for s in range(0, t.shape[0], batch)]
     return torch.cat(out).numpy()
 
 
-def _errors(model, x: torch.Tensor, loss: str, batch: int = 1024) -> np.ndarray:
+def _errors(model, x: torch.Tensor, loss: str, batch: int = 1024, labels: Any = None) -> np.ndarray:
     out = []
     with torch.no_grad():  # no generator: a VAE decodes μ
         for s in range(0, x.shape[0], batch):
             xb = x[s:s + batch]
-            recon = model(xb).recon
+            recon = model(xb, **_labelled(labels, xb.device, s, batch)).recon
             out.append(L.reconstruction_errors(xb.cpu().numpy(), recon.float().cpu().numpy(), loss))
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -95,9 +106,15 @@ def code_arrays(model, cfg, x_train: torch.Tensor, x_test: torch.Tensor, y_train
     tr = L.subsample(x_train.shape[0], MAX_TRAIN, seed)
     te = L.subsample(x_test.shape[0], MAX_TEST, seed + 1)
     xtr, xte = x_train[torch.as_tensor(tr, device=x_train.device)], x_test[torch.as_tensor(te, device=x_test.device)]
+    ltr = lte = None
+    if family_of(cfg.model).conditional:  # a conditional model encodes each sample with its label
+        if y_train is None or y_test is None or len(y_train) != x_train.shape[0] or len(y_test) != x_test.shape[0]:
+            raise DataError(f"{cfg.name}: a conditional model's codes need a label per sample, and the data at hand "
+                            "has none; open it with its labelled data set")
+        ltr, lte = np.asarray(y_train)[tr], np.asarray(y_test)[te]
     out = {"train_index": tr.astype(np.int64), "test_index": te.astype(np.int64),
-           "train_codes": encode(model, xtr), "test_codes": encode(model, xte),
-           "test_errors": _errors(model, xte, cfg.train.loss).astype(np.float32)}
+           "train_codes": encode(model, xtr, labels=ltr), "test_codes": encode(model, xte, labels=lte),
+           "test_errors": _errors(model, xte, cfg.train.loss, labels=lte).astype(np.float32)}
     if y_train is not None and len(y_train) == x_train.shape[0]:
         out["train_labels"] = np.asarray(y_train)[tr].astype(np.int64)
     if y_test is not None and len(y_test) == x_test.shape[0]:

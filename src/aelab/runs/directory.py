@@ -41,6 +41,7 @@ RUN_LAYOUT = {
     RUN_MARK: None, "config.json": None, "history.json": None, "metrics.json": None, "samples.npz": None,
     "weights.safetensors": None, "recon.png": None, "run.json": None, "DONE": None, CODES_FILE: None,
     CHECKPOINT: {"state.safetensors": None, "state.json": None},
+    "figures": {"*.png": None},  # a family's own figures (Family.figures; finish.py)
     "latent": dict(LATENT_LAYOUT),  # aelab latent's default output
     # aelab export's default output (aelab.export.layout.EXPORT_LAYOUT, a layer above: the same names)
     "onnx": {".aelab-export.json": None, "encoder.onnx": None, "decoder.onnx": None, "export.json": None},

@@ -9,6 +9,7 @@ finishing work as well as the epochs. Artifacts and their formats: ``docs/format
 from __future__ import annotations
 
 import contextlib
+import io
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -18,7 +19,7 @@ import safetensors.torch  # called through the module, so a test can stand in fo
 import torch
 
 from .. import __version__
-from .._atomic import atomic_path, write_bytes, write_json
+from .._atomic import atomic_path, ensure_dir, write_bytes, write_json
 from .._owned import clean_temps
 from ..artifacts import RUN_FORMATS, sha256_file
 from .. import kernels as ckernels
@@ -40,6 +41,8 @@ from .spec import RunSpec
 #: what finishing a run does, in order: the test metrics, the family's diagnostics, codes.npz (and the
 #: code-quality numbers), samples.npz, the weights, recon.png, then run.json and DONE
 FINISH_STEPS = ("metrics", "diagnostics", "codes", "samples", "weights", "figure", "record")
+#: where a family's own figures go in a run directory (``Family.figures``)
+FIGURES_DIR = "figures"
 
 
 def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, engine_name: str,
@@ -64,11 +67,14 @@ def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, eng
 
     model.eval()
     noisy = d.noisy_val() if cfg.data.noise_factor > 0 else None
-    metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy,
-                       sample_shape=tuple(cfg.model.input_shape))
-    done()
     fam = family_of(cfg.model)
-    diag = fam.diagnose(model, d.x_val, cfg.model, cfg.train.loss)
+    # a conditional model's validation labels go wherever its validation images go (row for row)
+    val_labels = d.y_val if fam.conditional else None
+    lab = {} if val_labels is None else {"labels": val_labels}
+    metrics = evaluate(model.encode, model.decode, d.x_val, x_test_noisy=noisy,
+                       sample_shape=tuple(cfg.model.input_shape), labels=val_labels)
+    done()
+    diag = fam.diagnose(model, d.x_val, cfg.model, cfg.train.loss, **lab)
     if diag:
         metrics["family"] = {"name": cfg.model.family, **diag}
     if fam.stochastic and fam.code == "mean" and labels is not None and labels[0] is not None:
@@ -81,11 +87,16 @@ def finish_run(spec: RunSpec, model, history: History, d: TrainData, dev, *, eng
     done()
     with torch.no_grad():  # not inference_mode: a contractive forward differentiates its encoder
         n = min(10, d.x_val.shape[0])
-        samples = {"original": d.x_val[:n], "recon": model(d.x_val[:n]).recon}
+        first = {} if val_labels is None else {"labels": val_labels[:n]}
+        samples = {"original": d.x_val[:n], "recon": model(d.x_val[:n], **first).recon}
         if noisy is not None:
             samples["noisy"] = noisy[:n]
-            samples["recon_noisy"] = model(noisy[:n]).recon
+            samples["recon_noisy"] = model(noisy[:n], **first).recon
     samples = {k: v.detach().to("cpu").float().numpy() for k, v in samples.items()}
+    if figures and fam.figures is not None:  # the family's own figures, recorded in metrics.json
+        drawn = write_family_figures(run_dir, fam.figures(model, d, cfg, names=tuple(classes)))
+        if drawn:
+            metrics["figures"] = drawn
     write_json(run_dir / "history.json", history.to_dict())
     write_json(run_dir / "metrics.json", metrics)
     with atomic_path(run_dir / "samples.npz", suffix=".npz") as tmp:
@@ -130,10 +141,52 @@ def prior_sample_quality(model, d: TrainData, train_labels, seed: int, n: int = 
     real = d.x_val[:n]
     net = Q.fit_classifier(x_train, np.asarray(train_labels)[: x_train.shape[0]], seed=0,
                            cache=cache_root() / Q.CACHE_DIR)
-    dims = encode_codes(model, real[:1]).shape[1]
-    fake = decode_codes(model, L.prior_samples(real.shape[0], dims, seed), device=real.device)
-    return {**Q.sample_quality(net, real.detach().cpu().numpy(), fake.reshape(real.shape)),
-            "classifier": "aelab MLP features (comparable only within aelab)"}
+    asked = None
+    if d.y_val is not None and getattr(model, "conditional", False):
+        # a conditional model draws the classes of the test images compared with, in their proportions
+        asked = d.y_val[:n]
+        dims = encode_codes(model, real[:1], labels=asked[:1]).shape[1]
+    else:
+        dims = encode_codes(model, real[:1]).shape[1]
+    fake = decode_codes(model, L.prior_samples(real.shape[0], dims, seed), device=real.device, labels=asked)
+    out = {**Q.sample_quality(net, real.detach().cpu().numpy(), fake.reshape(real.shape)),
+           "classifier": "aelab MLP features (comparable only within aelab)"}
+    if asked is not None:  # does the classifier see the class each sample was asked for?
+        _, probs = Q.features_and_probs(net, fake.reshape(real.shape))
+        out["class_accuracy"] = float((probs.argmax(axis=1) == asked.cpu().numpy()).mean())
+    return out
+
+
+def write_family_figures(run_dir: Path, figs) -> dict:
+    """Write a family's figures (``Family.figures``' mapping: name → (PNG bytes, a NumPy image or a PIL
+    image; caption)) as ``figures/<name>.png`` in ``run_dir``, each atomically; what
+    ``metrics.json["figures"]`` records: ``{name: {"file": "figures/<name>.png", "caption": ...}}``."""
+    out: dict = {}
+    for name, (image, caption) in (figs or {}).items():
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"a family figure's name must be letters, digits, '_' or '-', not {name!r}")
+        rel = f"{FIGURES_DIR}/{name}.png"
+        ensure_dir(run_dir / FIGURES_DIR, "run figures directory")
+        write_bytes(run_dir / rel, png_bytes(image))
+        out[name] = {"file": rel, "caption": str(caption)}
+    return out
+
+
+def png_bytes(image) -> bytes:
+    """PNG bytes of PNG bytes (as they are), a PIL image, or a NumPy image ((H, W) or (H, W, 3|4);
+    floats read as [0, 1], clipped)."""
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    from PIL import Image  # deferred: Pillow (matplotlib's dependency), only for a family's figures
+
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.dtype != np.uint8:
+            a = (np.clip(a.astype(np.float64), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        image = Image.fromarray(a)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> str:

@@ -10,17 +10,22 @@ in this process, a worker process or a Ray task, so the results are the same bit
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..data.cache import DataCache
+from ..data.prepare import TrainData
 from ..engine.graphs import dense_stepper_class
 from ..engine.loop import History, Hooks, LoopState, StopFlag, fit
 from ..engine.schedules import Controls
 from ..engine.steppers import PlainStepper, can_stack, stack_key
+from ..errors import ConfigError
+from ..models import family_of
 from .codes import class_names, labels_for
 from .directory import CHECKPOINT, RunResult, drop_checkpoint, load_checkpoint, prepare_run_dir, save_checkpoint
 from .events import EpochEnded, Event, RunFinished, RunStarted
@@ -88,6 +93,8 @@ def train_group(specs: Sequence[RunSpec], job: GroupJob, data: DataCache, stop: 
     # early stopping and the learning rate per epoch (a group of several runs has neither: constant lr)
     controls = Controls(t)
     datas = [data.train_data(c, dev) for c in cfgs]
+    if conditional(specs[0]):  # a conditional model trains alone (PlainStepper): its labels go beside its data
+        datas = [with_labels(datas[0], data, cfgs[0].data, dev)]
     state = None
     if usable:
         stepper.load_state([{k: v for k, v in ck[0].items() if not k.startswith("loop.")} for ck in cks])
@@ -139,6 +146,32 @@ def train_group(specs: Sequence[RunSpec], job: GroupJob, data: DataCache, stop: 
         emit(RunFinished(s.name, s.index, s.run_dir, res))
         out.append(res)
     return out
+
+
+def conditional(spec: RunSpec) -> bool:
+    """Whether the run's model is conditioned on the class labels (``Family.conditional``)."""
+    return bool(family_of(spec.config.model).conditional)
+
+
+def with_labels(d: TrainData, data: DataCache, data_cfg, dev: torch.device) -> TrainData:
+    """``d`` with its class labels (``y_train``, ``y_val``: int64 on ``dev``, row for row with its
+    training split and its validation split, the test split without ``data.exclude_labels``)."""
+    ytr, yte = labels_for(data, data_cfg)
+    if ytr is None or yte is None:
+        raise ConfigError(f"{data_cfg.dataset} has no labels; " + NO_LABELS)
+    if data_cfg.exclude_labels:
+        yte = yte[~np.isin(yte, np.asarray(data_cfg.exclude_labels))]
+    y_train = torch.as_tensor(np.asarray(ytr, dtype=np.int64), device=dev)
+    y_val = torch.as_tensor(np.asarray(yte, dtype=np.int64), device=dev)
+    if y_train.shape[0] != d.x_train.shape[0] or y_val.shape[0] != d.x_val.shape[0]:
+        raise ConfigError(f"{data_cfg.dataset}: {y_train.shape[0]} training and {y_val.shape[0]} validation labels "
+                          f"for {d.x_train.shape[0]} and {d.x_val.shape[0]} samples; give one label per sample")
+    return dataclasses.replace(d, y_train=y_train, y_val=y_val, _cache={})
+
+
+#: what a conditional family says about a data set without labels
+NO_LABELS = ("the conditional VAE (cvae) needs a class label per sample: use a labelled data set (mnist, digits, "
+             "synthetic, shapes, a folder with one sub-folder per class, a CSV --label-column, an .npz with y)")
 
 
 def _epoch_ended(spec: RunSpec, h: History, epochs: int) -> EpochEnded:

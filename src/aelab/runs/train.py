@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 
 from .._atomic import check_out_path, ensure_dir
@@ -27,7 +28,9 @@ from ..data.cache import DataCache
 from .. import kernels as ckernels
 from ..engine.loop import Interrupted, StopFlag
 from ..engine.steppers import build_initial_model
-from ..errors import AelabError
+from ..errors import AelabError, ConfigError
+from ..models import family_of
+from .codes import labels_for
 from ..engine.memory import check_fits
 from .directory import (RUN_LAYOUT, RunResult, checkpoint_position, cleanup_unstarted, clear_run_dir,
                         interruption_summary, read_result, run_dir_state, write_run_mark)
@@ -35,7 +38,7 @@ from .events import OnEvent, Tracker
 from .executors import Executor, open_executor
 from .executors.schedule import group_cost, balance_groups
 from .finish import FINISH_STEPS
-from .group import GroupJob, group_key
+from .group import NO_LABELS, GroupJob, group_key
 from .progress import RunProgress, fan_out
 from .spec import RunSpec
 
@@ -119,6 +122,7 @@ def _train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], ex: Executo
     for s in specs:
         if run_dir_state(s, opts.overwrite) != "done":
             data.check(s.config)  # data problems surface here, before any directory is touched
+            check_labels(s.config, data)  # a conditional model's labels too
             if ex.name == "local":  # a model too large for this machine, before anything is allocated
                 check_fits(s.config, dev)
             if s.config.model.init_weights:  # and starting weights that do not fit the model
@@ -173,6 +177,22 @@ def _train_runs(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], ex: Executo
                 raise Interrupted(line) from None
             raise
     return [results[s.index] for s in specs]
+
+
+def check_labels(cfg: RunConfig, data: DataCache) -> None:
+    """A conditional family (``Family.conditional``) needs a label per sample, each within its
+    ``model.classes``: one :class:`~aelab.errors.ConfigError` line otherwise, before anything is written."""
+    if not family_of(cfg.model).conditional:
+        return
+    ytr, yte = labels_for(data, cfg.data)
+    if ytr is None or yte is None:
+        raise ConfigError(f"{cfg.data.dataset} has no labels; {NO_LABELS}")
+    k = int(getattr(cfg.model, "classes", 0))
+    top = int(max(np.max(ytr, initial=0), np.max(yte, initial=0)))
+    low = int(min(np.min(ytr, initial=0), np.min(yte, initial=0)))
+    if low < 0 or top >= k:
+        raise ConfigError(f"{cfg.data.dataset} has labels from {low} to {top}, but model.classes is {k}; set "
+                          f"model.classes = {top + 1} (--set model.classes={top + 1})")
 
 
 def _train_todo(todo: Sequence[RunSpec], results: dict[int, RunResult], ex: Executor, opts: TrainOptions,

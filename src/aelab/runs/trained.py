@@ -9,7 +9,10 @@ decodings and reconstructions come back in the data's range and shape (float32, 
 inverted). So a notebook never scales by hand, and cannot scale differently from training.
 
 What ``encode`` gives is the family's code (``Family.code``): a deterministic code, or the
-posterior mean of a VAE; nothing is sampled, so encoding twice gives the same code.
+posterior mean of a VAE; nothing is sampled, so encoding twice gives the same code. A conditional
+VAE (``Family.conditional``) encodes, decodes and reconstructs each sample with its class label:
+its ``encode``/``decode``/``reconstruct`` take ``labels=`` (one integer class per sample, or one
+for all) and refuse, in one line, to run without them; every other family refuses ``labels=``.
 """
 
 from __future__ import annotations
@@ -207,29 +210,73 @@ class TrainedRun:
         flat = self.scaler.invert(scaled.detach().float().cpu().numpy())
         return flat.reshape(len(flat), *self.sample_shape)
 
-    def encode(self, x: Any) -> np.ndarray:
+    @property
+    def conditional(self) -> bool:
+        """Whether the model is conditioned on class labels (a conditional VAE): then :meth:`encode`,
+        :meth:`decode` and :meth:`reconstruct` need ``labels=``, one integer class per sample."""
+        return bool(family_of(self.config.model).conditional)
+
+    def _labels(self, labels: Any, n: int, what: str) -> dict[str, torch.Tensor]:
+        """``{"labels": (n,) int64}`` for a conditional model, ``{}`` for any other; one line when they
+        are missing, given to a model that takes none, or not one class in 0 … classes − 1 per sample."""
+        name = self.config.name
+        if not self.conditional:
+            if labels is not None:
+                raise ConfigError(f"{name}: a {family_of(self.config.model).label} takes no labels; call {what}() "
+                                  "without labels=")
+            return {}
+        k = int(getattr(self.config.model, "classes", 0))
+        if labels is None:
+            raise ConfigError(f"{name} is a conditional VAE: {what}() needs labels=, one class in 0 … {k - 1} per "
+                              "sample (the data's y_train / y_test)")
+        y = np.asarray(labels)
+        if y.ndim == 0:  # one class for every sample
+            y = np.full(n, y)
+        if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{name}: labels= must be {n} integer classes (one per sample), got an array of "
+                            f"shape {tuple(y.shape)} and type {y.dtype}")
+        if n and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise DataError(f"{name}: labels= must lie in 0 … {k - 1} (the model's classes), got {int(y.min())} … "
+                            f"{int(y.max())}")
+        return {"labels": torch.from_numpy(y.astype(np.int64)).to(self.device)}
+
+    @staticmethod
+    def _rows(labels: dict[str, torch.Tensor], s: int) -> dict[str, torch.Tensor]:
+        return {k: v[s:s + BATCH] for k, v in labels.items()}
+
+    def encode(self, x: Any, labels: Any = None) -> np.ndarray:
         """Codes of samples ``x`` ``(N, *sample_shape)`` in the data's range → float32 ``(N, K)``
-        (the code flattened; a VAE's posterior mean μ)."""
+        (the code flattened; a VAE's posterior mean μ). ``labels``: for a conditional VAE (required
+        there, refused elsewhere), each sample's class — ``(N,)`` integers, or one integer for all."""
         t = self._inputs(x)
+        lab = self._labels(labels, len(t), "encode")
         with torch.no_grad():
-            out = [self.model.encode(t[s:s + BATCH]).reshape(len(t[s:s + BATCH]), -1) for s in range(0, len(t), BATCH)]
+            out = [self.model.encode(t[s:s + BATCH], **self._rows(lab, s)).reshape(len(t[s:s + BATCH]), -1)
+                   for s in range(0, len(t), BATCH)]
         return torch.cat(out).float().cpu().numpy() if out else np.zeros((0, 0), np.float32)
 
-    def decode(self, z: Any) -> np.ndarray:
-        """Samples decoded from codes ``z`` ``(M, K)`` → float32 ``(M, *sample_shape)`` in the data's range."""
+    def decode(self, z: Any, labels: Any = None) -> np.ndarray:
+        """Samples decoded from codes ``z`` ``(M, K)`` → float32 ``(M, *sample_shape)`` in the data's range.
+        ``labels``: for a conditional VAE (required there), the class to draw each code as — ``(M,)``
+        integers, or one integer for all (the same code decoded with another label: the same style
+        as another class)."""
         t = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(self.device)
         if t.ndim != 2:
             raise DataError(f"{self.config.name}: expected codes of shape (M, K), got an array of shape {tuple(t.shape)}")
+        lab = self._labels(labels, len(t), "decode")
         with torch.no_grad():
-            out = [self.model.decode(t[s:s + BATCH]).reshape(len(t[s:s + BATCH]), -1) for s in range(0, len(t), BATCH)]
+            out = [self.model.decode(t[s:s + BATCH], **self._rows(lab, s)).reshape(len(t[s:s + BATCH]), -1)
+                   for s in range(0, len(t), BATCH)]
         return self._outputs(torch.cat(out) if out else t.new_zeros((0, math.prod(self.sample_shape))))
 
-    def reconstruct(self, x: Any) -> np.ndarray:
+    def reconstruct(self, x: Any, labels: Any = None) -> np.ndarray:
         """The model's reconstructions of samples ``x`` ``(N, *sample_shape)``, in the data's range and
-        shape (float32). Deterministic: a VAE decodes its posterior mean, nothing is sampled."""
+        shape (float32). Deterministic: a VAE decodes its posterior mean, nothing is sampled.
+        ``labels``: as :meth:`encode`'s (a conditional VAE's samples' classes)."""
         t = self._inputs(x)
+        lab = self._labels(labels, len(t), "reconstruct")
         with torch.no_grad():
-            out = [self.model(t[s:s + BATCH]).recon for s in range(0, len(t), BATCH)]
+            out = [self.model(t[s:s + BATCH], **self._rows(lab, s)).recon for s in range(0, len(t), BATCH)]
         return self._outputs(torch.cat(out) if out else t)
 
 
