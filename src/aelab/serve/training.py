@@ -45,6 +45,8 @@ from .workspace import PathRefused, Workspace, _history
 RECON_N = 10
 #: the test codes the Train page's map shows each epoch
 MAP_N = 300
+#: the most of the wall time the per-epoch preview may take (it waits after each draw)
+PREVIEW_SHARE = 0.1
 
 
 # -- the form ----------------------------------------------------------------------------------------
@@ -474,7 +476,10 @@ class _Preview:
     """What the page shows of each epoch besides its losses — a reconstruction row and the map of
     :data:`MAP_N` test codes — computed from the checkpoint the run writes at each epoch's end, in a
     thread of its own: the training thread never waits for it (``benchmarks/serve.py`` measures
-    that the page trains as fast per epoch as ``aelab train``). Only the latest epoch is drawn.
+    that the page trains as fast per epoch as ``aelab train``). Only the latest epoch is drawn, and
+    the preview takes at most :data:`PREVIEW_SHARE` of the wall time: on a 2-core machine its
+    forward passes compete with training for the CPU (and the GIL), so when epochs are shorter
+    than ~10 previews, it draws every few epochs instead of every one.
 
     The map is the code itself when it has two dimensions, else its PCA plane, turned (a rotation
     or reflection in the plane, never a stretch) to lie closest to the previous epoch's map: a PCA
@@ -489,6 +494,7 @@ class _Preview:
         self.done = False
         self.x = self.xm = self.ym = None
         self.prev = None  # (N, 2): the previous epoch's map
+        self.rest_until = 0.0  # monotonic time before which no preview starts (PREVIEW_SHARE)
         self.thread = threading.Thread(target=self._loop, name=f"aelab-preview-{job.rel}", daemon=True)
         self.thread.start()
 
@@ -506,8 +512,8 @@ class _Preview:
     def _loop(self) -> None:
         while True:
             with self.cv:
-                while self.wanted is None and not self.done:
-                    self.cv.wait()
+                while (self.wanted is None or time.monotonic() < self.rest_until) and not self.done:
+                    self.cv.wait(None if self.wanted is None else max(0.01, self.rest_until - time.monotonic()))
                 if self.done:
                     return
                 epoch, self.wanted = self.wanted, None
@@ -524,7 +530,9 @@ class _Preview:
                 if got is not None:
                     setattr(self.job, kind, got)
                     self.job.push({"type": kind, **got})
-            self.job.frame_seconds.append(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            self.job.frame_seconds.append(took)
+            self.rest_until = time.monotonic() + took * (1 - PREVIEW_SHARE) / PREVIEW_SHARE
 
     def _open(self):
         """The model as the checkpoint holds it (the end of the latest epoch), as a TrainedRun."""
