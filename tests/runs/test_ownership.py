@@ -279,12 +279,12 @@ def test_a_studys_killed_writes_are_cleaned_when_it_runs_again(tiny, tmp_path):
 def test_default_output_folders_tell_apart_data_quick_and_settings(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     base = _base(tmp_path)
-    assert main(["study", str(tiny), "--quick", "-q", "--no-report"]) == 0
-    assert main(["study", str(tiny), "--quick", "--set", "data.dataset=digits", "-q", "--no-report"]) == 0
+    assert main(["study", str(tiny), "--quick", "-q", "--no-report", "--workers", "1"]) == 0  # names, not workers: no pool
+    assert main(["study", str(tiny), "--quick", "--set", "data.dataset=digits", "-q", "--no-report", "--workers", "1"]) == 0
     assert main(["sweep", "--config", str(base), "--param", "train.lr", "--values", "0.001,0.002", "-q",
-                 "--no-report"]) == 0
+                 "--no-report", "--workers", "1"]) == 0
     assert main(["sweep", "--config", str(base), "--param", "train.lr", "--values", "0.001,0.002", "--dataset",
-                 "digits", "-q", "--no-report"]) == 0
+                 "digits", "-q", "--no-report", "--workers", "1"]) == 0
     made = sorted(p.name for p in (tmp_path / "studies-out").iterdir())
     assert made == ["sweep-base-lr", "sweep-base-lr-digits", "tiny-quick", "tiny-quick-digits"]
     data = {n: json.loads((tmp_path / "studies-out" / n / "results.json").read_text()) for n in made}
