@@ -227,7 +227,7 @@ def test_a_sweep_with_other_values_is_another_sweep(tmp_path, capsys):
     out = tmp_path / "sw"
     base = _base(tmp_path)
     assert main(["sweep", "--config", str(base), "--param", "train.lr", "--values", "0.001,0.002",
-                 "--out", str(out), "-q", "--no-report"]) == 0
+                 "--out", str(out), "-q", "--no-report", "--workers", "1"]) == 0  # identity, not the pool
     before = tree(out)
     capsys.readouterr()
     assert main(["sweep", "--config", str(base), "--param", "train.lr", "--values", "0.001,0.004",
@@ -235,7 +235,7 @@ def test_a_sweep_with_other_values_is_another_sweep(tmp_path, capsys):
     assert "already holds sweep base: train.lr over 0.001,0.002" in one_line(capsys)
     assert tree(out) == before
     assert main(["sweep", "--config", str(base), "--param", "train.lr", "--values", "0.001,0.002",
-                 "--out", str(out), "-q", "--no-report"]) == 0
+                 "--out", str(out), "-q", "--no-report", "--workers", "1"]) == 0
 
 
 def test_a_study_into_a_folder_of_other_files_or_a_run_is_refused(tiny, tmp_path, capsys):
