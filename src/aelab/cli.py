@@ -128,6 +128,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="fit min–max on the training split, or on each split (the seed's way)")
     d.add_argument("--noise-factor", type=float, metavar="F", help="denoising: inputs clip(x + F·N(0,1), 0, 1)")
     d.add_argument("--noise-mode", choices=["once", "per_epoch"], help="draw the noise once (the seed) or every epoch")
+    d.add_argument("--binarize", choices=["none", "dynamic", "static", "threshold"],
+                   help="binary images for a Bernoulli likelihood: dynamic = a fresh Bernoulli sample of the grey "
+                        "values each epoch (inputs and targets), static = one sample, threshold = round at 0.5; the "
+                        "test split is binarised once, the same for every run (default none)")
     d.add_argument("--validate-on", choices=["clean", "noisy"], help="validation inputs for a denoising run (the seed: clean)")
     d.add_argument("--limit", type=int, metavar="N", help="use the first N training images (and N/6 test images)")
     d.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images")
@@ -155,6 +159,7 @@ FLAG_KEYS = {
     "dataset": "data.dataset", "channels": "data.channels", "image_size": "data.image_size",
     "test_fraction": "data.test_fraction", "label_column": "data.label_column", "scaling": "data.scaling", "scaler_fit": "data.scaler_fit",
     "noise_factor": "data.noise_factor", "noise_mode": "data.noise_mode", "validate_on": "data.validate_on",
+    "binarize": "data.binarize",
     "limit": "data.limit", "test_limit": "data.test_limit", "exclude_labels": "data.exclude_labels",
     "epochs": "train.epochs", "batch_size": "train.batch_size",
     "lr": "train.lr", "loss": "train.loss", "seed": "train.seed",

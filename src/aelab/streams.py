@@ -1,7 +1,7 @@
 """Reproducible random streams: every random draw of a run derives from (run seed, stream, epoch).
 
 A stream is a small integer naming what the numbers are for (initial weights, the epoch's
-shuffle, a denoising autoencoder's noise, a VAE's ε, evaluation). :func:`derived_seed` turns
+shuffle, a denoising autoencoder's noise, a VAE's ε, evaluation, binarised data's samples). :func:`derived_seed` turns
 ``(seed, stream, epoch[, batch])`` into an independent 63-bit seed through
 ``numpy.random.SeedSequence``, so streams share no state: a run resumed mid-epoch replays exactly
 the draws an uninterrupted one made, and drawing more in one stream never shifts another. Below
@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 STREAM_INIT, STREAM_SHUFFLE, STREAM_NOISE, STREAM_SAMPLE, STREAM_EVAL = 0, 1, 2, 3, 4
+#: the Bernoulli samples of binarised data (``data.binarize``)
+STREAM_BINARIZE = 5
 
 
 def derived_seed(seed: int, stream: int, epoch: int = 0, batch: int | None = None) -> int:
@@ -40,4 +42,4 @@ def generator(seed: int, stream: int, epoch: int = 0, batch: int | None = None) 
     return g
 
 
-__all__ = ["STREAM_EVAL", "STREAM_INIT", "STREAM_NOISE", "STREAM_SAMPLE", "STREAM_SHUFFLE", "derived_seed", "generator"]
+__all__ = ["STREAM_BINARIZE", "STREAM_EVAL", "STREAM_INIT", "STREAM_NOISE", "STREAM_SAMPLE", "STREAM_SHUFFLE", "derived_seed", "generator"]

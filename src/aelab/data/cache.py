@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ConfigError
 from .config import DataConfig
 from .dataset import Dataset
-from .prepare import TrainData, scale
+from .prepare import TrainData, binarize_fixed, scale
 from .ranges import RunConfig, warn_unreachable
 from .registry import fingerprint, load
 from .source import DataOptions
@@ -158,11 +158,16 @@ class DataCache:
         key = data_key(cfg, self.content(cfg)) + (str(device),)
         if key not in self._tensors:
             ftr, fte = self._scaled(cfg)
-            self._tensors[key] = (
-                torch.from_numpy(np.ascontiguousarray(ftr.reshape(len(ftr), -1))).to(device),
-                torch.from_numpy(np.ascontiguousarray(fte.reshape(len(fte), -1))).to(device),
-                self.dataset(cfg).y_test,
-            )
+            if cfg.binarize != "none":
+                _check_unit_range(cfg, ftr, fte)
+            xtr = torch.from_numpy(np.ascontiguousarray(ftr.reshape(len(ftr), -1)))
+            xte = torch.from_numpy(np.ascontiguousarray(fte.reshape(len(fte), -1)))
+            # binarised on the CPU, then moved: the same bits on any device. The test split once from a
+            # fixed stream (every run's the same); the training split too unless it is drawn per epoch.
+            xte = binarize_fixed(xte, cfg.binarize, "test")
+            if cfg.binarize != "dynamic":
+                xtr = binarize_fixed(xtr, cfg.binarize, "train")
+            self._tensors[key] = (xtr.to(device), xte.to(device), self.dataset(cfg).y_test)
         return self._tensors[key]
 
     def train_data(self, cfg: RunConfig, device: torch.device) -> TrainData:
@@ -179,7 +184,16 @@ class DataCache:
                 self._tensors[key] = xte[torch.from_numpy(keep).to(xte.device)]
             xte = self._tensors[key]
         return TrainData(xtr, xte, noise_factor=d.noise_factor, noise_mode=d.noise_mode,
-                         validate_on=d.validate_on, seed=cfg.train.seed)
+                         validate_on=d.validate_on, seed=cfg.train.seed, binarize=d.binarize)
+
+
+def _check_unit_range(cfg: DataConfig, *splits: np.ndarray) -> None:
+    """Binarising reads values as probabilities: refuse data scaled outside [0, 1]."""
+    for x in splits:
+        if x.size and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+            raise ConfigError(f"data.binarize {cfg.binarize} needs values in [0, 1], but {cfg.dataset} scaled by "
+                              f"unit lies in [{float(x.min()):g}, {float(x.max()):g}]; binarize image data, or "
+                              "set binarize = \"none\"")
 
 
 def _check_labels(cfg: DataConfig, ds: Dataset) -> None:

@@ -31,7 +31,15 @@ from .source import SourceOptions, source_for
 #: Options added after run directories existed: left out of the hash while at their defaults, so a
 #: config that does not use them keeps the hash (and the cached runs) it always had.
 LATER_DEFAULTS = {"channels": None, "image_size": None, "test_fraction": 0.2, "split_seed": 0,
-                  "label_column": None, "exclude_labels": []}
+                  "label_column": None, "exclude_labels": [], "binarize": "none"}
+
+#: ``data.binarize``: what each value means (the CLI's and the errors' words)
+BINARIZE_MODES = {
+    "none": "the grey values as they are",
+    "dynamic": "each epoch's training images a fresh Bernoulli sample of the grey values (Salakhutdinov & Murray 2008)",
+    "static": "the training images one Bernoulli sample of the grey values, drawn once from a fixed stream",
+    "threshold": "every value at or above 0.5 set to 1, below to 0",
+}
 
 
 class DataConfig(Frozen):
@@ -56,6 +64,11 @@ class DataConfig(Frozen):
     noise_mode: Literal["once", "per_epoch"] = "once"
     #: What the validation loss is computed on: the seed validates 4.1 on clean → clean.
     validate_on: Literal["clean", "noisy"] = "clean"
+    #: Binary images for a Bernoulli likelihood (:data:`BINARIZE_MODES`): "dynamic" draws each epoch's
+    #: training images as Bernoulli samples of the grey values (inputs and targets alike), "static" one
+    #: sample for the whole run, "threshold" rounds at 0.5. The test split is binarised once from a
+    #: fixed stream (threshold: rounded), the same for every run, so test NLLs compare.
+    binarize: Literal["none", "dynamic", "static", "threshold"] = "none"
     #: Use only the first N training (and N//6 test, at least 1) images: quick runs and tests.
     limit: int | None = Field(default=None, gt=0)
     test_limit: int | None = Field(default=None, gt=0)
@@ -115,6 +128,18 @@ class DataConfig(Frozen):
         if isinstance(v, dict) and isinstance(dataset, str):
             return source_for(dataset).Options.model_validate(v)
         return handler(v)
+
+    @model_validator(mode="after")
+    def _binarize_needs_unit(self) -> "DataConfig":
+        if self.binarize == "none":
+            return self
+        if self.scaling != "unit":
+            raise ValueError(f"data.binarize {self.binarize} samples values in [0, 1] as probabilities, but data.scaling "
+                             f"is {self.scaling}; use scaling = \"unit\" or binarize = \"none\"")
+        if self.noise_factor > 0:
+            raise ValueError(f"data.binarize {self.binarize} and data.noise_factor {self.noise_factor} both change the "
+                             "inputs; drop one (noise_factor = 0 or binarize = \"none\")")
+        return self
 
     @field_validator("noise_factor", mode="before")
     @classmethod

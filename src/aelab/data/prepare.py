@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
-from ..streams import STREAM_NOISE, generator
+from ..streams import STREAM_BINARIZE, STREAM_NOISE, generator
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -207,9 +207,37 @@ def add_noise(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tenso
     return (x + factor * noise.to(x.device)).clamp_(0.0, 1.0)
 
 
+def bernoulli(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A binary sample of ``x`` (values in [0, 1] as probabilities): 1 where a uniform draw from ``g``
+    falls below the value, float32, a new tensor on ``x``'s device. The uniforms are drawn on the CPU
+    from ``g``, so a run draws the same bits on any device; 0 stays 0 and 1 stays 1."""
+    import torch  # deferred: as in add_noise
+
+    u = torch.rand(x.shape, generator=g, dtype=torch.float32)
+    return (u.to(x.device) < x).to(torch.float32)
+
+
+#: the fixed streams of binarised data: the test split's sample (every run's, whatever its seed, so
+#: test NLLs compare) and a static training sample
+BINARIZE_TEST_STREAM = (0, STREAM_BINARIZE, 0xFFFF)
+BINARIZE_STATIC_STREAM = (0, STREAM_BINARIZE, 0xFFFE)
+
+
+def binarize_fixed(x: torch.Tensor, mode: str, split: str) -> torch.Tensor:
+    """``x`` binarised once, the same for every run: "threshold" rounds at 0.5; "dynamic" and "static"
+    draw a Bernoulli sample from a fixed stream (:data:`BINARIZE_TEST_STREAM` for ``split="test"``,
+    :data:`BINARIZE_STATIC_STREAM` for a static training split). "none": ``x`` itself."""
+    if mode == "none":
+        return x
+    if mode == "threshold":
+        return (x >= 0.5).to(x.dtype)
+    return bernoulli(x, generator(*(BINARIZE_TEST_STREAM if split == "test" else BINARIZE_STATIC_STREAM)))
+
+
 @dataclass
 class TrainData:
-    """One model's data, on the device. Inputs may be noisy; targets are always clean.
+    """One model's data, on the device. Inputs may be noisy; targets are clean, or with dynamic
+    binarisation the epoch's binary sample, which is then the inputs too.
 
     x_train: (N, D) clean training samples (the targets, and the inputs without noise).
     x_val:   (Nv, D) clean validation samples.
@@ -223,6 +251,10 @@ class TrainData:
     noise_mode: str = "once"  # "once" | "per_epoch"
     validate_on: str = "clean"  # "clean" | "noisy"
     seed: int = 0
+    #: "dynamic": x_train holds the grey values, and each epoch's inputs and targets are one Bernoulli
+    #: sample of them from the stream ``(seed, STREAM_BINARIZE, epoch)``; anything else: x_train as it is
+    #: (a static or thresholded split is binarised before it gets here)
+    binarize: str = "none"
     #: a conditional model's class labels, int64 on the device, row for row with ``x_train`` / ``x_val``
     #: (the loop shuffles them with the same permutation); None for every other model
     y_train: "torch.Tensor | None" = None
@@ -230,7 +262,9 @@ class TrainData:
     _cache: dict = field(default_factory=dict, repr=False)
 
     def train_inputs(self, epoch: int) -> torch.Tensor:
-        """The training inputs for ``epoch`` (0-based): clean, or noisy as configured."""
+        """The training inputs for ``epoch`` (0-based): clean, noisy or binarised as configured."""
+        if self.binarize == "dynamic":
+            return self.train_targets(epoch)
         if self.noise_factor <= 0:
             return self.x_train
         key = ("train", 0 if self.noise_mode == "once" else epoch)
@@ -238,6 +272,17 @@ class TrainData:
             self._cache = {k: v for k, v in self._cache.items() if k[0] != "train"}
             # "once" follows the seed: train noise then test noise, drawn before training.
             self._cache[key] = add_noise(self.x_train, self.noise_factor, generator(self.seed, STREAM_NOISE, key[1]))
+        return self._cache[key]
+
+    def train_targets(self, epoch: int) -> torch.Tensor:
+        """The training targets for ``epoch``: ``x_train``, or with dynamic binarisation the epoch's binary
+        sample (the very tensor :meth:`train_inputs` gives, drawn once)."""
+        if self.binarize != "dynamic":
+            return self.x_train
+        key = ("binary", epoch)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != "binary"}
+            self._cache[key] = bernoulli(self.x_train, generator(self.seed, STREAM_BINARIZE, epoch))
         return self._cache[key]
 
     def noisy_val(self) -> torch.Tensor:
@@ -251,4 +296,4 @@ class TrainData:
         return self.noisy_val() if self.validate_on == "noisy" else self.x_val
 
 
-__all__ = ["TrainData", "add_noise", "as_flat", "as_images", "scale"]
+__all__ = ["TrainData", "add_noise", "bernoulli", "binarize_fixed", "as_flat", "as_images", "scale"]
