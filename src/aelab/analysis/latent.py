@@ -200,6 +200,13 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
     dims = int(z_test.shape[1])
     family = cfg.model.family
     stochastic = bool(getattr(model, "stochastic", False))
+    # a conditional model (a conditional VAE) decodes every code with a class label: a walk keeps its
+    # image's own label; every other model is called without labels
+    conditional = bool(family_of(cfg.model).conditional)
+
+    def as_class(y: Any, n: int) -> dict[str, np.ndarray]:
+        return {"labels": np.full(n, int(y), dtype=np.int64)} if conditional else {}
+
     # a discrete code (codebook indices) is a name per position, not a point: measured one-hot, shown as the
     # histogram of the entries it uses, and never laid out in 2-D, interpolated or traversed
     discrete = family_of(cfg.model).code == "discrete"
@@ -273,12 +280,15 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
                 y_show = y_test[:10] if y_test is not None else None
             else:
                 x_show, y_show = _first_test_images(run_dir), None
+            if conditional and y_show is None:  # no labels at hand for these images: no walks
+                x_show = None
             if x_show is not None and x_show.shape[0] >= 2:
-                z_show = encode(model, x_show)
+                z_show = encode(model, x_show, labels=None if not conditional else np.asarray(y_show[:len(x_show)]))
                 rows = []
                 originals = x_show.cpu().numpy()
                 for a, b in [(0, 1), (2, 3), (4, 5)][: x_show.shape[0] // 2]:
-                    path = decode(model, L.interpolate(z_show[a], z_show[b], 8, spherical=stochastic))
+                    path = decode(model, L.interpolate(z_show[a], z_show[b], 8, spherical=stochastic),
+                                  **as_class(y_show[a] if conditional else 0, 8))  # a conditional one: A's class
                     name = (f"{_class_name(y_show[a], names)} → {_class_name(y_show[b], names)}" if y_show is not None
                             else f"image {a + 1} → {b + 1}")
                     rows.append((name, np.concatenate([originals[a:a + 1], path, originals[b:b + 1]])))
@@ -291,7 +301,8 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
                 for d in order:
                     vals = L.traversal_values(z_test, int(d), 9, prior=stochastic)
                     trows.append((f"dimension {int(d) + 1}", np.concatenate(
-                        [originals[:1], decode(model, L.traversal(z_show[0], int(d), vals))])))
+                        [originals[:1], decode(model, L.traversal(z_show[0], int(d), vals),
+                                               **as_class(y_show[0] if conditional else 0, len(vals)))])))
                 figures["traversal.png"] = LF.image_rows(
                     trows, shape, title="one code dimension changed at a time, the others kept at the image's code "
                                         + ("(−2.5 … +2.5, the prior's σ)" if stochastic
@@ -304,11 +315,20 @@ def _analyse(run_dir: Path, out: Path, model, cfg, t0: float, *, data, baselines
                 else:
                     lo, hi = np.percentile(z_test, 2, axis=0), np.percentile(z_test, 98, axis=0)
                     pts, xs, ys = L.manifold_grid(15, prior=False, lo=lo, hi=hi)
-                figures["manifold.png"] = LF.manifold(decode(model, pts), xs, ys, shape, prior=stochastic)
-            if stochastic:
+                first = int(y_test[0]) if conditional and y_test is not None else 0
+                if not conditional or y_test is not None:
+                    figures["manifold.png"] = LF.manifold(decode(model, pts, **as_class(first, len(pts))), xs, ys,
+                                                          shape, prior=stochastic)
+            if stochastic and not conditional:
                 figures["prior.png"] = LF.image_rows(
                     [(f"row {i + 1}", decode(model, L.prior_samples(10, dims, seed + i))) for i in range(4)], shape,
                     title="decoded samples z ~ N(0, I) from the prior")
+            elif stochastic and y_test is not None:  # a conditional model: one row per class, the same draws
+                z = L.prior_samples(10, dims, seed)
+                figures["prior.png"] = LF.image_rows(
+                    [(_class_name(int(c), names), decode(model, z, **as_class(c, 10)))
+                     for c in sorted(set(np.asarray(y_test).tolist()))], shape,
+                    title="decoded samples z ~ N(0, I) from the prior, one row per class")
     for name, png in figures.items():
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(png)
@@ -393,7 +413,9 @@ def _check_codes_fit(run_dir: Path, arrays: dict[str, np.ndarray], model, cfg, t
     """A valid codes.npz is this run's: codes as wide as the model's, positions inside its splits."""
     fix = f"run aelab latent {run_dir} --recompute to rebuild it from the model"
     path = Path(run_dir) / CODES_FILE
-    width = encode(model, torch.zeros(1, int(np.prod(tuple(cfg.model.input_shape))))).shape[1]
+    # a conditional model encodes with a label: any class does for the code's width
+    lab = {"labels": np.zeros(1, dtype=np.int64)} if family_of(cfg.model).conditional else {}
+    width = encode(model, torch.zeros(1, int(np.prod(tuple(cfg.model.input_shape)))), **lab).shape[1]
     if arrays["test_codes"].shape[1] != width:
         raise DataError(f"{path} holds {arrays['test_codes'].shape[1]}-D codes, the run's model makes {width}-D "
                         f"ones; {fix}")

@@ -49,7 +49,7 @@ from .._lock import dir_lock, is_lock_file
 from .._owned import clean_temps, names_text, output_contents, write_mark
 from ..artifacts import read_json, read_samples, retrain_fix
 from ..config import config_hash
-from ..errors import AelabError
+from ..errors import AelabError, ConfigError
 from ..models import family_of
 from ..runs.trained import TrainedRun, open_run
 from . import graphs as G
@@ -138,6 +138,9 @@ def to_onnx(run_or_dir, out_dir: Optional[str | Path] = None, *, opset: int = OP
     require_onnx()
     opset = check_opset(opset)
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else open_run(run_or_dir, data=data)
+    if family_of(run.config.model).conditional:
+        raise ConfigError(f"{run.config.name}: a conditional VAE's encoder and decoder both take the class label as a "
+                          "second input, and aelab export writes one-input graphs; export a run of another family")
     given = out_dir is not None and str(out_dir) != ""
     out = Path(out_dir) if given else Path(run.run_dir) / DEFAULT_DIR
     if given:
