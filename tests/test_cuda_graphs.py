@@ -27,6 +27,7 @@ from aelab.engine.loop import Hooks, Interrupted, LoopState, StopFlag, TrainData
 from aelab.engine.steppers import PlainStepper, StackedDenseStepper
 from aelab.errors import ConfigError, TrainingError
 from aelab.runs import DataCache, spec_of
+from conftest import StopAfter
 
 CPU = torch.device("cpu")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (captures a CUDA graph)")
@@ -371,27 +372,13 @@ def test_train_runs_uses_the_graph_stepper_where_wanted(tmp_path, monkeypatch):
 
     from aelab.runs import train_runs
 
-    class StopAfter(StopFlag):  # requests a stop at the n-th look at the flag
-        def __init__(self, n):
-            super().__init__()
-            self.n = n
-
-        @property
-        def requested(self):
-            self.n -= 1
-            return "test stop" if self.n < 0 else None
-
-        @requested.setter
-        def requested(self, value):
-            pass
-
     cfg = _cfg(**{"data.limit": 600, "data.test_limit": 100, "train.epochs": 2, "model.activity_l1": 1e-3})
     train_runs([cfg], [tmp_path / "ref"], device="cpu", progress=False)
     monkeypatch.setattr(graphs, "wanted", lambda dev: True)
     monkeypatch.setattr(loop, "STEPS_PER_CALL", 4)  # 10 batches an epoch: runs 0–3, 4–7, 8–9
     train_runs([cfg], [tmp_path / "g"], device="cpu", progress=False)
     with pytest.raises(Interrupted, match=r"\(epoch 2, batch 4\)"):
-        train_runs([cfg], [tmp_path / "cut"], device="cpu", progress=False, stop=StopAfter(3))
+        train_runs([cfg], [tmp_path / "cut"], device="cpu", progress=False, stop=StopAfter(5))
     train_runs([cfg], [tmp_path / "cut"], device="cpu", progress=False)
     ref_w = load_file(str(tmp_path / "ref" / "weights.safetensors"))
     ref_h = json.loads((tmp_path / "ref" / "history.json").read_text())

@@ -59,10 +59,10 @@ def test_a_stop_from_a_callback_after_epoch_1_checkpoints_and_the_resume_is_bitw
             stop.set()
 
     cut = tmp_path / "cut"
-    with pytest.raises(Interrupted, match=r"^stop requested: training stopped; checkpoint saved for cut \(epoch 2, batch 1\)"):
+    with pytest.raises(Interrupted, match=r"^stop requested: training stopped; checkpoint saved for cut \(epoch 2, batch 0\)"):
         train_runs([cfg], [cut], device="cpu", progress=False, stop=stop, on_event=after_epoch_1)
     meta = json.loads((cut / "checkpoint" / "state.json").read_text())
-    assert (meta["epoch"], meta["batch"]) == (1, 1) and not (cut / "DONE").exists()
+    assert (meta["epoch"], meta["batch"]) == (1, 0) and not (cut / "DONE").exists()
     assert not any(isinstance(e, RunFinishing) for e in seen)
 
     resumed = []
