@@ -324,3 +324,42 @@ def test_an_unreachable_ray_address_is_one_line_soon(tmp_path, address):
         assert not out.exists(), "a directory was written for a cluster that was never reached"
     finally:
         _kill_all([proc], [])
+
+
+def test_the_first_signal_is_the_first_to_arrive_even_when_both_wait_for_one_long_c_call():
+    """A SIGTERM, then a SIGINT 20 ms later, both while the main thread is inside one C call that
+    lasts far longer: CPython runs SIGINT's handler first (by number), yet the interrupt names SIGTERM
+    (the order comes from the wakeup pipe, written as each signal arrives)."""
+    import hashlib
+    import threading
+
+    from aelab import _signals
+
+    data = bytes(400_000_000)  # sha256 over it: about a second inside C, no signal check
+    go = threading.Event()
+
+    def impatient():
+        go.wait(10)
+        time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=impatient)
+    sender.start()
+    caught = None
+    with _signals.command_signals():
+        try:
+            go.set()
+            start = time.perf_counter()
+            hashlib.sha256(data).digest()
+            inside = time.perf_counter() - start
+            time.sleep(1)  # the handlers run here at the latest
+        except _signals.SignalInterrupt as exc:
+            caught = exc
+            inside = time.perf_counter() - start
+        sender.join(10)
+    if inside < 0.2:  # the C call ended before the signals came: nothing to check
+        pytest.skip(f"the hash took {inside:.2f} s, too short to hold both signals")
+    assert caught is not None and str(caught) == "SIGTERM"
+    assert _signals.received[:2] == ["SIGTERM", "SIGINT"]
