@@ -74,9 +74,9 @@ def zip_bytes(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
     return buf.getvalue()
 
 
-def post(client, filename: str, data: bytes, name: str = ""):
-    return client.post("/train/upload", files={"file": (filename, data)}, data={"name": name} if name else {},
-                       follow_redirects=False)
+def post(client, filename: str, data: bytes, name: str = "", label_column: str = ""):
+    form = {**({"name": name} if name else {}), **({"label_column": label_column} if label_column else {})}
+    return client.post("/train/upload", files={"file": (filename, data)}, data=form, follow_redirects=False)
 
 
 def upload_error(r) -> str:
@@ -117,6 +117,32 @@ def test_a_csv_is_kept_offered_and_trains(client, ws):
     assert len(job.history["loss"]) == 2
 
 
+def test_a_csv_with_a_label_column_named_at_upload_trains_with_its_labels(client, ws):
+    rng = np.random.default_rng(1)
+    rows = [f"{a:.3f},{b:.3f},{c:.3f},{sp}" for a, b, c, sp in
+            zip(rng.random(90), rng.random(90), rng.random(90), ["setosa", "virginica", "versicolor"] * 30)]
+    data = ("x1,x2,x3,species\n" + "\n".join(rows) + "\n").encode()
+    r = post(client, "iris.csv", data)  # without the column named: its names are not numbers
+    assert r.status_code == 400 and "column 'species' holds 'setosa'" in upload_error(r) and kept(ws) == []
+    r = post(client, "iris.csv", data, label_column="kind")
+    assert r.status_code == 400 and "kind" in upload_error(r) and kept(ws) == []
+    r = post(client, "iris.csv", data, label_column="species")
+    assert r.status_code == 303
+    meta = json.loads((ws.root / "uploads" / "iris" / ".upload.json").read_text())
+    assert meta["label_column"] == "species" and meta["summary"] == "90 rows × 3 columns, 3 classes"
+    cfg, errors = config_from_form({"family": "ae", "data.dataset": "upload:iris", "model.decoder": "3:sigmoid"},
+                                   client.app.state.trainer.uploads)
+    assert not errors, errors
+    assert cfg.data.source.label_column == "species" and cfg.model.input_shape == (3,)
+    # the Studies page's data choice carries it too
+    assert client.app.state.launcher.data_choice("upload:iris") == {
+        "data.dataset": str((ws.root / "uploads" / "iris" / "data.csv").resolve()), "data.label_column": "species"}
+    # a zip's labels are its folders
+    r = post(client, "imgs.zip", zip_bytes({"a/1.png": png(10), "b/2.png": png(200)}), label_column="species")
+    assert r.status_code == 400 and "a label column applies to a .csv table" in upload_error(r)
+    assert kept(ws) == ["iris", "iris/.upload.json", "iris/data.csv"]
+
+
 def test_a_zip_of_class_folders_is_read_as_the_cli_reads_a_folder(client, ws):
     members = {f"mine/{c}/{i}.png": png(40 * i + 10 * int(c)) for c in "01" for i in range(5)}
     members["__MACOSX/mine/._0.png"] = b"resource fork"
@@ -137,7 +163,7 @@ def test_a_csv_error_is_one_line_beside_the_field_and_nothing_is_kept(client, ws
     assert r.status_code == 400
     msg = upload_error(r)
     assert msg == ("t.csv: row 4, column 'f2' holds 'oops', not a number; every feature must be a number "
-                   "(name a label column with --label-column)")
+                   "(name a label column in the Label column field)")
     assert "\n" not in msg and str(ws.root) not in msg
     assert kept(ws) == []
     r = post(client, "t.csv", b"1,2,3\n4,5,6\n")

@@ -36,7 +36,7 @@ def create_app(workspace: Workspace, *, token: Optional[str] = None, allowed_hos
     kept = uploads.Uploads(data_dir if data_dir is not None else workspace.root / "uploads",
                            max_bytes=max_upload_bytes)
     trainer = training.Trainer(workspace, kept)
-    launcher = studies.StudyLauncher(workspace)
+    launcher = studies.StudyLauncher(workspace, uploads=kept, studies=uploads.StudyUploads(workspace.root / "studies"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -1,5 +1,11 @@
-"""Studies and sweeps from the page: launch a shipped study (``--quick`` by default) or a sweep of
-one parameter of a study's run, watch each of its runs, open the report when it is written.
+"""Studies and sweeps from the page: launch a shipped or uploaded study (``--quick`` by default) or a
+sweep of one parameter of a study's run, on the study's data or an uploaded data set, watch each of
+its runs, open the report when it is written.
+
+An uploaded study (``upload:<name>``) is a study TOML kept in ``<workspace>/studies`` once it has
+been checked whole (:class:`~aelab.serve.uploads.StudyUploads`); an uploaded data set
+(``upload:<name>``) is one the Train page kept (:class:`~aelab.serve.uploads.Uploads`). The page
+names both by name, never by a path.
 
 A study trains with :func:`aelab.run_study` in a worker thread, into the same folder ``aelab study``
 would use (``studies-out/<study>[-quick][-<overrides>]`` of the workspace), so the CLI and the page
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -30,6 +37,7 @@ from .. import catalog
 from ..errors import AelabError
 from .pages import page
 from .stream import follow
+from .uploads import StudyUploads, UploadRefused, Uploads
 from .workspace import PathRefused, Workspace
 
 #: the data a study may be switched to from the page ("": as the study is written)
@@ -84,28 +92,49 @@ class StudyJob:
 class StudyLauncher:
     """The server's studies: one thread each, at most one per output folder."""
 
-    def __init__(self, ws: Workspace, *, workers: Optional[int] = None) -> None:
+    def __init__(self, ws: Workspace, *, workers: Optional[int] = None, uploads: Optional[Uploads] = None,
+                 studies: Optional[StudyUploads] = None) -> None:
         self.ws = ws
         self.workers = workers
+        self.uploads = uploads if uploads is not None else Uploads(ws.root / "uploads")
+        self.studies = studies if studies is not None else StudyUploads(ws.root / "studies")
         self.jobs: dict[str, StudyJob] = {}
         self.closing = threading.Event()
         self._lock = threading.Lock()
 
+    def study_source(self, name: str) -> str:
+        """What :func:`aelab.load_study` takes for the page's study choice: a shipped study's name, or
+        the kept file of an uploaded one (``upload:<name>``)."""
+        if name.startswith("upload:"):
+            return str(self.studies.path(name))
+        if name not in catalog.studies():
+            raise AelabError(f"unknown study {name!r}; shipped studies: {', '.join(catalog.studies())} "
+                             "(or upload your own study file)")
+        return name
+
+    def data_choice(self, dataset: str) -> dict[str, str]:
+        """The data settings for the page's data choice: none (as the study is written), a shipped
+        data set, or an upload's path and label column (``upload:<name>``)."""
+        if dataset.startswith("upload:"):
+            return self.uploads.upload(dataset).settings
+        if dataset not in DATA_CHOICES:
+            raise AelabError(f"data {dataset!r}: choose one of {', '.join(d or 'as written' for d in DATA_CHOICES)}"
+                             " or an upload")
+        return {"data.dataset": dataset} if dataset else {}
+
     def launch(self, name: str, *, quick: bool = True, dataset: str = "",
                overrides: Optional[dict[str, Any]] = None) -> StudyJob:
-        """Start study ``name`` (a shipped one) with ``--quick`` settings, on ``dataset`` if given;
-        ``overrides``: more dotted settings, as ``aelab study --set`` (the page gives none)."""
+        """Start study ``name`` (a shipped one, or ``upload:<name>``) with ``--quick`` settings, on
+        ``dataset`` if given; ``overrides``: more dotted settings, as ``aelab study --set`` (the page
+        gives none)."""
         from ..study import load_study  # deferred: PyTorch
         from ..study.plan import study_out  # deferred: as above
 
         if self.closing.is_set():
             raise AelabError("the server is shutting down; launch the study again after it restarts")
-        if name not in catalog.studies():
-            raise AelabError(f"unknown study {name!r}; shipped studies: {', '.join(catalog.studies())}")
-        if dataset not in DATA_CHOICES:
-            raise AelabError(f"data {dataset!r}: choose one of {', '.join(d or 'as written' for d in DATA_CHOICES)}")
-        ov = {**({"data.dataset": dataset} if dataset else {}), **(overrides or {})}
-        study = load_study(name, quick=quick, overrides=ov)
+        source = self.study_source(name)
+        ov = {**self.data_choice(dataset), **(overrides or {})}
+        study = load_study(source, quick=quick, overrides=ov)
         out = self.ws.root / study_out(study, ov)
 
         def work(job: StudyJob, on_event, data_opts) -> None:
@@ -127,15 +156,13 @@ class StudyLauncher:
 
         if self.closing.is_set():
             raise AelabError("the server is shutting down; launch the sweep again after it restarts")
-        if study not in catalog.studies():
-            raise AelabError(f"unknown study {study!r}; shipped studies: {', '.join(catalog.studies())}")
-        if dataset not in DATA_CHOICES:
-            raise AelabError(f"data {dataset!r}: choose one of {', '.join(d or 'as written' for d in DATA_CHOICES)}")
+        source = self.study_source(study)
+        data = self.data_choice(dataset)
         param = param.strip()
         if not param:
             raise AelabError("--param is empty: give the dotted key to vary, e.g. data.noise_factor or model.beta")
-        ov = {**({"data.dataset": dataset} if dataset else {}), **(overrides or {})}
-        base = sweep_base(study=study, baseline=baseline.strip(), quick=quick, overrides=ov)
+        ov = {**data, **(overrides or {})}
+        base = sweep_base(study=source, baseline=baseline.strip(), quick=quick, overrides=ov)
         vals = parse_values(values)
         if len(vals) > MAX_SWEEP_VALUES:
             raise AelabError(f"--values gives {len(vals)} values; the page launches at most {MAX_SWEEP_VALUES} "
@@ -238,19 +265,22 @@ class StudyLauncher:
                 job.thread.join(timeout)
 
 
-def _study_list() -> list[dict]:
-    """The shipped studies: name and what they hold (read from their TOML files, nothing trained)."""
+def _study_list(names: list[str], source=lambda name: name) -> list[dict]:
+    """Studies by the page's names: what they hold (read from their TOML files, nothing trained).
+    ``source``: the page's name → what :func:`aelab.load_study` takes."""
     from ..study import load_study  # deferred: PyTorch
 
     out = []
-    for name in catalog.studies():
+    for name in names:
+        label = f"{name.removeprefix('upload:')} (uploaded)" if name.startswith("upload:") else name
         try:
-            s = load_study(name, quick=True)
+            s = load_study(source(name), quick=True)
             desc = getattr(s, "description", "") or ""
-            out.append({"name": name, "runs": len(s.runs), "description": desc,
+            out.append({"name": name, "label": label, "runs": len(s.runs), "description": desc,
                         "baselines": list(s.runs)})
         except AelabError as exc:
-            out.append({"name": name, "runs": 0, "description": f"cannot load: {exc}", "baselines": []})
+            out.append({"name": name, "label": label, "runs": 0, "description": f"cannot load: {exc}",
+                        "baselines": []})
     return out
 
 
@@ -259,22 +289,44 @@ def routes(launcher: StudyLauncher) -> list:
     cache: dict[str, list] = {}
 
     async def studies_page(request: Request, error: str = "", status: int = 200, sweep_error: str = "",
-                           sweep: Optional[dict] = None) -> Response:
-        if "list" not in cache:
-            cache["list"] = await asyncio.to_thread(_study_list)
+                           sweep: Optional[dict] = None, upload_error: str = "") -> Response:
+        if "list" not in cache:  # the shipped studies do not change while the server runs
+            cache["list"] = await asyncio.to_thread(_study_list, catalog.studies())
+        uploaded = await asyncio.to_thread(_study_list, [f"upload:{n}" for n in launcher.studies.list()],
+                                           launcher.study_source)
+        chosen = request.query_params.get("study", "")
         jobs = sorted(launcher.jobs.values(), key=lambda j: -j.serial)
         done = [s for s in ws.studies()]
-        return page(request, "studies.html", status_code=status, title="Studies", studies=cache["list"], jobs=jobs,
-                    outputs=done, error=error, data_choices=DATA_CHOICES, sweep_error=sweep_error,
+        data_uploads = [(u.choice, f"{u.name} (uploaded: {u.summary})") for u in launcher.uploads.list()]
+        return page(request, "studies.html", status_code=status, title="Studies", studies=uploaded + cache["list"],
+                    chosen=chosen, jobs=jobs, outputs=done, error=error, data_choices=DATA_CHOICES,
+                    data_uploads=data_uploads, sweep_error=sweep_error, upload_error=upload_error,
                     sweep=sweep or {"baseline": "exercise12:lab_denoising", "param": "data.noise_factor",
                                     "values": "0.1,0.3,0.6", "quick": True, "dataset": "digits"},
                     sweep_params=SWEEP_PARAMS)
+
+    async def upload_study(request: Request) -> Response:
+        """A study TOML from the upload form: checked whole, kept, then chosen in the launch form."""
+        try:
+            request._body = await launcher.uploads.read_body(request)  # bounded, as every upload
+            async with request.form(max_files=1, max_fields=4) as form:
+                f = form.get("file")
+                if f is None or isinstance(f, str) or not f.filename:
+                    raise UploadRefused("choose a study file first (.toml)")
+                data, filename = await f.read(), f.filename
+            name = await asyncio.to_thread(launcher.studies.add, filename, data)
+        except UploadRefused as exc:
+            return await studies_page(request, status=exc.status, upload_error=str(exc))
+        except HTTPException as exc:  # the multipart framing itself
+            return await studies_page(request, status=400,
+                                      upload_error=f"the upload did not arrive whole ({exc.detail}); send it again")
+        return RedirectResponse(f"/studies?study=upload:{name}", 303)
 
     async def launch_sweep(request: Request) -> Response:
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         given = {"baseline": form.get("baseline", ""), "param": form.get("param", ""), "values": form.get("values", ""),
                  "quick": "quick" in form, "dataset": form.get("dataset", "")}
-        study, _, baseline = given["baseline"].partition(":")
+        study, _, baseline = given["baseline"].rpartition(":")  # upload:<name>:<run> too
         try:
             if not baseline:
                 raise AelabError("choose the run to start from (a study's run)")
@@ -329,6 +381,7 @@ def routes(launcher: StudyLauncher) -> list:
 
     return [Route("/studies", studies_page, methods=["GET"]), Route("/studies", launch, methods=["POST"]),
             Route("/studies/sweep", launch_sweep, methods=["POST"]),
+            Route("/studies/upload", upload_study, methods=["POST"]),
             Route("/studies/job/{path:path}/events", events),
             Route("/studies/job/{path:path}/stop", stop, methods=["POST"]),
             Route("/studies/job/{path:path}", job_page)]

@@ -182,6 +182,8 @@ def config_from_form(form: dict[str, str], uploads: Optional[Uploads] = None):
             v = _parse(f, given)
             if f.key == "data.dataset":
                 v = _dataset(v, uploads)
+                if str(form.get(f.key, "")).startswith("upload:") and uploads is not None:
+                    ov.update(uploads.upload(form[f.key]).settings)  # its label column too
         except (ValueError, UploadRefused) as exc:
             errors[f.key] = str(exc)
             continue
@@ -653,7 +655,8 @@ def routes(trainer: Trainer) -> list:
                     raise UploadRefused("choose a file first: a .csv table or a .zip of images")
                 data, filename = await f.read(), f.filename
                 name = str(form.get("name") or "")
-            up = await asyncio.to_thread(trainer.uploads.add, filename, data, name)
+                label_column = str(form.get("label_column") or "")
+            up = await asyncio.to_thread(trainer.uploads.add, filename, data, name, label_column)
         except UploadRefused as exc:
             values = form_values(await asyncio.to_thread(base_config, preset, family))
             return form_page(request, preset, family, values, {"upload": str(exc)}, exc.status)

@@ -20,6 +20,12 @@ What a server refuses before any reader sees the bytes:
 A truncated or corrupt image, a CSV with a text cell or ragged rows: the reader's one line, shown
 beside the upload field. The hidden ``.upload.json`` beside the data records what was uploaded
 (file name, kind, samples, shape); the folder reader and the content hash skip hidden files.
+
+A study of one's own (:class:`StudyUploads`, the Studies page): a study TOML as ``aelab study FILE``
+takes, read by the CLI's own reader and checked whole — its runs, its protocols and every claim's
+kind and parameters, with and without its quick settings — before it is kept as
+``<workspace>/studies/<name>.toml`` (written hidden, then linked into place: never over another
+file). A shipped study's name is refused (the two would share an output folder).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
+from .. import catalog
 from ..errors import AelabError
 
 MB = 1 << 20
@@ -70,11 +77,17 @@ class Upload:
     dataset: str
     kind: str
     summary: str
+    label_column: Optional[str] = None  #: a CSV's column of labels, named at upload
 
     @property
     def choice(self) -> str:
         """The value the form's data select carries: never a path (see :meth:`Uploads.dataset`)."""
         return "upload:" + self.name
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The data settings a run config takes for this upload (its path, and its label column)."""
+        return {"data.dataset": self.dataset, **({"data.label_column": self.label_column} if self.label_column else {})}
 
 
 class Uploads:
@@ -108,22 +121,27 @@ class Uploads:
         try:
             meta = json.loads((d / META).read_text(encoding="utf-8"))
             kind, summary = str(meta["kind"]), str(meta["summary"])
-        except (OSError, ValueError, KeyError, TypeError):
+            label = meta.get("label_column")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         if d.is_symlink():
             return None
         path = d / CSV_NAME if kind == "table" else d
-        return Upload(name, str(path.resolve()), kind, summary)
+        return Upload(name, str(path.resolve()), kind, summary, str(label) if label else None)
 
-    def dataset(self, choice: str) -> str:
-        """The data set path for the form's ``upload:<name>`` value; an unknown one is refused
-        (the form never carries a path: a request cannot make the server read a file of its choice)."""
+    def upload(self, choice: str) -> Upload:
+        """The kept upload for the form's ``upload:<name>`` value; an unknown one is refused (the form
+        never carries a path: a request cannot make the server read a file of its choice)."""
         up = self.get(choice.removeprefix("upload:"))
         if up is None:
             have = ", ".join(u.name for u in self.list()) or "none yet"
             raise UploadRefused(f"no upload named {choice.removeprefix('upload:')!r} in this workspace (uploads: {have}); "
                                 "upload it on the Train page first")
-        return up.dataset
+        return up
+
+    def dataset(self, choice: str) -> str:
+        """The data set path for the form's ``upload:<name>`` value (see :meth:`upload`)."""
+        return self.upload(choice).dataset
 
     # -- taking one in -----------------------------------------------------------------------------
     def check_size(self, declared: Optional[str]) -> None:
@@ -153,11 +171,12 @@ class Uploads:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def add(self, filename: str, data: bytes, name: str = "") -> Upload:
+    def add(self, filename: str, data: bytes, name: str = "", label_column: str = "") -> Upload:
         """Check and keep one uploaded file (``.csv`` or ``.zip``) as ``uploads/<name>``.
 
-        ``name``: the upload's name (default: the file's stem). Raises :class:`UploadRefused` (one
-        line) and leaves nothing behind when the file is refused."""
+        ``name``: the upload's name (default: the file's stem); ``label_column``: a CSV's column of
+        labels (numbers or class names; then not a feature), as ``aelab train --label-column``.
+        Raises :class:`UploadRefused` (one line) and leaves nothing behind when the file is refused."""
         from ..data import DataConfig, DataOptions, load  # deferred: NumPy and the readers
 
         suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
@@ -168,6 +187,10 @@ class Uploads:
             raise UploadRefused(self._too_large(len(data)), 413)
         if not data:
             raise UploadRefused(f"{filename}: the file is empty; choose the file again")
+        label_column = (label_column or "").strip()
+        if label_column and suffix != ".csv":
+            raise UploadRefused(f"{filename}: a label column applies to a .csv table; a zip's labels are its folders "
+                                "(one folder per class): leave the label column empty")
         name = (name or "").strip() or _stem_name(filename)
         if not _NAME.match(name):
             raise UploadRefused(f"upload name {name!r}: use letters, digits and - _ . = + only, at most 64, "
@@ -189,12 +212,14 @@ class Uploads:
                 _unwrap(staged)
                 path, kind = staged, "images"
             try:
-                ds = load(DataConfig(dataset=str(path)), DataOptions(progress=False))
-            except AelabError as exc:
-                raise UploadRefused(_shown(str(exc), tmp, filename)) from None
+                ds = load(DataConfig(dataset=str(path), label_column=label_column or None), DataOptions(progress=False))
+            except AelabError as exc:  # the CLI's line, with the page's words for the flag
+                raise UploadRefused(_shown(str(exc), tmp, filename).replace(
+                    "with --label-column", "in the Label column field")) from None
             summary = _summary(ds, kind)
-            (staged / META).write_text(json.dumps({"file": filename, "kind": kind, "summary": summary}),
-                                       encoding="utf-8")
+            meta = {"file": filename, "kind": kind, "summary": summary,
+                    **({"label_column": label_column} if label_column else {})}
+            (staged / META).write_text(json.dumps(meta), encoding="utf-8")
             try:
                 os.rename(staged, self.root / name)  # atomic: the upload appears whole, or not at all
             except OSError:
@@ -308,3 +333,81 @@ def _stem_name(filename: str) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+#: the largest study file the Studies page takes (a study is a few kB of TOML)
+MAX_STUDY_BYTES = 256 * 1024
+
+
+class StudyUploads:
+    """The studies uploaded to one workspace, kept as ``root/<name>.toml`` (default ``<workspace>/studies``).
+    The Studies page names one ``upload:<name>``, never by a path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def list(self) -> list[str]:
+        """The names of the kept studies (regular files ``<name>.toml``; a link is not one)."""
+        try:
+            files = sorted(self.root.iterdir())
+        except OSError:
+            return []
+        return [f.stem for f in files
+                if f.suffix == ".toml" and _NAME.match(f.stem) and f.is_file() and not f.is_symlink()]
+
+    def path(self, choice: str) -> Path:
+        """The kept file for ``upload:<name>``; an unknown name is one line."""
+        name = choice.removeprefix("upload:")
+        if name not in self.list():
+            have = ", ".join(self.list()) or "none yet"
+            raise UploadRefused(f"no uploaded study named {name!r} in this workspace (uploaded: {have}); "
+                                "upload its TOML file first")
+        return self.root / f"{name}.toml"
+
+    def add(self, filename: str, data: bytes) -> str:
+        """Check and keep one study TOML; return its name. Raises :class:`UploadRefused` (one line)
+        and leaves nothing behind when it is refused; the same file uploaded again is kept once."""
+        from ..config import load_toml  # deferred: pydantic and the config models
+        from ..study.spec import study_from_dict  # deferred: as above
+
+        shown = PurePosixPath(filename.replace("\\", "/")).name or "the file"
+        if PurePosixPath(shown).suffix.lower() != ".toml":
+            raise UploadRefused(f"{shown}: upload a study file (.toml), as aelab study FILE.toml takes it")
+        if len(data) > MAX_STUDY_BYTES:
+            raise UploadRefused(f"{shown} is {len(data) / 1024:.0f} kB; a study file is at most "
+                                f"{MAX_STUDY_BYTES // 1024} kB (a study holds settings, not data)", 413)
+        if not data.strip():
+            raise UploadRefused(f"{shown}: the file is empty; choose the study file again")
+        name = _stem_name(shown)
+        if not _NAME.match(name):
+            raise UploadRefused(f"study name {name!r}: name the file with letters, digits and - _ . = + only")
+        if name in catalog.studies():
+            raise UploadRefused(f"{shown}: {name!r} is a shipped study's name and would share its output folder; "
+                                "rename the file")
+        final = self.root / f"{name}.toml"
+        if final.is_symlink() or (final.exists() and not final.is_file()):
+            raise UploadRefused(f"{final.name} in the studies folder is not a study file; rename yours")
+        if final.is_file():
+            if final.read_bytes() == data:
+                return name  # the same study again: nothing to do
+            raise UploadRefused(f"a different study named {name!r} was uploaded already; rename your file")
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=self.root)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            try:
+                raw = load_toml(tmp, "study file")
+                for quick in (False, True):  # both ways the page may launch it: every claim checked now
+                    study_from_dict(raw, name=name, quick=quick, source=shown)
+            except AelabError as exc:
+                raise UploadRefused(str(exc).replace(str(tmp), shown)) from None
+            try:
+                os.link(tmp, final)  # atomic, and never over a file that appeared meanwhile
+            except FileExistsError:
+                raise UploadRefused(f"a study named {name!r} was uploaded meanwhile; rename your file") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return name
+
