@@ -13,8 +13,8 @@
 
 * **Training through the page vs ``aelab train``** (``--what train``): the same run (the lab AE on
   ``--train-limit`` MNIST images, ``--train-epochs`` epochs) trained by :func:`aelab.train` and by
-  the lab's trainer (events, the per-epoch reconstruction row and the map of 300 test codes, in the
-  preview's own thread), alternated ``--rounds`` times; the median seconds per epoch of each, and
+  the lab's trainer (events, the per-epoch reconstruction row and the map of 300 test codes, drawn
+  between epochs), alternated ``--rounds`` times; the median seconds per epoch of each, and
   the preview's own time per epoch (issue 20: the page no slower per epoch than ``aelab train``).
 
 The server's share is measured too: the same requests handled in-process (no HTTP, no browser),
@@ -151,7 +151,7 @@ def train_speed(limit: int, epochs: int, rounds: int) -> list[str]:
     return [f"{'seconds per epoch, aelab.train':<34} n={len(cli):<4} median {statistics.median(cli):6.3f} s",
             f"{'seconds per epoch, the lab page':<34} n={len(page):<4} median {statistics.median(page):6.3f} s   "
             f"({100 * (statistics.median(page) / statistics.median(cli) - 1):+.1f} %)",
-            _line("  the page's preview per epoch", ms) + "   (recon row + 300-code map, its own thread)"]
+            _line("  the page's preview per epoch", ms) + "   (recon row + 300-code map, between epochs)"]
 
 
 def main(argv=None) -> int:

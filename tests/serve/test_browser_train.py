@@ -134,6 +134,12 @@ def test_train_watch_stop_and_resume_in_the_browser(server, driver):
     wait_for(driver, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img),
              "recon.png to load")
     assert driver.find_element("id", "epoch-text").text == "epoch 3 of 3"
+    # opened again once finished (the job's snapshot, with its last map): still the run's recon.png
+    driver.get(driver.current_url)
+    img = wait_for(driver, lambda d: d.find_elements("id", "recon-png"), "recon.png on the reopened page")[0]
+    wait_for(driver, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img),
+             "recon.png to load on the reopened page")
+    assert not driver.find_element("id", "codes-empty").is_displayed()  # and the last epoch's code map
 
     # a long one: stop it after its first epoch (a checkpoint), resume it, and see it go on
     driver.get(base + "/train")
@@ -184,7 +190,7 @@ def test_a_bad_upload_shows_its_message_and_a_good_one_is_offered(server, driver
     driver.find_element("id", "upload-send").click()
     msg = wait_for(driver, lambda d: d.find_elements("id", "upload-error"), "the upload's message")[0]
     assert msg.text == ("scores.csv: row 3, column 'b' holds 'three', not a number; every feature must be a number "
-                        "(name a label column with --label-column)")
+                        "(name a label column in the Label column field)")
     # beside the upload field, and the field marked
     field = driver.find_element("id", "upload-file").find_element("xpath", "..")
     assert "invalid" in field.get_attribute("class") and msg.find_element("xpath", "..") == field

@@ -45,7 +45,7 @@ from .workspace import PathRefused, Workspace, _history
 RECON_N = 10
 #: the test codes the Train page's map shows each epoch
 MAP_N = 300
-#: the most of the wall time the per-epoch preview may take (it waits after each draw)
+#: the most of the wall time the per-epoch preview may take (it rests after each draw)
 PREVIEW_SHARE = 0.1
 
 
@@ -265,7 +265,7 @@ class Job:
     history: dict[str, list] = field(default_factory=dict)
     recon: Optional[dict] = None
     codes: Optional[dict] = None
-    #: each epoch's preview (recon row and code map) in seconds, in the preview's thread
+    #: each drawn preview (recon row and code map) in seconds, between epochs in the training thread
     frame_seconds: list[float] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     thread: Optional[threading.Thread] = None
@@ -298,7 +298,8 @@ class Job:
                 "message": self.message, "epoch": self.epoch, "epochs": self.epochs,
                 "history": {k: list(v) for k, v in self.history.items()},
                 "recon": self.recon, "codes": self.codes, "family": self.cfg.model.family,
-                "data": self.cfg.data.dataset}
+                "data": self.cfg.data.dataset,
+                "recon_png": f"/files/{self.rel}/recon.png" if self.state == "finished" else None}
 
 
 def _add_epoch(history: dict[str, list], train: dict, val: dict) -> None:
@@ -388,7 +389,7 @@ class Trainer:
                 if job.pause_after is not None and ev.epoch >= job.pause_after and ev.epoch < ev.epochs:
                     job.stop.set("paused")
                     job.set_state("pausing", f"pausing after epoch {ev.epoch}")
-                preview.want(ev.epoch)
+                preview.epoch_ended(ev.epoch)
             elif isinstance(ev, RunFinishing):
                 job.set_state("finishing", "writing the run's metrics, figures and codes")
             elif isinstance(ev, FinishStep):
@@ -413,7 +414,6 @@ class Trainer:
             job.push({"type": "final", "recon_png": f"/files/{job.rel}/recon.png"})
             final = ("finished", f"finished {job.epoch} epochs")
         finally:
-            preview.close()
             self.ws.release(job.run_dir)
             # said last: a page told "stopped" finds the directory free (resumable, listed as interrupted)
             job.set_state(*final)
@@ -476,12 +476,16 @@ def _checkpoint_epoch(run_dir: Path) -> int:
 
 class _Preview:
     """What the page shows of each epoch besides its losses — a reconstruction row and the map of
-    :data:`MAP_N` test codes — computed from the checkpoint the run writes at each epoch's end, in a
-    thread of its own: the training thread never waits for it (``benchmarks/serve.py`` measures
-    that the page trains as fast per epoch as ``aelab train``). Only the latest epoch is drawn, and
-    the preview takes at most :data:`PREVIEW_SHARE` of the wall time: on a 2-core machine its
-    forward passes compete with training for the CPU (and the GIL), so when epochs are shorter
-    than ~10 previews, it draws every few epochs instead of every one.
+    :data:`MAP_N` test codes — computed from the checkpoint the run writes at each epoch's end, in
+    the training thread, between two epochs, and at most :data:`PREVIEW_SHARE` of the wall time
+    (after each draw it rests nine times what the draw took), so on short epochs it draws every
+    few epochs instead of every one.
+
+    In the training thread, not one of its own: a preview is a few milliseconds of work (the lab
+    AE's: 3–4 ms), but in a second thread its Python parts fought the training loop's for the GIL,
+    which stretched both — the preview to 40–85 ms of wall time and the training to 3–17 % more
+    seconds per epoch than ``aelab train`` (``benchmarks/serve.py --what train``); between epochs
+    the training loses only the preview's own milliseconds.
 
     The map is the code itself when it has two dimensions, else its PCA plane, turned (a rotation
     or reflection in the plane, never a stretch) to lie closest to the previous epoch's map: a PCA
@@ -491,50 +495,30 @@ class _Preview:
 
     def __init__(self, job: Job, data) -> None:
         self.job, self.data = job, data
-        self.wanted: Optional[int] = None
-        self.cv = threading.Condition()
-        self.done = False
         self.x = self.xm = self.ym = None
         self.prev = None  # (N, 2): the previous epoch's map
-        self.rest_until = 0.0  # monotonic time before which no preview starts (PREVIEW_SHARE)
-        self.thread = threading.Thread(target=self._loop, name=f"aelab-preview-{job.rel}", daemon=True)
-        self.thread.start()
+        self.rest_until = 0.0  # monotonic time before which no preview is drawn (PREVIEW_SHARE)
 
-    def want(self, epoch: int) -> None:
-        with self.cv:
-            self.wanted = epoch
-            self.cv.notify()
-
-    def close(self) -> None:
-        with self.cv:
-            self.done = True
-            self.cv.notify()
-        self.thread.join(10)
-
-    def _loop(self) -> None:
-        while True:
-            with self.cv:
-                while (self.wanted is None or time.monotonic() < self.rest_until) and not self.done:
-                    self.cv.wait(None if self.wanted is None else max(0.01, self.rest_until - time.monotonic()))
-                if self.done:
-                    return
-                epoch, self.wanted = self.wanted, None
-            t0 = time.perf_counter()
+    def epoch_ended(self, epoch: int) -> None:
+        """Draw ``epoch``'s preview now, unless the last one was too recent."""
+        if time.monotonic() < self.rest_until:
+            return
+        t0 = time.perf_counter()
+        try:
+            run = self._open()
+        except Exception:  # noqa: BLE001 - a preview is a nicety: a checkpoint replaced or dropped meanwhile
+            return
+        for make, kind in ((self._row, "recon"), (self._codes, "codes")):
             try:
-                run = self._open()
-            except Exception:  # noqa: BLE001 - a preview is a nicety: a checkpoint replaced or dropped meanwhile
-                continue
-            for make, kind in ((self._row, "recon"), (self._codes, "codes")):
-                try:
-                    got = make(run, epoch)
-                except Exception:  # noqa: BLE001 - as above; one view failing does not drop the other
-                    got = None
-                if got is not None:
-                    setattr(self.job, kind, got)
-                    self.job.push({"type": kind, **got})
-            took = time.perf_counter() - t0
-            self.job.frame_seconds.append(took)
-            self.rest_until = time.monotonic() + took * (1 - PREVIEW_SHARE) / PREVIEW_SHARE
+                got = make(run, epoch)
+            except Exception:  # noqa: BLE001 - as above; one view failing does not drop the other
+                got = None
+            if got is not None:
+                setattr(self.job, kind, got)
+                self.job.push({"type": kind, **got})
+        took = time.perf_counter() - t0
+        self.job.frame_seconds.append(took)
+        self.rest_until = time.monotonic() + took * (1 - PREVIEW_SHARE) / PREVIEW_SHARE
 
     def _open(self):
         """The model as the checkpoint holds it (the end of the latest epoch), as a TrainedRun."""

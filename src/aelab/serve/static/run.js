@@ -162,7 +162,8 @@ es.addEventListener("snapshot", (ev) => {
   redraw();
   if (s.recon) drawRecon(s.recon);
   if (s.codes) drawCodes(s.codes);
-  else if (s.state === "finished" && s.recon_png) showFinalPng(s.recon_png);
+  // a page opened after the run finished: its recon.png in place of the last epoch's row
+  if (s.state === "finished" && s.recon_png) showFinalPng(s.recon_png);
 });
 es.addEventListener("history", (ev) => {
   history = JSON.parse(ev.data).history || {};
