@@ -70,7 +70,8 @@ CONFIGS = {
             "model.reduction": "sum_mean", "train.batch_size": 100, "train.epochs": 1000},
     "iwae": {**COMMON, "model.family": "iwae", "model.init": "keras", "model.latent": 50, "model.samples": 50,
              "model.encoder": ["200:tanh", "200:tanh"], "model.decoder": ["200:tanh", "200:tanh", "784:sigmoid"],
-             "model.reduction": "sum_mean", "train.batch_size": 20, "train.epochs": 3280, "train.eps": 1e-4},
+             "model.reduction": "sum_mean", "train.batch_size": 20, "train.epochs": 3280,
+             "train.optimizer": {"name": "torch_adam", "eps": 1e-4}},
 }
 FIELDS = ["epoch", "wall_s", "train_loss", "val_loss", "nll", "nll_stderr", "k", "images", "nll_s"]
 
