@@ -113,7 +113,8 @@ def test_train_watch_stop_and_resume_in_the_browser(server, driver):
     driver.find_element("link text", "Train").click()
     wait_for(driver, lambda d: d.find_elements("id", "train-form"), "the train form")
 
-    # a small training, watched to the end: the curve grows one point per epoch
+    # a small training, watched to the end: one point per epoch (it may finish before the page
+    # connects, on digits; the long run below is the one seen growing)
     form = driver.find_element("id", "train-form")
     for key, value in (("f-train-epochs", "3"), ("f-code_size", "16")):
         box = form.find_element("id", key)
@@ -121,14 +122,8 @@ def test_train_watch_stop_and_resume_in_the_browser(server, driver):
         box.send_keys(value)
     driver.find_element("id", "start").click()
     wait_for(driver, lambda d: "/train/run/runs/16relu-64sigmoid-digits" in d.current_url, "the run's page")
-    seen = set()
-
-    def grown(d):
-        seen.add(points(d))
-        return state(d) == "finished"
-
-    wait_for(driver, grown, "the run to finish")
-    assert points(driver) == 3 and len(seen - {0}) >= 1, seen
+    wait_for(driver, lambda d: state(d) == "finished", "the run to finish")
+    assert points(driver) == 3
     assert driver.find_elements("css selector", ".chart-box[data-term='loss'] circle.pt.val")
     img = wait_for(driver, lambda d: d.find_elements("id", "recon-png"), "the finished run's reconstructions")[0]
     wait_for(driver, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img),
@@ -141,7 +136,7 @@ def test_train_watch_stop_and_resume_in_the_browser(server, driver):
              "recon.png to load on the reopened page")
     assert not driver.find_element("id", "codes-empty").is_displayed()  # and the last epoch's code map
 
-    # a long one: stop it after its first epoch (a checkpoint), resume it, and see it go on
+    # a long one, seen growing: stop it after its first epoch (a checkpoint), resume it, and see it go on
     driver.get(base + "/train")
     form = driver.find_element("id", "train-form")
     for key, value in (("f-train-epochs", "200"), ("f-name", "stopme")):
