@@ -31,7 +31,7 @@ Where this deviates (aelab's configs, or this machine's time):
   final figure (``final``) on all 10,000.
 
 Commands (one thread; checkpoints every epoch, so the same command again resumes; the NLL curve is
-appended to ``<run>/nll_curve.csv`` and printed)::
+appended to ``<run>.nll_curve.csv``, beside the run directory, and printed)::
 
     OMP_NUM_THREADS=1 python benchmarks/nll_pythae.py train vae  --out /tmp/h/nll/vae  --every 5
     OMP_NUM_THREADS=1 python benchmarks/nll_pythae.py train iwae --out /tmp/h/nll/iwae --every 1
@@ -181,7 +181,7 @@ def cmd_final(args) -> None:
           f"images, {time.perf_counter() - t:.0f} s); pythae {ours}, paper {paper}, bar {TARGET[which]}")
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
@@ -198,7 +198,14 @@ def main(argv=None) -> None:
     f.add_argument("--k", type=int, default=200)
     f.add_argument("--images", type=int, default=10000)
     args = p.parse_args(argv)
-    {"train": cmd_train, "curve": cmd_curve, "final": cmd_final}[args.cmd](args)
+    from aelab.errors import AelabError
+
+    try:
+        {"train": cmd_train, "curve": cmd_curve, "final": cmd_final}[args.cmd](args)
+    except AelabError as exc:  # a stop (Ctrl-C, SIGTERM: checkpointed, the same command resumes) or a bad config
+        print(f"nll_pythae: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    return 0
 
 
 if __name__ == "__main__":
