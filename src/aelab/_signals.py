@@ -31,6 +31,7 @@ import signal
 from typing import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_NUMBERS = frozenset(int(s) for s in SIGNALS)
 
 #: names of the signals received while the current command ran, first first
 received: list[str] = []
@@ -48,7 +49,7 @@ def _record(signum: int) -> str:
     if _arrivals is not None:
         with contextlib.suppress(BlockingIOError, OSError):
             got = os.read(_arrivals, 4096)
-    names = [signal.Signals(n).name for n in got if n in {int(s) for s in SIGNALS}]
+    names = [signal.Signals(n).name for n in got if n in _NUMBERS]
     if not names:
         names = [signal.Signals(signum).name]
     received.extend(names)

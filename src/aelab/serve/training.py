@@ -181,9 +181,8 @@ def config_from_form(form: dict[str, str], uploads: Optional[Uploads] = None):
         try:
             v = _parse(f, given)
             if f.key == "data.dataset":
-                v = _dataset(v, uploads)
-                if str(form.get(f.key, "")).startswith("upload:") and uploads is not None:
-                    ov.update(uploads.upload(form[f.key]).settings)  # its label column too
+                ov.update(_dataset(v, uploads))  # an upload's path and label column
+                continue
         except (ValueError, UploadRefused) as exc:
             errors[f.key] = str(exc)
             continue
@@ -212,13 +211,14 @@ def config_from_form(form: dict[str, str], uploads: Optional[Uploads] = None):
     return cfg, {}
 
 
-def _dataset(value: str, uploads: Optional[Uploads]) -> str:
-    """The data set a form's select names: a registered one, or an upload's path."""
+def _dataset(value: str, uploads: Optional[Uploads]) -> dict[str, str]:
+    """The data settings a form's select names: a registered data set, or an upload (its path and
+    its label column)."""
     if value.startswith("upload:") and uploads is not None:
-        return uploads.dataset(value)
+        return uploads.upload(value).settings
     if value not in catalog.DATASETS:
         raise ValueError(f"{value!r} is not a data set here; choose one from the list, or upload your own")
-    return value
+    return {"data.dataset": value}
 
 
 def _field_of(msg: str) -> str:

@@ -81,7 +81,7 @@ class Upload:
 
     @property
     def choice(self) -> str:
-        """The value the form's data select carries: never a path (see :meth:`Uploads.dataset`)."""
+        """The value the form's data select carries: never a path (see :meth:`Uploads.upload`)."""
         return "upload:" + self.name
 
     @property
@@ -138,10 +138,6 @@ class Uploads:
             raise UploadRefused(f"no upload named {choice.removeprefix('upload:')!r} in this workspace (uploads: {have}); "
                                 "upload it on the Train page first")
         return up
-
-    def dataset(self, choice: str) -> str:
-        """The data set path for the form's ``upload:<name>`` value (see :meth:`upload`)."""
-        return self.upload(choice).dataset
 
     # -- taking one in -----------------------------------------------------------------------------
     def check_size(self, declared: Optional[str]) -> None:
