@@ -146,7 +146,7 @@ def fit_classifier(x: Any, y: Any, n_classes: Optional[int] = None, seed: int = 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
-                safetensors.torch.save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+                tmp.write_bytes(safetensors.torch.save({k: v.contiguous() for k, v in net.state_dict().items()}))
         except OSError:
             pass
     return net

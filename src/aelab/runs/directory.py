@@ -175,7 +175,7 @@ def save_checkpoint(spec: RunSpec, tensors: dict[str, torch.Tensor], st: LoopSta
         if st.term_rows is not None:
             t["loop.term_rows"] = st.term_rows[:, m].to("cpu").contiguous()
     with atomic_path(ck / "state.safetensors") as tmp:
-        safetensors.torch.save_file(t, str(tmp))
+        tmp.write_bytes(safetensors.torch.save(t))
     write_json(ck / "state.json", {
         "config_hash": spec.fingerprint, "epoch": st.epoch, "batch": st.batch, "elapsed": st.elapsed,
         "history": st.histories[m].to_dict(), "threads": threads,

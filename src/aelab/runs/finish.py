@@ -195,7 +195,7 @@ def save_weights(path: Path, model: torch.nn.Module) -> str:
     with atomic_path(path) as tmp:
         # one metadata key: safetensors writes them from a hash map, in another order in each process,
         # so two keys made equal weights differ in their header bytes (the version is in run.json)
-        safetensors.torch.save_file(sd, str(tmp), metadata={"format": "pt"})
+        tmp.write_bytes(safetensors.torch.save(sd, metadata={"format": "pt"}))
     return sha256_file(path)
 
 
