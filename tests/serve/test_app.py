@@ -292,7 +292,7 @@ def test_stop_pause_step_resume_give_the_uninterrupted_weights(client, ws, tmp_p
 
 def test_one_writer_per_run_directory(client, ws, tmp_path):
     trainer = client.app.state.trainer
-    cfg = digits(30, name="long")
+    cfg = digits(1000, name="long")  # long enough never to finish before the stop below
     job = trainer.start(cfg, ws.root / "runs" / "long")
     try:
         wait(lambda: job.epoch >= 1, "the first epoch")
