@@ -327,14 +327,24 @@ def test_stop_and_resume_mid_epoch_equals_an_uninterrupted_run(monkeypatch, k, b
 
 def test_a_stepper_without_the_hook_still_takes_single_steps():
     """The loop is unchanged for every other stepper: StackedDenseStepper (the CPU path) and
-    PlainStepper have no train_steps, and take one train_step per batch."""
+    PlainStepper have no train_steps, and take one train_step per batch: a slice of rows copied
+    in the epoch's order, or (an epoch whose copy was not ready: the first) the batch's row indices."""
     assert not hasattr(StackedDenseStepper, "train_steps") and not hasattr(PlainStepper, "train_steps")
     cfgs = [_cfg(**{"train.batch_size": 100})]
     stepper = _make(StackedDenseStepper, cfgs)
     calls, inner = [], stepper.train_step
     stepper.train_step = lambda *a, **kw: (calls.append(a[2]), inner(*a, **kw))
-    _fit(stepper, _data(cfgs), cfgs[0])
-    assert calls == [slice(b * 100, (b + 1) * 100) for b in range(7)] * 3
+    datas = _data(cfgs)
+    _fit(stepper, datas, cfgs[0])
+    assert len(calls) == 7 * 3
+    for i, idx in enumerate(calls):
+        epoch, b = divmod(i, 7)
+        if isinstance(idx, slice):
+            assert idx == slice(b * 100, (b + 1) * 100)
+        else:
+            order = loop.permutation(datas[0].x_train.shape[0], cfgs[0].train.seed, epoch, True, CPU)
+            assert torch.equal(idx, order[b * 100:(b + 1) * 100])
+    assert not isinstance(calls[0], slice)
 
 
 # -- the switch and the wiring --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 
 from aelab.config import RunConfig
 from aelab.engine.adam import KerasAdam, keras_adam_step_
-from aelab.engine.loop import TrainData, fit, permutation
+from aelab.engine.loop import TrainData, _EpochRows, fit, permutation
 from aelab.engine.steppers import PlainStepper, StackedDenseStepper
 from aelab.errors import TrainingError
 from aelab.runs import DataCache, spec_of
@@ -103,6 +103,52 @@ def test_stacked_models_train_to_their_plain_bits(group):
         _fit(ps, [d], c)
         for (k, a), b in zip(ps.model.state_dict().items(), m.state_dict().values()):
             assert torch.equal(a, b), (c.model.encoder, k)
+
+
+def _epoch_rows(rows, order):
+    return rows if order is None else rows[order]
+
+
+def test_epoch_rows_by_index_or_copied_are_the_epochs_rows_and_a_copy_in_use_is_never_overwritten():
+    """Each epoch gets its permutation's rows, whether copied ahead or gathered by index; the copy
+    made for the next epoch goes into the buffers of the epoch before last, never the one in use."""
+    cfg = _cfg()
+    (d,) = _data([cfg])
+    rows = _EpochRows([d], d.x_train, seed=5, shuffle=True, epochs=6)
+    seen, buffers = set(), set()
+    try:
+        for epoch in range(6):
+            (x_in,), y, _, order = rows.get(epoch, by_index=True)
+            seen.add(order is None)
+            want = d.x_train[permutation(d.x_train.shape[0], 5, epoch, True, "cpu")]
+            if rows.pending is not None:
+                rows.pending[1].result()  # the next epoch's copy is made: this one's rows are untouched
+            assert torch.equal(_epoch_rows(y, order), want) and torch.equal(_epoch_rows(x_in, order), want)
+            if order is None:
+                buffers.add(y.data_ptr())
+    finally:
+        rows.close()
+    assert seen == {True, False}  # the first epoch went by index, the later ones by copies
+    assert len(buffers) == 2  # five copies made into two buffers, in turn
+
+
+def test_a_run_trains_to_the_same_bits_whether_its_epochs_go_by_index_or_by_copies(monkeypatch):
+    cfg = _cfg(**{"model.activity_l1": 0.01})
+    d = _data([cfg])
+    mixed = _stacked([cfg])
+    _fit(mixed, d, cfg)  # the first epoch by index, the others copies when ready
+    real_get = _EpochRows.get
+    monkeypatch.setattr(_EpochRows, "get", lambda self, epoch, by_index=False: real_get(self, epoch, False))
+    copied = _stacked([cfg])
+    _fit(copied, d, cfg)  # every epoch a copy, waited for
+    for a, b in zip(mixed.export_models()[0].state_dict().values(), copied.export_models()[0].state_dict().values()):
+        assert torch.equal(a, b)
+    plain = _plain(cfg)
+    monkeypatch.setattr(_EpochRows, "get", lambda self, epoch, by_index=False: real_get(self, epoch, True) if epoch == 0
+                        else real_get(self, epoch, False))
+    _fit(plain, d, cfg)  # the plain stepper, its first epoch by index
+    for a, b in zip(plain.model.state_dict().values(), copied.export_models()[0].state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_fused_adam_matches_keras_rule():

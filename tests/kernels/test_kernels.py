@@ -130,6 +130,10 @@ def test_gather_rows(monkeypatch, use_c):
     src = torch.randn(50, 7)
     idx = torch.randperm(50)[:20]
     assert torch.equal(ckernels.gather_rows(src, idx), src[idx])
+    out = torch.full((20, 7), float("nan"))
+    assert ckernels.gather_rows(src, idx, out=out) is out and torch.equal(out, src[idx])
+    with pytest.raises(ValueError, match=r"out must be a contiguous torch.float32 tensor of shape \(20, 7\)"):
+        ckernels.gather_rows(src, idx, out=torch.empty(20, 6))
     if use_c:
         with pytest.raises(IndexError, match="out of range"):
             ckernels.gather_rows(src, torch.tensor([3, 50]))

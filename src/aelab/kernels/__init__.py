@@ -267,11 +267,17 @@ def keras_adam_flat(bufs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
                     1.0 - beta1, 1.0 - beta2, eps)
 
 
-def gather_rows(src: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def gather_rows(src: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``src[idx]`` for a 2-D ``src`` and in-range 1-D ``idx``: one single-threaded C loop on a
     CPU (safe on a background thread, it releases the GIL and starts no thread pool), else
-    ``index_select``."""
-    out = torch.empty((idx.shape[0], src.shape[1]), dtype=src.dtype, device=src.device)
+    ``index_select``. Written into ``out`` when given (a contiguous tensor of the result's shape,
+    dtype and device: reusing one spares the page faults of fresh memory, which cost more than the
+    copy on some machines)."""
+    shape = (idx.shape[0], src.shape[1])
+    if out is None:
+        out = torch.empty(shape, dtype=src.dtype, device=src.device)
+    elif tuple(out.shape) != shape or out.dtype != src.dtype or out.device != src.device or not out.is_contiguous():
+        raise ValueError(f"gather_rows: out must be a contiguous {src.dtype} tensor of shape {shape} on {src.device}")
     if usable(src) and idx.dtype == torch.int64 and idx.device.type == "cpu":
         idx = idx.contiguous()
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= src.shape[0]):
