@@ -16,7 +16,8 @@ What it measures, each in a fresh process so nothing is warm that a user's first
 2. ``aelab --help`` wall time (median of 5 fresh processes).
 3. A 1-epoch ``aelab train`` of the lab model on full MNIST, split into start-up (process start to the
    first epoch), training (the epoch as the history records it) and finishing (evaluation, codes,
-   figures, artifacts), from the run's events.
+   figures, artifacts), from the run's events; and ``aelab train --epochs 1`` itself, in 5 fresh
+   processes, less each one's epoch, with the time its garbage collections took.
 4. ``aelab study exercise12 --quick`` wall time, and how much of it is finishing.
 5. With ``--full``: ``aelab study exercise12`` wall time.
 
@@ -141,6 +142,24 @@ print(json.dumps({"t_start": t_start, "t_end": t_end, "stamps": stamps,
 #: fresh `aelab train --epochs 1` processes timed (their median is reported)
 CLI_REPEATS = 5
 
+#: the aelab command, with the time its garbage collections take summed (``gc.callbacks``) and
+#: printed as the last line of stderr
+CLI_GC = r"""
+import gc, json, sys, time
+spent, full, t = [0.0], [0], [0.0]
+def timer(phase, info):
+    if phase == "start":
+        t[0] = time.perf_counter()
+    else:
+        spent[0] += time.perf_counter() - t[0]
+        full[0] += info["generation"] == 2
+gc.callbacks.append(timer)
+from aelab.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"seconds": spent[0], "full": full[0]}), file=sys.stderr)
+sys.exit(code)
+"""
+
 
 def train_split(tmp: Path) -> dict:
     t0 = time.time()
@@ -156,17 +175,20 @@ def train_split(tmp: Path) -> dict:
     total = r["t_end"] - r["t_start"]
     # CLI wall for the same job (argument parsing, config fitting, the same train), the median of
     # CLI_REPEATS fresh processes, each less its own epoch (from the run's history.json)
-    walls, beyond = [], []
+    walls, beyond, gcs = [], [], []
     for _ in range(CLI_REPEATS):
         t1 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "aelab.cli", "train", "--epochs", "1", "--out",
-                        str(tmp / "train-cli"), "--overwrite", "--quiet"], capture_output=True, check=True)
+        out = subprocess.run([sys.executable, "-c", CLI_GC, "train", "--epochs", "1", "--out",
+                              str(tmp / "train-cli"), "--overwrite", "--quiet"], capture_output=True, text=True,
+                             check=True)
         walls.append(time.perf_counter() - t1)
         hist = json.loads((tmp / "train-cli" / "history.json").read_text())
         beyond.append(walls[-1] - sum(hist["epoch_seconds"]))
+        gcs.append(json.loads(out.stderr.strip().splitlines()[-1]))
     return {"start_up": started - r["t_start"], "epoch": epoch, "finishing": finishing, "total": total,
             "beyond_epoch": total - epoch, "cli_wall": statistics.median(walls),
-            "cli_beyond_epoch": statistics.median(beyond), "cli_beyond_all": beyond}
+            "cli_beyond_epoch": statistics.median(beyond), "cli_beyond_all": beyond,
+            "cli_gc": statistics.median(g["seconds"] for g in gcs), "cli_gc_full": gcs[0]["full"]}
 
 
 # -- 4/5. studies ------------------------------------------------------------------------------------
@@ -220,7 +242,8 @@ def main(argv=None) -> None:
         f"{tr['epoch']:.2f} s, finishing {tr['finishing']:.2f} s; {tr['beyond_epoch']:.2f} s beyond the epoch "
         f"({tr['total']:.2f} s in all). `aelab train --epochs 1`: {tr['cli_wall']:.2f} s wall, "
         f"{tr['cli_beyond_epoch']:.2f} s beyond its epoch (medians of {CLI_REPEATS} processes; each: "
-        f"{', '.join(f'{b:.2f}' for b in tr['cli_beyond_all'])} s).",
+        f"{', '.join(f'{b:.2f}' for b in tr['cli_beyond_all'])} s); garbage collection "
+        f"{tr['cli_gc']:.2f} s of it ({tr['cli_gc_full']} full collections).",
     ]
     if q:
         lines.append(f"- `aelab study exercise12 --quick` (in-process, no report): {q['wall']:.1f} s, of which "

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 from . import __version__, _signals, catalog
 from ._atomic import check_out_path, is_disk_full
+from ._gc import long_lived
 from ._malloc import keep_freed_memory
 from .errors import AelabError, ConfigError
 from .track import TRACKERS, open_tracker
@@ -238,8 +239,9 @@ class Console:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import config, data, runs  # deferred: keeps --help and argument errors free of PyTorch
-    from .runs import plan  # deferred: keeps --help and argument errors free of PyTorch
+    with long_lived():  # the library's imports: frozen for the collector (aelab._gc)
+        from . import config, data, runs  # deferred: keeps --help and argument errors free of PyTorch
+        from .runs import plan  # deferred: keeps --help and argument errors free of PyTorch
 
     if args.resume:
         rd = Path(args.resume)
@@ -314,9 +316,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from . import report, study as studies  # deferred: keeps --help and argument errors free of PyTorch
-    from .runs.plan import data_source_text  # deferred: keeps --help and argument errors free of PyTorch
-    from .study.plan import study_out  # deferred: keeps --help and argument errors free of PyTorch
+    with long_lived():  # the library's imports: frozen for the collector (aelab._gc)
+        from . import report, study as studies  # deferred: keeps --help and argument errors free of PyTorch
+        from .runs.plan import data_source_text  # deferred: keeps --help and argument errors free of PyTorch
+        from .study.plan import study_out  # deferred: keeps --help and argument errors free of PyTorch
 
     ov = _flag_overrides(args)  # the study command's only config flag is --set
     if args.seeds < 1:
@@ -360,8 +363,9 @@ def _print_summary(res: dict) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from . import report, study  # deferred: keeps --help and argument errors free of PyTorch
-    from .study.plan import sweep_base, sweep_out  # deferred: keeps --help and argument errors free of PyTorch
+    with long_lived():  # the library's imports: frozen for the collector (aelab._gc)
+        from . import report, study  # deferred: keeps --help and argument errors free of PyTorch
+        from .study.plan import sweep_base, sweep_out  # deferred: keeps --help and argument errors free of PyTorch
 
     if not args.config:
         args.study = args.study or "exercise12"
@@ -393,7 +397,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from . import artifacts, report  # deferred: keeps --help and argument errors free of NumPy and matplotlib
+    with long_lived():  # the library's imports: frozen for the collector (aelab._gc)
+        from . import artifacts, report  # deferred: keeps --help and argument errors free of NumPy and matplotlib
 
     d = Path(args.dir)
     if not d.is_dir():
@@ -414,9 +419,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_latent(args: argparse.Namespace) -> int:
     """aelab latent RUN_DIR: the run's code space as figures and latent.json (aelab.latent_io)."""
-    from .analysis.latent import analyse, quality_lines  # deferred: keeps --help free of PyTorch
-    from .data import DataCache  # deferred: keeps --help and argument errors free of PyTorch
-    from .latent import have_umap  # deferred: keeps --help and argument errors free of NumPy
+    with long_lived():  # the library's imports: frozen for the collector (aelab._gc)
+        from .analysis.latent import analyse, quality_lines  # deferred: keeps --help free of PyTorch
+        from .data import DataCache  # deferred: keeps --help and argument errors free of PyTorch
+        from .latent import have_umap  # deferred: keeps --help and argument errors free of NumPy
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     for m in methods or []:

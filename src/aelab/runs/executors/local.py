@@ -35,6 +35,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..._lock import adopt, dir_lock, held_fds
+from ..._gc import freeze_imports
 from ..._malloc import keep_freed_memory
 from ...data.cache import DataCache, DataOptions
 from ...engine.loop import Interrupted, StopFlag
@@ -161,6 +162,7 @@ def _worker_init(threads: int, queue, parent: int, locks: _LockFds) -> None:
     _die_with_parent(parent)
     adopt(locks.fds)  # the run directories' locks: this worker holds them while it writes
     keep_freed_memory()  # an aelab worker process: the allocator setting of aelab's command (aelab._malloc)
+    freeze_imports()  # ... and its collector setting: what it imported is frozen (aelab._gc)
     torch.set_num_threads(threads)
     _WORKER_QUEUE = queue
     queue.put(("pid", os.getpid()))
