@@ -155,7 +155,7 @@ def timer(phase, info):
         full[0] += info["generation"] == 2
 gc.callbacks.append(timer)
 from aelab.cli import main
-code = main(sys.argv[1:])
+code = main()  # as the aelab program runs it: the arguments from sys.argv
 print(json.dumps({"seconds": spent[0], "full": full[0]}), file=sys.stderr)
 sys.exit(code)
 """

@@ -7,10 +7,18 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from aelab import _gc
 from aelab._gc import long_lived
 
 
-def test_long_lived_pauses_the_collector_then_freezes_what_is_alive():
+@pytest.fixture
+def own(monkeypatch):
+    monkeypatch.setattr(_gc, "_own", True)
+
+
+def test_long_lived_pauses_the_collector_then_freezes_what_is_alive(own):
     before = gc.get_freeze_count()
     try:
         assert gc.isenabled()
@@ -31,20 +39,38 @@ def test_long_lived_pauses_the_collector_then_freezes_what_is_alive():
         gc.unfreeze()
 
 
-def test_the_command_freezes_its_imports_and_a_library_call_does_not(tmp_path):
-    """`aelab train` runs with PyTorch and the rest of what it imported frozen; importing and
-    calling the library from Python (a notebook) leaves the collector as it was."""
-    code = ("import gc, json, sys; from aelab.cli import main; "
+def test_long_lived_does_nothing_in_a_process_not_aelabs():
+    assert not _gc._own  # the test process is pytest's
+    before = gc.get_freeze_count()
+    with long_lived():
+        assert gc.isenabled()
+    assert gc.get_freeze_count() == before
+
+
+COMMAND = ("import atexit, gc, json, sys; "
+           "atexit.register(lambda: print(json.dumps([gc.get_freeze_count(), gc.isenabled()]))); "
+           "sys.argv = ['aelab', 'train', '--dataset', 'digits', '--epochs', '1', '--out', sys.argv[1], '-q']; "
+           "from aelab.cli import main; sys.exit(main())")
+
+
+def _last_json(code: str, out_dir) -> list:
+    out = subprocess.run([sys.executable, "-c", code, str(out_dir)], capture_output=True, text=True, timeout=300,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_program_freezes_its_imports_and_a_callers_call_does_not(tmp_path):
+    """`aelab train` run as the program trains with PyTorch and the rest of what it imported frozen;
+    the same command called from a caller's program (main(argv)), or the library from a notebook,
+    leaves the collector as it was."""
+    frozen, enabled = _last_json(COMMAND, tmp_path / "program")
+    assert enabled and frozen > 100_000  # PyTorch alone is several hundred thousand objects
+    call = ("import gc, json, sys; from aelab.cli import main; "
             "code = main(['train', '--dataset', 'digits', '--epochs', '1', '--out', sys.argv[1], '-q']); "
             "print(json.dumps([code, gc.get_freeze_count(), gc.isenabled()]))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
-                         timeout=300, check=True)
-    code_, frozen, enabled = json.loads(out.stdout.strip().splitlines()[-1])
-    assert code_ == 0 and enabled and frozen > 100_000  # PyTorch alone is several hundred thousand objects
+    assert _last_json(call, tmp_path / "call") == [0, 0, True]
     lib = ("import gc, json, sys, aelab; from aelab import RunConfig; "
            "cfg = RunConfig().with_overrides({'data.dataset': 'digits', 'train.epochs': 1}); "
            "aelab.train(aelab.fit_config(cfg), sys.argv[1], progress=False); "
            "print(json.dumps([gc.get_freeze_count(), gc.isenabled()]))")
-    out = subprocess.run([sys.executable, "-c", lib, str(tmp_path / "lib")], capture_output=True, text=True,
-                         timeout=300, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, True]
+    assert _last_json(lib, tmp_path / "lib") == [0, True]

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 from . import __version__, _signals, catalog
 from ._atomic import check_out_path, is_disk_full
-from ._gc import long_lived
+from ._gc import long_lived, own_process
 from ._malloc import keep_freed_memory
 from .errors import AelabError, ConfigError
 from .track import TRACKERS, open_tracker
@@ -574,6 +574,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """The entry point: ``_main`` with SIGINT/SIGTERM handled for the whole command
     (``aelab._signals``): an interrupt anywhere — an import, a download, a report, training — ends
     in one line naming the signal and exit code 130, after every clean-up has run."""
+    if argv is None:  # the aelab program, not a caller's call: its imports are frozen (aelab._gc)
+        own_process()
     with _signals.command_signals(last=argv is None):  # argv None: the aelab program, not a caller's call
         try:
             return _main(argv)
