@@ -59,15 +59,20 @@ class _EpochRows:
         #: the row buffers the last get() handed out
         self.handed: list[torch.Tensor] = []
 
-    def _make(self, epoch: int, free: list[torch.Tensor] | None = None, gather: bool = True):
-        """The epoch's rows (as :meth:`get`), and the buffers made for them; ``free``: buffers to write
-        into (any of the right shape and dtype)."""
+    def _tensors(self, epoch: int):
+        """The epoch's training tensors, unshuffled: (inputs per model, targets, labels or None)."""
         x_in = [d.train_inputs(epoch) for d in self.datas]
         # x_train, or the epoch's binary sample (dynamic binarisation: TrainData.train_targets)
         targets = getattr(self.datas[0], "train_targets", None)
         y = self.y if targets is None else targets(epoch)
         labels = self.datas[0].y_train  # a conditional model's class labels, shuffled with the same rows
-        if not self.shuffle or not gather:
+        return x_in, y, labels
+
+    def _make(self, epoch: int, free: list[torch.Tensor] | None = None):
+        """The epoch's rows (as :meth:`get`), and the buffers made for them; ``free``: buffers to write
+        into (any of the right shape and dtype)."""
+        x_in, y, labels = self._tensors(epoch)
+        if not self.shuffle:
             return (x_in, y, labels, None), []
         perm = permutation(self.n, self.seed, epoch, self.shuffle, self.y.device)
         free = list(free or ())
@@ -94,7 +99,7 @@ class _EpochRows:
         ``order[b * batch_size:(b + 1) * batch_size]`` (the same values, so the same results)."""
         ahead = self.pending[1] if self.pending is not None and self.pending[0] == epoch else None
         late = None  # a copy not waited for: its buffers are free once it is done
-        if ahead is not None and (ahead.done() or not by_index or self.pool is None):
+        if ahead is not None and (ahead.done() or not by_index):  # (a copy ahead means a pool)
             out, made = ahead.result()
         elif by_index and self.pool is not None:
             out, made, late = self._sources(epoch), [], ahead
@@ -114,8 +119,7 @@ class _EpochRows:
 
     def _sources(self, epoch: int):
         """The epoch's training tensors unshuffled, with its permutation."""
-        x_in, y, labels, _ = self._make(epoch, gather=False)[0]
-        return x_in, y, labels, permutation(self.n, self.seed, epoch, self.shuffle, self.y.device)
+        return *self._tensors(epoch), permutation(self.n, self.seed, epoch, self.shuffle, self.y.device)
 
     def close(self) -> None:
         if self.pool is not None:
